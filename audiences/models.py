@@ -1,0 +1,172 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Visitor(models.Model):
+    """One anonymous browser or device, keyed by cookie or device id. Holds no personal data."""
+
+    class KeyKind(models.TextChoices):
+        COOKIE = "cookie", "Cookie id"
+        DEVICE = "device", "Device id"
+
+    class DeviceType(models.TextChoices):
+        DESKTOP = "desktop", "Desktop"
+        MOBILE = "mobile", "Mobile"
+        TABLET = "tablet", "Tablet"
+        TV = "tv", "TV"
+        OTHER = "other", "Other"
+
+    key_kind = models.CharField(max_length=10, choices=KeyKind.choices, default=KeyKind.COOKIE)
+    key = models.CharField(max_length=255, help_text="The cookie or device id.")
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    country = models.CharField(max_length=2, blank=True, help_text="ISO 3166 alpha-2 code.")
+    device_type = models.CharField(max_length=10, choices=DeviceType.choices, blank=True)
+    browser = models.CharField(max_length=60, blank=True)
+    profile = models.ForeignKey(
+        "profiles.Profile",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="visitors",
+        help_text="Linked CDP profile; only while the person's advertising or personalisation "
+        "consent holds.",
+    )
+    expires_at = models.DateTimeField(
+        help_text="When this visitor's data is purged (retention after last seen)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-last_seen_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["key_kind", "key"], name="visitor_unique_key"),
+        ]
+        indexes = [
+            models.Index(fields=["expires_at"], name="visitor_expires"),
+            models.Index(fields=["last_seen_at"], name="visitor_last_seen"),
+            models.Index(fields=["profile"], name="visitor_profile", condition=Q(profile__isnull=False)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key_kind}:{self.key}"
+
+
+class DataProvider(models.Model):
+    class Party(models.TextChoices):
+        FIRST = "first", "First party"
+        SECOND = "second", "Second party"
+        THIRD = "third", "Third party"
+
+    name = models.CharField(max_length=200, unique=True)
+    party = models.CharField(max_length=10, choices=Party.choices, default=Party.THIRD)
+    retention_days = models.PositiveIntegerField(
+        default=90, help_text="Trait hits from this provider expire this many days after observed."
+    )
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Category(models.Model):
+    """A node of the audience taxonomy (like the IAB Audience Taxonomy)."""
+
+    class Kind(models.TextChoices):
+        DEMOGRAPHIC = "demographic", "Demographic"
+        INTEREST = "interest", "Interest"
+        PURCHASE_INTENT = "purchase_intent", "Purchase intent"
+
+    code = models.CharField(max_length=64, unique=True, help_text="Stable taxonomy code.")
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    tier = models.PositiveSmallIntegerField(default=1, help_text="Depth in the taxonomy, 1 = top.")
+
+    class Meta:
+        ordering = ["code"]
+        verbose_name_plural = "categories"
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.name}"
+
+
+class VisitorTraitHit(models.Model):
+    """A provider saw a visitor in a category; expires on a sliding TTL (re-observed: extended)."""
+
+    visitor = models.ForeignKey(Visitor, on_delete=models.CASCADE, related_name="trait_hits")
+    category = models.ForeignKey(Category, on_delete=models.CASCADE, related_name="hits")
+    provider = models.ForeignKey(DataProvider, on_delete=models.CASCADE, related_name="hits")
+    observed_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-observed_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["visitor", "category", "provider"], name="trait_hit_unique"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["expires_at"], name="trait_hit_expires"),
+            models.Index(fields=["category", "expires_at"], name="trait_hit_category"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.visitor_id} in {self.category_id}"
+
+
+class Audience(models.Model):
+    """A rule-defined group of visitors, or a lookalike of a CDP segment."""
+
+    class Kind(models.TextChoices):
+        RULE = "rule", "Rule"
+        LOOKALIKE = "lookalike", "Lookalike"
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.RULE)
+    rule = models.JSONField(default=dict, blank=True, help_text="Rule over visitors (rule language).")
+    seed_segment = models.ForeignKey(
+        "profiles.Segment",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="lookalike_audiences",
+        help_text="For lookalikes: the CDP segment whose linked visitors are the seed.",
+    )
+    reach_percent = models.PositiveSmallIntegerField(
+        default=5, help_text="For lookalikes: the top N% most similar visitors."
+    )
+    size = models.PositiveIntegerField(default=0, editable=False)
+    refreshed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(reach_percent__gte=1, reach_percent__lte=100),
+                name="audience_reach_pct",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="lookalike") | Q(seed_segment__isnull=False),
+                name="audience_lookalike_has_seed",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

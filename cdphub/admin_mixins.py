@@ -1,0 +1,100 @@
+"""Shared admin behaviour: personal data masked for roles without the PII permission, and
+changelists that stay fast on big tables."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.utils.html import format_html
+
+from cdphub.paginators import EstimatedCountPaginator
+from cdphub.pii import can_view_pii, mask_traits, mask_value
+
+
+class FastChangeListMixin:
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    list_per_page = 50
+
+
+class PiiMaskedAdminMixin:
+    """``pii_fields`` are shown masked (list and form) and are not searchable or editable for
+    users without the PII permission; ``pii_json_fields`` are shown with personal keys masked."""
+
+    pii_fields: tuple[str, ...] = ()
+    pii_json_fields: tuple[str, ...] = ()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in (*self.pii_fields, *self.pii_json_fields):
+            setattr(self, masked_name(name), self._masked_display(name))
+
+    def _masked_display(self, name: str):
+        model_field = self.model._meta.get_field(name)
+        is_json = name in self.pii_json_fields
+
+        @admin.display(description=model_field.verbose_name)
+        def display(obj):
+            value = getattr(obj, name)
+            if is_json:
+                return format_html("<code>{}</code>", mask_traits(value))
+            return mask_value(value)
+
+        return display
+
+    def may_view_pii(self, request) -> bool:
+        return can_view_pii(request.user)
+
+    def _masked(self, request, names):
+        if self.may_view_pii(request):
+            return list(names)
+        hidden = {*self.pii_fields, *self.pii_json_fields}
+        return [masked_name(name) if name in hidden else name for name in names]
+
+    def get_list_display(self, request):
+        return self._masked(request, super().get_list_display(request))
+
+    def get_list_display_links(self, request, list_display):
+        links = super().get_list_display_links(request, list_display)
+        return self._masked(request, links) if links else links
+
+    def get_search_fields(self, request):
+        fields = super().get_search_fields(request)
+        if self.may_view_pii(request):
+            return fields
+        hidden = {*self.pii_fields, *self.pii_json_fields}
+        return [f for f in fields if f.lstrip("=^@").split("__")[0] not in hidden]
+
+    def get_fields(self, request, obj=None):
+        return self._masked(request, super().get_fields(request, obj))
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if self.may_view_pii(request):
+            return fieldsets
+        return [
+            (title, {**options, "fields": self._masked(request, options["fields"])})
+            for title, options in fieldsets
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if self.may_view_pii(request):
+            return readonly
+        return readonly + [masked_name(n) for n in (*self.pii_fields, *self.pii_json_fields)]
+
+    def get_form(self, request, obj=None, **kwargs):
+        if not self.may_view_pii(request):
+            kwargs["exclude"] = [
+                *(kwargs.get("exclude") or ()),
+                *self.pii_fields,
+                *self.pii_json_fields,
+            ]
+        return super().get_form(request, obj, **kwargs)
+
+
+def masked_name(name: str) -> str:
+    return f"{name}_masked"
+
+
+class ReadableModelAdmin(FastChangeListMixin, PiiMaskedAdminMixin, admin.ModelAdmin):
+    """The base of every model admin in cdphub."""

@@ -1,0 +1,72 @@
+"""Roles are groups with permissions. Rules are per app, so a model added later is covered."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import Group, Permission
+from django.db import transaction
+
+from cdphub.pii import PII_PERMISSION
+
+ALL = ("view", "add", "change", "delete")
+EDIT = ("view", "add", "change")
+VIEW = ("view",)
+
+# role -> {app label: actions}, and whether the role sees personal data.
+ROLES: dict[str, dict] = {
+    "Marketer": {
+        "apps": {"profiles": EDIT, "audiences": ALL, "consent": VIEW, "crm": VIEW},
+        "pii": True,
+    },
+    "Sales": {
+        "apps": {"crm": ALL, "profiles": VIEW, "consent": VIEW},
+        "pii": True,
+    },
+    "Privacy officer": {
+        "apps": {"consent": ALL, "profiles": ALL, "crm": VIEW, "audiences": VIEW},
+        "pii": True,
+    },
+    "Data engineer": {
+        "apps": {"profiles": ALL, "audiences": EDIT, "consent": VIEW, "crm": VIEW, "cdphub": VIEW},
+        "pii": False,
+    },
+    "Analyst": {
+        "apps": {"profiles": VIEW, "crm": VIEW, "audiences": VIEW, "consent": VIEW},
+        "pii": False,
+    },
+}
+
+# Never granted to any role: the consent ledger is append-only.
+FORBIDDEN = {"consent.change_consentrecord", "consent.delete_consentrecord"}
+
+
+def role_permissions(role: str) -> list[Permission]:
+    spec = ROLES[role]
+    permissions = []
+    candidates = Permission.objects.select_related("content_type").filter(
+        content_type__app_label__in=spec["apps"].keys()
+    )
+    for permission in candidates:
+        app = permission.content_type.app_label
+        action = permission.codename.split("_", 1)[0]
+        full = f"{app}.{permission.codename}"
+        if action in spec["apps"][app] and full not in FORBIDDEN:
+            permissions.append(permission)
+    app_label, codename = PII_PERMISSION.split(".")
+    permissions = [p for p in permissions if p.codename != codename]
+    if spec["pii"]:
+        permissions.append(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    return permissions
+
+
+@transaction.atomic
+def roles_sync() -> dict[str, int]:
+    """Create or update the role groups; returns the number of permissions per role."""
+    counts = {}
+    for role in ROLES:
+        group, _ = Group.objects.get_or_create(name=role)
+        permissions = role_permissions(role)
+        group.permissions.set(permissions)
+        counts[role] = len(permissions)
+    return counts

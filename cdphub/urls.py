@@ -1,0 +1,20 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from audiences.urls import register as register_audiences
+from consent.urls import register as register_consent
+from crm.urls import register as register_crm
+from profiles.urls import register as register_profiles
+
+router = DefaultRouter(trailing_slash=True)
+for register in (register_profiles, register_crm, register_audiences, register_consent):
+    register(router)
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/", include(router.urls)),
+]

@@ -1,0 +1,325 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+OWNER = settings.AUTH_USER_MODEL
+
+
+class Tag(models.Model):
+    name = models.CharField(max_length=80, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Company(models.Model):
+    class Size(models.TextChoices):
+        MICRO = "1-9", "1-9"
+        SMALL = "10-49", "10-49"
+        MEDIUM = "50-249", "50-249"
+        LARGE = "250-999", "250-999"
+        ENTERPRISE = "1000+", "1000+"
+
+    name = models.CharField(max_length=255)
+    domain = models.CharField(
+        max_length=255,
+        null=True,
+        blank=True,
+        unique=True,
+        help_text="Web domain without scheme or www (example.com); unique, used as import key.",
+    )
+    industry = models.CharField(max_length=120, blank=True)
+    size = models.CharField(max_length=10, choices=Size.choices, blank=True)
+    country = models.CharField(max_length=2, blank=True, help_text="ISO 3166 alpha-2 code.")
+    owner = models.ForeignKey(
+        OWNER, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_companies"
+    )
+    tags = models.ManyToManyField(Tag, blank=True, related_name="companies")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "companies"
+        indexes = [models.Index(fields=["owner"], name="company_owner")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Contact(models.Model):
+    class LifecycleStage(models.TextChoices):
+        SUBSCRIBER = "subscriber", "Subscriber"
+        LEAD = "lead", "Lead"
+        MQL = "mql", "Marketing qualified lead"
+        SQL = "sql", "Sales qualified lead"
+        OPPORTUNITY = "opportunity", "Opportunity"
+        CUSTOMER = "customer", "Customer"
+        EVANGELIST = "evangelist", "Evangelist"
+        OTHER = "other", "Other"
+
+    # Personal data, masked for roles without the PII permission and erased on request.
+    PII_FIELDS = (
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "street",
+        "postal_code",
+        "city",
+        "date_of_birth",
+    )
+
+    first_name = models.CharField(max_length=120, blank=True)
+    last_name = models.CharField(max_length=120, blank=True)
+    email = models.EmailField(blank=True, db_index=True)
+    phone = models.CharField(max_length=32, blank=True, help_text="Stored in E.164 (+31612345678).")
+    street = models.CharField(max_length=255, blank=True)
+    postal_code = models.CharField(max_length=20, blank=True)
+    city = models.CharField(max_length=120, blank=True)
+    country = models.CharField(max_length=2, blank=True, help_text="ISO 3166 alpha-2 code.")
+    date_of_birth = models.DateField(null=True, blank=True)
+    job_title = models.CharField(max_length=200, blank=True)
+    lifecycle_stage = models.CharField(
+        max_length=20, choices=LifecycleStage.choices, default=LifecycleStage.LEAD
+    )
+    external_id = models.CharField(
+        max_length=255,
+        null=True,
+        blank=True,
+        unique=True,
+        help_text="The contact's id in the system it came from; usable as import key.",
+    )
+    company = models.ForeignKey(
+        Company, null=True, blank=True, on_delete=models.SET_NULL, related_name="contacts"
+    )
+    profile = models.ForeignKey(
+        "profiles.Profile",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="crm_contacts",
+        help_text="The CDP profile with the same e-mail or phone.",
+    )
+    owner = models.ForeignKey(
+        OWNER, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_contacts"
+    )
+    tags = models.ManyToManyField(Tag, blank=True, related_name="contacts")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["last_name", "first_name", "id"]
+        indexes = [
+            models.Index(fields=["owner"], name="contact_owner"),
+            models.Index(fields=["lifecycle_stage"], name="contact_lifecycle"),
+            models.Index(fields=["profile"], name="contact_profile"),
+        ]
+
+    def __str__(self) -> str:
+        return self.full_name or self.email or f"Contact {self.pk}"
+
+    @property
+    def full_name(self) -> str:
+        return " ".join(part for part in (self.first_name, self.last_name) if part)
+
+
+class Pipeline(models.Model):
+    name = models.CharField(max_length=120, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Stage(models.Model):
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="stages")
+    name = models.CharField(max_length=120)
+    order = models.PositiveSmallIntegerField(default=0)
+    probability = models.PositiveSmallIntegerField(
+        default=0, help_text="Default win probability (0-100) of deals in this stage."
+    )
+    is_won = models.BooleanField(default=False)
+    is_lost = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["pipeline", "order"]
+        constraints = [
+            models.UniqueConstraint(fields=["pipeline", "name"], name="stage_name_per_pipeline"),
+            models.CheckConstraint(condition=Q(probability__lte=100), name="stage_probability_pct"),
+            models.CheckConstraint(
+                condition=~(Q(is_won=True) & Q(is_lost=True)), name="stage_not_won_and_lost"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pipeline}: {self.name}"
+
+
+class Deal(models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        WON = "won", "Won"
+        LOST = "lost", "Lost"
+
+    name = models.CharField(max_length=255)
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.PROTECT, related_name="deals")
+    stage = models.ForeignKey(Stage, on_delete=models.PROTECT, related_name="deals")
+    company = models.ForeignKey(
+        Company, null=True, blank=True, on_delete=models.SET_NULL, related_name="deals"
+    )
+    contact = models.ForeignKey(
+        Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="deals"
+    )
+    amount = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    currency = models.CharField(max_length=3, default="EUR", help_text="ISO 4217 code.")
+    probability = models.PositiveSmallIntegerField(default=0, help_text="Win probability, 0-100.")
+    expected_close_date = models.DateField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    lost_reason = models.CharField(max_length=255, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    owner = models.ForeignKey(
+        OWNER, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_deals"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(probability__lte=100), name="deal_probability_pct"),
+            models.CheckConstraint(condition=Q(amount__gte=0), name="deal_amount_not_negative"),
+        ]
+        indexes = [
+            models.Index(fields=["stage", "status"], name="deal_stage_status"),
+            models.Index(fields=["owner"], name="deal_owner"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Activity(models.Model):
+    class Kind(models.TextChoices):
+        CALL = "call", "Call"
+        EMAIL = "email", "E-mail"
+        MEETING = "meeting", "Meeting"
+        NOTE = "note", "Note"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    subject = models.CharField(max_length=255)
+    body = models.TextField(blank=True)
+    contact = models.ForeignKey(
+        Contact, null=True, blank=True, on_delete=models.CASCADE, related_name="activities"
+    )
+    deal = models.ForeignKey(
+        Deal, null=True, blank=True, on_delete=models.CASCADE, related_name="activities"
+    )
+    company = models.ForeignKey(
+        Company, null=True, blank=True, on_delete=models.CASCADE, related_name="activities"
+    )
+    owner = models.ForeignKey(
+        OWNER, null=True, blank=True, on_delete=models.SET_NULL, related_name="crm_activities"
+    )
+    due_at = models.DateTimeField(null=True, blank=True)
+    done_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "activities"
+        indexes = [
+            models.Index(fields=["contact", "-created_at"], name="activity_contact"),
+            models.Index(fields=["deal"], name="activity_deal"),
+            models.Index(fields=["owner", "due_at"], name="activity_owner_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.subject}"
+
+
+class Ticket(models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        PENDING = "pending", "Pending"
+        RESOLVED = "resolved", "Resolved"
+        CLOSED = "closed", "Closed"
+
+    class Priority(models.TextChoices):
+        LOW = "low", "Low"
+        NORMAL = "normal", "Normal"
+        HIGH = "high", "High"
+        URGENT = "urgent", "Urgent"
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "E-mail"
+        PHONE = "phone", "Phone"
+        CHAT = "chat", "Chat"
+        WEB = "web", "Web form"
+        SOCIAL = "social", "Social media"
+
+    subject = models.CharField(max_length=255)
+    description = models.TextField(blank=True)
+    contact = models.ForeignKey(
+        Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="tickets"
+    )
+    company = models.ForeignKey(
+        Company, null=True, blank=True, on_delete=models.SET_NULL, related_name="tickets"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.NORMAL)
+    channel = models.CharField(max_length=10, choices=Channel.choices, default=Channel.EMAIL)
+    owner = models.ForeignKey(
+        OWNER, null=True, blank=True, on_delete=models.SET_NULL, related_name="crm_tickets"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "priority"], name="ticket_status_priority")]
+
+    def __str__(self) -> str:
+        return self.subject
+
+
+class Task(models.Model):
+    class Priority(models.TextChoices):
+        LOW = "low", "Low"
+        NORMAL = "normal", "Normal"
+        HIGH = "high", "High"
+
+    title = models.CharField(max_length=255)
+    description = models.TextField(blank=True)
+    contact = models.ForeignKey(
+        Contact, null=True, blank=True, on_delete=models.CASCADE, related_name="tasks"
+    )
+    deal = models.ForeignKey(
+        Deal, null=True, blank=True, on_delete=models.CASCADE, related_name="tasks"
+    )
+    priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.NORMAL)
+    owner = models.ForeignKey(
+        OWNER, null=True, blank=True, on_delete=models.SET_NULL, related_name="crm_tasks"
+    )
+    due_at = models.DateTimeField(null=True, blank=True)
+    done_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["due_at", "id"]
+        indexes = [models.Index(fields=["owner", "done_at"], name="task_owner_open")]
+
+    def __str__(self) -> str:
+        return self.title

@@ -1,0 +1,53 @@
+import django_filters
+
+from profiles.models import Event, Identity, Profile, Segment, Source
+
+
+class SourceFilter(django_filters.FilterSet):
+    class Meta:
+        model = Source
+        fields = {"kind": ["exact"], "is_active": ["exact"], "name": ["exact", "icontains"]}
+
+
+class ProfileFilter(django_filters.FilterSet):
+    identity = django_filters.CharFilter(
+        method="filter_identity", label="Normalised identifier value (e-mail, phone, user id...)"
+    )
+    merged = django_filters.BooleanFilter(field_name="merged_into", lookup_expr="isnull", exclude=True)
+
+    class Meta:
+        model = Profile
+        fields = {
+            "last_seen_at": ["gte", "lte"],
+            "first_seen_at": ["gte", "lte"],
+            "created_at": ["gte", "lte"],
+        }
+
+    def filter_identity(self, queryset, name, value):
+        return queryset.filter(identities__value=value.strip().lower()).distinct() | queryset.filter(
+            identities__value=value.strip()
+        ).distinct()
+
+
+class IdentityFilter(django_filters.FilterSet):
+    class Meta:
+        model = Identity
+        fields = {"kind": ["exact"], "value": ["exact"], "profile": ["exact"], "source": ["exact"]}
+
+
+class EventFilter(django_filters.FilterSet):
+    class Meta:
+        model = Event
+        fields = {
+            "profile": ["exact"],
+            "source": ["exact"],
+            "type": ["exact"],
+            "name": ["exact"],
+            "timestamp": ["gte", "lt"],
+        }
+
+
+class SegmentFilter(django_filters.FilterSet):
+    class Meta:
+        model = Segment
+        fields = {"kind": ["exact"], "name": ["exact", "icontains"]}

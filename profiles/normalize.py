@@ -1,0 +1,93 @@
+"""Normalisation of identifiers: one canonical value per person and kind, junk refused."""
+
+from __future__ import annotations
+
+import phonenumbers
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+
+# Values SDKs, forms and tag managers send when they know nothing; they must never become keys,
+# or every anonymous visitor would merge into one profile.
+JUNK_VALUES = frozenset(
+    {
+        "",
+        "null",
+        "none",
+        "nil",
+        "undefined",
+        "nan",
+        "anonymous",
+        "anon",
+        "guest",
+        "unknown",
+        "n/a",
+        "na",
+        "0",
+        "-1",
+        "test",
+        "[object object]",
+        "test@test.com",
+        "test@example.com",
+        "noreply@example.com",
+        "no-reply@example.com",
+        "email@example.com",
+        "user@example.com",
+        "a@a.com",
+    }
+)
+
+
+class InvalidIdentifier(ValueError):
+    """An identifier value that is malformed or junk; the message says which and why."""
+
+
+def is_junk(value: str) -> bool:
+    lowered = value.strip().lower()
+    configured = {junk.strip().lower() for junk in settings.CDPHUB_JUNK_IDENTIFIERS}
+    return lowered in JUNK_VALUES or lowered in configured
+
+
+def normalize_email(value: object) -> str:
+    text = str(value or "").strip().lower()
+    if is_junk(text):
+        raise InvalidIdentifier(f"e-mail {value!r} is a placeholder, not an address")
+    try:
+        validate_email(text)
+    except ValidationError:
+        raise InvalidIdentifier(f"e-mail {value!r} is not a valid address") from None
+    return text
+
+
+def normalize_phone(value: object, region: str | None = None) -> str:
+    """Phone number in E.164 (``+31612345678``); numbers without ``+`` use the default region."""
+    text = str(value or "").strip()
+    if is_junk(text):
+        raise InvalidIdentifier(f"phone {value!r} is a placeholder, not a number")
+    try:
+        number = phonenumbers.parse(text, region or settings.CDPHUB_DEFAULT_PHONE_REGION)
+    except phonenumbers.NumberParseException:
+        raise InvalidIdentifier(f"phone {value!r} is not a phone number") from None
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidIdentifier(f"phone {value!r} is not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_opaque_id(value: object, *, label: str = "id") -> str:
+    """User ids, anonymous ids, device ids: kept as sent (trimmed), junk refused."""
+    if value is None or isinstance(value, bool | dict | list):
+        raise InvalidIdentifier(f"{label} {value!r} is not an identifier")
+    text = str(value).strip()
+    if is_junk(text):
+        raise InvalidIdentifier(f"{label} {value!r} is a placeholder, not an identifier")
+    if len(text) > 255:
+        raise InvalidIdentifier(f"{label} is longer than 255 characters")
+    return text
+
+
+def normalize_identifier(kind: str, value: object) -> str:
+    if kind == "email":
+        return normalize_email(value)
+    if kind == "phone":
+        return normalize_phone(value)
+    return normalize_opaque_id(value, label=kind.replace("_", " "))

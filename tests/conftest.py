@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from rest_framework.test import APIClient
+
+from cdphub.roles import ROLES, roles_sync
+from cdphub.services import api_key_create
+
+
+@pytest.fixture
+def roles(db) -> dict[str, Group]:
+    roles_sync()
+    return {group.name: group for group in Group.objects.filter(name__in=ROLES)}
+
+
+@pytest.fixture
+def user_with_role(roles):
+    """Factory: a staff user in the given role group."""
+
+    def make(role: str, username: str | None = None):
+        user = get_user_model().objects.create_user(
+            username=username or role.lower().replace(" ", "_"), password="pw-for-tests-1", is_staff=True
+        )
+        user.groups.add(roles[role])
+        return user
+
+    return make
+
+
+@pytest.fixture
+def superuser(db):
+    return get_user_model().objects.create_superuser("root", "root@example.com", "pw-for-tests-1")
+
+
+@pytest.fixture
+def admin_client(client, superuser):
+    client.force_login(superuser)
+    return client
+
+
+@pytest.fixture
+def api_client_with_scopes(db):
+    """Factory: an API client authenticated with a new key holding the given scopes."""
+
+    def make(*scopes: str) -> APIClient:
+        _, key = api_key_create(name=f"test {' '.join(scopes)}", scopes=list(scopes))
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+        return client
+
+    return make

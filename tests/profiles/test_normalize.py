@@ -1,0 +1,80 @@
+import pytest
+
+from profiles.normalize import (
+    InvalidIdentifier,
+    normalize_email,
+    normalize_identifier,
+    normalize_phone,
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("  Anna@Example.COM ", "anna@example.com"),
+        ("jan.de.vries+news@gmail.com", "jan.de.vries+news@gmail.com"),
+    ],
+)
+def test_email_is_trimmed_and_lower_cased(raw, expected):
+    assert normalize_email(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw", ["", "   ", "null", "undefined", "not-an-email", "a@", "@b.com", "test@test.com", None]
+)
+def test_bad_or_placeholder_emails_are_refused(raw):
+    with pytest.raises(InvalidIdentifier):
+        normalize_email(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("06 12345678", "+31612345678"),  # national format, default region NL
+        ("+31 6 1234 5678", "+31612345678"),
+        ("0031612345678", "+31612345678"),
+        ("+1 (415) 555-2671", "+14155552671"),
+        ("+44 20 7946 0958", "+442079460958"),
+    ],
+)
+def test_phone_becomes_e164(raw, expected):
+    assert normalize_phone(raw) == expected
+
+
+def test_phone_region_can_be_given():
+    assert normalize_phone("(415) 555-2671", region="US") == "+14155552671"
+
+
+def test_default_phone_region_is_configurable(settings):
+    settings.CDPHUB_DEFAULT_PHONE_REGION = "US"
+    assert normalize_phone("415 555 2671") == "+14155552671"
+
+
+@pytest.mark.parametrize("raw", ["", "0", "12", "abc", "+31 6 123", "null", "+99 123456789"])
+def test_bad_phones_are_refused(raw):
+    with pytest.raises(InvalidIdentifier):
+        normalize_phone(raw)
+
+
+@pytest.mark.parametrize(
+    "raw", ["", " ", "null", "NULL", "undefined", "anonymous", "guest", "0", "none", None, True, {}]
+)
+def test_junk_ids_are_refused(raw):
+    with pytest.raises(InvalidIdentifier):
+        normalize_identifier("user_id", raw)
+
+
+def test_ids_are_trimmed_but_keep_case():
+    assert normalize_identifier("user_id", "  User-42 ") == "User-42"
+    assert normalize_identifier("anonymous_id", 12345) == "12345"
+
+
+def test_configured_junk_values_are_refused(settings):
+    settings.CDPHUB_JUNK_IDENTIFIERS = ["placeholder-user"]
+    with pytest.raises(InvalidIdentifier):
+        normalize_identifier("user_id", "Placeholder-User")
+
+
+def test_overlong_id_is_refused():
+    with pytest.raises(InvalidIdentifier, match="255"):
+        normalize_identifier("device_id", "x" * 256)
