@@ -48,7 +48,9 @@ class Visitor(models.Model):
         indexes = [
             models.Index(fields=["expires_at"], name="visitor_expires"),
             models.Index(fields=["last_seen_at"], name="visitor_last_seen"),
-            models.Index(fields=["profile"], name="visitor_profile", condition=Q(profile__isnull=False)),
+            models.Index(
+                fields=["profile"], name="visitor_profile", condition=Q(profile__isnull=False)
+            ),
         ]
 
     def __str__(self) -> str:
@@ -135,7 +137,9 @@ class Audience(models.Model):
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.RULE)
-    rule = models.JSONField(default=dict, blank=True, help_text="Rule over visitors (rule language).")
+    rule = models.JSONField(
+        default=dict, blank=True, help_text="Rule over visitors (rule language)."
+    )
     seed_segment = models.ForeignKey(
         "profiles.Segment",
         null=True,

@@ -82,14 +82,11 @@ class PiiMaskedAdminMixin:
             return readonly
         return readonly + [masked_name(n) for n in (*self.pii_fields, *self.pii_json_fields)]
 
-    def get_form(self, request, obj=None, **kwargs):
-        if not self.may_view_pii(request):
-            kwargs["exclude"] = [
-                *(kwargs.get("exclude") or ()),
-                *self.pii_fields,
-                *self.pii_json_fields,
-            ]
-        return super().get_form(request, obj, **kwargs)
+    def get_exclude(self, request, obj=None):
+        exclude = list(super().get_exclude(request, obj) or ())
+        if self.may_view_pii(request):
+            return exclude or None
+        return [*exclude, *self.pii_fields, *self.pii_json_fields]
 
 
 def masked_name(name: str) -> str:

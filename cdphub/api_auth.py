@@ -12,7 +12,9 @@ from cdphub.hashing import secret_hash
 from cdphub.models import ApiKey
 
 API_APPS = ("profiles", "crm", "audiences", "consent")
-SCOPES = tuple(f"{app}:{access}" for app in API_APPS for access in ("read", "write")) + ("pii:read",)
+SCOPES = tuple(f"{app}:{access}" for app in API_APPS for access in ("read", "write")) + (
+    "pii:read",
+)
 
 
 class ApiKeyAuthentication(BaseAuthentication):
@@ -102,5 +104,3 @@ def required_scope(request, view) -> str:
         app = view.get_queryset().model._meta.app_label
     access = "read" if request.method in permissions.SAFE_METHODS else "write"
     return f"{app}:{access}"
-
-

@@ -7,7 +7,7 @@ from django.utils.html import format_html, format_html_join
 from cdphub.admin_mixins import ReadableModelAdmin
 from cdphub.pii import can_view_pii, mask_traits, mask_value
 from profiles.models import Event, Identity, Profile, ProfileMerge, Segment, Source
-from profiles.normalize import InvalidIdentifier, normalize_email, normalize_phone
+from profiles.normalize import lookup_candidates
 from profiles.services import source_create
 
 
@@ -109,12 +109,7 @@ class ProfileAdmin(ReadableModelAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        values = {term}
-        for normalizer in (normalize_email, normalize_phone):
-            try:
-                values.add(normalizer(term))
-            except InvalidIdentifier:
-                pass
+        values = lookup_candidates(term)
         matching = Q(identities__value__in=values)
         if term.isdigit():
             matching |= Q(pk=int(term))
@@ -153,7 +148,15 @@ class ProfileAdmin(ReadableModelAdmin):
 
 @admin.register(Identity)
 class IdentityAdmin(ReadableModelAdmin):
-    list_display = ["id", "kind", "shown_value", "profile", "source", "first_seen_at", "last_seen_at"]
+    list_display = [
+        "id",
+        "kind",
+        "shown_value",
+        "profile",
+        "source",
+        "first_seen_at",
+        "last_seen_at",
+    ]
     list_filter = ["kind", "source"]
     search_fields = ["=value"]
     list_select_related = ["source"]
@@ -175,16 +178,19 @@ class IdentityAdmin(ReadableModelAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        values = {term}
-        for normalizer in (normalize_email, normalize_phone):
-            try:
-                values.add(normalizer(term))
-            except InvalidIdentifier:
-                pass
+        values = lookup_candidates(term)
         return queryset.filter(value__in=values), False
 
     def get_fields(self, request, obj=None):
-        fields = ["profile", "kind", "value", "source", "first_seen_at", "last_seen_at", "created_at"]
+        fields = [
+            "profile",
+            "kind",
+            "value",
+            "source",
+            "first_seen_at",
+            "last_seen_at",
+            "created_at",
+        ]
         if obj is not None and obj.kind in Identity.PII_KINDS and not self.may_view_pii(request):
             fields[fields.index("value")] = "shown_value"
         return fields
@@ -216,7 +222,15 @@ class ProfileMergeAdmin(ReadableModelAdmin):
     list_display = ["id", "merged", "survivor", "reason", "merged_by", "created_at", "undone_at"]
     list_select_related = ["merged_by"]
     raw_id_fields = ["merged", "survivor"]
-    readonly_fields = ["survivor", "merged", "reason", "moved", "merged_by", "created_at", "undone_at"]
+    readonly_fields = [
+        "survivor",
+        "merged",
+        "reason",
+        "moved",
+        "merged_by",
+        "created_at",
+        "undone_at",
+    ]
     search_fields = ["=survivor__id", "=merged__id"]
 
     def has_add_permission(self, request):

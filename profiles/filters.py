@@ -13,7 +13,9 @@ class ProfileFilter(django_filters.FilterSet):
     identity = django_filters.CharFilter(
         method="filter_identity", label="Normalised identifier value (e-mail, phone, user id...)"
     )
-    merged = django_filters.BooleanFilter(field_name="merged_into", lookup_expr="isnull", exclude=True)
+    merged = django_filters.BooleanFilter(
+        field_name="merged_into", lookup_expr="isnull", exclude=True
+    )
 
     class Meta:
         model = Profile
@@ -24,9 +26,10 @@ class ProfileFilter(django_filters.FilterSet):
         }
 
     def filter_identity(self, queryset, name, value):
-        return queryset.filter(identities__value=value.strip().lower()).distinct() | queryset.filter(
-            identities__value=value.strip()
-        ).distinct()
+        return (
+            queryset.filter(identities__value=value.strip().lower()).distinct()
+            | queryset.filter(identities__value=value.strip()).distinct()
+        )
 
 
 class IdentityFilter(django_filters.FilterSet):

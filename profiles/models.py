@@ -80,7 +80,9 @@ class Profile(models.Model):
             models.Index(fields=["last_seen_at"], name="profile_last_seen"),
             models.Index(fields=["created_at"], name="profile_created"),
             models.Index(
-                fields=["merged_into"], name="profile_merged_into", condition=Q(merged_into__isnull=False)
+                fields=["merged_into"],
+                name="profile_merged_into",
+                condition=Q(merged_into__isnull=False),
             ),
         ]
         permissions = [
@@ -133,7 +135,8 @@ class Identity(models.Model):
         indexes = [models.Index(fields=["profile", "kind"], name="identity_profile_kind")]
 
     def __str__(self) -> str:
-        return f"{self.kind}:{self.value}"
+        # No value here: this string shows up in logs and links for roles without PII access.
+        return f"{self.get_kind_display()} #{self.pk}"
 
 
 class Event(models.Model):
@@ -164,7 +167,9 @@ class Event(models.Model):
     class Meta:
         ordering = ["-timestamp"]
         constraints = [
-            models.UniqueConstraint(fields=["source", "message_id"], name="event_message_id_per_source"),
+            models.UniqueConstraint(
+                fields=["source", "message_id"], name="event_message_id_per_source"
+            ),
         ]
         indexes = [
             models.Index(fields=["profile", "-timestamp"], name="event_profile_timeline"),

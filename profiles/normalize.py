@@ -91,3 +91,15 @@ def normalize_identifier(kind: str, value: object) -> str:
     if kind == "phone":
         return normalize_phone(value)
     return normalize_opaque_id(value, label=kind.replace("_", " "))
+
+
+def lookup_candidates(term: str) -> set[str]:
+    """Values a search term may be stored as: as typed, as an e-mail, as an E.164 phone."""
+    term = term.strip()
+    candidates = {term}
+    for normalizer in (normalize_email, normalize_phone):
+        try:
+            candidates.add(normalizer(term))
+        except InvalidIdentifier:
+            continue
+    return candidates

@@ -21,7 +21,9 @@ def user_with_role(roles):
 
     def make(role: str, username: str | None = None):
         user = get_user_model().objects.create_user(
-            username=username or role.lower().replace(" ", "_"), password="pw-for-tests-1", is_staff=True
+            username=username or role.lower().replace(" ", "_"),
+            password="pw-for-tests-1",
+            is_staff=True,
         )
         user.groups.add(roles[role])
         return user

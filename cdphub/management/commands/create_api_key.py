@@ -25,4 +25,6 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from error
         self.stdout.write(f"API key {api_key.name!r} with scopes {', '.join(api_key.scopes)}:")
         self.stdout.write(key)
-        self.stdout.write("Store it now: it cannot be shown again. Send it as 'Authorization: Api-Key <key>'.")
+        self.stdout.write(
+            "Store it now: it cannot be shown again. Send it as 'Authorization: Api-Key <key>'."
+        )

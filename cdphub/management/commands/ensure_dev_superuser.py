@@ -38,9 +38,7 @@ class Command(BaseCommand):
             user.groups.set([Group.objects.get(name=role)])
         self.stdout.write(self.style.SUCCESS("Admin login: http://127.0.0.1:8000/admin/"))
         self.stdout.write(f"  user: admin   password: {password}")
-        self.stdout.write(
-            f"  role users ({', '.join(ROLE_USERS)}) have the same password."
-        )
+        self.stdout.write(f"  role users ({', '.join(ROLE_USERS)}) have the same password.")
 
     def password(self) -> str:
         # Random on first run, kept under var/ so the printed login stays the same.

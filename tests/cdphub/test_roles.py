@@ -1,0 +1,119 @@
+"""The roles matrix: each role can do what it needs, no more, and sees PII only if it needs it."""
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from cdphub.roles import ROLES
+from tests.factories import IdentityFactory, ProfileFactory
+
+pytestmark = pytest.mark.django_db
+
+MATRIX = {
+    # permission: roles that have it
+    "profiles.view_profile": {"Marketer", "Sales", "Privacy officer", "Data engineer", "Analyst"},
+    "profiles.change_profile": {"Marketer", "Privacy officer", "Data engineer"},
+    "profiles.delete_profile": {"Privacy officer", "Data engineer"},
+    "profiles.add_source": {"Marketer", "Privacy officer", "Data engineer"},
+    "profiles.view_pii": {"Marketer", "Sales", "Privacy officer"},
+    "crm.view_contact": {"Marketer", "Sales", "Privacy officer", "Data engineer", "Analyst"},
+    "crm.change_contact": {"Sales"},
+    "crm.delete_deal": {"Sales"},
+    "audiences.change_audience": {"Marketer", "Data engineer"},
+    "audiences.view_visitor": {"Marketer", "Privacy officer", "Data engineer", "Analyst"},
+    "consent.view_consentrecord": {
+        "Marketer",
+        "Sales",
+        "Privacy officer",
+        "Data engineer",
+        "Analyst",
+    },
+    "consent.add_consentrecord": {"Privacy officer"},
+    "consent.change_consentrecord": set(),
+    "consent.delete_consentrecord": set(),
+    "consent.change_datasubjectrequest": {"Privacy officer"},
+    "cdphub.view_apikey": {"Data engineer"},
+    "cdphub.add_apikey": set(),
+    "auth.change_user": set(),
+}
+
+
+@pytest.mark.parametrize("role", sorted(ROLES))
+def test_role_has_exactly_the_permissions_of_the_matrix(role, user_with_role):
+    user = user_with_role(role)
+    user = get_user_model().objects.get(pk=user.pk)  # fresh permission cache
+
+    granted = {perm for perm in MATRIX if user.has_perm(perm)}
+
+    assert granted == {perm for perm, roles in MATRIX.items() if role in roles}
+
+
+def test_analyst_can_change_nothing(user_with_role):
+    analyst = get_user_model().objects.get(pk=user_with_role("Analyst").pk)
+
+    assert analyst.get_all_permissions()
+    assert all(perm.split(".")[1].startswith("view_") for perm in analyst.get_all_permissions())
+
+
+def test_roles_sync_is_idempotent(roles):
+    from cdphub.roles import roles_sync
+
+    first = roles_sync()
+    second = roles_sync()
+
+    assert first == second
+    assert all(count > 0 for count in first.values())
+
+
+@pytest.mark.parametrize(
+    ("role", "sees_pii"), [("Marketer", True), ("Analyst", False), ("Data engineer", False)]
+)
+def test_profile_admin_masks_pii_for_roles_without_it(client, user_with_role, role, sees_pii):
+    profile = ProfileFactory(
+        traits={"email": "anna@example.com", "firstName": "Anna", "lastName": "Visser"}
+    )
+    IdentityFactory(profile=profile, value="anna@example.com")
+    client.force_login(user_with_role(role))
+
+    pages = [
+        client.get("/admin/profiles/profile/").content.decode(),
+        client.get(f"/admin/profiles/profile/{profile.pk}/change/").content.decode(),
+        client.get("/admin/profiles/identity/").content.decode(),
+    ]
+
+    for page in pages:
+        assert ("anna@example.com" in page) is sees_pii
+    assert ("Visser" in pages[1]) is sees_pii
+
+
+def test_role_without_pii_cannot_edit_pii_through_the_admin_form(client, user_with_role):
+    profile = ProfileFactory(traits={"email": "anna@example.com"})
+    client.force_login(user_with_role("Data engineer"))
+
+    client.post(
+        f"/admin/profiles/profile/{profile.pk}/change/",
+        {
+            "traits": '{"email": "evil@example.com"}',
+            "identities-TOTAL_FORMS": "0",
+            "identities-INITIAL_FORMS": "0",
+        },
+    )
+
+    profile.refresh_from_db()
+    assert profile.traits == {"email": "anna@example.com"}
+
+
+def test_admin_index_lists_apps_in_a_marketers_order(admin_client):
+    page = admin_client.get("/admin/").content.decode()
+
+    positions = [
+        page.index(name)
+        for name in (
+            "Customer profiles (CDP)",
+            "CRM",
+            "Audiences (DMP)",
+            "Consent and privacy",
+            "Access",
+        )
+    ]
+    assert positions == sorted(positions)
+    assert "<title>Site administration | cdphub</title>" in page
