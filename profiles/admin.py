@@ -159,7 +159,7 @@ class IdentityAdmin(ReadableModelAdmin):
     ]
     list_filter = ["kind", "source"]
     search_fields = ["=value"]
-    list_select_related = ["source"]
+    list_select_related = ["source", "profile"]
     raw_id_fields = ["profile"]
     autocomplete_fields = ["source"]
     readonly_fields = ["created_at"]
@@ -208,7 +208,7 @@ class EventAdmin(ReadableModelAdmin):
     list_display = ["id", "type", "name", "profile", "source", "timestamp", "received_at"]
     list_filter = ["type", "source"]
     search_fields = ["=message_id", "=name"]
-    list_select_related = ["source"]
+    list_select_related = ["source", "profile"]
     raw_id_fields = ["profile"]
     autocomplete_fields = ["source"]
     pii_json_fields = ("properties", "context")
@@ -220,7 +220,7 @@ class EventAdmin(ReadableModelAdmin):
 @admin.register(ProfileMerge)
 class ProfileMergeAdmin(ReadableModelAdmin):
     list_display = ["id", "merged", "survivor", "reason", "merged_by", "created_at", "undone_at"]
-    list_select_related = ["merged_by"]
+    list_select_related = ["merged_by", "merged", "survivor"]
     raw_id_fields = ["merged", "survivor"]
     readonly_fields = [
         "survivor",
