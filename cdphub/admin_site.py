@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from cdphub import charts, dashboard
+
 # The order a marketer works in: people first, then sales, advertising, privacy, access.
 APP_ORDER = ["profiles", "crm", "audiences", "consent", "cdphub", "auth"]
 
@@ -9,9 +11,45 @@ APP_ORDER = ["profiles", "crm", "audiences", "consent", "cdphub", "auth"]
 class CdphubAdminSite(admin.AdminSite):
     site_header = "cdphub"
     site_title = "cdphub"
-    index_title = "Marketing data hub"
+    index_title = "Dashboard"
+    index_template = "admin/dashboard.html"
 
     def get_app_list(self, request, app_label=None):
         app_list = super().get_app_list(request, app_label)
         rank = {label: position for position, label in enumerate(APP_ORDER)}
         return sorted(app_list, key=lambda app: rank.get(app["app_label"], len(rank)))
+
+    def index(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), **dashboard_context(request)}
+        return super().index(request, extra_context)
+
+
+def dashboard_context(request) -> dict:
+    """What this user may see of the dashboard: each panel needs the view permission of its data."""
+    user = request.user
+    numbers = dashboard.dashboard_numbers(refresh=request.GET.get("refresh") == "1")
+    context: dict = {"dashboard": {"computed_at": numbers["computed_at"]}}
+    panels = context["dashboard"]
+    if user.has_perm("profiles.view_profile"):
+        panels["profiles"] = numbers["profiles"]
+        panels["identified_meter"] = charts.meter(
+            numbers["profiles"]["identified_share"], label="identified profiles"
+        )
+    if user.has_perm("profiles.view_event"):
+        panels["events_chart"] = charts.stacked_bar_chart(
+            numbers["events_per_day"], title="Events per day and source, last 30 days"
+        )
+        panels["events_total"] = sum(sum(v.values()) for _, v in numbers["events_per_day"])
+        panels["top_events"] = numbers["top_events"]
+    if user.has_perm("profiles.view_segment"):
+        panels["segments"] = numbers["segments"]
+    if user.has_perm("audiences.view_audience"):
+        panels["audiences"] = numbers["audiences"]
+    if user.has_perm("consent.view_consentstate"):
+        panels["consent_rates"] = [
+            {**rate, "meter": charts.meter(rate["rate"], label=f"{rate['name']} consent rate")}
+            for rate in numbers["consent_rates"]
+        ]
+    if user.has_perm("consent.view_datasubjectrequest"):
+        panels["requests"] = dashboard.open_requests()
+    return context

@@ -18,12 +18,16 @@ class EstimatedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        queryset = self.object_list
-        threshold = settings.CDPHUB_ESTIMATED_COUNT_THRESHOLD
-        bounded = queryset.order_by()[: threshold + 1].count()
-        if bounded <= threshold:
-            return bounded
-        return max(planner_estimate(queryset), bounded)
+        return fast_count(self.object_list)
+
+
+def fast_count(queryset) -> int:
+    """Exact up to ``CDPHUB_ESTIMATED_COUNT_THRESHOLD`` rows, the planner's estimate beyond."""
+    threshold = settings.CDPHUB_ESTIMATED_COUNT_THRESHOLD
+    bounded = queryset.order_by()[: threshold + 1].count()
+    if bounded <= threshold:
+        return bounded
+    return max(planner_estimate(queryset), bounded)
 
 
 def planner_estimate(queryset) -> int:

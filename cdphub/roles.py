@@ -11,14 +11,20 @@ ALL = ("view", "add", "change", "delete")
 EDIT = ("view", "add", "change")
 VIEW = ("view",)
 
+# The consent models a role other than the privacy officer may see: the ledger, not the
+# data subject requests, the suppression list or the register (those are the privacy office's).
+CONSENT_LEDGER = {"purpose", "consenttext", "consentrecord", "consentstate"}
+
 # role -> {app label: actions}, and whether the role sees personal data.
 ROLES: dict[str, dict] = {
     "Marketer": {
         "apps": {"profiles": EDIT, "audiences": ALL, "consent": VIEW, "crm": VIEW},
+        "only": {"consent": CONSENT_LEDGER},
         "pii": True,
     },
     "Sales": {
         "apps": {"crm": ALL, "profiles": VIEW, "consent": VIEW},
+        "only": {"consent": CONSENT_LEDGER},
         "pii": True,
     },
     "Privacy officer": {
@@ -27,10 +33,12 @@ ROLES: dict[str, dict] = {
     },
     "Data engineer": {
         "apps": {"profiles": ALL, "audiences": EDIT, "consent": VIEW, "crm": VIEW, "cdphub": VIEW},
+        "only": {"consent": CONSENT_LEDGER},
         "pii": False,
     },
     "Analyst": {
         "apps": {"profiles": VIEW, "crm": VIEW, "audiences": VIEW, "consent": VIEW},
+        "only": {"consent": CONSENT_LEDGER},
         "pii": False,
     },
 }
@@ -49,6 +57,9 @@ def role_permissions(role: str) -> list[Permission]:
         app = permission.content_type.app_label
         action = permission.codename.split("_", 1)[0]
         full = f"{app}.{permission.codename}"
+        allowed_models = spec.get("only", {}).get(app)
+        if allowed_models is not None and permission.content_type.model not in allowed_models:
+            continue
         if action in spec["apps"][app] and full not in FORBIDDEN:
             permissions.append(permission)
     app_label, codename = PII_PERMISSION.split(".")

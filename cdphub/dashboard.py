@@ -1,0 +1,139 @@
+"""The numbers on the admin dashboard. Expensive aggregates are cached for a few minutes, and
+counts over big tables use estimates, so the page stays fast as tables grow."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+
+from django.core.cache import cache
+from django.db.models import Count
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from cdphub.paginators import fast_count
+
+CACHE_SECONDS = 300
+CACHE_KEY = "cdphub:dashboard:v1"
+
+
+def dashboard_numbers(*, refresh: bool = False) -> dict:
+    if refresh:
+        cache.delete(CACHE_KEY)
+    numbers = cache.get(CACHE_KEY)
+    if numbers is None:
+        numbers = compute_numbers()
+        cache.set(CACHE_KEY, numbers, CACHE_SECONDS)
+    return numbers
+
+
+def compute_numbers() -> dict:
+    return {
+        "computed_at": timezone.now(),
+        "profiles": profile_numbers(),
+        "events_per_day": events_per_day(days=30),
+        "top_events": top_events(days=7),
+        "segments": segment_sizes(),
+        "audiences": audience_sizes(),
+        "consent_rates": consent_rates(),
+    }
+
+
+def profile_numbers() -> dict:
+    from profiles.models import Identity, Profile
+
+    active = Profile.objects.active()
+    total = fast_count(active)
+    week_ago = timezone.now() - timedelta(days=7)
+    identified = fast_count(
+        Identity.objects.filter(kind__in=[Identity.Kind.USER_ID, Identity.Kind.EMAIL])
+        .values("profile_id")
+        .distinct()
+    )
+    return {
+        "total": total,
+        "new_this_week": fast_count(active.filter(created_at__gte=week_ago)),
+        "identified_share": min(identified / total, 1.0) if total else 0.0,
+    }
+
+
+def events_per_day(*, days: int) -> list[tuple[str, dict[str, int]]]:
+    """Events per day and source over the last ``days`` days, oldest first, empty days kept."""
+    from profiles.models import Event
+
+    today = timezone.localdate()
+    start = today - timedelta(days=days - 1)
+    start_of_window = timezone.make_aware(datetime.combine(start, time.min))
+    rows = (
+        Event.objects.filter(timestamp__gte=start_of_window)
+        .annotate(day=TruncDate("timestamp"))
+        .values("day", "source__name")
+        .annotate(count=Count("id"))
+    )
+    by_day: dict[date, dict[str, int]] = {start + timedelta(days=i): {} for i in range(days)}
+    for row in rows:
+        if row["day"] in by_day:
+            by_day[row["day"]][row["source__name"]] = row["count"]
+    return [(day.isoformat(), values) for day, values in by_day.items()]
+
+
+def top_events(*, days: int, limit: int = 8) -> list[dict]:
+    from profiles.models import Event
+
+    since = timezone.now() - timedelta(days=days)
+    return list(
+        Event.objects.filter(timestamp__gte=since, type=Event.Type.TRACK)
+        .values("name")
+        .annotate(count=Count("id"))
+        .order_by("-count")[:limit]
+    )
+
+
+def segment_sizes(limit: int = 8) -> list[dict]:
+    from profiles.models import Segment
+
+    return list(Segment.objects.order_by("-size").values("id", "name", "size")[:limit])
+
+
+def audience_sizes(limit: int = 8) -> list[dict]:
+    from audiences.models import Audience
+
+    return list(Audience.objects.order_by("-size").values("id", "name", "size")[:limit])
+
+
+def consent_rates() -> list[dict]:
+    """Per purpose: profiles granting it now, as a share of all active profiles."""
+    from consent.models import ConsentState, ConsentStatus, Purpose
+    from profiles.models import Profile
+
+    total = fast_count(Profile.objects.active()) or 1
+    granted = dict(
+        ConsentState.objects.filter(status=ConsentStatus.GRANTED)
+        .values_list("purpose_id")
+        .annotate(count=Count("id"))
+    )
+    return [
+        {
+            "code": purpose.code,
+            "name": purpose.name,
+            "granted": granted.get(purpose.pk, 0),
+            "rate": min(granted.get(purpose.pk, 0) / total, 1.0),
+        }
+        for purpose in Purpose.objects.filter(is_active=True).order_by("name")
+    ]
+
+
+def open_requests(limit: int = 8) -> dict:
+    """Open data subject requests, soonest due first; never cached (deadlines are legal)."""
+    from consent.models import DataSubjectRequest
+
+    open_statuses = [
+        DataSubjectRequest.Status.RECEIVED,
+        DataSubjectRequest.Status.VERIFIED,
+        DataSubjectRequest.Status.IN_PROGRESS,
+    ]
+    requests = DataSubjectRequest.objects.filter(status__in=open_statuses).order_by("due_at")
+    return {
+        "items": list(requests[:limit]),
+        "open": requests.count(),
+        "overdue": requests.filter(due_at__lt=timezone.now()).count(),
+    }
