@@ -41,10 +41,11 @@ def stacked_bar_chart(
                 f'height="{bar_height:.1f}" fill="{colours[name]}">'
                 f"<title>{escape(label)} {escape(name)}: {value:,}</title></rect>"
             )
-        if index % 7 == 0 or index == len(columns) - 1:
+        if (len(columns) - 1 - index) % 7 == 0:  # every 7th day, ending on the latest
             parts.append(
                 f'<text x="{x + bar_width / 2:.1f}" y="{height - 6}" font-size="10" '
-                f'text-anchor="middle" fill="currentColor">{escape(label[5:])}</text>'
+                f'text-anchor="{"end" if index == len(columns) - 1 else "middle"}" '
+                f'fill="currentColor">{escape(label[5:])}</text>'
             )
     parts.append("</svg>")
     legend = "".join(

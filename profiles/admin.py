@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 from django.contrib import admin, messages
 from django.db.models import Q
 from django.utils.html import format_html, format_html_join
@@ -8,6 +10,7 @@ from cdphub.admin_mixins import ReadableModelAdmin
 from cdphub.pii import can_view_pii, mask_traits, mask_value
 from profiles.models import Event, Identity, Profile, ProfileMerge, Segment, Source
 from profiles.normalize import lookup_candidates
+from profiles.selectors import profile_overview
 from profiles.services import source_create
 
 
@@ -128,7 +131,7 @@ class ProfileAdmin(ReadableModelAdmin):
                     e.type,
                     e.name,
                     e.source.name,
-                    e.properties if pii else mask_traits(e.properties),
+                    json.dumps(e.properties if pii else mask_traits(e.properties))[:200],
                 )
                 for e in events
             ),
@@ -143,6 +146,10 @@ class ProfileAdmin(ReadableModelAdmin):
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         self._change_pii_allowed = self.may_view_pii(request)
+        profile = self.get_object(request, object_id) if object_id else None
+        if profile is not None:
+            overview = profile_overview(profile, pii=self._change_pii_allowed)
+            extra_context = {**(extra_context or {}), "overview": overview}
         return super().changeform_view(request, object_id, form_url, extra_context)
 
 
