@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
@@ -48,7 +49,9 @@ class Visitor(models.Model):
         indexes = [
             models.Index(fields=["expires_at"], name="visitor_expires"),
             models.Index(fields=["last_seen_at"], name="visitor_last_seen"),
-            models.Index(fields=["profile"], name="visitor_profile", condition=Q(profile__isnull=False)),
+            models.Index(
+                fields=["profile"], name="visitor_profile", condition=Q(profile__isnull=False)
+            ),
         ]
 
     def __str__(self) -> str:
@@ -99,6 +102,30 @@ class Category(models.Model):
     def __str__(self) -> str:
         return f"{self.code} {self.name}"
 
+    def tree_errors(self) -> dict[str, str]:
+        """A child sits one tier below its parent and shares its kind; a top node is tier 1."""
+        errors = {}
+        parent = self.parent
+        if parent is None:
+            if self.tier != 1:
+                errors["tier"] = f"a category without a parent is tier 1, not {self.tier}"
+            return errors
+        if self.pk is not None and parent.pk == self.pk:
+            errors["parent"] = "a category cannot be its own parent"
+        elif parent.tier + 1 != self.tier:
+            errors["tier"] = (
+                f"the parent {parent.code} is tier {parent.tier}, so this category is tier "
+                f"{parent.tier + 1}, not {self.tier}"
+            )
+        if parent.kind != self.kind:
+            errors["kind"] = f"the parent {parent.code} is {parent.kind}; a child has the same kind"
+        return errors
+
+    def clean(self):
+        errors = self.tree_errors()
+        if errors:
+            raise ValidationError(errors)
+
 
 class VisitorTraitHit(models.Model):
     """A provider saw a visitor in a category; expires on a sliding TTL (re-observed: extended)."""
@@ -135,7 +162,9 @@ class Audience(models.Model):
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.RULE)
-    rule = models.JSONField(default=dict, blank=True, help_text="Rule over visitors (rule language).")
+    rule = models.JSONField(
+        default=dict, blank=True, help_text="Rule over visitors (rule language)."
+    )
     seed_segment = models.ForeignKey(
         "profiles.Segment",
         null=True,
