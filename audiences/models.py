@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
@@ -100,6 +101,30 @@ class Category(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code} {self.name}"
+
+    def tree_errors(self) -> dict[str, str]:
+        """A child sits one tier below its parent and shares its kind; a top node is tier 1."""
+        errors = {}
+        parent = self.parent
+        if parent is None:
+            if self.tier != 1:
+                errors["tier"] = f"a category without a parent is tier 1, not {self.tier}"
+            return errors
+        if self.pk is not None and parent.pk == self.pk:
+            errors["parent"] = "a category cannot be its own parent"
+        elif parent.tier + 1 != self.tier:
+            errors["tier"] = (
+                f"the parent {parent.code} is tier {parent.tier}, so this category is tier "
+                f"{parent.tier + 1}, not {self.tier}"
+            )
+        if parent.kind != self.kind:
+            errors["kind"] = f"the parent {parent.code} is {parent.kind}; a child has the same kind"
+        return errors
+
+    def clean(self):
+        errors = self.tree_errors()
+        if errors:
+            raise ValidationError(errors)
 
 
 class VisitorTraitHit(models.Model):

@@ -1,2 +1,9 @@
+from audiences import views
+
+
 def register(router) -> None:
-    pass
+    router.register("audiences/visitors", views.VisitorViewSet)
+    router.register("audiences/providers", views.DataProviderViewSet)
+    router.register("audiences/categories", views.CategoryViewSet)
+    router.register("audiences/trait-hits", views.VisitorTraitHitViewSet)
+    router.register("audiences/audiences", views.AudienceViewSet)

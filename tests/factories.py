@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import factory
 from django.utils import timezone
 
@@ -50,3 +52,59 @@ class EventFactory(factory.django.DjangoModelFactory):
     message_id = factory.Sequence(lambda n: f"msg-{n}")
     timestamp = factory.LazyFunction(timezone.now)
     received_at = factory.LazyFunction(timezone.now)
+
+
+# --- audiences -------------------------------------------------------------------------------
+
+
+class VisitorFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "audiences.Visitor"
+
+    key = factory.Sequence(lambda n: f"cookie-{n}")
+    first_seen_at = factory.LazyFunction(timezone.now)
+    last_seen_at = factory.LazyFunction(timezone.now)
+    expires_at = factory.LazyFunction(lambda: timezone.now() + timedelta(days=90))
+    country = "NL"
+    device_type = "mobile"
+
+
+class DataProviderFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "audiences.DataProvider"
+        django_get_or_create = ("name",)
+
+    name = factory.Sequence(lambda n: f"Provider {n}")
+    retention_days = 30
+
+
+class CategoryFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "audiences.Category"
+        django_get_or_create = ("code",)
+
+    code = factory.Sequence(lambda n: f"CAT-{n}")
+    name = factory.Sequence(lambda n: f"Category {n}")
+    kind = "interest"
+    tier = 1
+
+
+class VisitorTraitHitFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "audiences.VisitorTraitHit"
+
+    visitor = factory.SubFactory(VisitorFactory)
+    category = factory.SubFactory(CategoryFactory)
+    provider = factory.SubFactory(DataProviderFactory)
+    observed_at = factory.LazyFunction(timezone.now)
+    expires_at = factory.LazyAttribute(
+        lambda hit: hit.observed_at + timedelta(days=hit.provider.retention_days)
+    )
+
+
+class AudienceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "audiences.Audience"
+
+    name = factory.Sequence(lambda n: f"Audience {n}")
+    rule = factory.LazyFunction(lambda: {"category": "CAT-0"})

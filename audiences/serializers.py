@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from audiences.models import Audience, Category, DataProvider, Visitor, VisitorTraitHit
+
+
+class VisitorSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Visitor
+        fields = [
+            "id",
+            "key_kind",
+            "key",
+            "first_seen_at",
+            "last_seen_at",
+            "country",
+            "device_type",
+            "browser",
+            "profile",
+            "expires_at",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class DataProviderSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DataProvider
+        fields = ["id", "name", "party", "retention_days", "is_active", "created_at"]
+        read_only_fields = ["created_at"]
+
+    def validate_retention_days(self, value):
+        if value < 1:
+            raise serializers.ValidationError("retention_days must be at least 1 day.")
+        return value
+
+
+class CategorySerializer(serializers.ModelSerializer):
+    parent_code = serializers.SlugRelatedField(
+        source="parent",
+        slug_field="code",
+        queryset=Category.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="Code of the parent category; empty for a top-level category.",
+    )
+
+    class Meta:
+        model = Category
+        fields = ["id", "code", "name", "kind", "parent", "parent_code", "tier"]
+        read_only_fields = ["parent"]
+
+    def validate(self, attrs):
+        candidate = Category(
+            pk=getattr(self.instance, "pk", None),
+            **{
+                field: attrs.get(field, getattr(self.instance, field, None))
+                for field in ("code", "name", "kind", "tier")
+            },
+            parent=attrs.get("parent", getattr(self.instance, "parent", None)),
+        )
+        if candidate.tier is None:
+            candidate.tier = 1
+        errors = candidate.tree_errors()
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+class VisitorTraitHitSerializer(serializers.ModelSerializer):
+    category_code = serializers.CharField(source="category.code", read_only=True)
+
+    class Meta:
+        model = VisitorTraitHit
+        fields = [
+            "id",
+            "visitor",
+            "category",
+            "category_code",
+            "provider",
+            "observed_at",
+            "expires_at",
+        ]
+        read_only_fields = fields
+
+
+class AudienceSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Audience
+        fields = [
+            "id",
+            "name",
+            "description",
+            "kind",
+            "rule",
+            "seed_segment",
+            "reach_percent",
+            "size",
+            "refreshed_at",
+            "created_by",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["size", "refreshed_at", "created_by", "created_at", "updated_at"]
+
+    def validate_rule(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("rule must be a JSON object.")
+        return value
+
+    def validate_reach_percent(self, value):
+        if not 1 <= value <= 100:
+            raise serializers.ValidationError("reach_percent must be between 1 and 100.")
+        return value
+
+    def validate(self, attrs):
+        kind = attrs.get("kind", getattr(self.instance, "kind", Audience.Kind.RULE))
+        seed = attrs.get("seed_segment", getattr(self.instance, "seed_segment", None))
+        if kind == Audience.Kind.LOOKALIKE and seed is None:
+            raise serializers.ValidationError(
+                {"seed_segment": "a lookalike audience needs a seed segment."}
+            )
+        return attrs

@@ -1,0 +1,53 @@
+"""COPY-based bulk writing: the demo data volume (millions of rows) is too big for row inserts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.core.exceptions import FieldDoesNotExist
+from django.db import connection, models
+
+
+def ids_reserve(model: type[models.Model], count: int) -> list[int]:
+    """Take ``count`` primary keys from the table's sequence, so rows can reference each other
+    before they are written."""
+    if count <= 0:
+        return []
+    table = model._meta.db_table
+    column = model._meta.pk.column
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+            [table, column, count],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def rows_copy(
+    model: type[models.Model], fields: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> int:
+    """Write rows into the model's table with ``COPY``. ``fields`` are model field names (FKs by
+    ``<name>_id``); dicts and lists are written as JSON."""
+    columns = [field_column(model, name) for name in fields]
+    quoted = ", ".join(connection.ops.quote_name(column) for column in columns)
+    table = connection.ops.quote_name(model._meta.db_table)
+    written = 0
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(
+            f"COPY {table} ({quoted}) FROM STDIN"  # noqa: S608 - names come from model metadata
+        ) as copy,
+    ):
+        for row in rows:
+            copy.write_row([json.dumps(v) if isinstance(v, dict | list) else v for v in row])
+            written += 1
+    return written
+
+
+def field_column(model: type[models.Model], name: str) -> str:
+    try:
+        return model._meta.get_field(name).column
+    except FieldDoesNotExist:
+        return model._meta.get_field(name.removesuffix("_id")).column

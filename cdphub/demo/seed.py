@@ -1,0 +1,75 @@
+"""``demo_data_seed``: the demo data set of all four apps, reproducible from a fixed seed."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from cdphub.demo.bulk import rows_copy
+from cdphub.demo.consent import ConsentGenerator
+from cdphub.demo.crm import CrmGenerator
+from cdphub.demo.dmp import DmpGenerator
+from cdphub.demo.people import PeopleGenerator, Person
+from profiles.models import Segment, SegmentMembership, Source
+from profiles.services import source_create
+
+DEMO_SOURCES = {
+    "website": ("Demo website", Source.Kind.WEBSITE),
+    "app": ("Demo app", Source.Kind.APP),
+    "shop": ("Demo shop", Source.Kind.SHOP),
+    "pos": ("Demo POS", Source.Kind.POS),
+}
+# The demo data exists when this source does: seeding again is a no-op.
+MARKER_SOURCE = DEMO_SOURCES["website"][0]
+DEFAULT_SEED = 2026
+
+
+def demo_data_exists() -> bool:
+    return Source.objects.filter(name=MARKER_SOURCE).exists()
+
+
+@transaction.atomic
+def demo_data_seed(*, profiles: int, seed: int = DEFAULT_SEED, now: datetime | None = None) -> dict:
+    """Create the demo data set in one transaction; returns row counts per kind, or ``{}`` if
+    the demo data already exists (so running it twice never duplicates anything)."""
+    if profiles < 1:
+        raise ValueError("profiles must be at least 1")
+    # Serialise concurrent seeders: the second one waits, then sees the marker and stops.
+    Source.objects.select_for_update().filter(name=MARKER_SOURCE).exists()
+    if demo_data_exists():
+        return {}
+    rng = random.Random(seed)
+    now = now or timezone.now()
+    sources = {
+        key: source_create(name=name, kind=kind)[0].pk for key, (name, kind) in DEMO_SOURCES.items()
+    }
+    generator = PeopleGenerator(rng, now, sources)
+    people = generator.people_make(profiles)
+    counts = {"events": generator.events_write(people)}
+    counts["profiles"] = generator.profiles_write(people)
+    counts["identities"] = generator.identities_write(people)
+    counts["segment_members"] = repeat_buyers_segment(people, now)
+    consent = ConsentGenerator(rng, now)
+    consent_counts = consent.write(people)
+    crm_counts = CrmGenerator(rng, now, sources).write(people)
+    counts["identities"] += crm_counts.pop("identities")
+    dmp_counts = DmpGenerator(rng, now).write(people, consent.granted)
+    return {**counts, **consent_counts, **crm_counts, **dmp_counts}
+
+
+def repeat_buyers_segment(people: list[Person], now: datetime) -> int:
+    segment, _ = Segment.objects.get_or_create(
+        name="Demo: repeat buyers",
+        defaults={"kind": Segment.Kind.STATIC, "description": "Two or more orders (demo data)."},
+    )
+    members = [p.id for p in people if p.orders >= 2]
+    written = rows_copy(
+        SegmentMembership,
+        ["segment_id", "profile_id", "entered_at"],
+        ((segment.pk, profile_id, now) for profile_id in members),
+    )
+    Segment.objects.filter(pk=segment.pk).update(size=written, refreshed_at=now)
+    return written
