@@ -20,7 +20,9 @@ class LawfulBasis(models.TextChoices):
 class Purpose(models.Model):
     """What personal data may be used for."""
 
-    code = models.SlugField(max_length=64, unique=True, help_text="Stable code used in rules and API.")
+    code = models.SlugField(
+        max_length=64, unique=True, help_text="Stable code used in rules and API."
+    )
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     lawful_basis = models.CharField(
@@ -113,7 +115,9 @@ class ConsentRecord(models.Model):
 
     class Meta:
         ordering = ["-occurred_at", "-id"]
-        indexes = [models.Index(fields=["profile", "purpose", "-occurred_at"], name="consent_history")]
+        indexes = [
+            models.Index(fields=["profile", "purpose", "-occurred_at"], name="consent_history")
+        ]
 
     def __str__(self) -> str:
         return f"{self.purpose_id} {self.status} for {self.profile_id}"
@@ -250,7 +254,9 @@ class RetentionPolicy(models.Model):
         ordering = ["category"]
         verbose_name_plural = "retention policies"
         constraints = [
-            models.CheckConstraint(condition=Q(retention_days__gte=1), name="retention_at_least_a_day"),
+            models.CheckConstraint(
+                condition=Q(retention_days__gte=1), name="retention_at_least_a_day"
+            ),
         ]
 
     def __str__(self) -> str:
