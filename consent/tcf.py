@@ -73,7 +73,7 @@ class _Bits:
         end = self.position + width
         if end > len(self.bits):
             raise InvalidTcfString(f"TCF string ends before its {name} field (bit {self.position})")
-        value = int(self.bits[self.position : end], 2)
+        value = int(self.bits[self.position : end] or "0", 2)  # width 0: an empty section
         self.position = end
         return value
 

@@ -338,3 +338,20 @@ def test_openapi_schema_lists_consent_actions(client):
         "/api/consent/requests/",
     ):
         assert path in schema
+
+
+def test_tcf_endpoint_records_mapped_purposes(writer, purposes):
+    from tests.consent.tcf_strings import tcf_core_string
+
+    profile = ProfileFactory()
+    response = writer.post(
+        "/api/consent/records/tcf/",
+        {"profile": profile.pk, "tcf_string": tcf_core_string({1, 5, 6})},
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    assert {r["purpose"]: r["status"] for r in response.json()}["personalisation"] == "granted"
+    bad = writer.post(
+        "/api/consent/records/tcf/", {"profile": profile.pk, "tcf_string": "%%%"}, format="json"
+    )
+    assert bad.status_code == 400 and "tcf_string" in bad.json()["errors"]
