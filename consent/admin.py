@@ -1,0 +1,332 @@
+from __future__ import annotations
+
+import csv
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.http import HttpResponse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from cdphub.admin_mixins import ReadableModelAdmin
+from consent.models import (
+    ConsentRecord,
+    ConsentState,
+    ConsentText,
+    DataSubjectRequest,
+    ProcessingActivity,
+    Purpose,
+    RetentionPolicy,
+    Suppression,
+)
+from consent.services import ConsentError, consent_record
+
+OVERDUE_STYLE = "color:#ba2121;font-weight:bold"
+
+
+class ConsentTextInline(admin.TabularInline):
+    model = ConsentText
+    extra = 0
+    fields = ["version", "text", "published_at"]
+    can_delete = False  # records point at the text they showed; a used version stays
+
+
+@admin.register(Purpose)
+class PurposeAdmin(ReadableModelAdmin):
+    list_display = [
+        "code",
+        "name",
+        "lawful_basis",
+        "is_marketing",
+        "requires_express_written",
+        "is_active",
+    ]
+    list_filter = ["lawful_basis", "is_marketing", "is_active"]
+    search_fields = ["code", "name"]
+    readonly_fields = ["created_at"]
+    inlines = [ConsentTextInline]
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # the ledger references purposes; deactivate instead
+
+
+class ConsentRecordAddForm(forms.ModelForm):
+    """Adding a record goes through the consent service (validation, SMS rules, current state);
+    its errors are shown on the field they concern."""
+
+    shown_text_version = forms.CharField(
+        label="Text version",
+        required=False,
+        help_text="Version of the consent text shown; empty: the current one.",
+    )
+
+    class Meta:
+        model = ConsentRecord
+        fields = [
+            "profile",
+            "purpose",
+            "status",
+            "method",
+            "source",
+            "occurred_at",
+            "identifier_kind",
+            "identifier_value",
+            "ip_address",
+            "user_agent",
+            "form_url",
+            "tcf_string",
+            "tcf_vendor_list_version",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["profile"].required = True
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        proof = {
+            name: cleaned.get(name)
+            for name in ("identifier_kind", "identifier_value", "user_agent", "form_url")
+            if cleaned.get(name)
+        }
+        try:
+            with transaction.atomic():
+                self.record = consent_record(
+                    profile=cleaned["profile"],
+                    purpose=cleaned["purpose"],
+                    status=cleaned["status"],
+                    method=cleaned["method"],
+                    source=cleaned.get("source") or "",
+                    occurred_at=cleaned.get("occurred_at"),
+                    text_version=cleaned.get("shown_text_version") or None,
+                    ip_address=cleaned.get("ip_address") or None,
+                    tcf_string=cleaned.get("tcf_string") or "",
+                    tcf_vendor_list_version=cleaned.get("tcf_vendor_list_version"),
+                    recorded_by=self.request_user,
+                    **proof,
+                )
+        except ConsentError as error:
+            field = error.field if error.field in self.fields else None
+            raise ValidationError({field: error.message} if field else error.message) from None
+        return cleaned
+
+
+@admin.register(ConsentRecord)
+class ConsentRecordAdmin(ReadableModelAdmin):
+    """The ledger: records are added (through the service), never changed or deleted."""
+
+    list_display = [
+        "id",
+        "profile",
+        "purpose",
+        "status",
+        "method",
+        "source",
+        "identifier_value",
+        "occurred_at",
+    ]
+    list_filter = ["status", "method", "purpose"]
+    search_fields = ["=profile__id", "=identifier_value"]
+    search_help_text = "Profile id or the exact identifier the consent was given for."
+    list_select_related = ["profile", "purpose"]
+    raw_id_fields = ["profile"]
+    date_hierarchy = "occurred_at"
+    pii_fields = ("identifier_value", "ip_address", "user_agent", "form_url")
+    add_form = ConsentRecordAddForm
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = self.add_form
+        form = super().get_form(request, obj, **kwargs)
+        form.request_user = request.user
+        return form
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            fields = [*ConsentRecordAddForm.Meta.fields]
+            fields.insert(fields.index("identifier_kind"), "shown_text_version")
+            if self.may_view_pii(request):
+                return fields
+            return [name for name in fields if name not in self.pii_fields]
+        return super().get_fields(request, obj)
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []  # the add form: nothing masked is offered to a role without PII access
+        return super().get_readonly_fields(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        obj.pk = form.record.pk  # written by the service in the form's clean()
+        obj.recorded_at = form.record.recorded_at
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ConsentState)
+class ConsentStateAdmin(ReadableModelAdmin):
+    """Derived from the ledger; read-only here."""
+
+    list_display = ["id", "profile", "purpose", "status", "updated_at", "record"]
+    list_filter = ["status", "purpose"]
+    search_fields = ["=profile__id"]
+    list_select_related = ["profile", "purpose", "record"]
+    raw_id_fields = ["profile", "record"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class OverdueFilter(admin.SimpleListFilter):
+    title = "overdue"
+    parameter_name = "overdue"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Overdue"), ("no", "On time")]
+
+    def queryset(self, request, queryset):
+        overdue = {"status__in": OPEN_STATUSES, "due_at__lt": timezone.now()}
+        if self.value() == "yes":
+            return queryset.filter(**overdue)
+        if self.value() == "no":
+            return queryset.exclude(**overdue)
+        return queryset
+
+
+OPEN_STATUSES = [
+    DataSubjectRequest.Status.RECEIVED,
+    DataSubjectRequest.Status.VERIFIED,
+    DataSubjectRequest.Status.IN_PROGRESS,
+]
+
+
+@admin.register(DataSubjectRequest)
+class DataSubjectRequestAdmin(ReadableModelAdmin):
+    list_display = [
+        "id",
+        "kind",
+        "status",
+        "subject_email",
+        "subject_phone",
+        "profile",
+        "received_at",
+        "due",
+        "completed_at",
+    ]
+    list_filter = ["kind", "status", OverdueFilter]
+    search_fields = ["=id", "=subject_email", "=subject_phone", "=subject_user_id"]
+    list_select_related = ["profile", "created_by"]
+    raw_id_fields = ["profile"]
+    date_hierarchy = "received_at"
+    pii_fields = ("subject_email", "subject_phone", "subject_user_id", "details")
+    readonly_fields = [
+        "status",
+        "verified_at",
+        "completed_at",
+        "rejection_reason",
+        "result_file",
+        "created_by",
+        "created_at",
+        "updated_at",
+    ]
+
+    @admin.display(description="due", ordering="due_at")
+    def due(self, request_):
+        text = request_.due_at.strftime("%Y-%m-%d")
+        if request_.is_overdue:
+            return format_html('<span style="{}">{} (overdue)</span>', OVERDUE_STYLE, text)
+        return text
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(ReadableModelAdmin):
+    """Salted hashes of erased identifiers: written by erasure only."""
+
+    list_display = ["id", "identifier_kind", "short_hash", "reason", "request", "created_at"]
+    list_filter = ["identifier_kind"]
+    search_fields = ["=value_hash"]
+    list_select_related = ["request"]
+    raw_id_fields = ["request"]
+
+    @admin.display(description="hash")
+    def short_hash(self, suppression):
+        return f"{suppression.value_hash[:16]}…"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(RetentionPolicy)
+class RetentionPolicyAdmin(ReadableModelAdmin):
+    list_display = ["category", "retention_days", "is_active", "last_run_at", "last_purged_count"]
+    list_filter = ["is_active"]
+    search_fields = ["category"]
+    readonly_fields = ["last_run_at", "last_purged_count"]
+
+
+@admin.register(ProcessingActivity)
+class ProcessingActivityAdmin(ReadableModelAdmin):
+    list_display = ["name", "lawful_basis", "controller", "data_subjects", "updated_at"]
+    list_filter = ["lawful_basis"]
+    search_fields = ["name", "description"]
+    filter_horizontal = ["purposes"]
+    readonly_fields = ["created_at", "updated_at"]
+    actions = ["export_csv"]
+
+    @admin.action(description="Export the register (CSV)")
+    def export_csv(self, request, queryset):
+        response = HttpResponse(content_type="text/csv")
+        response["Content-Disposition"] = 'attachment; filename="processing-activities.csv"'
+        write_register_csv(response, queryset.prefetch_related("purposes"))
+        return response
+
+
+REGISTER_COLUMNS = [
+    "name",
+    "description",
+    "controller",
+    "lawful_basis",
+    "data_subjects",
+    "data_categories",
+    "recipients",
+    "third_country_transfers",
+    "retention",
+    "security_measures",
+]
+
+
+def write_register_csv(stream, activities) -> None:
+    writer = csv.writer(stream)
+    writer.writerow([*REGISTER_COLUMNS, "purposes", "updated_at"])
+    for activity in activities:
+        writer.writerow(
+            [
+                *(getattr(activity, column) for column in REGISTER_COLUMNS),
+                ", ".join(sorted(purpose.code for purpose in activity.purposes.all())),
+                activity.updated_at.isoformat(),
+            ]
+        )

@@ -1,0 +1,31 @@
+"""The reads every activation path uses: whether a profile may be used for a purpose now."""
+
+from __future__ import annotations
+
+from django.db.models import Exists, OuterRef, QuerySet
+
+from consent.models import ConsentState, ConsentStatus
+from profiles.models import Profile
+from profiles.selectors import profile_resolve
+
+
+def profiles_with_consent(purpose_code: str) -> QuerySet[Profile]:
+    """Profiles that may be used for the purpose now: consent granted, not merged away.
+
+    The ONE answer to "who may receive this": segment exports, audience exports, webhooks and
+    CRM mailing lists all filter through it. ``Exists`` keeps it one row per profile and lets the
+    partial index on granted states answer it.
+    """
+    granted = ConsentState.objects.filter(
+        profile=OuterRef("pk"), purpose__code=purpose_code, status=ConsentStatus.GRANTED
+    )
+    return Profile.objects.filter(Exists(granted), merged_into__isnull=True)
+
+
+def profile_has_consent(profile: Profile | int, purpose_code: str) -> bool:
+    """Whether one profile (followed to its merge survivor) may be used for the purpose now."""
+    profile_id = profile.pk if isinstance(profile, Profile) else profile
+    survivor = profile_resolve(profile_id)
+    if survivor is None:
+        return False
+    return profiles_with_consent(purpose_code).filter(pk=survivor.pk).exists()

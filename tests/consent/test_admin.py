@@ -1,0 +1,183 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from consent.models import (
+    ConsentRecord,
+    ConsentState,
+    DataSubjectRequest,
+    ProcessingActivity,
+    Suppression,
+)
+from consent.services import consent_record
+from tests.factories import ProfileFactory
+
+pytestmark = pytest.mark.django_db
+
+CHANGELISTS = [
+    "purpose",
+    "consentrecord",
+    "consentstate",
+    "datasubjectrequest",
+    "suppression",
+    "retentionpolicy",
+    "processingactivity",
+]
+
+
+@pytest.fixture
+def many_rows(purposes):
+    """Enough rows of every consent model that an N+1 would show in the query count."""
+    for index in range(20):
+        profile = ProfileFactory()
+        consent_record(
+            profile=profile,
+            purpose="email_marketing",
+            status="granted",
+            method="web_form",
+            identifier_kind="email",
+            identifier_value=f"person{index}@example.com",
+        )
+        DataSubjectRequest.objects.create(
+            kind="access", subject_email=f"person{index}@example.com", profile=profile
+        )
+        Suppression.objects.create(identifier_kind="email", value_hash=f"{index:064d}")
+        ProcessingActivity.objects.create(
+            name=f"Activity {index}",
+            lawful_basis="consent",
+            data_subjects="Customers",
+            data_categories="Contact",
+        )
+
+
+@pytest.mark.parametrize("model", CHANGELISTS)
+def test_changelists_run_a_bounded_number_of_queries(
+    admin_client, many_rows, model, django_assert_max_num_queries
+):
+    with django_assert_max_num_queries(12):
+        response = admin_client.get(f"/admin/consent/{model}/")
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("model", CHANGELISTS)
+def test_changelists_search_and_filter(admin_client, many_rows, model):
+    assert admin_client.get(f"/admin/consent/{model}/?q=1").status_code == 200
+
+
+def test_analyst_sees_consent_proof_masked(client, user_with_role, many_rows):
+    client.force_login(user_with_role("Analyst"))
+    page = client.get("/admin/consent/consentrecord/").content.decode()
+    assert "person1@example.com" not in page
+    assert "p•••" in page
+    dsar_page = client.get("/admin/consent/datasubjectrequest/").content.decode()
+    assert "person1@example.com" not in dsar_page
+
+
+def test_privacy_officer_sees_consent_proof(client, user_with_role, many_rows):
+    client.force_login(user_with_role("Privacy officer"))
+    page = client.get("/admin/consent/consentrecord/").content.decode()
+    assert "person1@example.com" in page
+
+
+def test_analyst_cannot_add_records(client, user_with_role, purposes):
+    client.force_login(user_with_role("Analyst"))
+    assert client.get("/admin/consent/consentrecord/add/").status_code == 403
+
+
+def test_overdue_requests_are_shown_in_red_and_filtered(admin_client):
+    late = DataSubjectRequest.objects.create(
+        kind="erasure", subject_email="late@example.org", due_at=timezone.now() - timedelta(days=2)
+    )
+    on_time = DataSubjectRequest.objects.create(kind="access", subject_email="ok@example.org")
+    page = admin_client.get("/admin/consent/datasubjectrequest/?overdue=yes").content.decode()
+    assert "(overdue)" in page and "color:#ba2121" in page
+    assert f"/admin/consent/datasubjectrequest/{late.pk}/change/" in page
+    assert f"/admin/consent/datasubjectrequest/{on_time.pk}/change/" not in page
+
+
+def add_form_data(profile, **overrides):
+    data = {
+        "profile": profile.pk,
+        "purpose": "",
+        "status": "granted",
+        "method": "web_form",
+        "source": "signup form",
+        "occurred_at_0": timezone.now().strftime("%Y-%m-%d"),
+        "occurred_at_1": timezone.now().strftime("%H:%M:%S"),
+        "identifier_kind": "",
+        "identifier_value": "",
+        "shown_text_version": "",
+        "ip_address": "",
+        "user_agent": "",
+        "form_url": "",
+        "tcf_string": "",
+        "tcf_vendor_list_version": "",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_admin_add_goes_through_the_service(admin_client, purposes):
+    profile = ProfileFactory()
+    response = admin_client.post(
+        "/admin/consent/consentrecord/add/",
+        add_form_data(profile, purpose=purposes["email_marketing"].pk),
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    record = ConsentRecord.objects.get()
+    assert record.recorded_by.username == "root"
+    assert record.text_version.version == "1"
+    assert ConsentState.objects.get(profile=profile).record == record
+
+
+def test_admin_add_shows_the_service_error_on_its_field(admin_client, purposes):
+    profile = ProfileFactory()
+    response = admin_client.post(
+        "/admin/consent/consentrecord/add/",
+        add_form_data(profile, purpose=purposes["sms_marketing"].pk),
+    )
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert "phone" in errors["identifier_value"][0]
+    assert not ConsentRecord.objects.exists()
+
+
+def test_records_are_read_only_in_the_admin(admin_client, purposes):
+    record = consent_record(
+        profile=ProfileFactory(), purpose="analytics", status="granted", method="api"
+    )
+    change = admin_client.get(f"/admin/consent/consentrecord/{record.pk}/change/")
+    assert change.status_code == 200
+    assert 'name="_save"' not in change.content.decode()
+    assert admin_client.post(f"/admin/consent/consentrecord/{record.pk}/delete/").status_code == 403
+    assert ConsentRecord.objects.filter(pk=record.pk).exists()
+
+
+def test_suppressions_cannot_be_added_in_the_admin(admin_client):
+    assert admin_client.get("/admin/consent/suppression/add/").status_code == 403
+
+
+def test_purpose_change_page_shows_text_inline(admin_client, purposes):
+    page = admin_client.get(f"/admin/consent/purpose/{purposes['sms_marketing'].pk}/change/")
+    assert "Reply STOP to stop" in page.content.decode()
+
+
+def test_processing_register_exports_csv(admin_client, purposes):
+    activity = ProcessingActivity.objects.create(
+        name="Newsletter",
+        lawful_basis="consent",
+        data_subjects="Customers",
+        data_categories="Contact data",
+    )
+    activity.purposes.add(purposes["email_marketing"])
+    response = admin_client.post(
+        "/admin/consent/processingactivity/",
+        {"action": "export_csv", "_selected_action": [activity.pk]},
+    )
+    assert response["Content-Type"] == "text/csv"
+    lines = response.content.decode().splitlines()
+    assert lines[0].startswith("name,description,controller,lawful_basis")
+    assert lines[1].startswith("Newsletter,") and "email_marketing" in lines[1]
