@@ -123,6 +123,9 @@ class Contact(models.Model):
         ]
 
     def __str__(self) -> str:
+        if self.__dict__.get("pii_masked"):
+            # Set by views showing the contact to someone who may not see personal data.
+            return f"Contact {self.pk}"
         return self.full_name or self.email or f"Contact {self.pk}"
 
     @property
