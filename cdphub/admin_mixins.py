@@ -84,8 +84,11 @@ class PiiMaskedAdminMixin:
 
     def get_form(self, request, obj=None, **kwargs):
         if not self.may_view_pii(request):
+            # An ``exclude`` given here replaces the admin's own exclusion of read-only fields,
+            # so those are listed again.
             kwargs["exclude"] = [
                 *(kwargs.get("exclude") or ()),
+                *self.get_readonly_fields(request, obj),
                 *self.pii_fields,
                 *self.pii_json_fields,
             ]

@@ -17,19 +17,6 @@ from crm import services
 from crm.models import Activity, Company, Contact, Deal, Pipeline, Stage, Tag, Task, Ticket
 from crm.selectors import deals_stage_totals
 
-
-class CrmModelAdmin(ReadableModelAdmin):
-    def get_form(self, request, obj=None, **kwargs):
-        # The PII mixin passes its own ``exclude``, which replaces the admin's exclusion of
-        # read-only fields; put them back or a view-only role's change page fails.
-        if not self.may_view_pii(request):
-            kwargs["exclude"] = [
-                *(kwargs.get("exclude") or ()),
-                *self.get_readonly_fields(request, obj),
-            ]
-        return super().get_form(request, obj, **kwargs)
-
-
 # --- Action bar inputs: the value an action applies -------------------------------------------
 
 
@@ -113,7 +100,7 @@ def change_stage(modeladmin, request, queryset):
 
 
 @admin.register(Tag)
-class TagAdmin(CrmModelAdmin):
+class TagAdmin(ReadableModelAdmin):
     list_display = ["name", "contact_count", "created_at"]
     search_fields = ["name"]
 
@@ -135,12 +122,15 @@ class MaskedContactFormSet(BaseInlineFormSet):
         return contacts
 
 
-class CompanyContactInline(admin.TabularInline):
+class ContactSummaryInline(admin.TabularInline):
+    """Read-only list of contacts (names masked for roles without PII) with links to edit them."""
+
     model = Contact
     extra = 0
     show_change_link = True
     can_delete = False
     verbose_name_plural = "contacts"
+    extra_columns: list[str] = ["job_title", "lifecycle_stage"]
 
     def has_add_permission(self, request, obj=None):
         return False  # contacts are added on their own page, through the contact service
@@ -152,8 +142,8 @@ class CompanyContactInline(admin.TabularInline):
 
     def get_fields(self, request, obj=None):
         if can_view_pii(request.user):
-            return ["first_name", "last_name", "email", "phone", "job_title", "lifecycle_stage"]
-        return ["masked_name", "job_title", "lifecycle_stage"]
+            return ["first_name", "last_name", "email", "phone", *self.extra_columns]
+        return ["masked_name", *self.extra_columns]
 
     def get_readonly_fields(self, request, obj=None):
         return self.get_fields(request, obj)
@@ -163,8 +153,24 @@ class CompanyContactInline(admin.TabularInline):
         return mask_value(contact.full_name)
 
 
+class CompanyContactInline(ContactSummaryInline):
+    fk_name = "company"
+
+
+class ProfileContactInline(ContactSummaryInline):
+    """The CRM contacts of a CDP profile, for the profile page: add it to
+    ``ProfileAdmin.inlines``."""
+
+    fk_name = "profile"
+    verbose_name_plural = "CRM contacts"
+    extra_columns = ["company", "job_title", "lifecycle_stage", "owner"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("company", "owner")
+
+
 @admin.register(Company)
-class CompanyAdmin(CrmModelAdmin):
+class CompanyAdmin(ReadableModelAdmin):
     list_display = ["name", "domain", "industry", "size", "country", "owner", "updated_at"]
     list_filter = [("owner", admin.RelatedOnlyFieldListFilter), "size", "country", "industry"]
     search_fields = ["name", "domain"]
@@ -231,7 +237,7 @@ class ContactActivityInline(admin.TabularInline):
 
 
 @admin.register(Contact)
-class ContactAdmin(CrmModelAdmin):
+class ContactAdmin(ReadableModelAdmin):
     form = ContactAdminForm
     list_display = [
         "id",
@@ -288,7 +294,7 @@ class StageInline(admin.TabularInline):
 
 
 @admin.register(Pipeline)
-class PipelineAdmin(CrmModelAdmin):
+class PipelineAdmin(ReadableModelAdmin):
     list_display = ["name", "stage_count", "deal_count", "created_at"]
     search_fields = ["name"]
     inlines = [StageInline]
@@ -312,7 +318,7 @@ class PipelineAdmin(CrmModelAdmin):
 
 
 @admin.register(Stage)
-class StageAdmin(CrmModelAdmin):
+class StageAdmin(ReadableModelAdmin):
     """Stages are edited inside their pipeline; this page serves look-ups and stage filters."""
 
     list_display = ["name", "pipeline", "order", "probability", "is_won", "is_lost"]
@@ -334,7 +340,7 @@ class DealAdminForm(forms.ModelForm):
 
 
 @admin.register(Deal)
-class DealAdmin(CrmModelAdmin):
+class DealAdmin(ReadableModelAdmin):
     pii_fields = ("contact",)  # a contact shows as its name
     form = DealAdminForm
     change_list_template = "admin/crm/deal/change_list.html"
@@ -381,7 +387,7 @@ class DealAdmin(CrmModelAdmin):
 
 
 @admin.register(Activity)
-class ActivityAdmin(CrmModelAdmin):
+class ActivityAdmin(ReadableModelAdmin):
     pii_fields = ("contact",)  # a contact shows as its name
     list_display = ["subject", "kind", "contact", "deal", "company", "owner", "due_at", "done_at"]
     list_filter = [
@@ -399,7 +405,7 @@ class ActivityAdmin(CrmModelAdmin):
 
 
 @admin.register(Ticket)
-class TicketAdmin(CrmModelAdmin):
+class TicketAdmin(ReadableModelAdmin):
     pii_fields = ("contact",)  # a contact shows as its name
     list_display = ["subject", "status", "priority", "channel", "contact", "company", "owner"]
     list_filter = ["status", "priority", "channel", ("owner", admin.RelatedOnlyFieldListFilter)]
@@ -413,7 +419,7 @@ class TicketAdmin(CrmModelAdmin):
 
 
 @admin.register(Task)
-class TaskAdmin(CrmModelAdmin):
+class TaskAdmin(ReadableModelAdmin):
     pii_fields = ("contact",)  # a contact shows as its name
     list_display = ["title", "priority", "contact", "deal", "owner", "due_at", "done_at"]
     list_filter = [

@@ -225,3 +225,37 @@ def test_change_lifecycle_action_updates_profile_traits(admin_client):
     contact.refresh_from_db()
     assert contact.lifecycle_stage == "sql"
     assert contact.profile.traits["lifecycleStage"] == "sql"
+
+
+@pytest.fixture
+def profile_page_with_contacts(monkeypatch):
+    from crm.admin import ProfileContactInline
+    from profiles.admin import IdentityInline, ProfileAdmin
+
+    monkeypatch.setattr(ProfileAdmin, "inlines", [IdentityInline, ProfileContactInline])
+
+
+def test_profile_page_shows_its_contacts(admin_client, profile_page_with_contacts):
+    from crm.services import contact_create
+
+    contact = contact_create(first_name="Eva", last_name="Profiel", email="eva@example.com")
+
+    page = admin_client.get(reverse("admin:profiles_profile_change", args=[contact.profile_id]))
+
+    assert "CRM contacts" in page.content.decode()
+    assert "Profiel" in page.content.decode()
+
+
+def test_profile_page_masks_contacts_for_analyst(
+    client, user_with_role, profile_page_with_contacts
+):
+    from crm.services import contact_create
+
+    contact = contact_create(first_name="Eva", last_name="Profiel", email="eva@example.com")
+    client.force_login(user_with_role("Analyst"))
+
+    page = client.get(reverse("admin:profiles_profile_change", args=[contact.profile_id]))
+
+    assert page.status_code == 200
+    assert "CRM contacts" in page.content.decode()
+    assert "Profiel" not in page.content.decode()
