@@ -130,13 +130,14 @@ def contact_traits(contact: Contact, company_name: str | None = None) -> dict[st
     return traits
 
 
-def contact_profiles_link(*, contacts: Sequence[Contact], source=None) -> None:
+def contact_profiles_link(*, contacts: Sequence[Contact], source=None) -> list[int]:
     """Link each contact to the CDP profile owning its e-mail/phone (creating the profile when
     none does), record the ``crm_contact`` identity and copy CRM fields into the profile's
-    traits. Set-based, so imports call it per batch of thousands of contacts."""
+    traits. Set-based, so imports call it per batch of thousands of contacts. Returns the ids
+    of the profiles it created."""
     contacts = [contact for contact in contacts if contact.pk is not None]
     if not contacts:
-        return
+        return []
     now = timezone.now()
     owners = _identity_owners(contacts)
     company_names = _company_names(contacts)
@@ -173,6 +174,7 @@ def contact_profiles_link(*, contacts: Sequence[Contact], source=None) -> None:
     )
     for contact in contacts:
         contact.profile_id = profile_of[contact.pk]
+    return sorted(created)
 
 
 def _identity_owners(contacts: Sequence[Contact]) -> dict[tuple[str, str], int]:
