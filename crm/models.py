@@ -123,6 +123,9 @@ class Contact(models.Model):
         ]
 
     def __str__(self) -> str:
+        if self.__dict__.get("pii_masked"):
+            # Set by views showing the contact to someone who may not see personal data.
+            return f"Contact {self.pk}"
         return self.full_name or self.email or f"Contact {self.pk}"
 
     @property
@@ -323,3 +326,125 @@ class Task(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+class ImportJobManager(models.Manager):
+    def get_queryset(self):
+        # The file can be 100+ MB: it is read in slices by the importer, never loaded whole.
+        return super().get_queryset().defer("file_data")
+
+
+class ImportJob(models.Model):
+    """One spreadsheet import: the file (kept in the database so any web server or worker can
+    read it), how it is mapped, its preview, progress, errors and outcome."""
+
+    class Resource(models.TextChoices):
+        CONTACTS = "contacts", "Contacts"
+        COMPANIES = "companies", "Companies"
+        DEALS = "deals", "Deals"
+        ACTIVITIES = "activities", "Activities"
+
+    class Mode(models.TextChoices):
+        CREATE = "create", "Create only (skip rows whose key exists)"
+        UPDATE = "update", "Update only (skip rows whose key is unknown)"
+        UPSERT = "upsert", "Create and update"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting to be checked"
+        VALIDATING = "validating", "Checking"
+        INVALID = "invalid", "Has errors (nothing written)"
+        VALIDATED = "validated", "Checked: ready to apply"
+        APPLYING = "applying", "Applying"
+        APPLIED = "applied", "Applied"
+        FAILED = "failed", "Failed (nothing written)"
+        REVERTED = "reverted", "Reverted"
+
+    resource = models.CharField(max_length=20, choices=Resource.choices)
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.UPSERT)
+    key_field = models.CharField(
+        max_length=40, help_text="The field that identifies existing rows (email, external_id...)."
+    )
+    column_map = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="File header -> field. Filled from names and synonyms; '-' ignores a column.",
+    )
+    file_name = models.CharField(max_length=255)
+    file_data = models.BinaryField(help_text="The uploaded file, stored with the job.")
+    file_size = models.PositiveBigIntegerField(default=0)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_done = models.PositiveIntegerField(default=0)
+    created_count = models.PositiveIntegerField(default=0)
+    updated_count = models.PositiveIntegerField(default=0)
+    skipped_count = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(
+        default=list, blank=True, help_text="Row errors: row, column, value, message (first 1000)."
+    )
+    preview = models.JSONField(
+        default=list, blank=True, help_text="First rows of the check: outcome and field changes."
+    )
+    message = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        OWNER, null=True, blank=True, on_delete=models.SET_NULL, related_name="crm_import_jobs"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    reverted_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ImportJobManager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "-created_at"], name="importjob_status")]
+
+    def __str__(self) -> str:
+        return f"Import {self.pk}: {self.resource} from {self.file_name}"
+
+    @property
+    def progress_percent(self) -> int:
+        return int(100 * self.rows_done / self.rows_total) if self.rows_total else 0
+
+
+class ImportJobRow(models.Model):
+    """What one import did to one row, so the import can be reverted: created rows are
+    deleted, updated rows get ``before`` back."""
+
+    class Action(models.TextChoices):
+        CREATED = "created", "Created"
+        UPDATED = "updated", "Updated"
+
+    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="changes")
+    model = models.CharField(max_length=40, help_text="app_label.model of the changed row.")
+    object_id = models.BigIntegerField()
+    action = models.CharField(max_length=10, choices=Action.choices)
+    row_number = models.PositiveIntegerField(null=True, blank=True)
+    before = models.JSONField(null=True, blank=True, help_text="Previous values of updated rows.")
+
+    class Meta:
+        ordering = ["job", "id"]
+        indexes = [models.Index(fields=["job", "model", "action"], name="importrow_job")]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.model} {self.object_id}"
+
+
+class DataExport(models.Model):
+    """Audit row of an admin export: who exported what, and whether personal data was in it."""
+
+    resource = models.CharField(max_length=40)
+    row_count = models.PositiveIntegerField()
+    file_format = models.CharField(max_length=10)
+    included_pii = models.BooleanField()
+    exported_by = models.ForeignKey(
+        OWNER, null=True, blank=True, on_delete=models.SET_NULL, related_name="crm_exports"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.resource} export by {self.exported_by} ({self.row_count} rows)"

@@ -108,3 +108,88 @@ class AudienceFactory(factory.django.DjangoModelFactory):
 
     name = factory.Sequence(lambda n: f"Audience {n}")
     rule = factory.LazyFunction(lambda: {"category": "CAT-0"})
+
+
+# --- crm ---------------------------------------------------------------------------------------
+
+
+class TagFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "crm.Tag"
+
+    name = factory.Sequence(lambda n: f"tag-{n}")
+
+
+class CompanyFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "crm.Company"
+
+    name = factory.Sequence(lambda n: f"Company {n}")
+    domain = factory.Sequence(lambda n: f"company{n}.example.com")
+    industry = "Retail"
+    country = "NL"
+
+
+class ContactFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "crm.Contact"
+
+    first_name = "Anna"
+    last_name = factory.Sequence(lambda n: f"Jansen {n}")
+    email = factory.Sequence(lambda n: f"contact{n}@example.com")
+    company = factory.SubFactory(CompanyFactory)
+
+
+class PipelineFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "crm.Pipeline"
+
+    name = factory.Sequence(lambda n: f"Pipeline {n}")
+
+
+class StageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "crm.Stage"
+
+    pipeline = factory.SubFactory(PipelineFactory)
+    name = factory.Sequence(lambda n: f"Stage {n}")
+    order = factory.Sequence(lambda n: n)
+    probability = 20
+
+
+class DealFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "crm.Deal"
+
+    name = factory.Sequence(lambda n: f"Deal {n}")
+    stage = factory.SubFactory(StageFactory)
+    pipeline = factory.SelfAttribute("stage.pipeline")
+    company = factory.SubFactory(CompanyFactory)
+    contact = factory.SubFactory(ContactFactory, company=factory.SelfAttribute("..company"))
+    amount = 1000
+    probability = 20
+
+
+class ActivityFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "crm.Activity"
+
+    kind = "call"
+    subject = factory.Sequence(lambda n: f"Call {n}")
+    contact = factory.SubFactory(ContactFactory)
+
+
+class TicketFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "crm.Ticket"
+
+    subject = factory.Sequence(lambda n: f"Ticket {n}")
+    contact = factory.SubFactory(ContactFactory)
+
+
+class TaskFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "crm.Task"
+
+    title = factory.Sequence(lambda n: f"Task {n}")
+    contact = factory.SubFactory(ContactFactory)

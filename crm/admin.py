@@ -1,0 +1,436 @@
+"""The sales and support work surface: companies, contacts, pipelines, deals, activities,
+tickets and tasks."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db.models import Count
+from django.forms.models import BaseInlineFormSet
+
+from cdphub.admin_mixins import ReadableModelAdmin
+from cdphub.pii import can_view_pii, mask_value
+from crm import services
+from crm.models import Activity, Company, Contact, Deal, Pipeline, Stage, Tag, Task, Ticket
+from crm.selectors import deals_stage_totals
+
+# --- Action bar inputs: the value an action applies -------------------------------------------
+
+
+def owner_field() -> forms.ModelChoiceField:
+    return forms.ModelChoiceField(
+        get_user_model().objects.filter(is_active=True, is_staff=True).order_by("username"),
+        required=False,
+        label="Owner",
+    )
+
+
+class OwnerActionForm(ActionForm):
+    owner = owner_field()
+
+
+class TaggableActionForm(OwnerActionForm):
+    tag = forms.CharField(required=False, max_length=80, label="Tag")
+
+
+class ContactActionForm(TaggableActionForm):
+    lifecycle_stage = forms.ChoiceField(
+        choices=[("", "---------"), *Contact.LifecycleStage.choices],
+        required=False,
+        label="Lifecycle",
+    )
+
+
+class DealActionForm(OwnerActionForm):
+    stage = forms.ModelChoiceField(
+        Stage.objects.select_related("pipeline"), required=False, label="Stage"
+    )
+
+
+def action_value(modeladmin, request, name: str):
+    """The cleaned action-bar value, or None after telling the user it is missing."""
+    form = modeladmin.action_form(request.POST)
+    form.fields["action"].choices = modeladmin.get_action_choices(request)
+    value = form.cleaned_data.get(name) if form.is_valid() else None
+    if value in (None, ""):
+        label = form.fields[name].label
+        modeladmin.message_user(
+            request, f"Choose a {label.lower()} next to the action first.", messages.ERROR
+        )
+        return None
+    return value
+
+
+@admin.action(description="Assign the chosen owner", permissions=["change"])
+def assign_owner(modeladmin, request, queryset):
+    owner = action_value(modeladmin, request, "owner")
+    if owner is not None:
+        count = services.records_assign_owner(queryset=queryset, owner=owner)
+        modeladmin.message_user(request, f"{count} record(s) now owned by {owner}.")
+
+
+@admin.action(description="Add the typed tag", permissions=["change"])
+def add_tag(modeladmin, request, queryset):
+    name = action_value(modeladmin, request, "tag")
+    if name is not None:
+        tag, count = services.records_add_tag(queryset=queryset, name=name)
+        modeladmin.message_user(request, f"Tag {tag} added to {count} record(s).")
+
+
+@admin.action(description="Change lifecycle stage", permissions=["change"])
+def change_lifecycle(modeladmin, request, queryset):
+    stage = action_value(modeladmin, request, "lifecycle_stage")
+    if stage is not None:
+        count = services.contacts_change_lifecycle(queryset=queryset, lifecycle_stage=stage)
+        modeladmin.message_user(request, f"{count} contact(s) moved to {stage}.")
+
+
+@admin.action(description="Move to the chosen stage", permissions=["change"])
+def change_stage(modeladmin, request, queryset):
+    stage = action_value(modeladmin, request, "stage")
+    if stage is not None:
+        count = services.deals_move_to_stage(queryset=queryset, stage=stage)
+        modeladmin.message_user(request, f"{count} deal(s) moved to {stage}.")
+
+
+# --- Tags, companies, contacts -----------------------------------------------------------------
+
+
+@admin.register(Tag)
+class TagAdmin(ReadableModelAdmin):
+    list_display = ["name", "contact_count", "created_at"]
+    search_fields = ["name"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(contact_total=Count("contacts"))
+
+    @admin.display(description="contacts", ordering="contact_total")
+    def contact_count(self, tag):
+        return tag.contact_total
+
+
+class MaskedContactFormSet(BaseInlineFormSet):
+    """Marks the contacts so their names are masked where the inline shows them."""
+
+    def get_queryset(self):
+        contacts = super().get_queryset()
+        for contact in contacts:
+            contact.pii_masked = True
+        return contacts
+
+
+class ContactSummaryInline(admin.TabularInline):
+    """Read-only list of contacts (names masked for roles without PII) with links to edit them."""
+
+    model = Contact
+    extra = 0
+    show_change_link = True
+    can_delete = False
+    verbose_name_plural = "contacts"
+    extra_columns: list[str] = ["job_title", "lifecycle_stage"]
+
+    def has_add_permission(self, request, obj=None):
+        return False  # contacts are added on their own page, through the contact service
+
+    def get_formset(self, request, obj=None, **kwargs):
+        if not can_view_pii(request.user):
+            kwargs["formset"] = MaskedContactFormSet
+        return super().get_formset(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if can_view_pii(request.user):
+            return ["first_name", "last_name", "email", "phone", *self.extra_columns]
+        return ["masked_name", *self.extra_columns]
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.get_fields(request, obj)
+
+    @admin.display(description="name")
+    def masked_name(self, contact):
+        return mask_value(contact.full_name)
+
+
+class CompanyContactInline(ContactSummaryInline):
+    fk_name = "company"
+
+
+class ProfileContactInline(ContactSummaryInline):
+    """The CRM contacts of a CDP profile, for the profile page: add it to
+    ``ProfileAdmin.inlines``."""
+
+    fk_name = "profile"
+    verbose_name_plural = "CRM contacts"
+    extra_columns = ["company", "job_title", "lifecycle_stage", "owner"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("company", "owner")
+
+
+@admin.register(Company)
+class CompanyAdmin(ReadableModelAdmin):
+    list_display = ["name", "domain", "industry", "size", "country", "owner", "updated_at"]
+    list_filter = [("owner", admin.RelatedOnlyFieldListFilter), "size", "country", "industry"]
+    search_fields = ["name", "domain"]
+    list_select_related = ["owner"]
+    raw_id_fields = ["owner"]
+    autocomplete_fields = ["tags"]
+    readonly_fields = ["created_at", "updated_at"]
+    inlines = [CompanyContactInline]
+    action_form = TaggableActionForm
+    actions = [assign_owner, add_tag]
+
+
+class ContactAdminForm(forms.ModelForm):
+    """Identifiers are normalised and the suppression list checked before saving, so a bad
+    e-mail or phone shows next to its field instead of failing the save."""
+
+    def clean(self):
+        cleaned = super().clean()
+        if "email" not in self.fields:
+            return cleaned  # a role without PII access cannot change identifiers
+        try:
+            email, phone = services.contact_identifiers_normalize(
+                email=cleaned.get("email", ""), phone=cleaned.get("phone", "")
+            )
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                self.add_error(field, errors)
+            return cleaned
+        cleaned["email"], cleaned["phone"] = email, phone
+        if self.instance.pk is None and services.contact_is_suppressed(email, phone):
+            raise ValidationError(
+                "This person was erased on request (suppression list); they cannot be re-created."
+            )
+        return cleaned
+
+
+class ContactDealInline(admin.TabularInline):
+    model = Deal
+    extra = 0
+    fields = ["name", "stage", "amount", "currency", "status", "expected_close_date", "owner"]
+    readonly_fields = fields
+    show_change_link = True
+    can_delete = False
+    verbose_name_plural = "deals (open one to edit it)"
+
+    def has_add_permission(self, request, obj=None):
+        return False  # deals follow stage rules: they are edited on their own page
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("stage__pipeline", "owner")
+
+
+class ContactActivityInline(admin.TabularInline):
+    model = Activity
+    extra = 1
+    fields = ["kind", "subject", "owner", "due_at", "done_at"]
+    raw_id_fields = ["owner"]
+    fk_name = "contact"
+    show_change_link = True
+    ordering = ["-created_at"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("owner")
+
+
+@admin.register(Contact)
+class ContactAdmin(ReadableModelAdmin):
+    form = ContactAdminForm
+    list_display = [
+        "id",
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "company",
+        "lifecycle_stage",
+        "owner",
+        "updated_at",
+    ]
+    list_display_links = ["id"]
+    list_filter = [
+        "lifecycle_stage",
+        ("owner", admin.RelatedOnlyFieldListFilter),
+        "tags",
+        "country",
+    ]
+    search_fields = ["first_name", "last_name", "email", "=phone", "=external_id", "company__name"]
+    list_select_related = ["company", "owner"]
+    raw_id_fields = ["owner", "profile"]
+    autocomplete_fields = ["company", "tags"]
+    readonly_fields = ["profile", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["first_name", "last_name", "email", "phone", "company", "job_title"]}),
+        ("Sales", {"fields": ["lifecycle_stage", "owner", "tags", "external_id"]}),
+        ("Address", {"fields": ["street", "postal_code", "city", "country", "date_of_birth"]}),
+        ("Links", {"fields": ["profile", "created_at", "updated_at"]}),
+    ]
+    pii_fields = Contact.PII_FIELDS
+    inlines = [ContactDealInline, ContactActivityInline]
+    action_form = ContactActionForm
+    actions = [assign_owner, add_tag, change_lifecycle]
+
+    def get_object(self, request, object_id, from_field=None):
+        contact = super().get_object(request, object_id, from_field)
+        if contact is not None and not self.may_view_pii(request):
+            contact.pii_masked = True  # the page title and breadcrumbs show no name
+        return contact
+
+    def save_model(self, request, obj, form, change):
+        services.contact_save(contact=obj)
+
+
+# --- Pipelines and deals ------------------------------------------------------------------------
+
+
+class StageInline(admin.TabularInline):
+    model = Stage
+    extra = 1
+    fields = ["order", "name", "probability", "is_won", "is_lost"]
+    ordering = ["order"]
+
+
+@admin.register(Pipeline)
+class PipelineAdmin(ReadableModelAdmin):
+    list_display = ["name", "stage_count", "deal_count", "created_at"]
+    search_fields = ["name"]
+    inlines = [StageInline]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                stage_total=Count("stages", distinct=True), deal_total=Count("deals", distinct=True)
+            )
+        )
+
+    @admin.display(description="stages", ordering="stage_total")
+    def stage_count(self, pipeline):
+        return pipeline.stage_total
+
+    @admin.display(description="deals", ordering="deal_total")
+    def deal_count(self, pipeline):
+        return pipeline.deal_total
+
+
+@admin.register(Stage)
+class StageAdmin(ReadableModelAdmin):
+    """Stages are edited inside their pipeline; this page serves look-ups and stage filters."""
+
+    list_display = ["name", "pipeline", "order", "probability", "is_won", "is_lost"]
+    list_filter = ["pipeline"]
+    search_fields = ["name", "pipeline__name"]
+    list_select_related = ["pipeline"]
+    ordering = ["pipeline__name", "order"]
+
+
+class DealAdminForm(forms.ModelForm):
+    """A stage from another pipeline is refused next to the stage field."""
+
+    def clean(self):
+        cleaned = super().clean()
+        stage, pipeline = cleaned.get("stage"), cleaned.get("pipeline")
+        if stage and pipeline and stage.pipeline_id != pipeline.pk:
+            self.add_error("stage", f"Stage {stage.name!r} belongs to pipeline {stage.pipeline}.")
+        return cleaned
+
+
+@admin.register(Deal)
+class DealAdmin(ReadableModelAdmin):
+    pii_fields = ("contact",)  # a contact shows as its name
+    form = DealAdminForm
+    change_list_template = "admin/crm/deal/change_list.html"
+    list_display = [
+        "name",
+        "stage",
+        "amount",
+        "currency",
+        "probability",
+        "status",
+        "company",
+        "contact",
+        "owner",
+        "expected_close_date",
+    ]
+    list_filter = [
+        "pipeline",
+        "stage",
+        "status",
+        ("owner", admin.RelatedOnlyFieldListFilter),
+        "currency",
+    ]
+    search_fields = ["name", "company__name"]
+    list_select_related = ["stage__pipeline", "company", "contact", "owner"]
+    raw_id_fields = ["owner"]
+    autocomplete_fields = ["pipeline", "stage", "company", "contact"]
+    readonly_fields = ["closed_at", "created_at", "updated_at"]
+    date_hierarchy = "expected_close_date"
+    action_form = DealActionForm
+    actions = [assign_owner, change_stage]
+
+    def save_model(self, request, obj, form, change):
+        services.deal_save(deal=obj, stage_changed=not change or "stage" in form.changed_data)
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        context = getattr(response, "context_data", None)
+        if context and "cl" in context:
+            context["stage_totals"] = deals_stage_totals(context["cl"].queryset)
+        return response
+
+
+# --- Activities, tickets, tasks -----------------------------------------------------------------
+
+
+@admin.register(Activity)
+class ActivityAdmin(ReadableModelAdmin):
+    pii_fields = ("contact",)  # a contact shows as its name
+    list_display = ["subject", "kind", "contact", "deal", "company", "owner", "due_at", "done_at"]
+    list_filter = [
+        "kind",
+        ("owner", admin.RelatedOnlyFieldListFilter),
+        ("done_at", admin.EmptyFieldListFilter),
+    ]
+    search_fields = ["subject"]
+    list_select_related = ["contact", "deal", "company", "owner"]
+    raw_id_fields = ["owner"]
+    autocomplete_fields = ["contact", "deal", "company"]
+    readonly_fields = ["created_at", "updated_at"]
+    action_form = OwnerActionForm
+    actions = [assign_owner]
+
+
+@admin.register(Ticket)
+class TicketAdmin(ReadableModelAdmin):
+    pii_fields = ("contact",)  # a contact shows as its name
+    list_display = ["subject", "status", "priority", "channel", "contact", "company", "owner"]
+    list_filter = ["status", "priority", "channel", ("owner", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["subject"]
+    list_select_related = ["contact", "company", "owner"]
+    raw_id_fields = ["owner"]
+    autocomplete_fields = ["contact", "company"]
+    readonly_fields = ["created_at", "updated_at"]
+    action_form = OwnerActionForm
+    actions = [assign_owner]
+
+
+@admin.register(Task)
+class TaskAdmin(ReadableModelAdmin):
+    pii_fields = ("contact",)  # a contact shows as its name
+    list_display = ["title", "priority", "contact", "deal", "owner", "due_at", "done_at"]
+    list_filter = [
+        "priority",
+        ("owner", admin.RelatedOnlyFieldListFilter),
+        ("done_at", admin.EmptyFieldListFilter),
+    ]
+    search_fields = ["title"]
+    list_select_related = ["contact", "deal", "owner"]
+    raw_id_fields = ["owner"]
+    autocomplete_fields = ["contact", "deal"]
+    readonly_fields = ["created_at", "updated_at"]
+    action_form = OwnerActionForm
+    actions = [assign_owner]

@@ -1,0 +1,188 @@
+"""Reading an uploaded spreadsheet: streamed from the database, CSV or XLSX, with a clear
+message for every way a file can be wrong."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import date, datetime
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import connection
+
+from crm.models import ImportJob
+from crm.resources import ImportSpec, header_token
+
+CHUNK = 1024 * 1024
+
+
+class ImportRefused(ValidationError):
+    """The file as a whole cannot be imported; the message says why and where."""
+
+
+class StoredFile(io.RawIOBase):
+    """A job's file read in slices straight from the database (the column is stored
+    uncompressed, so a slice does not load the whole file): bounded memory, and any web server
+    or worker can read it."""
+
+    def __init__(self, job_id: int, size: int):
+        self.job_id, self.size, self.position = job_id, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def readinto(self, buffer) -> int:
+        wanted = min(len(buffer), self.size - self.position)
+        if wanted <= 0:
+            return 0
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT substring(file_data FROM %s FOR %s) FROM crm_importjob WHERE id = %s",
+                [self.position + 1, wanted, self.job_id],
+            )
+            data = bytes(cursor.fetchone()[0])
+        buffer[: len(data)] = data
+        self.position += len(data)
+        return len(data)
+
+
+def open_job_file(job: ImportJob) -> io.BufferedReader:
+    return io.BufferedReader(StoredFile(job.pk, job.file_size), buffer_size=CHUNK)
+
+
+def file_check(*, name: str, data: bytes) -> str:
+    """The file's format ("csv" or "xlsx"), or ``ImportRefused`` saying what is wrong."""
+    limit = settings.CDPHUB_IMPORT_MAX_BYTES
+    if len(data) > limit:
+        raise ImportRefused(
+            f"The file is {len(data) / 1e6:.0f} MB; the limit is {limit / 1e6:.0f} MB. "
+            "Split it into smaller files."
+        )
+    if not data.strip():
+        raise ImportRefused("The file is empty.")
+    if data.startswith(b"PK\x03\x04"):
+        return "xlsx"
+    if data.startswith(b"\xd0\xcf\x11\xe0"):
+        raise ImportRefused("Old Excel (.xls) files are not supported: save it as .xlsx or CSV.")
+    if b"\x00" in data[:8192] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ImportRefused(f"{name} is not a spreadsheet: upload a CSV or XLSX file.")
+    return "csv"
+
+
+def iter_table(job: ImportJob) -> Iterator[tuple[int, list[str]]]:
+    """(spreadsheet row number, cells as text) for every non-empty row, header first."""
+    stream = open_job_file(job)
+    head = stream.peek(4)[:4]
+    rows = iter_xlsx(stream) if head.startswith(b"PK\x03\x04") else iter_csv(stream)
+    for number, cells in rows:
+        if any(cell.strip() for cell in cells):
+            yield number, [cell.strip() for cell in cells]
+
+
+def iter_csv(stream: io.BufferedReader) -> Iterator[tuple[int, list[str]]]:
+    sample = stream.peek(65536)[:65536]
+    encoding = "utf-16" if sample.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig"
+    text = io.TextIOWrapper(stream, encoding=encoding, newline="")
+    try:
+        dialect = csv.Sniffer().sniff(sample.decode(encoding, errors="ignore"), ",;\t|")
+        delimiter = dialect.delimiter
+    except csv.Error:
+        delimiter = ","
+    reader = csv.reader(text, delimiter=delimiter)
+    try:
+        for cells in reader:
+            yield reader.line_num, cells
+    except UnicodeDecodeError as exc:
+        raise ImportRefused(
+            f"Row {reader.line_num + 1}: the file is not UTF-8 encoded (byte "
+            f"0x{exc.object[exc.start]:02x}). Save it as 'CSV UTF-8' or as XLSX."
+        ) from None
+    except csv.Error as exc:
+        raise ImportRefused(f"Row {reader.line_num}: the CSV is malformed ({exc}).") from None
+
+
+def iter_xlsx(stream: io.BufferedReader) -> Iterator[tuple[int, list[str]]]:
+    from openpyxl import load_workbook
+
+    try:
+        workbook = load_workbook(stream, read_only=True, data_only=True)
+    except Exception:  # noqa: BLE001 - openpyxl raises many kinds for a broken file
+        raise ImportRefused("The file is not a readable XLSX workbook.") from None
+    try:
+        sheet = workbook.worksheets[0]
+        for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
+            yield number, [cell_text(value) for value in values]
+    finally:
+        workbook.close()
+
+
+def cell_text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return (
+            value.isoformat(sep=" ")
+            if value.time() != datetime.min.time()
+            else (value.date().isoformat())
+        )
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def column_map(
+    spec: ImportSpec, headers: list[str], overrides: dict[str, str] | None = None
+) -> tuple[dict[str, str], list[str]]:
+    """Header -> field ("-" to ignore), matched by name and synonyms, then the explicit
+    overrides; returns the map and the problems (unknown or doubly mapped columns)."""
+    tokens = {}
+    for column in spec.columns:
+        for name in (column.name, *column.synonyms):
+            tokens.setdefault(header_token(name), column.name)
+    overrides = {header_token(h): field for h, field in (overrides or {}).items()}
+    mapping, problems, used = {}, [], {}
+    for position, header in enumerate(headers, start=1):
+        token = header_token(header)
+        field = overrides.get(token, tokens.get(token))
+        where = f"Column {column_letter(position)} ({header!r})"
+        if not header:
+            problems.append(f"{where} has no header.")
+        elif field is None:
+            problems.append(
+                f"{where} is not a {spec.resource} field; map it with {header}=FIELD or ignore it "
+                f"with {header}=-. Fields: {', '.join(spec.names)}."
+            )
+        elif field != "-" and field not in spec.names:
+            problems.append(
+                f"{where} is mapped to {field!r}, which is not a {spec.resource} field."
+            )
+        elif field != "-" and field in used:
+            problems.append(f"{where} and column {used[field]!r} both map to {field!r}.")
+        else:
+            mapping[header] = field
+            if field != "-":
+                used[field] = header
+    return mapping, problems
+
+
+def column_letter(position: int) -> str:
+    letters = ""
+    while position:
+        position, remainder = divmod(position - 1, 26)
+        letters = chr(65 + remainder) + letters
+    return letters

@@ -1,0 +1,708 @@
+"""Spreadsheet import jobs: check (dry run), apply all-or-nothing, revert.
+
+Rows are streamed from the stored file and handled in batches: each batch is parsed, its
+references (companies, owners, contacts, stages...) and existing keys are looked up in a few
+queries, and on apply it is written with set-based inserts and updates. The column
+definitions come from ``crm.resources``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from itertools import islice
+
+from django.contrib.auth import get_user_model
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.models import Count, Min
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+from crm import services
+from crm.importfiles import ImportRefused, column_letter, column_map, file_check, iter_table
+from crm.models import Company, Contact, Deal, ImportJob, ImportJobRow, Pipeline, Stage, Tag
+from crm.resources import SPECS, CellError, ImportSpec
+from profiles.models import Identity, Profile
+
+BATCH_SIZE = 2000
+MAX_STORED_ERRORS = 10_000
+PREVIEW_ROWS = 100
+
+Progress = Callable[[ImportJob], None]
+
+
+class ImportFailed(Exception):
+    """Apply found errors: everything was rolled back."""
+
+
+@dataclass
+class Row:
+    number: int
+    values: dict = field(default_factory=dict)  # field -> parsed value (non-blank cells only)
+    errors: list = field(default_factory=list)
+    outcome: str = ""  # new / updated / skipped / error
+    reason: str = ""
+    obj: object = None
+    changes: dict = field(default_factory=dict)  # field -> [old, new]
+    before: dict | None = None  # previous values of an updated row, for revert
+
+    def fail(self, column: str, message: str, value="") -> None:
+        self.errors.append(
+            {"row": self.number, "column": column, "value": str(value), "message": message}
+        )
+
+
+# --- Creating and running jobs ------------------------------------------------------------------
+
+
+@transaction.atomic
+def import_job_create(
+    *,
+    resource: str,
+    mode: str,
+    key_field: str,
+    file_name: str,
+    data: bytes,
+    created_by=None,
+    overrides: dict[str, str] | None = None,
+) -> ImportJob:
+    """Store the upload with the job; file-level problems are refused here, before anything
+    is kept."""
+    spec = SPECS[resource]
+    if mode not in ImportJob.Mode.values:
+        raise ImportRefused(f"Unknown mode {mode!r}; use create, update or upsert.")
+    if key_field not in spec.keys:
+        raise ImportRefused(
+            f"{key_field!r} cannot key a {resource} import; use one of {', '.join(spec.keys)}."
+        )
+    file_format = file_check(name=file_name, data=data)
+    return ImportJob.objects.create(
+        # A first estimate for the progress bar (lines of a CSV); the check makes it exact.
+        rows_total=max(data.count(b"\n") - 1, 0) if file_format == "csv" else 0,
+        resource=resource,
+        mode=mode,
+        key_field=key_field,
+        file_name=file_name[:255],
+        file_data=data,
+        file_size=len(data),
+        column_map={"overrides": overrides or {}},
+        created_by=created_by,
+    )
+
+
+def import_job_validate(*, job: ImportJob, progress: Progress | None = None) -> ImportJob:
+    """The dry run: every row checked and classified (new, updated, skipped, error) with its
+    field changes; nothing is written except the job's own record."""
+    job.status, job.started_at = ImportJob.Status.VALIDATING, timezone.now()
+    job.save(update_fields=["status", "started_at"])
+    try:
+        run = ImportRun(job, apply=False, progress=progress)
+        run.execute()
+    except ImportRefused as exc:
+        return job_refused(job, exc)
+    job.status = ImportJob.Status.INVALID if job.error_count else ImportJob.Status.VALIDATED
+    job.finished_at = timezone.now()
+    job.save()
+    return job
+
+
+def import_job_apply(*, job: ImportJob, progress: Progress | None = None) -> ImportJob:
+    """Write the whole file in one transaction: any row error rolls everything back."""
+    if job.status not in (ImportJob.Status.VALIDATED, ImportJob.Status.FAILED):
+        raise ImportRefused(f"Job {job.pk} is {job.get_status_display().lower()}; check it first.")
+    ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.APPLYING)
+    job.status = ImportJob.Status.APPLYING
+    try:
+        with transaction.atomic():
+            run = ImportRun(job, apply=True, progress=progress)
+            run.execute()
+            if job.error_count:
+                raise ImportFailed
+            job.status, job.finished_at = ImportJob.Status.APPLIED, timezone.now()
+            job.message = (
+                f"Applied: {job.created_count} created, {job.updated_count} updated, "
+                f"{job.skipped_count} skipped."
+            )
+            job.save()
+    except ImportFailed:
+        job.status = ImportJob.Status.FAILED
+        job.message = f"{job.error_count} row error(s): nothing was written."
+        job.finished_at = timezone.now()
+        job.save()
+    except ImportRefused as exc:
+        return job_refused(job, exc, status=ImportJob.Status.FAILED)
+    return job
+
+
+def job_refused(job: ImportJob, exc: ImportRefused, status=ImportJob.Status.INVALID) -> ImportJob:
+    job.status, job.finished_at = status, timezone.now()
+    job.message = " ".join(exc.messages)
+    job.errors = [{"row": "", "column": "", "value": "", "message": job.message}]
+    job.error_count = max(job.error_count, 1)
+    job.save()
+    return job
+
+
+@contextmanager
+def progress_channel(job: ImportJob):
+    """Progress goes through its own connection, so the admin sees it while the import's
+    transaction is still open."""
+    side = connections.create_connection(DEFAULT_DB_ALIAS)
+    try:
+
+        def publish() -> None:
+            with side.cursor() as cursor:
+                cursor.execute(
+                    "UPDATE crm_importjob SET rows_done = %s, rows_total = %s, error_count = %s"
+                    " WHERE id = %s",
+                    [job.rows_done, job.rows_total, job.error_count, job.pk],
+                )
+
+        yield publish
+    finally:
+        side.close()
+
+
+# --- One pass over the file -------------------------------------------------------------------
+
+
+class ImportRun:
+    def __init__(self, job: ImportJob, *, apply: bool, progress: Progress | None):
+        self.job, self.apply, self.progress = job, apply, progress
+        self.spec: ImportSpec = SPECS[job.resource]
+        self.references = References(self.spec)
+        self.seen_keys: dict[int, int] = {}
+
+    def execute(self) -> None:
+        job = self.job
+        job.rows_done = job.created_count = job.updated_count = job.skipped_count = 0
+        job.error_count, job.errors, job.preview = 0, [], []
+        rows = iter_table(job)
+        header = next(rows, None)
+        if header is None:
+            raise ImportRefused("The file is empty.")
+        self.headers = header[1]
+        self.mapping = self.checked_mapping()
+        self.column_names = {
+            name: f"{column_letter(position)} ({header})"
+            for position, header in enumerate(self.headers, 1)
+            if (name := self.mapping.get(header, "-")) != "-"
+        }
+        with progress_channel(job) as publish:
+            any_row = False
+            for batch in batched(rows, BATCH_SIZE):
+                any_row = True
+                self.handle(batch)
+                publish()
+                if self.progress:
+                    self.progress(job)
+            if not any_row:
+                raise ImportRefused("The file has a header row but no data rows.")
+        job.rows_total = job.rows_done
+
+    def checked_mapping(self) -> dict[str, str]:
+        overrides = (self.job.column_map or {}).get("overrides", {})
+        mapping, problems = column_map(self.spec, self.headers, overrides)
+        mapped = set(mapping.values())
+        if self.job.key_field not in mapped:
+            problems.append(
+                f"The key column {self.job.key_field!r} is missing: add it or map a column to it."
+            )
+        if self.job.mode != ImportJob.Mode.UPDATE:
+            for required in self.spec.required_for_create:
+                if required not in mapped:
+                    problems.append(
+                        f"Column {required!r} is required to create {self.spec.resource}."
+                    )
+        self.job.column_map = {"overrides": overrides, "columns": mapping}
+        if problems:
+            raise ImportRefused(problems)
+        return mapping
+
+    def handle(self, batch: list[tuple[int, list[str]]]) -> None:
+        rows = [self.parse(number, cells) for number, cells in batch]
+        self.references.resolve(rows, create=self.apply)
+        Classifier(self.spec, self.job).classify(rows, self.seen_keys)
+        # After the first error nothing more is written (it will be rolled back anyway), but
+        # the rest of the file is still checked so every error is reported at once.
+        if self.apply and not self.job.error_count and not any(row.errors for row in rows):
+            Writer(self.spec, self.job).write(rows)
+        self.record(rows)
+
+    def parse(self, number: int, cells: list[str]) -> Row:
+        row = Row(number)
+        if len(cells) > len(self.headers) and any(cells[len(self.headers) :]):
+            row.fail(column_letter(len(self.headers) + 1), "has a value but no header")
+        for position, (header, value) in enumerate(zip(self.headers, cells, strict=False), 1):
+            name = self.mapping.get(header, "-")
+            if name == "-" or not value:
+                continue
+            try:
+                row.values[name] = self.spec.column(name).read(value)
+            except CellError as exc:
+                row.fail(f"{column_letter(position)} ({header})", str(exc), value)
+        return row
+
+    def record(self, rows: list[Row]) -> None:
+        job = self.job
+        for row in rows:
+            job.rows_done += 1
+            if row.errors:
+                row.outcome = "error"
+                for error in row.errors:
+                    error["column"] = self.column_names.get(error["column"], error["column"])
+                job.error_count += len(row.errors)
+                room = MAX_STORED_ERRORS - len(job.errors)
+                job.errors.extend(row.errors[: max(room, 0)])
+            elif row.outcome == "new":
+                job.created_count += 1
+            elif row.outcome == "updated":
+                job.updated_count += 1
+            else:
+                job.skipped_count += 1
+            if len(job.preview) < PREVIEW_ROWS:
+                job.preview.append(preview_entry(row))
+
+
+def preview_entry(row: Row) -> dict:
+    return {
+        "row": row.number,
+        "outcome": row.outcome,
+        "reason": row.reason or "; ".join(f"{e['column']}: {e['message']}" for e in row.errors),
+        "changes": {name: [json_value(a), json_value(b)] for name, (a, b) in row.changes.items()},
+    }
+
+
+def json_value(value):
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    return value
+
+
+def batched(iterable, size: int) -> Iterator[list]:
+    iterator = iter(iterable)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+# --- References to other records, resolved per batch ------------------------------------------
+
+
+class References:
+    """Looks up owners, companies, contacts, pipelines, stages and deals named in the rows,
+    caching across batches; companies named but unknown are created on apply."""
+
+    def __init__(self, spec: ImportSpec):
+        self.spec = spec
+        self.cache: dict[str, dict] = defaultdict(dict)
+        self.new_companies: dict[tuple[str, str], Company] = {}
+
+    def resolve(self, rows: list[Row], *, create: bool) -> None:
+        relations = {c.name: c.relation for c in self.spec.columns if c.relation}
+        for name, relation in relations.items():
+            if relation == "tags":
+                continue
+            wanted = {row.values[name] for row in rows if name in row.values}
+            missing = wanted - self.cache[relation].keys()
+            if missing:
+                self.cache[relation].update(getattr(self, f"find_{relation}")(missing, rows))
+            for row in rows:
+                if name in row.values:
+                    self.assign(row, name, relation, create)
+
+    def assign(self, row: Row, name: str, relation: str, create: bool) -> None:
+        value = row.values.pop(name)
+        found = self.cache[relation].get(value)
+        target = RELATION_FIELDS[relation]
+        if isinstance(found, str):
+            row.fail(name, found, value)
+        elif found is not None:
+            row.values[target] = found
+        elif relation.startswith("company"):
+            row.values[target] = self.company_to_create(relation, value, create)
+        else:
+            row.fail(name, f"{value!r} was not found", value)
+
+    def company_to_create(self, relation: str, value: str, create: bool):
+        key = (relation, value)
+        if key not in self.new_companies:
+            fields = (
+                {"domain": value, "name": value} if relation.endswith("domain") else {"name": value}
+            )
+            self.new_companies[key] = Company(**fields)
+        return self.new_companies[key]  # saved by the writer, which then knows its id
+
+    def find_user(self, values, rows):
+        users = get_user_model().objects.all()
+        found = {}
+        for user in users.filter(username__in=values):
+            found[user.username] = user.pk
+        for user in users.annotate(lower_email=Lower("email")).filter(
+            lower_email__in=[v.lower() for v in values]
+        ):
+            for value in values:
+                if value.lower() == user.email.lower():
+                    found.setdefault(value, user.pk)
+        return {
+            value: found.get(value, f"no user {value!r} (username or e-mail)") for value in values
+        }
+
+    def find_company_by_name(self, values, rows):
+        lowered = {v.lower(): v for v in values}
+        matches = (
+            Company.objects.annotate(lower_name=Lower("name"))
+            .filter(lower_name__in=lowered)
+            .values("lower_name")
+            .annotate(first=Min("id"))
+        )
+        return {lowered[m["lower_name"]]: m["first"] for m in matches}
+
+    def find_company_by_domain(self, values, rows):
+        return dict(Company.objects.filter(domain__in=values).values_list("domain", "id"))
+
+    def find_contact_by_email(self, values, rows):
+        matches = Contact.objects.filter(email__in=values).values("email").annotate(first=Min("id"))
+        found = {m["email"]: m["first"] for m in matches}
+        return {v: found.get(v, f"no contact with e-mail {v!r}") for v in values}
+
+    def find_pipeline(self, values, rows):
+        found = dict(Pipeline.objects.filter(name__in=values).values_list("name", "id"))
+        return {v: found.get(v, f"no pipeline named {v!r}") for v in values}
+
+    def find_stage(self, values, rows):
+        stages = defaultdict(list)
+        for stage in Stage.objects.filter(name__in=values).select_related("pipeline"):
+            stages[stage.name].append(stage)
+        result = {}
+        for value in values:
+            if not stages[value]:
+                result[value] = f"no stage named {value!r}"
+            elif len(stages[value]) > 1:
+                names = ", ".join(s.pipeline.name for s in stages[value])
+                result[value] = f"stage {value!r} exists in several pipelines ({names})"
+            else:
+                result[value] = stages[value][0]
+        return result
+
+    def find_deal_by_name(self, values, rows):
+        matches = Deal.objects.filter(name__in=values).values("name").annotate(first=Min("id"))
+        found = {m["name"]: m["first"] for m in matches}
+        return {v: found.get(v, f"no deal named {v!r}") for v in values}
+
+
+RELATION_FIELDS = {
+    "user": "owner_id",
+    "company_by_name": "company_id",
+    "company_by_domain": "company_id",
+    "contact_by_email": "contact_id",
+    "pipeline": "pipeline_id",
+    "stage": "stage",
+    "deal_by_name": "deal_id",
+}
+
+
+# --- New, updated or skipped ------------------------------------------------------------------
+
+
+class Classifier:
+    def __init__(self, spec: ImportSpec, job: ImportJob):
+        self.spec, self.job = spec, job
+        self.key = job.key_field
+
+    def classify(self, rows: list[Row], seen: dict[int, int]) -> None:
+        for row in rows:
+            self.check_duplicate(row, seen)
+        live = [row for row in rows if not row.errors]
+        existing = self.existing({row.values[self.key] for row in live if self.key in row.values})
+        suppressed = self.suppressed(live)
+        tags = self.current_tags(existing)
+        for row in live:
+            self.classify_row(row, existing, suppressed, tags)
+
+    def check_duplicate(self, row: Row, seen: dict[int, int]) -> None:
+        value = row.values.get(self.key)
+        if value is None:
+            return
+        digest = int.from_bytes(hashlib.blake2b(str(value).encode(), digest_size=8).digest())
+        first = seen.setdefault(digest, row.number)
+        if first != row.number:
+            row.fail(self.key, f"duplicate {self.key} {value!r}: already on row {first}", value)
+
+    def existing(self, keys: set) -> dict:
+        if not keys:
+            return {}
+        objects = self.spec.model.objects.filter(**{f"{self.key}__in": keys})
+        counts = defaultdict(int)
+        found = {}
+        for obj in objects:
+            value = getattr(obj, self.key)
+            counts[value] += 1
+            found[value] = obj
+        for value, count in counts.items():
+            if count > 1:
+                found[value] = f"{count} existing {self.spec.resource} have {self.key} {value!r}"
+        return found
+
+    def suppressed(self, rows: list[Row]) -> set:
+        if self.spec.model is not Contact:
+            return set()
+        return services.suppressed_identifiers(
+            emails=[row.values.get("email", "") for row in rows],
+            phones=[row.values.get("phone", "") for row in rows],
+        )
+
+    def current_tags(self, existing: dict) -> dict[int, set[str]]:
+        if not any(c.name == "tags" for c in self.spec.columns):
+            return {}
+        ids = [obj.pk for obj in existing.values() if not isinstance(obj, str)]
+        through = self.spec.model.tags.through
+        owner = f"{self.spec.model._meta.model_name}_id"
+        tags = defaultdict(set)
+        for owner_id, name in through.objects.filter(**{f"{owner}__in": ids}).values_list(
+            owner, "tag__name"
+        ):
+            tags[owner_id].add(name)
+        return tags
+
+    def classify_row(self, row: Row, existing: dict, suppressed: set, tags: dict) -> None:
+        mode, key = self.job.mode, self.key
+        value = row.values.get(key)
+        if value is None and mode != ImportJob.Mode.CREATE:
+            row.fail(key, f"the key column {key!r} is empty")
+            return
+        obj = existing.get(value) if value is not None else None
+        if isinstance(obj, str):
+            row.fail(key, obj + "; use another key", value)
+        elif ("email", row.values.get("email")) in suppressed or (
+            "phone",
+            row.values.get("phone"),
+        ) in suppressed:
+            row.outcome, row.reason = "skipped", "erased on request (suppression list)"
+        elif obj is None and mode == ImportJob.Mode.UPDATE:
+            row.outcome, row.reason = "skipped", f"no {self.spec.resource} with {key} {value!r}"
+        elif obj is not None and mode == ImportJob.Mode.CREATE:
+            row.outcome, row.reason = "skipped", f"already exists (id {obj.pk})"
+        elif obj is None:
+            self.new(row)
+        else:
+            self.update(row, obj, tags.get(obj.pk, set()))
+
+    def new(self, row: Row) -> None:
+        if self.key == "id":
+            row.fail("id", "ids are given by cdphub: leave the id column empty to create rows")
+            return
+        for required in self.spec.required_for_create:
+            if required not in row.values and RELATION_FIELDS.get(required) not in row.values:
+                row.fail(required, f"is required to create {self.spec.resource}")
+        if not row.errors:
+            row.outcome = "new"
+
+    def update(self, row: Row, obj, current_tags: set[str]) -> None:
+        row.obj = obj
+        for name, value in row.values.items():
+            if name == "tags":
+                if set(value) - current_tags:
+                    row.changes["tags"] = [sorted(current_tags), sorted(current_tags | set(value))]
+                continue
+            old = getattr(obj, name if name != "stage" else "stage_id")
+            new = value.pk if isinstance(value, Stage) else value
+            if isinstance(new, Company):
+                new = "(new company)"
+            if old != new:
+                row.changes[name] = [old, new]
+        row.outcome = "updated" if row.changes else "skipped"
+        row.reason = "" if row.changes else "no changes"
+
+
+# --- Writing ------------------------------------------------------------------------------------
+
+
+class Writer:
+    def __init__(self, spec: ImportSpec, job: ImportJob):
+        self.spec, self.job, self.model = spec, job, spec.model
+        self.label = spec.model._meta.label_lower
+
+    def write(self, rows: list[Row]) -> None:
+        self.create_companies(rows)
+        new = [row for row in rows if row.outcome == "new"]
+        updated = [row for row in rows if row.outcome == "updated"]
+        created = self.create(new)
+        changed = self.update(updated)
+        self.add_tags(new + updated)
+        log = [self.change(row, ImportJobRow.Action.CREATED) for row in new]
+        log += [self.change(row, ImportJobRow.Action.UPDATED, row.before) for row in updated]
+        if self.model is Contact:
+            profiles = services.contact_profiles_link(contacts=created + changed)
+            log += [
+                ImportJobRow(job=self.job, model="profiles.profile", object_id=pk, action="created")
+                for pk in profiles
+            ]
+        ImportJobRow.objects.bulk_create(log, batch_size=5000)
+
+    def change(self, row: Row, action: str, before=None) -> ImportJobRow:
+        return ImportJobRow(
+            job=self.job,
+            model=self.label,
+            object_id=row.obj.pk,
+            action=action,
+            row_number=row.number,
+            before=before,
+        )
+
+    def create_companies(self, rows: list[Row]) -> None:
+        pending = {
+            id(company): company
+            for row in rows
+            if row.outcome in ("new", "updated")
+            for company in [row.values.get("company_id")]
+            if isinstance(company, Company) and company.pk is None
+        }
+        if pending:
+            Company.objects.bulk_create(pending.values())
+            ImportJobRow.objects.bulk_create(
+                ImportJobRow(job=self.job, model="crm.company", object_id=c.pk, action="created")
+                for c in pending.values()
+            )
+        for row in rows:
+            if isinstance(row.values.get("company_id"), Company):
+                row.values["company_id"] = row.values["company_id"].pk
+                if "company_id" in row.changes:
+                    row.changes["company_id"][1] = row.values["company_id"]
+
+    def fields_of(self, row: Row) -> dict:
+        values = {k: v for k, v in row.values.items() if k not in ("tags", "id")}
+        if isinstance(values.get("stage"), Stage):
+            stage = values["stage"]
+            implied = services.deal_stage_fields(stage)
+            values.setdefault("pipeline_id", stage.pipeline_id)
+            values["status"], values["closed_at"] = implied["status"], implied["closed_at"]
+            if implied["status"] != Deal.Status.OPEN or "probability" not in values:
+                values["probability"] = implied["probability"]
+        return values
+
+    def create(self, rows: list[Row]) -> list:
+        objects = [self.model(**self.fields_of(row)) for row in rows]
+        self.model.objects.bulk_create(objects, batch_size=BATCH_SIZE)
+        for row, obj in zip(rows, objects, strict=True):
+            row.obj = obj
+        return objects
+
+    def update(self, rows: list[Row]) -> list:
+        names = set()
+        now = timezone.now()
+        for row in rows:
+            fields = {
+                k: v
+                for k, v in self.fields_of(row).items()
+                if k in row.changes
+                or (
+                    k in ("pipeline_id", "status", "closed_at", "probability")
+                    and "stage" in row.changes
+                )
+            }
+            row.before = {
+                attname(self.model, k): json_value(getattr(row.obj, attname(self.model, k)))
+                for k in fields
+            }
+            for name, value in fields.items():
+                setattr(row.obj, name, value)
+                names.add(attname(self.model, name))
+            row.obj.updated_at = now
+        if "tags" in {name for row in rows for name in row.changes}:
+            for row in rows:
+                if "tags" in row.changes:
+                    row.before = {**(row.before or {}), "tags": row.changes["tags"][0]}
+        objects = [row.obj for row in rows]
+        if objects and names:
+            self.model.objects.bulk_update(objects, [*sorted(names), "updated_at"], batch_size=500)
+        return objects
+
+    def add_tags(self, rows: list[Row]) -> None:
+        wanted = {name for row in rows for name in row.values.get("tags", [])}
+        if not wanted:
+            return
+        Tag.objects.bulk_create([Tag(name=name) for name in wanted], ignore_conflicts=True)
+        ids = dict(Tag.objects.filter(name__in=wanted).values_list("name", "id"))
+        through = self.model.tags.through
+        owner = f"{self.model._meta.model_name}_id"
+        links = [
+            through(**{owner: row.obj.pk, "tag_id": ids[name]})
+            for row in rows
+            for name in row.values.get("tags", [])
+        ]
+        through.objects.bulk_create(links, ignore_conflicts=True)
+
+
+def attname(model, name: str) -> str:
+    return "stage_id" if name == "stage" else name
+
+
+# --- Revert -------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def import_job_revert(*, job: ImportJob) -> dict[str, int]:
+    """Undo an applied import: created rows deleted (profiles only when nothing else uses
+    them), updated rows given their previous values back."""
+    job = ImportJob.objects.select_for_update().get(pk=job.pk)
+    if job.status != ImportJob.Status.APPLIED:
+        raise ImportRefused(f"Only applied imports can be reverted; this one is {job.status}.")
+    changes = ImportJobRow.objects.filter(job=job)
+    restored = revert_updates(changes.filter(action=ImportJobRow.Action.UPDATED))
+    deleted = 0
+    for label in ("crm.activity", "crm.deal", "crm.contact", "crm.company"):
+        ids = changes.filter(model=label, action="created").values_list("object_id", flat=True)
+        model = SPECS_BY_LABEL[label]
+        if label == "crm.contact":
+            Identity.objects.filter(
+                kind=Identity.Kind.CRM_CONTACT, value__in=[str(pk) for pk in ids]
+            ).delete()
+        deleted += model.objects.filter(pk__in=ids).delete()[1].get(model._meta.label, 0)
+    profile_ids = changes.filter(model="profiles.profile").values_list("object_id", flat=True)
+    unused = (
+        Profile.objects.filter(pk__in=profile_ids)
+        .annotate(n_events=Count("events"), n_contacts=Count("crm_contacts"))
+        .filter(n_events=0, n_contacts=0)
+    )
+    unused.delete()
+    job.status, job.reverted_at = ImportJob.Status.REVERTED, timezone.now()
+    job.message = f"Reverted: {deleted} created row(s) deleted, {restored} row(s) restored."
+    job.save()
+    return {"deleted": deleted, "restored": restored}
+
+
+def revert_updates(changes) -> int:
+    restored = 0
+    for label, model in SPECS_BY_LABEL.items():
+        rows = list(changes.filter(model=label).values_list("object_id", "before"))
+        if not rows:
+            continue
+        objects = model.objects.in_bulk([pk for pk, _ in rows])
+        touched, names = [], set()
+        for pk, before in rows:
+            obj = objects.get(pk)
+            if obj is None:
+                continue  # deleted since the import: nothing to restore
+            for name, value in (before or {}).items():
+                if name == "tags":
+                    obj.tags.set(Tag.objects.filter(name__in=value))
+                    continue
+                setattr(obj, name, model._meta.get_field(name).to_python(value))
+                names.add(name)
+            touched.append(obj)
+        if names:
+            model.objects.bulk_update(touched, sorted(names), batch_size=500)
+        restored += len(touched)
+    return restored
+
+
+SPECS_BY_LABEL = {spec.model._meta.label_lower: spec.model for spec in SPECS.values()}

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from crm.importfiles import ImportRefused
+from crm.imports import import_job_apply, import_job_create, import_job_validate
+from crm.models import ImportJob
+from crm.resources import SPECS
+
+
+class Command(BaseCommand):
+    help = (
+        "Import contacts, companies, deals or activities from a CSV or XLSX file. The file is "
+        "checked first; it is applied whole or not at all, and the job can be reverted in the "
+        "admin."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", type=Path)
+        parser.add_argument("--resource", required=True, choices=sorted(SPECS))
+        parser.add_argument("--mode", required=True, choices=ImportJob.Mode.values)
+        parser.add_argument("--key", required=True, help="Field matching existing rows.")
+        parser.add_argument("--dry-run", action="store_true", help="Check only; write nothing.")
+        parser.add_argument(
+            "--map",
+            action="append",
+            default=[],
+            metavar="HEADER=FIELD",
+            help="Map a column to a field ('-' ignores it); repeatable.",
+        )
+
+    def handle(self, *args, **options):
+        overrides = parse_maps(options["map"])
+        try:
+            data = options["file"].read_bytes()
+        except OSError as exc:
+            raise CommandError(f"Cannot read {options['file']}: {exc.strerror}") from None
+        try:
+            job = import_job_create(
+                resource=options["resource"],
+                mode=options["mode"],
+                key_field=options["key"],
+                file_name=options["file"].name,
+                data=data,
+                overrides=overrides,
+            )
+        except ImportRefused as exc:
+            raise CommandError(" ".join(exc.messages)) from None
+        del data
+        self.stdout.write(f"Import job {job.pk}: checking {job.file_name}")
+        job = import_job_validate(job=job, progress=self.progress)
+        self.report(job)
+        if job.status != ImportJob.Status.VALIDATED:
+            raise CommandError(f"Nothing was written. {job.message}".strip())
+        if options["dry_run"]:
+            self.stdout.write("Dry run: nothing was written.")
+            return
+        self.stdout.write("Applying (all or nothing)")
+        job = import_job_apply(job=job, progress=self.progress)
+        self.report(job)
+        if job.status != ImportJob.Status.APPLIED:
+            raise CommandError(job.message)
+        self.stdout.write(self.style.SUCCESS(job.message))
+
+    def progress(self, job: ImportJob) -> None:
+        total = max(job.rows_total, job.rows_done, 1)
+        filled = int(30 * job.rows_done / total)
+        bar = "#" * filled + "-" * (30 - filled)
+        sys.stderr.write(f"\r[{bar}] {job.rows_done}/{total} rows, {job.error_count} errors")
+        sys.stderr.flush()
+
+    def report(self, job: ImportJob) -> None:
+        sys.stderr.write("\n")
+        self.stdout.write(
+            f"{job.rows_done} rows: {job.created_count} new, {job.updated_count} updated, "
+            f"{job.skipped_count} skipped, {job.error_count} errors"
+        )
+        for error in job.errors[:50]:
+            where = f"row {error['row']}, column {error['column']}: " if error["row"] else ""
+            self.stderr.write(f"  {where}{error['message']}")
+        if job.error_count > 50:
+            self.stderr.write(f"  ... and {job.error_count - 50} more (see the job in the admin)")
+
+
+def parse_maps(values: list[str]) -> dict[str, str]:
+    overrides = {}
+    for value in values:
+        header, sep, field = value.partition("=")
+        if not sep or not header.strip() or not field.strip():
+            raise CommandError(f"--map {value!r} must look like 'Header name=field'.")
+        overrides[header.strip()] = field.strip()
+    return overrides

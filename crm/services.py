@@ -1,0 +1,344 @@
+"""CRM writes: contacts (and their CDP profile link), owners, tags, deal stages.
+
+Admin, API, imports and tasks all call these, so a rule holds however the data arrives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from crm.models import Contact, Deal, Stage, Tag
+from profiles.models import Identity, Profile
+from profiles.normalize import InvalidIdentifier, normalize_email, normalize_phone
+
+# CRM field -> profile trait copied on every contact write (the CDP's camelCase trait names).
+TRAIT_FIELDS = {
+    "first_name": "firstName",
+    "last_name": "lastName",
+    "email": "email",
+    "phone": "phone",
+    "job_title": "jobTitle",
+    "lifecycle_stage": "lifecycleStage",
+}
+
+
+class ContactSuppressed(ValidationError):
+    """The person was erased on request; their identifiers may not be brought back."""
+
+
+def contact_identifiers_normalize(*, email: str, phone: str) -> tuple[str, str]:
+    """Both identifiers in their canonical form; blank stays blank. Raises ``ValidationError``
+    keyed by field so forms, the API and imports can say which value is wrong."""
+    errors = {}
+    normalized = {"email": "", "phone": ""}
+    for field, value, normalizer in (
+        ("email", email, normalize_email),
+        ("phone", phone, normalize_phone),
+    ):
+        if value is None or not str(value).strip():
+            continue
+        try:
+            normalized[field] = normalizer(value)
+        except InvalidIdentifier as exc:
+            errors[field] = str(exc)
+    if errors:
+        raise ValidationError(errors)
+    return normalized["email"], normalized["phone"]
+
+
+def suppression_value_hash(kind: str, value: str) -> str:
+    # Must match the consent app's hashing of suppressed identifiers (switch to it on merge).
+    return hashlib.sha256(f"{settings.SECRET_KEY}:{kind}:{value}".encode()).hexdigest()
+
+
+def contact_is_suppressed(email: str, phone: str) -> bool:
+    """Whether either (normalised) identifier belongs to a person erased on request."""
+    return bool(suppressed_identifiers(emails=[email], phones=[phone]))
+
+
+def suppressed_identifiers(*, emails: Iterable[str], phones: Iterable[str]) -> set[tuple[str, str]]:
+    """The (kind, value) pairs among these normalised identifiers that are on the suppression
+    list, looked up in one query (imports check a whole batch at once)."""
+    from consent.models import Suppression
+
+    by_hash = {}
+    for kind, values in (("email", emails), ("phone", phones)):
+        for value in values:
+            if value:
+                by_hash[(kind, suppression_value_hash(kind, value))] = (kind, value)
+    if not by_hash:
+        return set()
+    hashes = {value_hash for _, value_hash in by_hash}
+    found = Suppression.objects.filter(value_hash__in=hashes).values_list(
+        "identifier_kind", "value_hash"
+    )
+    return {by_hash[row] for row in found if row in by_hash}
+
+
+@transaction.atomic
+def contact_save(*, contact: Contact) -> Contact:
+    """Save a new or edited contact: identifiers normalised, suppression respected, the CDP
+    profile linked and its traits updated, all in one transaction."""
+    contact.email, contact.phone = contact_identifiers_normalize(
+        email=contact.email, phone=contact.phone
+    )
+    if contact.pk is None and contact_is_suppressed(contact.email, contact.phone):
+        raise ContactSuppressed(
+            "This person was erased on request (suppression list); they cannot be re-created."
+        )
+    contact.save()
+    contact_profiles_link(contacts=[contact])
+    return contact
+
+
+def contact_create(*, tags: Sequence[Tag] | None = None, **fields) -> Contact:
+    with transaction.atomic():
+        contact = contact_save(contact=Contact(**fields))
+        if tags:
+            contact.tags.set(tags)
+    return contact
+
+
+def contact_update(*, contact: Contact, tags: Sequence[Tag] | None = None, **fields) -> Contact:
+    with transaction.atomic():
+        for name, value in fields.items():
+            setattr(contact, name, value)
+        contact_save(contact=contact)
+        if tags is not None:
+            contact.tags.set(tags)
+    return contact
+
+
+def contact_traits(contact: Contact, company_name: str | None = None) -> dict[str, str]:
+    """The profile traits a contact contributes; blanks are left out so a CRM record without a
+    phone does not wipe the phone another source sent."""
+    traits = {}
+    for field, trait in TRAIT_FIELDS.items():
+        value = getattr(contact, field)
+        if value not in (None, ""):
+            traits[trait] = str(value)
+    if company_name:
+        traits["company"] = company_name
+    return traits
+
+
+def contact_profiles_link(*, contacts: Sequence[Contact], source=None) -> list[int]:
+    """Link each contact to the CDP profile owning its e-mail/phone (creating the profile when
+    none does), record the ``crm_contact`` identity and copy CRM fields into the profile's
+    traits. Set-based, so imports call it per batch of thousands of contacts. Returns the ids
+    of the profiles it created."""
+    contacts = [contact for contact in contacts if contact.pk is not None]
+    if not contacts:
+        return []
+    now = timezone.now()
+    owners = _identity_owners(contacts)
+    company_names = _company_names(contacts)
+    profile_of: dict[int, int] = {}
+    new_profiles: list[tuple[Contact, Profile]] = []
+    for contact in contacts:
+        profile_id = (
+            owners.get(("crm_contact", str(contact.pk)))
+            or owners.get(("email", contact.email))
+            or owners.get(("phone", contact.phone))
+            or contact.profile_id
+        )
+        if profile_id:
+            profile_of[contact.pk] = profile_id
+        else:
+            traits = contact_traits(contact, company_names.get(contact.company_id))
+            new_profiles.append(
+                (contact, Profile(traits=traits, first_seen_at=now, last_seen_at=now))
+            )
+    Profile.objects.bulk_create([profile for _, profile in new_profiles], batch_size=2000)
+    for contact, profile in new_profiles:
+        profile_of[contact.pk] = profile.pk
+    created = {profile.pk for _, profile in new_profiles}
+    _identities_create(contacts, profile_of, owners, source, now)
+    _profile_traits_merge(
+        {
+            profile_of[c.pk]: contact_traits(c, company_names.get(c.company_id))
+            for c in contacts
+            if profile_of[c.pk] not in created
+        }
+    )
+    _contact_profile_ids_set(
+        {c.pk: profile_of[c.pk] for c in contacts if c.profile_id != profile_of[c.pk]}
+    )
+    for contact in contacts:
+        contact.profile_id = profile_of[contact.pk]
+    return sorted(created)
+
+
+def _identity_owners(contacts: Sequence[Contact]) -> dict[tuple[str, str], int]:
+    wanted = {
+        "crm_contact": {str(c.pk) for c in contacts},
+        "email": {c.email for c in contacts if c.email},
+        "phone": {c.phone for c in contacts if c.phone},
+    }
+    owners = {}
+    for kind, values in wanted.items():
+        if not values:
+            continue
+        rows = Identity.objects.filter(kind=kind, value__in=values).values_list(
+            "kind", "value", "profile_id"
+        )
+        owners.update({(k, v): profile_id for k, v, profile_id in rows})
+    return owners
+
+
+def _company_names(contacts: Sequence[Contact]) -> dict[int, str]:
+    from crm.models import Company
+
+    ids = {c.company_id for c in contacts if c.company_id}
+    if not ids:
+        return {}
+    return dict(Company.objects.filter(pk__in=ids).values_list("pk", "name"))
+
+
+def _identities_create(contacts, profile_of, owners, source, now) -> None:
+    identities = []
+    for contact in contacts:
+        for kind, value in (
+            ("crm_contact", str(contact.pk)),
+            ("email", contact.email),
+            ("phone", contact.phone),
+        ):
+            if value and (kind, value) not in owners:
+                owners[(kind, value)] = profile_of[contact.pk]
+                identities.append(
+                    Identity(
+                        profile_id=profile_of[contact.pk],
+                        kind=kind,
+                        value=value,
+                        source=source,
+                        first_seen_at=now,
+                        last_seen_at=now,
+                    )
+                )
+    # A concurrent writer may have claimed an identifier meanwhile: its profile keeps it.
+    Identity.objects.bulk_create(identities, batch_size=5000, ignore_conflicts=True)
+
+
+def _profile_traits_merge(traits_by_profile: dict[int, dict]) -> None:
+    if not traits_by_profile:
+        return
+    ids = list(traits_by_profile)
+    documents = [json.dumps(traits_by_profile[pk]) for pk in ids]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE profiles_profile AS p
+               SET traits = p.traits || v.traits::jsonb, updated_at = now()
+              FROM unnest(%s::bigint[], %s::text[]) AS v(id, traits)
+             WHERE p.id = v.id
+            """,
+            [ids, documents],
+        )
+
+
+def _contact_profile_ids_set(profile_by_contact: dict[int, int]) -> None:
+    if not profile_by_contact:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE crm_contact AS c SET profile_id = v.profile_id
+              FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, profile_id)
+             WHERE c.id = v.id
+            """,
+            [list(profile_by_contact), list(profile_by_contact.values())],
+        )
+
+
+@transaction.atomic
+def records_assign_owner(*, queryset: QuerySet, owner) -> int:
+    """Give the selected CRM records (contacts, companies, deals, ...) a new owner."""
+    fields = {"owner": owner}
+    if any(f.name == "updated_at" for f in queryset.model._meta.fields):
+        fields["updated_at"] = timezone.now()
+    return queryset.update(**fields)
+
+
+def tag_get_or_create(*, name: str) -> Tag:
+    name = " ".join(name.split())
+    if not name:
+        raise ValidationError({"tag": "A tag needs a name."})
+    tag, _ = Tag.objects.get_or_create(name=name)
+    return tag
+
+
+@transaction.atomic
+def records_add_tag(*, queryset: QuerySet, name: str) -> tuple[Tag, int]:
+    """Tag the selected contacts or companies; returns the tag and how many were newly tagged."""
+    tag = tag_get_or_create(name=name)
+    through = queryset.model.tags.through
+    owner_field = f"{queryset.model._meta.model_name}_id"
+    already = set(through.objects.filter(tag=tag).values_list(owner_field, flat=True))
+    links = [
+        through(**{owner_field: pk, "tag_id": tag.pk})
+        for pk in queryset.values_list("pk", flat=True)
+        if pk not in already
+    ]
+    through.objects.bulk_create(links, ignore_conflicts=True)
+    return tag, len(links)
+
+
+@transaction.atomic
+def contacts_change_lifecycle(*, queryset: QuerySet, lifecycle_stage: str) -> int:
+    if lifecycle_stage not in Contact.LifecycleStage.values:
+        raise ValidationError({"lifecycle_stage": f"Unknown lifecycle stage {lifecycle_stage!r}."})
+    count = queryset.update(lifecycle_stage=lifecycle_stage, updated_at=timezone.now())
+    contact_profiles_link(contacts=list(queryset))
+    return count
+
+
+def deal_stage_fields(stage: Stage) -> dict:
+    """What moving a deal into ``stage`` implies: pipeline, default probability, status."""
+    status = Deal.Status.WON if stage.is_won else Deal.Status.LOST if stage.is_lost else "open"
+    return {
+        "pipeline_id": stage.pipeline_id,
+        "stage": stage,
+        "probability": 100 if stage.is_won else 0 if stage.is_lost else stage.probability,
+        "status": status,
+        "closed_at": timezone.now() if status != Deal.Status.OPEN else None,
+    }
+
+
+@transaction.atomic
+def deals_move_to_stage(*, queryset: QuerySet, stage: Stage) -> int:
+    fields = deal_stage_fields(stage)
+    fields["stage_id"] = fields.pop("stage").pk
+    return queryset.update(**fields, updated_at=timezone.now())
+
+
+@transaction.atomic
+def deal_save(*, deal: Deal, stage_changed: bool = True) -> Deal:
+    """Save a deal whose stage must belong to its pipeline. Entering a stage sets the status
+    (a won stage wins the deal, a lost stage loses it); an open stage keeps the given
+    probability."""
+    if deal.pipeline_id is None and deal.stage_id is not None:
+        deal.pipeline_id = deal.stage.pipeline_id
+    if deal.stage.pipeline_id != deal.pipeline_id:
+        raise ValidationError(
+            {"stage": f"Stage {deal.stage.name!r} is not a stage of pipeline {deal.pipeline}."}
+        )
+    if stage_changed:
+        implied = deal_stage_fields(deal.stage)
+        deal.status = implied["status"]
+        deal.closed_at = deal.closed_at or implied["closed_at"]
+        if deal.status != Deal.Status.OPEN:
+            deal.probability = implied["probability"]
+    if deal.status == Deal.Status.OPEN:
+        deal.closed_at = None
+    elif deal.closed_at is None:
+        deal.closed_at = timezone.now()
+    deal.save()
+    return deal

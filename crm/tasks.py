@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from celery import shared_task
+
+from crm.imports import import_job_apply, import_job_validate
+from crm.models import ImportJob
+
+
+@shared_task(ignore_result=True)
+def run_import_job_task(job_id: int, apply: bool = False) -> None:
+    """Check (or, with ``apply``, write) one import job; progress is kept on the job."""
+    job = ImportJob.objects.filter(pk=job_id).first()
+    if job is None:
+        return  # deleted meanwhile
+    if apply:
+        if job.status == ImportJob.Status.VALIDATED:
+            import_job_apply(job=job)
+    elif job.status == ImportJob.Status.PENDING:
+        import_job_validate(job=job)

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Prefetch
+from rest_framework import viewsets
+
+from crm import filters, serializers, services
+from crm.models import Activity, Company, Contact, Deal, Pipeline, Stage, Tag, Task, Ticket
+
+ORDERING = ["id", "created_at", "updated_at"]
+
+
+class TagViewSet(viewsets.ModelViewSet):
+    queryset = Tag.objects.all()
+    serializer_class = serializers.TagSerializer
+    filterset_class = filters.TagFilter
+    ordering_fields = ["id", "name"]
+
+
+class CompanyViewSet(viewsets.ModelViewSet):
+    queryset = Company.objects.prefetch_related("tags")
+    serializer_class = serializers.CompanySerializer
+    filterset_class = filters.CompanyFilter
+    ordering_fields = [*ORDERING, "name"]
+
+
+class ContactViewSet(viewsets.ModelViewSet):
+    """Contacts; writes go through the contact service, which normalises e-mail and phone,
+    refuses erased people and links the contact to its CDP profile."""
+
+    queryset = Contact.objects.prefetch_related("tags")
+    serializer_class = serializers.ContactSerializer
+    filterset_class = filters.ContactFilter
+    ordering_fields = [*ORDERING, "last_name"]
+
+    def perform_create(self, serializer):
+        try:
+            serializer.instance = services.contact_create(**serializer.validated_data)
+        except DjangoValidationError as exc:
+            raise serializers.as_drf_error(exc) from None
+
+    def perform_update(self, serializer):
+        try:
+            serializer.instance = services.contact_update(
+                contact=serializer.instance, **serializer.validated_data
+            )
+        except DjangoValidationError as exc:
+            raise serializers.as_drf_error(exc) from None
+
+
+class PipelineViewSet(viewsets.ModelViewSet):
+    queryset = Pipeline.objects.prefetch_related(
+        Prefetch("stages", queryset=Stage.objects.order_by("order"))
+    )
+    serializer_class = serializers.PipelineSerializer
+    filterset_class = filters.PipelineFilter
+    ordering_fields = ["id", "name"]
+
+
+class StageViewSet(viewsets.ModelViewSet):
+    queryset = Stage.objects.all()
+    serializer_class = serializers.StageSerializer
+    filterset_class = filters.StageFilter
+    ordering_fields = ["id", "order"]
+
+
+class DealViewSet(viewsets.ModelViewSet):
+    """Deals; entering a won or lost stage sets the status (and closes the deal)."""
+
+    queryset = Deal.objects.select_related("stage")
+    serializer_class = serializers.DealSerializer
+    filterset_class = filters.DealFilter
+    ordering_fields = [*ORDERING, "amount", "expected_close_date"]
+
+    def perform_create(self, serializer):
+        self._save(serializer, Deal(**serializer.validated_data), stage_changed=True)
+
+    def perform_update(self, serializer):
+        deal = serializer.instance
+        old_stage = deal.stage_id
+        for name, value in serializer.validated_data.items():
+            setattr(deal, name, value)
+        self._save(serializer, deal, stage_changed=deal.stage_id != old_stage)
+
+    def _save(self, serializer, deal, *, stage_changed):
+        try:
+            serializer.instance = services.deal_save(deal=deal, stage_changed=stage_changed)
+        except DjangoValidationError as exc:
+            raise serializers.as_drf_error(exc) from None
+
+
+class ActivityViewSet(viewsets.ModelViewSet):
+    queryset = Activity.objects.all()
+    serializer_class = serializers.ActivitySerializer
+    filterset_class = filters.ActivityFilter
+    ordering_fields = [*ORDERING, "due_at"]
+
+
+class TicketViewSet(viewsets.ModelViewSet):
+    queryset = Ticket.objects.all()
+    serializer_class = serializers.TicketSerializer
+    filterset_class = filters.TicketFilter
+    ordering_fields = ORDERING
+
+
+class TaskViewSet(viewsets.ModelViewSet):
+    queryset = Task.objects.all()
+    serializer_class = serializers.TaskSerializer
+    filterset_class = filters.TaskFilter
+    ordering_fields = [*ORDERING, "due_at"]
