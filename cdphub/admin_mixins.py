@@ -4,6 +4,7 @@ changelists that stay fast on big tables."""
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db import models
 from django.utils.html import format_html
 
 from cdphub.paginators import EstimatedCountPaginator
@@ -95,3 +96,6 @@ def masked_name(name: str) -> str:
 
 class ReadableModelAdmin(FastChangeListMixin, PiiMaskedAdminMixin, admin.ModelAdmin):
     """The base of every model admin in cdphub."""
+
+    # A URL typed without a scheme is read as https.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}

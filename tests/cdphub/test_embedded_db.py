@@ -1,5 +1,9 @@
 """The embedded PostgreSQL: starts from the wheel, creates the database, keeps data across runs."""
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import psycopg
 import pytest
 from django.conf import settings
@@ -8,8 +12,18 @@ from django.db import connection
 from cdphub.embedded_db import DATABASE_NAME, ensure_database, socket_dir, start_server
 
 
-def test_embedded_server_starts_creates_the_database_and_keeps_data(tmp_path):
-    pgdata = tmp_path / "var" / "pgdata"
+@pytest.fixture
+def scratch_dir():
+    # Under var/ like the real data directory: the server's system user must be able to reach it,
+    # which pytest's private tmp directories do not allow.
+    (settings.BASE_DIR / "var").mkdir(exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix="embedded-test-", dir=settings.BASE_DIR / "var"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_embedded_server_starts_creates_the_database_and_keeps_data(scratch_dir):
+    pgdata = scratch_dir / "pgdata"
 
     server = start_server(pgdata)
     ensure_database(server, DATABASE_NAME)

@@ -125,4 +125,4 @@ def test_admin_index_lists_apps_in_a_marketers_order(admin_client):
         )
     ]
     assert positions == sorted(positions)
-    assert "<title>Site administration | cdphub</title>" in page
+    assert "<title>Dashboard | cdphub</title>" in page
