@@ -488,9 +488,7 @@ def apply_message(profile: dict, row: Staged) -> None:
         profile["dirty"] = True
     if row.type != Event.Type.IDENTIFY:
         return
-    traits = row.payload.get("traits")
-    if not isinstance(traits, dict):
-        return
+    traits = identify_traits(row.payload)
     at = _iso(row.timestamp)
     stamp = {"at": at, "message_id": row.message_id, "source_id": row.source_id}
     current, stamps = profile["traits"], profile["trait_timestamps"]
@@ -510,6 +508,16 @@ def apply_message(profile: dict, row: Staged) -> None:
                 profile["dirty"] = True
 
 
+def identify_traits(payload: dict) -> dict:
+    """Segment sends identify traits at the root, RudderStack in ``context.traits``."""
+    traits = payload.get("traits")
+    if isinstance(traits, dict) and traits:
+        return traits
+    context = payload.get("context")
+    traits = context.get("traits") if isinstance(context, dict) else None
+    return traits if isinstance(traits, dict) else {}
+
+
 def event_from_row(row: Staged) -> Event:
     payload = row.payload
     if row.type == Event.Type.TRACK:
@@ -522,7 +530,7 @@ def event_from_row(row: Staged) -> Event:
     elif row.type == Event.Type.ALIAS:
         name, properties = "", {"previousId": payload.get("previousId")}
     else:
-        name, properties = "", payload.get("traits")
+        name, properties = "", identify_traits(payload)
     return Event(
         profile_id=row.profile,
         source_id=row.source_id,
