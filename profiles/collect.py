@@ -15,13 +15,14 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import psycopg
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from cdphub.hashing import secret_hash
 from profiles.models import Event, PendingMessage, RejectedMessage, Source
-from profiles.normalize import InvalidIdentifier, normalize_opaque_id
+from profiles.normalize import JUNK_VALUES
 
 logger = logging.getLogger(__name__)
 
@@ -174,14 +175,17 @@ def corrected_timestamp(message: dict, received_at: datetime) -> datetime:
     return received_at - (sent_at - original)
 
 
-def message_validate(message: object, received_at: datetime) -> ValidMessage:
+def message_validate(
+    message: object, received_at: datetime, junk: frozenset[str] | None = None
+) -> ValidMessage:
     """The message ready for staging, or ValueError saying what is wrong."""
+    junk = junk if junk is not None else junk_values()
     if not isinstance(message, dict):
         raise ValueError("a message must be a JSON object")
     message_type = message.get("type")
     if message_type not in MESSAGE_TYPES:
         raise ValueError(f"'type' must be one of {', '.join(sorted(MESSAGE_TYPES))}")
-    if not any(usable_id(message.get(key)) for key in ("userId", "anonymousId")):
+    if not any(usable_id(message.get(key), junk) for key in ("userId", "anonymousId")):
         raise ValueError("userId or anonymousId is required (and must not be a placeholder)")
     for required in REQUIRED_FIELDS.get(message_type, ()):
         value = message.get(required)
@@ -204,43 +208,56 @@ def message_validate(message: object, received_at: datetime) -> ValidMessage:
     return ValidMessage(message_id, message_type, payload, timestamp)
 
 
-def usable_id(value: object) -> bool:
-    try:
-        normalize_opaque_id(value)
-    except InvalidIdentifier:
+def junk_values() -> frozenset[str]:
+    configured = {value.strip().lower() for value in settings.CDPHUB_JUNK_IDENTIFIERS}
+    return JUNK_VALUES | configured
+
+
+def usable_id(value: object, junk: frozenset[str]) -> bool:
+    """Cheap pre-check of userId/anonymousId (processing normalises them fully)."""
+    if value is None or isinstance(value, bool | dict | list):
         return False
-    return True
+    text = str(value).strip()
+    return 0 < len(text) <= 255 and text.lower() not in junk
 
 
 # --- Staging --------------------------------------------------------------------------------
 
+# Parameters are bound server-side in binary (%b): arrays of strings are sent as they are,
+# without client-side quoting, which costs more than the INSERT itself for 100 JSON payloads.
 STAGE_SQL = """
     INSERT INTO profiles_pendingmessage
         (source_id, message_id, type, payload, timestamp, received_at)
-    SELECT %s, m, t, p::jsonb, ts, %s
-    FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[]) AS u(m, t, p, ts)
+    SELECT %b, m, t, p::jsonb, ts, %b
+    FROM unnest(%b::text[], %b::text[], %b::text[], %b::timestamptz[]) AS u(m, t, p, ts)
     ON CONFLICT (source_id, message_id) DO NOTHING
 """
 
 
-@transaction.atomic
 def messages_collect(*, source_id: int, messages: list[object]) -> CollectResult:
     """Validate and store messages: good ones in the staging table with one INSERT (duplicates of
     any earlier message of this source are skipped), bad ones as RejectedMessage with their
-    reason. Processing is scheduled once the transaction commits."""
+    reason. Processing is scheduled once the rows are committed.
+
+    No surrounding transaction on purpose: the single INSERT is atomic by itself and saves two
+    round trips (BEGIN, COMMIT) on the hot path. Staged and rejected rows are independent facts:
+    if storing the rejected ones fails the client gets a 500 and retries, and the messageId
+    constraint keeps the staged ones from being stored twice."""
     received_at = timezone.now()
     result = CollectResult()
     valid: list[ValidMessage] = []
     rejected: list[RejectedMessage] = []
+    junk = junk_values()
     for index, message in enumerate(messages):
         try:
-            valid.append(message_validate(message, received_at))
+            valid.append(message_validate(message, received_at, junk))
         except ValueError as exc:
             reason = f"message {index}: {exc}" if len(messages) > 1 else str(exc)
             result.rejected.append({"index": index, "reason": reason})
             rejected.append(rejected_message_build(source_id, message, reason, received_at))
     if valid:
-        with connection.cursor() as cursor:
+        connection.ensure_connection()
+        with psycopg.Cursor(connection.connection) as cursor:
             cursor.execute(
                 STAGE_SQL,
                 [
