@@ -13,8 +13,9 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+import psycopg
 from django.conf import settings
 from django.db import DatabaseError, OperationalError, connection, transaction
 from django.utils import timezone
@@ -28,6 +29,7 @@ from profiles.models import (
     RejectedMessage,
     SharedIdentifier,
 )
+from profiles.normalize import InvalidIdentifier, normalize_identifier
 from profiles.resolution import (
     WEAK_KINDS,
     message_identifiers,
@@ -39,14 +41,72 @@ logger = logging.getLogger(__name__)
 
 Identifier = tuple[str, str]
 SET_ONCE_KEY = "$set_once"
+# last_seen_at of profiles and identities moves in steps of this size: a visitor's every click
+# would otherwise rewrite their profile and identity rows.
+LAST_SEEN_GRANULARITY = timedelta(minutes=5)
 
+# Only what resolution and traits need is read back (not the whole context): the event rows
+# themselves are built by PostgreSQL from the staged JSON (EVENTS_SQL).
 CLAIM_SQL = """
-    SELECT id, source_id, message_id, type, payload, timestamp, received_at
+    SELECT id, source_id, message_id, type,
+        jsonb_build_object(
+            'type', type,
+            'userId', payload->'userId',
+            'anonymousId', payload->'anonymousId',
+            'previousId', payload->'previousId',
+            'traits', payload->'traits',
+            'context', jsonb_build_object(
+                'traits', payload->'context'->'traits',
+                'device', payload->'context'->'device',
+                'externalIds', payload->'context'->'externalIds'
+            )
+        )::text,
+        timestamp, received_at
     FROM profiles_pendingmessage
     WHERE processed_at IS NULL
     ORDER BY id
-    LIMIT %s
+    LIMIT %b
     FOR UPDATE SKIP LOCKED
+"""
+
+# Event rows from staged messages, per the Segment spec: the track event name, the page/screen
+# name, identify traits (at the root for Segment, in context.traits for RudderStack), group
+# traits, track/page/screen properties.
+EVENTS_SQL = """
+    WITH staged AS (
+        SELECT u.profile_id, pm.*,
+            CASE WHEN jsonb_typeof(pm.payload->'properties') = 'object'
+                THEN pm.payload->'properties' ELSE '{}' END AS props,
+            CASE WHEN jsonb_typeof(pm.payload->'traits') = 'object'
+                    AND pm.payload->'traits' <> '{}' THEN pm.payload->'traits'
+                WHEN jsonb_typeof(pm.payload->'context'->'traits') = 'object'
+                    THEN pm.payload->'context'->'traits'
+                ELSE '{}' END AS traits
+        FROM unnest(%b::bigint[], %b::bigint[]) AS u(staged_id, profile_id)
+        JOIN profiles_pendingmessage pm ON pm.id = u.staged_id
+    )
+    INSERT INTO profiles_event
+        (profile_id, source_id, type, name, properties, context, message_id, timestamp,
+         received_at)
+    SELECT profile_id, source_id, type,
+        left(coalesce(CASE type
+            WHEN 'track' THEN payload->>'event'
+            WHEN 'page' THEN coalesce(payload->>'name', props->>'name')
+            WHEN 'screen' THEN coalesce(payload->>'name', props->>'name')
+            WHEN 'group' THEN payload->>'groupId'
+        END, ''), 255),
+        CASE type
+            WHEN 'identify' THEN traits
+            WHEN 'group' THEN CASE WHEN jsonb_typeof(payload->'traits') = 'object'
+                THEN payload->'traits' ELSE '{}' END
+            WHEN 'alias' THEN jsonb_build_object('previousId', payload->'previousId')
+            ELSE props
+        END,
+        CASE WHEN jsonb_typeof(payload->'context') = 'object'
+            THEN payload->'context' ELSE '{}' END,
+        message_id, timestamp, received_at
+    FROM staged
+    ON CONFLICT (source_id, message_id) DO NOTHING
 """
 
 
@@ -96,12 +156,9 @@ def pending_process_batch(*, batch_size: int) -> int:
 
 
 def _claim(batch_size: int) -> list[Staged]:
-    with connection.cursor() as cursor:
-        cursor.execute(CLAIM_SQL, [batch_size])
-        rows = [Staged(*row) for row in cursor.fetchall()]
+    rows = [Staged(*row) for row in query(CLAIM_SQL, [batch_size])]
     for row in rows:
-        if isinstance(row.payload, str):  # Django leaves jsonb undecoded on raw cursors
-            row.payload = json.loads(row.payload)
+        row.payload = as_json(row.payload)
     return rows
 
 
@@ -127,7 +184,7 @@ def _reject_staged(row: Staged, reason: str) -> None:
         source_id=row.source_id,
         message_id=row.message_id,
         type=row.type,
-        payload=row.payload,
+        payload=PendingMessage.objects.values_list("payload", flat=True).get(pk=row.id),
         reason=reason,
         received_at=row.received_at,
     )
@@ -138,8 +195,9 @@ def _process_claimed(rows: list[Staged]) -> int:
     if not rows:
         return 0
     usable = []
+    normalize = memoised_normalizer()
     for row in rows:
-        row.identifiers = message_identifiers(row.payload)
+        row.identifiers = message_identifiers(row.payload, normalize)
         if row.identifiers:
             usable.append(row)
         else:
@@ -147,12 +205,47 @@ def _process_claimed(rows: list[Staged]) -> int:
     resolver = BatchResolver(usable)
     resolver.resolve_all()
     resolver.flush()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE profiles_pendingmessage SET processed_at = %s WHERE id = ANY(%s)",
-            [timezone.now(), [row.id for row in rows]],
-        )
+    query(
+        "UPDATE profiles_pendingmessage SET processed_at = %b WHERE id = ANY(%b)",
+        [timezone.now(), [row.id for row in rows]],
+        fetch=False,
+    )
     return len(rows)
+
+
+def query(sql: str, params: list, *, fetch: bool = True) -> list[tuple]:
+    """A statement on Django's connection (same transaction) with parameters bound server-side
+    in binary (``%b``) and binary results: no client-side quoting of big arrays, no text parsing
+    of timestamps. The hot statements of processing go through here."""
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, binary=True)
+        return cursor.fetchall() if fetch else []
+
+
+def as_json(value):
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def memoised_normalizer():
+    """normalize_identifier, remembering results (and refusals) for the values of one batch."""
+    results: dict[tuple[str, object], str | InvalidIdentifier] = {}
+
+    def normalize(kind: str, value: object) -> str:
+        if not isinstance(value, str | int | float):
+            return normalize_identifier(kind, value)
+        key = (kind, value)
+        if key not in results:
+            try:
+                results[key] = normalize_identifier(kind, value)
+            except InvalidIdentifier as exc:
+                results[key] = exc
+        result = results[key]
+        if isinstance(result, InvalidIdentifier):
+            raise result
+        return result
+
+    return normalize
 
 
 def identifier_lock_key(identifier: Identifier) -> int:
@@ -173,6 +266,7 @@ class BatchResolver:
         self.rows = sorted(rows, key=lambda row: (row.timestamp, row.id))
         self.owner: dict[Identifier, int] = {}
         self.identity_ids: dict[Identifier, int] = {}
+        self.identity_last_seen: dict[int, datetime] = {}
         self.redirect: dict[int, int] = {}
         self.users: dict[int, set[str]] = {}
         self.shared: dict[Identifier, SharedIdentifier] = {}
@@ -191,23 +285,23 @@ class BatchResolver:
         if not identifiers:
             return
         keys = sorted({identifier_lock_key(ident) for ident in identifiers})
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) AS k", [keys]
-            )
-            cursor.execute(
-                "SELECT i.kind, i.value, i.profile_id, i.id FROM profiles_identity i "
-                "JOIN unnest(%s::text[], %s::text[]) AS u(k, v) ON i.kind = u.k AND i.value = u.v",
-                [[i[0] for i in identifiers], [i[1] for i in identifiers]],
-            )
-            for kind, value, profile_id, identity_id in cursor.fetchall():
-                self.owner[(kind, value)] = profile_id
-                self.identity_ids[(kind, value)] = identity_id
+        query("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%b::bigint[]) AS k", [keys])
+        found_rows = query(
+            "SELECT i.kind, i.value, i.profile_id, i.id, i.last_seen_at FROM profiles_identity i "
+            "JOIN unnest(%b::text[], %b::text[]) AS u(k, v) ON i.kind = u.k AND i.value = u.v",
+            [[i[0] for i in identifiers], [i[1] for i in identifiers]],
+        )
+        for kind, value, profile_id, identity_id, last_seen in found_rows:
+            self.owner[(kind, value)] = profile_id
+            self.identity_ids[(kind, value)] = identity_id
+            self.identity_last_seen[identity_id] = last_seen
         self._lock_found_profiles()
         found = sorted(set(self.owner.values()))
-        for profile_id, value in Identity.objects.filter(
-            kind=Identity.Kind.USER_ID, profile_id__in=found
-        ).values_list("profile_id", "value"):
+        for profile_id, value in query(
+            "SELECT profile_id, value FROM profiles_identity "
+            "WHERE profile_id = ANY(%b) AND kind = 'user_id'",
+            [found],
+        ):
             self.users.setdefault(profile_id, set()).add(value)
         weak = [ident for ident in identifiers if ident[0] in WEAK_KINDS and ident in self.owner]
         if weak:
@@ -343,9 +437,20 @@ class BatchResolver:
 
     def _profile_state(self, profile_ids: list[int]) -> dict[int, dict]:
         return {
-            p["id"]: {**p, "dirty": False}
-            for p in Profile.objects.filter(pk__in=profile_ids).values(
-                "id", "traits", "trait_timestamps", "first_seen_at", "last_seen_at"
+            p["id"]: {**p, "dirty": False, "stored_last_seen_at": p["last_seen_at"]}
+            for p in (
+                {
+                    "id": pid,
+                    "traits": as_json(traits),
+                    "trait_timestamps": as_json(stamps),
+                    "first_seen_at": first,
+                    "last_seen_at": last,
+                }
+                for pid, traits, stamps, first, last in query(
+                    "SELECT id, traits::text, trait_timestamps::text, first_seen_at, last_seen_at "
+                    "FROM profiles_profile WHERE id = ANY(%b)",
+                    [profile_ids],
+                )
             )
         }
 
@@ -389,22 +494,25 @@ class BatchResolver:
         for row in self.rows:
             for ident in row.identifiers:
                 identity_id = self.identity_ids.get(ident)
-                if identity_id:
+                stored = self.identity_last_seen.get(identity_id)
+                if stored and row.timestamp > stored + LAST_SEEN_GRANULARITY:
                     last_seen[identity_id] = max(
                         last_seen.get(identity_id, row.timestamp), row.timestamp
                     )
         if last_seen:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "UPDATE profiles_identity i SET last_seen_at = u.t "
-                    "FROM unnest(%s::bigint[], %s::timestamptz[]) AS u(id, t) "
-                    "WHERE i.id = u.id AND i.last_seen_at < u.t",
-                    [list(last_seen), list(last_seen.values())],
-                )
+            query(
+                "UPDATE profiles_identity i SET last_seen_at = u.t "
+                "FROM unnest(%b::bigint[], %b::timestamptz[]) AS u(id, t) "
+                "WHERE i.id = u.id AND i.last_seen_at < u.t",
+                [list(last_seen), list(last_seen.values())],
+                fetch=False,
+            )
 
     def _write_events(self) -> None:
-        Event.objects.bulk_create(
-            [event_from_row(row) for row in self.rows], ignore_conflicts=True, batch_size=1000
+        query(
+            EVENTS_SQL,
+            [[row.id for row in self.rows], [row.profile for row in self.rows]],
+            fetch=False,
         )
 
     def _update_profiles(self, state: dict[int, dict]) -> None:
@@ -413,21 +521,21 @@ class BatchResolver:
         ]
         if not changed:
             return
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "UPDATE profiles_profile p SET traits = u.traits, "
-                "trait_timestamps = u.stamps, first_seen_at = u.first, last_seen_at = u.last, "
-                "updated_at = now() "
-                "FROM unnest(%s::bigint[], %s::jsonb[], %s::jsonb[], %s::timestamptz[], "
-                "%s::timestamptz[]) AS u(id, traits, stamps, first, last) WHERE p.id = u.id",
-                [
-                    [ref for ref, _ in changed],
-                    [_json(p["traits"]) for _, p in changed],
-                    [_json(p["trait_timestamps"]) for _, p in changed],
-                    [p["first_seen_at"] for _, p in changed],
-                    [p["last_seen_at"] for _, p in changed],
-                ],
-            )
+        query(
+            "UPDATE profiles_profile p SET traits = u.traits::jsonb, "
+            "trait_timestamps = u.stamps::jsonb, first_seen_at = u.first, last_seen_at = u.last, "
+            "updated_at = now() "
+            "FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::timestamptz[], "
+            "%b::timestamptz[]) AS u(id, traits, stamps, first, last) WHERE p.id = u.id",
+            [
+                [ref for ref, _ in changed],
+                [_json(p["traits"]) for _, p in changed],
+                [_json(p["trait_timestamps"]) for _, p in changed],
+                [p["first_seen_at"] for _, p in changed],
+                [p["last_seen_at"] for _, p in changed],
+            ],
+            fetch=False,
+        )
 
     def _write_conflicts(self) -> None:
         conflicts = []
@@ -485,7 +593,9 @@ def apply_message(profile: dict, row: Staged) -> None:
         profile["dirty"] = True
     if last is None or row.timestamp > last:
         profile["last_seen_at"] = row.timestamp
-        profile["dirty"] = True
+        stored = profile.get("stored_last_seen_at")
+        if stored is None or row.timestamp > stored + LAST_SEEN_GRANULARITY:
+            profile["dirty"] = True
     if row.type != Event.Type.IDENTIFY:
         return
     traits = identify_traits(row.payload)
@@ -516,29 +626,3 @@ def identify_traits(payload: dict) -> dict:
     context = payload.get("context")
     traits = context.get("traits") if isinstance(context, dict) else None
     return traits if isinstance(traits, dict) else {}
-
-
-def event_from_row(row: Staged) -> Event:
-    payload = row.payload
-    if row.type == Event.Type.TRACK:
-        name, properties = payload.get("event"), payload.get("properties")
-    elif row.type in (Event.Type.PAGE, Event.Type.SCREEN):
-        properties = payload.get("properties")
-        name = payload.get("name") or (properties or {}).get("name")
-    elif row.type == Event.Type.GROUP:
-        name, properties = payload.get("groupId"), payload.get("traits")
-    elif row.type == Event.Type.ALIAS:
-        name, properties = "", {"previousId": payload.get("previousId")}
-    else:
-        name, properties = "", identify_traits(payload)
-    return Event(
-        profile_id=row.profile,
-        source_id=row.source_id,
-        type=row.type,
-        name=str(name or "")[:255],
-        properties=properties if isinstance(properties, dict) else {},
-        context=payload.get("context") if isinstance(payload.get("context"), dict) else {},
-        message_id=row.message_id,
-        timestamp=row.timestamp,
-        received_at=row.received_at,
-    )

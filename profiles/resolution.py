@@ -43,8 +43,9 @@ class MergeRefused(ValueError):
     """A merge or undo that cannot be done; the message says why."""
 
 
-def message_identifiers(payload: dict) -> list[tuple[str, str]]:
-    """The normalised identifiers of a collected message, strongest first; junk is dropped."""
+def message_identifiers(payload: dict, normalize=normalize_identifier) -> list[tuple[str, str]]:
+    """The normalised identifiers of a collected message, strongest first; junk is dropped.
+    ``normalize`` may be a memoised normaliser (a batch repeats the same values many times)."""
     context = payload.get("context") if isinstance(payload.get("context"), dict) else {}
     traits = payload.get("traits") if isinstance(payload.get("traits"), dict) else {}
     context_traits = context.get("traits") if isinstance(context.get("traits"), dict) else {}
@@ -69,7 +70,7 @@ def message_identifiers(payload: dict) -> list[tuple[str, str]]:
         if value in (None, ""):
             continue
         try:
-            identifiers[(str(kind), normalize_identifier(kind, value))] = None
+            identifiers[(str(kind), normalize(kind, value))] = None
         except InvalidIdentifier:
             continue
     return sorted(identifiers, key=lambda pair: KIND_PRIORITY.index(pair[0]))
