@@ -223,6 +223,11 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "consent.tasks.purge_expired_data_task",
         "schedule": crontab(minute=15, hour=3),
     },
+    # Safety net: collection queues processing itself, this catches anything left waiting.
+    "process-pending-messages": {
+        "task": "profiles.tasks.process_pending_task",
+        "schedule": 60.0,
+    },
 }
 
 # --- Product settings -------------------------------------------------------------------------
@@ -236,6 +241,23 @@ CDPHUB_ESTIMATED_COUNT_THRESHOLD = env_int("CDPHUB_ESTIMATED_COUNT_THRESHOLD", 1
 
 # Spreadsheet imports larger than this are refused (bytes).
 CDPHUB_IMPORT_MAX_BYTES = env_int("CDPHUB_IMPORT_MAX_BYTES", 150 * 1024 * 1024)
+
+# --- Event collection (/v1/*) and identity resolution --------------------------------------------
+# Segment's documented limits by default; RudderStack clients send batches up to 4 MB.
+CDPHUB_INGEST_MAX_MESSAGE_BYTES = env_int("CDPHUB_INGEST_MAX_MESSAGE_BYTES", 32 * 1024)
+CDPHUB_INGEST_MAX_BATCH_BYTES = env_int("CDPHUB_INGEST_MAX_BATCH_BYTES", 500 * 1024)
+CDPHUB_INGEST_MAX_BATCH_MESSAGES = env_int("CDPHUB_INGEST_MAX_BATCH_MESSAGES", 2500)
+# How collected messages get processed: "celery" (a task queued after the request, needs a
+# broker), "background" (a thread in the web process drains the staging table, the default
+# without a broker: the request never waits), "inline" (in the request, after commit: tests and
+# debugging) or "off" (only `manage.py process_pending` processes them).
+CDPHUB_INGEST_PROCESSING = env(
+    "CDPHUB_INGEST_PROCESSING", "celery" if CELERY_BROKER_URL else "background"
+)
+# Messages claimed per processing transaction.
+CDPHUB_INGEST_PROCESS_BATCH_SIZE = env_int("CDPHUB_INGEST_PROCESS_BATCH_SIZE", 500)
+# An anonymous or device id seen with more distinct user ids than this is no longer a merge key.
+CDPHUB_SHARED_ID_MAX_USERS = env_int("CDPHUB_SHARED_ID_MAX_USERS", 2)
 
 LOGGING = {
     "version": 1,

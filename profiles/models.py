@@ -58,6 +58,12 @@ class Profile(models.Model):
         blank=True,
         help_text="Traits computed from events (lifetime value, order count, RFM, ...).",
     )
+    trait_timestamps = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Per trait: the timestamp and message id of the event that last set it, so a "
+        "late-arriving older event never overwrites a newer value.",
+    )
     first_seen_at = models.DateTimeField(null=True, blank=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
     merged_into = models.ForeignKey(
@@ -244,3 +250,129 @@ class SegmentMembership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.profile_id} in {self.segment_id}"
+
+
+# --- Event collection and identity resolution ---------------------------------------------------
+
+
+class PendingMessage(models.Model):
+    """A collected message, stored durably by the collection API and processed in bulk later.
+
+    Processed rows are kept (``processed_at`` set) so that a retried batch is refused by the
+    ``(source, message_id)`` constraint forever, not only while the row waits."""
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="pending_messages")
+    message_id = models.CharField(max_length=255)
+    type = models.CharField(max_length=10, choices=Event.Type.choices)
+    payload = models.JSONField(help_text="The message as received, batch context merged in.")
+    timestamp = models.DateTimeField(help_text="When it happened, corrected for clock skew.")
+    received_at = models.DateTimeField()
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "message_id"], name="pending_message_id_per_source"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["id"], name="pending_unprocessed", condition=Q(processed_at__isnull=True)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.message_id}"
+
+
+class RejectedMessage(models.Model):
+    """A message refused by collection or processing, kept with its reason for a data engineer."""
+
+    class Status(models.TextChoices):
+        REJECTED = "rejected", "Rejected"
+        RETRIED = "retried", "Accepted on retry"
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="rejected_messages")
+    message_id = models.CharField(max_length=255, blank=True)
+    type = models.CharField(max_length=20, blank=True)
+    payload = models.JSONField(
+        help_text="The message as received; fix it here (or fix the sender) and retry."
+    )
+    reason = models.TextField(
+        help_text="What is wrong and where, e.g. 'userId or anonymousId is required'."
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.REJECTED)
+    received_at = models.DateTimeField()
+    retried_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        indexes = [models.Index(fields=["source", "-received_at"], name="rejected_source_time")]
+
+    def __str__(self) -> str:
+        return f"{self.type or 'message'} {self.message_id}: {self.reason}"[:120]
+
+
+class SharedIdentifier(models.Model):
+    """An anonymous or device id seen together with several different user ids (a shared device,
+    a family tablet, a shop kiosk). Past the configured number of users it is no merge key."""
+
+    kind = models.CharField(max_length=20, choices=Identity.Kind.choices)
+    value = models.CharField(max_length=255)
+    user_ids = models.JSONField(default=list, help_text="Distinct user ids seen with this id.")
+    blocked = models.BooleanField(
+        default=False,
+        help_text="Seen with more users than CDPHUB_SHARED_ID_MAX_USERS: never used to merge.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "value"], name="shared_identifier_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.value}"
+
+
+class MergeConflict(models.Model):
+    """Two profiles an identifier links but a rule forbids merging automatically: a person
+    decides."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        MERGED = "merged", "Approved (merged)"
+        KEPT_APART = "kept_apart", "Rejected (kept apart)"
+
+    profile = models.ForeignKey(
+        Profile, on_delete=models.CASCADE, related_name="+", help_text="The older profile."
+    )
+    other_profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="+")
+    identifier_kind = models.CharField(max_length=20, choices=Identity.Kind.choices)
+    identifier_value = models.CharField(max_length=255)
+    reason = models.CharField(max_length=255)
+    message_id = models.CharField(
+        max_length=255, blank=True, help_text="The message that linked them."
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    merge = models.ForeignKey(
+        ProfileMerge, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # Once per pair: a pair kept apart is not raised again by every later message.
+            models.UniqueConstraint(
+                fields=["profile", "other_profile"], name="merge_conflict_pair"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "-created_at"], name="merge_conflict_status")]
+
+    def __str__(self) -> str:
+        return f"Profile {self.profile_id} / {self.other_profile_id}: {self.reason}"

@@ -1,0 +1,393 @@
+"""Event collection, the request side of the Segment HTTP Tracking API: read the body, find the
+source, validate each message, store the good ones in the staging table and the bad ones with
+their reason. Nothing here resolves identities: that runs later, in bulk (profiles.processing)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import threading
+import time
+import uuid
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import psycopg
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+
+from cdphub.hashing import secret_hash
+from profiles.models import Event, PendingMessage, RejectedMessage, Source
+from profiles.normalize import JUNK_VALUES
+
+logger = logging.getLogger(__name__)
+
+MESSAGE_TYPES = frozenset(Event.Type.values)
+# Per type, the fields a message must carry besides userId/anonymousId (Segment's spec).
+REQUIRED_FIELDS = {"track": ("event",), "alias": ("previousId",), "group": ("groupId",)}
+# Batch-level keys copied into each message that does not set them itself.
+BATCH_DEFAULTS = ("context", "integrations")
+WRITE_KEY_CACHE_SECONDS = 30
+
+
+class CollectError(Exception):
+    """A request the collection API refuses as a whole; ``code`` is stable, ``message`` says why."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class CollectResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[dict] = field(default_factory=list)
+
+
+# --- Authentication -------------------------------------------------------------------------
+
+_source_cache: dict[str, tuple[float, int | None]] = {}
+
+
+def write_key_from_headers(meta: dict) -> str | None:
+    """The write key as HTTP Basic username (password empty) or in an ``X-Write-Key`` header."""
+    authorization = meta.get("HTTP_AUTHORIZATION", "")
+    if authorization[:6].lower() == "basic ":
+        try:
+            decoded = base64.b64decode(authorization[6:].strip()).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return decoded.split(":", 1)[0] or None
+    return meta.get("HTTP_X_WRITE_KEY") or None
+
+
+def source_for_write_key(write_key: str | None) -> int | None:
+    """The id of the active source with this write key. Cached briefly per process: every
+    collection request needs it, and a deactivated source is refused within the cache time."""
+    if not write_key:
+        return None
+    now = time.monotonic()
+    cached = _source_cache.get(write_key)
+    if cached and cached[0] > now:
+        return cached[1]
+    source_id = (
+        Source.objects.filter(write_key_hash=secret_hash(write_key), is_active=True)
+        .values_list("id", flat=True)
+        .first()
+    )
+    if len(_source_cache) > 10_000:
+        _source_cache.clear()
+    _source_cache[write_key] = (now + WRITE_KEY_CACHE_SECONDS, source_id)
+    return source_id
+
+
+def source_cache_clear() -> None:
+    _source_cache.clear()
+
+
+# --- Body -----------------------------------------------------------------------------------
+
+
+def body_read(raw: bytes, *, content_encoding: str, max_bytes: int) -> object:
+    """The JSON document of a request body, gunzipped if needed; refuses oversize and bad JSON."""
+    if content_encoding.strip().lower() == "gzip":
+        try:
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            # Inflate at most one byte past the limit: a small gzip bomb cannot exhaust memory.
+            raw = inflater.decompress(raw, max_bytes + 1)
+        except zlib.error:
+            raise CollectError(400, "invalid_gzip", "the body is not valid gzip data") from None
+    if len(raw) > max_bytes:
+        raise CollectError(
+            400, "payload_too_large", f"the body is larger than the limit of {max_bytes} bytes"
+        )
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CollectError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+
+
+def batch_messages(body: object, message_type: str | None) -> list[object]:
+    """The messages of a request: ``batch`` of /v1/batch (batch context merged into each one),
+    or the body itself for /v1/<type>."""
+    if not isinstance(body, dict):
+        raise CollectError(400, "invalid_body", "the body must be a JSON object")
+    if message_type is not None:
+        return [{**body, "type": message_type}]
+    batch = body.get("batch")
+    if not isinstance(batch, list):
+        raise CollectError(400, "invalid_batch", "'batch' must be a list of messages")
+    limit = settings.CDPHUB_INGEST_MAX_BATCH_MESSAGES
+    if len(batch) > limit:
+        raise CollectError(
+            400, "batch_too_large", f"the batch has {len(batch)} messages, more than {limit}"
+        )
+    defaults = {key: body[key] for key in BATCH_DEFAULTS if isinstance(body.get(key), dict)}
+    sent_at = body.get("sentAt")
+    messages = []
+    for message in batch:
+        if isinstance(message, dict):
+            for key, value in defaults.items():
+                own = message.get(key)
+                message[key] = {**value, **own} if isinstance(own, dict) else value
+            if sent_at and not message.get("sentAt"):
+                message["sentAt"] = sent_at
+        messages.append(message)
+    return messages
+
+
+# --- Validation -----------------------------------------------------------------------------
+
+
+@dataclass
+class ValidMessage:
+    message_id: str
+    type: str
+    payload: str
+    timestamp: datetime
+
+
+def parse_time(value: object, name: str) -> datetime | None:
+    if value in (None, ""):
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError(f"'{name}' is not an ISO 8601 date-time: {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def corrected_timestamp(message: dict, received_at: datetime) -> datetime:
+    """Segment's clock-skew correction: ``receivedAt - (sentAt - originalTimestamp)``."""
+    original = parse_time(message.get("timestamp") or message.get("originalTimestamp"), "timestamp")
+    sent_at = parse_time(message.get("sentAt"), "sentAt")
+    if original is None:
+        return received_at
+    if sent_at is None:
+        return original
+    return received_at - (sent_at - original)
+
+
+def message_validate(
+    message: object, received_at: datetime, junk: frozenset[str] | None = None
+) -> ValidMessage:
+    """The message ready for staging, or ValueError saying what is wrong."""
+    junk = junk if junk is not None else junk_values()
+    if not isinstance(message, dict):
+        raise ValueError("a message must be a JSON object")
+    message_type = message.get("type")
+    if message_type not in MESSAGE_TYPES:
+        raise ValueError(f"'type' must be one of {', '.join(sorted(MESSAGE_TYPES))}")
+    if not any(usable_id(message.get(key), junk) for key in ("userId", "anonymousId")):
+        raise ValueError("userId or anonymousId is required (and must not be a placeholder)")
+    for required in REQUIRED_FIELDS.get(message_type, ()):
+        value = message.get(required)
+        if value in (None, "") or isinstance(value, dict | list):
+            raise ValueError(f"{message_type} needs '{required}'")
+    for optional_object in ("properties", "traits", "context"):
+        if message.get(optional_object) is not None and not isinstance(
+            message[optional_object], dict
+        ):
+            raise ValueError(f"'{optional_object}' must be a JSON object")
+    message_id = str(message.get("messageId") or "") or str(uuid.uuid4())
+    if len(message_id) > 255:
+        raise ValueError("'messageId' is longer than 255 characters")
+    message["messageId"] = message_id
+    timestamp = corrected_timestamp(message, received_at)
+    payload = json.dumps(message, separators=(",", ":"))
+    limit = settings.CDPHUB_INGEST_MAX_MESSAGE_BYTES
+    if len(payload) > limit:
+        raise ValueError(f"the message is {len(payload)} bytes, more than the limit of {limit}")
+    return ValidMessage(message_id, message_type, payload, timestamp)
+
+
+def junk_values() -> frozenset[str]:
+    configured = {value.strip().lower() for value in settings.CDPHUB_JUNK_IDENTIFIERS}
+    return JUNK_VALUES | configured
+
+
+def usable_id(value: object, junk: frozenset[str]) -> bool:
+    """Cheap pre-check of userId/anonymousId (processing normalises them fully)."""
+    if value is None or isinstance(value, bool | dict | list):
+        return False
+    text = str(value).strip()
+    return 0 < len(text) <= 255 and text.lower() not in junk
+
+
+# --- Staging --------------------------------------------------------------------------------
+
+# Parameters are bound server-side in binary (%b): arrays of strings are sent as they are,
+# without client-side quoting, which costs more than the INSERT itself for 100 JSON payloads.
+STAGE_SQL = """
+    INSERT INTO profiles_pendingmessage
+        (source_id, message_id, type, payload, timestamp, received_at)
+    SELECT %b, m, t, p::jsonb, ts, %b
+    FROM unnest(%b::text[], %b::text[], %b::text[], %b::timestamptz[]) AS u(m, t, p, ts)
+    ON CONFLICT (source_id, message_id) DO NOTHING
+"""
+
+
+def messages_collect(*, source_id: int, messages: list[object]) -> CollectResult:
+    """Validate and store messages: good ones in the staging table with one INSERT (duplicates of
+    any earlier message of this source are skipped), bad ones as RejectedMessage with their
+    reason. Processing is scheduled once the rows are committed.
+
+    No surrounding transaction on purpose: the single INSERT is atomic by itself and saves two
+    round trips (BEGIN, COMMIT) on the hot path. Staged and rejected rows are independent facts:
+    if storing the rejected ones fails the client gets a 500 and retries, and the messageId
+    constraint keeps the staged ones from being stored twice."""
+    received_at = timezone.now()
+    result = CollectResult()
+    valid: list[ValidMessage] = []
+    rejected: list[RejectedMessage] = []
+    junk = junk_values()
+    for index, message in enumerate(messages):
+        try:
+            valid.append(message_validate(message, received_at, junk))
+        except ValueError as exc:
+            reason = f"message {index}: {exc}" if len(messages) > 1 else str(exc)
+            result.rejected.append({"index": index, "reason": reason})
+            rejected.append(rejected_message_build(source_id, message, reason, received_at))
+    if valid:
+        connection.ensure_connection()
+        with psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(
+                STAGE_SQL,
+                [
+                    source_id,
+                    received_at,
+                    [m.message_id for m in valid],
+                    [m.type for m in valid],
+                    [m.payload for m in valid],
+                    [m.timestamp for m in valid],
+                ],
+            )
+            result.accepted = cursor.rowcount
+        result.duplicates = len(valid) - result.accepted
+    if rejected:
+        RejectedMessage.objects.bulk_create(rejected)
+    if result.accepted:
+        transaction.on_commit(processing_schedule)
+    return result
+
+
+def rejected_message_build(
+    source_id: int, message: object, reason: str, received_at: datetime
+) -> RejectedMessage:
+    as_dict = message if isinstance(message, dict) else {}
+    return RejectedMessage(
+        source_id=source_id,
+        message_id=str(as_dict.get("messageId") or "")[:255],
+        type=str(as_dict.get("type") or "")[:20],
+        payload=message if isinstance(message, dict | list) else {"value": message},
+        reason=reason,
+        received_at=received_at,
+    )
+
+
+@transaction.atomic
+def rejected_message_retry(*, rejected: RejectedMessage) -> str | None:
+    """Validate a rejected message again (after its payload or the sender was fixed): stage it
+    and mark it retried, or return the reason it is still refused."""
+    message = rejected.payload
+    try:
+        valid = message_validate(message, rejected.received_at)
+    except ValueError as exc:
+        rejected.reason = str(exc)
+        rejected.save(update_fields=["reason"])
+        return str(exc)
+    PendingMessage.objects.bulk_create(
+        [
+            PendingMessage(
+                source_id=rejected.source_id,
+                message_id=valid.message_id,
+                type=valid.type,
+                payload=json.loads(valid.payload),
+                timestamp=valid.timestamp,
+                received_at=rejected.received_at,
+            )
+        ],
+        ignore_conflicts=True,
+    )
+    rejected.status = RejectedMessage.Status.RETRIED
+    rejected.retried_at = timezone.now()
+    rejected.save(update_fields=["status", "retried_at"])
+    transaction.on_commit(processing_schedule)
+    return None
+
+
+# --- Scheduling the processing --------------------------------------------------------------
+
+
+def processing_schedule() -> None:
+    """Start processing of staged messages as CDPHUB_INGEST_PROCESSING says. The request that
+    staged them never waits for it, except in "inline" mode."""
+    mode = settings.CDPHUB_INGEST_PROCESSING
+    if mode == "celery":
+        _queue_task_throttled()
+    elif mode == "background":
+        _drainer.wake()
+    elif mode == "inline":
+        from profiles.processing import pending_process
+
+        pending_process()
+
+
+_last_queued = 0.0
+QUEUE_INTERVAL_SECONDS = 1.0
+
+
+def _queue_task_throttled() -> None:
+    """At most one task per second per web process: one task drains everything waiting, so a
+    task per request would only flood the broker. The beat schedule catches the rest."""
+    global _last_queued
+    now = time.monotonic()
+    if now - _last_queued < QUEUE_INTERVAL_SECONDS:
+        return
+    _last_queued = now
+    from profiles.tasks import process_pending_task
+
+    process_pending_task.delay()
+
+
+class _BackgroundDrainer:
+    """Without a broker: one daemon thread per web process drains the staging table when woken,
+    so collection stays fast and every message still gets processed on a fresh machine."""
+
+    def __init__(self) -> None:
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def wake(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="pending-drainer", daemon=True
+                )
+                self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        from profiles.processing import pending_process
+
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            try:
+                close_old_connections()
+                pending_process()
+            except Exception:
+                logger.exception("processing collected messages failed; they stay staged")
+            finally:
+                close_old_connections()
+
+
+_drainer = _BackgroundDrainer()

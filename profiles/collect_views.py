@@ -1,0 +1,134 @@
+"""The collection endpoints: ``POST /v1/batch`` and ``/v1/<type>``, as Segment's Tracking API.
+
+APIViews only so that they appear in the OpenAPI schema: authentication, parsing and rendering
+are our own (write keys, gzip, Segment's error shape) and kept lean, this is the hot path."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import JsonResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.views import APIView
+
+from profiles.collect import (
+    CollectError,
+    batch_messages,
+    body_read,
+    messages_collect,
+    source_for_write_key,
+    write_key_from_headers,
+)
+
+ERROR = inline_serializer(
+    "CollectError", {"code": serializers.CharField(), "message": serializers.CharField()}
+)
+ACCEPTED = inline_serializer(
+    "CollectAccepted",
+    {
+        "success": serializers.BooleanField(),
+        "accepted": serializers.IntegerField(help_text="Messages stored for processing."),
+        "duplicates": serializers.IntegerField(help_text="Messages with a known messageId."),
+        "rejected": serializers.ListField(
+            child=serializers.DictField(),
+            help_text="Messages refused alone, with their index and reason; kept for review.",
+        ),
+    },
+)
+RESPONSES = {
+    200: ACCEPTED,
+    400: OpenApiResponse(ERROR, description="Invalid JSON, oversize body or invalid message."),
+    401: OpenApiResponse(ERROR, description="Missing, unknown or inactive write key."),
+}
+BATCH_EXAMPLE = OpenApiExample(
+    "batch",
+    value={
+        "batch": [
+            {"type": "identify", "userId": "u-1", "traits": {"email": "anna@example.com"}},
+            {"type": "track", "userId": "u-1", "event": "Order Completed"},
+        ],
+        "context": {"library": {"name": "analytics-python"}},
+        "sentAt": "2026-01-01T12:00:00Z",
+    },
+    request_only=True,
+)
+
+
+def error(status: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse({"code": code, "message": message}, status=status)
+
+
+class CollectView(APIView):
+    """Accepts Segment/RudderStack messages. Write key as HTTP Basic username (empty password),
+    ``X-Write-Key`` header or ``writeKey`` in the body; ``Content-Encoding: gzip`` accepted."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    parser_classes: list = []
+    message_type: str | None = None
+
+    def post(self, request, *args, **kwargs):
+        django_request = request._request
+        max_bytes = settings.CDPHUB_INGEST_MAX_BATCH_BYTES
+        if self.message_type is not None:
+            max_bytes = settings.CDPHUB_INGEST_MAX_MESSAGE_BYTES
+        write_key = write_key_from_headers(django_request.META)
+        if write_key is not None and source_for_write_key(write_key) is None:
+            return error(401, "invalid_write_key", "unknown or inactive write key")
+        try:
+            body = body_read(
+                django_request.read(max_bytes + 1),
+                content_encoding=django_request.META.get("HTTP_CONTENT_ENCODING", ""),
+                max_bytes=max_bytes,
+            )
+            if write_key is None and isinstance(body, dict):
+                write_key = body.pop("writeKey", None)
+            source_id = source_for_write_key(write_key if isinstance(write_key, str) else None)
+            if source_id is None:
+                return error(401, "invalid_write_key", "missing, unknown or inactive write key")
+            messages = batch_messages(body, self.message_type)
+        except CollectError as exc:
+            return error(exc.status, exc.code, exc.message)
+        result = messages_collect(source_id=source_id, messages=messages)
+        if self.message_type is not None and result.rejected:
+            return error(400, "invalid_message", result.rejected[0]["reason"])
+        return JsonResponse(
+            {
+                "success": True,
+                "accepted": result.accepted,
+                "duplicates": result.duplicates,
+                "rejected": result.rejected,
+            }
+        )
+
+
+def collect_view(message_type: str | None):
+    name = message_type or "batch"
+    description = (
+        "A batch of up to 2,500 messages (500 KB by default); batch `context` and "
+        "`integrations` are merged into each message. A bad message is rejected alone."
+        if message_type is None
+        else f"One {message_type} message (32 KB at most)."
+    )
+    schema = extend_schema(
+        operation_id=f"collect_{name}",
+        tags=["collection"],
+        summary=f"Collect: {name}",
+        description=description,
+        request=OpenApiTypes.OBJECT,
+        responses=RESPONSES,
+        examples=[BATCH_EXAMPLE] if message_type is None else [],
+        auth=[],
+    )
+    view_class = type(
+        f"Collect{name.title()}View",
+        (CollectView,),
+        {
+            "message_type": message_type,
+            "post": schema(CollectView.post),
+            "__doc__": CollectView.__doc__,
+        },
+    )
+    return view_class.as_view()

@@ -1,0 +1,315 @@
+"""Identity resolution: identifiers of a message, profile merges (with undo) and the review queue
+of merges a rule forbade. The bulk processing of collected messages lives in profiles.processing.
+
+Merge rules: the oldest profile survives; two different user ids never merge automatically; an
+anonymous or device id seen with more than CDPHUB_SHARED_ID_MAX_USERS user ids is no merge key.
+Such cases become a MergeConflict for a person to approve (merge) or reject (keep apart)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from audiences.models import Visitor
+from consent.models import ConsentRecord, ConsentState
+from crm.models import Contact
+from profiles.models import (
+    Event,
+    Identity,
+    MergeConflict,
+    Profile,
+    ProfileMerge,
+    SegmentMembership,
+)
+from profiles.normalize import InvalidIdentifier, normalize_identifier
+
+Kind = Identity.Kind
+# Order in which identifiers decide which profile a message belongs to, strongest first.
+KIND_PRIORITY = (
+    Kind.USER_ID,
+    Kind.EMAIL,
+    Kind.PHONE,
+    Kind.EXTERNAL,
+    Kind.CRM_CONTACT,
+    Kind.DEVICE_ID,
+    Kind.ANONYMOUS_ID,
+)
+# Identifiers of a browser or device rather than a person: shared devices make them unsafe.
+WEAK_KINDS = frozenset({Kind.ANONYMOUS_ID, Kind.DEVICE_ID})
+
+
+class MergeRefused(ValueError):
+    """A merge or undo that cannot be done; the message says why."""
+
+
+def message_identifiers(payload: dict, normalize=normalize_identifier) -> list[tuple[str, str]]:
+    """The normalised identifiers of a collected message, strongest first; junk is dropped.
+    ``normalize`` may be a memoised normaliser (a batch repeats the same values many times)."""
+    context = payload.get("context") if isinstance(payload.get("context"), dict) else {}
+    traits = payload.get("traits") if isinstance(payload.get("traits"), dict) else {}
+    context_traits = context.get("traits") if isinstance(context.get("traits"), dict) else {}
+    device = context.get("device") if isinstance(context.get("device"), dict) else {}
+    raw: list[tuple[str, object]] = [
+        (Kind.USER_ID, payload.get("userId")),
+        (Kind.ANONYMOUS_ID, payload.get("anonymousId")),
+        (Kind.EMAIL, traits.get("email") or context_traits.get("email")),
+        (Kind.PHONE, traits.get("phone") or context_traits.get("phone")),
+        (Kind.DEVICE_ID, device.get("id")),
+    ]
+    if payload.get("type") == "alias":
+        # The previous id of an alias is most often the anonymous id used before sign-up.
+        raw.append((Kind.ANONYMOUS_ID, payload.get("previousId")))
+    external_ids = context.get("externalIds")
+    if isinstance(external_ids, list):
+        for external in external_ids:
+            if isinstance(external, dict) and external.get("id") not in (None, ""):
+                raw.append((Kind.EXTERNAL, f"{external.get('type') or 'id'}:{external['id']}"))
+    identifiers: dict[tuple[str, str], None] = {}
+    for kind, value in raw:
+        if value in (None, ""):
+            continue
+        try:
+            identifiers[(str(kind), normalize(kind, value))] = None
+        except InvalidIdentifier:
+            continue
+    return sorted(identifiers, key=lambda pair: KIND_PRIORITY.index(pair[0]))
+
+
+# --- Merges -----------------------------------------------------------------------------------
+
+
+def profiles_lock(profile_ids: list[int]) -> dict[int, int | None]:
+    """Row locks on profiles, in id order (so two transactions never wait on each other in a
+    cycle); returns each profile's merged_into id."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, merged_into_id FROM profiles_profile WHERE id = ANY(%s) "
+            "ORDER BY id FOR NO KEY UPDATE",
+            [sorted(set(profile_ids))],
+        )
+        return dict(cursor.fetchall())
+
+
+def _repoint(table: str, survivor_id: int, merged_id: int, extra: str = "") -> list[int]:
+    # Table names come from model metadata and ``extra`` from this module: no user input.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET profile_id = %s WHERE profile_id = %s {extra} RETURNING id",  # noqa: S608
+            [survivor_id, merged_id],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _consent_states_merge(survivor_id: int, merged_id: int) -> tuple[list[int], list[dict]]:
+    """Consent states are unique per profile and purpose: the newer state wins."""
+    moved, replaced = [], []
+    survivor_states = {s.purpose_id: s for s in ConsentState.objects.filter(profile_id=survivor_id)}
+    for state in ConsentState.objects.filter(profile_id=merged_id):
+        kept = survivor_states.get(state.purpose_id)
+        if kept is None:
+            moved.append(state.pk)
+        elif state.updated_at > kept.updated_at:
+            replaced.append(
+                {
+                    "id": kept.pk,
+                    "status": kept.status,
+                    "record_id": kept.record_id,
+                    "updated_at": kept.updated_at.isoformat(),
+                }
+            )
+            kept.status, kept.record_id, kept.updated_at = (
+                state.status,
+                state.record_id,
+                state.updated_at,
+            )
+            kept.save(update_fields=["status", "record", "updated_at"])
+    ConsentState.objects.filter(pk__in=moved).update(profile_id=survivor_id)
+    return moved, replaced
+
+
+def _traits_merge(survivor: Profile, merged: Profile) -> dict:
+    """Traits of the merged profile that are newer (or missing) win; returns what they replaced."""
+    replaced = {}
+    for key, value in (merged.traits or {}).items():
+        mine = (survivor.trait_timestamps or {}).get(key, {}).get("at", "")
+        theirs = (merged.trait_timestamps or {}).get(key, {}).get("at", "")
+        if key in survivor.traits and mine >= theirs:
+            continue
+        replaced[key] = {
+            "had": key in survivor.traits,
+            "old": survivor.traits.get(key),
+            "old_at": (survivor.trait_timestamps or {}).get(key),
+            "new": value,
+        }
+        survivor.traits[key] = value
+        if key in (merged.trait_timestamps or {}):
+            survivor.trait_timestamps[key] = merged.trait_timestamps[key]
+    return replaced
+
+
+@transaction.atomic
+def profile_merge(*, survivor_id: int, merged_id: int, reason: str, merged_by=None) -> ProfileMerge:
+    """Move everything of ``merged`` to ``survivor`` and keep an audit row listing what moved, so
+    the merge can be undone. The merged profile stays, pointing to the survivor."""
+    if survivor_id == merged_id:
+        raise MergeRefused("a profile cannot be merged into itself")
+    merged_into = profiles_lock([survivor_id, merged_id])
+    if len(merged_into) != 2:
+        raise MergeRefused("one of the profiles does not exist")
+    if merged_into[survivor_id] or merged_into[merged_id]:
+        raise MergeRefused("one of the profiles was already merged into another profile")
+    survivor = Profile.objects.get(pk=survivor_id)
+    merged = Profile.objects.get(pk=merged_id)
+    states_moved, states_replaced = _consent_states_merge(survivor_id, merged_id)
+    moved = {
+        "identities": _repoint(Identity._meta.db_table, survivor_id, merged_id),
+        "events": _repoint(Event._meta.db_table, survivor_id, merged_id),
+        "crm_contacts": _repoint(Contact._meta.db_table, survivor_id, merged_id),
+        "consent_records": _repoint(ConsentRecord._meta.db_table, survivor_id, merged_id),
+        "consent_states": states_moved,
+        "consent_states_replaced": states_replaced,
+        "memberships": _repoint(
+            SegmentMembership._meta.db_table,
+            survivor_id,
+            merged_id,
+            # Memberships are unique per segment: those the survivor has stay behind.
+            f"AND segment_id NOT IN (SELECT segment_id FROM {SegmentMembership._meta.db_table} "  # noqa: S608
+            f"WHERE profile_id = {int(survivor_id)})",
+        ),
+        "visitors": _repoint(Visitor._meta.db_table, survivor_id, merged_id),
+        "traits_replaced": _traits_merge(survivor, merged),
+    }
+    survivor.first_seen_at = min(
+        (t for t in (survivor.first_seen_at, merged.first_seen_at) if t), default=None
+    )
+    survivor.last_seen_at = max(
+        (t for t in (survivor.last_seen_at, merged.last_seen_at) if t), default=None
+    )
+    survivor.save(
+        update_fields=["traits", "trait_timestamps", "first_seen_at", "last_seen_at", "updated_at"]
+    )
+    Profile.objects.filter(pk=merged_id).update(
+        merged_into_id=survivor_id, updated_at=timezone.now()
+    )
+    return ProfileMerge.objects.create(
+        survivor_id=survivor_id,
+        merged_id=merged_id,
+        reason=reason[:255],
+        moved=moved,
+        merged_by=merged_by if getattr(merged_by, "pk", None) else None,
+    )
+
+
+@transaction.atomic
+def profiles_merge_manual(*, profile_ids: list[int], merged_by=None) -> list[ProfileMerge]:
+    """A person's decision: merge these profiles (whatever their user ids) into the oldest."""
+    from profiles.selectors import profile_resolve
+
+    resolved = sorted({p.pk for p in (profile_resolve(pid) for pid in profile_ids) if p})
+    if len(resolved) < 2:
+        raise MergeRefused("give at least two different, existing profiles")
+    survivor_id, *others = resolved
+    return [
+        profile_merge(
+            survivor_id=survivor_id, merged_id=other, reason="manual merge", merged_by=merged_by
+        )
+        for other in others
+    ]
+
+
+def _move_back(table: str, ids: list[int], merged_id: int, survivor_id: int) -> int:
+    if not ids:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET profile_id = %s WHERE id = ANY(%s) AND profile_id = %s",  # noqa: S608
+            [merged_id, ids, survivor_id],
+        )
+        return cursor.rowcount
+
+
+@transaction.atomic
+def profile_merge_undo(*, merge: ProfileMerge, undone_by=None) -> ProfileMerge:
+    """Split a merge from its audit row: the rows it moved go back to the merged profile (those
+    still on the survivor), replaced consent states and traits get their old values back.
+    Events that arrived after the merge stay with the survivor."""
+    merge = ProfileMerge.objects.select_for_update().get(pk=merge.pk)
+    if merge.undone_at:
+        raise MergeRefused("this merge was already undone")
+    merged_into = profiles_lock([merge.survivor_id, merge.merged_id])
+    if merged_into.get(merge.merged_id) != merge.survivor_id:
+        raise MergeRefused("the merged profile no longer points to the survivor")
+    if merged_into.get(merge.survivor_id):
+        raise MergeRefused("the survivor was merged again since: undo that merge first")
+    moved = merge.moved or {}
+    tables = {
+        "identities": Identity,
+        "events": Event,
+        "crm_contacts": Contact,
+        "consent_records": ConsentRecord,
+        "consent_states": ConsentState,
+        "memberships": SegmentMembership,
+        "visitors": Visitor,
+    }
+    for key, model in tables.items():
+        _move_back(model._meta.db_table, moved.get(key, []), merge.merged_id, merge.survivor_id)
+    for old in moved.get("consent_states_replaced", []):
+        ConsentState.objects.filter(pk=old["id"]).update(
+            status=old["status"], record_id=old["record_id"], updated_at=old["updated_at"]
+        )
+    survivor = Profile.objects.get(pk=merge.survivor_id)
+    for key, change in moved.get("traits_replaced", {}).items():
+        if survivor.traits.get(key) != change["new"]:
+            continue  # changed since the merge: the newer value stays
+        if change["had"]:
+            survivor.traits[key] = change["old"]
+            survivor.trait_timestamps[key] = change["old_at"]
+        else:
+            survivor.traits.pop(key, None)
+            survivor.trait_timestamps.pop(key, None)
+    survivor.save(update_fields=["traits", "trait_timestamps", "updated_at"])
+    Profile.objects.filter(pk=merge.merged_id).update(merged_into=None, updated_at=timezone.now())
+    merge.undone_at = timezone.now()
+    merge.save(update_fields=["undone_at"])
+    MergeConflict.objects.filter(merge=merge).update(
+        status=MergeConflict.Status.KEPT_APART, decided_by=undone_by, decided_at=merge.undone_at
+    )
+    return merge
+
+
+# --- The review queue -------------------------------------------------------------------------
+
+
+@transaction.atomic
+def merge_conflict_approve(*, conflict: MergeConflict, decided_by=None) -> MergeConflict:
+    """Approve: merge the two profiles (the oldest survives)."""
+    conflict = MergeConflict.objects.select_for_update().get(pk=conflict.pk)
+    if conflict.status != MergeConflict.Status.OPEN:
+        raise MergeRefused("this conflict was already decided")
+    merges = profiles_merge_manual(
+        profile_ids=[conflict.profile_id, conflict.other_profile_id], merged_by=decided_by
+    )
+    conflict.status = MergeConflict.Status.MERGED
+    conflict.merge = merges[0]
+    conflict.decided_by = decided_by if getattr(decided_by, "pk", None) else None
+    conflict.decided_at = timezone.now()
+    conflict.save(update_fields=["status", "merge", "decided_by", "decided_at"])
+    return conflict
+
+
+@transaction.atomic
+def merge_conflict_reject(*, conflict: MergeConflict, decided_by=None) -> MergeConflict:
+    """Reject: keep the profiles apart; the pair is not raised again."""
+    conflict = MergeConflict.objects.select_for_update().get(pk=conflict.pk)
+    if conflict.status != MergeConflict.Status.OPEN:
+        raise MergeRefused("this conflict was already decided")
+    conflict.status = MergeConflict.Status.KEPT_APART
+    conflict.decided_by = decided_by if getattr(decided_by, "pk", None) else None
+    conflict.decided_at = timezone.now()
+    conflict.save(update_fields=["status", "decided_by", "decided_at"])
+    return conflict
+
+
+def shared_id_max_users() -> int:
+    return settings.CDPHUB_SHARED_ID_MAX_USERS

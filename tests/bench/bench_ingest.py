@@ -1,0 +1,235 @@
+"""Ingest: N clients post /v1/batch of 100 events to gunicorn, then bulk processing, vs COPY.
+
+Runs against a dedicated database (``<your database>_bench``, dropped and re-created). Prints
+accepted events/s (HTTP, validated and staged), processed events/s (identity resolution, events,
+traits) and PostgreSQL's raw COPY rate for the same rows in the same run, with the ratios.
+Tune with BENCH_INGEST_EVENTS, BENCH_INGEST_CLIENTS, BENCH_INGEST_SERVER_WORKERS and
+BENCH_INGEST_PROCESSORS."""
+
+from __future__ import annotations
+
+import io
+import json
+import multiprocessing
+import os
+import random
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import requests
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connection, connections
+
+BATCH = 100
+PAGES = ["/", "/jackets", "/jackets/parka-1", "/shoes", "/sale", "/basket", "/checkout"]
+EVENTS = ["Product Viewed", "Product Added", "Checkout Started", "Order Completed", "Searched"]
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name) or default)
+
+
+def make_batch(rng: random.Random, people: int, sent_at: str) -> bytes:
+    """100 realistic messages over a population with repeat visitors: half of the people are
+    known (userId), everyone has a stable anonymous id; identify carries e-mail and traits."""
+    messages = []
+    for _ in range(BATCH):
+        person = rng.randrange(people)
+        known = person % 2 == 0
+        base = {
+            "anonymousId": f"anon-{person}",
+            "messageId": str(uuid.UUID(int=rng.getrandbits(128))),
+            "timestamp": sent_at,
+            "context": {
+                "ip": f"10.0.{person % 250}.{person % 199}",
+                "userAgent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0",
+                "page": {"url": f"https://shop.example.com{rng.choice(PAGES)}"},
+                "library": {"name": "analytics.js", "version": "5.2.0"},
+            },
+        }
+        if known:
+            base["userId"] = f"user-{person}"
+        roll = rng.random()
+        if roll < 0.15:
+            base.update(
+                type="identify",
+                traits={
+                    "email": f"person{person}@example.com",
+                    "firstName": "Anna",
+                    "plan": rng.choice(["free", "pro"]),
+                },
+            )
+        elif roll < 0.65:
+            base.update(
+                type="track",
+                event=rng.choice(EVENTS),
+                properties={"sku": f"SKU-{rng.randint(1, 500)}", "price": rng.randint(5, 300)},
+            )
+        else:
+            base.update(type="page", name="Shop", properties={"path": rng.choice(PAGES)})
+        messages.append(base)
+    return json.dumps({"batch": messages, "sentAt": sent_at}).encode()
+
+
+def client_process(url, key, batches, people, seed, start, results):
+    rng = random.Random(seed)
+    sent_at = datetime.now(UTC).isoformat()
+    bodies = [make_batch(rng, people, sent_at) for _ in range(batches)]
+    session = requests.Session()
+    session.auth = (key, "")
+    headers = {"Content-Type": "application/json"}
+    start.wait()
+    failures = 0
+    for body in bodies:
+        response = session.post(f"{url}/v1/batch", data=body, headers=headers, timeout=60)
+        if response.status_code != 200:
+            failures += 1
+    results.put(failures)
+
+
+def processor_process(database_url, start, results):
+    os.environ["DATABASE_URL"] = database_url
+    import django
+
+    django.setup()
+    from profiles.processing import pending_process
+
+    start.wait()
+    results.put(pending_process(batch_size=500))
+
+
+def bench_database() -> tuple[str, str]:
+    base = connection.settings_dict
+    name = f"{base['NAME']}_bench"
+    password = f":{base['PASSWORD']}" if base.get("PASSWORD") else ""
+    server = f"postgres://{base['USER']}{password}@{base['HOST']}:{base['PORT'] or 5432}"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return name, f"{server}/{name}"
+
+
+def use_database(name: str) -> None:
+    connections["default"].close()
+    settings.DATABASES["default"]["NAME"] = name
+    connections["default"].settings_dict["NAME"] = name
+
+
+def copy_rate(database_url: str) -> float:
+    """Raw COPY of the same staged rows into a plain table of the same columns."""
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT source_id, message_id, type, payload::text, timestamp, received_at "
+            "FROM profiles_pendingmessage"
+        ).fetchall()
+        conn.execute(
+            "CREATE TABLE copy_bench (source_id bigint, message_id text, type text, "
+            "payload jsonb, timestamp timestamptz, received_at timestamptz)"
+        )
+        conn.commit()
+        buffer = io.StringIO()
+        for row in rows:
+            buffer.write("\t".join(escape_copy(value) for value in row) + "\n")
+        data = buffer.getvalue().encode()
+        started = time.perf_counter()
+        with conn.cursor() as cursor, cursor.copy("COPY copy_bench FROM STDIN") as copy:
+            copy.write(data)
+        conn.commit()
+        elapsed = time.perf_counter() - started
+        conn.execute("DROP TABLE copy_bench")
+        conn.commit()
+    return len(rows) / elapsed
+
+
+def escape_copy(value) -> str:
+    text = value.isoformat() if isinstance(value, datetime) else str(value)
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+
+
+def run() -> None:
+    from tests.server import running_server
+
+    total = env_int("BENCH_INGEST_EVENTS", 200_000)
+    clients = env_int("BENCH_INGEST_CLIENTS", 4)
+    workers = env_int("BENCH_INGEST_SERVER_WORKERS", 2)
+    processors = env_int("BENCH_INGEST_PROCESSORS", 2)
+    # About ten events per person: most messages come from repeat visitors.
+    people = max(total // 10, 100)
+    batches = total // BATCH // clients
+    name, database_url = bench_database()
+    original = connection.settings_dict["NAME"]
+    try:
+        use_database(name)
+        call_command("migrate", verbosity=0)
+        from profiles.services import source_create
+
+        _, key = source_create(name="Benchmark")
+        connections["default"].close()
+        ctx = multiprocessing.get_context("spawn")
+        env = {
+            "CDPHUB_INGEST_PROCESSING": "off",
+            "DJANGO_DEBUG": "0",
+            "DJANGO_SECRET_KEY": "bench-" + "x" * 60,
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+            "DJANGO_SECURE_SSL_REDIRECT": "0",
+        }
+        with running_server(database_url=database_url, workers=workers, env=env) as url:
+            start, results = ctx.Barrier(clients + 1), ctx.Queue()
+            procs = [
+                ctx.Process(
+                    target=client_process,
+                    args=(url, key, batches, people, seed, start, results),
+                )
+                for seed in range(clients)
+            ]
+            for proc in procs:
+                proc.start()
+            start.wait()
+            started = time.perf_counter()
+            failures = sum(results.get() for _ in procs)
+            accept_seconds = time.perf_counter() - started
+            for proc in procs:
+                proc.join()
+        sent = batches * clients * BATCH
+        accepted = sent / accept_seconds
+
+        start, results = ctx.Barrier(processors + 1), ctx.Queue()
+        procs = [
+            ctx.Process(target=processor_process, args=(database_url, start, results))
+            for _ in range(processors)
+        ]
+        for proc in procs:
+            proc.start()
+        start.wait()
+        started = time.perf_counter()
+        processed_count = sum(results.get() for _ in procs)
+        process_seconds = time.perf_counter() - started
+        for proc in procs:
+            proc.join()
+        processed = processed_count / process_seconds
+        copy = copy_rate(database_url)
+        with psycopg.connect(database_url) as conn:
+            events, profiles, identities = conn.execute(
+                "SELECT (SELECT count(*) FROM profiles_event), "
+                "(SELECT count(*) FROM profiles_profile WHERE merged_into_id IS NULL), "
+                "(SELECT count(*) FROM profiles_identity)"
+            ).fetchone()
+        print(
+            f"  events sent: {sent} in {batches * clients} batches of {BATCH}, "
+            f"{clients} clients, {workers} gunicorn workers, {failures} failed requests"
+        )
+        print(f"  accepted:  {accepted:10,.0f} events/s  ({accepted / copy:.2f} x COPY)")
+        print(
+            f"  processed: {processed:10,.0f} events/s  ({processed / copy:.2f} x COPY), "
+            f"{processors} processes: {events} events, {profiles} profiles, "
+            f"{identities} identities"
+        )
+        print(f"  COPY:      {copy:10,.0f} rows/s (same rows, one COPY into a plain table)")
+    finally:
+        use_database(original)
+        connections["default"].close()
+        # Keep the window small: the benchmark database is dropped at the next run.
+        _ = timedelta
