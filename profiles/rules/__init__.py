@@ -1,0 +1,42 @@
+"""The JSON rule language: validation and compilation to one SQL query.
+
+``language`` holds the grammar shared by every target; ``profile_target`` the leaves over CDP
+profiles. Another target (DMP visitors) is a new ``Target`` with its own leaf table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from profiles.rules.language import Context, RuleError, Target, node_compile, rule_check
+from profiles.rules.profile_target import PROFILES
+
+__all__ = ["PROFILES", "RuleError", "Target", "rule_q", "rule_queryset", "rule_validate"]
+
+
+def rule_validate(rule: Any, *, target: Target = PROFILES, segment_id: int | None = None) -> None:
+    """Raise ``RuleError`` listing every problem of ``rule`` with its path. ``segment_id`` is
+    the segment the rule belongs to, so that references back to it are refused as cycles."""
+    ctx = Context(target=target, segment_stack=(segment_id,) if segment_id else ())
+    rule_check(rule, ctx)
+    if ctx.errors:
+        raise RuleError(ctx.errors)
+
+
+def rule_q(rule: Any, *, target: Target = PROFILES, segment_id: int | None = None) -> Q:
+    """The validated rule as one ``Q`` over the target's model (subqueries, no raw SQL)."""
+    rule_validate(rule, target=target, segment_id=segment_id)
+    ctx = Context(
+        target=target, segment_stack=(segment_id,) if segment_id else (), now=timezone.now()
+    )
+    return node_compile(rule, ctx)
+
+
+def rule_queryset(
+    rule: Any, *, target: Target = PROFILES, segment_id: int | None = None
+) -> QuerySet:
+    """Everything the rule selects, as one queryset (merged profiles excluded)."""
+    return target.base_queryset().filter(rule_q(rule, target=target, segment_id=segment_id))
