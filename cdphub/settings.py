@@ -201,6 +201,14 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE: dict = {
+    "refresh-due-segments": {
+        "task": "profiles.tasks.refresh_due_segments_task",
+        "schedule": crontab(minute="*/5"),
+    },
+    "recompute-computed-traits": {
+        "task": "profiles.tasks.recompute_traits_task",
+        "schedule": crontab(minute=30, hour=2),
+    },
     "purge-expired-data": {
         "task": "consent.tasks.purge_expired_data_task",
         "schedule": crontab(minute=15, hour=3),
@@ -215,6 +223,17 @@ CDPHUB_DEFAULT_PHONE_REGION = env("CDPHUB_DEFAULT_PHONE_REGION", "NL")
 CDPHUB_JUNK_IDENTIFIERS = env_list("CDPHUB_JUNK_IDENTIFIERS")
 # Changelists over tables larger than this show an estimated count instead of COUNT(*).
 CDPHUB_ESTIMATED_COUNT_THRESHOLD = env_int("CDPHUB_ESTIMATED_COUNT_THRESHOLD", 100_000)
+
+# Segments and computed traits.
+# The event that means "order" and the properties holding its revenue (first present wins).
+CDPHUB_ORDER_EVENT = env("CDPHUB_ORDER_EVENT", "Order Completed")
+CDPHUB_REVENUE_PROPERTIES = env_list("CDPHUB_REVENUE_PROPERTIES", "revenue,total")
+# A refresh still "calculating" after this many minutes is considered dead and is run again.
+CDPHUB_SEGMENT_REFRESH_STALE_MINUTES = env_int("CDPHUB_SEGMENT_REFRESH_STALE_MINUTES", 30)
+# A segment refresh query is cancelled after this many seconds (status "failed", retried).
+CDPHUB_SEGMENT_REFRESH_TIMEOUT_SECONDS = env_int("CDPHUB_SEGMENT_REFRESH_TIMEOUT_SECONDS", 900)
+# Profiles per UPDATE of the nightly full recompute of computed traits.
+CDPHUB_COMPUTED_TRAITS_BATCH = env_int("CDPHUB_COMPUTED_TRAITS_BATCH", 50_000)
 
 LOGGING = {
     "version": 1,

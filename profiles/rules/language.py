@@ -184,7 +184,9 @@ def parse_moment(value: Any) -> dt.datetime | dt.date | None:
     if not isinstance(value, str):
         return None
     try:
-        return parse_datetime(value) or parse_date(value)
+        if len(value.strip()) == 10:  # a bare date means the whole day, not its midnight
+            return parse_date(value.strip())
+        return parse_datetime(value)
     except ValueError:
         return None
 
