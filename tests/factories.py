@@ -70,7 +70,9 @@ class PurposeFactory(factory.django.DjangoModelFactory):
     name = factory.LazyAttribute(lambda purpose: purpose.code.replace("_", " ").title())
 
 
-def consent_state_create(profile: Profile, purpose: Purpose, status: str = "granted") -> ConsentState:
+def consent_state_create(
+    profile: Profile, purpose: Purpose, status: str = "granted"
+) -> ConsentState:
     """The current consent of ``profile`` for ``purpose``, with the ledger record behind it."""
     record = ConsentRecord.objects.create(
         profile=profile, purpose=purpose, status=status, method=ConsentRecord.Method.API
