@@ -155,8 +155,8 @@ def computed_sql(scope_sql: str, scope_params: list, now: datetime) -> tuple[str
     """  # noqa: S608 - table names and window lengths are ours; values are parameters
     params = [
         *scope_params,
-        *revenue_params,
         order,
+        *revenue_params,
         order,
         order,
         order,
