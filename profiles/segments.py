@@ -144,7 +144,7 @@ def membership_sync(
     in_scope = "AND m.profile_id = ANY(%s)" if scope is not None else ""
     now = timezone.now()
     sql = f"""
-        WITH target AS MATERIALIZED ({target_sql}),
+        WITH target (id) AS MATERIALIZED ({target_sql}),
         exited AS (
             DELETE FROM {membership} m
             WHERE m.segment_id = %s {in_scope}

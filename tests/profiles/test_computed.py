@@ -27,7 +27,10 @@ def order(profile, days_ago, **properties):
 def view(profile, days_ago):
     now = timezone.now()
     return EventFactory(
-        profile=profile, name="Page Viewed", timestamp=now - timedelta(days=days_ago), received_at=now
+        profile=profile,
+        name="Page Viewed",
+        timestamp=now - timedelta(days=days_ago),
+        received_at=now,
     )
 
 
