@@ -13,6 +13,7 @@ from profiles.models import (
     SegmentSizeSnapshot,
     Source,
 )
+from profiles.rules import rule_errors
 
 
 class SourceSerializer(serializers.ModelSerializer):
@@ -119,16 +120,6 @@ class SegmentSerializer(serializers.ModelSerializer):
 # Traits shown next to a segment member (masked for callers without the PII permission).
 MEMBER_TRAITS = ("email", "firstName", "lastName", "name", "country", "city")
 MEMBER_COMPUTED_TRAITS = ("lifetime_value", "order_count", "rfm_score", "churn_risk")
-
-
-def rule_errors(rule, *, segment_id=None) -> list[str]:
-    from profiles.rules import RuleError, rule_validate
-
-    try:
-        rule_validate(rule, segment_id=segment_id)
-    except RuleError as error:
-        return error.messages
-    return []
 
 
 class SegmentDetailSerializer(SegmentSerializer):

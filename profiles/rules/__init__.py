@@ -14,7 +14,15 @@ from django.utils import timezone
 from profiles.rules.language import Context, RuleError, Target, node_compile, rule_check
 from profiles.rules.profile_target import PROFILES
 
-__all__ = ["PROFILES", "RuleError", "Target", "rule_q", "rule_queryset", "rule_validate"]
+__all__ = [
+    "PROFILES",
+    "RuleError",
+    "Target",
+    "rule_errors",
+    "rule_q",
+    "rule_queryset",
+    "rule_validate",
+]
 
 
 def rule_validate(rule: Any, *, target: Target = PROFILES, segment_id: int | None = None) -> None:
@@ -24,6 +32,17 @@ def rule_validate(rule: Any, *, target: Target = PROFILES, segment_id: int | Non
     rule_check(rule, ctx)
     if ctx.errors:
         raise RuleError(ctx.errors)
+
+
+def rule_errors(
+    rule: Any, *, target: Target = PROFILES, segment_id: int | None = None
+) -> list[str]:
+    """The rule's problems as ``"path: message"`` lines (empty when it is valid)."""
+    try:
+        rule_validate(rule, target=target, segment_id=segment_id)
+    except RuleError as error:
+        return error.messages
+    return []
 
 
 def rule_q(rule: Any, *, target: Target = PROFILES, segment_id: int | None = None) -> Q:
