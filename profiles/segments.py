@@ -72,12 +72,16 @@ def segment_preview(*, rule: dict, sample_size: int = 10, segment_id: int | None
     return {"count": members.count(), "sample": sample}
 
 
-def segment_rule_members(segment: Segment) -> QuerySet[Profile]:
-    """Who the segment's rule selects now (dynamic segments), or its uploaded members."""
+def segment_rule_members(
+    segment: Segment, profile_ids: list[int] | None = None
+) -> QuerySet[Profile]:
+    """Who the segment's rule selects now (dynamic segments), or its uploaded members;
+    only among ``profile_ids`` when given."""
     if segment.kind == Segment.Kind.STATIC:
         members = SegmentMembership.objects.filter(segment=segment, profile=OuterRef("pk"))
-        return Profile.objects.active().filter(Exists(members))
-    return rule_queryset(segment.rule, segment_id=segment.pk)
+        queryset = Profile.objects.active().filter(Exists(members))
+        return queryset if profile_ids is None else queryset.filter(pk__in=profile_ids)
+    return rule_queryset(segment.rule, segment_id=segment.pk, profile_ids=profile_ids)
 
 
 def segment_members(segment: Segment) -> QuerySet[SegmentMembership]:
@@ -263,7 +267,7 @@ def segment_refresh_profiles(segment: Segment, profile_ids: list[int]) -> tuple[
         with transaction.atomic():
             with connection.cursor() as cursor:
                 refresh_lock(cursor, segment.pk, wait=True)
-            members = segment_rule_members(segment).filter(pk__in=profile_ids)
+            members = segment_rule_members(segment, profile_ids)
             entered, exited, _ = membership_sync(
                 segment_id=segment.pk, members=members, scope=profile_ids
             )

@@ -45,17 +45,36 @@ def rule_errors(
     return []
 
 
-def rule_q(rule: Any, *, target: Target = PROFILES, segment_id: int | None = None) -> Q:
-    """The validated rule as one ``Q`` over the target's model (subqueries, no raw SQL)."""
+def rule_q(
+    rule: Any,
+    *,
+    target: Target = PROFILES,
+    segment_id: int | None = None,
+    profile_ids: list[int] | None = None,
+) -> Q:
+    """The validated rule as one ``Q`` over the target's model (subqueries, no raw SQL).
+    ``profile_ids`` restricts the subqueries too, for re-evaluating a few profiles."""
     rule_validate(rule, target=target, segment_id=segment_id)
     ctx = Context(
-        target=target, segment_stack=(segment_id,) if segment_id else (), now=timezone.now()
+        target=target,
+        segment_stack=(segment_id,) if segment_id else (),
+        now=timezone.now(),
+        extra={"profile_ids": profile_ids} if profile_ids is not None else {},
     )
     return node_compile(rule, ctx)
 
 
 def rule_queryset(
-    rule: Any, *, target: Target = PROFILES, segment_id: int | None = None
+    rule: Any,
+    *,
+    target: Target = PROFILES,
+    segment_id: int | None = None,
+    profile_ids: list[int] | None = None,
 ) -> QuerySet:
-    """Everything the rule selects, as one queryset (merged profiles excluded)."""
-    return target.base_queryset().filter(rule_q(rule, target=target, segment_id=segment_id))
+    """Everything the rule selects, as one queryset (merged profiles excluded); only among
+    ``profile_ids`` when given."""
+    queryset = target.base_queryset()
+    if profile_ids is not None:
+        queryset = queryset.filter(pk__in=profile_ids)
+    condition = rule_q(rule, target=target, segment_id=segment_id, profile_ids=profile_ids)
+    return queryset.filter(condition)

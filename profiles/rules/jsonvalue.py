@@ -99,8 +99,7 @@ def value_compare(
     if op == "contains":
         return contains(field, path, value)
     if op == "starts_with":
-        is_string = Exact(json_type(field, path), "string")
-        return definite(is_string) & definite(IStartsWith(json_text(field, path), value))
+        return definite(IStartsWith(json_text(field, path), value))
     return ordering(field, path, op, value)
 
 
@@ -116,9 +115,8 @@ def equals(field: str, path: str, value: Any) -> Q:
 
 
 def contains(field: str, path: str, value: str) -> Q:
-    """Substring of a string value (case-insensitive), or an element of a list value."""
-    is_string = Exact(json_type(field, path), "string")
-    in_text = definite(is_string) & definite(IContains(json_text(field, path), value))
+    """Substring of the value's text (case-insensitive), or an element of a list value."""
+    in_text = definite(IContains(json_text(field, path), value))
     in_list = Q(**{f"{field}__contains": nested(path, [value])})
     return in_text | in_list
 

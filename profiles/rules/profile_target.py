@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Count, Exists, OuterRef, Q
 
 from profiles.models import Event, Profile, Segment, SegmentMembership
 from profiles.rules.jsonvalue import value_compare
@@ -198,13 +198,17 @@ def window_bounds_of(between: list[str]) -> tuple[dt.datetime, dt.datetime]:
 
 
 def event_compile(node: dict, ctx: Context) -> Q:
-    events = Event.objects.filter(profile=OuterRef("pk"), name=node["event"])
+    events = Event.objects.filter(name=node["event"])
     if node.get("type"):
         events = events.filter(type=node["type"])
     return occurrence_compile(events, node, ctx)
 
 
 def occurrence_compile(events, node: dict, ctx: Context) -> Q:
+    """``events`` are not yet tied to the profile: each form below ties them its own way."""
+    scope = ctx.extra.get("profile_ids")
+    if scope is not None:
+        events = events.filter(profile_id__in=scope)
     for item in node.get("where") or ():
         events = events.filter(compare(item, "properties", item["property"]))
     window = window_of(node, ctx)
@@ -212,10 +216,10 @@ def occurrence_compile(events, node: dict, ctx: Context) -> Q:
     if occurrence is not None:
         # The first (last) occurrence lies in the window: one in it, none before (after) it.
         start, end = window
-        inside = Q(Exists(in_window(events, start, end)))
+        inside = at_least(in_window(events, start, end), 1)
         if occurrence == "first":
-            return inside & ~Q(Exists(events.filter(timestamp__lt=start)))
-        return inside if end is None else inside & ~Q(Exists(events.filter(timestamp__gte=end)))
+            return inside & ~at_least(events.filter(timestamp__lt=start), 1)
+        return inside if end is None else inside & ~at_least(events.filter(timestamp__gte=end), 1)
     if window is not None:
         events = in_window(events, *window)
     count = node.get("count") or {}
@@ -237,7 +241,7 @@ def in_window(events, start: dt.datetime, end: dt.datetime | None):
 
 
 def count_compile(events, op: str, value: Any) -> Q:
-    """Counts as EXISTS with an OFFSET: "at least n" stops reading at the n-th event."""
+    """Every count comparison in terms of "at least n" and "exactly n"."""
     if op == "gte":
         return at_least(events, value)
     if op == "gt":
@@ -247,19 +251,33 @@ def count_compile(events, op: str, value: Any) -> Q:
     if op == "lte":
         return ~at_least(events, value + 1)
     if op == "eq":
-        return at_least(events, value) & ~at_least(events, value + 1)
+        return exactly(events, value)
     if op == "neq":
-        return ~count_compile(events, "eq", value)
+        return ~exactly(events, value)
     matches = Q(pk__in=[])
     for item in value:
-        matches |= count_compile(events, "eq", item)
+        matches |= exactly(events, item)
     return matches if op == "in" else ~matches
 
 
 def at_least(events, n: int) -> Q:
+    """ "At least once" is an EXISTS (a semi-join); "at least n" a grouped subquery that the
+    planner hashes once, instead of counting per profile."""
     if n <= 0:
         return ~Q(pk__in=[])
-    return Q(Exists(events[n - 1 : n]))
+    if n == 1:
+        return Q(Exists(events.filter(profile=OuterRef("pk"))))
+    return Q(pk__in=counted(events).filter(events_counted__gte=n).values("profile_id"))
+
+
+def exactly(events, n: int) -> Q:
+    if n == 0:
+        return ~at_least(events, 1)
+    return Q(pk__in=counted(events).filter(events_counted=n).values("profile_id"))
+
+
+def counted(events):
+    return events.order_by().values("profile_id").annotate(events_counted=Count("id"))
 
 
 def page_validate(node: dict, path: str, ctx: Context) -> None:
@@ -275,7 +293,7 @@ def page_validate(node: dict, path: str, ctx: Context) -> None:
 
 
 def page_compile(node: dict, ctx: Context) -> Q:
-    events = Event.objects.filter(profile=OuterRef("pk"), type=Event.Type.PAGE)
+    events = Event.objects.filter(type=Event.Type.PAGE)
     url = {"property": "url", "op": node.get("op", "contains"), "value": node["page"]}
     events = events.filter(compare(url, "properties", "url"))
     return occurrence_compile(events, node, ctx)
