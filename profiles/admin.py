@@ -6,7 +6,10 @@ from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import Q
+from django.core.exceptions import PermissionDenied
 from django.http import JsonResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
@@ -23,7 +26,7 @@ from profiles.models import (
 )
 from profiles.normalize import InvalidIdentifier, normalize_email, normalize_phone
 from profiles.rules import rule_errors
-from profiles.segments import segment_preview, segment_refresh
+from profiles.segments import segment_preview, segment_refresh, segment_static_upload
 from profiles.services import source_create
 from profiles.tasks import refresh_segment_task
 
@@ -256,6 +259,26 @@ class SegmentAdminForm(forms.ModelForm):
         return cleaned
 
 
+class SegmentUploadForm(forms.Form):
+    file = forms.FileField(help_text="CSV: a column named email or user_id, or one value per row.")
+    identifier_kind = forms.ChoiceField(
+        choices=[("email", "E-mail addresses"), ("user_id", "User ids")],
+        label="The file holds",
+    )
+
+
+def upload_summary(result) -> str:
+    parts = [
+        f"{result.rows} rows: {result.resolved} profiles found, now {result.size} members "
+        f"(+{result.entered} / -{result.exited})."
+    ]
+    if result.unresolved:
+        parts.append(f"Not found ({len(result.unresolved)}): {', '.join(result.unresolved[:20])}")
+    if result.invalid:
+        parts.append(f"Invalid ({len(result.invalid)}): {', '.join(result.invalid[:20])}")
+    return " ".join(parts)
+
+
 @admin.register(Segment)
 class SegmentAdmin(ReadableModelAdmin):
     form = SegmentAdminForm
@@ -311,10 +334,39 @@ class SegmentAdmin(ReadableModelAdmin):
 
     def get_urls(self):
         preview = self.admin_site.admin_view(self.preview_view)
+        upload = self.admin_site.admin_view(self.upload_view)
         return [
             path("preview/", preview, name="profiles_segment_preview"),
+            path("<int:object_id>/upload/", upload, name="profiles_segment_upload"),
             *super().get_urls(),
         ]
+
+    def upload_view(self, request, object_id: int):
+        """Replace a static segment's members by an uploaded CSV of e-mails or user ids."""
+        segment = get_object_or_404(Segment, pk=object_id, kind=Segment.Kind.STATIC)
+        if not self.has_change_permission(request, segment):
+            raise PermissionDenied
+        form = SegmentUploadForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                result = segment_static_upload(
+                    segment=segment,
+                    data=form.cleaned_data["file"].read(),
+                    kind=form.cleaned_data["identifier_kind"],
+                )
+            except UnicodeDecodeError:
+                form.add_error("file", "The file must be UTF-8 encoded CSV.")
+            else:
+                self.message_user(request, upload_summary(result), messages.SUCCESS)
+                return redirect("admin:profiles_segment_change", segment.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": segment,
+            "form": form,
+            "title": f"Upload members of {segment}",
+        }
+        return TemplateResponse(request, "admin/profiles/segment/upload.html", context)
 
     def preview_view(self, request):
         """JSON for the live preview on the edit page: count and a sample, or rule errors."""

@@ -108,3 +108,33 @@ def test_history_changelist(admin_client, django_assert_max_num_queries):
     with django_assert_max_num_queries(12):
         response = admin_client.get(reverse("admin:profiles_segmentmembershipchange_changelist"))
     assert response.status_code == 200
+
+
+def test_static_upload_page_replaces_members(admin_client):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from profiles.models import Identity, SegmentMembership
+    from tests.factories import IdentityFactory
+
+    known = IdentityFactory(kind=Identity.Kind.USER_ID, value="u-42")
+    segment = SegmentFactory(kind=Segment.Kind.STATIC, rule={})
+    url = reverse("admin:profiles_segment_upload", args=[segment.pk])
+    assert admin_client.get(url).status_code == 200
+    response = admin_client.post(
+        url,
+        {
+            "file": SimpleUploadedFile("ids.csv", b"user_id\nu-42\nu-99\n"),
+            "identifier_kind": "user_id",
+        },
+        follow=True,
+    )
+    assert "1 profiles found" in response.content.decode()
+    assert "Not found (1): u-99" in response.content.decode()
+    assert SegmentMembership.objects.filter(segment=segment, profile=known.profile).exists()
+
+
+def test_upload_page_needs_change_permission(client, user_with_role):
+    segment = SegmentFactory(kind=Segment.Kind.STATIC, rule={})
+    client.force_login(user_with_role("Analyst"))
+    response = client.get(reverse("admin:profiles_segment_upload", args=[segment.pk]))
+    assert response.status_code == 403
