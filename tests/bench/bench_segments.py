@@ -10,8 +10,9 @@ profiles, and a full refresh).
 
     BENCH_PROFILES=100000 BENCH_EVENTS=1000000 python -m tests.bench bench_segments
 
-``BENCH_REBUILD=1`` regenerates the data; ``BENCH_REPEAT`` (default 3) is the number of timed runs
-per query (the best is reported, after one warm-up run).
+``BENCH_REBUILD=1`` regenerates the data; ``BENCH_REPEAT`` (default 3) is the number of timed
+runs per query (the best is reported, after one warm-up run); ``BENCH_COMPUTED=1`` also times the
+computed traits (full recompute and an incremental update; it rewrites the generated ones).
 """
 
 from __future__ import annotations
@@ -314,3 +315,23 @@ def run() -> None:
         compare("negation (browsed, did not buy)", BROWSED_NOT_BOUGHT, BROWSED_NOT_BOUGHT_SQL)
         compare("nested segment", nested_rule(valuable.pk), NESTED_SQL)
         refresh_after_new_events(jackets)
+        if os.environ.get("BENCH_COMPUTED") == "1":
+            computed_traits_timing()
+
+
+def computed_traits_timing() -> None:
+    """Opt-in (it rewrites the generated computed traits): the nightly full recompute, and an
+    incremental update of 1,000 profiles."""
+    from profiles.computed import computed_traits_recompute_all, computed_traits_update
+
+    started = time.perf_counter()
+    changed = computed_traits_recompute_all()
+    print(
+        f"   computed traits, full recompute             {time.perf_counter() - started:8.2f} s "
+        f"({changed:,} profiles changed)"
+    )
+    ids = random.Random(11).sample(range(1, PROFILES + 1), 1000)
+    started = time.perf_counter()
+    computed_traits_update(profile_ids=ids)
+    elapsed = (time.perf_counter() - started) * 1000
+    print(f"   computed traits, incremental 1,000 profiles {elapsed:8.1f} ms")
