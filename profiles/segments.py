@@ -32,7 +32,7 @@ from profiles.models import (
     SegmentSizeSnapshot,
 )
 from profiles.normalize import InvalidIdentifier, normalize_identifier
-from profiles.rules import RuleError, rule_queryset
+from profiles.rules import rule_queryset
 
 logger = logging.getLogger(__name__)
 
@@ -274,9 +274,10 @@ def segment_refresh_profiles(segment: Segment, profile_ids: list[int]) -> tuple[
             if entered or exited:
                 Segment.objects.filter(pk=segment.pk).update(size=F("size") + entered - exited)
             return entered, exited
-    except RuleError as exc:
-        # The full refresh records the error on the segment; events must not stop on it.
-        logger.warning("segment %s not refreshed for profiles: %s", segment.pk, exc)
+    except Exception:
+        # Event processing must not stop on one segment: the scheduled full refresh records
+        # the error on the segment and repairs the memberships.
+        logger.exception("segment %s not refreshed for %d profiles", segment.pk, len(profile_ids))
         return 0, 0
 
 
