@@ -184,3 +184,29 @@ def test_webhook_export_posts_consented_members_only():
     assert [p["profile_id"] for p in body["profiles"]] == [yes.pk]
     with pytest.raises(ValueError, match="must start with https"):
         segment_export_webhook(segment=segment, purpose_code="advertising", url="file:///etc/x")
+
+
+def test_on_event_refresh_with_event_counts_and_negation():
+    # Given a segment of profiles with two page views and no order
+    rule = {
+        "all": [
+            {"event": "Page Viewed", "count": {"op": "gte", "value": 2}},
+            {"not": {"event": "Order Completed"}},
+        ]
+    }
+    anna, bert = ProfileFactory(), ProfileFactory()
+    segment = SegmentFactory(rule=rule)
+    EventFactory(profile=anna, name="Page Viewed")
+    EventFactory(profile=bert, name="Page Viewed")
+    EventFactory(profile=bert, name="Page Viewed")
+    segment_refresh(segment=segment)
+    assert member_ids(segment) == {bert.pk}
+    # When Anna views a second page and Bert orders
+    EventFactory(profile=anna, name="Page Viewed")
+    EventFactory(profile=bert, name="Order Completed")
+    segments_refresh_for_profiles(profile_ids=[anna.pk, bert.pk])
+    # Then Anna entered and Bert exited
+    assert member_ids(segment) == {anna.pk}
+    assert history(segment)[-2:] == [(anna.pk, "entered"), (bert.pk, "exited")]
+    segment.refresh_from_db()
+    assert segment.size == 1
