@@ -107,19 +107,41 @@ def nested_rule(valuable_id: int) -> dict:
 
 @contextmanager
 def bench_database():
-    """Point the default connection at ``<name>_bench`` (created and migrated if missing)."""
+    """Point the default connection at ``<name>_bench``, created (or recreated when its data
+    does not match the requested size) and migrated."""
     settings_dict = connections["default"].settings_dict
     original = settings_dict["NAME"]
     name = os.environ.get("BENCH_DATABASE_NAME", f"{original}_bench")
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
-        if cursor.fetchone() is None:
+        exists = cursor.fetchone() is not None
+    fresh = not exists
+    if exists and (REBUILD or not data_matches_in(name, settings_dict, original)):
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE "{name}"')
+        fresh = True
+    if fresh:
+        with connection.cursor() as cursor:
             cursor.execute(f'CREATE DATABASE "{name}"')
     connection.close()
     settings_dict["NAME"] = name
     try:
         call_command("migrate", verbosity=0)
+        if fresh:
+            generate()
         yield name
+    finally:
+        connection.close()
+        settings_dict["NAME"] = original
+
+
+def data_matches_in(name: str, settings_dict: dict, original: str) -> bool:
+    connection.close()
+    settings_dict["NAME"] = name
+    try:
+        return data_matches()
+    except Exception:  # an unmigrated or half-built database: rebuild it
+        return False
     finally:
         connection.close()
         settings_dict["NAME"] = original
@@ -139,15 +161,12 @@ def scalar(sql: str, params=None):
 def data_matches() -> bool:
     profiles = scalar("SELECT count(*) FROM profiles_profile")
     events = scalar("SELECT reltuples::bigint FROM pg_class WHERE relname = 'profiles_event'")
-    return profiles == PROFILES and abs(events - EVENTS) <= EVENTS * 0.02
+    indexes = scalar("SELECT count(*) FROM pg_indexes WHERE tablename = 'profiles_event'")
+    return profiles == PROFILES and abs(events - EVENTS) <= EVENTS * 0.02 and indexes >= 6
 
 
 def generate() -> None:
     started = time.perf_counter()
-    execute(
-        "TRUNCATE profiles_profile, profiles_event, profiles_source, profiles_segment, "
-        "consent_consentstate, consent_consentrecord, consent_purpose RESTART IDENTITY CASCADE"
-    )
     execute("SET maintenance_work_mem = '1GB'")
     execute(
         "INSERT INTO profiles_source (name, kind, write_key_hash, write_key_prefix, is_active, "
@@ -169,7 +188,7 @@ def generate() -> None:
                    'plan', (ARRAY['free', 'pro', 'enterprise'])[1 + (g * 13) %% 3]),
                jsonb_build_object('lifetime_value', (g * 37) %% 1000, 'order_count', g %% 7),
                now() - interval '200 days', now(), now(), now()
-        FROM generate_series(1, %s) g
+        FROM generate_series(1, %s::bigint) g
         """,
         [PROFILES],
     )
@@ -227,7 +246,7 @@ def events_load() -> None:
                    '{}'::jsonb, 'm' || g,
                    now() - ((g * 7919) %% (180 * 24 * 60)) * interval '1 minute', now()
             FROM (SELECT g, (g * 31) %% 100 AS k
-                  FROM generate_series(%(start)s, %(end)s) g) s
+                  FROM generate_series(%(start)s::bigint, %(end)s::bigint) g) s
             """,
             {"profiles": PROFILES, "start": start + 1, "end": min(start + batch, EVENTS)},
         )
@@ -306,8 +325,6 @@ def run() -> None:
 
     with bench_database() as name:
         print(f"   database {name}: {PROFILES:,} profiles, {EVENTS:,} events")
-        if REBUILD or not data_matches():
-            generate()
         Segment.objects.all().delete()
         valuable = Segment.objects.create(name="Valuable", rule=VALUABLE)
         jackets = Segment.objects.create(name="Jackets", rule=JACKETS)
