@@ -1,7 +1,32 @@
 """The JSON rule language: validation and compilation to one SQL query.
 
 ``language`` holds the grammar shared by every target; ``profile_target`` the leaves over CDP
-profiles. Another target (DMP visitors) is a new ``Target`` with its own leaf table.
+profiles. Another target (DMP visitors, with ``category`` and ``visitor`` leaves) is a new
+``Target`` with its own leaf table and base queryset; groups, operators, paths and limits are
+shared.
+
+Leaves over profiles (keys beyond the leaf's own are optional):
+
+- ``{"trait": "address.city", "op": ..., "value": ...}``: a given trait; numbers compare as
+  numbers, ISO dates as dates (a bare date is the whole day), other strings as text.
+- ``{"computed": "lifetime_value", "op": ..., "value": ...}``: a computed trait
+  (``profiles.computed``); ``event_counts.<name>.30d`` reads a window count.
+- ``{"event": "Order Completed", "type": "track", "where": [{"property", "op", "value"}],
+  "count": {"op", "value"}, "within_days": 7 | "between": [from, to],
+  "occurrence": "first" | "last"}``: events; ``count`` defaults to at least once;
+  ``occurrence`` means the first (last) such event falls in the window.
+- ``{"page": "/jackets", "op": "contains" | "eq" | "starts_with", ...}``: page events by their
+  ``url`` property, with the same where/count/window/occurrence keys as ``event``.
+- ``{"consent": "email_marketing"}``: the purpose is granted now.
+- ``{"segment": 12}``: member of segment 12 (a dynamic segment's rule is expanded inline; a
+  static segment's uploaded members are read); cycles are refused.
+- ``{"crm": "lifecycle_stage" | "owner" | "country" | "job_title" | "company" | "tag" |
+  "deal_stage", "op": ..., "value": ...}``: a linked CRM contact's field; ``deal_stage`` is an
+  open deal in that stage (``"op": "exists"``: any open deal).
+
+Operators: eq, neq, gt, gte, lt, lte, in, not_in, contains, starts_with, exists. ``neq`` and
+``not_in`` match only profiles that have the value; ``{"not": {... "eq" ...}}`` also matches those
+without it.
 """
 
 from __future__ import annotations
