@@ -219,6 +219,14 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE: dict = {
+    "refresh-due-segments": {
+        "task": "profiles.tasks.refresh_due_segments_task",
+        "schedule": crontab(minute="*/5"),
+    },
+    "recompute-computed-traits": {
+        "task": "profiles.tasks.recompute_traits_task",
+        "schedule": crontab(minute=30, hour=2),
+    },
     "purge-expired-data": {
         "task": "consent.tasks.purge_expired_data_task",
         "schedule": crontab(minute=15, hour=3),
@@ -258,6 +266,18 @@ CDPHUB_INGEST_PROCESSING = env(
 CDPHUB_INGEST_PROCESS_BATCH_SIZE = env_int("CDPHUB_INGEST_PROCESS_BATCH_SIZE", 500)
 # An anonymous or device id seen with more distinct user ids than this is no longer a merge key.
 CDPHUB_SHARED_ID_MAX_USERS = env_int("CDPHUB_SHARED_ID_MAX_USERS", 2)
+
+
+# Segments and computed traits.
+# The event that means "order" and the properties holding its revenue (first present wins).
+CDPHUB_ORDER_EVENT = env("CDPHUB_ORDER_EVENT", "Order Completed")
+CDPHUB_REVENUE_PROPERTIES = env_list("CDPHUB_REVENUE_PROPERTIES", "revenue,total")
+# A refresh still "calculating" after this many minutes is considered dead and is run again.
+CDPHUB_SEGMENT_REFRESH_STALE_MINUTES = env_int("CDPHUB_SEGMENT_REFRESH_STALE_MINUTES", 30)
+# A segment refresh query is cancelled after this many seconds (status "failed", retried).
+CDPHUB_SEGMENT_REFRESH_TIMEOUT_SECONDS = env_int("CDPHUB_SEGMENT_REFRESH_TIMEOUT_SECONDS", 900)
+# Profiles per UPDATE of the nightly full recompute of computed traits.
+CDPHUB_COMPUTED_TRAITS_BATCH = env_int("CDPHUB_COMPUTED_TRAITS_BATCH", 50_000)
 
 LOGGING = {
     "version": 1,

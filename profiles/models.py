@@ -216,6 +216,12 @@ class Segment(models.Model):
         DYNAMIC = "dynamic", "Dynamic (rule)"
         STATIC = "static", "Static (uploaded list)"
 
+    class Status(models.TextChoices):
+        NEW = "new", "Not refreshed yet"
+        CALCULATING = "calculating", "Calculating"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.DYNAMIC)
@@ -224,6 +230,22 @@ class Segment(models.Model):
     )
     size = models.PositiveIntegerField(default=0, editable=False)
     refreshed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    status = models.CharField(
+        max_length=12,
+        choices=Status.choices,
+        default=Status.NEW,
+        editable=False,
+        help_text="Refresh state; a failed refresh keeps its error and is retried on the next run.",
+    )
+    last_error = models.TextField(
+        blank=True, editable=False, help_text="Why the last refresh failed (empty after a success)."
+    )
+    refresh_started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    refresh_interval_minutes = models.PositiveIntegerField(
+        default=60,
+        help_text="Minutes between scheduled refreshes of a dynamic segment; 0 refreshes only "
+        "on demand and on events.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -232,6 +254,7 @@ class Segment(models.Model):
 
     class Meta:
         ordering = ["name"]
+        indexes = [models.Index(fields=["kind", "refreshed_at"], name="segment_due")]
 
     def __str__(self) -> str:
         return self.name
@@ -376,3 +399,59 @@ class MergeConflict(models.Model):
 
     def __str__(self) -> str:
         return f"Profile {self.profile_id} / {self.other_profile_id}: {self.reason}"
+
+
+class SegmentMembershipChange(models.Model):
+    """History: a profile entered or exited a segment (written by the refresh that saw it)."""
+
+    class Kind(models.TextChoices):
+        ENTERED = "entered", "Entered"
+        EXITED = "exited", "Exited"
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="changes")
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="segment_changes")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    changed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+        indexes = [
+            models.Index(fields=["segment", "-changed_at"], name="segment_change_history"),
+            models.Index(fields=["profile"], name="segment_change_profile"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.profile_id} {self.kind} {self.segment_id}"
+
+
+class SegmentSizeSnapshot(models.Model):
+    """The segment's size after each refresh, for the size-over-time chart."""
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="size_snapshots")
+    size = models.PositiveIntegerField()
+    entered = models.PositiveIntegerField(default=0)
+    exited = models.PositiveIntegerField(default=0)
+    taken_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-taken_at", "-id"]
+        indexes = [models.Index(fields=["segment", "-taken_at"], name="segment_size_history")]
+
+    def __str__(self) -> str:
+        return f"{self.segment_id}: {self.size} at {self.taken_at:%Y-%m-%d %H:%M}"
+
+
+class ComputedTraitQuantiles(models.Model):
+    """Upper bounds of the five NTILE buckets of one RFM metric over all profiles, taken by the
+    full recompute; incremental updates score touched profiles against the same bounds."""
+
+    metric = models.CharField(max_length=20, unique=True)
+    bounds = models.JSONField(default=list, help_text="Upper bound of buckets 1..4 (ascending).")
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["metric"]
+        verbose_name_plural = "computed trait quantiles"
+
+    def __str__(self) -> str:
+        return self.metric

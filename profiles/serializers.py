@@ -3,7 +3,17 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from cdphub.api import PiiMaskedSerializerMixin
-from profiles.models import Event, Identity, Profile, Segment, Source
+from profiles.models import (
+    Event,
+    Identity,
+    Profile,
+    Segment,
+    SegmentMembership,
+    SegmentMembershipChange,
+    SegmentSizeSnapshot,
+    Source,
+)
+from profiles.rules import rule_errors
 
 
 class SourceSerializer(serializers.ModelSerializer):
@@ -103,3 +113,153 @@ class SegmentSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["size", "refreshed_at", "created_at", "updated_at"]
+
+
+# --- segments -----------------------------------------------------------------------------------
+
+# Traits shown next to a segment member (masked for callers without the PII permission).
+MEMBER_TRAITS = ("email", "firstName", "lastName", "name", "country", "city")
+MEMBER_COMPUTED_TRAITS = ("lifetime_value", "order_count", "rfm_score", "churn_risk")
+
+
+class SegmentDetailSerializer(SegmentSerializer):
+    """A segment with its refresh state; the rule is validated with the path of each error."""
+
+    class Meta(SegmentSerializer.Meta):
+        fields = [
+            *SegmentSerializer.Meta.fields,
+            "status",
+            "last_error",
+            "refresh_started_at",
+            "refresh_interval_minutes",
+        ]
+        read_only_fields = [
+            *SegmentSerializer.Meta.read_only_fields,
+            "status",
+            "last_error",
+            "refresh_started_at",
+        ]
+
+    def validate(self, attrs):
+        instance = self.instance
+        kind = attrs.get("kind", instance.kind if instance else Segment.Kind.DYNAMIC)
+        rule = attrs.get("rule", instance.rule if instance else {})
+        if kind == Segment.Kind.STATIC:
+            if rule:
+                raise serializers.ValidationError(
+                    {"rule": ["a static segment has no rule: its members are uploaded"]}
+                )
+            return attrs
+        errors = rule_errors(rule, segment_id=instance.pk if instance else None)
+        if errors:
+            raise serializers.ValidationError({"rule": errors})
+        return attrs
+
+
+class SegmentPreviewInputSerializer(serializers.Serializer):
+    rule = serializers.JSONField(help_text="A rule in the JSON rule language.")
+    sample_size = serializers.IntegerField(min_value=0, max_value=50, default=10)
+    segment = serializers.IntegerField(
+        required=False, help_text="The segment being edited, so references back to it are refused."
+    )
+
+    def validate(self, attrs):
+        errors = rule_errors(attrs["rule"], segment_id=attrs.get("segment"))
+        if errors:
+            raise serializers.ValidationError({"rule": errors})
+        return attrs
+
+
+class SegmentMemberProfileSerializer(PiiMaskedSerializerMixin, serializers.ModelSerializer):
+    """A member's id and key traits."""
+
+    traits = serializers.SerializerMethodField()
+    computed_traits = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Profile
+        fields = ["id", "traits", "computed_traits", "last_seen_at"]
+        read_only_fields = fields
+        pii_json_fields = ("traits",)
+
+    def get_traits(self, profile) -> dict:
+        traits = profile.traits or {}
+        return {key: traits[key] for key in MEMBER_TRAITS if key in traits}
+
+    def get_computed_traits(self, profile) -> dict:
+        computed = profile.computed_traits or {}
+        return {key: computed[key] for key in MEMBER_COMPUTED_TRAITS if key in computed}
+
+
+class SegmentPreviewSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    sample = SegmentMemberProfileSerializer(many=True)
+
+
+class SegmentMemberSerializer(serializers.ModelSerializer):
+    profile = SegmentMemberProfileSerializer(read_only=True)
+
+    class Meta:
+        model = SegmentMembership
+        fields = ["profile", "entered_at"]
+        read_only_fields = fields
+
+
+class SegmentMembershipCheckSerializer(serializers.Serializer):
+    profile = serializers.IntegerField(help_text="The profile asked about (after merges).")
+    member = serializers.BooleanField()
+    entered_at = serializers.DateTimeField(allow_null=True)
+
+
+class SegmentMembershipChangeSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SegmentMembershipChange
+        fields = ["id", "profile", "kind", "changed_at"]
+        read_only_fields = fields
+
+
+class SegmentSizeSnapshotSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SegmentSizeSnapshot
+        fields = ["size", "entered", "exited", "taken_at"]
+        read_only_fields = fields
+
+
+class SegmentUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="CSV with one e-mail address or user id per row.")
+    identifier_kind = serializers.ChoiceField(
+        choices=[("email", "E-mail"), ("user_id", "User id")],
+        help_text="What the values of the file are.",
+    )
+
+
+class SegmentUploadResultSerializer(serializers.Serializer):
+    rows = serializers.IntegerField()
+    resolved = serializers.IntegerField()
+    entered = serializers.IntegerField()
+    exited = serializers.IntegerField()
+    size = serializers.IntegerField()
+    unresolved = serializers.ListField(child=serializers.CharField())
+    invalid = serializers.ListField(child=serializers.CharField())
+
+
+class SegmentExportSerializer(serializers.Serializer):
+    purpose = serializers.SlugField(help_text="Purpose code: only members who granted it are sent.")
+    format = serializers.ChoiceField(choices=[("csv", "CSV download"), ("webhook", "Webhook")])
+    url = serializers.URLField(required=False, help_text="Webhook URL (format 'webhook').")
+
+    def validate_purpose(self, value):
+        from consent.models import Purpose
+
+        if not Purpose.objects.filter(code=value, is_active=True).exists():
+            raise serializers.ValidationError(f"unknown or inactive purpose {value!r}")
+        return value
+
+    def validate(self, attrs):
+        if attrs["format"] == "webhook" and not attrs.get("url"):
+            raise serializers.ValidationError({"url": ["a webhook export needs a URL"]})
+        return attrs
+
+
+class SegmentRefreshSerializer(serializers.Serializer):
+    status = serializers.CharField()

@@ -1,7 +1,11 @@
+"""Thin Celery tasks of the CDP: ids in, one service call."""
+
 from __future__ import annotations
 
 from celery import shared_task
+from django.db import transaction
 
+from profiles.models import Segment
 from profiles.processing import pending_process
 
 
@@ -9,3 +13,47 @@ from profiles.processing import pending_process
 def process_pending_task() -> int:
     """Process every collected message waiting in the staging table."""
     return pending_process()
+
+
+@shared_task(ignore_result=True)
+def refresh_segment_task(segment_id: int) -> None:
+    from profiles.segments import segment_refresh
+
+    segment = Segment.objects.filter(pk=segment_id).first()
+    if segment is not None:  # deleted meanwhile: nothing to do
+        segment_refresh(segment=segment)
+
+
+@shared_task(ignore_result=True)
+def refresh_due_segments_task() -> None:
+    """Beat, every few minutes: queue a refresh of each segment whose interval has passed,
+    that failed last time, or whose refresh died."""
+    from profiles.segments import segments_due
+
+    for segment in segments_due():
+        transaction.on_commit(lambda pk=segment.pk: refresh_segment_task.delay(pk))
+
+
+@shared_task(ignore_result=True)
+def refresh_profiles_task(profile_ids: list[int]) -> None:
+    """After events of these profiles were processed: computed traits, then segments."""
+    from profiles.segments import profile_activity_refresh
+
+    profile_activity_refresh(profile_ids=profile_ids)
+
+
+@shared_task(ignore_result=True)
+def recompute_traits_task() -> None:
+    """Nightly: every profile's computed traits, with new RFM bounds."""
+    from profiles.computed import computed_traits_recompute_all
+
+    computed_traits_recompute_all()
+
+
+@shared_task(ignore_result=True)
+def export_segment_webhook_task(segment_id: int, purpose_code: str, url: str) -> None:
+    from profiles.segments import segment_export_webhook
+
+    segment = Segment.objects.filter(pk=segment_id).first()
+    if segment is not None:
+        segment_export_webhook(segment=segment, purpose_code=purpose_code, url=url)

@@ -1,21 +1,55 @@
 from __future__ import annotations
 
+from django.db import transaction
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
+from cdphub.api import Pagination
+from cdphub.pii import can_view_pii
 from profiles.filters import EventFilter, IdentityFilter, ProfileFilter, SegmentFilter, SourceFilter
-from profiles.models import Event, Identity, Profile, Segment, Source
+from profiles.models import (
+    Event,
+    Identity,
+    Profile,
+    Segment,
+    SegmentMembershipChange,
+    SegmentSizeSnapshot,
+    Source,
+)
+from profiles.segments import (
+    segment_export_csv,
+    segment_members,
+    segment_membership,
+    segment_preview,
+    segment_static_upload,
+)
 from profiles.selectors import profile_resolve
 from profiles.serializers import (
     EventSerializer,
     IdentitySerializer,
     ProfileSerializer,
-    SegmentSerializer,
+    SegmentDetailSerializer,
+    SegmentExportSerializer,
+    SegmentMemberSerializer,
+    SegmentMembershipChangeSerializer,
+    SegmentMembershipCheckSerializer,
+    SegmentPreviewInputSerializer,
+    SegmentPreviewSerializer,
+    SegmentRefreshSerializer,
+    SegmentSizeSnapshotSerializer,
+    SegmentUploadResultSerializer,
+    SegmentUploadSerializer,
     SourceCreatedSerializer,
     SourceSerializer,
 )
 from profiles.services import source_create
+from profiles.tasks import export_segment_webhook_task, refresh_segment_task
 
 
 class SourceViewSet(viewsets.ModelViewSet):
@@ -68,12 +102,139 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_class = EventFilter
 
 
+class SegmentMembersPagination(Pagination):
+    # (segment, profile) is unique and indexed: pages are index range scans.
+    ordering = "-profile_id"
+
+
 class SegmentViewSet(viewsets.ModelViewSet):
-    queryset = Segment.objects.all()
-    serializer_class = SegmentSerializer
+    """Segments: CRUD with a validated rule, preview, members, membership check, refresh,
+    static list upload, history and consent-checked exports."""
+
+    queryset = Segment.objects.select_related("created_by")
+    serializer_class = SegmentDetailSerializer
     filterset_class = SegmentFilter
     ordering_fields = ["id", "name", "size", "created_at"]
 
     def perform_create(self, serializer):
         user = self.request.user
-        serializer.save(created_by=user if getattr(user, "pk", None) else None)
+        segment = serializer.save(created_by=user if getattr(user, "pk", None) else None)
+        self.queue_refresh(segment)
+
+    def perform_update(self, serializer):
+        self.queue_refresh(serializer.save())
+
+    def queue_refresh(self, segment: Segment) -> None:
+        if segment.kind == Segment.Kind.DYNAMIC:
+            transaction.on_commit(lambda: refresh_segment_task.delay(segment.pk))
+
+    @extend_schema(request=SegmentPreviewInputSerializer, responses=SegmentPreviewSerializer)
+    @action(detail=False, methods=["post"])
+    def preview(self, request):
+        """Count and a sample of who a rule selects now, before saving it."""
+        params = SegmentPreviewInputSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        result = segment_preview(
+            rule=params.validated_data["rule"],
+            sample_size=params.validated_data["sample_size"],
+            segment_id=params.validated_data.get("segment"),
+        )
+        context = self.get_serializer_context()
+        return Response(SegmentPreviewSerializer(result, context=context).data)
+
+    @extend_schema(responses=SegmentMemberSerializer(many=True))
+    @action(detail=True, methods=["get"], filterset_class=None)
+    def members(self, request, pk=None):
+        """The members as of the last refresh, newest profiles first."""
+        memberships = segment_members(self.get_object())
+        paginator = SegmentMembersPagination()
+        page = paginator.paginate_queryset(memberships, request, view=self)
+        data = SegmentMemberSerializer(page, many=True, context=self.get_serializer_context()).data
+        return paginator.get_paginated_response(data)
+
+    @extend_schema(responses=SegmentMembershipCheckSerializer)
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path=r"members/(?P<profile_id>[0-9]+)",
+        url_name="membership",
+        filterset_class=None,
+    )
+    def membership(self, request, pk=None, profile_id=None):
+        """Is this profile (or the profile it was merged into) a member?"""
+        membership = segment_membership(self.get_object(), int(profile_id))
+        data = {
+            "profile": membership.profile_id if membership else int(profile_id),
+            "member": membership is not None,
+            "entered_at": membership.entered_at if membership else None,
+        }
+        return Response(SegmentMembershipCheckSerializer(data).data)
+
+    @extend_schema(request=None, responses={202: SegmentRefreshSerializer})
+    @action(detail=True, methods=["post"])
+    def refresh(self, request, pk=None):
+        """Queue a refresh now; its status and any error show on the segment."""
+        segment = self.get_object()
+        transaction.on_commit(lambda: refresh_segment_task.delay(segment.pk))
+        return Response({"status": "queued"}, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=SegmentUploadSerializer, responses=SegmentUploadResultSerializer)
+    @action(detail=True, methods=["post"], parser_classes=[MultiPartParser, FormParser])
+    def upload(self, request, pk=None):
+        """Replace a static segment's members by an uploaded CSV of e-mails or user ids."""
+        segment = self.get_object()
+        params = SegmentUploadSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        if segment.kind != Segment.Kind.STATIC:
+            raise ValidationError({"file": ["only static segments take an uploaded list"]})
+        data = params.validated_data["file"].read()
+        try:
+            result = segment_static_upload(
+                segment=segment, data=data, kind=params.validated_data["identifier_kind"]
+            )
+        except UnicodeDecodeError as error:
+            raise ValidationError({"file": ["the file must be UTF-8 encoded CSV"]}) from error
+        return Response(SegmentUploadResultSerializer(result).data)
+
+    @extend_schema(responses=SegmentMembershipChangeSerializer(many=True))
+    @action(detail=True, methods=["get"], filterset_class=None)
+    def history(self, request, pk=None):
+        """Who entered and exited, newest first."""
+        changes = SegmentMembershipChange.objects.filter(segment=self.get_object())
+        page = self.paginate_queryset(changes)
+        data = SegmentMembershipChangeSerializer(page, many=True).data
+        return self.get_paginated_response(data)
+
+    @extend_schema(responses=SegmentSizeSnapshotSerializer(many=True))
+    @action(detail=True, methods=["get"], filterset_class=None, pagination_class=None)
+    def sizes(self, request, pk=None):
+        """The size after each of the last 200 refreshes, oldest first."""
+        snapshots = SegmentSizeSnapshot.objects.filter(segment=self.get_object())[:200]
+        data = SegmentSizeSnapshotSerializer(reversed(list(snapshots)), many=True).data
+        return Response(data)
+
+    @extend_schema(
+        request=SegmentExportSerializer,
+        responses={(200, "text/csv"): OpenApiTypes.STR, 202: SegmentRefreshSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def export(self, request, pk=None):
+        """Members who granted the purpose, as a CSV download or POSTed to a webhook. Exports
+        carry e-mail addresses and phone numbers: they need the PII permission."""
+        segment = self.get_object()
+        if not can_view_pii(request.user, request.auth):
+            raise PermissionDenied("exporting members needs the pii:read scope or PII permission")
+        params = SegmentExportSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        purpose = params.validated_data["purpose"]
+        if params.validated_data["format"] == "webhook":
+            url = params.validated_data["url"]
+            transaction.on_commit(
+                lambda: export_segment_webhook_task.delay(segment.pk, purpose, url)
+            )
+            return Response({"status": "queued"}, status=status.HTTP_202_ACCEPTED)
+        lines = segment_export_csv(segment=segment, purpose_code=purpose)
+        response = StreamingHttpResponse(lines, content_type="text/csv")
+        filename = f"segment-{segment.pk}-{purpose}.csv"
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response

@@ -6,7 +6,8 @@ import factory
 from django.utils import timezone
 
 from cdphub.hashing import secret_hash
-from profiles.models import Event, Identity, Profile, Source
+from consent.models import ConsentRecord, ConsentState, Purpose
+from profiles.models import Event, Identity, Profile, Segment, Source
 
 
 class SourceFactory(factory.django.DjangoModelFactory):
@@ -193,3 +194,35 @@ class TaskFactory(factory.django.DjangoModelFactory):
 
     title = factory.Sequence(lambda n: f"Task {n}")
     contact = factory.SubFactory(ContactFactory)
+
+
+class SegmentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Segment
+
+    name = factory.Sequence(lambda n: f"Segment {n}")
+    rule = factory.LazyFunction(lambda: {"trait": "country", "op": "eq", "value": "NL"})
+
+
+class PurposeFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Purpose
+        django_get_or_create = ("code",)
+
+    code = factory.Sequence(lambda n: f"purpose_{n}")
+    name = factory.LazyAttribute(lambda purpose: purpose.code.replace("_", " ").title())
+
+
+def consent_state_create(
+    profile: Profile, purpose: Purpose, status: str = "granted"
+) -> ConsentState:
+    """The current consent of ``profile`` for ``purpose``, with the ledger record behind it."""
+    record = ConsentRecord.objects.create(
+        profile=profile, purpose=purpose, status=status, method=ConsentRecord.Method.API
+    )
+    state, _ = ConsentState.objects.update_or_create(
+        profile=profile,
+        purpose=purpose,
+        defaults={"status": status, "record": record, "updated_at": timezone.now()},
+    )
+    return state

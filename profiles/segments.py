@@ -1,0 +1,420 @@
+"""Segments: preview, refresh (scheduled, on demand, on event), static lists, members, exports.
+
+Membership is materialised in ``SegmentMembership`` by one statement per refresh: the rule's
+query, the rows that left (DELETE), the rows that came in (INSERT ... SELECT) and their history,
+all in one round trip. A refresh records its status and error on the segment, so it is never left
+"calculating": a failure is shown and the next scheduled run retries it, and a refresh whose
+worker died is picked up again once it is older than ``CDPHUB_SEGMENT_REFRESH_STALE_MINUTES``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import urllib.request
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Exists, F, OuterRef, QuerySet
+from django.utils import timezone
+
+from profiles.models import (
+    Identity,
+    Profile,
+    Segment,
+    SegmentMembership,
+    SegmentMembershipChange,
+    SegmentSizeSnapshot,
+)
+from profiles.normalize import InvalidIdentifier, normalize_identifier
+from profiles.rules import rule_queryset
+
+logger = logging.getLogger(__name__)
+
+# Advisory-lock namespace of segment refreshes (the second key is the segment id).
+REFRESH_LOCK = 0x5E6
+PROFILE_BATCH = 1000
+UPLOAD_KINDS = (Identity.Kind.EMAIL, Identity.Kind.USER_ID)
+
+
+@dataclass
+class RefreshResult:
+    segment_id: int
+    entered: int = 0
+    exited: int = 0
+    size: int = 0
+    error: str = ""
+
+
+@dataclass
+class UploadResult:
+    rows: int = 0
+    resolved: int = 0
+    entered: int = 0
+    exited: int = 0
+    size: int = 0
+    unresolved: list[str] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)
+
+
+# --- selectors ----------------------------------------------------------------------------------
+
+
+def segment_preview(*, rule: dict, sample_size: int = 10, segment_id: int | None = None) -> dict:
+    """Count and a sample of who the rule selects now; raises ``RuleError`` for a bad rule."""
+    members = rule_queryset(rule, segment_id=segment_id)
+    sample = list(members.order_by("-id")[:sample_size])
+    return {"count": members.count(), "sample": sample}
+
+
+def segment_rule_members(
+    segment: Segment, profile_ids: list[int] | None = None
+) -> QuerySet[Profile]:
+    """Who the segment's rule selects now (dynamic segments), or its uploaded members;
+    only among ``profile_ids`` when given."""
+    if segment.kind == Segment.Kind.STATIC:
+        members = SegmentMembership.objects.filter(segment=segment, profile=OuterRef("pk"))
+        queryset = Profile.objects.active().filter(Exists(members))
+        return queryset if profile_ids is None else queryset.filter(pk__in=profile_ids)
+    return rule_queryset(segment.rule, segment_id=segment.pk, profile_ids=profile_ids)
+
+
+def segment_members(segment: Segment) -> QuerySet[SegmentMembership]:
+    """The materialised members, as of the last refresh."""
+    return SegmentMembership.objects.filter(segment=segment).select_related("profile")
+
+
+def segment_membership(segment: Segment, profile_id: int) -> SegmentMembership | None:
+    """One profile's membership, following merges to the surviving profile."""
+    from profiles.selectors import profile_resolve
+
+    profile = profile_resolve(profile_id)
+    if profile is None:
+        return None
+    return SegmentMembership.objects.filter(segment=segment, profile=profile).first()
+
+
+def members_for_purpose(segment: Segment, purpose_code: str) -> QuerySet[Profile]:
+    """Members that granted ``purpose_code`` and have not withdrawn it: the only profiles an
+    export or activation of the segment may reach."""
+    from consent.models import ConsentState, ConsentStatus
+
+    granted = ConsentState.objects.filter(
+        profile=OuterRef("pk"), purpose__code=purpose_code, status=ConsentStatus.GRANTED
+    )
+    memberships = SegmentMembership.objects.filter(segment=segment, profile=OuterRef("pk"))
+    return Profile.objects.active().filter(Exists(memberships), Exists(granted))
+
+
+def segments_due(now: datetime | None = None) -> list[Segment]:
+    """Dynamic segments whose interval has passed, that failed, or whose refresh went stale."""
+    now = now or timezone.now()
+    stale = timedelta(minutes=settings.CDPHUB_SEGMENT_REFRESH_STALE_MINUTES)
+    due = []
+    for segment in Segment.objects.filter(kind=Segment.Kind.DYNAMIC).exclude(rule={}):
+        if segment_is_due(segment, now, stale):
+            due.append(segment)
+    return due
+
+
+def segment_is_due(segment: Segment, now: datetime, stale: timedelta) -> bool:
+    if segment.status == Segment.Status.CALCULATING:
+        started = segment.refresh_started_at
+        return started is None or started <= now - stale
+    if segment.status in (Segment.Status.NEW, Segment.Status.FAILED):
+        return True
+    interval = timedelta(minutes=segment.refresh_interval_minutes)
+    return bool(interval) and (
+        segment.refreshed_at is None or segment.refreshed_at + interval <= now
+    )
+
+
+# --- refresh ------------------------------------------------------------------------------------
+
+
+def membership_sync(
+    *, segment_id: int, members: QuerySet[Profile], scope: list[int] | None = None
+) -> tuple[int, int, int]:
+    """Make the segment's memberships equal ``members`` (within ``scope`` profile ids when
+    given) and record who entered and exited. Returns (entered, exited, members counted)."""
+    target_sql, target_params = members.order_by().values("pk").query.sql_with_params()
+    membership = SegmentMembership._meta.db_table
+    history = SegmentMembershipChange._meta.db_table
+    in_scope = "AND m.profile_id = ANY(%s)" if scope is not None else ""
+    now = timezone.now()
+    sql = f"""
+        WITH target (id) AS MATERIALIZED ({target_sql}),
+        exited AS (
+            DELETE FROM {membership} m
+            WHERE m.segment_id = %s {in_scope}
+              AND NOT EXISTS (SELECT 1 FROM target t WHERE t.id = m.profile_id)
+            RETURNING m.profile_id
+        ),
+        entered AS (
+            INSERT INTO {membership} (segment_id, profile_id, entered_at)
+            SELECT %s, t.id, %s FROM target t
+            WHERE NOT EXISTS (
+                SELECT 1 FROM {membership} m WHERE m.segment_id = %s AND m.profile_id = t.id
+            )
+            ON CONFLICT (segment_id, profile_id) DO NOTHING
+            RETURNING profile_id
+        ),
+        history AS (
+            INSERT INTO {history} (segment_id, profile_id, kind, changed_at)
+            SELECT %s, profile_id, 'entered', %s FROM entered
+            UNION ALL
+            SELECT %s, profile_id, 'exited', %s FROM exited
+        )
+        SELECT (SELECT count(*) FROM entered), (SELECT count(*) FROM exited),
+               (SELECT count(*) FROM target)
+    """  # noqa: S608 - table names are ours; every value is a parameter
+    params = [
+        *target_params,
+        segment_id,
+        *([scope] if scope is not None else []),
+        segment_id,
+        now,
+        segment_id,
+        segment_id,
+        now,
+        segment_id,
+        now,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        entered, exited, counted = cursor.fetchone()
+    return entered, exited, counted
+
+
+def refresh_lock(cursor, segment_id: int, *, wait: bool) -> bool:
+    if wait:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [REFRESH_LOCK, segment_id])
+        return True
+    cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [REFRESH_LOCK, segment_id])
+    return cursor.fetchone()[0]
+
+
+def segment_refresh(*, segment: Segment) -> RefreshResult:
+    """Recompute the segment's members now. Never raises for a bad rule or a database error:
+    the error is stored on the segment (status "failed") and the next run retries."""
+    result = RefreshResult(segment_id=segment.pk)
+    Segment.objects.filter(pk=segment.pk).update(
+        status=Segment.Status.CALCULATING, refresh_started_at=timezone.now()
+    )
+    try:
+        with transaction.atomic():
+            segment_refresh_locked(segment, result)
+    except Exception as exc:  # recorded and shown on the segment; the next run retries
+        logger.exception("refresh of segment %s failed", segment.pk)
+        result.error = f"{type(exc).__name__}: {exc}"[:2000]
+        Segment.objects.filter(pk=segment.pk).update(
+            status=Segment.Status.FAILED, last_error=result.error
+        )
+    segment.refresh_from_db()
+    return result
+
+
+def segment_refresh_locked(segment: Segment, result: RefreshResult) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SET LOCAL statement_timeout = %s",
+            [f"{settings.CDPHUB_SEGMENT_REFRESH_TIMEOUT_SECONDS}s"],
+        )
+        refresh_lock(cursor, segment.pk, wait=True)
+    if segment.kind == Segment.Kind.DYNAMIC:
+        members = segment_rule_members(segment)
+        result.entered, result.exited, result.size = membership_sync(
+            segment_id=segment.pk, members=members
+        )
+    else:
+        result.size = SegmentMembership.objects.filter(segment=segment).count()
+    now = timezone.now()
+    SegmentSizeSnapshot.objects.create(
+        segment=segment,
+        size=result.size,
+        entered=result.entered,
+        exited=result.exited,
+        taken_at=now,
+    )
+    Segment.objects.filter(pk=segment.pk).update(
+        status=Segment.Status.READY, size=result.size, refreshed_at=now, last_error=""
+    )
+
+
+def segments_refresh_for_profiles(*, profile_ids: Iterable[int]) -> dict[int, tuple[int, int]]:
+    """Re-evaluate every dynamic segment for these profiles only (after their events were
+    processed). Returns {segment id: (entered, exited)} for segments that changed."""
+    ids = sorted(set(profile_ids))
+    changed: dict[int, tuple[int, int]] = {}
+    segments = Segment.objects.filter(kind=Segment.Kind.DYNAMIC).exclude(rule={})
+    for segment in segments:
+        for start in range(0, len(ids), PROFILE_BATCH):
+            batch = ids[start : start + PROFILE_BATCH]
+            entered, exited = segment_refresh_profiles(segment, batch)
+            if entered or exited:
+                before = changed.get(segment.pk, (0, 0))
+                changed[segment.pk] = (before[0] + entered, before[1] + exited)
+    return changed
+
+
+def segment_refresh_profiles(segment: Segment, profile_ids: list[int]) -> tuple[int, int]:
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                refresh_lock(cursor, segment.pk, wait=True)
+            members = segment_rule_members(segment, profile_ids)
+            entered, exited, _ = membership_sync(
+                segment_id=segment.pk, members=members, scope=profile_ids
+            )
+            if entered or exited:
+                Segment.objects.filter(pk=segment.pk).update(size=F("size") + entered - exited)
+            return entered, exited
+    except Exception:
+        # Event processing must not stop on one segment: the scheduled full refresh records
+        # the error on the segment and repairs the memberships.
+        logger.exception("segment %s not refreshed for %d profiles", segment.pk, len(profile_ids))
+        return 0, 0
+
+
+# --- static segments ----------------------------------------------------------------------------
+
+
+def upload_values(data: bytes | str, kind: str) -> Iterator[str]:
+    """The identifiers of an uploaded CSV: the column named like ``kind`` (``email``,
+    ``user_id``), or the first column when there is no such header."""
+    text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows:
+        return
+    header = [cell.strip().lower() for cell in rows[0]]
+    names = {kind, kind.replace("_", ""), "userid" if kind == "user_id" else "e-mail"}
+    column = next((i for i, name in enumerate(header) if name in names), None)
+    body = rows[1:] if column is not None else rows
+    for row in body:
+        cell = row[column or 0].strip() if len(row) > (column or 0) else ""
+        if cell:
+            yield cell
+
+
+def segment_static_upload(*, segment: Segment, data: bytes | str, kind: str) -> UploadResult:
+    """Replace a static segment's members by the profiles of an uploaded list of e-mail
+    addresses or user ids (resolved through identities). Unknown and invalid values are
+    reported, not silently dropped."""
+    if segment.kind != Segment.Kind.STATIC:
+        raise ValueError("only static segments take an uploaded list")
+    if kind not in UPLOAD_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(UPLOAD_KINDS)}")
+    result = UploadResult()
+    values: dict[str, str] = {}
+    for raw in upload_values(data, kind):
+        result.rows += 1
+        try:
+            values[normalize_identifier(kind, raw)] = raw
+        except InvalidIdentifier:
+            result.invalid.append(raw)
+    found = dict(
+        Identity.objects.filter(kind=kind, value__in=values).values_list("value", "profile_id")
+    )
+    result.unresolved = [raw for value, raw in values.items() if value not in found]
+    result.resolved = len(found)
+    members = Profile.objects.active().filter(identities__kind=kind, identities__value__in=values)
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            refresh_lock(cursor, segment.pk, wait=True)
+        result.entered, result.exited, _ = membership_sync(
+            segment_id=segment.pk, members=members.distinct()
+        )
+        result.size = SegmentMembership.objects.filter(segment=segment).count()
+        now = timezone.now()
+        SegmentSizeSnapshot.objects.create(
+            segment=segment,
+            size=result.size,
+            entered=result.entered,
+            exited=result.exited,
+            taken_at=now,
+        )
+        Segment.objects.filter(pk=segment.pk).update(
+            size=result.size, refreshed_at=now, status=Segment.Status.READY, last_error=""
+        )
+    return result
+
+
+# --- exports ------------------------------------------------------------------------------------
+
+EXPORT_FIELDS = ("profile_id", "email", "user_id", "phone")
+
+
+def export_rows(segment: Segment, purpose_code: str) -> Iterator[dict]:
+    """One row per member allowed for the purpose, with the identifiers a channel needs."""
+    profiles = members_for_purpose(segment, purpose_code).order_by("pk").only("pk")
+    for chunk in chunked(profiles.values_list("pk", flat=True).iterator(chunk_size=2000), 2000):
+        identities: dict[int, dict] = {pk: {"profile_id": pk} for pk in chunk}
+        rows = Identity.objects.filter(
+            profile_id__in=chunk, kind__in=("email", "user_id", "phone")
+        ).order_by("profile_id", "-last_seen_at")
+        for profile_id, kind, value in rows.values_list("profile_id", "kind", "value"):
+            identities[profile_id].setdefault(kind, value)
+        yield from identities.values()
+
+
+def chunked(items: Iterable, size: int) -> Iterator[list]:
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def segment_export_csv(*, segment: Segment, purpose_code: str) -> Iterator[str]:
+    """CSV lines (header first) of the members that granted the purpose."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=EXPORT_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for row in export_rows(segment, purpose_code):
+        writer.writerow(row)
+        if buffer.tell() > 64_000:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def segment_export_webhook(*, segment: Segment, purpose_code: str, url: str) -> int:
+    """POST the members allowed for the purpose to ``url`` as JSON batches; returns the
+    number of profiles sent. Only http(s) URLs are accepted."""
+    if not url.startswith(("https://", "http://")):
+        raise ValueError("the webhook URL must start with https:// or http://")
+    sent = 0
+    for batch in chunked(export_rows(segment, purpose_code), 500):
+        body = json.dumps(
+            {
+                "segment": {"id": segment.pk, "name": segment.name},
+                "purpose": purpose_code,
+                "profiles": batch,
+            }
+        ).encode()
+        request = urllib.request.Request(  # noqa: S310 - scheme checked above
+            url, data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            response.read()
+        sent += len(batch)
+    return sent
+
+
+def profile_activity_refresh(*, profile_ids: Iterable[int]) -> dict[int, tuple[int, int]]:
+    """What to run after events of these profiles were processed: their computed traits, then
+    their segment memberships (rules may read computed traits)."""
+    from profiles.computed import computed_traits_update
+
+    ids = sorted(set(profile_ids))
+    computed_traits_update(profile_ids=ids)
+    return segments_refresh_for_profiles(profile_ids=ids)
