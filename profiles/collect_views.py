@@ -122,12 +122,18 @@ def collect_view(message_type: str | None):
         examples=[BATCH_EXAMPLE] if message_type is None else [],
         auth=[],
     )
+
+    # A function of its own per endpoint: extend_schema annotates the function it is given, so
+    # sharing CollectView.post would give every endpoint the last one's operation id.
+    def post(self, request, *args, **kwargs):
+        return CollectView.post(self, request, *args, **kwargs)
+
     view_class = type(
         f"Collect{name.title()}View",
         (CollectView,),
         {
             "message_type": message_type,
-            "post": schema(CollectView.post),
+            "post": schema(post),
             "__doc__": CollectView.__doc__,
         },
     )

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 from django.db import connection
 
@@ -25,7 +26,9 @@ def free_port() -> int:
 def current_database_url() -> str:
     """The database this process uses (the test database under pytest), as a URL."""
     s = connection.settings_dict
-    password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
+    password = f":{quote(s['PASSWORD'], safe='')}" if s.get("PASSWORD") else ""
+    if s["HOST"].startswith("/"):  # a Unix socket directory (the embedded server)
+        return f"postgres://{s['USER']}{password}@{quote(s['HOST'], safe='')}/{s['NAME']}"
     return f"postgres://{s['USER']}{password}@{s['HOST']}:{s['PORT'] or 5432}/{s['NAME']}"
 
 

@@ -30,7 +30,9 @@ def rows_copy(
 ) -> int:
     """Write rows into the model's table with ``COPY``. ``fields`` are model field names (FKs by
     ``<name>_id``); dicts and lists are written as JSON."""
-    columns = [field_column(model, name) for name in fields]
+    defaults = missing_defaults(model, fields)
+    columns = [field_column(model, name) for name in fields] + [f.column for f in defaults]
+    extra = [field.get_default() for field in defaults]
     quoted = ", ".join(connection.ops.quote_name(column) for column in columns)
     table = connection.ops.quote_name(model._meta.db_table)
     written = 0
@@ -41,9 +43,25 @@ def rows_copy(
         ) as copy,
     ):
         for row in rows:
-            copy.write_row([json.dumps(v) if isinstance(v, dict | list) else v for v in row])
+            values = [*row, *extra]
+            copy.write_row([json.dumps(v) if isinstance(v, dict | list) else v for v in values])
             written += 1
     return written
+
+
+def missing_defaults(model: type[models.Model], fields: Sequence[str]) -> list[models.Field]:
+    """Required columns the caller did not list but whose field has a default: a field added to
+    the model later must not break the demo data."""
+    given = {field_column(model, name) for name in fields}
+    return [
+        field
+        for field in model._meta.concrete_fields
+        if field.column not in given
+        and not field.primary_key
+        and not field.null
+        and field.has_default()
+        and field.db_default is models.NOT_PROVIDED
+    ]
 
 
 def field_column(model: type[models.Model], name: str) -> str:

@@ -102,7 +102,7 @@ def test_login_merges_anonymous_profile_into_the_oldest_with_everything(source):
     known = profile_of("user_id", "u-1")
     send(source, {"type": "page", "anonymousId": "a-1", "name": "Home"})
     anonymous = profile_of("anonymous_id", "a-1")
-    purpose = Purpose.objects.create(code="email_marketing", name="E-mail")
+    purpose, _ = Purpose.objects.get_or_create(code="email_marketing", defaults={"name": "E-mail"})
     record = ConsentRecord.objects.create(
         profile=anonymous, purpose=purpose, status=ConsentStatus.GRANTED, method="web_form"
     )

@@ -223,7 +223,7 @@ def test_csv_export_sends_only_members_with_consent(api_client_with_scopes, dutc
 
 def test_export_needs_pii_permission_and_a_known_purpose(writer, api_client_with_scopes):
     segment = SegmentFactory(rule=DUTCH)
-    body = {"purpose": "email_marketing", "format": "csv"}
+    body = {"purpose": "no_such_purpose", "format": "csv"}
     assert (
         writer.post(f"/api/segments/{segment.pk}/export/", body, format="json").status_code == 403
     )
