@@ -18,6 +18,8 @@ from tests.factories import ProfileFactory
 pytestmark = pytest.mark.django_db
 
 CHANGELISTS = [
+    "datasubjectrequestaction",
+    "processingrestriction",
     "purpose",
     "consentrecord",
     "consentstate",
@@ -181,3 +183,74 @@ def test_processing_register_exports_csv(admin_client, purposes):
     lines = response.content.decode().splitlines()
     assert lines[0].startswith("name,description,controller,lawful_basis")
     assert lines[1].startswith("Newsletter,") and "email_marketing" in lines[1]
+
+
+def test_dsar_add_and_run_from_the_admin(
+    admin_client, purposes, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    from tests.factories import IdentityFactory
+
+    settings.MEDIA_ROOT = tmp_path
+    IdentityFactory(kind="email", value="sanne@example.org")
+    now = timezone.now()
+    response = admin_client.post(
+        "/admin/consent/datasubjectrequest/add/",
+        {
+            "kind": "access",
+            "subject_email": "Sanne@Example.org",
+            "subject_phone": "",
+            "subject_user_id": "",
+            "profile": "",
+            "received_at_0": now.strftime("%Y-%m-%d"),
+            "received_at_1": now.strftime("%H:%M:%S"),
+            "details": "",
+            "corrections": "{}",
+            "actions-TOTAL_FORMS": "0",
+            "actions-INITIAL_FORMS": "0",
+        },
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    request_ = DataSubjectRequest.objects.get()
+    assert request_.subject_email == "sanne@example.org"
+    assert request_.created_by.username == "root"
+    for action in ("verify_requests", "process_requests"):
+        with django_capture_on_commit_callbacks(execute=True):
+            admin_client.post(
+                "/admin/consent/datasubjectrequest/",
+                {"action": action, "_selected_action": [request_.pk]},
+            )
+    request_.refresh_from_db()
+    assert request_.status == "completed" and request_.result_file
+    page = admin_client.get(f"/admin/consent/datasubjectrequest/{request_.pk}/change/")
+    assert "Identity verified" in page.content.decode()
+
+
+def test_dsar_admin_add_shows_service_errors(admin_client):
+    now = timezone.now()
+    response = admin_client.post(
+        "/admin/consent/datasubjectrequest/add/",
+        {
+            "kind": "rectification",
+            "subject_email": "a@example.org",
+            "received_at_0": now.strftime("%Y-%m-%d"),
+            "received_at_1": now.strftime("%H:%M:%S"),
+            "corrections": "{}",
+            "actions-TOTAL_FORMS": "0",
+            "actions-INITIAL_FORMS": "0",
+        },
+    )
+    assert response.status_code == 200
+    assert "corrected values" in str(response.context["adminform"].form.errors)
+    assert not DataSubjectRequest.objects.exists()
+
+
+def test_process_action_refuses_unverified_requests(admin_client):
+    request_ = DataSubjectRequest.objects.create(kind="access", subject_email="x@example.org")
+    response = admin_client.post(
+        "/admin/consent/datasubjectrequest/",
+        {"action": "process_requests", "_selected_action": [request_.pk]},
+        follow=True,
+    )
+    assert "verify it first" in response.content.decode()
+    request_.refresh_from_db()
+    assert request_.status == "received"
