@@ -25,7 +25,7 @@ from consent.models import (
     Suppression,
 )
 from consent.services import ConsentError, consent_record
-from consent.tasks import process_data_subject_request_task
+from consent.tasks import process_data_subject_request_task, purge_retention_category_task
 
 OVERDUE_STYLE = "color:#ba2121;font-weight:bold"
 
@@ -421,10 +421,22 @@ class SuppressionAdmin(ReadableModelAdmin):
 
 @admin.register(RetentionPolicy)
 class RetentionPolicyAdmin(ReadableModelAdmin):
+    """Purged nightly by Celery beat; the last run and its count show what went when."""
+
     list_display = ["category", "retention_days", "is_active", "last_run_at", "last_purged_count"]
     list_filter = ["is_active"]
     search_fields = ["category"]
     readonly_fields = ["last_run_at", "last_purged_count"]
+    actions = ["purge_now"]
+
+    @admin.action(description="Purge the selected categories now (background job)")
+    def purge_now(self, request, queryset):
+        categories = list(queryset.filter(is_active=True).values_list("category", flat=True))
+        for category in categories:
+            transaction.on_commit(
+                lambda category=category: purge_retention_category_task.delay(category)
+            )
+        self.message_user(request, f"Purge queued for: {', '.join(categories) or 'nothing'}.")
 
 
 @admin.register(ProcessingActivity)

@@ -23,6 +23,7 @@ from consent.models import (
     Suppression,
 )
 from consent.registry import Subject, delete_rows, scrub_fields
+from consent.retention import register_purger
 
 
 def _identifier_values(subject: Subject) -> set[str]:
@@ -136,3 +137,19 @@ registry.register_not_personal(ConsentText, "configuration")
 registry.register_not_personal(RetentionPolicy, "configuration")
 registry.register_not_personal(ProcessingActivity, "the register describes processing, not people")
 registry.register_not_personal(ApiKey, "an integration's key name")
+
+
+def _purge_request_files(cutoff, batch_size: int) -> int:
+    """Access/portability files of requests completed before the cutoff: the person had their
+    copy; the request row stays as proof."""
+    done = DataSubjectRequest.objects.filter(completed_at__lt=cutoff).exclude(result_file="")
+    purged = 0
+    while batch := list(done.values_list("pk", "result_file")[:batch_size]):
+        for _, name in batch:
+            default_storage.delete(name)
+        DataSubjectRequest.objects.filter(pk__in=[pk for pk, _ in batch]).update(result_file="")
+        purged += len(batch)
+    return purged
+
+
+register_purger("exports", _purge_request_files)

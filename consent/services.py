@@ -423,3 +423,33 @@ def purposes_ensure_defaults() -> int:
         )
         created += made
     return created
+
+
+# --- Retention ---------------------------------------------------------------------------------
+
+RETENTION_BATCH_SIZE = 5_000
+
+
+def retention_purge(
+    *, category: str, batch_size: int = RETENTION_BATCH_SIZE, now: dt.datetime | None = None
+) -> int:
+    """Purge one data category past its retention period, in batches; records when and how
+    much on the policy (what the admin shows). An inactive policy purges nothing."""
+    from consent.retention import purgers
+
+    policy = RetentionPolicy.objects.filter(category=category).first()
+    if policy is None:
+        raise ConsentError(f"no retention policy for category {category!r}", field="category")
+    if not policy.is_active:
+        return 0
+    now = now or timezone.now()
+    cutoff = now - dt.timedelta(days=policy.retention_days)
+    purged = sum(purge(cutoff, batch_size) for purge in purgers(category))
+    RetentionPolicy.objects.filter(pk=policy.pk).update(last_run_at=now, last_purged_count=purged)
+    return purged
+
+
+def retention_run_all(*, now: dt.datetime | None = None) -> dict[str, int]:
+    """Every active policy, one after the other (the nightly schedule)."""
+    categories = RetentionPolicy.objects.filter(is_active=True).values_list("category", flat=True)
+    return {category: retention_purge(category=category, now=now) for category in categories}

@@ -15,3 +15,19 @@ def process_data_subject_request_task(request_id: int, actor_id: int | None = No
 
     actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
     dsar_process(request=request, actor=actor)
+
+
+@shared_task(ignore_result=True)
+def purge_expired_data_task() -> None:
+    """Nightly (Celery beat): purge every data category past its retention period."""
+    from consent.services import retention_run_all
+
+    retention_run_all()
+
+
+@shared_task(ignore_result=True)
+def purge_retention_category_task(category: str) -> None:
+    """One category now (the admin's "purge now")."""
+    from consent.services import retention_purge
+
+    retention_purge(category=category)

@@ -6,6 +6,7 @@ from django.db.models import Q
 
 from consent import registry
 from consent.registry import Subject, delete_rows
+from consent.retention import delete_in_batches, register_purger
 from profiles.models import (
     Event,
     Identity,
@@ -59,3 +60,10 @@ registry.register(
 )
 registry.register_not_personal(Source, "a sending system's name, not a person's")
 registry.register_not_personal(Segment, "a segment's name; members are SegmentMembership rows")
+
+
+def _purge_raw_events(cutoff, batch_size: int) -> int:
+    return delete_in_batches(Event.objects.filter(timestamp__lt=cutoff), batch_size)
+
+
+register_purger("raw_events", _purge_raw_events)
