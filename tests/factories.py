@@ -50,3 +50,25 @@ class EventFactory(factory.django.DjangoModelFactory):
     message_id = factory.Sequence(lambda n: f"msg-{n}")
     timestamp = factory.LazyFunction(timezone.now)
     received_at = factory.LazyFunction(timezone.now)
+
+
+# --- consent (purposes are seeded by migration; consent records are written through
+# consent.services.consent_record, never by a factory, so the current state stays derived) ---
+
+
+class DataSubjectRequestFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "consent.DataSubjectRequest"
+
+    kind = "access"
+    subject_email = factory.Sequence(lambda n: f"subject{n}@example.com")
+
+
+class ProcessingActivityFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "consent.ProcessingActivity"
+
+    name = factory.Sequence(lambda n: f"Processing activity {n}")
+    lawful_basis = "consent"
+    data_subjects = "Customers"
+    data_categories = "Contact data"

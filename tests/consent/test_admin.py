@@ -13,7 +13,7 @@ from consent.models import (
     Suppression,
 )
 from consent.services import consent_record
-from tests.factories import ProfileFactory
+from tests.factories import DataSubjectRequestFactory, ProcessingActivityFactory, ProfileFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -43,16 +43,9 @@ def many_rows(purposes):
             identifier_kind="email",
             identifier_value=f"person{index}@example.com",
         )
-        DataSubjectRequest.objects.create(
-            kind="access", subject_email=f"person{index}@example.com", profile=profile
-        )
+        DataSubjectRequestFactory(subject_email=f"person{index}@example.com", profile=profile)
         Suppression.objects.create(identifier_kind="email", value_hash=f"{index:064d}")
-        ProcessingActivity.objects.create(
-            name=f"Activity {index}",
-            lawful_basis="consent",
-            data_subjects="Customers",
-            data_categories="Contact",
-        )
+        ProcessingActivityFactory()
 
 
 @pytest.mark.parametrize("model", CHANGELISTS)
