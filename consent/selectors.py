@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.db.models import Exists, OuterRef, QuerySet
 
 from consent.hashing import suppression_hash
@@ -40,3 +42,17 @@ def is_suppressed(kind: str, value: str) -> bool:
     return Suppression.objects.filter(
         identifier_kind=kind, value_hash=suppression_hash(kind, value)
     ).exists()
+
+
+def suppressed_identifiers(pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The (kind, value) pairs among these that are suppressed, in one query: imports check a
+    whole batch at once."""
+    by_hash = {
+        (kind, suppression_hash(kind, value)): (kind, value) for kind, value in pairs if value
+    }
+    if not by_hash:
+        return set()
+    found = Suppression.objects.filter(
+        value_hash__in={value_hash for _, value_hash in by_hash}
+    ).values_list("identifier_kind", "value_hash")
+    return {by_hash[row] for row in found if row in by_hash}

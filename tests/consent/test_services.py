@@ -339,3 +339,17 @@ def test_sms_consent_from_a_web_form_event_names_the_number(purposes):
     assert (record.identifier_kind, record.identifier_value) == ("phone", "+31612345678")
     assert record.method == "web_form"
     assert profile_has_consent(profile, "sms_marketing")
+
+
+def test_suppressed_identifiers_checks_a_batch(purposes):
+    from consent.hashing import suppression_hash
+    from consent.models import Suppression
+    from consent.selectors import is_suppressed, suppressed_identifiers
+
+    Suppression.objects.create(
+        identifier_kind="email", value_hash=suppression_hash("email", "gone@example.org")
+    )
+    batch = [("email", "Gone@Example.org"), ("email", "here@example.org"), ("phone", "")]
+    assert suppressed_identifiers(batch) == {("email", "Gone@Example.org")}
+    assert is_suppressed("email", "gone@example.org")
+    assert not is_suppressed("user_id", "gone@example.org")  # the kind is part of the hash
