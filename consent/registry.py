@@ -34,6 +34,9 @@ PERSONAL_FIELD_NAMES = frozenset(
     }
 )
 
+# ... and any field whose name contains one of these (subject_email, identifier_value).
+PERSONAL_NAME_PARTS = ("email", "phone", "identifier")
+
 
 @dataclass(frozen=True)
 class Subject:
@@ -119,7 +122,7 @@ def personal_looking_fields(model: type[models.Model]) -> list[str]:
     return [
         f.name
         for f in model._meta.concrete_fields
-        if f.name in PERSONAL_FIELD_NAMES or "email" in f.name or "phone" in f.name
+        if f.name in PERSONAL_FIELD_NAMES or any(part in f.name for part in PERSONAL_NAME_PARTS)
     ]
 
 
