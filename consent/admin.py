@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import csv
-
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
@@ -12,6 +10,7 @@ from django.utils.html import format_html
 
 from cdphub.admin_mixins import ReadableModelAdmin
 from consent.dsar import DsarError, dsar_create, dsar_verify
+from consent.exports import write_register_csv
 from consent.models import (
     ConsentRecord,
     ConsentState,
@@ -454,30 +453,3 @@ class ProcessingActivityAdmin(ReadableModelAdmin):
         response["Content-Disposition"] = 'attachment; filename="processing-activities.csv"'
         write_register_csv(response, queryset.prefetch_related("purposes"))
         return response
-
-
-REGISTER_COLUMNS = [
-    "name",
-    "description",
-    "controller",
-    "lawful_basis",
-    "data_subjects",
-    "data_categories",
-    "recipients",
-    "third_country_transfers",
-    "retention",
-    "security_measures",
-]
-
-
-def write_register_csv(stream, activities) -> None:
-    writer = csv.writer(stream)
-    writer.writerow([*REGISTER_COLUMNS, "purposes", "updated_at"])
-    for activity in activities:
-        writer.writerow(
-            [
-                *(getattr(activity, column) for column in REGISTER_COLUMNS),
-                ", ".join(sorted(purpose.code for purpose in activity.purposes.all())),
-                activity.updated_at.isoformat(),
-            ]
-        )

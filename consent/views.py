@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.db import transaction
 from django.db.models import Prefetch
-from django.http import FileResponse
+from django.http import FileResponse, HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from cdphub.pii import can_view_pii
 from consent import filters
 from consent.dsar import dsar_create, dsar_extend, dsar_reject, dsar_verify
+from consent.exports import write_register_csv
 from consent.models import (
     ConsentRecord,
     ConsentState,
@@ -307,6 +308,16 @@ class RetentionPolicyViewSet(
 
 
 class ProcessingActivityViewSet(viewsets.ModelViewSet):
+    """The register of processing activities (GDPR Art. 30); ``export`` returns it as CSV."""
+
     queryset = ProcessingActivity.objects.prefetch_related("purposes")
     serializer_class = ProcessingActivitySerializer
     filterset_class = filters.ProcessingActivityFilter
+
+    @extend_schema(responses={(200, "text/csv"): bytes})
+    @action(detail=False, methods=["get"])
+    def export(self, request):
+        response = HttpResponse(content_type="text/csv")
+        response["Content-Disposition"] = 'attachment; filename="processing-activities.csv"'
+        write_register_csv(response, self.filter_queryset(self.get_queryset()).order_by("name"))
+        return response
