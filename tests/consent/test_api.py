@@ -368,3 +368,18 @@ def test_processing_register_csv_export(reader, purposes, api_client_with_scopes
     assert lines[1].startswith("Loyalty programme,") and "analytics" in lines[1]
     no_scope = api_client_with_scopes("crm:read").get("/api/consent/processing-activities/export/")
     assert no_scope.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/consent/states/?profile=abc",
+        "/api/consent/records/?status=maybe",
+        "/api/consent/requests/?kind=forget",
+        "/api/consent/records/?occurred_at__gte=yesterday",
+    ],
+)
+def test_list_filters_refuse_bad_values(reader, url):
+    response = reader.get(url)
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid"
