@@ -95,12 +95,13 @@ def make_person(superuser):
     earlier = dsar_create(kind="access", email=EMAIL, details=f"{FIRST} wants her data")
     dsar_verify(request=earlier)
     dsar_process(request=earlier)
-    LogEntry.objects.log_action(
-        user_id=superuser.pk,
-        content_type_id=ContentType.objects.get_for_model(Contact).pk,
+    LogEntry.objects.create(
+        user=superuser,
+        content_type=ContentType.objects.get_for_model(Contact),
         object_id=str(contact.pk),
         object_repr=f"{FIRST} {LAST}",
         action_flag=ADDITION,
+        change_message=f'[{{"added": {{}}, "note": "{EMAIL}"}}]',
     )
     return profile, earlier
 
