@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install setup run test lint format bench worker beat clean
+.PHONY: install setup run test browser lint format bench worker beat clean
 
 install: $(INSTALLED)
 
@@ -25,8 +25,17 @@ setup: install
 run: setup
 	$(PY) manage.py runserver 127.0.0.1:8000
 
-test: install
+test: install browser
 	$(VENV)/bin/pytest
+
+# Debian's chromium for the browser tests (Playwright drives it; it downloads no browser).
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	  else echo "chromium is missing and cannot be installed without root: browser tests skip"; exit 0; fi; \
+	  echo "installing chromium (apt-get) for the browser tests"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null \
+	    || echo "chromium could not be installed: browser tests skip (and fail under CI=true)"; }
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,9 +1,7 @@
 from __future__ import annotations
 
-import csv
-
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpResponse
@@ -11,17 +9,22 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from cdphub.admin_mixins import ReadableModelAdmin
+from consent.dsar import DsarError, dsar_create, dsar_verify
+from consent.exports import write_register_csv
 from consent.models import (
     ConsentRecord,
     ConsentState,
     ConsentText,
     DataSubjectRequest,
+    DataSubjectRequestAction,
     ProcessingActivity,
+    ProcessingRestriction,
     Purpose,
     RetentionPolicy,
     Suppression,
 )
 from consent.services import ConsentError, consent_record
+from consent.tasks import process_data_subject_request_task, purge_retention_category_task
 
 OVERDUE_STYLE = "color:#ba2121;font-weight:bold"
 
@@ -213,8 +216,64 @@ OPEN_STATUSES = [
 ]
 
 
+class DataSubjectRequestAddForm(forms.ModelForm):
+    """Creating a request goes through the request service (normalised identifiers, due date,
+    the first audit row); its errors show on the field they concern."""
+
+    class Meta:
+        model = DataSubjectRequest
+        fields = [
+            "kind",
+            "subject_email",
+            "subject_phone",
+            "subject_user_id",
+            "profile",
+            "received_at",
+            "details",
+            "corrections",
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        try:
+            with transaction.atomic():
+                self.created = dsar_create(
+                    kind=cleaned.get("kind", ""),
+                    email=cleaned.get("subject_email", ""),
+                    phone=cleaned.get("subject_phone", ""),
+                    user_id=cleaned.get("subject_user_id", ""),
+                    profile=cleaned.get("profile"),
+                    details=cleaned.get("details", ""),
+                    corrections=cleaned.get("corrections") or None,
+                    received_at=cleaned.get("received_at"),
+                    actor=self.request_user,
+                )
+        except ConsentError as error:
+            field = error.field if error.field in self.fields else None
+            raise ValidationError({field: error.message} if field else error.message) from None
+        return cleaned
+
+
+class DataSubjectRequestActionInline(admin.TabularInline):
+    model = DataSubjectRequestAction
+    extra = 0
+    fields = ["created_at", "action", "from_status", "to_status", "actor_label", "note"]
+    readonly_fields = fields
+    can_delete = False
+    ordering = ["created_at", "id"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(DataSubjectRequest)
 class DataSubjectRequestAdmin(ReadableModelAdmin):
+    """Requests are created here or by the API, verified, then run as a background job."""
+
+    inlines = [DataSubjectRequestActionInline]
+    actions = ["verify_requests", "process_requests"]
     list_display = [
         "id",
         "kind",
@@ -250,10 +309,89 @@ class DataSubjectRequestAdmin(ReadableModelAdmin):
             return format_html('<span style="{}">{} (overdue)</span>', OVERDUE_STYLE, text)
         return text
 
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if obj is not None:  # who asked and what is fixed once received; status moves by action
+            readonly += ["kind", "received_at", "due_at", "extension_reason"]
+        return readonly
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = DataSubjectRequestAddForm
+        form = super().get_form(request, obj, **kwargs)
+        form.request_user = request.user
+        return form
+
     def save_model(self, request, obj, form, change):
-        if not change:
-            obj.created_by = request.user
-        super().save_model(request, obj, form, change)
+        if change:
+            return super().save_model(request, obj, form, change)
+        obj.pk = form.created.pk  # written by the service in the form's clean()
+        obj.due_at = form.created.due_at
+
+    @admin.action(description="Verify identity of the selected requests")
+    def verify_requests(self, request, queryset):
+        self._each(request, queryset, lambda r: dsar_verify(request=r, actor=request.user))
+
+    @admin.action(description="Run the selected verified requests (background job)")
+    def process_requests(self, request, queryset):
+        def queue(request_):
+            if request_.status not in ("verified", "in_progress"):
+                raise DsarError(f"request #{request_.pk} is {request_.status}: verify it first")
+            actor_id = request.user.pk
+            transaction.on_commit(
+                lambda: process_data_subject_request_task.delay(request_.pk, actor_id)
+            )
+
+        self._each(request, queryset, queue)
+
+    def _each(self, request, queryset, step) -> None:
+        done = 0
+        for request_ in queryset:
+            try:
+                step(request_)
+                done += 1
+            except ConsentError as error:
+                self.message_user(request, error.message, messages.ERROR)
+        if done:
+            self.message_user(request, f"{done} request(s) done.", messages.SUCCESS)
+
+
+@admin.register(DataSubjectRequestAction)
+class DataSubjectRequestActionAdmin(ReadableModelAdmin):
+    """The audit trail of requests: written by the request services only."""
+
+    list_display = [
+        "id",
+        "request",
+        "action",
+        "from_status",
+        "to_status",
+        "actor_label",
+        "created_at",
+    ]
+    list_filter = ["action"]
+    search_fields = ["=request__id", "actor_label"]
+    list_select_related = ["request"]
+    raw_id_fields = ["request", "actor"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ProcessingRestriction)
+class ProcessingRestrictionAdmin(ReadableModelAdmin):
+    """Profiles whose processing is restricted (Art. 18); delete a row to lift it."""
+
+    list_display = ["id", "profile", "reason", "request", "created_at"]
+    search_fields = ["=profile__id"]
+    list_select_related = ["profile", "request"]
+    raw_id_fields = ["profile", "request"]
 
 
 @admin.register(Suppression)
@@ -282,10 +420,22 @@ class SuppressionAdmin(ReadableModelAdmin):
 
 @admin.register(RetentionPolicy)
 class RetentionPolicyAdmin(ReadableModelAdmin):
+    """Purged nightly by Celery beat; the last run and its count show what went when."""
+
     list_display = ["category", "retention_days", "is_active", "last_run_at", "last_purged_count"]
     list_filter = ["is_active"]
     search_fields = ["category"]
     readonly_fields = ["last_run_at", "last_purged_count"]
+    actions = ["purge_now"]
+
+    @admin.action(description="Purge the selected categories now (background job)")
+    def purge_now(self, request, queryset):
+        categories = list(queryset.filter(is_active=True).values_list("category", flat=True))
+        for category in categories:
+            transaction.on_commit(
+                lambda category=category: purge_retention_category_task.delay(category)
+            )
+        self.message_user(request, f"Purge queued for: {', '.join(categories) or 'nothing'}.")
 
 
 @admin.register(ProcessingActivity)
@@ -303,30 +453,3 @@ class ProcessingActivityAdmin(ReadableModelAdmin):
         response["Content-Disposition"] = 'attachment; filename="processing-activities.csv"'
         write_register_csv(response, queryset.prefetch_related("purposes"))
         return response
-
-
-REGISTER_COLUMNS = [
-    "name",
-    "description",
-    "controller",
-    "lawful_basis",
-    "data_subjects",
-    "data_categories",
-    "recipients",
-    "third_country_transfers",
-    "retention",
-    "security_measures",
-]
-
-
-def write_register_csv(stream, activities) -> None:
-    writer = csv.writer(stream)
-    writer.writerow([*REGISTER_COLUMNS, "purposes", "updated_at"])
-    for activity in activities:
-        writer.writerow(
-            [
-                *(getattr(activity, column) for column in REGISTER_COLUMNS),
-                ", ".join(sorted(purpose.code for purpose in activity.purposes.all())),
-                activity.updated_at.isoformat(),
-            ]
-        )

@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class ConsentConfig(AppConfig):
     name = "consent"
     verbose_name = "Consent and privacy"
+
+    def ready(self) -> None:
+        # Each app's privacy.py registers the personal data it holds (see consent.registry).
+        from django.utils.module_loading import autodiscover_modules
+
+        autodiscover_modules("privacy")

@@ -192,6 +192,12 @@ class DataSubjectRequest(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
     rejection_reason = models.TextField(blank=True)
     details = models.TextField(blank=True, help_text="What the person asked, in their words.")
+    corrections = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Rectification: the corrected values, e.g. {"lastName": "Jansen"} '
+        "(profile trait keys; matching CRM contact fields are corrected too).",
+    )
     result_file = models.FileField(upload_to="dsar/", blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -286,3 +292,60 @@ class ProcessingActivity(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class DataSubjectRequestAction(models.Model):
+    """Who did what to a data subject request, when: the request's audit trail (Art. 5(2))."""
+
+    class Action(models.TextChoices):
+        CREATED = "created", "Created"
+        VERIFIED = "verified", "Identity verified"
+        STARTED = "started", "Processing started"
+        COMPLETED = "completed", "Completed"
+        REJECTED = "rejected", "Rejected"
+        EXTENDED = "extended", "Due date extended"
+        FAILED = "failed", "Processing failed"
+
+    request = models.ForeignKey(
+        DataSubjectRequest, on_delete=models.CASCADE, related_name="actions"
+    )
+    action = models.CharField(max_length=20, choices=Action.choices)
+    from_status = models.CharField(max_length=20, blank=True)
+    to_status = models.CharField(max_length=20, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(
+        max_length=200, blank=True, help_text="Who acted: a user, an API key or a command."
+    )
+    note = models.TextField(
+        blank=True, help_text="What was done (counts, reasons); never the subject's identifiers."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["request", "-created_at"], name="dsar_action_request")]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} #{self.request_id}"
+
+
+class ProcessingRestriction(models.Model):
+    """A profile whose processing is restricted (GDPR Art. 18): kept, but not used for any
+    purpose until the restriction is lifted."""
+
+    profile = models.OneToOneField(
+        "profiles.Profile", on_delete=models.CASCADE, related_name="processing_restriction"
+    )
+    request = models.ForeignKey(
+        DataSubjectRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Restriction of profile {self.profile_id}"

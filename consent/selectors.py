@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.db.models import Exists, OuterRef, QuerySet
 
-from consent.models import ConsentState, ConsentStatus
+from consent.hashing import suppression_hash
+from consent.models import ConsentState, ConsentStatus, ProcessingRestriction, Suppression
 from profiles.models import Profile
 from profiles.selectors import profile_resolve
 
 
 def profiles_with_consent(purpose_code: str) -> QuerySet[Profile]:
-    """Profiles that may be used for the purpose now: consent granted, not merged away.
+    """Profiles that may be used for the purpose now: consent granted, not merged away, and
+    processing not restricted (GDPR Art. 18).
 
     The ONE answer to "who may receive this": segment exports, audience exports, webhooks and
     CRM mailing lists all filter through it. ``Exists`` keeps it one row per profile and lets the
@@ -19,7 +23,8 @@ def profiles_with_consent(purpose_code: str) -> QuerySet[Profile]:
     granted = ConsentState.objects.filter(
         profile=OuterRef("pk"), purpose__code=purpose_code, status=ConsentStatus.GRANTED
     )
-    return Profile.objects.filter(Exists(granted), merged_into__isnull=True)
+    restricted = ProcessingRestriction.objects.filter(profile=OuterRef("pk"))
+    return Profile.objects.filter(Exists(granted), ~Exists(restricted), merged_into__isnull=True)
 
 
 def profile_has_consent(profile: Profile | int, purpose_code: str) -> bool:
@@ -29,3 +34,25 @@ def profile_has_consent(profile: Profile | int, purpose_code: str) -> bool:
     if survivor is None:
         return False
     return profiles_with_consent(purpose_code).filter(pk=survivor.pk).exists()
+
+
+def is_suppressed(kind: str, value: str) -> bool:
+    """Whether an identifier belongs to an erased person: ingestion and imports must not bring
+    it back."""
+    return Suppression.objects.filter(
+        identifier_kind=kind, value_hash=suppression_hash(kind, value)
+    ).exists()
+
+
+def suppressed_identifiers(pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The (kind, value) pairs among these that are suppressed, in one query: imports check a
+    whole batch at once."""
+    by_hash = {
+        (kind, suppression_hash(kind, value)): (kind, value) for kind, value in pairs if value
+    }
+    if not by_hash:
+        return set()
+    found = Suppression.objects.filter(
+        value_hash__in={value_hash for _, value_hash in by_hash}
+    ).values_list("identifier_kind", "value_hash")
+    return {by_hash[row] for row in found if row in by_hash}

@@ -9,6 +9,7 @@ from consent.models import (
     ConsentStatus,
     ConsentText,
     DataSubjectRequest,
+    DataSubjectRequestAction,
     ProcessingActivity,
     Purpose,
     RetentionPolicy,
@@ -181,6 +182,7 @@ class DataSubjectRequestSerializer(PiiMaskedSerializerMixin, serializers.ModelSe
             "completed_at",
             "rejection_reason",
             "details",
+            "corrections",
             "result_file",
             "created_by",
             "created_at",
@@ -199,6 +201,7 @@ class DataSubjectRequestSerializer(PiiMaskedSerializerMixin, serializers.ModelSe
             "updated_at",
         ]
         pii_fields = ("subject_email", "subject_phone", "subject_user_id", "details")
+        pii_json_fields = ("corrections",)
 
     def validate(self, attrs):
         identifiers = ("subject_email", "subject_phone", "subject_user_id", "profile")
@@ -257,3 +260,32 @@ class ProcessingActivitySerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["created_at", "updated_at"]
+
+
+class DataSubjectRequestActionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DataSubjectRequestAction
+        fields = [
+            "id",
+            "action",
+            "from_status",
+            "to_status",
+            "actor",
+            "actor_label",
+            "note",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class DsarNoteSerializer(serializers.Serializer):
+    note = serializers.CharField(required=False, allow_blank=True, max_length=1000)
+
+
+class DsarRejectSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000, help_text="Told to the person.")
+
+
+class DsarExtendSerializer(serializers.Serializer):
+    days = serializers.IntegerField(min_value=1, max_value=60)
+    reason = serializers.CharField(max_length=2000)

@@ -315,6 +315,103 @@ def consent_record_tcf(
     return records
 
 
+# --- Collected events --------------------------------------------------------------------------
+
+CONSENT_EVENT = "Consent Updated"
+
+
+def consent_record_event(
+    *,
+    profile: Profile,
+    name: str,
+    properties: Mapping,
+    context: Mapping,
+    source: str = "",
+    occurred_at: dt.datetime | None = None,
+) -> list[ConsentRecord]:
+    """Consent from the collection endpoint: a ``Consent Updated`` track event, and/or a TCF
+    string in the context (from a CMP). Called by event processing for every message; returns
+    the records written (none for an ordinary event).
+
+    ``properties``: ``{"purpose": "email_marketing", "status": "granted"}`` or
+    ``{"purposes": {"email_marketing": true, "analytics": false}}``, optional ``text_version``
+    and, for SMS, ``phone``. Proof comes from the context: ``ip``, ``userAgent``, ``page.url``.
+    """
+    proof = _event_proof(context)
+    records: list[ConsentRecord] = []
+    tcf_string = _tcf_from_context(context) or str(properties.get("tcfString") or "")
+    with transaction.atomic():
+        if tcf_string:
+            records += consent_record_tcf(
+                profile=profile,
+                tcf_string=tcf_string,
+                source=source,
+                occurred_at=occurred_at,
+                **proof,
+            )
+        if name == CONSENT_EVENT:
+            for purpose, status in _event_choices(profile, properties):
+                phone = str(properties.get("phone") or "")
+                records.append(
+                    consent_record(
+                        profile=profile,
+                        purpose=purpose,
+                        status=status,
+                        method=ConsentRecord.Method.EVENT
+                        if status != ConsentStatus.GRANTED or not phone
+                        else ConsentRecord.Method.WEB_FORM,
+                        source=source,
+                        occurred_at=occurred_at,
+                        identifier_kind=Identity.Kind.PHONE if phone else "",
+                        identifier_value=phone,
+                        text_version=properties.get("text_version") or None,
+                        **proof,
+                    )
+                )
+    return records
+
+
+def _event_choices(profile: Profile, properties: Mapping) -> list[tuple[str, str]]:
+    if properties.get("purpose"):
+        return [(str(properties["purpose"]), str(properties.get("status") or ""))]
+    choices = properties.get("purposes")
+    if not isinstance(choices, Mapping) or not choices:
+        raise ConsentError(
+            "a Consent Updated event needs 'purpose' and 'status', or 'purposes' as "
+            "{code: true/false}",
+            field="properties",
+        )
+    granted_now = set(
+        ConsentState.objects.filter(profile=profile, status=ConsentStatus.GRANTED).values_list(
+            "purpose__code", flat=True
+        )
+    )
+    result = []
+    for code, value in choices.items():
+        if isinstance(value, str):
+            result.append((code, value))
+        elif value:
+            result.append((code, ConsentStatus.GRANTED))
+        else:
+            refused = ConsentStatus.WITHDRAWN if code in granted_now else ConsentStatus.DENIED
+            result.append((code, refused))
+    return result
+
+
+def _event_proof(context: Mapping) -> dict:
+    page = context.get("page") if isinstance(context.get("page"), Mapping) else {}
+    return {
+        "ip_address": str(context.get("ip") or "") or None,
+        "user_agent": str(context.get("userAgent") or ""),
+        "form_url": str(page.get("url") or ""),
+    }
+
+
+def _tcf_from_context(context: Mapping) -> str:
+    consent = context.get("consent") if isinstance(context.get("consent"), Mapping) else {}
+    return str(consent.get("tcfString") or context.get("tcf_string") or "")
+
+
 # --- Spreadsheet import ------------------------------------------------------------------------
 
 IMPORT_IDENTIFIER_COLUMNS = ("email", "phone", "user_id")
@@ -423,3 +520,33 @@ def purposes_ensure_defaults() -> int:
         )
         created += made
     return created
+
+
+# --- Retention ---------------------------------------------------------------------------------
+
+RETENTION_BATCH_SIZE = 5_000
+
+
+def retention_purge(
+    *, category: str, batch_size: int = RETENTION_BATCH_SIZE, now: dt.datetime | None = None
+) -> int:
+    """Purge one data category past its retention period, in batches; records when and how
+    much on the policy (what the admin shows). An inactive policy purges nothing."""
+    from consent.retention import purgers
+
+    policy = RetentionPolicy.objects.filter(category=category).first()
+    if policy is None:
+        raise ConsentError(f"no retention policy for category {category!r}", field="category")
+    if not policy.is_active:
+        return 0
+    now = now or timezone.now()
+    cutoff = now - dt.timedelta(days=policy.retention_days)
+    purged = sum(purge(cutoff, batch_size) for purge in purgers(category))
+    RetentionPolicy.objects.filter(pk=policy.pk).update(last_run_at=now, last_purged_count=purged)
+    return purged
+
+
+def retention_run_all(*, now: dt.datetime | None = None) -> dict[str, int]:
+    """Every active policy, one after the other (the nightly schedule)."""
+    categories = RetentionPolicy.objects.filter(is_active=True).values_list("category", flat=True)
+    return {category: retention_purge(category=category, now=now) for category in categories}

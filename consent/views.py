@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+from django.db import transaction
 from django.db.models import Prefetch
+from django.http import FileResponse, HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from cdphub.pii import can_view_pii
 from consent import filters
+from consent.dsar import dsar_create, dsar_extend, dsar_reject, dsar_verify
+from consent.exports import write_register_csv
 from consent.models import (
     ConsentRecord,
     ConsentState,
@@ -29,7 +34,11 @@ from consent.serializers import (
     ConsentStateSerializer,
     ConsentTcfSerializer,
     ConsentWithdrawSerializer,
+    DataSubjectRequestActionSerializer,
     DataSubjectRequestSerializer,
+    DsarExtendSerializer,
+    DsarNoteSerializer,
+    DsarRejectSerializer,
     ProcessingActivitySerializer,
     PurposeSerializer,
     RetentionPolicySerializer,
@@ -43,6 +52,7 @@ from consent.services import (
     consent_record_tcf,
     consent_withdraw,
 )
+from consent.tasks import process_data_subject_request_task
 from profiles.selectors import profile_resolve
 
 
@@ -188,14 +198,97 @@ class DataSubjectRequestViewSet(
     mixins.RetrieveModelMixin,
     viewsets.GenericViewSet,
 ):
+    """Data subject requests: create, then ``verify``, ``process`` (runs as a background job),
+    or ``reject``; ``extend`` the due date with a reason; ``actions`` is the audit trail and
+    ``result`` downloads the access/portability file."""
+
     queryset = DataSubjectRequest.objects.all()
     serializer_class = DataSubjectRequestSerializer
     filterset_class = filters.DataSubjectRequestFilter
     ordering_fields = ["id", "due_at", "received_at"]
 
     def perform_create(self, serializer):
-        user = self.request.user
-        serializer.save(created_by=user if getattr(user, "pk", None) else None)
+        data = serializer.validated_data
+        try:
+            serializer.instance = dsar_create(
+                kind=data["kind"],
+                email=data.get("subject_email", ""),
+                phone=data.get("subject_phone", ""),
+                user_id=data.get("subject_user_id", ""),
+                profile=data.get("profile"),
+                details=data.get("details", ""),
+                corrections=data.get("corrections") or None,
+                received_at=data.get("received_at"),
+                actor=self.request.user,
+            )
+        except ConsentError as error:
+            raise as_validation_error(error) from None
+
+    def _respond(self, request_) -> Response:
+        return Response(self.get_serializer(request_).data)
+
+    def _call(self, service, **kwargs):
+        try:
+            return service(request=self.get_object(), actor=self.request.user, **kwargs)
+        except ConsentError as error:
+            raise as_validation_error(error) from None
+
+    @extend_schema(request=DsarNoteSerializer, responses={200: DataSubjectRequestSerializer})
+    @action(detail=True, methods=["post"])
+    def verify(self, request, pk=None):
+        serializer = DsarNoteSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return self._respond(self._call(dsar_verify, **serializer.validated_data))
+
+    @extend_schema(request=DsarRejectSerializer, responses={200: DataSubjectRequestSerializer})
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        serializer = DsarRejectSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return self._respond(self._call(dsar_reject, **serializer.validated_data))
+
+    @extend_schema(request=DsarExtendSerializer, responses={200: DataSubjectRequestSerializer})
+    @action(detail=True, methods=["post"])
+    def extend(self, request, pk=None):
+        serializer = DsarExtendSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return self._respond(self._call(dsar_extend, **serializer.validated_data))
+
+    @extend_schema(request=None, responses={202: DataSubjectRequestSerializer})
+    @action(detail=True, methods=["post"])
+    def process(self, request, pk=None):
+        """Queue the request to run; it must be verified (or in progress, to retry)."""
+        request_ = self.get_object()
+        if request_.status not in ("verified", "in_progress"):
+            raise serializers.ValidationError(
+                {"status": [f"request #{request_.pk} is {request_.status}: verify it first"]}
+            )
+        actor_id = getattr(request.user, "pk", None)
+        transaction.on_commit(
+            lambda: process_data_subject_request_task.delay(request_.pk, actor_id)
+        )
+        return Response(self.get_serializer(request_).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses={200: DataSubjectRequestActionSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def actions(self, request, pk=None):
+        rows = self.get_object().actions.all()
+        return Response(DataSubjectRequestActionSerializer(rows, many=True).data)
+
+    @extend_schema(responses={(200, "application/zip"): bytes})
+    @action(detail=True, methods=["get"])
+    def result(self, request, pk=None):
+        """The access/portability file; it is the person's data, so it needs PII access."""
+        request_ = self.get_object()
+        if not can_view_pii(request.user, request.auth):
+            raise exceptions.PermissionDenied("the result file holds personal data: needs pii:read")
+        if not request_.result_file:
+            raise exceptions.NotFound("this request has no result file")
+        return FileResponse(
+            request_.result_file.open("rb"),
+            as_attachment=True,
+            filename=request_.result_file.name.rsplit("/", 1)[-1],
+        )
 
 
 class SuppressionViewSet(viewsets.ReadOnlyModelViewSet):
@@ -215,6 +308,16 @@ class RetentionPolicyViewSet(
 
 
 class ProcessingActivityViewSet(viewsets.ModelViewSet):
+    """The register of processing activities (GDPR Art. 30); ``export`` returns it as CSV."""
+
     queryset = ProcessingActivity.objects.prefetch_related("purposes")
     serializer_class = ProcessingActivitySerializer
     filterset_class = filters.ProcessingActivityFilter
+
+    @extend_schema(responses={(200, "text/csv"): bytes})
+    @action(detail=False, methods=["get"])
+    def export(self, request):
+        response = HttpResponse(content_type="text/csv")
+        response["Content-Disposition"] = 'attachment; filename="processing-activities.csv"'
+        write_register_csv(response, self.filter_queryset(self.get_queryset()).order_by("name"))
+        return response

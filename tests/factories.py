@@ -226,3 +226,25 @@ def consent_state_create(
         defaults={"status": status, "record": record, "updated_at": timezone.now()},
     )
     return state
+
+
+# --- consent (purposes are seeded by migration; consent records are written through
+# consent.services.consent_record, never by a factory, so the current state stays derived) ---
+
+
+class DataSubjectRequestFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "consent.DataSubjectRequest"
+
+    kind = "access"
+    subject_email = factory.Sequence(lambda n: f"subject{n}@example.com")
+
+
+class ProcessingActivityFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "consent.ProcessingActivity"
+
+    name = factory.Sequence(lambda n: f"Processing activity {n}")
+    lawful_basis = "consent"
+    data_subjects = "Customers"
+    data_categories = "Contact data"

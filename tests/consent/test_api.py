@@ -355,3 +355,31 @@ def test_tcf_endpoint_records_mapped_purposes(writer, purposes):
         "/api/consent/records/tcf/", {"profile": profile.pk, "tcf_string": "%%%"}, format="json"
     )
     assert bad.status_code == 400 and "tcf_string" in bad.json()["errors"]
+
+
+def test_processing_register_csv_export(reader, purposes, api_client_with_scopes):
+    from tests.factories import ProcessingActivityFactory
+
+    ProcessingActivityFactory(name="Loyalty programme").purposes.add(purposes["analytics"])
+    response = reader.get("/api/consent/processing-activities/export/")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/csv"
+    lines = response.content.decode().splitlines()
+    assert lines[1].startswith("Loyalty programme,") and "analytics" in lines[1]
+    no_scope = api_client_with_scopes("crm:read").get("/api/consent/processing-activities/export/")
+    assert no_scope.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/consent/states/?profile=abc",
+        "/api/consent/records/?status=maybe",
+        "/api/consent/requests/?kind=forget",
+        "/api/consent/records/?occurred_at__gte=yesterday",
+    ],
+)
+def test_list_filters_refuse_bad_values(reader, url):
+    response = reader.get(url)
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid"

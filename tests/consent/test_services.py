@@ -271,3 +271,85 @@ def test_import_rows_validates_each_row_and_keeps_the_good_ones(purposes):
     assert email_record.method == "import" and email_record.source == "spring import"
     assert sms_record.identifier_kind == "phone"
     assert profile_has_consent(anna, "sms_marketing")
+
+
+def test_consent_updated_event_records_each_purpose(purposes):
+    from consent.services import consent_record_event
+
+    profile = ProfileFactory()
+    grant(profile, purpose="analytics")
+    records = consent_record_event(
+        profile=profile,
+        name="Consent Updated",
+        properties={"purposes": {"email_marketing": True, "analytics": False, "phone": False}},
+        context={"ip": "192.0.2.8", "userAgent": "Mozilla/5.0", "page": {"url": "https://x.nl/p"}},
+        source="website",
+    )
+    assert {r.purpose.code: r.status for r in records} == {
+        "email_marketing": "granted",
+        "analytics": "withdrawn",  # was granted
+        "phone": "denied",  # never was
+    }
+    assert {r.method for r in records} == {"event"}
+    assert records[0].ip_address == "192.0.2.8" and records[0].form_url == "https://x.nl/p"
+
+
+def test_event_with_tcf_string_in_context(purposes):
+    from consent.services import consent_record_event
+
+    records = consent_record_event(
+        profile=ProfileFactory(),
+        name="Page Viewed",
+        properties={},
+        context={"consent": {"tcfString": tcf_core_string({1, 8, 9})}},
+    )
+    assert {r.purpose.code: r.status for r in records}["analytics"] == "granted"
+
+
+def test_ordinary_event_records_nothing_and_bad_consent_event_is_refused(purposes):
+    from consent.services import consent_record_event
+
+    profile = ProfileFactory()
+    assert (
+        consent_record_event(profile=profile, name="Order Completed", properties={}, context={})
+        == []
+    )
+    with pytest.raises(ConsentError, match="needs 'purpose'"):
+        consent_record_event(profile=profile, name="Consent Updated", properties={}, context={})
+    with pytest.raises(ConsentError, match="specific phone number"):
+        consent_record_event(
+            profile=profile,
+            name="Consent Updated",
+            properties={"purpose": "sms_marketing", "status": "granted"},
+            context={},
+        )
+    assert not ConsentRecord.objects.exists()
+
+
+def test_sms_consent_from_a_web_form_event_names_the_number(purposes):
+    from consent.services import consent_record_event
+
+    profile = ProfileFactory()
+    (record,) = consent_record_event(
+        profile=profile,
+        name="Consent Updated",
+        properties={"purpose": "sms_marketing", "status": "granted", "phone": "0612345678"},
+        context={"page": {"url": "https://shop.example.com/sms"}},
+    )
+    assert (record.identifier_kind, record.identifier_value) == ("phone", "+31612345678")
+    assert record.method == "web_form"
+    assert profile_has_consent(profile, "sms_marketing")
+
+
+def test_suppressed_identifiers_checks_a_batch(purposes):
+    from consent.hashing import suppression_hash
+    from consent.models import Suppression
+    from consent.selectors import is_suppressed, suppressed_identifiers
+
+    Suppression.objects.create(
+        identifier_kind="email", value_hash=suppression_hash("email", "gone@example.org")
+    )
+    batch = [("email", "Gone@Example.org"), ("email", "here@example.org"), ("phone", "")]
+    assert suppressed_identifiers(batch) == {("email", "Gone@Example.org")}
+    assert is_suppressed("email", "gone@example.org")
+    assert not is_suppressed("user_id", "gone@example.org")  # the kind is part of the hash

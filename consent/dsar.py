@@ -1,0 +1,465 @@
+"""Data subject requests (GDPR Art. 12, 15-21): the status machine, and what each kind does.
+
+received -> verified -> in_progress -> completed, and any open status -> rejected. Every step is
+logged (who, what, when) in the same transaction as the change.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import zipfile
+from collections.abc import Callable
+
+from django.core.files.base import ContentFile
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from consent import registry
+from consent.hashing import suppression_hash
+from consent.models import DataSubjectRequest, DataSubjectRequestAction, ProcessingRestriction
+from consent.registry import Subject
+from consent.services import ConsentError, consent_object
+from profiles.models import Identity, Profile
+from profiles.normalize import InvalidIdentifier, normalize_email, normalize_phone
+from profiles.selectors import profile_resolve
+
+Status = DataSubjectRequest.Status
+Kind = DataSubjectRequest.Kind
+Action = DataSubjectRequestAction.Action
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    Status.RECEIVED: frozenset({Status.VERIFIED, Status.REJECTED}),
+    Status.VERIFIED: frozenset({Status.IN_PROGRESS, Status.REJECTED}),
+    Status.IN_PROGRESS: frozenset({Status.COMPLETED, Status.REJECTED}),
+    Status.COMPLETED: frozenset(),
+    Status.REJECTED: frozenset(),
+}
+# Art. 12(3): one month, extendable by two further months where necessary.
+MAX_EXTENSION = dt.timedelta(days=60)
+BASE_PERIOD = dt.timedelta(days=30)
+
+
+class DsarError(ConsentError):
+    """A request that cannot move on as asked; the message says why."""
+
+
+def actor_label(actor) -> str:
+    if actor is None:
+        return "system"
+    return str(getattr(actor, "username", None) or actor)
+
+
+def dsar_log(*, request: DataSubjectRequest, action: str, actor=None, note: str = "", **kw):
+    return DataSubjectRequestAction.objects.create(
+        request=request,
+        action=action,
+        actor=actor if getattr(actor, "pk", None) else None,
+        actor_label=kw.pop("label", None) or actor_label(actor),
+        note=note,
+        **kw,
+    )
+
+
+def _move(request: DataSubjectRequest, to_status: str, action: str, actor, note="", **fields):
+    """Change status under a row lock so two officers cannot both move the same request."""
+    locked = DataSubjectRequest.objects.select_for_update().get(pk=request.pk)
+    if to_status not in TRANSITIONS[locked.status]:
+        allowed = ", ".join(sorted(TRANSITIONS[locked.status])) or "none (it is closed)"
+        raise DsarError(
+            f"request #{locked.pk} is {locked.status}: it cannot become {to_status} "
+            f"(possible: {allowed})",
+            field="status",
+        )
+    from_status = locked.status
+    for name, value in {"status": to_status, **fields}.items():
+        setattr(locked, name, value)
+    locked.save()
+    dsar_log(
+        request=locked,
+        action=action,
+        actor=actor,
+        note=note,
+        from_status=from_status,
+        to_status=to_status,
+    )
+    request.refresh_from_db()
+    return request
+
+
+def _normalised(kind: str, value: str) -> str:
+    if not value:
+        return ""
+    try:
+        return normalize_email(value) if kind == "email" else normalize_phone(value)
+    except InvalidIdentifier as error:
+        raise DsarError(str(error), field=f"subject_{kind}") from None
+
+
+@transaction.atomic
+def dsar_create(
+    *,
+    kind: str,
+    email: str = "",
+    phone: str = "",
+    user_id: str = "",
+    profile: Profile | None = None,
+    details: str = "",
+    corrections: dict | None = None,
+    received_at: dt.datetime | None = None,
+    actor=None,
+    label: str | None = None,
+) -> DataSubjectRequest:
+    if kind not in Kind.values:
+        raise DsarError(f"unknown kind {kind!r}; one of {', '.join(Kind.values)}", field="kind")
+    if not (email or phone or user_id or profile):
+        raise DsarError(
+            "give an e-mail, phone, user id or profile to identify the person",
+            field="subject_email",
+        )
+    if kind == Kind.RECTIFICATION and not corrections:
+        raise DsarError("a rectification needs the corrected values", field="corrections")
+    if corrections is not None and not isinstance(corrections, dict):
+        raise DsarError("corrections must be an object of field: value", field="corrections")
+    received_at = received_at or timezone.now()
+    request = DataSubjectRequest.objects.create(
+        kind=kind,
+        subject_email=_normalised("email", email),
+        subject_phone=_normalised("phone", phone),
+        subject_user_id=user_id.strip(),
+        profile=profile,
+        details=details,
+        corrections=corrections or {},
+        received_at=received_at,
+        due_at=received_at + BASE_PERIOD,
+        created_by=actor if getattr(actor, "pk", None) else None,
+    )
+    dsar_log(request=request, action=Action.CREATED, actor=actor, label=label, to_status="received")
+    return request
+
+
+@transaction.atomic
+def dsar_verify(*, request: DataSubjectRequest, actor=None, note: str = "") -> DataSubjectRequest:
+    """The person's identity was checked (Art. 12(6)); links the request to their profile."""
+    subject = subject_resolve(request)
+    profile_id = min(subject.profile_ids, default=None)
+    survivor = profile_resolve(profile_id) if profile_id else None
+    return _move(
+        request,
+        Status.VERIFIED,
+        Action.VERIFIED,
+        actor,
+        note=note or f"{len(subject.profile_ids)} profile(s) found",
+        verified_at=timezone.now(),
+        profile=request.profile or survivor,
+    )
+
+
+@transaction.atomic
+def dsar_reject(*, request: DataSubjectRequest, reason: str, actor=None) -> DataSubjectRequest:
+    if not reason.strip():
+        raise DsarError("a rejection needs a reason (it is told to the person)", field="reason")
+    return _move(
+        request,
+        Status.REJECTED,
+        Action.REJECTED,
+        actor,
+        note=reason,
+        rejection_reason=reason,
+        completed_at=timezone.now(),
+    )
+
+
+@transaction.atomic
+def dsar_extend(
+    *, request: DataSubjectRequest, days: int, reason: str, actor=None
+) -> DataSubjectRequest:
+    """Extend the due date (Art. 12(3)): by at most two months in total, with a reason."""
+    locked = DataSubjectRequest.objects.select_for_update().get(pk=request.pk)
+    if locked.status not in (Status.RECEIVED, Status.VERIFIED, Status.IN_PROGRESS):
+        raise DsarError(f"request #{locked.pk} is {locked.status}: closed", field="status")
+    if not reason.strip():
+        raise DsarError("an extension needs a reason", field="reason")
+    if days < 1:
+        raise DsarError("extend by at least one day", field="days")
+    new_due = locked.due_at + dt.timedelta(days=days)
+    latest = locked.received_at + BASE_PERIOD + MAX_EXTENSION
+    if new_due > latest:
+        raise DsarError(
+            f"the due date can be extended to {latest:%Y-%m-%d} at the latest (two months "
+            "beyond the first month)",
+            field="days",
+        )
+    old_due = locked.due_at
+    locked.due_at = new_due
+    locked.extension_reason = "\n".join(filter(None, [locked.extension_reason, reason]))
+    locked.save(update_fields=["due_at", "extension_reason", "updated_at"])
+    dsar_log(
+        request=locked,
+        action=Action.EXTENDED,
+        actor=actor,
+        note=f"{old_due:%Y-%m-%d} -> {new_due:%Y-%m-%d}: {reason}",
+    )
+    request.refresh_from_db()
+    return request
+
+
+# --- Finding the person ------------------------------------------------------------------------
+
+
+def subject_resolve(request: DataSubjectRequest) -> Subject:
+    """The person behind a request: profiles found by any identifier (merged profiles included)
+    and every identifier and name known for them."""
+    seeds = set()
+    identifiers = {
+        ("email", request.subject_email),
+        ("phone", request.subject_phone),
+        ("user_id", request.subject_user_id),
+    }
+    lookup = Q()
+    for kind, value in identifiers:
+        if value:
+            lookup |= Q(kind=kind, value=value)
+    if lookup:
+        seeds |= set(Identity.objects.filter(lookup).values_list("profile_id", flat=True))
+    if request.profile_id:
+        seeds.add(request.profile_id)
+    profile_ids = _profile_cluster(seeds)
+    return _subject_for(profile_ids, identifiers, request)
+
+
+def _profile_cluster(seeds: set[int]) -> frozenset[int]:
+    """The profiles, their merge survivors and every profile merged into them."""
+    found = set()
+    for profile_id in seeds:
+        survivor = profile_resolve(profile_id)
+        if survivor is not None:
+            found.add(survivor.pk)
+        found.add(profile_id)
+    frontier = set(found)
+    while frontier:
+        merged = set(
+            Profile.objects.filter(merged_into_id__in=frontier).values_list("pk", flat=True)
+        )
+        frontier = merged - found
+        found |= merged
+    return frozenset(Profile.objects.filter(pk__in=found).values_list("pk", flat=True))
+
+
+def _subject_for(profile_ids, identifiers, request) -> Subject:
+    from crm.models import Contact
+
+    values: dict[str, set[str]] = {"email": set(), "phone": set(), "user_id": set()}
+    other: set[tuple[str, str]] = set()
+    for kind, value in identifiers:
+        if value:
+            values[kind].add(value)
+    for kind, value in Identity.objects.filter(profile_id__in=profile_ids).values_list(
+        "kind", "value"
+    ):
+        (values[kind].add(value) if kind in values else other.add((kind, value)))
+    names: set[str] = set()
+    for traits in Profile.objects.filter(pk__in=profile_ids).values_list("traits", flat=True):
+        names |= _trait_names(traits or {})
+        for key in ("email", "phone"):
+            if isinstance((traits or {}).get(key), str) and traits[key]:
+                values[key].add(traits[key].strip())
+    contacts = Contact.objects.filter(
+        Q(profile_id__in=profile_ids)
+        | Q(email__in=values["email"] - {""})
+        | Q(phone__in=values["phone"] - {""})
+    ).values_list("first_name", "last_name", "email", "phone")
+    for first, last, email, phone in contacts:
+        names |= {n for n in (first, last, f"{first} {last}".strip()) if n}
+        values["email"] |= {email} - {""}
+        values["phone"] |= {phone} - {""}
+    requests = set(
+        DataSubjectRequest.objects.filter(profile_id__in=profile_ids).values_list("pk", flat=True)
+    )
+    return Subject(
+        profile_ids=frozenset(profile_ids),
+        emails=frozenset(values["email"]),
+        phones=frozenset(values["phone"]),
+        user_ids=frozenset(values["user_id"]),
+        other_identifiers=frozenset(other),
+        names=frozenset(names),
+        request_ids=frozenset(requests | {request.pk}),
+    )
+
+
+def _trait_names(traits: dict) -> set[str]:
+    keys = ("name", "firstName", "lastName", "first_name", "last_name", "fullName")
+    names = {str(traits[key]).strip() for key in keys if traits.get(key)}
+    return {name for name in names if name}
+
+
+# --- Running a request -------------------------------------------------------------------------
+
+
+def dsar_process(*, request: DataSubjectRequest, actor=None) -> DataSubjectRequest:
+    """Run a verified request: mark it in progress (visible at once), do the work in one
+    transaction, complete it. A failure is logged and leaves it in progress, to be run again."""
+    with transaction.atomic():
+        locked = DataSubjectRequest.objects.select_for_update().get(pk=request.pk)
+        if locked.status == Status.VERIFIED:
+            _move(request, Status.IN_PROGRESS, Action.STARTED, actor)
+        elif locked.status != Status.IN_PROGRESS:
+            raise DsarError(
+                f"request #{locked.pk} is {locked.status}: only a verified request can be run",
+                field="status",
+            )
+    try:
+        with transaction.atomic():
+            note = HANDLERS[request.kind](request, subject_resolve(request), actor)
+            request.refresh_from_db()  # erasure anonymised the request row itself
+            return _move(
+                request,
+                Status.COMPLETED,
+                Action.COMPLETED,
+                actor,
+                note=note,
+                completed_at=timezone.now(),
+            )
+    except Exception as error:
+        dsar_log(request=request, action=Action.FAILED, actor=actor, note=type(error).__name__)
+        raise
+
+
+def _export(request: DataSubjectRequest, subject: Subject, actor) -> str:
+    """Access and portability: one zip with everything as JSON and a CSV per table."""
+    tables: dict[str, list[dict]] = {}
+    for holder in registry.holders():
+        if holder.export:
+            tables[holder.label] = list(holder.find(subject).order_by("pk").values())
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        document = {
+            "request": {"id": request.pk, "kind": request.kind, "generated_at": timezone.now()},
+            "data": tables,
+        }
+        archive.writestr("data.json", json.dumps(document, cls=DjangoJSONEncoder, indent=2))
+        for label, rows in tables.items():
+            archive.writestr(f"{label}.csv", _csv(rows))
+    name = f"request-{request.pk}-{request.kind}.zip"
+    request.result_file.save(name, ContentFile(buffer.getvalue()), save=False)
+    DataSubjectRequest.objects.filter(pk=request.pk).update(result_file=request.result_file.name)
+    counts = ", ".join(f"{label}={len(rows)}" for label, rows in tables.items() if rows)
+    return f"exported {counts or 'nothing found'}"
+
+
+def _csv(rows: list[dict]) -> str:
+    stream = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: _cell(value) for key, value in row.items()})
+    return stream.getvalue()
+
+
+def _cell(value):
+    if isinstance(value, dict | list):
+        return json.dumps(value, cls=DjangoJSONEncoder)
+    return value
+
+
+def _erase(request: DataSubjectRequest, subject: Subject, actor) -> str:
+    """Suppress every identifier, then let each app erase or anonymise what it holds."""
+    from consent.models import Suppression
+
+    Suppression.objects.bulk_create(
+        [
+            Suppression(
+                identifier_kind=kind,
+                value_hash=suppression_hash(kind, value),
+                reason=f"erasure request #{request.pk}",
+                request_id=request.pk,
+            )
+            for kind, value in subject.identifiers()
+        ],
+        ignore_conflicts=True,
+    )
+    counts = []
+    for holder in registry.holders():
+        changed = holder.erase(holder.find(subject), subject)
+        if changed:
+            counts.append(f"{holder.label}={changed}")
+    return f"suppressed {len(subject.identifiers())} identifier(s); erased " + ", ".join(counts)
+
+
+def _rectify(request: DataSubjectRequest, subject: Subject, actor) -> str:
+    from crm.models import Contact
+
+    corrections = request.corrections or {}
+    profiles = Profile.objects.filter(pk__in=subject.profile_ids, merged_into__isnull=True)
+    for profile in profiles:
+        profile.traits = {**(profile.traits or {}), **corrections}
+        profile.save(update_fields=["traits", "updated_at"])
+    contact_fields = {
+        CONTACT_FIELD_FOR_TRAIT[key]: value
+        for key, value in corrections.items()
+        if key in CONTACT_FIELD_FOR_TRAIT
+    }
+    contacts = Contact.objects.filter(profile_id__in=subject.profile_ids)
+    updated = contacts.update(**contact_fields, updated_at=timezone.now()) if contact_fields else 0
+    fields = ", ".join(sorted(corrections))
+    return f"corrected {fields} on {len(profiles)} profile(s) and {updated} contact(s)"
+
+
+CONTACT_FIELD_FOR_TRAIT = {
+    "firstName": "first_name",
+    "lastName": "last_name",
+    "first_name": "first_name",
+    "last_name": "last_name",
+    "email": "email",
+    "phone": "phone",
+    "street": "street",
+    "postalCode": "postal_code",
+    "postal_code": "postal_code",
+    "city": "city",
+}
+
+
+def _restrict(request: DataSubjectRequest, subject: Subject, actor) -> str:
+    survivors = Profile.objects.filter(pk__in=subject.profile_ids, merged_into__isnull=True)
+    for profile in survivors:
+        ProcessingRestriction.objects.get_or_create(
+            profile=profile,
+            defaults={"request": request, "reason": f"restriction request #{request.pk}"},
+        )
+    return f"restricted {len(survivors)} profile(s)"
+
+
+def _object(request: DataSubjectRequest, subject: Subject, actor) -> str:
+    survivors = Profile.objects.filter(pk__in=subject.profile_ids, merged_into__isnull=True)
+    withdrawn = 0
+    for profile in survivors:
+        withdrawn += len(
+            consent_object(
+                profile=profile,
+                method="api",
+                source=f"objection request #{request.pk}",
+                recorded_by=actor,
+            )
+        )
+    return f"withdrew {withdrawn} marketing consent(s) on {len(survivors)} profile(s)"
+
+
+HANDLERS: dict[str, Callable[[DataSubjectRequest, Subject, object], str]] = {
+    Kind.ACCESS: _export,
+    Kind.PORTABILITY: _export,
+    Kind.ERASURE: _erase,
+    Kind.RECTIFICATION: _rectify,
+    Kind.RESTRICTION: _restrict,
+    Kind.OBJECTION: _object,
+}
+
+
+@transaction.atomic
+def restriction_lift(*, profile: Profile) -> bool:
+    """End a restriction (Art. 18(3)): the profile may be used again under its consent."""
+    return ProcessingRestriction.objects.filter(profile=profile).delete()[0] > 0

@@ -1,0 +1,159 @@
+"""The registry of personal data: each app says what it holds about a person, how to find it,
+and how to erase it. Access, portability and erasure requests work from this list only, so a
+model with personal data that is not registered is caught by a test instead of being forgotten.
+
+Apps register in their ``privacy.py`` (loaded by the consent app's ``ready()``):
+
+    registry.register(Contact, find=..., personal_fields=(...), erase=..., erase_order=40)
+    registry.register_not_personal(Company, "organisations, not people")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django.db import models
+
+# Field names that hold personal data wherever they appear; models with such a field (or a JSON
+# document of traits/properties) must be registered, either as holders or as not personal.
+PERSONAL_FIELD_NAMES = frozenset(
+    {
+        "email",
+        "phone",
+        "first_name",
+        "last_name",
+        "name",
+        "street",
+        "ip_address",
+        "user_agent",
+        "date_of_birth",
+        "traits",
+        "properties",
+        "context",
+    }
+)
+
+# ... and any field whose name contains one of these (subject_email, identifier_value).
+PERSONAL_NAME_PARTS = ("email", "phone", "identifier")
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One person as found from a request: the profiles (merged ones included) and every
+    identifier known for them, normalised."""
+
+    profile_ids: frozenset[int] = frozenset()
+    emails: frozenset[str] = frozenset()
+    phones: frozenset[str] = frozenset()
+    user_ids: frozenset[str] = frozenset()
+    other_identifiers: frozenset[tuple[str, str]] = frozenset()
+    names: frozenset[str] = frozenset()
+    request_ids: frozenset[int] = frozenset()
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def identifiers(self) -> list[tuple[str, str]]:
+        """(kind, value) of every identifier, for the suppression list."""
+        pairs = {("email", value) for value in self.emails}
+        pairs |= {("phone", value) for value in self.phones}
+        pairs |= {("user_id", value) for value in self.user_ids}
+        return sorted(pairs | set(self.other_identifiers))
+
+    def personal_strings(self) -> list[str]:
+        """Every string that identifies the person, longest first (for scrubbing free text)."""
+        values = {*self.emails, *self.phones, *self.user_ids, *self.names}
+        return sorted((v for v in values if len(v) >= 3), key=len, reverse=True)
+
+
+@dataclass(frozen=True)
+class Holder:
+    model: type[models.Model]
+    find: Callable[[Subject], models.QuerySet]
+    erase: Callable[[models.QuerySet, Subject], int]
+    personal_fields: tuple[str, ...]
+    erase_order: int = 50
+    export: bool = True
+
+    @property
+    def label(self) -> str:
+        return self.model._meta.label
+
+
+_holders: dict[str, Holder] = {}
+_not_personal: dict[str, str] = {}
+
+
+def register(
+    model: type[models.Model],
+    *,
+    find: Callable[[Subject], models.QuerySet],
+    erase: Callable[[models.QuerySet, Subject], int],
+    personal_fields: tuple[str, ...] = (),
+    erase_order: int = 50,
+    export: bool = True,
+) -> None:
+    """Register what a model holds about a person. ``erase`` receives the rows ``find``
+    returned and deletes or anonymises them; lower ``erase_order`` runs first (rows that point at
+    a profile go before the profile)."""
+    unknown = [name for name in personal_fields if not _has_field(model, name)]
+    if unknown:
+        raise ValueError(f"{model._meta.label} has no field(s) {', '.join(unknown)}")
+    _holders[model._meta.label] = Holder(
+        model, find, erase, tuple(personal_fields), erase_order, export
+    )
+
+
+def register_not_personal(model: type[models.Model], reason: str) -> None:
+    """Declare, with the reason, that a model with person-like field names holds no personal
+    data (a source's or a company's ``name``)."""
+    _not_personal[model._meta.label] = reason
+
+
+def holders() -> list[Holder]:
+    return sorted(_holders.values(), key=lambda holder: (holder.erase_order, holder.label))
+
+
+def is_covered(model: type[models.Model]) -> bool:
+    label = model._meta.label
+    return label in _holders or label in _not_personal
+
+
+def personal_looking_fields(model: type[models.Model]) -> list[str]:
+    return [
+        f.name
+        for f in model._meta.concrete_fields
+        if f.name in PERSONAL_FIELD_NAMES or any(part in f.name for part in PERSONAL_NAME_PARTS)
+    ]
+
+
+def _has_field(model: type[models.Model], name: str) -> bool:
+    try:
+        model._meta.get_field(name)
+    except Exception:
+        return False
+    return True
+
+
+def scrub_text(text: str, subject: Subject) -> str:
+    """Free text with the person's identifiers and names replaced by ``[erased]``."""
+    import re
+
+    for value in subject.personal_strings():
+        text = re.sub(re.escape(value), "[erased]", text, flags=re.IGNORECASE)
+    return text
+
+
+def scrub_fields(queryset: models.QuerySet, subject: Subject, fields: tuple[str, ...]) -> int:
+    """Scrub the person out of free-text fields of other records (a deal named after them,
+    a ticket quoting their address) without deleting the records."""
+    changed = 0
+    for row in queryset.only("pk", *fields):
+        updates = {name: scrub_text(getattr(row, name) or "", subject) for name in fields}
+        if any(updates[name] != (getattr(row, name) or "") for name in fields):
+            queryset.model.objects.filter(pk=row.pk).update(**updates)
+            changed += 1
+    return changed
+
+
+def delete_rows(queryset: models.QuerySet, subject: Subject) -> int:
+    return queryset.delete()[0]

@@ -1,0 +1,195 @@
+"""Admin pages at 10k and at 1M profiles: the dashboard, the profile list searched by e-mail and
+the profile 360 page must stay flat as tables grow (target: large / small <= 1.5x).
+
+Two databases, ``<database>_admin_small`` (BENCH_ADMIN_SMALL, default 10,000 profiles) and
+``<database>_admin_large`` (BENCH_ADMIN_LARGE, default 1,000,000), each with an e-mail identity
+per profile and BENCH_ADMIN_EVENTS_PER_PROFILE (default 10) events per profile over 60 days, are
+generated in SQL once and reused. Each page is requested through Django's test client as a
+superuser; the best of BENCH_REPEAT (default 5) runs after a warm-up is reported. The dashboard
+is measured cold: its cache is cleared before every run.
+
+    BENCH_ADMIN_LARGE=200000 python -m tests.bench bench_admin
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.core.management import call_command
+from django.db import connection, connections
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+SMALL = int(os.environ.get("BENCH_ADMIN_SMALL", 10_000))
+LARGE = int(os.environ.get("BENCH_ADMIN_LARGE", 1_000_000))
+EVENTS_PER_PROFILE = int(os.environ.get("BENCH_ADMIN_EVENTS_PER_PROFILE", 10))
+REPEAT = int(os.environ.get("BENCH_REPEAT", 5))
+
+
+@contextmanager
+def sized_database(label: str, profiles: int):
+    """Point the default connection at a database holding ``profiles`` generated profiles."""
+    settings_dict = connections["default"].settings_dict
+    original = settings_dict["NAME"]
+    name = f"{original}_admin_{label}"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+        if cursor.fetchone() is None:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+    connection.close()
+    settings_dict["NAME"] = name
+    try:
+        call_command("migrate", verbosity=0)
+        if scalar("SELECT count(*) FROM profiles_profile") != profiles:
+            generate(profiles)
+        yield
+    finally:
+        connection.close()
+        settings_dict["NAME"] = original
+
+
+def scalar(sql: str, params=None):
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0]
+
+
+def execute(sql: str, params=None) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def generate(profiles: int) -> None:
+    started = time.perf_counter()
+    for table in ("profiles_event", "profiles_identity", "profiles_profile", "profiles_source"):
+        execute(f"TRUNCATE {table} CASCADE")
+    execute("SET maintenance_work_mem = '1GB'")
+    execute(
+        "INSERT INTO profiles_source (name, kind, write_key_hash, write_key_prefix, is_active, "
+        "created_at, updated_at) VALUES ('Web shop', 'shop', 'bench-a', 'bench', true, now(), "
+        "now()), ('App', 'app', 'bench-b', 'bench', true, now(), now())"
+    )
+    source_ids = [row for row in ids("profiles_source")]
+    execute(
+        """
+        INSERT INTO profiles_profile (id, traits, computed_traits, trait_timestamps,
+                                      first_seen_at, last_seen_at, created_at, updated_at)
+        SELECT g, jsonb_build_object('email', 'user' || g || '@example.com',
+                                     'firstName', 'User', 'lastName', 'Number ' || g,
+                                     'country', (ARRAY['NL', 'BE', 'DE'])[1 + g %% 3]),
+               jsonb_build_object('lifetime_value', g %% 900, 'order_count', g %% 7),
+               '{}'::jsonb, now() - interval '90 days', now() - (g %% 60) * interval '1 day',
+               now() - (g %% 120) * interval '1 day', now()
+        FROM generate_series(1, %s::bigint) g
+        """,
+        [profiles],
+    )
+    execute(
+        "SELECT setval(pg_get_serial_sequence('profiles_profile', 'id'), %s)", [profiles]
+    )
+    execute(
+        """
+        INSERT INTO profiles_identity (profile_id, kind, value, source_id, first_seen_at,
+                                       last_seen_at, created_at)
+        SELECT g, 'email', 'user' || g || '@example.com', %s, now(), now(), now()
+        FROM generate_series(1, %s::bigint) g
+        """,
+        [source_ids[0], profiles],
+    )
+    execute(
+        """
+        INSERT INTO profiles_event (profile_id, source_id, type, name, properties, context,
+                                    message_id, timestamp, received_at)
+        SELECT 1 + (g %% %(profiles)s), CASE WHEN g %% 3 = 0 THEN %(app)s ELSE %(web)s END,
+               'track', (ARRAY['Page Viewed', 'Product Viewed', 'Added to Cart',
+                               'Order Completed'])[1 + g %% 4],
+               jsonb_build_object('sku', 'SKU-' || g %% 500), '{}'::jsonb, 'm' || g,
+               now() - ((g * 7919) %% (60 * 24 * 60)) * interval '1 minute', now()
+        FROM generate_series(1, %(events)s::bigint) g
+        """,
+        {
+            "profiles": profiles,
+            "events": profiles * EVENTS_PER_PROFILE,
+            "app": source_ids[1],
+            "web": source_ids[0],
+        },
+    )
+    rollup_rebuild()
+    execute("VACUUM ANALYZE")
+    print(f"   generated {profiles:,} profiles in {time.perf_counter() - started:.0f} s")
+
+
+def rollup_rebuild() -> None:
+    from profiles.models import Event
+
+    rebuild = getattr(Event, "daily_counts_rebuild", None)
+    if rebuild is not None:
+        rebuild()
+
+
+def ids(table: str) -> list[int]:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id FROM {table} ORDER BY id")  # noqa: S608 - fixed names
+        return [row[0] for row in cursor.fetchall()]
+
+
+def superuser_client() -> Client:
+    user, _ = get_user_model().objects.get_or_create(
+        username="bench", defaults={"is_staff": True, "is_superuser": True}
+    )
+    client = Client(HTTP_HOST="localhost")
+    client.force_login(user)
+    return client
+
+
+def best_time(request, *, cold: bool = False) -> tuple[float, int]:
+    """Best wall time over REPEAT runs (after a warm-up) and the queries of one run."""
+    request()
+    best = float("inf")
+    for _ in range(REPEAT):
+        if cold:
+            cache.clear()
+        started = time.perf_counter()
+        request()
+        best = min(best, time.perf_counter() - started)
+    with CaptureQueriesContext(connection) as queries:
+        if cold:
+            cache.clear()
+        request()
+    return best, len(queries)
+
+
+def measure(profiles: int) -> dict[str, tuple[float, int]]:
+    client = superuser_client()
+    probe = profiles // 2
+
+    def get(url: str):
+        response = client.get(url)
+        assert response.status_code == 200, (url, response.status_code)
+
+    return {
+        "dashboard (cold)": best_time(lambda: get("/admin/"), cold=True),
+        "profile list, search by e-mail": best_time(
+            lambda: get(f"/admin/profiles/profile/?q=User{probe}@Example.com")
+        ),
+        "profile list, first page": best_time(lambda: get("/admin/profiles/profile/")),
+        "profile 360 page": best_time(lambda: get(f"/admin/profiles/profile/{probe}/change/")),
+    }
+
+
+def run() -> None:
+    results = {}
+    for label, size in (("small", SMALL), ("large", LARGE)):
+        with sized_database(label, size):
+            results[label] = measure(size)
+    print(f"   {'page':34} {SMALL:>12,} {LARGE:>12,}   ratio (target <= 1.5x)")
+    for page, (small, small_queries) in results["small"].items():
+        large, large_queries = results["large"][page]
+        print(
+            f"   {page:34} {small * 1000:>9.1f} ms {large * 1000:>9.1f} ms   {large / small:5.2f}x"
+            f"   ({small_queries} / {large_queries} queries)"
+        )
