@@ -88,9 +88,7 @@ def generate(profiles: int) -> None:
         """,
         [profiles],
     )
-    execute(
-        "SELECT setval(pg_get_serial_sequence('profiles_profile', 'id'), %s)", [profiles]
-    )
+    execute("SELECT setval(pg_get_serial_sequence('profiles_profile', 'id'), %s)", [profiles])
     execute(
         """
         INSERT INTO profiles_identity (profile_id, kind, value, source_id, first_seen_at,

@@ -10,9 +10,6 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-# Playwright's sync API runs an event loop in this thread; the ORM calls made by the tests
-# between browser steps are still plain synchronous calls.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts" / "screenshots"
 CHROMIUM_FLAGS = [
@@ -52,13 +49,20 @@ def browser():
         browser.close()
 
 
+@pytest.fixture(autouse=True)
+def allow_orm_beside_the_browser(monkeypatch):
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
+    # between browser steps are still plain synchronous calls.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
 @pytest.fixture
 def page(browser, live_server):
     context = browser.new_context(
         base_url=live_server.url, viewport={"width": 1366, "height": 900}, locale="en-US"
     )
     page = context.new_page()
-    page.set_default_timeout(15_000)
+    page.set_default_timeout(30_000)
     yield page
     context.close()
 

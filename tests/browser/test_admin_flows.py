@@ -39,8 +39,8 @@ def test_marketer_finds_a_profile_by_email_and_opens_it(page, user_with_role, sc
     page.goto("/admin/profiles/profile/")
     ProfileFactory(traits={"email": "someone.else@example.com"})
     page.locator("#searchbar").fill("Anna.Visser@Example.com")
-    page.keyboard.press("Enter")
-    page.wait_for_url("**/?q=*")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
     assert page.locator("#result_list tbody tr").count() == 1
     page.get_by_role("link", name=str(customer.pk), exact=True).click()
     page.wait_for_url(f"**/profile/{customer.pk}/change/")

@@ -31,7 +31,7 @@ MAKERS = {
     "tag": lambda: factories.TagFactory.create_batch(ROWS),
     "company": lambda: factories.CompanyFactory.create_batch(ROWS),
     "contact": many_contacts,
-    "pipeline": lambda: factories.StageFactory.create_batch(ROWS),
+    "pipeline": lambda: [stage.pipeline for stage in factories.StageFactory.create_batch(ROWS)],
     "stage": lambda: factories.StageFactory.create_batch(ROWS),
     "deal": many_deals,
     "activity": lambda: [factories.ActivityFactory(contact=c) for c in many_contacts()],
