@@ -11,6 +11,7 @@ STRONG_KEY = "k" * 20 + "Zx9!q" * 10
 
 def run_django(*args: str, **env_overrides: str) -> subprocess.CompletedProcess:
     env = {**os.environ, **env_overrides}
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set by the browser tests in this process
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=settings.BASE_DIR,
