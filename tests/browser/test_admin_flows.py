@@ -42,8 +42,9 @@ def test_marketer_finds_a_profile_by_email_and_opens_it(page, user_with_role, sc
     with page.expect_navigation():
         page.keyboard.press("Enter")
     assert page.locator("#result_list tbody tr").count() == 1
+    screenshot(page, "profile-search")
     page.get_by_role("link", name=str(customer.pk), exact=True).click()
-    page.wait_for_url(f"**/profile/{customer.pk}/change/")
+    page.wait_for_url(f"**/profile/{customer.pk}/change/**")
 
     overview = page.get_by_role("region", name="Profile overview")
     assert overview.get_by_role("heading", name="Anna Visser").is_visible()
