@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.http import JsonResponse
+from django.template.response import TemplateResponse
+from django.urls import path
 
-from cdphub import charts, dashboard
+from cdphub import charts, dashboard, jobs
 
 # The order a marketer works in: people first, then sales, advertising, privacy, access.
 APP_ORDER = ["profiles", "crm", "audiences", "consent", "cdphub", "auth"]
@@ -18,6 +21,26 @@ class CdphubAdminSite(admin.AdminSite):
         app_list = super().get_app_list(request, app_label)
         rank = {label: position for position, label in enumerate(APP_ORDER)}
         return sorted(app_list, key=lambda app: rank.get(app["app_label"], len(rank)))
+
+    def get_urls(self):
+        return [
+            path("jobs/", self.admin_view(self.jobs_view), name="jobs"),
+            path("jobs/status.json", self.admin_view(self.jobs_status), name="jobs_status"),
+            *super().get_urls(),
+        ]
+
+    def jobs_view(self, request):
+        """The signed-in person's recent imports, refreshes, requests and exports."""
+        context = {
+            **self.each_context(request),
+            "title": "Your recent jobs",
+            "jobs": jobs.recent_jobs(request.user, limit=50),
+        }
+        return TemplateResponse(request, "admin/jobs.html", context)
+
+    def jobs_status(self, request):
+        recent = jobs.recent_jobs(request.user, limit=50)
+        return JsonResponse({"jobs": [job.as_json() for job in recent]})
 
     def index(self, request, extra_context=None):
         extra_context = {**(extra_context or {}), **dashboard_context(request)}
@@ -52,4 +75,5 @@ def dashboard_context(request) -> dict:
         ]
     if user.has_perm("consent.view_datasubjectrequest"):
         panels["requests"] = dashboard.open_requests()
+    panels["jobs"] = jobs.recent_jobs(user, limit=5)
     return context

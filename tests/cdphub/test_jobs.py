@@ -1,0 +1,69 @@
+import pytest
+
+from consent.models import DataSubjectRequest
+from crm.models import ImportJob
+
+pytestmark = pytest.mark.django_db
+
+
+def import_job(user, **fields) -> ImportJob:
+    defaults = {
+        "resource": ImportJob.Resource.CONTACTS,
+        "key_field": "email",
+        "file_name": "contacts.csv",
+        "file_data": b"email\n",
+        "created_by": user,
+    }
+    return ImportJob.objects.create(**{**defaults, **fields})
+
+
+def test_jobs_page_lists_only_my_jobs(client, user_with_role):
+    me, colleague = user_with_role("Sales", "me"), user_with_role("Sales", "colleague")
+    import_job(me, file_name="mine.csv", status=ImportJob.Status.APPLYING, rows_done=40, rows_total=100)
+    import_job(colleague, file_name="theirs.csv")
+    client.force_login(me)
+
+    page = client.get("/admin/jobs/").content.decode()
+
+    assert "mine.csv" in page and "theirs.csv" not in page
+    assert 'data-running="1"' in page
+    assert "40 / 100" in page
+
+
+def test_status_endpoint_reports_progress(client, user_with_role):
+    me = user_with_role("Sales")
+    job = import_job(me, status=ImportJob.Status.APPLYING, rows_done=250, rows_total=1000)
+    client.force_login(me)
+
+    first = client.get("/admin/jobs/status.json").json()["jobs"][0]
+    ImportJob.objects.filter(pk=job.pk).update(
+        status=ImportJob.Status.APPLIED, rows_done=1000
+    )
+    second = client.get("/admin/jobs/status.json").json()["jobs"][0]
+
+    assert (first["percent"], first["running"]) == (25, True)
+    assert (second["percent"], second["running"], second["status"]) == (100, False, "Applied")
+
+
+def test_jobs_follow_permissions(client, user_with_role):
+    privacy = user_with_role("Privacy officer")
+    DataSubjectRequest.objects.create(kind="access", subject_email="x@example.com", created_by=privacy)
+    import_job(privacy)
+    client.force_login(privacy)
+
+    kinds = {job["kind"] for job in client.get("/admin/jobs/status.json").json()["jobs"]}
+
+    assert kinds == {"Data subject request"}  # privacy officers cannot see CRM imports
+
+
+def test_jobs_need_a_login(client):
+    assert client.get("/admin/jobs/status.json").status_code == 302
+    assert client.get("/admin/jobs/").status_code == 302
+
+
+def test_dashboard_shows_my_recent_jobs(client, user_with_role):
+    me = user_with_role("Sales")
+    import_job(me, file_name="leads.xlsx")
+    client.force_login(me)
+
+    assert "leads.xlsx" in client.get("/admin/").content.decode()
