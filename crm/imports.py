@@ -209,7 +209,7 @@ class ImportRun:
         overrides = (self.job.column_map or {}).get("overrides", {})
         mapping, problems = column_map(self.spec, self.headers, overrides)
         mapped = set(mapping.values())
-        if self.job.key_field not in mapped:
+        if self.job.key_field not in mapped and self.job.mode != ImportJob.Mode.CREATE:
             problems.append(
                 f"The key column {self.job.key_field!r} is missing: add it or map a column to it."
             )
@@ -497,8 +497,13 @@ class Classifier:
             self.update(row, obj, tags.get(obj.pk, set()))
 
     def new(self, row: Row) -> None:
-        if self.key == "id":
-            row.fail("id", "ids are given by cdphub: leave the id column empty to create rows")
+        if "id" in row.values:
+            row.fail(
+                "id",
+                f"no {self.spec.resource} has id {row.values['id']}; leave the id "
+                "empty to create a row (ids are given by cdphub)",
+                row.values["id"],
+            )
             return
         for required in self.spec.required_for_create:
             if required not in row.values and RELATION_FIELDS.get(required) not in row.values:
