@@ -24,6 +24,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from crm import services
+from crm.bulk import objects_insert, objects_update
 from crm.importfiles import ImportRefused, column_letter, column_map, file_check, iter_table
 from crm.models import Company, Contact, Deal, ImportJob, ImportJobRow, Pipeline, Stage, Tag
 from crm.resources import SPECS, CellError, ImportSpec
@@ -551,7 +552,7 @@ class Writer:
                 ImportJobRow(job=self.job, model="profiles.profile", object_id=pk, action="created")
                 for pk in profiles
             ]
-        ImportJobRow.objects.bulk_create(log, batch_size=5000)
+        objects_insert(ImportJobRow, log)
 
     def change(self, row: Row, action: str, before=None) -> ImportJobRow:
         return ImportJobRow(
@@ -572,10 +573,15 @@ class Writer:
             if isinstance(company, Company) and company.pk is None
         }
         if pending:
-            Company.objects.bulk_create(pending.values())
-            ImportJobRow.objects.bulk_create(
-                ImportJobRow(job=self.job, model="crm.company", object_id=c.pk, action="created")
-                for c in pending.values()
+            objects_insert(Company, list(pending.values()))
+            objects_insert(
+                ImportJobRow,
+                [
+                    ImportJobRow(
+                        job=self.job, model="crm.company", object_id=c.pk, action="created"
+                    )
+                    for c in pending.values()
+                ],
             )
         for row in rows:
             if isinstance(row.values.get("company_id"), Company):
@@ -596,7 +602,7 @@ class Writer:
 
     def create(self, rows: list[Row]) -> list:
         objects = [self.model(**self.fields_of(row)) for row in rows]
-        self.model.objects.bulk_create(objects, batch_size=BATCH_SIZE)
+        objects_insert(self.model, objects)
         for row, obj in zip(rows, objects, strict=True):
             row.obj = obj
         return objects
@@ -628,7 +634,7 @@ class Writer:
                     row.before = {**(row.before or {}), "tags": row.changes["tags"][0]}
         objects = [row.obj for row in rows]
         if objects and names:
-            self.model.objects.bulk_update(objects, [*sorted(names), "updated_at"], batch_size=500)
+            objects_update(self.model, objects, [*sorted(names), "updated_at"])
         return objects
 
     def add_tags(self, rows: list[Row]) -> None:

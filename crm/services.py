@@ -15,6 +15,7 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from crm.bulk import objects_insert
 from crm.models import Contact, Deal, Stage, Tag
 from profiles.models import Identity, Profile
 from profiles.normalize import InvalidIdentifier, normalize_email, normalize_phone
@@ -157,7 +158,7 @@ def contact_profiles_link(*, contacts: Sequence[Contact], source=None) -> list[i
             new_profiles.append(
                 (contact, Profile(traits=traits, first_seen_at=now, last_seen_at=now))
             )
-    Profile.objects.bulk_create([profile for _, profile in new_profiles], batch_size=2000)
+    objects_insert(Profile, [profile for _, profile in new_profiles])
     for contact, profile in new_profiles:
         profile_of[contact.pk] = profile.pk
     created = {profile.pk for _, profile in new_profiles}
@@ -224,7 +225,7 @@ def _identities_create(contacts, profile_of, owners, source, now) -> None:
                     )
                 )
     # A concurrent writer may have claimed an identifier meanwhile: its profile keeps it.
-    Identity.objects.bulk_create(identities, batch_size=5000, ignore_conflicts=True)
+    objects_insert(Identity, identities, skip_conflicts=True)
 
 
 def _profile_traits_merge(traits_by_profile: dict[int, dict]) -> None:
