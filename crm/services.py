@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterable, Sequence
 
 from django.conf import settings
@@ -19,6 +20,8 @@ from crm.bulk import objects_insert
 from crm.models import Contact, Deal, Stage, Tag
 from profiles.models import Identity, Profile
 from profiles.normalize import InvalidIdentifier, normalize_email, normalize_phone
+
+logger = logging.getLogger(__name__)
 
 # CRM field -> profile trait copied on every contact write (the CDP's camelCase trait names).
 TRAIT_FIELDS = {
@@ -343,3 +346,26 @@ def deal_save(*, deal: Deal, stage_changed: bool = True) -> Deal:
         deal.closed_at = timezone.now()
     deal.save()
     return deal
+
+
+def data_export_record(
+    *, user, resource: str, row_count: int, file_format: str, included_pii: bool
+) -> None:
+    """Audit row (and log line) of an export, so PII leaving the system can be traced."""
+    from crm.models import DataExport
+
+    DataExport.objects.create(
+        resource=resource,
+        row_count=row_count,
+        file_format=file_format,
+        included_pii=included_pii,
+        exported_by=user if getattr(user, "pk", None) else None,
+    )
+    logger.info(
+        "export of %s %s rows as %s by %s (personal data: %s)",
+        row_count,
+        resource,
+        file_format,
+        user,
+        "yes" if included_pii else "no",
+    )

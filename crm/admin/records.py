@@ -10,12 +10,42 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.forms.models import BaseInlineFormSet
+from import_export.admin import ExportMixin
+from import_export.formats.base_formats import CSV, XLSX
+from import_export.forms import ExportForm
 
 from cdphub.admin_mixins import ReadableModelAdmin
 from cdphub.pii import can_view_pii, mask_value
 from crm import services
 from crm.models import Activity, Company, Contact, Deal, Pipeline, Stage, Tag, Task, Ticket
+from crm.resources import ActivityResource, CompanyResource, ContactResource, DealResource
 from crm.selectors import deals_stage_totals
+
+
+class SafeExportMixin(ExportMixin):
+    """CSV/XLSX export of the filtered list: formula cells neutralised, personal columns only
+    for people with the PII permission, and every export logged."""
+
+    export_formats = [CSV, XLSX]
+    export_form_class = ExportForm
+
+    def has_export_permission(self, request):
+        return self.has_view_permission(request)
+
+    def get_export_resource_kwargs(self, request, **kwargs):
+        return {"include_pii": can_view_pii(request.user)}
+
+    def get_export_data(self, file_format, request, queryset, **kwargs):
+        data = super().get_export_data(file_format, request, queryset, **kwargs)
+        services.data_export_record(
+            user=request.user,
+            resource=self.opts.model_name,
+            row_count=queryset.count(),
+            file_format=file_format.get_title(),
+            included_pii=can_view_pii(request.user) and hasattr(self.model, "PII_FIELDS"),
+        )
+        return data
+
 
 # --- Action bar inputs: the value an action applies -------------------------------------------
 
@@ -170,7 +200,8 @@ class ProfileContactInline(ContactSummaryInline):
 
 
 @admin.register(Company)
-class CompanyAdmin(ReadableModelAdmin):
+class CompanyAdmin(SafeExportMixin, ReadableModelAdmin):
+    resource_classes = [CompanyResource]
     list_display = ["name", "domain", "industry", "size", "country", "owner", "updated_at"]
     list_filter = [("owner", admin.RelatedOnlyFieldListFilter), "size", "country", "industry"]
     search_fields = ["name", "domain"]
@@ -237,7 +268,8 @@ class ContactActivityInline(admin.TabularInline):
 
 
 @admin.register(Contact)
-class ContactAdmin(ReadableModelAdmin):
+class ContactAdmin(SafeExportMixin, ReadableModelAdmin):
+    resource_classes = [ContactResource]
     form = ContactAdminForm
     list_display = [
         "id",
@@ -340,7 +372,8 @@ class DealAdminForm(forms.ModelForm):
 
 
 @admin.register(Deal)
-class DealAdmin(ReadableModelAdmin):
+class DealAdmin(SafeExportMixin, ReadableModelAdmin):
+    resource_classes = [DealResource]
     pii_fields = ("contact",)  # a contact shows as its name
     form = DealAdminForm
     change_list_template = "admin/crm/deal/change_list.html"
@@ -387,7 +420,8 @@ class DealAdmin(ReadableModelAdmin):
 
 
 @admin.register(Activity)
-class ActivityAdmin(ReadableModelAdmin):
+class ActivityAdmin(SafeExportMixin, ReadableModelAdmin):
+    resource_classes = [ActivityResource]
     pii_fields = ("contact",)  # a contact shows as its name
     list_display = ["subject", "kind", "contact", "deal", "company", "owner", "due_at", "done_at"]
     list_filter = [
