@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 
@@ -393,6 +394,12 @@ class ImportJob(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     reverted_at = models.DateTimeField(null=True, blank=True)
+    profiles_linked_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the imported contacts were linked to CDP profiles (done in the "
+        "background right after the import).",
+    )
 
     objects = ImportJobManager()
 
@@ -408,27 +415,32 @@ class ImportJob(models.Model):
         return int(100 * self.rows_done / self.rows_total) if self.rows_total else 0
 
 
-class ImportJobRow(models.Model):
-    """What one import did to one row, so the import can be reverted: created rows are
-    deleted, updated rows get ``before`` back."""
+class ImportChange(models.Model):
+    """What one batch of an import did to one model, so the import can be reverted: created
+    rows are deleted, updated rows get their ``before`` values back. One row per batch keeps
+    the log small and fast to write for imports of millions of rows."""
 
     class Action(models.TextChoices):
         CREATED = "created", "Created"
         UPDATED = "updated", "Updated"
 
     job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="changes")
-    model = models.CharField(max_length=40, help_text="app_label.model of the changed row.")
-    object_id = models.BigIntegerField()
+    model = models.CharField(max_length=40, help_text="app_label.model of the changed rows.")
     action = models.CharField(max_length=10, choices=Action.choices)
-    row_number = models.PositiveIntegerField(null=True, blank=True)
-    before = models.JSONField(null=True, blank=True, help_text="Previous values of updated rows.")
+    object_ids = ArrayField(models.BigIntegerField())
+    row_numbers = ArrayField(
+        models.PositiveIntegerField(), default=list, help_text="File rows, aligned with the ids."
+    )
+    befores = models.JSONField(
+        null=True, blank=True, help_text="Previous values of updated rows, aligned with the ids."
+    )
 
     class Meta:
         ordering = ["job", "id"]
-        indexes = [models.Index(fields=["job", "model", "action"], name="importrow_job")]
+        indexes = [models.Index(fields=["job", "model", "action"], name="importchange_job")]
 
     def __str__(self) -> str:
-        return f"{self.action} {self.model} {self.object_id}"
+        return f"{self.action} {len(self.object_ids)} {self.model}"
 
 
 class DataExport(models.Model):

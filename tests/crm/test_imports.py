@@ -6,8 +6,14 @@ from openpyxl import Workbook
 
 from crm import imports
 from crm.importfiles import ImportRefused
-from crm.imports import import_job_apply, import_job_create, import_job_revert, import_job_validate
-from crm.models import Company, Contact, Deal, ImportJob, ImportJobRow
+from crm.imports import (
+    import_job_apply,
+    import_job_create,
+    import_job_link_profiles,
+    import_job_revert,
+    import_job_validate,
+)
+from crm.models import Company, Contact, Deal, ImportChange, ImportJob
 from crm.tasks import run_import_job_task
 from profiles.models import Identity, Profile
 from tests import factories
@@ -33,7 +39,9 @@ def checked(data: bytes, **kw) -> ImportJob:
 def imported(data: bytes, **kw) -> ImportJob:
     job = checked(data, **kw)
     assert job.status == ImportJob.Status.VALIDATED, job.errors
-    return import_job_apply(job=job)
+    job = import_job_apply(job=job, link_profiles=False)
+    import_job_link_profiles(job=job)  # the background step queued after commit
+    return job
 
 
 def messages(job: ImportJob) -> list[str]:
@@ -313,7 +321,7 @@ def test_apply_is_all_or_nothing(monkeypatch):
     assert job.message == "1 row error(s): nothing was written."
     assert messages(job) == ["3|C (contact email)|no contact with e-mail 'gone@example.com'"]
     assert not Deal.objects.exists()
-    assert not ImportJobRow.objects.exists()
+    assert not ImportChange.objects.exists()
 
 
 def test_unvalidated_job_cannot_be_applied():
@@ -326,13 +334,14 @@ def test_unvalidated_job_cannot_be_applied():
 # --- command line -----------------------------------------------------------------------------
 
 
-def test_import_file_command(tmp_path, capsys):
+def test_import_file_command(tmp_path, django_capture_on_commit_callbacks):
     path = tmp_path / "people.csv"
     path.write_bytes(csv_bytes("Given name,E-mail", "Anna,anna@example.com"))
 
-    call_command(
-        "import_file", str(path), "--resource", "contacts", "--mode", "upsert", "--key", "email"
-    )
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command(
+            "import_file", str(path), "--resource", "contacts", "--mode", "upsert", "--key", "email"
+        )
 
     assert Contact.objects.get().first_name == "Anna"
     assert ImportJob.objects.get().status == "applied"
