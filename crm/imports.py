@@ -430,7 +430,10 @@ class Classifier:
         for row in rows:
             self.check_duplicate(row, seen)
         live = [row for row in rows if not row.errors]
-        existing = self.existing({row.values[self.key] for row in live if self.key in row.values})
+        existing = self.existing(
+            {row.values[self.key] for row in live if self.key in row.values},
+            {name for row in live for name in row.values},
+        )
         suppressed = self.suppressed(live)
         tags = self.current_tags(existing)
         for row in live:
@@ -445,10 +448,13 @@ class Classifier:
         if first != row.number:
             row.fail(self.key, f"duplicate {self.key} {value!r}: already on row {first}", value)
 
-    def existing(self, keys: set) -> dict:
+    def existing(self, keys: set, names: set[str]) -> dict:
         if not keys:
             return {}
-        objects = self.spec.model.objects.filter(**{f"{self.key}__in": keys})
+        # Only the columns the file touches: updates compare and write just those.
+        by_attname = {f.attname: f.name for f in self.spec.model._meta.concrete_fields}
+        loaded = {by_attname.get(name, name) for name in names if name != "tags"} | {self.key}
+        objects = self.spec.model.objects.filter(**{f"{self.key}__in": keys}).only(*loaded)
         counts = defaultdict(int)
         found = {}
         for obj in objects:

@@ -78,7 +78,7 @@ def suppressed_identifiers(*, emails: Iterable[str], phones: Iterable[str]) -> s
         for value in values:
             if value:
                 by_hash[(kind, suppression_value_hash(kind, value))] = (kind, value)
-    if not by_hash:
+    if not by_hash or not Suppression.objects.exists():
         return set()
     hashes = {value_hash for _, value_hash in by_hash}
     found = Suppression.objects.filter(value_hash__in=hashes).values_list(
