@@ -10,6 +10,9 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.forms.models import BaseInlineFormSet
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
 from import_export.admin import ExportMixin
 from import_export.formats.base_formats import CSV, XLSX
 from import_export.forms import ExportForm
@@ -17,7 +20,19 @@ from import_export.forms import ExportForm
 from cdphub.admin_mixins import ReadableModelAdmin
 from cdphub.pii import can_view_pii, mask_value
 from crm import services
-from crm.models import Activity, Company, Contact, Deal, Pipeline, Stage, Tag, Task, Ticket
+from crm.models import (
+    Activity,
+    Company,
+    Contact,
+    ContactMerge,
+    Deal,
+    DuplicateCandidate,
+    Pipeline,
+    Stage,
+    Tag,
+    Task,
+    Ticket,
+)
 from crm.resources import ActivityResource, CompanyResource, ContactResource, DealResource
 from crm.selectors import deals_stage_totals
 
@@ -468,3 +483,85 @@ class TaskAdmin(ReadableModelAdmin):
     readonly_fields = ["created_at", "updated_at"]
     action_form = OwnerActionForm
     actions = [assign_owner]
+
+
+# --- Duplicates ---------------------------------------------------------------------------------
+
+
+@admin.register(DuplicateCandidate)
+class DuplicateCandidateAdmin(ReadableModelAdmin):
+    """The review queue: merge a pair (the older contact survives) or mark it as distinct."""
+
+    list_display = [
+        "__str__",
+        "contact_a",
+        "contact_b",
+        "score",
+        "reason_list",
+        "status",
+        "created_at",
+    ]
+    list_filter = ["status"]
+    list_select_related = ["contact_a", "contact_b"]
+    raw_id_fields = ["contact_a", "contact_b"]
+    readonly_fields = ["contact_a", "contact_b", "score", "reasons", "status", "reviewed_at"]
+    search_fields = ["=contact_a__id", "=contact_b__id"]
+    actions = ["merge", "dismiss"]
+
+    def get_list_display(self, request):
+        allowed = self.may_view_pii(request)
+        columns = super().get_list_display(request)
+        return [
+            contact_link(name, allowed) if name in ("contact_a", "contact_b") else name
+            for name in columns
+        ]
+
+    def has_add_permission(self, request):
+        return False  # the queue is filled by find_duplicates --save
+
+    @admin.display(description="reasons")
+    def reason_list(self, candidate):
+        return ", ".join(candidate.reasons)
+
+    @admin.action(description="Merge (the older contact survives)", permissions=["change"])
+    def merge(self, request, queryset):
+        merged = 0
+        for candidate in queryset.filter(status=DuplicateCandidate.Status.OPEN):
+            survivor, other = candidate.contact_a, candidate.contact_b  # a has the lower id
+            services.contact_merge(survivor=survivor, merged=other, merged_by=request.user)
+            merged += 1
+        self.message_user(request, f"{merged} pair(s) merged.")
+
+    @admin.action(description="Not duplicates", permissions=["change"])
+    def dismiss(self, request, queryset):
+        count = queryset.update(
+            status=DuplicateCandidate.Status.DISMISSED, reviewed_at=timezone.now()
+        )
+        self.message_user(request, f"{count} pair(s) dismissed.")
+
+
+def contact_link(attribute: str, pii_allowed: bool):
+    @admin.display(description="first contact" if attribute == "contact_a" else "second contact")
+    def show(candidate):
+        contact = getattr(candidate, attribute)
+        if contact is None:
+            return "-"
+        label = str(contact) if pii_allowed else f"Contact {contact.pk}"
+        url = reverse("admin:crm_contact_change", args=[contact.pk])
+        return format_html('<a href="{}">{}</a>', url, label)
+
+    return show
+
+
+@admin.register(ContactMerge)
+class ContactMergeAdmin(ReadableModelAdmin):
+    list_display = ["__str__", "survivor", "merged_by", "created_at"]
+    list_select_related = ["survivor", "merged_by"]
+    raw_id_fields = ["survivor"]
+    readonly_fields = ["survivor", "merged_id", "merged_data", "moved", "merged_by", "created_at"]
+    pii_json_fields = ("merged_data",)
+    pii_fields = ("survivor",)
+    search_fields = ["=merged_id", "=survivor__id"]
+
+    def has_add_permission(self, request):
+        return False
