@@ -24,7 +24,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from crm import services
-from crm.bulk import objects_insert, objects_update
+from crm.bulk import objects_insert, objects_update, values_insert
 from crm.importfiles import ImportRefused, column_letter, column_map, file_check, iter_table
 from crm.models import Company, Contact, Deal, ImportChange, ImportJob, Pipeline, Stage, Tag
 from crm.resources import SPECS, CellError, ImportSpec
@@ -611,12 +611,16 @@ class Writer:
                 values["probability"] = implied["probability"]
         return values
 
-    def create(self, rows: list[Row]) -> list:
-        objects = [self.model(**self.fields_of(row)) for row in rows]
-        objects_insert(self.model, objects)
-        for row, obj in zip(rows, objects, strict=True):
-            row.obj = obj
-        return objects
+    def create(self, rows: list[Row]) -> None:
+        values = [
+            {
+                attname(self.model, name): value.pk if isinstance(value, Stage) else value
+                for name, value in self.fields_of(row).items()
+            }
+            for row in rows
+        ]
+        for row, pk in zip(rows, values_insert(self.model, values), strict=True):
+            row.obj = Created(pk)
 
     def update(self, rows: list[Row]) -> list:
         names = set()
@@ -662,6 +666,15 @@ class Writer:
             for name in row.values.get("tags", [])
         ]
         through.objects.bulk_create(links, ignore_conflicts=True)
+
+
+class Created:
+    """A row just inserted: only its id is needed afterwards (change log, tags)."""
+
+    __slots__ = ("pk",)
+
+    def __init__(self, pk: int):
+        self.pk = pk
 
 
 def attname(model, name: str) -> str:
