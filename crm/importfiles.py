@@ -94,24 +94,35 @@ def iter_table(job: ImportJob) -> Iterator[tuple[int, list[str]]]:
 
 def iter_csv(stream: io.BufferedReader) -> Iterator[tuple[int, list[str]]]:
     sample = stream.peek(65536)[:65536]
-    encoding = "utf-16" if sample.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig"
-    text = io.TextIOWrapper(stream, encoding=encoding, newline="")
+    if sample.startswith((b"\xff\xfe", b"\xfe\xff")):
+        lines = io.TextIOWrapper(stream, encoding="utf-16", newline="")
+    else:
+        lines = utf8_lines(stream)
     try:
-        dialect = csv.Sniffer().sniff(sample.decode(encoding, errors="ignore"), ",;\t|")
+        dialect = csv.Sniffer().sniff(sample.decode("utf-8", errors="ignore"), ",;\t|")
         delimiter = dialect.delimiter
     except csv.Error:
         delimiter = ","
-    reader = csv.reader(text, delimiter=delimiter)
+    reader = csv.reader(lines, delimiter=delimiter)
     try:
         for cells in reader:
             yield reader.line_num, cells
-    except UnicodeDecodeError as exc:
-        raise ImportRefused(
-            f"Row {reader.line_num + 1}: the file is not UTF-8 encoded (byte "
-            f"0x{exc.object[exc.start]:02x}). Save it as 'CSV UTF-8' or as XLSX."
-        ) from None
     except csv.Error as exc:
         raise ImportRefused(f"Row {reader.line_num}: the CSV is malformed ({exc}).") from None
+
+
+def utf8_lines(stream: io.BufferedReader) -> Iterator[str]:
+    """Lines decoded one by one, so a wrong encoding is reported with its line number."""
+    for number, raw in enumerate(stream, start=1):
+        if number == 1:
+            raw = raw.removeprefix(b"\xef\xbb\xbf")
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ImportRefused(
+                f"Row {number}: the file is not UTF-8 encoded (byte 0x{raw[exc.start]:02x}). "
+                "Save it as 'CSV UTF-8' or as XLSX."
+            ) from None
 
 
 def iter_xlsx(stream: io.BufferedReader) -> Iterator[tuple[int, list[str]]]:

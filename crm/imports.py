@@ -24,8 +24,9 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from crm import services
+from crm.bulk import objects_insert, objects_update, values_insert
 from crm.importfiles import ImportRefused, column_letter, column_map, file_check, iter_table
-from crm.models import Company, Contact, Deal, ImportJob, ImportJobRow, Pipeline, Stage, Tag
+from crm.models import Company, Contact, Deal, ImportChange, ImportJob, Pipeline, Stage, Tag
 from crm.resources import SPECS, CellError, ImportSpec
 from profiles.models import Identity, Profile
 
@@ -111,8 +112,11 @@ def import_job_validate(*, job: ImportJob, progress: Progress | None = None) -> 
     return job
 
 
-def import_job_apply(*, job: ImportJob, progress: Progress | None = None) -> ImportJob:
-    """Write the whole file in one transaction: any row error rolls everything back."""
+def import_job_apply(
+    *, job: ImportJob, progress: Progress | None = None, link_profiles: bool = True
+) -> ImportJob:
+    """Write the whole file in one transaction: any row error rolls everything back. Imported
+    contacts are then linked to CDP profiles by a background task (``link_profiles``)."""
     if job.status not in (ImportJob.Status.VALIDATED, ImportJob.Status.FAILED):
         raise ImportRefused(f"Job {job.pk} is {job.get_status_display().lower()}; check it first.")
     ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.APPLYING)
@@ -129,6 +133,10 @@ def import_job_apply(*, job: ImportJob, progress: Progress | None = None) -> Imp
                 f"{job.skipped_count} skipped."
             )
             job.save()
+            if link_profiles and job.resource == ImportJob.Resource.CONTACTS:
+                from crm.tasks import link_import_profiles_task
+
+                transaction.on_commit(lambda: link_import_profiles_task.delay(job.pk))
     except ImportFailed:
         job.status = ImportJob.Status.FAILED
         job.message = f"{job.error_count} row error(s): nothing was written."
@@ -209,7 +217,7 @@ class ImportRun:
         overrides = (self.job.column_map or {}).get("overrides", {})
         mapping, problems = column_map(self.spec, self.headers, overrides)
         mapped = set(mapping.values())
-        if self.job.key_field not in mapped:
+        if self.job.key_field not in mapped and self.job.mode != ImportJob.Mode.CREATE:
             problems.append(
                 f"The key column {self.job.key_field!r} is missing: add it or map a column to it."
             )
@@ -422,7 +430,10 @@ class Classifier:
         for row in rows:
             self.check_duplicate(row, seen)
         live = [row for row in rows if not row.errors]
-        existing = self.existing({row.values[self.key] for row in live if self.key in row.values})
+        existing = self.existing(
+            {row.values[self.key] for row in live if self.key in row.values},
+            {name for row in live for name in row.values},
+        )
         suppressed = self.suppressed(live)
         tags = self.current_tags(existing)
         for row in live:
@@ -437,10 +448,13 @@ class Classifier:
         if first != row.number:
             row.fail(self.key, f"duplicate {self.key} {value!r}: already on row {first}", value)
 
-    def existing(self, keys: set) -> dict:
+    def existing(self, keys: set, names: set[str]) -> dict:
         if not keys:
             return {}
-        objects = self.spec.model.objects.filter(**{f"{self.key}__in": keys})
+        # Only the columns the file touches: updates compare and write just those.
+        by_attname = {f.attname: f.name for f in self.spec.model._meta.concrete_fields}
+        loaded = {by_attname.get(name, name) for name in names if name != "tags"} | {self.key}
+        objects = self.spec.model.objects.filter(**{f"{self.key}__in": keys}).only(*loaded)
         counts = defaultdict(int)
         found = {}
         for obj in objects:
@@ -497,8 +511,13 @@ class Classifier:
             self.update(row, obj, tags.get(obj.pk, set()))
 
     def new(self, row: Row) -> None:
-        if self.key == "id":
-            row.fail("id", "ids are given by cdphub: leave the id column empty to create rows")
+        if "id" in row.values:
+            row.fail(
+                "id",
+                f"no {self.spec.resource} has id {row.values['id']}; leave the id "
+                "empty to create a row (ids are given by cdphub)",
+                row.values["id"],
+            )
             return
         for required in self.spec.required_for_create:
             if required not in row.values and RELATION_FIELDS.get(required) not in row.values:
@@ -535,27 +554,24 @@ class Writer:
         self.create_companies(rows)
         new = [row for row in rows if row.outcome == "new"]
         updated = [row for row in rows if row.outcome == "updated"]
-        created = self.create(new)
-        changed = self.update(updated)
+        self.create(new)
+        self.update(updated)
         self.add_tags(new + updated)
-        log = [self.change(row, ImportJobRow.Action.CREATED) for row in new]
-        log += [self.change(row, ImportJobRow.Action.UPDATED, row.before) for row in updated]
-        if self.model is Contact:
-            profiles = services.contact_profiles_link(contacts=created + changed)
-            log += [
-                ImportJobRow(job=self.job, model="profiles.profile", object_id=pk, action="created")
-                for pk in profiles
-            ]
-        ImportJobRow.objects.bulk_create(log, batch_size=5000)
+        log = []
+        if new:
+            log.append(self.change(new, ImportChange.Action.CREATED))
+        if updated:
+            log.append(self.change(updated, ImportChange.Action.UPDATED))
+            log[-1].befores = [row.before for row in updated]
+        ImportChange.objects.bulk_create(log)
 
-    def change(self, row: Row, action: str, before=None) -> ImportJobRow:
-        return ImportJobRow(
+    def change(self, rows: list[Row], action: str) -> ImportChange:
+        return ImportChange(
             job=self.job,
             model=self.label,
-            object_id=row.obj.pk,
             action=action,
-            row_number=row.number,
-            before=before,
+            object_ids=[row.obj.pk for row in rows],
+            row_numbers=[row.number for row in rows],
         )
 
     def create_companies(self, rows: list[Row]) -> None:
@@ -567,10 +583,16 @@ class Writer:
             if isinstance(company, Company) and company.pk is None
         }
         if pending:
-            Company.objects.bulk_create(pending.values())
-            ImportJobRow.objects.bulk_create(
-                ImportJobRow(job=self.job, model="crm.company", object_id=c.pk, action="created")
-                for c in pending.values()
+            objects_insert(Company, list(pending.values()))
+            ImportChange.objects.bulk_create(
+                [
+                    ImportChange(
+                        job=self.job,
+                        model="crm.company",
+                        action=ImportChange.Action.CREATED,
+                        object_ids=[c.pk for c in pending.values()],
+                    )
+                ],
             )
         for row in rows:
             if isinstance(row.values.get("company_id"), Company):
@@ -589,12 +611,16 @@ class Writer:
                 values["probability"] = implied["probability"]
         return values
 
-    def create(self, rows: list[Row]) -> list:
-        objects = [self.model(**self.fields_of(row)) for row in rows]
-        self.model.objects.bulk_create(objects, batch_size=BATCH_SIZE)
-        for row, obj in zip(rows, objects, strict=True):
-            row.obj = obj
-        return objects
+    def create(self, rows: list[Row]) -> None:
+        values = [
+            {
+                attname(self.model, name): value.pk if isinstance(value, Stage) else value
+                for name, value in self.fields_of(row).items()
+            }
+            for row in rows
+        ]
+        for row, pk in zip(rows, values_insert(self.model, values), strict=True):
+            row.obj = Created(pk)
 
     def update(self, rows: list[Row]) -> list:
         names = set()
@@ -623,7 +649,7 @@ class Writer:
                     row.before = {**(row.before or {}), "tags": row.changes["tags"][0]}
         objects = [row.obj for row in rows]
         if objects and names:
-            self.model.objects.bulk_update(objects, [*sorted(names), "updated_at"], batch_size=500)
+            objects_update(self.model, objects, [*sorted(names), "updated_at"])
         return objects
 
     def add_tags(self, rows: list[Row]) -> None:
@@ -642,34 +668,88 @@ class Writer:
         through.objects.bulk_create(links, ignore_conflicts=True)
 
 
+class Created:
+    """A row just inserted: only its id is needed afterwards (change log, tags)."""
+
+    __slots__ = ("pk",)
+
+    def __init__(self, pk: int):
+        self.pk = pk
+
+
 def attname(model, name: str) -> str:
     return "stage_id" if name == "stage" else name
+
+
+# --- Linking imported contacts to CDP profiles -------------------------------------------------
+
+
+def import_job_link_profiles(*, job: ImportJob, progress: Progress | None = None) -> int:
+    """Link the contacts an import created or updated to their CDP profiles (creating profiles
+    and identities, copying traits), batch by batch in the background: identity work is
+    heavier than the import itself, so it does not hold the import's transaction open. Safe to
+    run again after an interruption: linking is idempotent."""
+    if job.resource != ImportJob.Resource.CONTACTS or job.profiles_linked_at:
+        return 0
+    linked = 0
+    changes = ImportChange.objects.filter(job=job, model="crm.contact").only("object_ids")
+    for change in changes:
+        for ids in batched(change.object_ids, BATCH_SIZE):
+            with transaction.atomic():
+                contacts = list(Contact.objects.filter(pk__in=ids).select_related(None))
+                created = services.contact_profiles_link(contacts=contacts)
+                if created:
+                    ImportChange.objects.bulk_create(
+                        [
+                            ImportChange(
+                                job=job,
+                                model="profiles.profile",
+                                action=ImportChange.Action.CREATED,
+                                object_ids=created,
+                            )
+                        ],
+                    )
+            linked += len(contacts)
+            if progress:
+                progress(job)
+    job.profiles_linked_at = timezone.now()
+    job.save(update_fields=["profiles_linked_at"])
+    return linked
 
 
 # --- Revert -------------------------------------------------------------------------------------
 
 
+def created_ids(changes, label: str) -> list[int]:
+    ids = []
+    for batch in changes.filter(model=label, action=ImportChange.Action.CREATED).values_list(
+        "object_ids", flat=True
+    ):
+        ids.extend(batch)
+    return ids
+
+
 @transaction.atomic
 def import_job_revert(*, job: ImportJob) -> dict[str, int]:
     """Undo an applied import: created rows deleted (profiles only when nothing else uses
-    them), updated rows given their previous values back."""
+    them), updated rows given their previous values back. Changes made to those rows after
+    the import are overwritten by the restore."""
     job = ImportJob.objects.select_for_update().get(pk=job.pk)
     if job.status != ImportJob.Status.APPLIED:
         raise ImportRefused(f"Only applied imports can be reverted; this one is {job.status}.")
-    changes = ImportJobRow.objects.filter(job=job)
-    restored = revert_updates(changes.filter(action=ImportJobRow.Action.UPDATED))
+    changes = ImportChange.objects.filter(job=job)
+    restored = revert_updates(changes.filter(action=ImportChange.Action.UPDATED))
     deleted = 0
     for label in ("crm.activity", "crm.deal", "crm.contact", "crm.company"):
-        ids = changes.filter(model=label, action="created").values_list("object_id", flat=True)
+        ids = created_ids(changes, label)
         model = SPECS_BY_LABEL[label]
         if label == "crm.contact":
             Identity.objects.filter(
                 kind=Identity.Kind.CRM_CONTACT, value__in=[str(pk) for pk in ids]
             ).delete()
         deleted += model.objects.filter(pk__in=ids).delete()[1].get(model._meta.label, 0)
-    profile_ids = changes.filter(model="profiles.profile").values_list("object_id", flat=True)
     unused = (
-        Profile.objects.filter(pk__in=profile_ids)
+        Profile.objects.filter(pk__in=created_ids(changes, "profiles.profile"))
         .annotate(n_events=Count("events"), n_contacts=Count("crm_contacts"))
         .filter(n_events=0, n_contacts=0)
     )
@@ -682,13 +762,11 @@ def import_job_revert(*, job: ImportJob) -> dict[str, int]:
 
 def revert_updates(changes) -> int:
     restored = 0
-    for label, model in SPECS_BY_LABEL.items():
-        rows = list(changes.filter(model=label).values_list("object_id", "before"))
-        if not rows:
-            continue
-        objects = model.objects.in_bulk([pk for pk, _ in rows])
+    for change in changes:
+        model = SPECS_BY_LABEL[change.model]
+        objects = model.objects.in_bulk(change.object_ids)
         touched, names = [], set()
-        for pk, before in rows:
+        for pk, before in zip(change.object_ids, change.befores or [], strict=False):
             obj = objects.get(pk)
             if obj is None:
                 continue  # deleted since the import: nothing to restore
@@ -700,7 +778,7 @@ def revert_updates(changes) -> int:
                 names.add(name)
             touched.append(obj)
         if names:
-            model.objects.bulk_update(touched, sorted(names), batch_size=500)
+            objects_update(model, touched, sorted(names))
         restored += len(touched)
     return restored
 

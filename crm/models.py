@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 OWNER = settings.AUTH_USER_MODEL
 
@@ -393,6 +394,12 @@ class ImportJob(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     reverted_at = models.DateTimeField(null=True, blank=True)
+    profiles_linked_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the imported contacts were linked to CDP profiles (done in the "
+        "background right after the import).",
+    )
 
     objects = ImportJobManager()
 
@@ -408,27 +415,32 @@ class ImportJob(models.Model):
         return int(100 * self.rows_done / self.rows_total) if self.rows_total else 0
 
 
-class ImportJobRow(models.Model):
-    """What one import did to one row, so the import can be reverted: created rows are
-    deleted, updated rows get ``before`` back."""
+class ImportChange(models.Model):
+    """What one batch of an import did to one model, so the import can be reverted: created
+    rows are deleted, updated rows get their ``before`` values back. One row per batch keeps
+    the log small and fast to write for imports of millions of rows."""
 
     class Action(models.TextChoices):
         CREATED = "created", "Created"
         UPDATED = "updated", "Updated"
 
     job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="changes")
-    model = models.CharField(max_length=40, help_text="app_label.model of the changed row.")
-    object_id = models.BigIntegerField()
+    model = models.CharField(max_length=40, help_text="app_label.model of the changed rows.")
     action = models.CharField(max_length=10, choices=Action.choices)
-    row_number = models.PositiveIntegerField(null=True, blank=True)
-    before = models.JSONField(null=True, blank=True, help_text="Previous values of updated rows.")
+    object_ids = ArrayField(models.BigIntegerField())
+    row_numbers = ArrayField(
+        models.PositiveIntegerField(), default=list, help_text="File rows, aligned with the ids."
+    )
+    befores = models.JSONField(
+        null=True, blank=True, help_text="Previous values of updated rows, aligned with the ids."
+    )
 
     class Meta:
         ordering = ["job", "id"]
-        indexes = [models.Index(fields=["job", "model", "action"], name="importrow_job")]
+        indexes = [models.Index(fields=["job", "model", "action"], name="importchange_job")]
 
     def __str__(self) -> str:
-        return f"{self.action} {self.model} {self.object_id}"
+        return f"{self.action} {len(self.object_ids)} {self.model}"
 
 
 class DataExport(models.Model):
@@ -448,3 +460,52 @@ class DataExport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.resource} export by {self.exported_by} ({self.row_count} rows)"
+
+
+class DuplicateCandidate(models.Model):
+    """A pair of contacts that look like the same person, waiting for review. Merging deletes
+    the pair with the merged contact (``ContactMerge`` keeps the record)."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "To review"
+        DISMISSED = "dismissed", "Not duplicates"
+
+    contact_a = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="+")
+    contact_b = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="+")
+    score = models.FloatField(help_text="0-1: how sure the match is.")
+    reasons = models.JSONField(default=list)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    created_at = models.DateTimeField(auto_now_add=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-score", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["contact_a", "contact_b"], name="duplicate_pair"),
+            models.CheckConstraint(condition=Q(contact_a__lt=F("contact_b")), name="pair_ordered"),
+        ]
+        indexes = [models.Index(fields=["status", "-score"], name="duplicate_queue")]
+
+    def __str__(self) -> str:
+        return f"{self.contact_a_id} ~ {self.contact_b_id} ({self.score:.2f})"
+
+
+class ContactMerge(models.Model):
+    """Audit row of a contact merge: the merged contact as it was and what moved."""
+
+    survivor = models.ForeignKey(
+        Contact, null=True, on_delete=models.SET_NULL, related_name="merges_received"
+    )
+    merged_id = models.BigIntegerField(help_text="Id of the contact merged away (now deleted).")
+    merged_data = models.JSONField(help_text="The merged contact's fields before the merge.")
+    moved = models.JSONField(default=dict, help_text="Ids moved to the survivor, by table.")
+    merged_by = models.ForeignKey(
+        OWNER, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Contact {self.merged_id} -> {self.survivor_id}"

@@ -168,7 +168,16 @@ class ImportSpec:
     defaults: dict = field(default_factory=dict)
 
     def column(self, name: str) -> Column:
-        return next(column for column in self.columns if column.name == name)
+        return self.by_name[name]
+
+    @property
+    def by_name(self) -> dict[str, Column]:
+        # Computed once per spec (called per cell during imports).
+        cached = self.__dict__.get("_by_name")
+        if cached is None:
+            cached = {column.name: column for column in self.columns}
+            object.__setattr__(self, "_by_name", cached)
+        return cached
 
     @property
     def names(self) -> list[str]:

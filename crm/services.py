@@ -7,17 +7,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterable, Sequence
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from crm.bulk import objects_insert
 from crm.models import Contact, Deal, Stage, Tag
 from profiles.models import Identity, Profile
 from profiles.normalize import InvalidIdentifier, normalize_email, normalize_phone
+
+logger = logging.getLogger(__name__)
 
 # CRM field -> profile trait copied on every contact write (the CDP's camelCase trait names).
 TRAIT_FIELDS = {
@@ -74,7 +79,7 @@ def suppressed_identifiers(*, emails: Iterable[str], phones: Iterable[str]) -> s
         for value in values:
             if value:
                 by_hash[(kind, suppression_value_hash(kind, value))] = (kind, value)
-    if not by_hash:
+    if not by_hash or not Suppression.objects.exists():
         return set()
     hashes = {value_hash for _, value_hash in by_hash}
     found = Suppression.objects.filter(value_hash__in=hashes).values_list(
@@ -157,7 +162,7 @@ def contact_profiles_link(*, contacts: Sequence[Contact], source=None) -> list[i
             new_profiles.append(
                 (contact, Profile(traits=traits, first_seen_at=now, last_seen_at=now))
             )
-    Profile.objects.bulk_create([profile for _, profile in new_profiles], batch_size=2000)
+    objects_insert(Profile, [profile for _, profile in new_profiles])
     for contact, profile in new_profiles:
         profile_of[contact.pk] = profile.pk
     created = {profile.pk for _, profile in new_profiles}
@@ -224,7 +229,7 @@ def _identities_create(contacts, profile_of, owners, source, now) -> None:
                     )
                 )
     # A concurrent writer may have claimed an identifier meanwhile: its profile keeps it.
-    Identity.objects.bulk_create(identities, batch_size=5000, ignore_conflicts=True)
+    objects_insert(Identity, identities, skip_conflicts=True)
 
 
 def _profile_traits_merge(traits_by_profile: dict[int, dict]) -> None:
@@ -342,3 +347,104 @@ def deal_save(*, deal: Deal, stage_changed: bool = True) -> Deal:
         deal.closed_at = timezone.now()
     deal.save()
     return deal
+
+
+def data_export_record(
+    *, user, resource: str, row_count: int, file_format: str, included_pii: bool
+) -> None:
+    """Audit row (and log line) of an export, so PII leaving the system can be traced."""
+    from crm.models import DataExport
+
+    DataExport.objects.create(
+        resource=resource,
+        row_count=row_count,
+        file_format=file_format,
+        included_pii=included_pii,
+        exported_by=user if getattr(user, "pk", None) else None,
+    )
+    logger.info(
+        "export of %s %s rows as %s by %s (personal data: %s)",
+        row_count,
+        resource,
+        file_format,
+        user,
+        "yes" if included_pii else "no",
+    )
+
+
+MERGE_FILL_FIELDS = (
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "street",
+    "postal_code",
+    "city",
+    "country",
+    "date_of_birth",
+    "job_title",
+    "external_id",
+    "company_id",
+    "owner_id",
+    "profile_id",
+)
+
+
+@transaction.atomic
+def contact_merge(*, survivor: Contact, merged: Contact, merged_by=None):
+    """Fold ``merged`` into ``survivor``: deals, activities, tickets, tasks and tags move, blank
+    fields of the survivor are filled from the merged contact (its profile link too), an audit
+    row keeps the merged contact's data, and the merged contact is deleted."""
+    from crm.models import Activity, ContactMerge, Task, Ticket
+
+    if survivor.pk == merged.pk:
+        raise ValidationError("A contact cannot be merged into itself.")
+    survivor = Contact.objects.select_for_update().get(pk=survivor.pk)
+    merged = Contact.objects.select_for_update().get(pk=merged.pk)
+    snapshot = {f.attname: getattr(merged, f.attname) for f in Contact._meta.concrete_fields}
+    moved = {}
+    for model in (Deal, Activity, Ticket, Task):
+        ids = list(model.objects.filter(contact=merged).values_list("pk", flat=True))
+        model.objects.filter(pk__in=ids).update(contact=survivor)
+        moved[model._meta.model_name] = ids
+    moved["tags"] = list(merged.tags.values_list("pk", flat=True))
+    survivor.tags.add(*moved["tags"])
+    external_id = merged.external_id
+    merged_pk = merged.pk
+    Identity.objects.filter(kind=Identity.Kind.CRM_CONTACT, value=str(merged_pk)).delete()
+    # Deleted before filling, so a moved unique external_id does not collide; its pairs in the
+    # duplicate review queue go with it (the audit row below records the merge).
+    merged.delete()
+    for name in MERGE_FILL_FIELDS:
+        if getattr(survivor, name) in (None, "") and snapshot.get(name) not in (None, ""):
+            setattr(survivor, name, external_id if name == "external_id" else snapshot[name])
+    contact_save(contact=survivor)
+    return ContactMerge.objects.create(
+        survivor=survivor,
+        merged_id=merged_pk,
+        merged_data=json.loads(json.dumps(snapshot, cls=DjangoJSONEncoder)),
+        moved=moved,
+        merged_by=merged_by if getattr(merged_by, "pk", None) else None,
+    )
+
+
+@transaction.atomic
+def duplicates_refresh(*, min_score: float | None = None) -> int:
+    """Fill the review queue with the current likely duplicates; pairs already reviewed keep
+    their decision. Returns the number of open pairs."""
+    from crm.duplicates import DEFAULT_MIN_SCORE, duplicate_candidates
+    from crm.models import DuplicateCandidate
+
+    candidates = duplicate_candidates(min_score=min_score or DEFAULT_MIN_SCORE)
+    DuplicateCandidate.objects.filter(status=DuplicateCandidate.Status.OPEN).delete()
+    DuplicateCandidate.objects.bulk_create(
+        [
+            DuplicateCandidate(
+                contact_a_id=c.a["id"], contact_b_id=c.b["id"], score=c.score, reasons=c.reasons
+            )
+            for c in candidates
+        ],
+        ignore_conflicts=True,  # reviewed pairs stay as they were decided
+        batch_size=2000,
+    )
+    return DuplicateCandidate.objects.filter(status=DuplicateCandidate.Status.OPEN).count()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from crm.imports import import_job_apply, import_job_validate
+from crm.imports import import_job_apply, import_job_link_profiles, import_job_validate
 from crm.models import ImportJob
 
 
@@ -17,3 +17,11 @@ def run_import_job_task(job_id: int, apply: bool = False) -> None:
             import_job_apply(job=job)
     elif job.status == ImportJob.Status.PENDING:
         import_job_validate(job=job)
+
+
+@shared_task(ignore_result=True)
+def link_import_profiles_task(job_id: int) -> None:
+    """Link the contacts of an applied import to CDP profiles."""
+    job = ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.APPLIED).first()
+    if job is not None:
+        import_job_link_profiles(job=job)

@@ -213,3 +213,16 @@ def test_contact_filters(api_client_with_scopes):
 
     assert [c["id"] for c in by_stage["results"]] == [tagged.pk]
     assert [c["id"] for c in by_tag["results"]] == [tagged.pk]
+
+
+def test_erased_person_cannot_be_recreated_through_the_api(api_client_with_scopes):
+    from tests.crm.test_services import suppress
+
+    suppress("email", "erased@example.com")
+    client = api_client_with_scopes("crm:write")
+
+    response = client.post("/api/crm/contacts/", {"email": "Erased@example.com"}, format="json")
+
+    assert response.status_code == 400
+    assert "suppression list" in response.json()["message"]
+    assert not Contact.objects.exists()

@@ -10,12 +10,57 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.forms.models import BaseInlineFormSet
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from import_export.admin import ExportMixin
+from import_export.formats.base_formats import CSV, XLSX
+from import_export.forms import ExportForm
 
 from cdphub.admin_mixins import ReadableModelAdmin
 from cdphub.pii import can_view_pii, mask_value
 from crm import services
-from crm.models import Activity, Company, Contact, Deal, Pipeline, Stage, Tag, Task, Ticket
+from crm.models import (
+    Activity,
+    Company,
+    Contact,
+    ContactMerge,
+    Deal,
+    DuplicateCandidate,
+    Pipeline,
+    Stage,
+    Tag,
+    Task,
+    Ticket,
+)
+from crm.resources import ActivityResource, CompanyResource, ContactResource, DealResource
 from crm.selectors import deals_stage_totals
+
+
+class SafeExportMixin(ExportMixin):
+    """CSV/XLSX export of the filtered list: formula cells neutralised, personal columns only
+    for people with the PII permission, and every export logged."""
+
+    export_formats = [CSV, XLSX]
+    export_form_class = ExportForm
+
+    def has_export_permission(self, request):
+        return self.has_view_permission(request)
+
+    def get_export_resource_kwargs(self, request, **kwargs):
+        return {"include_pii": can_view_pii(request.user)}
+
+    def get_export_data(self, file_format, request, queryset, **kwargs):
+        data = super().get_export_data(file_format, request, queryset, **kwargs)
+        services.data_export_record(
+            user=request.user,
+            resource=self.opts.model_name,
+            row_count=queryset.count(),
+            file_format=file_format.get_title(),
+            included_pii=can_view_pii(request.user) and hasattr(self.model, "PII_FIELDS"),
+        )
+        return data
+
 
 # --- Action bar inputs: the value an action applies -------------------------------------------
 
@@ -170,7 +215,8 @@ class ProfileContactInline(ContactSummaryInline):
 
 
 @admin.register(Company)
-class CompanyAdmin(ReadableModelAdmin):
+class CompanyAdmin(SafeExportMixin, ReadableModelAdmin):
+    resource_classes = [CompanyResource]
     list_display = ["name", "domain", "industry", "size", "country", "owner", "updated_at"]
     list_filter = [("owner", admin.RelatedOnlyFieldListFilter), "size", "country", "industry"]
     search_fields = ["name", "domain"]
@@ -237,7 +283,8 @@ class ContactActivityInline(admin.TabularInline):
 
 
 @admin.register(Contact)
-class ContactAdmin(ReadableModelAdmin):
+class ContactAdmin(SafeExportMixin, ReadableModelAdmin):
+    resource_classes = [ContactResource]
     form = ContactAdminForm
     list_display = [
         "id",
@@ -340,7 +387,8 @@ class DealAdminForm(forms.ModelForm):
 
 
 @admin.register(Deal)
-class DealAdmin(ReadableModelAdmin):
+class DealAdmin(SafeExportMixin, ReadableModelAdmin):
+    resource_classes = [DealResource]
     pii_fields = ("contact",)  # a contact shows as its name
     form = DealAdminForm
     change_list_template = "admin/crm/deal/change_list.html"
@@ -387,7 +435,8 @@ class DealAdmin(ReadableModelAdmin):
 
 
 @admin.register(Activity)
-class ActivityAdmin(ReadableModelAdmin):
+class ActivityAdmin(SafeExportMixin, ReadableModelAdmin):
+    resource_classes = [ActivityResource]
     pii_fields = ("contact",)  # a contact shows as its name
     list_display = ["subject", "kind", "contact", "deal", "company", "owner", "due_at", "done_at"]
     list_filter = [
@@ -434,3 +483,85 @@ class TaskAdmin(ReadableModelAdmin):
     readonly_fields = ["created_at", "updated_at"]
     action_form = OwnerActionForm
     actions = [assign_owner]
+
+
+# --- Duplicates ---------------------------------------------------------------------------------
+
+
+@admin.register(DuplicateCandidate)
+class DuplicateCandidateAdmin(ReadableModelAdmin):
+    """The review queue: merge a pair (the older contact survives) or mark it as distinct."""
+
+    list_display = [
+        "__str__",
+        "contact_a",
+        "contact_b",
+        "score",
+        "reason_list",
+        "status",
+        "created_at",
+    ]
+    list_filter = ["status"]
+    list_select_related = ["contact_a", "contact_b"]
+    raw_id_fields = ["contact_a", "contact_b"]
+    readonly_fields = ["contact_a", "contact_b", "score", "reasons", "status", "reviewed_at"]
+    search_fields = ["=contact_a__id", "=contact_b__id"]
+    actions = ["merge", "dismiss"]
+
+    def get_list_display(self, request):
+        allowed = self.may_view_pii(request)
+        columns = super().get_list_display(request)
+        return [
+            contact_link(name, allowed) if name in ("contact_a", "contact_b") else name
+            for name in columns
+        ]
+
+    def has_add_permission(self, request):
+        return False  # the queue is filled by find_duplicates --save
+
+    @admin.display(description="reasons")
+    def reason_list(self, candidate):
+        return ", ".join(candidate.reasons)
+
+    @admin.action(description="Merge (the older contact survives)", permissions=["change"])
+    def merge(self, request, queryset):
+        merged = 0
+        for candidate in queryset.filter(status=DuplicateCandidate.Status.OPEN):
+            survivor, other = candidate.contact_a, candidate.contact_b  # a has the lower id
+            services.contact_merge(survivor=survivor, merged=other, merged_by=request.user)
+            merged += 1
+        self.message_user(request, f"{merged} pair(s) merged.")
+
+    @admin.action(description="Not duplicates", permissions=["change"])
+    def dismiss(self, request, queryset):
+        count = queryset.update(
+            status=DuplicateCandidate.Status.DISMISSED, reviewed_at=timezone.now()
+        )
+        self.message_user(request, f"{count} pair(s) dismissed.")
+
+
+def contact_link(attribute: str, pii_allowed: bool):
+    @admin.display(description="first contact" if attribute == "contact_a" else "second contact")
+    def show(candidate):
+        contact = getattr(candidate, attribute)
+        if contact is None:
+            return "-"
+        label = str(contact) if pii_allowed else f"Contact {contact.pk}"
+        url = reverse("admin:crm_contact_change", args=[contact.pk])
+        return format_html('<a href="{}">{}</a>', url, label)
+
+    return show
+
+
+@admin.register(ContactMerge)
+class ContactMergeAdmin(ReadableModelAdmin):
+    list_display = ["__str__", "survivor", "merged_by", "created_at"]
+    list_select_related = ["survivor", "merged_by"]
+    raw_id_fields = ["survivor"]
+    readonly_fields = ["survivor", "merged_id", "merged_data", "moved", "merged_by", "created_at"]
+    pii_json_fields = ("merged_data",)
+    pii_fields = ("survivor",)
+    search_fields = ["=merged_id", "=survivor__id"]
+
+    def has_add_permission(self, request):
+        return False

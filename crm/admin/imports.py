@@ -1,0 +1,322 @@
+"""Spreadsheet imports in the admin: upload, check (dry-run preview), apply, revert, errors as
+CSV; plus the audit list of exports."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from cdphub.admin_mixins import ReadableModelAdmin
+from cdphub.pii import MASK, mask_value
+from crm.importfiles import ImportRefused
+from crm.imports import import_job_create, import_job_revert
+from crm.models import DataExport, ImportJob
+from crm.resources import SPECS
+from crm.tasks import run_import_job_task
+
+RUNNING = (ImportJob.Status.PENDING, ImportJob.Status.VALIDATING, ImportJob.Status.APPLYING)
+KEY_CHOICES = sorted({(key, key) for spec in SPECS.values() for key in spec.keys})
+
+
+class ImportUploadForm(forms.Form):
+    resource = forms.ChoiceField(choices=ImportJob.Resource.choices)
+    mode = forms.ChoiceField(choices=ImportJob.Mode.choices, initial=ImportJob.Mode.UPSERT)
+    key_field = forms.ChoiceField(
+        choices=KEY_CHOICES,
+        initial="email",
+        label="Key",
+        help_text="Matches rows to existing records. Contacts: email, external_id, phone, id; "
+        "companies: domain, name, id; deals: name, id; activities: id.",
+    )
+    file = forms.FileField(help_text="CSV (UTF-8) or XLSX; the first row holds the headers.")
+    column_map = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        label="Column mapping",
+        help_text="Optional, one 'Header=field' per line ('Header=-' ignores a column). Headers "
+        "are otherwise matched by name and common synonyms (Voornaam, E-mail address...).",
+    )
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        limit = settings.CDPHUB_IMPORT_MAX_BYTES
+        if upload.size > limit:
+            raise forms.ValidationError(
+                f"The file is {upload.size / 1e6:.0f} MB; the limit is {limit / 1e6:.0f} MB."
+            )
+        return upload
+
+    def clean_column_map(self):
+        return parse_column_map(self.cleaned_data["column_map"])
+
+    def clean(self):
+        cleaned = super().clean()
+        resource, key = cleaned.get("resource"), cleaned.get("key_field")
+        if resource and key and key not in SPECS[resource].keys:
+            self.add_error(
+                "key_field", f"{resource} can be keyed on {', '.join(SPECS[resource].keys)}."
+            )
+        return cleaned
+
+
+class RemapForm(forms.Form):
+    column_map = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 4, "cols": 60}), label=""
+    )
+
+    def clean_column_map(self):
+        return parse_column_map(self.cleaned_data["column_map"])
+
+
+def parse_column_map(text: str) -> dict[str, str]:
+    overrides = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        header, sep, field = line.partition("=")
+        if not sep or not header.strip() or not field.strip():
+            raise forms.ValidationError(f"Line {number} must look like 'Header=field'.")
+        overrides[header.strip()] = field.strip()
+    return overrides
+
+
+def queue_job(job: ImportJob, *, apply: bool) -> None:
+    transaction.on_commit(lambda: run_import_job_task.delay(job.pk, apply=apply))
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(ReadableModelAdmin):
+    list_display = [
+        "id",
+        "resource",
+        "file_name",
+        "mode",
+        "key_field",
+        "status",
+        "progress",
+        "created_count",
+        "updated_count",
+        "skipped_count",
+        "error_count",
+        "created_by",
+        "created_at",
+    ]
+    list_filter = ["status", "resource", "mode"]
+    search_fields = ["file_name"]
+    list_select_related = ["created_by"]
+    actions = ["revert"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("file_data", "preview", "errors")
+
+    @admin.display(description="progress")
+    def progress(self, job):
+        from django.utils.html import format_html
+
+        return format_html(
+            '<progress max="100" value="{}"></progress> {}/{}',
+            job.progress_percent,
+            job.rows_done,
+            job.rows_total or "?",
+        )
+
+    def has_change_permission(self, request, obj=None):
+        return False  # a job is only created, checked, applied or reverted
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<int:pk>/apply/", view(self.apply_view), name="crm_importjob_apply"),
+            path("<int:pk>/revert/", view(self.revert_view), name="crm_importjob_revert"),
+            path("<int:pk>/remap/", view(self.remap_view), name="crm_importjob_remap"),
+            path("<int:pk>/errors.csv", view(self.errors_view), name="crm_importjob_errors"),
+            *super().get_urls(),
+        ]
+
+    def add_view(self, request, form_url="", extra_context=None):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = ImportUploadForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                job = import_job_create(
+                    resource=data["resource"],
+                    mode=data["mode"],
+                    key_field=data["key_field"],
+                    file_name=data["file"].name,
+                    data=data["file"].read(),
+                    created_by=request.user,
+                    overrides=data["column_map"],
+                )
+            except ImportRefused as exc:
+                form.add_error("file", exc.messages)
+            else:
+                queue_job(job, apply=False)
+                return HttpResponseRedirect(reverse("admin:crm_importjob_change", args=[job.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Import a spreadsheet",
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/crm/importjob/upload.html", context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        job = self.get_object(request, object_id)
+        if job is None or not self.has_view_permission(request, job):
+            raise PermissionDenied
+        columns = (job.column_map or {}).get("columns", {})
+        overrides = (job.column_map or {}).get("overrides", {})
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": str(job),
+            "job": job,
+            "running": job.status in RUNNING,
+            "columns": columns.items(),
+            "remap_form": RemapForm(
+                initial={"column_map": "\n".join(f"{h}={f}" for h, f in overrides.items())}
+            ),
+            "errors": masked_errors(job.errors[:100], self.may_view_pii(request)),
+            "preview": masked_preview(job, self.may_view_pii(request)),
+            "can_apply": job.status == ImportJob.Status.VALIDATED
+            and self.has_add_permission(request),
+            "can_revert": job.status == ImportJob.Status.APPLIED
+            and self.has_add_permission(request),
+            "can_remap": job.status in (ImportJob.Status.INVALID, ImportJob.Status.VALIDATED)
+            and self.has_add_permission(request),
+        }
+        return TemplateResponse(request, "admin/crm/importjob/job.html", context)
+
+    def _job_for_post(self, request, pk: int) -> ImportJob:
+        if request.method != "POST" or not self.has_add_permission(request):
+            raise PermissionDenied
+        return get_object_or_404(ImportJob, pk=pk)
+
+    def apply_view(self, request, pk: int):
+        job = self._job_for_post(request, pk)
+        if job.status != ImportJob.Status.VALIDATED:
+            self.message_user(
+                request, "Only a checked import without errors can be applied.", messages.ERROR
+            )
+        else:
+            queue_job(job, apply=True)
+            self.message_user(request, "The import is being applied (all rows or none).")
+        return HttpResponseRedirect(reverse("admin:crm_importjob_change", args=[pk]))
+
+    def remap_view(self, request, pk: int):
+        job = self._job_for_post(request, pk)
+        form = RemapForm(request.POST)
+        if not form.is_valid():
+            self.message_user(request, " ".join(form.errors["column_map"]), messages.ERROR)
+        elif job.status in (ImportJob.Status.INVALID, ImportJob.Status.VALIDATED):
+            job.column_map = {"overrides": form.cleaned_data["column_map"]}
+            job.status = ImportJob.Status.PENDING
+            job.save(update_fields=["column_map", "status"])
+            queue_job(job, apply=False)
+        return HttpResponseRedirect(reverse("admin:crm_importjob_change", args=[pk]))
+
+    def revert_view(self, request, pk: int):
+        job = self._job_for_post(request, pk)
+        try:
+            result = import_job_revert(job=job)
+        except ImportRefused as exc:
+            self.message_user(request, " ".join(exc.messages), messages.ERROR)
+        else:
+            self.message_user(
+                request, f"Reverted: {result['deleted']} deleted, {result['restored']} restored."
+            )
+        return HttpResponseRedirect(reverse("admin:crm_importjob_change", args=[pk]))
+
+    def errors_view(self, request, pk: int):
+        job = get_object_or_404(ImportJob.objects.defer("file_data"), pk=pk)
+        if not self.has_view_permission(request, job):
+            raise PermissionDenied
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["row", "column", "value", "message"])
+        for error in masked_errors(job.errors, self.may_view_pii(request)):
+            writer.writerow(
+                [error["row"], error["column"], neutral(error["value"]), error["message"]]
+            )
+        response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="import-{job.pk}-errors.csv"'
+        return response
+
+    @admin.action(description="Revert the selected imports", permissions=["add"])
+    def revert(self, request, queryset):
+        for job in queryset:
+            try:
+                import_job_revert(job=job)
+            except ImportRefused as exc:
+                self.message_user(
+                    request, f"Job {job.pk}: {' '.join(exc.messages)}", messages.ERROR
+                )
+            else:
+                self.message_user(request, f"Job {job.pk} reverted.")
+
+
+def masked_errors(errors: list[dict], pii_allowed: bool) -> list[dict]:
+    """Cell values (and messages quoting them) may be personal data."""
+    if pii_allowed:
+        return errors
+    return [
+        {**e, "value": mask_value(e["value"]), "message": e["message"].replace(e["value"], MASK)}
+        if e["value"]
+        else e
+        for e in errors
+    ]
+
+
+def masked_preview(job: ImportJob, pii_allowed: bool) -> list[dict]:
+    if pii_allowed:
+        return job.preview
+    hidden = set(getattr(SPECS[job.resource].model, "PII_FIELDS", ()))
+    return [
+        {
+            **entry,
+            "changes": {
+                name: [mask_value(a), mask_value(b)] if name in hidden else [a, b]
+                for name, (a, b) in entry["changes"].items()
+            },
+        }
+        for entry in job.preview
+    ]
+
+
+def neutral(value: str) -> str:
+    from crm.resources import neutralise_formula
+
+    return neutralise_formula(value)
+
+
+@admin.register(DataExport)
+class DataExportAdmin(ReadableModelAdmin):
+    list_display = [
+        "created_at",
+        "resource",
+        "file_format",
+        "row_count",
+        "included_pii",
+        "exported_by",
+    ]
+    list_filter = ["resource", "included_pii"]
+    list_select_related = ["exported_by"]
+    search_fields = ["exported_by__username"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

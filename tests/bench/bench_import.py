@@ -1,0 +1,135 @@
+"""Contacts import: 100k-row CSV created, then imported again as updates, against raw COPY.
+
+Prints rows/s for the check (dry run), the apply and the profile linking that follows it (a
+background task in production) of each pass, the peak RSS of the process,
+and PostgreSQL's COPY rate for the same rows into a scratch table, with the ratios. Rows made
+by the benchmark are deleted at the end. ``BENCH_IMPORT_ROWS`` changes the size.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import resource
+import time
+
+from django.db import connection
+
+ROWS = int(os.environ.get("BENCH_IMPORT_ROWS", "100000"))
+HEADER = "First name,Last name,E-mail,Phone,City,Job title,External id\n"
+FIRST = ["Anna", "Bram", "Chloe", "Daan", "Emma", "Finn", "Julia", "Lars", "Noor", "Sem"]
+LAST = ["de Vries", "Jansen", "Bakker", "Visser", "Smit", "Meijer", "Mulder", "Bos", "Vos"]
+TITLES = ["Buyer", "CFO", "CTO", "Engineer", "Marketing manager", "Owner", "Sales lead"]
+
+
+def contacts_csv(rows: int, *, title_suffix: str = "") -> bytes:
+    rng = random.Random(42)
+    lines = [HEADER]
+    for n in range(rows):
+        lines.append(
+            f"{rng.choice(FIRST)},{rng.choice(LAST)},bench{n}@bench.example,"
+            f"+3161{n:07d},Utrecht,{rng.choice(TITLES)}{title_suffix},bench-{n}\n"
+        )
+    return "".join(lines).encode()
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed_import(data: bytes, mode: str) -> dict:
+    from crm.imports import (
+        import_job_apply,
+        import_job_create,
+        import_job_link_profiles,
+        import_job_validate,
+    )
+
+    job = import_job_create(
+        resource="contacts", mode=mode, key_field="external_id", file_name="bench.csv", data=data
+    )
+    started = time.perf_counter()
+    job = import_job_validate(job=job)
+    checked = time.perf_counter()
+    job = import_job_apply(job=job, link_profiles=False)
+    applied = time.perf_counter()
+    assert job.status == "applied", job.message
+    import_job_link_profiles(job=job)
+    linked = time.perf_counter()
+    return {
+        "check": ROWS / (checked - started),
+        "apply": ROWS / (applied - checked),
+        "total": ROWS / (applied - started),
+        "link": ROWS / (linked - applied),
+        "all": ROWS / (linked - started),
+        "created": job.created_count,
+        "updated": job.updated_count,
+    }
+
+
+def copy_rate(data: bytes) -> float:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # Same columns and types as crm_contact, without constraints or indexes: the floor.
+            "CREATE TEMP TABLE bench_contact AS SELECT * FROM crm_contact WITH NO DATA"
+        )
+        started = time.perf_counter()
+        with cursor.cursor.copy(
+            "COPY bench_contact (first_name, last_name, email, phone, city, job_title,"
+            " external_id) FROM STDIN WITH (FORMAT csv, HEADER true)"
+        ) as copy:
+            copy.write(data)
+        elapsed = time.perf_counter() - started
+        cursor.execute("DROP TABLE bench_contact")
+    return ROWS / elapsed
+
+
+def cleanup() -> None:
+    from crm.models import ImportJob
+
+    ImportJob.objects.filter(file_name="bench.csv").delete()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TEMP TABLE bench_profiles AS SELECT profile_id AS id FROM crm_contact"
+            " WHERE external_id LIKE 'bench-%%'"
+        )
+        cursor.execute("DELETE FROM crm_contact WHERE external_id LIKE 'bench-%%'")
+        cursor.execute(
+            "DELETE FROM profiles_identity WHERE profile_id IN (SELECT id FROM bench_profiles)"
+        )
+        cursor.execute("DELETE FROM profiles_profile WHERE id IN (SELECT id FROM bench_profiles)")
+        cursor.execute("DROP TABLE bench_profiles")
+
+
+def run() -> None:
+    from django.conf import settings
+    from django.db import transaction
+
+    # As in production: with DEBUG on, Django keeps the text of every query in memory.
+    settings.DEBUG = False
+    cleanup()
+    created_file = contacts_csv(ROWS)
+    updated_file = contacts_csv(ROWS, title_suffix=" (new)")
+    try:
+        create = timed_import(created_file, "upsert")
+        print(f"create: {ROWS} rows, peak RSS so far {peak_rss_mb():.0f} MB")
+        update = timed_import(updated_file, "upsert")
+        print(f"update: {ROWS} rows, peak RSS so far {peak_rss_mb():.0f} MB")
+        with transaction.atomic():
+            copy = copy_rate(created_file)
+    finally:
+        cleanup()
+    for name, figures in (("create", create), ("update", update)):
+        print(
+            f"{name}: check {figures['check']:,.0f} rows/s, apply {figures['apply']:,.0f} rows/s,"
+            f" check+apply {figures['total']:,.0f} rows/s;"
+            f" then profile linking {figures['link']:,.0f} rows/s;"
+            f" all steps {figures['all']:,.0f} rows/s"
+            f" ({figures['created']} created, {figures['updated']} updated)"
+        )
+    print(f"raw COPY of the same rows into a scratch table: {copy:,.0f} rows/s")
+    print(
+        f"ratios to COPY: create apply {create['apply'] / copy:.1%}, "
+        f"update apply {update['apply'] / copy:.1%}"
+    )
+    print(f"peak RSS: {peak_rss_mb():.0f} MB")
