@@ -74,3 +74,96 @@ def test_dashboard_is_usable_on_a_tablet(browser, live_server, superuser, screen
     assert width <= 768, "the dashboard must not scroll sideways on a tablet"
     screenshot(page, "dashboard-tablet")
     context.close()
+
+
+CONTACTS_CSV = (
+    "First Name,Last Name,E-mail address,Phone\n"
+    "Sanne,de Boer,sanne.deboer@example.com,06 11122233\n"
+    "Joost,Bakker,joost.bakker@example.com,+31 6 44455566\n"
+)
+
+
+def test_sales_imports_contacts_with_a_preview_then_applies(
+    page, user_with_role, screenshot, tmp_path
+):
+    from crm.models import Contact
+
+    user_with_role("Sales")
+    log_in(page, "sales")
+    upload = tmp_path / "contacts.csv"
+    upload.write_text(CONTACTS_CSV)
+
+    page.goto("/admin/crm/importjob/add/")
+    page.get_by_label("Resource").select_option("contacts")
+    page.get_by_label("Key").select_option("email")
+    page.get_by_label("File").set_input_files(str(upload))
+    with page.expect_navigation():
+        page.get_by_role("button", name="Upload and check").click()
+    page.wait_for_selector("text=Checked: ready to apply")
+
+    outcomes = page.locator("#job-preview tbody tr td:nth-child(2)").all_inner_texts()
+    assert outcomes == ["new", "new"]
+    assert Contact.objects.count() == 0  # the check writes nothing
+    screenshot(page, "import-preview")
+
+    with page.expect_navigation():
+        page.get_by_role("button", name="Apply the import").click()
+    page.wait_for_selector("text=Status: Applied")
+    screenshot(page, "import-applied")
+    assert set(Contact.objects.values_list("email", flat=True)) == {
+        "sanne.deboer@example.com",
+        "joost.bakker@example.com",
+    }
+
+
+def test_marketer_builds_a_segment_with_a_live_count(page, user_with_role, screenshot):
+    from profiles.models import Segment
+
+    for country in ("NL", "NL", "NL", "BE"):
+        ProfileFactory(traits={"country": country})
+    user_with_role("Marketer")
+    log_in(page, "marketer")
+
+    page.goto("/admin/profiles/segment/add/")
+    page.get_by_label("Name").fill("Dutch customers")
+    page.get_by_label("Rule").fill('{"trait": "country", "op": "eq", "value": "NL"}')
+    page.get_by_role("button", name="Preview members").click()
+    page.wait_for_selector("text=3 profile(s) match now")
+    screenshot(page, "segment-preview")
+
+    page.get_by_label("Rule").fill('{"trait": "country", "op": "equals", "value": "NL"}')
+    page.get_by_role("button", name="Preview members").click()
+    page.wait_for_selector("text=The rule has errors.")
+    assert page.locator("#segment-preview-errors li").first.is_visible()
+
+    page.get_by_label("Rule").fill('{"trait": "country", "op": "eq", "value": "NL"}')
+    with page.expect_navigation():
+        page.get_by_role("button", name="Save", exact=True).click()
+    assert Segment.objects.get(name="Dutch customers").rule["value"] == "NL"
+
+
+def test_privacy_officer_handles_an_access_request(page, user_with_role, screenshot, customer):
+    from consent.models import DataSubjectRequest
+
+    user_with_role("Privacy officer")
+    log_in(page, "privacy_officer")
+
+    page.goto("/admin/consent/datasubjectrequest/add/")
+    page.get_by_label("Kind").select_option("access")
+    page.get_by_label("Subject email").fill("anna.visser@example.com")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Save", exact=True).click()
+    request = DataSubjectRequest.objects.get()
+
+    for action in ("verify_requests", "process_requests"):
+        page.goto("/admin/consent/datasubjectrequest/")
+        page.locator(f"input[name=_selected_action][value='{request.pk}']").check()
+        page.locator("select[name=action]").select_option(action)
+        with page.expect_navigation():
+            page.get_by_role("button", name="Go").click()
+
+    request.refresh_from_db()
+    assert request.status == DataSubjectRequest.Status.COMPLETED
+    assert request.result_file
+    page.goto(f"/admin/consent/datasubjectrequest/{request.pk}/change/")
+    screenshot(page, "dsar-completed")
