@@ -3,11 +3,10 @@ counts over big tables use estimates, so the page stays fast as tables grow."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 
 from django.core.cache import cache
-from django.db.models import Count
-from django.db.models.functions import TruncDate
+from django.db.models import Count, Sum
 from django.utils import timezone
 
 from cdphub.paginators import fast_count
@@ -57,33 +56,34 @@ def profile_numbers() -> dict:
 
 
 def events_per_day(*, days: int) -> list[tuple[str, dict[str, int]]]:
-    """Events per day and source over the last ``days`` days, oldest first, empty days kept."""
-    from profiles.models import Event
+    """Events per day and source over the last ``days`` days, oldest first, empty days kept;
+    read from the daily rollup, never from the event table."""
+    from profiles.models import EventDailyCount
+    from profiles.rollups import event_daily_counts_refresh_if_stale
 
+    event_daily_counts_refresh_if_stale()
     today = timezone.localdate()
     start = today - timedelta(days=days - 1)
-    start_of_window = timezone.make_aware(datetime.combine(start, time.min))
     rows = (
-        Event.objects.filter(timestamp__gte=start_of_window)
-        .annotate(day=TruncDate("timestamp"))
+        EventDailyCount.objects.filter(day__gte=start)
         .values("day", "source__name")
-        .annotate(count=Count("id"))
+        .annotate(total=Sum("count"))
     )
     by_day: dict[date, dict[str, int]] = {start + timedelta(days=i): {} for i in range(days)}
     for row in rows:
         if row["day"] in by_day:
-            by_day[row["day"]][row["source__name"]] = row["count"]
+            by_day[row["day"]][row["source__name"]] = row["total"]
     return [(day.isoformat(), values) for day, values in by_day.items()]
 
 
 def top_events(*, days: int, limit: int = 8) -> list[dict]:
-    from profiles.models import Event
+    from profiles.models import Event, EventDailyCount
 
-    since = timezone.now() - timedelta(days=days)
+    since = timezone.localdate() - timedelta(days=days - 1)
     return list(
-        Event.objects.filter(timestamp__gte=since, type=Event.Type.TRACK)
+        EventDailyCount.objects.filter(day__gte=since, type=Event.Type.TRACK)
         .values("name")
-        .annotate(count=Count("id"))
+        .annotate(count=Sum("count"))
         .order_by("-count")[:limit]
     )
 
@@ -101,25 +101,25 @@ def audience_sizes(limit: int = 8) -> list[dict]:
 
 
 def consent_rates() -> list[dict]:
-    """Per purpose: profiles granting it now, as a share of all active profiles."""
+    """Per purpose: profiles granting it now, as a share of all active profiles (counts past
+    the estimate threshold are the planner's estimates)."""
     from consent.models import ConsentState, ConsentStatus, Purpose
     from profiles.models import Profile
 
     total = fast_count(Profile.objects.active()) or 1
-    granted = dict(
-        ConsentState.objects.filter(status=ConsentStatus.GRANTED)
-        .values_list("purpose_id")
-        .annotate(count=Count("id"))
-    )
-    return [
-        {
-            "code": purpose.code,
-            "name": purpose.name,
-            "granted": granted.get(purpose.pk, 0),
-            "rate": min(granted.get(purpose.pk, 0) / total, 1.0),
-        }
-        for purpose in Purpose.objects.filter(is_active=True).order_by("name")
-    ]
+    granted = ConsentState.objects.filter(status=ConsentStatus.GRANTED)
+    rates = []
+    for purpose in Purpose.objects.filter(is_active=True).order_by("name"):
+        count = fast_count(granted.filter(purpose=purpose))
+        rates.append(
+            {
+                "code": purpose.code,
+                "name": purpose.name,
+                "granted": count,
+                "rate": min(count / total, 1.0),
+            }
+        )
+    return rates
 
 
 def open_requests(limit: int = 8) -> dict:

@@ -219,6 +219,15 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE: dict = {
+    "refresh-event-counts": {
+        "task": "profiles.tasks.refresh_event_counts_task",
+        "schedule": crontab(minute="*/5"),
+    },
+    "recompute-event-counts": {
+        "task": "profiles.tasks.refresh_event_counts_task",
+        "schedule": crontab(minute=40, hour=2),
+        "kwargs": {"recompute_all": True},
+    },
     "refresh-due-segments": {
         "task": "profiles.tasks.refresh_due_segments_task",
         "schedule": crontab(minute="*/5"),

@@ -455,3 +455,41 @@ class ComputedTraitQuantiles(models.Model):
 
     def __str__(self) -> str:
         return self.metric
+
+
+# --- Rollups for the dashboard --------------------------------------------------------------------
+
+
+class EventDailyCount(models.Model):
+    """Events per day, source, type and name: the dashboard reads these few rows instead of
+    scanning the event table. Filled by ``profiles.rollups.event_daily_counts_refresh``."""
+
+    day = models.DateField()
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+")
+    type = models.CharField(max_length=10, choices=Event.Type.choices)
+    name = models.CharField(max_length=255, blank=True)
+    count = models.PositiveBigIntegerField()
+
+    class Meta:
+        ordering = ["-day", "source", "type", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "source", "type", "name"], name="event_daily_count_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.type} {self.name}: {self.count}"
+
+
+class EventCountDay(models.Model):
+    """A day whose counts were computed, and when (recent days are recomputed as events arrive)."""
+
+    day = models.DateField(primary_key=True)
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-day"]
+
+    def __str__(self) -> str:
+        return f"{self.day} computed {self.computed_at:%Y-%m-%d %H:%M}"

@@ -57,3 +57,11 @@ def export_segment_webhook_task(segment_id: int, purpose_code: str, url: str) ->
     segment = Segment.objects.filter(pk=segment_id).first()
     if segment is not None:
         segment_export_webhook(segment=segment, purpose_code=purpose_code, url=url)
+
+
+@shared_task(ignore_result=True)
+def refresh_event_counts_task(recompute_all: bool = False) -> None:
+    """Beat: today's and yesterday's event counts every few minutes; the whole window nightly."""
+    from profiles.rollups import event_daily_counts_refresh
+
+    event_daily_counts_refresh(recompute_all=recompute_all)
