@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from django.core.cache import cache
-from django.db.models import Count, Sum
+from django.db.models import Sum
 from django.utils import timezone
 
 from cdphub.paginators import fast_count
