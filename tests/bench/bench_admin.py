@@ -98,6 +98,9 @@ def generate(profiles: int) -> None:
         """,
         [source_ids[0], profiles],
     )
+    indexes = secondary_indexes("profiles_event")
+    for name, _ in indexes:
+        execute(f'DROP INDEX "{name}"')
     execute(
         """
         INSERT INTO profiles_event (profile_id, source_id, type, name, properties, context,
@@ -116,17 +119,29 @@ def generate(profiles: int) -> None:
             "web": source_ids[0],
         },
     )
+    for _, definition in indexes:
+        execute(definition)
     rollup_rebuild()
     execute("VACUUM ANALYZE")
     print(f"   generated {profiles:,} profiles in {time.perf_counter() - started:.0f} s")
 
 
 def rollup_rebuild() -> None:
-    from profiles.models import Event
+    # What the scheduled task does every few minutes in production.
+    from profiles.rollups import event_daily_counts_refresh
 
-    rebuild = getattr(Event, "daily_counts_rebuild", None)
-    if rebuild is not None:
-        rebuild()
+    event_daily_counts_refresh(recompute_all=True)
+
+
+def secondary_indexes(table: str) -> list[tuple[str, str]]:
+    """Indexes that back no constraint: dropped for a bulk load and rebuilt after (faster)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s "
+            "AND indexname NOT IN (SELECT conname FROM pg_constraint)",
+            [table],
+        )
+        return cursor.fetchall()
 
 
 def ids(table: str) -> list[int]:
