@@ -4,6 +4,7 @@ changelists that stay fast on big tables."""
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.admin import widgets
 from django.db import models
 from django.utils.html import format_html
 
@@ -94,8 +95,21 @@ def masked_name(name: str) -> str:
     return f"{name}_masked"
 
 
+class LabelledSplitDateTime(widgets.AdminSplitDateTime):
+    """The admin's date + time inputs; the field's label names only the first, so each input
+    says what it is to screen readers."""
+
+    def __init__(self, attrs=None):
+        super().__init__(attrs)
+        self.widgets[0].attrs.setdefault("aria-label", "Date")
+        self.widgets[1].attrs.setdefault("aria-label", "Time")
+
+
 class ReadableModelAdmin(FastChangeListMixin, PiiMaskedAdminMixin, admin.ModelAdmin):
     """The base of every model admin in cdphub."""
 
-    # A URL typed without a scheme is read as https.
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    formfield_overrides = {
+        # A URL typed without a scheme is read as https.
+        models.URLField: {"assume_scheme": "https"},
+        models.DateTimeField: {"widget": LabelledSplitDateTime},
+    }

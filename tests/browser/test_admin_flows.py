@@ -167,3 +167,49 @@ def test_privacy_officer_handles_an_access_request(page, user_with_role, screens
     assert request.result_file
     page.goto(f"/admin/consent/datasubjectrequest/{request.pk}/change/")
     screenshot(page, "dsar-completed")
+
+
+UNLABELLED_CONTROLS = """
+() => Array.from(document.querySelectorAll("input, select, textarea"))
+  .filter(el => !["hidden", "submit", "button", "checkbox"].includes(el.type) || el.type === "checkbox" && !el.closest("tr"))
+  .filter(el => el.offsetParent !== null)
+  .filter(el => !(el.labels && el.labels.length) && !el.getAttribute("aria-label")
+                && !el.getAttribute("aria-labelledby") && !el.title)
+  .map(el => el.name || el.id || el.outerHTML.slice(0, 80))
+"""
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/",
+        "/admin/profiles/profile/",
+        "/admin/profiles/segment/add/",
+        "/admin/crm/importjob/add/",
+        "/admin/consent/datasubjectrequest/add/",
+    ],
+)
+def test_every_form_control_has_a_label(page, superuser, customer, url):
+    log_in(page, "root")
+
+    page.goto(url)
+
+    assert page.evaluate(UNLABELLED_CONTROLS) == []
+
+
+def test_profile_search_works_from_the_keyboard(page, user_with_role, customer):
+    user_with_role("Marketer")
+    log_in(page, "marketer")
+    page.goto("/admin/profiles/profile/")
+
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "searchbar":
+            break
+    else:
+        pytest.fail("the search box cannot be reached with the Tab key")
+    page.keyboard.type("anna.visser@example.com")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+
+    assert page.locator("#result_list tbody tr").count() == 1
