@@ -171,7 +171,7 @@ def test_privacy_officer_handles_an_access_request(page, user_with_role, screens
 
 UNLABELLED_CONTROLS = """
 () => Array.from(document.querySelectorAll("input, select, textarea"))
-  .filter(el => !["hidden", "submit", "button", "checkbox"].includes(el.type) || el.type === "checkbox" && !el.closest("tr"))
+  .filter(el => !["hidden", "submit", "button"].includes(el.type))
   .filter(el => el.offsetParent !== null)
   .filter(el => !(el.labels && el.labels.length) && !el.getAttribute("aria-label")
                 && !el.getAttribute("aria-labelledby") && !el.title)
