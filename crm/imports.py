@@ -113,12 +113,22 @@ def import_job_validate(*, job: ImportJob, progress: Progress | None = None) -> 
 
 
 def import_job_apply(
-    *, job: ImportJob, progress: Progress | None = None, link_profiles: bool = True
+    *,
+    job: ImportJob,
+    progress: Progress | None = None,
+    link_profiles: bool = True,
+    checked_first: bool = True,
 ) -> ImportJob:
-    """Write the whole file in one transaction: any row error rolls everything back. Imported
-    contacts are then linked to CDP profiles by a background task (``link_profiles``)."""
-    if job.status not in (ImportJob.Status.VALIDATED, ImportJob.Status.FAILED):
+    """Write the whole file in one transaction: every row is checked again and any error rolls
+    everything back. Imported contacts are then linked to CDP profiles by a background task
+    (``link_profiles``). Without ``checked_first`` (scripts that need no preview) a new job is
+    applied directly: one pass over the file instead of two, with the same checks."""
+    allowed = [ImportJob.Status.VALIDATED, ImportJob.Status.FAILED]
+    if not checked_first:
+        allowed.append(ImportJob.Status.PENDING)
+    if job.status not in allowed:
         raise ImportRefused(f"Job {job.pk} is {job.get_status_display().lower()}; check it first.")
+    job.started_at = job.started_at or timezone.now()
     ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.APPLYING)
     job.status = ImportJob.Status.APPLYING
     try:

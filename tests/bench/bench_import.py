@@ -121,15 +121,16 @@ def run() -> None:
         cleanup()
     for name, figures in (("create", create), ("update", update)):
         print(
-            f"{name}: check {figures['check']:,.0f} rows/s, apply {figures['apply']:,.0f} rows/s,"
-            f" check+apply {figures['total']:,.0f} rows/s;"
-            f" then profile linking {figures['link']:,.0f} rows/s;"
-            f" all steps {figures['all']:,.0f} rows/s"
+            f"{name}: import (one checked, all-or-nothing pass, as import_file runs it)"
+            f" {figures['apply']:,.0f} rows/s; dry-run check {figures['check']:,.0f} rows/s;"
+            f" admin flow check then apply {figures['total']:,.0f} rows/s;"
+            f" profile linking afterwards {figures['link']:,.0f} rows/s;"
+            f" admin flow with linking {figures['all']:,.0f} rows/s"
             f" ({figures['created']} created, {figures['updated']} updated)"
         )
     print(f"raw COPY of the same rows into a scratch table: {copy:,.0f} rows/s")
     print(
-        f"ratios to COPY: create apply {create['apply'] / copy:.1%}, "
-        f"update apply {update['apply'] / copy:.1%}"
+        f"ratios of the import to COPY: create {create['apply'] / copy:.1%}, "
+        f"update {update['apply'] / copy:.1%}"
     )
     print(f"peak RSS: {peak_rss_mb():.0f} MB")

@@ -50,19 +50,20 @@ class Command(BaseCommand):
         except ImportRefused as exc:
             raise CommandError(" ".join(exc.messages)) from None
         del data
-        self.stdout.write(f"Import job {job.pk}: checking {job.file_name}")
-        job = import_job_validate(job=job, progress=self.progress)
-        self.report(job)
-        if job.status != ImportJob.Status.VALIDATED:
-            raise CommandError(f"Nothing was written. {job.message}".strip())
         if options["dry_run"]:
+            self.stdout.write(f"Import job {job.pk}: checking {job.file_name} (dry run)")
+            job = import_job_validate(job=job, progress=self.progress)
+            self.report(job)
+            if job.status != ImportJob.Status.VALIDATED:
+                raise CommandError(f"The file has errors. {job.message}".strip())
             self.stdout.write("Dry run: nothing was written.")
             return
-        self.stdout.write("Applying (all or nothing)")
-        job = import_job_apply(job=job, progress=self.progress)
+        # Applying checks every row too, and writes nothing if any row fails: one pass.
+        self.stdout.write(f"Import job {job.pk}: importing {job.file_name} (all or nothing)")
+        job = import_job_apply(job=job, progress=self.progress, checked_first=False)
         self.report(job)
         if job.status != ImportJob.Status.APPLIED:
-            raise CommandError(job.message)
+            raise CommandError(f"Nothing was written. {job.message}".strip())
         self.stdout.write(self.style.SUCCESS(job.message))
 
     def progress(self, job: ImportJob) -> None:
