@@ -47,11 +47,10 @@ def is_suppressed(kind: str, value: str) -> bool:
 def suppressed_identifiers(pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
     """The (kind, value) pairs among these that are suppressed, in one query: imports check a
     whole batch at once."""
-    by_hash = {
-        (kind, suppression_hash(kind, value)): (kind, value) for kind, value in pairs if value
-    }
-    if not by_hash:
+    pairs = [(kind, value) for kind, value in pairs if value]
+    if not pairs or not Suppression.objects.exists():  # nobody erased yet: skip the hashing
         return set()
+    by_hash = {(kind, suppression_hash(kind, value)): (kind, value) for kind, value in pairs}
     found = Suppression.objects.filter(
         value_hash__in={value_hash for _, value_hash in by_hash}
     ).values_list("identifier_kind", "value_hash")

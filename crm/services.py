@@ -5,12 +5,10 @@ Admin, API, imports and tasks all call these, so a rule holds however the data a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Iterable, Sequence
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
@@ -59,33 +57,18 @@ def contact_identifiers_normalize(*, email: str, phone: str) -> tuple[str, str]:
     return normalized["email"], normalized["phone"]
 
 
-def suppression_value_hash(kind: str, value: str) -> str:
-    # Must match the consent app's hashing of suppressed identifiers (switch to it on merge).
-    return hashlib.sha256(f"{settings.SECRET_KEY}:{kind}:{value}".encode()).hexdigest()
-
-
 def contact_is_suppressed(email: str, phone: str) -> bool:
     """Whether either (normalised) identifier belongs to a person erased on request."""
     return bool(suppressed_identifiers(emails=[email], phones=[phone]))
 
 
 def suppressed_identifiers(*, emails: Iterable[str], phones: Iterable[str]) -> set[tuple[str, str]]:
-    """The (kind, value) pairs among these normalised identifiers that are on the suppression
-    list, looked up in one query (imports check a whole batch at once)."""
-    from consent.models import Suppression
+    """The (kind, value) pairs among these normalised identifiers that are on the consent app's
+    suppression list, looked up in one query (imports check a whole batch at once)."""
+    from consent.selectors import suppressed_identifiers as suppressed
 
-    by_hash = {}
-    for kind, values in (("email", emails), ("phone", phones)):
-        for value in values:
-            if value:
-                by_hash[(kind, suppression_value_hash(kind, value))] = (kind, value)
-    if not by_hash or not Suppression.objects.exists():
-        return set()
-    hashes = {value_hash for _, value_hash in by_hash}
-    found = Suppression.objects.filter(value_hash__in=hashes).values_list(
-        "identifier_kind", "value_hash"
-    )
-    return {by_hash[row] for row in found if row in by_hash}
+    pairs = [("email", value) for value in emails] + [("phone", value) for value in phones]
+    return suppressed(pairs)
 
 
 @transaction.atomic

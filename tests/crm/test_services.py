@@ -1,9 +1,7 @@
-import hashlib
-
 import pytest
-from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from consent.hashing import suppression_hash
 from consent.models import Suppression
 from crm import services
 from crm.models import Contact, Deal
@@ -15,8 +13,8 @@ pytestmark = pytest.mark.django_db
 
 
 def suppress(kind, value):
-    digest = hashlib.sha256(f"{settings.SECRET_KEY}:{kind}:{value}".encode()).hexdigest()
-    Suppression.objects.create(identifier_kind=kind, value_hash=digest)
+    # As an erasure request leaves it: the consent app's salted hash of the identifier.
+    Suppression.objects.create(identifier_kind=kind, value_hash=suppression_hash(kind, value))
 
 
 def test_new_contact_creates_profile_with_identities_and_traits():
