@@ -6,7 +6,23 @@ from django.db.models import Q
 
 from consent import registry
 from consent.registry import Subject, delete_rows, scrub_fields
-from crm.models import Activity, Company, Contact, Deal, Pipeline, Stage, Tag, Task, Ticket
+from consent.retention import register_purger
+from crm.models import (
+    Activity,
+    Company,
+    Contact,
+    ContactMerge,
+    DataExport,
+    Deal,
+    DuplicateCandidate,
+    ImportChange,
+    ImportJob,
+    Pipeline,
+    Stage,
+    Tag,
+    Task,
+    Ticket,
+)
 
 
 def _contacts(subject: Subject):
@@ -58,3 +74,68 @@ registry.register_not_personal(Company, "organisations, not people")
 registry.register_not_personal(Tag, "labels")
 registry.register_not_personal(Pipeline, "sales process configuration")
 registry.register_not_personal(Stage, "sales process configuration")
+
+
+def _contact_ids(subject: Subject) -> list[int]:
+    return list(_contacts(subject).values_list("pk", flat=True))
+
+
+def _import_changes(subject: Subject):
+    return ImportChange.objects.filter(
+        model="crm.contact", object_ids__overlap=_contact_ids(subject)
+    )
+
+
+def _import_jobs_clear(rows, subject: Subject) -> int:
+    # The stored file, its preview and its errors may hold the person: the job's record (who,
+    # when, counts) stays, its content goes.
+    return rows.update(file_data=b"", preview=[], errors=[])
+
+
+# Found before the contacts are deleted (erase order 60), so they run first.
+registry.register(
+    ImportChange,
+    find=_import_changes,
+    erase=delete_rows,
+    personal_fields=("befores",),
+    erase_order=30,
+)
+registry.register(
+    ImportJob,
+    find=lambda subject: ImportJob.objects.filter(pk__in=_import_changes(subject).values("job_id")),
+    erase=_import_jobs_clear,
+    personal_fields=("file_data", "preview", "errors"),
+    erase_order=31,
+    export=False,  # the file itself; what it wrote is exported with the contact
+)
+registry.register(
+    DuplicateCandidate,
+    find=lambda subject: DuplicateCandidate.objects.filter(
+        Q(contact_a__in=_contacts(subject)) | Q(contact_b__in=_contacts(subject))
+    ),
+    erase=delete_rows,
+    personal_fields=("reasons",),
+    erase_order=30,
+)
+registry.register(
+    ContactMerge,
+    find=lambda subject: ContactMerge.objects.filter(
+        Q(survivor__in=_contacts(subject)) | Q(merged_data__email__in=list(subject.emails) or [""])
+    ),
+    erase=delete_rows,
+    personal_fields=("merged_data",),
+    erase_order=30,
+)
+registry.register_not_personal(DataExport, "who exported which list when; no list content")
+
+
+def _purge_import_files(cutoff, batch_size: int) -> int:
+    """Import files are kept for revert and audit until the retention period ends."""
+    old = ImportJob.objects.filter(created_at__lt=cutoff).exclude(file_data=b"")
+    purged = 0
+    while ids := list(old.values_list("pk", flat=True)[:batch_size]):
+        purged += ImportJob.objects.filter(pk__in=ids).update(file_data=b"", preview=[], errors=[])
+    return purged
+
+
+register_purger("import_files", _purge_import_files)

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from django.db.models import Q
 
 from consent import registry
 from consent.registry import Subject, delete_rows
 from consent.retention import delete_in_batches, register_purger
 from profiles.models import (
+    ComputedTraitQuantiles,
     Event,
+    EventCountDay,
+    EventDailyCount,
     Identity,
+    MergeConflict,
+    PendingMessage,
     Profile,
     ProfileMerge,
+    RejectedMessage,
     Segment,
     SegmentMembership,
+    SegmentMembershipChange,
+    SharedIdentifier,
     Source,
 )
 
@@ -58,7 +68,62 @@ registry.register(
     personal_fields=("moved",),
     erase_order=80,
 )
+registry.register(
+    SegmentMembershipChange,
+    find=lambda subject: SegmentMembershipChange.objects.filter(profile_id__in=subject.profile_ids),
+    erase=delete_rows,
+    erase_order=80,
+)
+registry.register(
+    MergeConflict,
+    find=lambda subject: MergeConflict.objects.filter(
+        Q(profile_id__in=subject.profile_ids) | Q(other_profile_id__in=subject.profile_ids)
+    ),
+    erase=delete_rows,
+    personal_fields=("identifier_value",),
+    erase_order=80,
+)
+
+
+def _shared_identifiers(subject: Subject):
+    matching = Q(value__in=[value for _, value in subject.identifiers()])
+    for user_id in subject.user_ids:
+        matching |= Q(user_ids__contains=[user_id])
+    return SharedIdentifier.objects.filter(matching)
+
+
+registry.register(
+    SharedIdentifier,
+    find=_shared_identifiers,
+    erase=delete_rows,
+    personal_fields=("value", "user_ids"),
+    erase_order=80,
+)
+
+
+def _raw_messages(model, subject: Subject):
+    """Collected messages keep the identifiers inside their JSON payload (a scan, but erasure
+    is rare and these tables are short-lived: staging is drained, rejects expire)."""
+    values = [*subject.personal_strings(), *(value for _, value in subject.other_identifiers)]
+    matching = Q(pk__in=[])
+    for value in values:
+        matching |= Q(payload__icontains=value)
+    return model.objects.filter(matching)
+
+
+for message_model in (PendingMessage, RejectedMessage):
+    registry.register(
+        message_model,
+        find=partial(_raw_messages, message_model),
+        erase=delete_rows,
+        personal_fields=("payload",),
+        erase_order=10,
+    )
+
 registry.register_not_personal(Source, "a sending system's name, not a person's")
+registry.register_not_personal(ComputedTraitQuantiles, "bucket bounds over all profiles")
+registry.register_not_personal(EventDailyCount, "event counts per day and name, no person")
+registry.register_not_personal(EventCountDay, "when daily counts were computed")
 registry.register_not_personal(Segment, "a segment's name; members are SegmentMembership rows")
 
 
@@ -67,3 +132,10 @@ def _purge_raw_events(cutoff, batch_size: int) -> int:
 
 
 register_purger("raw_events", _purge_raw_events)
+
+
+def _purge_rejected_messages(cutoff, batch_size: int) -> int:
+    return delete_in_batches(RejectedMessage.objects.filter(received_at__lt=cutoff), batch_size)
+
+
+register_purger("rejected_messages", _purge_rejected_messages)
