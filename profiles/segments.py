@@ -100,15 +100,12 @@ def segment_membership(segment: Segment, profile_id: int) -> SegmentMembership |
 
 
 def members_for_purpose(segment: Segment, purpose_code: str) -> QuerySet[Profile]:
-    """Members that granted ``purpose_code`` and have not withdrawn it: the only profiles an
+    """Members the consent selector allows for ``purpose_code`` now: the only profiles an
     export or activation of the segment may reach."""
-    from consent.models import ConsentState, ConsentStatus
+    from consent.selectors import profiles_with_consent
 
-    granted = ConsentState.objects.filter(
-        profile=OuterRef("pk"), purpose__code=purpose_code, status=ConsentStatus.GRANTED
-    )
     memberships = SegmentMembership.objects.filter(segment=segment, profile=OuterRef("pk"))
-    return Profile.objects.active().filter(Exists(memberships), Exists(granted))
+    return profiles_with_consent(purpose_code).filter(Exists(memberships))
 
 
 def segments_due(now: datetime | None = None) -> list[Segment]:
