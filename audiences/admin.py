@@ -1,8 +1,31 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
 
-from audiences.models import Audience, Category, DataProvider, Visitor, VisitorTraitHit
+from audiences.models import (
+    Audience,
+    AudienceExport,
+    AudienceMembership,
+    Category,
+    DataProvider,
+    JobStatus,
+    ProviderFileImport,
+    Visitor,
+    VisitorTraitHit,
+)
+from audiences.selectors import audience_visitors
+from audiences.services import (
+    ProviderFileError,
+    audience_export,
+    provider_file_header_check,
+    provider_file_import_create,
+)
 from cdphub.admin_mixins import ReadableModelAdmin
 
 
@@ -87,7 +110,213 @@ class AudienceAdmin(ReadableModelAdmin):
     autocomplete_fields = ["seed_segment"]
     readonly_fields = ["size", "refreshed_at", "created_by", "created_at", "updated_at"]
 
+    actions = ["export_google", "export_meta", "export_ids"]
+
     def save_model(self, request, obj, form, change):
         if not change:
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
+
+    def export(self, request, queryset, destination: str) -> None:
+        for audience in queryset:
+            job = audience_export(
+                destination=destination,
+                visitors=audience_visitors(audience.pk),
+                audience=audience,
+                created_by=request.user,
+            )
+            if job.status == JobStatus.DONE:
+                self.message_user(
+                    request,
+                    format_html(
+                        "{}: {} rows exported, <a href='{}'>download</a>.",
+                        audience,
+                        job.row_count,
+                        export_download_url(job),
+                    ),
+                )
+            else:
+                self.message_user(request, f"{audience}: {job.message}", messages.ERROR)
+
+    @admin.action(description="Export for Google Customer Match", permissions=["change"])
+    def export_google(self, request, queryset):
+        self.export(request, queryset, "google")
+
+    @admin.action(description="Export for Meta Custom Audiences", permissions=["change"])
+    def export_meta(self, request, queryset):
+        self.export(request, queryset, "meta")
+
+    @admin.action(description="Export plain cookie/device ids", permissions=["change"])
+    def export_ids(self, request, queryset):
+        self.export(request, queryset, "ids")
+
+
+@admin.register(AudienceMembership)
+class AudienceMembershipAdmin(ReadableModelAdmin):
+    list_display = ["id", "audience", "visitor", "score", "entered_at"]
+    list_filter = ["audience"]
+    search_fields = ["=visitor__key"]
+    list_select_related = ["audience", "visitor"]
+    raw_id_fields = ["visitor"]
+    autocomplete_fields = ["audience"]
+
+
+class ProviderFileUploadForm(forms.ModelForm):
+    class Meta:
+        model = ProviderFileImport
+        fields = ["provider", "file"]
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        try:
+            provider_file_header_check(upload)
+        except ProviderFileError as error:
+            raise forms.ValidationError(str(error)) from None
+        return upload
+
+
+@admin.register(ProviderFileImport)
+class ProviderFileImportAdmin(ReadableModelAdmin):
+    """The add page is the upload page: choose the provider, upload its segment file; the
+    import runs in the background and this page shows its progress and bad rows."""
+
+    list_display = [
+        "id",
+        "provider",
+        "status",
+        "progress",
+        "imported_rows",
+        "error_rows",
+        "created_by",
+        "created_at",
+    ]
+    list_filter = ["status", "provider"]
+    search_fields = ["=id"]
+    list_select_related = ["provider", "created_by"]
+    autocomplete_fields = ["provider"]
+    readonly_fields = [
+        "provider",
+        "file",
+        "status",
+        "progress",
+        "total_rows",
+        "processed_rows",
+        "imported_rows",
+        "error_rows",
+        "error_list",
+        "message",
+        "created_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+    ]
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = ProviderFileUploadForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        return ["provider", "file"] if obj is None else self.readonly_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.readonly_fields
+
+    def has_change_permission(self, request, obj=None):
+        return False if obj is not None else super().has_change_permission(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        job = provider_file_import_create(
+            provider=form.cleaned_data["provider"],
+            file=form.cleaned_data["file"],
+            created_by=request.user,
+        )
+        obj.pk = job.pk
+
+    @admin.display(description="progress")
+    def progress(self, job):
+        return f"{job.progress_percent}% ({job.processed_rows} of {job.total_rows} rows)"
+
+    @admin.display(description="bad rows")
+    def error_list(self, job):
+        if not job.errors:
+            return "None."
+        rows = format_html_join(
+            "", "<tr><td>{}</td><td>{}</td></tr>", ((e["line"], e["error"]) for e in job.errors)
+        )
+        note = (
+            f" (first {len(job.errors)} of {job.error_rows})"
+            if job.error_rows > len(job.errors)
+            else ""
+        )
+        return format_html(
+            "<table><thead><tr><th>line{}</th><th>error</th></tr></thead><tbody>{}</tbody></table>",
+            note,
+            rows,
+        )
+
+
+@admin.register(AudienceExport)
+class AudienceExportAdmin(ReadableModelAdmin):
+    list_display = [
+        "id",
+        "destination",
+        "audience",
+        "segment",
+        "status",
+        "row_count",
+        "download",
+        "created_by",
+        "created_at",
+    ]
+    list_filter = ["destination", "status"]
+    search_fields = ["=id"]
+    list_select_related = ["audience", "segment", "created_by"]
+    readonly_fields = [
+        "destination",
+        "audience",
+        "segment",
+        "status",
+        "row_count",
+        "download",
+        "message",
+        "created_by",
+        "created_at",
+        "finished_at",
+    ]
+    fields = readonly_fields
+
+    def has_add_permission(self, request):
+        return False  # exports are made from an audience (admin action) or `manage.py export`
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        download = self.admin_site.admin_view(self.download_view)
+        return [
+            path("<int:pk>/download/", download, name="audiences_audienceexport_download"),
+            *super().get_urls(),
+        ]
+
+    def download_view(self, request, pk: int):
+        """Export files hold hashed personal data: served only through the admin, to users
+        who may view exports, never from a public media URL."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        export = get_object_or_404(AudienceExport, pk=pk)
+        if not export.file:
+            raise Http404("This export has no file (it was refused or failed).")
+        return FileResponse(
+            export.file.open("rb"), as_attachment=True, filename=export.file.name.rsplit("/")[-1]
+        )
+
+    @admin.display(description="file")
+    def download(self, export):
+        if not export.file:
+            return "-"
+        return format_html("<a href='{}'>download</a>", export_download_url(export))
+
+
+def export_download_url(export: AudienceExport) -> str:
+    return reverse("admin:audiences_audienceexport_download", args=[export.pk])

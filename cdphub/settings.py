@@ -205,6 +205,10 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "consent.tasks.purge_expired_data_task",
         "schedule": crontab(minute=15, hour=3),
     },
+    "purge-expired-visitor-data": {
+        "task": "audiences.tasks.purge_visitor_data_task",
+        "schedule": crontab(minute=45),
+    },
 }
 
 # --- Product settings -------------------------------------------------------------------------
@@ -215,6 +219,8 @@ CDPHUB_DEFAULT_PHONE_REGION = env("CDPHUB_DEFAULT_PHONE_REGION", "NL")
 CDPHUB_JUNK_IDENTIFIERS = env_list("CDPHUB_JUNK_IDENTIFIERS")
 # Changelists over tables larger than this show an estimated count instead of COUNT(*).
 CDPHUB_ESTIMATED_COUNT_THRESHOLD = env_int("CDPHUB_ESTIMATED_COUNT_THRESHOLD", 100_000)
+# Exports to ad platforms with fewer people/devices than this are refused (no singling out).
+CDPHUB_MIN_AUDIENCE_SIZE = env_int("CDPHUB_MIN_AUDIENCE_SIZE", 100)
 
 LOGGING = {
     "version": 1,
