@@ -65,12 +65,14 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "import_export",
     "cdphub",
     "profiles",
     "crm",
     "audiences",
     "consent",
+    # After the project's apps: `manage.py export` is the audience export, not the generic
+    # resource export that django-import-export also names `export`.
+    "import_export",
 ]
 
 MIDDLEWARE = [
