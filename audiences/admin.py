@@ -4,7 +4,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
@@ -22,9 +23,11 @@ from audiences.models import (
 from audiences.selectors import audience_visitors
 from audiences.services import (
     ProviderFileError,
+    TaxonomyImportError,
     audience_export,
     provider_file_header_check,
     provider_file_import_create,
+    taxonomy_import,
 )
 from cdphub.admin_mixins import ReadableModelAdmin
 
@@ -73,6 +76,13 @@ class DataProviderAdmin(ReadableModelAdmin):
     readonly_fields = ["created_at"]
 
 
+class TaxonomyUploadForm(forms.Form):
+    file = forms.FileField(
+        help_text="CSV with the columns code, name, kind, parent_code, tier. Existing codes are "
+        "updated; any bad row refuses the whole file."
+    )
+
+
 @admin.register(Category)
 class CategoryAdmin(ReadableModelAdmin):
     list_display = ["code", "name", "kind", "tier", "parent"]
@@ -80,6 +90,39 @@ class CategoryAdmin(ReadableModelAdmin):
     search_fields = ["code", "name"]
     list_select_related = ["parent"]
     autocomplete_fields = ["parent"]
+    change_list_template = "admin/audiences/category/change_list.html"
+
+    def get_urls(self):
+        upload = self.admin_site.admin_view(self.import_view)
+        return [
+            path("import/", upload, name="audiences_category_import"),
+            *super().get_urls(),
+        ]
+
+    def import_view(self, request):
+        if not (self.has_add_permission(request) and self.has_change_permission(request)):
+            raise PermissionDenied
+        form = TaxonomyUploadForm(request.POST or None, request.FILES or None)
+        errors = []
+        if request.method == "POST" and form.is_valid():
+            try:
+                result = taxonomy_import(file=form.cleaned_data["file"])
+            except TaxonomyImportError as error:
+                errors = error.errors
+            else:
+                self.message_user(
+                    request,
+                    f"Taxonomy imported: {result.created} created, {result.updated} updated.",
+                )
+                return redirect("admin:audiences_category_changelist")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Import taxonomy",
+            "form": form,
+            "errors": errors,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/audiences/category/import.html", context)
 
 
 @admin.register(VisitorTraitHit)

@@ -175,3 +175,35 @@ def test_download_needs_permission(client, user_with_role, settings, tmp_path):
     client.force_login(user_with_role("Sales"))
     url = reverse("admin:audiences_audienceexport_download", args=[export.pk])
     assert client.get(url).status_code == 403
+
+
+def test_taxonomy_import_page(admin_client):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from audiences.models import Category
+
+    url = reverse("admin:audiences_category_import")
+    assert admin_client.get(url).status_code == 200
+    good = b"code,name,kind,parent_code,tier\nINT,Interest,interest,,1\nINT-A,A,interest,INT,2\n"
+    response = admin_client.post(url, {"file": SimpleUploadedFile("t.csv", good)})
+    assert response.status_code == 302
+    assert Category.objects.get(code="INT-A").parent.code == "INT"
+
+
+def test_taxonomy_import_page_lists_bad_rows(admin_client):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from audiences.models import Category
+
+    bad = b"code,name,kind,parent_code,tier\nINT,Interest,interest,,1\nINT-A,A,interest,INT,7\n"
+    response = admin_client.post(
+        reverse("admin:audiences_category_import"), {"file": SimpleUploadedFile("t.csv", bad)}
+    )
+    assert response.status_code == 200
+    assert "tier 7 but parent INT is tier 1" in response.content.decode()
+    assert not Category.objects.exists()
+
+
+def test_taxonomy_import_page_needs_add_permission(client, user_with_role):
+    client.force_login(user_with_role("Analyst"))
+    assert client.get(reverse("admin:audiences_category_import")).status_code == 403
