@@ -9,6 +9,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from audiences.lookalike import LookalikeError, lookalike_build
 from audiences.models import (
     Audience,
     AudienceExport,
@@ -151,9 +152,17 @@ class AudienceAdmin(ReadableModelAdmin):
     search_fields = ["name"]
     list_select_related = ["seed_segment", "created_by"]
     autocomplete_fields = ["seed_segment"]
-    readonly_fields = ["size", "refreshed_at", "created_by", "created_at", "updated_at"]
+    readonly_fields = [
+        "size",
+        "refreshed_at",
+        "seed_size",
+        "lookalike_recall",
+        "created_by",
+        "created_at",
+        "updated_at",
+    ]
 
-    actions = ["export_google", "export_meta", "export_ids"]
+    actions = ["build_lookalike", "export_google", "export_meta", "export_ids"]
 
     def save_model(self, request, obj, form, change):
         if not change:
@@ -180,6 +189,22 @@ class AudienceAdmin(ReadableModelAdmin):
                 )
             else:
                 self.message_user(request, f"{audience}: {job.message}", messages.ERROR)
+
+    @admin.action(description="Build lookalike from the seed segment", permissions=["change"])
+    def build_lookalike(self, request, queryset):
+        for audience in queryset:
+            try:
+                result = lookalike_build(audience=audience)
+            except LookalikeError as error:
+                self.message_user(request, f"{audience}: {error}", messages.ERROR)
+                continue
+            recall = "n/a (seed too small)" if result.recall is None else f"{result.recall:.0%}"
+            self.message_user(
+                request,
+                f"{audience}: {result.size} of {result.candidates} visitors from a seed of "
+                f"{result.seed_visitors}; held-out seed recall {recall} "
+                f"(random would be about {audience.reach_percent}%).",
+            )
 
     @admin.action(description="Export for Google Customer Match", permissions=["change"])
     def export_google(self, request, queryset):

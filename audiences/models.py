@@ -178,6 +178,16 @@ class Audience(models.Model):
     )
     size = models.PositiveIntegerField(default=0, editable=False)
     refreshed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    seed_size = models.PositiveIntegerField(
+        default=0, editable=False, help_text="For lookalikes: seed visitors with category data."
+    )
+    lookalike_recall = models.FloatField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="For lookalikes: share of held-out seed visitors that scored within the reach "
+        "(1.0 = all found). Higher is better; compare with the reach percentage (random).",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

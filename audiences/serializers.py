@@ -97,12 +97,22 @@ class AudienceSerializer(serializers.ModelSerializer):
             "seed_segment",
             "reach_percent",
             "size",
+            "seed_size",
+            "lookalike_recall",
             "refreshed_at",
             "created_by",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["size", "refreshed_at", "created_by", "created_at", "updated_at"]
+        read_only_fields = [
+            "size",
+            "seed_size",
+            "lookalike_recall",
+            "refreshed_at",
+            "created_by",
+            "created_at",
+            "updated_at",
+        ]
 
     def validate_rule(self, value):
         if not isinstance(value, dict):
@@ -122,3 +132,13 @@ class AudienceSerializer(serializers.ModelSerializer):
                 {"seed_segment": "a lookalike audience needs a seed segment."}
             )
         return attrs
+
+
+class LookalikeResultSerializer(serializers.Serializer):
+    seed_visitors = serializers.IntegerField()
+    candidates = serializers.IntegerField(help_text="Unlinked visitors with category data.")
+    size = serializers.IntegerField(help_text="Visitors now in the audience.")
+    recall = serializers.FloatField(
+        allow_null=True, help_text="Share of held-out seed visitors within the reach."
+    )
+    holdout = serializers.IntegerField()

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from audiences.lookalike import lookalike_build
+from audiences.models import Audience
 from audiences.services import provider_file_import_run, visitor_data_purge
 
 
@@ -13,3 +15,10 @@ def import_provider_file_task(job_id: int) -> None:
 @shared_task(ignore_result=True)
 def purge_visitor_data_task() -> None:
     visitor_data_purge()
+
+
+@shared_task(ignore_result=True)
+def build_lookalike_task(audience_id: int) -> None:
+    audience = Audience.objects.filter(pk=audience_id).first()
+    if audience is not None:  # deleted meanwhile: nothing to do
+        lookalike_build(audience=audience)

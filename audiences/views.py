@@ -1,6 +1,9 @@
 from __future__ import annotations
 
-from rest_framework import mixins, viewsets
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
 
 from audiences.filters import (
     AudienceFilter,
@@ -9,11 +12,13 @@ from audiences.filters import (
     VisitorFilter,
     VisitorTraitHitFilter,
 )
+from audiences.lookalike import LookalikeError, lookalike_build
 from audiences.models import Audience, Category, DataProvider, Visitor, VisitorTraitHit
 from audiences.serializers import (
     AudienceSerializer,
     CategorySerializer,
     DataProviderSerializer,
+    LookalikeResultSerializer,
     VisitorSerializer,
     VisitorTraitHitSerializer,
 )
@@ -66,3 +71,14 @@ class AudienceViewSet(viewsets.ModelViewSet):
     def perform_create(self, serializer):
         user = self.request.user
         serializer.save(created_by=user if getattr(user, "pk", None) else None)
+
+    @extend_schema(request=None, responses={200: LookalikeResultSerializer})
+    @action(detail=True, methods=["post"])
+    def build(self, request, pk=None):
+        """Build a lookalike audience now: score unlinked visitors against the seed segment."""
+        audience = self.get_object()
+        try:
+            result = lookalike_build(audience=audience)
+        except LookalikeError as error:
+            raise serializers.ValidationError({"seed_segment": str(error)}) from error
+        return Response(LookalikeResultSerializer(result).data)
