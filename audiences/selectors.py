@@ -9,6 +9,8 @@ from consent.models import ConsentState
 from profiles.models import Profile
 
 ADVERTISING_PURPOSE = "advertising"
+# A visitor may be linked to a known person only under one of these purposes.
+LINKING_PURPOSES = ("advertising", "personalisation")
 
 
 def profiles_allowed_for_advertising(queryset: QuerySet[Profile]) -> QuerySet[Profile]:
@@ -28,3 +30,11 @@ def segment_profiles(segment_id: int) -> QuerySet[Profile]:
 
 def audience_visitors(audience_id: int) -> QuerySet[Visitor]:
     return Visitor.objects.filter(memberships__audience_id=audience_id)
+
+
+def profiles_allowed_for_linking(queryset: QuerySet[Profile]) -> QuerySet[Profile]:
+    """Profiles whose advertising or personalisation consent is granted now."""
+    granted = ConsentState.objects.filter(
+        profile=OuterRef("pk"), purpose__code__in=LINKING_PURPOSES, status="granted"
+    )
+    return queryset.filter(Exists(granted))
