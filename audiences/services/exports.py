@@ -1,0 +1,158 @@
+"""Exports to ad platforms: hashed identifiers per destination, minimum size, consent."""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+from collections.abc import Iterable, Iterator
+
+from django.conf import settings
+from django.core.files import File
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from audiences import hashing
+from audiences.models import Audience, AudienceExport, JobStatus, Visitor
+from audiences.selectors import profiles_allowed_for_advertising
+from profiles.models import Identity, Profile
+from profiles.normalize import InvalidIdentifier
+
+# --- exports to ad platforms ---------------------------------------------------------------
+
+
+class ExportError(ValueError):
+    pass
+
+
+def audience_export(
+    *,
+    destination: str,
+    profiles: Iterable[Profile] | QuerySet[Profile] | None = None,
+    visitors: Iterable[Visitor] | QuerySet[Visitor] | None = None,
+    segment=None,
+    audience: Audience | None = None,
+    created_by=None,
+) -> AudienceExport:
+    """Write a CSV for ``destination`` (google, meta or ids) and record it as an export job.
+
+    Profiles go out only with advertising consent; visitors linked to a profile count as that
+    profile. An export with fewer rows than ``CDPHUB_MIN_AUDIENCE_SIZE`` is refused (recorded
+    with status ``refused`` and no file) so that no audience can single out a person."""
+    if destination not in AudienceExport.Destination.values:
+        raise ExportError(f"destination {destination!r} is not one of google, meta, ids")
+    if (profiles is None) == (visitors is None):
+        raise ExportError("give either profiles or visitors")
+    job = AudienceExport.objects.create(
+        destination=destination, segment=segment, audience=audience, created_by=created_by
+    )
+    header, rows = export_rows(destination, profiles, visitors)
+    minimum = settings.CDPHUB_MIN_AUDIENCE_SIZE
+    with tempfile.TemporaryFile("w+", newline="", encoding="utf-8") as buffer:
+        writer = csv.writer(buffer)
+        writer.writerow(header)
+        count = 0
+        for row in rows:
+            writer.writerow(row)
+            count += 1
+        job.row_count, job.finished_at = count, timezone.now()
+        if count < minimum:
+            job.status = JobStatus.REFUSED
+            job.message = (
+                f"{count} rows is below the minimum audience size of {minimum}: "
+                "refused so that no export can single out a person."
+            )
+            job.save(update_fields=["row_count", "finished_at", "status", "message"])
+            return job
+        buffer.seek(0)
+        job.file.save(f"{destination}-export-{job.pk}.csv", File(buffer), save=False)
+    job.status = JobStatus.DONE
+    job.save(update_fields=["row_count", "finished_at", "status", "file"])
+    return job
+
+
+def export_rows(destination, profiles, visitors) -> tuple[list[str], Iterator[list[str]]]:
+    if profiles is not None:
+        allowed = profiles_allowed_for_advertising(profile_queryset(profiles))
+        if destination == "ids":
+            return ["id", "id_type"], profile_id_rows(allowed)
+        return hashing.person_columns(destination), profile_hashed_rows(destination, allowed)
+    visitor_qs = visitor_queryset(visitors)
+    if destination == "ids":
+        return ["id", "id_type"], (
+            [key, kind] for key, kind in visitor_qs.order_by("pk").values_list("key", "key_kind")
+        )
+    linked = profiles_allowed_for_advertising(
+        Profile.objects.filter(pk__in=visitor_qs.filter(profile__isnull=False).values("profile"))
+    )
+    devices = visitor_qs.filter(key_kind=Visitor.KeyKind.DEVICE, profile__isnull=True)
+    return hashing.person_columns(destination), chain_rows(
+        profile_hashed_rows(destination, linked),
+        (["", "", key] for key in devices.order_by("pk").values_list("key", flat=True)),
+    )
+
+
+def chain_rows(*iterables):
+    for iterable in iterables:
+        yield from iterable
+
+
+def profile_queryset(profiles) -> QuerySet[Profile]:
+    if isinstance(profiles, QuerySet):
+        return profiles
+    return Profile.objects.filter(pk__in=[p.pk for p in profiles])
+
+
+def visitor_queryset(visitors) -> QuerySet[Visitor]:
+    if isinstance(visitors, QuerySet):
+        return visitors
+    return Visitor.objects.filter(pk__in=[v.pk for v in visitors])
+
+
+PERSON_KINDS = (Identity.Kind.EMAIL, Identity.Kind.PHONE, Identity.Kind.DEVICE_ID)
+
+
+def profile_identifiers(profiles: QuerySet[Profile]) -> Iterator[dict[str, str]]:
+    """Per profile, its most recently seen e-mail, phone and device id."""
+    identities = (
+        Identity.objects.filter(profile__in=profiles.values("pk"), kind__in=PERSON_KINDS)
+        .order_by("profile_id", "kind", "-last_seen_at")
+        .values_list("profile_id", "kind", "value")
+    )
+    current, found = None, {}
+    for profile_id, kind, value in identities.iterator(chunk_size=5000):
+        if profile_id != current:
+            if found:
+                yield found
+            current, found = profile_id, {}
+        found.setdefault(kind, value)
+    if found:
+        yield found
+
+
+def profile_hashed_rows(destination: str, profiles: QuerySet[Profile]) -> Iterator[list[str]]:
+    for found in profile_identifiers(profiles):
+        row = [
+            safe_hash(hashing.hashed_email, destination, found.get(Identity.Kind.EMAIL)),
+            safe_hash(hashing.hashed_phone, destination, found.get(Identity.Kind.PHONE)),
+            found.get(Identity.Kind.DEVICE_ID, ""),
+        ]
+        if any(row):
+            yield row
+
+
+def safe_hash(hasher, destination: str, value: str | None) -> str:
+    if not value:
+        return ""
+    try:
+        return hasher(destination, value)
+    except InvalidIdentifier:
+        return ""  # a value the platform could not match anyway
+
+
+def profile_id_rows(profiles: QuerySet[Profile]) -> Iterator[list[str]]:
+    kinds = {Identity.Kind.ANONYMOUS_ID: "cookie", Identity.Kind.DEVICE_ID: "device"}
+    identities = Identity.objects.filter(
+        profile__in=profiles.values("pk"), kind__in=list(kinds)
+    ).order_by("pk")
+    for kind, value in identities.values_list("kind", "value").iterator(chunk_size=5000):
+        yield [value, kinds[kind]]
