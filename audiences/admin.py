@@ -21,7 +21,7 @@ from audiences.models import (
     Visitor,
     VisitorTraitHit,
 )
-from audiences.selectors import audience_visitors
+from audiences.selectors import audience_visitors, segment_profiles
 from audiences.services import (
     ProviderFileError,
     TaxonomyImportError,
@@ -31,6 +31,7 @@ from audiences.services import (
     taxonomy_import,
 )
 from cdphub.admin_mixins import ReadableModelAdmin
+from profiles.models import Segment
 
 
 class TraitHitInline(admin.TabularInline):
@@ -324,6 +325,22 @@ class ProviderFileImportAdmin(ReadableModelAdmin):
         )
 
 
+class ExportRequestForm(forms.Form):
+    segment = forms.ModelChoiceField(
+        Segment.objects.all(), required=False, help_text="A CDP segment (known people)..."
+    )
+    audience = forms.ModelChoiceField(
+        Audience.objects.all(), required=False, help_text="...or a DMP audience (visitors)."
+    )
+    destination = forms.ChoiceField(choices=AudienceExport.Destination.choices)
+
+    def clean(self):
+        data = super().clean()
+        if (data.get("segment") is None) == (data.get("audience") is None):
+            raise forms.ValidationError("Choose either a segment or an audience.")
+        return data
+
+
 @admin.register(AudienceExport)
 class AudienceExportAdmin(ReadableModelAdmin):
     list_display = [
@@ -354,11 +371,49 @@ class AudienceExportAdmin(ReadableModelAdmin):
     ]
     fields = readonly_fields
 
-    def has_add_permission(self, request):
-        return False  # exports are made from an audience (admin action) or `manage.py export`
-
     def has_change_permission(self, request, obj=None):
         return False
+
+    def add_view(self, request, form_url="", extra_context=None):
+        """ "Add" runs an export: a segment or an audience, for one destination."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = ExportRequestForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            job = self.export_run(request, form.cleaned_data)
+            if job.status == JobStatus.DONE:
+                self.message_user(
+                    request,
+                    format_html(
+                        "{} rows exported, <a href='{}'>download</a>.",
+                        job.row_count,
+                        export_download_url(job),
+                    ),
+                )
+                return redirect("admin:audiences_audienceexport_change", job.pk)
+            form.add_error(None, job.message)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Export for an ad platform",
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/audiences/audienceexport/new.html", context)
+
+    def export_run(self, request, data) -> AudienceExport:
+        if data["segment"] is not None:
+            return audience_export(
+                destination=data["destination"],
+                profiles=segment_profiles(data["segment"].pk),
+                segment=data["segment"],
+                created_by=request.user,
+            )
+        return audience_export(
+            destination=data["destination"],
+            visitors=audience_visitors(data["audience"].pk),
+            audience=data["audience"],
+            created_by=request.user,
+        )
 
     def get_urls(self):
         download = self.admin_site.admin_view(self.download_view)

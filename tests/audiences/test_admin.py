@@ -207,3 +207,66 @@ def test_taxonomy_import_page_lists_bad_rows(admin_client):
 def test_taxonomy_import_page_needs_add_permission(client, user_with_role):
     client.force_login(user_with_role("Analyst"))
     assert client.get(reverse("admin:audiences_category_import")).status_code == 403
+
+
+def test_export_page_exports_a_segment_for_meta(admin_client, settings):
+    import hashlib
+
+    from django.utils import timezone
+
+    from audiences.models import AudienceExport
+    from consent.models import ConsentRecord, ConsentState, Purpose
+    from profiles.models import Segment, SegmentMembership
+    from tests.factories import IdentityFactory, ProfileFactory
+
+    settings.CDPHUB_MIN_AUDIENCE_SIZE = 2
+    purpose = Purpose.objects.create(code="advertising", name="Advertising")
+    segment = Segment.objects.create(name="Buyers", kind="static")
+    for number in range(2):
+        profile = ProfileFactory()
+        IdentityFactory(profile=profile, kind="phone", value=f"+3161234567{number}")
+        record = ConsentRecord.objects.create(
+            profile=profile, purpose=purpose, status="granted", method="web_form"
+        )
+        ConsentState.objects.create(
+            profile=profile,
+            purpose=purpose,
+            status="granted",
+            record=record,
+            updated_at=timezone.now(),
+        )
+        SegmentMembership.objects.create(
+            segment=segment, profile=profile, entered_at=timezone.now()
+        )
+    url = reverse("admin:audiences_audienceexport_add")
+    assert admin_client.get(url).status_code == 200
+
+    response = admin_client.post(url, {"segment": segment.pk, "destination": "meta"}, follow=True)
+
+    assert "2 rows exported" in response.content.decode()
+    export = AudienceExport.objects.get()
+    content = export.file.open("rb").read().decode()
+    assert hashlib.sha256(b"31612345670").hexdigest() in content
+
+
+def test_export_page_needs_one_source_and_reports_refusals(admin_client, settings):
+    from audiences.models import AudienceExport
+    from profiles.models import Segment
+
+    settings.CDPHUB_MIN_AUDIENCE_SIZE = 100
+    segment = Segment.objects.create(name="Tiny", kind="static")
+    audience = AudienceFactory()
+    url = reverse("admin:audiences_audienceexport_add")
+    both = admin_client.post(
+        url, {"segment": segment.pk, "audience": audience.pk, "destination": "google"}
+    )
+    assert "Choose either a segment or an audience" in both.content.decode()
+    assert not AudienceExport.objects.exists()
+    tiny = admin_client.post(url, {"segment": segment.pk, "destination": "google"})
+    assert "below the minimum audience size of 100" in tiny.content.decode()
+    assert AudienceExport.objects.get().status == "refused"
+
+
+def test_export_page_needs_add_permission(client, user_with_role):
+    client.force_login(user_with_role("Analyst"))
+    assert client.get(reverse("admin:audiences_audienceexport_add")).status_code == 403
