@@ -61,7 +61,8 @@ class VisitorAdmin(ReadableModelAdmin):
         "last_seen_at",
         "expires_at",
     ]
-    list_filter = ["key_kind", "device_type", "country", ("profile", admin.EmptyFieldListFilter)]
+    # No country filter: listing its values would scan the whole (large) visitor table.
+    list_filter = ["key_kind", "device_type", ("profile", admin.EmptyFieldListFilter)]
     search_fields = ["=key"]
     search_help_text = "Exact cookie or device id."
     list_select_related = ["profile"]
@@ -136,6 +137,7 @@ class VisitorTraitHitAdmin(ReadableModelAdmin):
     list_select_related = ["visitor", "category", "provider"]
     raw_id_fields = ["visitor"]
     autocomplete_fields = ["category", "provider"]
+    ordering = ["-id"]  # newest first through the primary key: no sort of the whole table
 
 
 @admin.register(Audience)

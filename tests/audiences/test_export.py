@@ -174,3 +174,45 @@ def test_export_command_unknown_ids(tmp_path):
         )
     with pytest.raises(CommandError):
         call_command("export", "--destination", "ids", "--out", str(tmp_path / "x"))
+
+
+def test_minimum_size_counts_people_not_rows(advertising, settings):
+    # Given 2 consenting people with a cookie and a device each: 4 rows, 2 people
+    settings.CDPHUB_MIN_AUDIENCE_SIZE = 3
+    for number in range(2):
+        profile = person(number, advertising)
+        IdentityFactory(profile=profile, kind="device_id", value=f"dev-{number}")
+
+    job = audience_export(destination="ids", profiles=Profile.objects.all())
+
+    assert job.status == JobStatus.REFUSED
+    assert job.row_count == 4
+    assert job.message.startswith("2 people or devices")
+
+
+def test_audience_ids_leave_out_people_without_advertising_consent(advertising):
+    audience = AudienceFactory()
+    granted = person(1, advertising)
+    withdrawn = person(2, advertising, status="withdrawn")
+    members = [VisitorFactory(key="ck-a"), VisitorFactory(key="ck-b")]
+    members += [VisitorFactory(key="linked-ok", profile=granted)]
+    members += [VisitorFactory(key="linked-no", profile=withdrawn)]
+    audience_members_set(audience=audience, visitor_ids=[v.pk for v in members])
+
+    job = audience_export(destination="ids", visitors=audience_visitors(audience.pk))
+
+    keys = {row[0] for row in read_csv(job)[1:]}
+    assert keys == {"ck-a", "ck-b", "linked-ok"}
+
+
+def test_a_failing_export_is_recorded_as_failed(segment, monkeypatch):
+    from audiences.services import exports
+
+    def broken(*args):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(exports, "export_file_write", broken)
+    with pytest.raises(RuntimeError):
+        audience_export(destination="google", profiles=Profile.objects.all())
+    job = AudienceExport.objects.get()
+    assert (job.status, job.message) == ("failed", "disk full")
