@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,16 +39,43 @@ class RowError:
         return f"line {self.line}: {self.error}"
 
 
+# Key under which a row carries the complaint that it has more fields than the header.
+EXTRA_FIELDS = "__extra__"
+
+
+class CsvUnreadable(ValueError):
+    """The file itself cannot be read on from this line (not UTF-8, broken quoting)."""
+
+    def __init__(self, line: int, reason: str):
+        self.line, self.reason = line, reason
+        super().__init__(f"line {line}: {reason}")
+
+
 def csv_rows(file: IO) -> Iterator[tuple[int, dict[str, str]]]:
     """(line number, row) pairs of a CSV with a header; line 1 is the header. Accepts text or
-    binary files (UTF-8, with or without BOM)."""
-    text = file if isinstance(file.read(0), str) else io.TextIOWrapper(file, encoding="utf-8-sig")
-    reader = csv.DictReader(text)
-    for row in reader:
-        yield (
-            reader.line_num,
-            {(key or "").strip().lower(): (value or "").strip() for key, value in row.items()},
-        )
+    binary files (UTF-8, with or without BOM). Raises ``CsvUnreadable`` where reading stops."""
+    reader = csv.DictReader(utf8_lines(file), restkey=EXTRA_FIELDS)
+    try:
+        for row in reader:
+            extra = row.pop(EXTRA_FIELDS, None)
+            cleaned = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
+            if extra:
+                cleaned[EXTRA_FIELDS] = f"{len(extra)} more field(s) than the header"
+            yield reader.line_num, cleaned
+    except csv.Error as error:
+        raise CsvUnreadable(reader.line_num, f"the CSV is malformed ({error})") from None
+
+
+def utf8_lines(file: IO) -> Iterator[str]:
+    """Lines decoded one by one, so a bad byte is reported on its own line and every line
+    before it is still read."""
+    for number, line in enumerate(file, start=1):
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise CsvUnreadable(number, "the file is not UTF-8 text") from None
+        yield line
 
 
 def csv_header(file: IO) -> list[str]:
@@ -89,7 +115,10 @@ def taxonomy_import(*, file: IO) -> TaxonomyImportResult:
     missing = [c for c in ("code", "name", "kind") if c not in csv_header(file)]
     if missing:
         raise TaxonomyImportError([RowError(1, f"missing column(s): {', '.join(missing)}")])
-    rows, errors = taxonomy_rows_parse(file)
+    try:
+        rows, errors = taxonomy_rows_parse(file)
+    except CsvUnreadable as error:
+        raise TaxonomyImportError([RowError(error.line, error.reason)]) from None
     existing = {c.code: c for c in Category.objects.select_for_update()}
     planned = {code: (row["tier"], row["kind"]) for code, (_, row) in rows.items()}
     for code, (line, row) in rows.items():
@@ -126,7 +155,7 @@ def taxonomy_rows_parse(file: IO) -> tuple[dict[str, tuple[int, dict]], list[Row
     for line, raw in csv_rows(file):
         code, name, kind = raw.get("code", ""), raw.get("name", ""), raw.get("kind", "").lower()
         parent = raw.get("parent_code", "")
-        problems = []
+        problems = [raw[EXTRA_FIELDS]] if EXTRA_FIELDS in raw else []
         if not code:
             problems.append("code is empty")
         elif len(code) > 64:
@@ -278,7 +307,7 @@ def observation_parse(row, line, categories, provider, now, progress) -> Observa
         if row.get("cookie_id")
         else ("device", row.get("device_id"))
     )
-    problems = []
+    problems = [row[EXTRA_FIELDS]] if EXTRA_FIELDS in row else []
     try:
         key = normalize_opaque_id(raw_key, label=f"{key_kind} id")
     except InvalidIdentifier as error:

@@ -267,3 +267,40 @@ def test_purge_deletes_expired_hits_and_visitors_in_batches():
     assert list(Visitor.objects.all()) == [kept_visitor]
     assert not AudienceMembership.objects.exists()
     assert visitor_data_purge(now=now, batch_size=2) == {"trait_hits": 0, "visitors": 0}
+
+
+def test_rows_with_extra_fields_are_bad_rows(provider, categories):
+    now = iso(timezone.now())
+    text = f"cookie_id,category,timestamp\nck-1,INT-HIKE,{now},surprise\nck-2,INT-HIKE,{now}\n"
+    job = run_import(provider, text)
+    assert (job.imported_rows, job.error_rows) == (1, 1)
+    assert job.errors == [{"line": 2, "error": "1 more field(s) than the header"}]
+
+
+def test_a_file_that_is_not_utf8_fails_after_keeping_the_good_batches(provider, categories):
+    good = "".join(f"ck-{n},INT-HIKE,{iso(timezone.now())}\n" for n in range(4))
+    content = ("cookie_id,category,timestamp\n" + good).encode() + b"ck-x,INT-HIKE,\xff\xfe\n"
+    job = ProviderFileImport.objects.create(
+        provider=provider, file=ContentFile(content, name="latin1.csv")
+    )
+    job = provider_file_import_run(job_id=job.pk, batch_size=2)
+    assert job.status == JobStatus.FAILED
+    assert job.message == "line 6: the file is not UTF-8 text"
+    assert Visitor.objects.count() == 4
+
+
+def test_taxonomy_not_utf8_is_a_row_error():
+    content = "code,name,kind\nINT,Intérêt,interest\n".encode("latin-1")
+    with pytest.raises(TaxonomyImportError, match="not UTF-8"):
+        taxonomy_import(file=io.BytesIO(content))
+
+
+def test_taxonomy_extra_fields_are_reported():
+    with pytest.raises(TaxonomyImportError, match="line 2: 2 more field"):
+        taxonomy_import(file=io.StringIO("code,name,kind\nINT,Interest,interest,x,y\n"))
+
+
+def test_taxonomy_from_excel_utf8_with_bom():
+    content = "\ufeffcode,name,kind\nINT,Intérêt,interest\n".encode()
+    taxonomy_import(file=io.BytesIO(content))
+    assert Category.objects.get(code="INT").name == "Intérêt"
