@@ -425,9 +425,10 @@ class AudienceExportAdmin(ReadableModelAdmin):
         ]
 
     def download_view(self, request, pk: int):
-        """Export files hold hashed personal data: served only through the admin, to users
-        who may view exports, never from a public media URL."""
-        if not self.has_view_permission(request):
+        """Export files hold pseudonymised personal data (hashes, cookie and device ids):
+        served only through the admin, to users who may view exports and personal data, never
+        from a public media URL."""
+        if not (self.has_view_permission(request) and self.may_view_pii(request)):
             raise PermissionDenied
         export = get_object_or_404(AudienceExport, pk=pk)
         if not export.file:
@@ -436,10 +437,20 @@ class AudienceExportAdmin(ReadableModelAdmin):
             export.file.open("rb"), as_attachment=True, filename=export.file.name.rsplit("/")[-1]
         )
 
+    def changelist_view(self, request, extra_context=None):
+        self._may_download = self.may_view_pii(request)
+        return super().changelist_view(request, extra_context)
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        self._may_download = self.may_view_pii(request)
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
     @admin.display(description="file")
     def download(self, export):
         if not export.file:
             return "-"
+        if not getattr(self, "_may_download", False):
+            return "(needs the personal data permission)"
         return format_html("<a href='{}'>download</a>", export_download_url(export))
 
 

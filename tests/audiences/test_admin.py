@@ -172,9 +172,17 @@ def test_download_needs_permission(client, user_with_role, settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path
     export = AudienceExport.objects.create(destination="ids", status="done")
     export.file.save("x.csv", ContentFile(b"id,id_type\n"))
-    client.force_login(user_with_role("Sales"))
     url = reverse("admin:audiences_audienceexport_download", args=[export.pk])
+    client.force_login(user_with_role("Sales"))  # no access to audiences
     assert client.get(url).status_code == 403
+    client.force_login(user_with_role("Analyst"))  # sees exports, not personal data
+    assert client.get(url).status_code == 403
+    assert (
+        "needs the personal data permission"
+        in client.get(reverse("admin:audiences_audienceexport_changelist")).content.decode()
+    )
+    client.force_login(user_with_role("Marketer"))
+    assert client.get(url).status_code == 200
 
 
 def test_taxonomy_import_page(admin_client):
