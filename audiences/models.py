@@ -33,6 +33,7 @@ class Visitor(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="visitors",
+        db_index=False,  # the partial index visitor_profile serves look-ups by profile
         help_text="Linked CDP profile; only while the person's advertising or personalisation "
         "consent holds.",
     )
@@ -130,8 +131,14 @@ class Category(models.Model):
 class VisitorTraitHit(models.Model):
     """A provider saw a visitor in a category; expires on a sliding TTL (re-observed: extended)."""
 
-    visitor = models.ForeignKey(Visitor, on_delete=models.CASCADE, related_name="trait_hits")
-    category = models.ForeignKey(Category, on_delete=models.CASCADE, related_name="hits")
+    # No single-column indexes on visitor and category: the unique constraint and
+    # trait_hit_category lead with them, and every extra index slows bulk provider imports.
+    visitor = models.ForeignKey(
+        Visitor, on_delete=models.CASCADE, related_name="trait_hits", db_index=False
+    )
+    category = models.ForeignKey(
+        Category, on_delete=models.CASCADE, related_name="hits", db_index=False
+    )
     provider = models.ForeignKey(DataProvider, on_delete=models.CASCADE, related_name="hits")
     observed_at = models.DateTimeField()
     expires_at = models.DateTimeField()
@@ -215,8 +222,13 @@ class AudienceMembership(models.Model):
     """A visitor in an audience. Filled by whatever evaluates the audience (rules, lookalike
     scoring, an upload); exports read it."""
 
-    audience = models.ForeignKey(Audience, on_delete=models.CASCADE, related_name="memberships")
-    visitor = models.ForeignKey(Visitor, on_delete=models.CASCADE, related_name="memberships")
+    # Indexed by the unique constraint (audience first) and audience_member_visitor.
+    audience = models.ForeignKey(
+        Audience, on_delete=models.CASCADE, related_name="memberships", db_index=False
+    )
+    visitor = models.ForeignKey(
+        Visitor, on_delete=models.CASCADE, related_name="memberships", db_index=False
+    )
     score = models.FloatField(
         null=True, blank=True, help_text="Similarity to the seed, for lookalike members."
     )
