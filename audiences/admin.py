@@ -1,9 +1,37 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
 
-from audiences.models import Audience, Category, DataProvider, Visitor, VisitorTraitHit
+from audiences.lookalike import LookalikeError, lookalike_build
+from audiences.models import (
+    Audience,
+    AudienceExport,
+    AudienceMembership,
+    Category,
+    DataProvider,
+    JobStatus,
+    ProviderFileImport,
+    Visitor,
+    VisitorTraitHit,
+)
+from audiences.selectors import audience_visitors, segment_profiles
+from audiences.services import (
+    ProviderFileError,
+    TaxonomyImportError,
+    audience_export,
+    provider_file_header_check,
+    provider_file_import_create,
+    taxonomy_import,
+)
 from cdphub.admin_mixins import ReadableModelAdmin
+from profiles.models import Segment
 
 
 class TraitHitInline(admin.TabularInline):
@@ -33,7 +61,8 @@ class VisitorAdmin(ReadableModelAdmin):
         "last_seen_at",
         "expires_at",
     ]
-    list_filter = ["key_kind", "device_type", "country", ("profile", admin.EmptyFieldListFilter)]
+    # No country filter: listing its values would scan the whole (large) visitor table.
+    list_filter = ["key_kind", "device_type", ("profile", admin.EmptyFieldListFilter)]
     search_fields = ["=key"]
     search_help_text = "Exact cookie or device id."
     list_select_related = ["profile"]
@@ -50,6 +79,13 @@ class DataProviderAdmin(ReadableModelAdmin):
     readonly_fields = ["created_at"]
 
 
+class TaxonomyUploadForm(forms.Form):
+    file = forms.FileField(
+        help_text="CSV with the columns code, name, kind, parent_code, tier. Existing codes are "
+        "updated; any bad row refuses the whole file."
+    )
+
+
 @admin.register(Category)
 class CategoryAdmin(ReadableModelAdmin):
     list_display = ["code", "name", "kind", "tier", "parent"]
@@ -57,6 +93,39 @@ class CategoryAdmin(ReadableModelAdmin):
     search_fields = ["code", "name"]
     list_select_related = ["parent"]
     autocomplete_fields = ["parent"]
+    change_list_template = "admin/audiences/category/change_list.html"
+
+    def get_urls(self):
+        upload = self.admin_site.admin_view(self.import_view)
+        return [
+            path("import/", upload, name="audiences_category_import"),
+            *super().get_urls(),
+        ]
+
+    def import_view(self, request):
+        if not (self.has_add_permission(request) and self.has_change_permission(request)):
+            raise PermissionDenied
+        form = TaxonomyUploadForm(request.POST or None, request.FILES or None)
+        errors = []
+        if request.method == "POST" and form.is_valid():
+            try:
+                result = taxonomy_import(file=form.cleaned_data["file"])
+            except TaxonomyImportError as error:
+                errors = error.errors
+            else:
+                self.message_user(
+                    request,
+                    f"Taxonomy imported: {result.created} created, {result.updated} updated.",
+                )
+                return redirect("admin:audiences_category_changelist")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Import taxonomy",
+            "form": form,
+            "errors": errors,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/audiences/category/import.html", context)
 
 
 @admin.register(VisitorTraitHit)
@@ -68,6 +137,7 @@ class VisitorTraitHitAdmin(ReadableModelAdmin):
     list_select_related = ["visitor", "category", "provider"]
     raw_id_fields = ["visitor"]
     autocomplete_fields = ["category", "provider"]
+    ordering = ["-id"]  # newest first through the primary key: no sort of the whole table
 
 
 @admin.register(Audience)
@@ -85,9 +155,304 @@ class AudienceAdmin(ReadableModelAdmin):
     search_fields = ["name"]
     list_select_related = ["seed_segment", "created_by"]
     autocomplete_fields = ["seed_segment"]
-    readonly_fields = ["size", "refreshed_at", "created_by", "created_at", "updated_at"]
+    readonly_fields = [
+        "size",
+        "refreshed_at",
+        "seed_size",
+        "lookalike_recall",
+        "created_by",
+        "created_at",
+        "updated_at",
+    ]
+
+    actions = ["build_lookalike", "export_google", "export_meta", "export_ids"]
 
     def save_model(self, request, obj, form, change):
         if not change:
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
+
+    def export(self, request, queryset, destination: str) -> None:
+        for audience in queryset:
+            job = audience_export(
+                destination=destination,
+                visitors=audience_visitors(audience.pk),
+                audience=audience,
+                created_by=request.user,
+            )
+            if job.status == JobStatus.DONE:
+                self.message_user(
+                    request,
+                    format_html(
+                        "{}: {} rows exported, <a href='{}'>download</a>.",
+                        audience,
+                        job.row_count,
+                        export_download_url(job),
+                    ),
+                )
+            else:
+                self.message_user(request, f"{audience}: {job.message}", messages.ERROR)
+
+    @admin.action(description="Build lookalike from the seed segment", permissions=["change"])
+    def build_lookalike(self, request, queryset):
+        for audience in queryset:
+            try:
+                result = lookalike_build(audience=audience)
+            except LookalikeError as error:
+                self.message_user(request, f"{audience}: {error}", messages.ERROR)
+                continue
+            recall = "n/a (seed too small)" if result.recall is None else f"{result.recall:.0%}"
+            self.message_user(
+                request,
+                f"{audience}: {result.size} of {result.candidates} visitors from a seed of "
+                f"{result.seed_visitors}; held-out seed recall {recall} "
+                f"(random would be about {audience.reach_percent}%).",
+            )
+
+    @admin.action(description="Export for Google Customer Match", permissions=["change"])
+    def export_google(self, request, queryset):
+        self.export(request, queryset, "google")
+
+    @admin.action(description="Export for Meta Custom Audiences", permissions=["change"])
+    def export_meta(self, request, queryset):
+        self.export(request, queryset, "meta")
+
+    @admin.action(description="Export plain cookie/device ids", permissions=["change"])
+    def export_ids(self, request, queryset):
+        self.export(request, queryset, "ids")
+
+
+@admin.register(AudienceMembership)
+class AudienceMembershipAdmin(ReadableModelAdmin):
+    list_display = ["id", "audience", "visitor", "score", "entered_at"]
+    list_filter = ["audience"]
+    search_fields = ["=visitor__key"]
+    list_select_related = ["audience", "visitor"]
+    raw_id_fields = ["visitor"]
+    autocomplete_fields = ["audience"]
+
+
+class ProviderFileUploadForm(forms.ModelForm):
+    class Meta:
+        model = ProviderFileImport
+        fields = ["provider", "file"]
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        try:
+            provider_file_header_check(upload)
+        except ProviderFileError as error:
+            raise forms.ValidationError(str(error)) from None
+        return upload
+
+
+@admin.register(ProviderFileImport)
+class ProviderFileImportAdmin(ReadableModelAdmin):
+    """The add page is the upload page: choose the provider, upload its segment file; the
+    import runs in the background and this page shows its progress and bad rows."""
+
+    list_display = [
+        "id",
+        "provider",
+        "status",
+        "progress",
+        "imported_rows",
+        "error_rows",
+        "created_by",
+        "created_at",
+    ]
+    list_filter = ["status", "provider"]
+    search_fields = ["=id"]
+    list_select_related = ["provider", "created_by"]
+    autocomplete_fields = ["provider"]
+    readonly_fields = [
+        "provider",
+        "file",
+        "status",
+        "progress",
+        "total_rows",
+        "processed_rows",
+        "imported_rows",
+        "error_rows",
+        "error_list",
+        "message",
+        "created_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+    ]
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = ProviderFileUploadForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        return ["provider", "file"] if obj is None else self.readonly_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.readonly_fields
+
+    def has_change_permission(self, request, obj=None):
+        return False if obj is not None else super().has_change_permission(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        job = provider_file_import_create(
+            provider=form.cleaned_data["provider"],
+            file=form.cleaned_data["file"],
+            created_by=request.user,
+        )
+        obj.pk = job.pk
+
+    @admin.display(description="progress")
+    def progress(self, job):
+        return f"{job.progress_percent}% ({job.processed_rows} of {job.total_rows} rows)"
+
+    @admin.display(description="bad rows")
+    def error_list(self, job):
+        if not job.errors:
+            return "None."
+        rows = format_html_join(
+            "", "<tr><td>{}</td><td>{}</td></tr>", ((e["line"], e["error"]) for e in job.errors)
+        )
+        note = (
+            f" (first {len(job.errors)} of {job.error_rows})"
+            if job.error_rows > len(job.errors)
+            else ""
+        )
+        return format_html(
+            "<table><thead><tr><th>line{}</th><th>error</th></tr></thead><tbody>{}</tbody></table>",
+            note,
+            rows,
+        )
+
+
+class ExportRequestForm(forms.Form):
+    segment = forms.ModelChoiceField(
+        Segment.objects.all(), required=False, help_text="A CDP segment (known people)..."
+    )
+    audience = forms.ModelChoiceField(
+        Audience.objects.all(), required=False, help_text="...or a DMP audience (visitors)."
+    )
+    destination = forms.ChoiceField(choices=AudienceExport.Destination.choices)
+
+    def clean(self):
+        data = super().clean()
+        if (data.get("segment") is None) == (data.get("audience") is None):
+            raise forms.ValidationError("Choose either a segment or an audience.")
+        return data
+
+
+@admin.register(AudienceExport)
+class AudienceExportAdmin(ReadableModelAdmin):
+    list_display = [
+        "id",
+        "destination",
+        "audience",
+        "segment",
+        "status",
+        "row_count",
+        "download",
+        "created_by",
+        "created_at",
+    ]
+    list_filter = ["destination", "status"]
+    search_fields = ["=id"]
+    list_select_related = ["audience", "segment", "created_by"]
+    readonly_fields = [
+        "destination",
+        "audience",
+        "segment",
+        "status",
+        "row_count",
+        "download",
+        "message",
+        "created_by",
+        "created_at",
+        "finished_at",
+    ]
+    fields = readonly_fields
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def add_view(self, request, form_url="", extra_context=None):
+        """ "Add" runs an export: a segment or an audience, for one destination."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = ExportRequestForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            job = self.export_run(request, form.cleaned_data)
+            if job.status == JobStatus.DONE:
+                self.message_user(
+                    request,
+                    format_html(
+                        "{} rows exported, <a href='{}'>download</a>.",
+                        job.row_count,
+                        export_download_url(job),
+                    ),
+                )
+                return redirect("admin:audiences_audienceexport_change", job.pk)
+            form.add_error(None, job.message)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Export for an ad platform",
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/audiences/audienceexport/new.html", context)
+
+    def export_run(self, request, data) -> AudienceExport:
+        if data["segment"] is not None:
+            return audience_export(
+                destination=data["destination"],
+                profiles=segment_profiles(data["segment"].pk),
+                segment=data["segment"],
+                created_by=request.user,
+            )
+        return audience_export(
+            destination=data["destination"],
+            visitors=audience_visitors(data["audience"].pk),
+            audience=data["audience"],
+            created_by=request.user,
+        )
+
+    def get_urls(self):
+        download = self.admin_site.admin_view(self.download_view)
+        return [
+            path("<int:pk>/download/", download, name="audiences_audienceexport_download"),
+            *super().get_urls(),
+        ]
+
+    def download_view(self, request, pk: int):
+        """Export files hold pseudonymised personal data (hashes, cookie and device ids):
+        served only through the admin, to users who may view exports and personal data, never
+        from a public media URL."""
+        if not (self.has_view_permission(request) and self.may_view_pii(request)):
+            raise PermissionDenied
+        export = get_object_or_404(AudienceExport, pk=pk)
+        if not export.file:
+            raise Http404("This export has no file (it was refused or failed).")
+        return FileResponse(
+            export.file.open("rb"), as_attachment=True, filename=export.file.name.rsplit("/")[-1]
+        )
+
+    def changelist_view(self, request, extra_context=None):
+        self._may_download = self.may_view_pii(request)
+        return super().changelist_view(request, extra_context)
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        self._may_download = self.may_view_pii(request)
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    @admin.display(description="file")
+    def download(self, export):
+        if not export.file:
+            return "-"
+        if not getattr(self, "_may_download", False):
+            return "(needs the personal data permission)"
+        return format_html("<a href='{}'>download</a>", export_download_url(export))
+
+
+def export_download_url(export: AudienceExport) -> str:
+    return reverse("admin:audiences_audienceexport_download", args=[export.pk])

@@ -33,6 +33,7 @@ class Visitor(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="visitors",
+        db_index=False,  # the partial index visitor_profile serves look-ups by profile
         help_text="Linked CDP profile; only while the person's advertising or personalisation "
         "consent holds.",
     )
@@ -130,8 +131,14 @@ class Category(models.Model):
 class VisitorTraitHit(models.Model):
     """A provider saw a visitor in a category; expires on a sliding TTL (re-observed: extended)."""
 
-    visitor = models.ForeignKey(Visitor, on_delete=models.CASCADE, related_name="trait_hits")
-    category = models.ForeignKey(Category, on_delete=models.CASCADE, related_name="hits")
+    # No single-column indexes on visitor and category: the unique constraint and
+    # trait_hit_category lead with them, and every extra index slows bulk provider imports.
+    visitor = models.ForeignKey(
+        Visitor, on_delete=models.CASCADE, related_name="trait_hits", db_index=False
+    )
+    category = models.ForeignKey(
+        Category, on_delete=models.CASCADE, related_name="hits", db_index=False
+    )
     provider = models.ForeignKey(DataProvider, on_delete=models.CASCADE, related_name="hits")
     observed_at = models.DateTimeField()
     expires_at = models.DateTimeField()
@@ -178,6 +185,16 @@ class Audience(models.Model):
     )
     size = models.PositiveIntegerField(default=0, editable=False)
     refreshed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    seed_size = models.PositiveIntegerField(
+        default=0, editable=False, help_text="For lookalikes: seed visitors with category data."
+    )
+    lookalike_recall = models.FloatField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="For lookalikes: share of held-out seed visitors that scored within the reach "
+        "(1.0 = all found). Higher is better; compare with the reach percentage (random).",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -199,3 +216,109 @@ class Audience(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class AudienceMembership(models.Model):
+    """A visitor in an audience. Filled by whatever evaluates the audience (rules, lookalike
+    scoring, an upload); exports read it."""
+
+    # Indexed by the unique constraint (audience first) and audience_member_visitor.
+    audience = models.ForeignKey(
+        Audience, on_delete=models.CASCADE, related_name="memberships", db_index=False
+    )
+    visitor = models.ForeignKey(
+        Visitor, on_delete=models.CASCADE, related_name="memberships", db_index=False
+    )
+    score = models.FloatField(
+        null=True, blank=True, help_text="Similarity to the seed, for lookalike members."
+    )
+    entered_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["audience", "visitor"], name="audience_member_unique"),
+        ]
+        indexes = [models.Index(fields=["visitor"], name="audience_member_visitor")]
+
+    def __str__(self) -> str:
+        return f"{self.visitor_id} in {self.audience_id}"
+
+
+class JobStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    REFUSED = "refused", "Refused"
+
+
+class ProviderFileImport(models.Model):
+    """A provider's segment file (cookie id, category code, timestamp) imported in the
+    background. Good rows are kept; bad rows are listed with their line numbers."""
+
+    provider = models.ForeignKey(DataProvider, on_delete=models.PROTECT, related_name="imports")
+    file = models.FileField(
+        upload_to="provider_imports/",
+        help_text="CSV with a header: cookie_id (or device_id), category, timestamp (ISO 8601 "
+        "or Unix seconds).",
+    )
+    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.PENDING)
+    total_rows = models.PositiveIntegerField(default=0)
+    processed_rows = models.PositiveIntegerField(default=0)
+    imported_rows = models.PositiveIntegerField(default=0)
+    error_rows = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(
+        default=list, blank=True, help_text="The first bad rows: [{line, error}], line 1 = header."
+    )
+    message = models.TextField(blank=True, help_text="Why the whole import failed, if it did.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status"], name="provider_import_status")]
+
+    def __str__(self) -> str:
+        return f"{self.provider} import #{self.pk}"
+
+    @property
+    def progress_percent(self) -> int:
+        if not self.total_rows:
+            return 100 if self.status == JobStatus.DONE else 0
+        return min(100, self.processed_rows * 100 // self.total_rows)
+
+
+class AudienceExport(models.Model):
+    """One export of hashed identifiers (or plain ids) for an ad platform: who, when, what."""
+
+    class Destination(models.TextChoices):
+        GOOGLE = "google", "Google Customer Match"
+        META = "meta", "Meta Custom Audiences"
+        IDS = "ids", "Plain cookie / device ids"
+
+    destination = models.CharField(max_length=10, choices=Destination.choices)
+    segment = models.ForeignKey(
+        "profiles.Segment", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    audience = models.ForeignKey(
+        Audience, null=True, blank=True, on_delete=models.SET_NULL, related_name="exports"
+    )
+    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.PENDING)
+    row_count = models.PositiveIntegerField(default=0, help_text="Rows written to the file.")
+    file = models.FileField(upload_to="audience_exports/", blank=True)
+    message = models.TextField(blank=True, help_text="Why the export was refused or failed.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_destination_display()} export #{self.pk}"

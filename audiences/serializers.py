@@ -2,7 +2,15 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from audiences.models import Audience, Category, DataProvider, Visitor, VisitorTraitHit
+from audiences.models import (
+    Audience,
+    AudienceExport,
+    Category,
+    DataProvider,
+    ProviderFileImport,
+    Visitor,
+    VisitorTraitHit,
+)
 
 
 class VisitorSerializer(serializers.ModelSerializer):
@@ -97,12 +105,22 @@ class AudienceSerializer(serializers.ModelSerializer):
             "seed_segment",
             "reach_percent",
             "size",
+            "seed_size",
+            "lookalike_recall",
             "refreshed_at",
             "created_by",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["size", "refreshed_at", "created_by", "created_at", "updated_at"]
+        read_only_fields = [
+            "size",
+            "seed_size",
+            "lookalike_recall",
+            "refreshed_at",
+            "created_by",
+            "created_at",
+            "updated_at",
+        ]
 
     def validate_rule(self, value):
         if not isinstance(value, dict):
@@ -122,3 +140,56 @@ class AudienceSerializer(serializers.ModelSerializer):
                 {"seed_segment": "a lookalike audience needs a seed segment."}
             )
         return attrs
+
+
+class LookalikeResultSerializer(serializers.Serializer):
+    seed_visitors = serializers.IntegerField()
+    candidates = serializers.IntegerField(help_text="Unlinked visitors with category data.")
+    size = serializers.IntegerField(help_text="Visitors now in the audience.")
+    recall = serializers.FloatField(
+        allow_null=True, help_text="Share of held-out seed visitors within the reach."
+    )
+    holdout = serializers.IntegerField()
+
+
+class ProviderFileImportSerializer(serializers.ModelSerializer):
+    progress_percent = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = ProviderFileImport
+        fields = [
+            "id",
+            "provider",
+            "file",
+            "status",
+            "total_rows",
+            "processed_rows",
+            "progress_percent",
+            "imported_rows",
+            "error_rows",
+            "errors",
+            "message",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = [f for f in fields if f not in ("provider", "file")]
+        extra_kwargs = {"file": {"write_only": True}}
+
+
+class AudienceExportSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AudienceExport
+        fields = [
+            "id",
+            "destination",
+            "segment",
+            "audience",
+            "status",
+            "row_count",
+            "message",
+            "created_by",
+            "created_at",
+            "finished_at",
+        ]
+        read_only_fields = fields

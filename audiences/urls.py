@@ -7,3 +7,5 @@ def register(router) -> None:
     router.register("audiences/categories", views.CategoryViewSet)
     router.register("audiences/trait-hits", views.VisitorTraitHitViewSet)
     router.register("audiences/audiences", views.AudienceViewSet)
+    router.register("audiences/provider-imports", views.ProviderFileImportViewSet)
+    router.register("audiences/exports", views.AudienceExportViewSet)

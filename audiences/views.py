@@ -1,6 +1,10 @@
 from __future__ import annotations
 
-from rest_framework import mixins, viewsets
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
 
 from audiences.filters import (
     AudienceFilter,
@@ -9,14 +13,27 @@ from audiences.filters import (
     VisitorFilter,
     VisitorTraitHitFilter,
 )
-from audiences.models import Audience, Category, DataProvider, Visitor, VisitorTraitHit
+from audiences.lookalike import LookalikeError, lookalike_build
+from audiences.models import (
+    Audience,
+    AudienceExport,
+    Category,
+    DataProvider,
+    ProviderFileImport,
+    Visitor,
+    VisitorTraitHit,
+)
 from audiences.serializers import (
+    AudienceExportSerializer,
     AudienceSerializer,
     CategorySerializer,
     DataProviderSerializer,
+    LookalikeResultSerializer,
+    ProviderFileImportSerializer,
     VisitorSerializer,
     VisitorTraitHitSerializer,
 )
+from audiences.services import ProviderFileError, provider_file_import_create
 
 
 class VisitorViewSet(
@@ -66,3 +83,51 @@ class AudienceViewSet(viewsets.ModelViewSet):
     def perform_create(self, serializer):
         user = self.request.user
         serializer.save(created_by=user if getattr(user, "pk", None) else None)
+
+    @extend_schema(request=None, responses={200: LookalikeResultSerializer})
+    @action(detail=True, methods=["post"])
+    def build(self, request, pk=None):
+        """Build a lookalike audience now: score unlinked visitors against the seed segment."""
+        audience = self.get_object()
+        try:
+            result = lookalike_build(audience=audience)
+        except LookalikeError as error:
+            raise serializers.ValidationError({"seed_segment": str(error)}) from error
+        return Response(LookalikeResultSerializer(result).data)
+
+
+class ProviderFileImportViewSet(
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Upload a provider segment file (multipart: provider, file); the import runs in the
+    background; poll the job for progress and bad rows."""
+
+    queryset = ProviderFileImport.objects.all()
+    serializer_class = ProviderFileImportSerializer
+    parser_classes = [MultiPartParser, FormParser]
+    filterset_fields = ["provider", "status"]
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = request.user if getattr(request.user, "pk", None) else None
+        try:
+            job = provider_file_import_create(
+                provider=serializer.validated_data["provider"],
+                file=serializer.validated_data["file"],
+                created_by=user,
+            )
+        except ProviderFileError as error:
+            raise serializers.ValidationError({"file": str(error)}) from error
+        return Response(self.get_serializer(job).data, status=status.HTTP_201_CREATED)
+
+
+class AudienceExportViewSet(viewsets.ReadOnlyModelViewSet):
+    """Export jobs (who, when, destination, rows). Files are downloaded from the admin."""
+
+    queryset = AudienceExport.objects.all()
+    serializer_class = AudienceExportSerializer
+    filterset_fields = ["destination", "status", "audience", "segment"]

@@ -65,12 +65,14 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "import_export",
     "cdphub",
     "profiles",
     "crm",
     "audiences",
     "consent",
+    # After the project's apps: `manage.py export` is the audience export, not the generic
+    # resource export that django-import-export also names `export`.
+    "import_export",
 ]
 
 MIDDLEWARE = [
@@ -245,6 +247,10 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "profiles.tasks.process_pending_task",
         "schedule": 60.0,
     },
+    "purge-expired-visitor-data": {
+        "task": "audiences.tasks.purge_visitor_data_task",
+        "schedule": crontab(minute=45),
+    },
 }
 
 # --- Product settings -------------------------------------------------------------------------
@@ -255,6 +261,8 @@ CDPHUB_DEFAULT_PHONE_REGION = env("CDPHUB_DEFAULT_PHONE_REGION", "NL")
 CDPHUB_JUNK_IDENTIFIERS = env_list("CDPHUB_JUNK_IDENTIFIERS")
 # Changelists over tables larger than this show an estimated count instead of COUNT(*).
 CDPHUB_ESTIMATED_COUNT_THRESHOLD = env_int("CDPHUB_ESTIMATED_COUNT_THRESHOLD", 100_000)
+# Exports to ad platforms with fewer people/devices than this are refused (no singling out).
+CDPHUB_MIN_AUDIENCE_SIZE = env_int("CDPHUB_MIN_AUDIENCE_SIZE", 100)
 
 # Spreadsheet imports larger than this are refused (bytes).
 CDPHUB_IMPORT_MAX_BYTES = env_int("CDPHUB_IMPORT_MAX_BYTES", 150 * 1024 * 1024)

@@ -3,13 +3,17 @@ and third-party category hits with their expiry."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 from datetime import datetime, timedelta
 
+from audiences.lookalike import LookalikeError, lookalike_build
 from audiences.models import Audience, Category, DataProvider, Visitor, VisitorTraitHit
+from audiences.services import audience_members_set
 from cdphub.demo import vocab
 from cdphub.demo.bulk import ids_reserve, rows_copy
 from cdphub.demo.people import PERSONAS, Person
+from profiles.models import Segment
 
 VISITOR_RETENTION = timedelta(days=90)
 PERSONA_CATEGORIES = {
@@ -57,7 +61,9 @@ class DmpGenerator:
         self.providers = providers_ensure()
         self.leaves = [code for code, *_ in vocab.TAXONOMY if code.count("-") >= 2]
 
-    def write(self, people: list[Person], granted: dict[int, set[str]]) -> dict[str, int]:
+    def write(
+        self, people: list[Person], granted: dict[int, set[str]], lookalike_seed: Segment
+    ) -> dict[str, int]:
         visitors = self.visitors_plan(people, granted)
         ids = ids_reserve(Visitor, len(visitors))
         rows = [
@@ -88,9 +94,39 @@ class DmpGenerator:
             ["visitor_id", "category_id", "provider_id", "observed_at", "expires_at"],
             self.hits(zip(ids, personas, strict=True)),
         )
-        for name, rule in DEMO_AUDIENCES:
-            Audience.objects.get_or_create(name=name, defaults={"rule": rule})
+        counts["audience_members"] = self.audiences_seed(lookalike_seed)
         return counts
+
+    def audiences_seed(self, lookalike_seed: Segment) -> int:
+        """Rule audiences with members (as the rule evaluator would fill them) and a lookalike
+        of the outdoor shoppers built by the real scoring."""
+        members = 0
+        live = VisitorTraitHit.objects.filter(expires_at__gt=self.now)
+        matching = {
+            "Demo: hikers seen this month": live.filter(
+                category__code="INT-OUT-HIKE", observed_at__gte=self.now - timedelta(days=30)
+            ),
+            "Demo: travel intenders in NL": live.filter(
+                category__code="PI-TRV-FLT", visitor__country="NL"
+            ),
+        }
+        for name, rule in DEMO_AUDIENCES:
+            audience, _ = Audience.objects.get_or_create(name=name, defaults={"rule": rule})
+            visitors = matching[name].values_list("visitor_id", flat=True)
+            members += audience_members_set(audience=audience, visitor_ids=visitors)
+        lookalike, _ = Audience.objects.get_or_create(
+            name="Demo: lookalike of outdoor shoppers",
+            defaults={
+                "kind": Audience.Kind.LOOKALIKE,
+                "seed_segment": lookalike_seed,
+                "reach_percent": 10,
+                "description": "Unlinked visitors most similar to the outdoor shoppers.",
+            },
+        )
+        # Tiny demo sets can have no linked seed visitor: the audience then stays empty.
+        with contextlib.suppress(LookalikeError):
+            members += lookalike_build(audience=lookalike, now=self.now).size
+        return members
 
     def visitors_plan(self, people: list[Person], granted: dict[int, set[str]]) -> list[tuple]:
         """Every person's browser cookie and app device, plus as many never-identified visitors."""
@@ -152,8 +188,8 @@ class DmpGenerator:
         rng = self.rng
         for visitor_id, persona in visitors:
             picks = set()
-            for _ in range(rng.randint(1, 6)):
-                pool = PERSONA_CATEGORIES[persona] if rng.random() < 0.7 else self.leaves
+            for _ in range(rng.randint(2, 6)):
+                pool = PERSONA_CATEGORIES[persona] if rng.random() < 0.8 else self.leaves
                 picks.add((rng.choice(pool), rng.choice(self.providers)))
             for code, provider in picks:
                 # A few hits are already past their provider's window: the purge has work to do.

@@ -51,25 +51,40 @@ def demo_data_seed(*, profiles: int, seed: int = DEFAULT_SEED, now: datetime | N
     counts = {"events": generator.events_write(people)}
     counts["profiles"] = generator.profiles_write(people)
     counts["identities"] = generator.identities_write(people)
-    counts["segment_members"] = repeat_buyers_segment(people, now)
+    segments, counts["segment_members"] = segments_seed(people, now)
     consent = ConsentGenerator(rng, now)
     consent_counts = consent.write(people)
     crm_counts = CrmGenerator(rng, now, sources).write(people)
     counts["identities"] += crm_counts.pop("identities")
-    dmp_counts = DmpGenerator(rng, now).write(people, consent.granted)
+    dmp_counts = DmpGenerator(rng, now).write(
+        people, consent.granted, lookalike_seed=segments["Demo: outdoor shoppers"]
+    )
     return {**counts, **consent_counts, **crm_counts, **dmp_counts}
 
 
-def repeat_buyers_segment(people: list[Person], now: datetime) -> int:
-    segment, _ = Segment.objects.get_or_create(
-        name="Demo: repeat buyers",
-        defaults={"kind": Segment.Kind.STATIC, "description": "Two or more orders (demo data)."},
-    )
-    members = [p.id for p in people if p.orders >= 2]
-    written = rows_copy(
-        SegmentMembership,
-        ["segment_id", "profile_id", "entered_at"],
-        ((segment.pk, profile_id, now) for profile_id in members),
-    )
-    Segment.objects.filter(pk=segment.pk).update(size=written, refreshed_at=now)
-    return written
+DEMO_SEGMENTS = (
+    ("Demo: repeat buyers", "Two or more orders.", lambda p: p.orders >= 2),
+    (
+        "Demo: outdoor shoppers",
+        "Customers who mostly shop outdoor gear; the seed of the demo lookalike.",
+        lambda p: p.orders >= 1 and p.persona == "outdoor",
+    ),
+)
+
+
+def segments_seed(people: list[Person], now: datetime) -> tuple[dict[str, Segment], int]:
+    """Static demo segments with their members (segments are otherwise rule-evaluated)."""
+    segments, written = {}, 0
+    for name, description, is_member in DEMO_SEGMENTS:
+        segment, _ = Segment.objects.get_or_create(
+            name=name, defaults={"kind": Segment.Kind.STATIC, "description": description}
+        )
+        count = rows_copy(
+            SegmentMembership,
+            ["segment_id", "profile_id", "entered_at"],
+            ((segment.pk, p.id, now) for p in people if is_member(p)),
+        )
+        Segment.objects.filter(pk=segment.pk).update(size=count, refreshed_at=now)
+        segments[name] = segment
+        written += count
+    return segments, written

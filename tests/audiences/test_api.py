@@ -1,10 +1,18 @@
 import pytest
 from rest_framework.test import APIClient
 
-from audiences.models import Audience, Category, DataProvider, Visitor
+from audiences.models import (
+    Audience,
+    AudienceExport,
+    Category,
+    DataProvider,
+    ProviderFileImport,
+    Visitor,
+)
 from tests.factories import (
     AudienceFactory,
     CategoryFactory,
+    DataProviderFactory,
     VisitorFactory,
     VisitorTraitHitFactory,
 )
@@ -17,6 +25,8 @@ LIST_URLS = [
     "/api/audiences/categories/",
     "/api/audiences/trait-hits/",
     "/api/audiences/audiences/",
+    "/api/audiences/provider-imports/",
+    "/api/audiences/exports/",
 ]
 
 
@@ -34,6 +44,8 @@ def writer(api_client_with_scopes):
 def some_data():
     hit = VisitorTraitHitFactory()
     AudienceFactory()
+    ProviderFileImport.objects.create(provider=hit.provider, file="provider_imports/x.csv")
+    AudienceExport.objects.create(destination="ids", status="refused")
     return hit
 
 
@@ -158,3 +170,36 @@ def test_session_user_needs_model_permission(client, user_with_role, some_data):
     assert client.get("/api/audiences/audiences/").status_code == 403
     client.force_login(user_with_role("Analyst"))
     assert client.get("/api/audiences/audiences/").status_code == 200
+
+
+def test_provider_file_upload(writer, reader, django_capture_on_commit_callbacks):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.utils import timezone
+
+    provider = DataProviderFactory()
+    CategoryFactory(code="INT-HIKE")
+    content = f"cookie_id,category,timestamp\nck-1,INT-HIKE,{timezone.now().isoformat()}\n"
+
+    def upload():
+        return {"provider": provider.pk, "file": SimpleUploadedFile("s.csv", content.encode())}
+
+    url = "/api/audiences/provider-imports/"
+    assert reader.post(url, upload(), format="multipart").status_code == 403
+    with django_capture_on_commit_callbacks(execute=True):
+        response = writer.post(url, upload(), format="multipart")
+    assert response.status_code == 201, response.json()
+    job = writer.get(f"{url}{response.json()['id']}/").json()
+    assert (job["status"], job["imported_rows"], job["progress_percent"]) == ("done", 1, 100)
+
+
+def test_provider_file_upload_with_wrong_columns(writer):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    response = writer.post(
+        "/api/audiences/provider-imports/",
+        {"provider": DataProviderFactory().pk, "file": SimpleUploadedFile("s.csv", b"a,b\n1,2\n")},
+        format="multipart",
+    )
+    assert response.status_code == 400
+    assert "cookie_id or device_id" in response.json()["errors"]["file"]
+    assert not ProviderFileImport.objects.exists()

@@ -5,12 +5,19 @@ from django.core.management import call_command
 from django.db.models import Count, Max, OuterRef, Subquery
 from django.utils import timezone
 
-from audiences.models import Category, DataProvider, Visitor, VisitorTraitHit
+from audiences.models import (
+    Audience,
+    AudienceMembership,
+    Category,
+    DataProvider,
+    Visitor,
+    VisitorTraitHit,
+)
 from cdphub.demo.people import PeopleGenerator
 from cdphub.demo.seed import demo_data_seed
 from consent.models import ConsentRecord, ConsentState, Purpose
 from crm.models import Activity, Company, Contact, Deal, Stage, Task, Ticket
-from profiles.models import Event, Identity, Profile, Source
+from profiles.models import Event, Identity, Profile, Segment, SegmentMembership, Source
 from profiles.normalize import normalize_identifier
 
 pytestmark = pytest.mark.django_db
@@ -18,25 +25,26 @@ pytestmark = pytest.mark.django_db
 SEEDED_MODELS = (
     Source, Profile, Identity, Event, Company, Contact, Stage, Deal, Activity, Ticket, Task,
     Purpose, ConsentRecord, ConsentState, DataProvider, Category, Visitor, VisitorTraitHit,
+    Segment, SegmentMembership, Audience, AudienceMembership,
 )  # fmt: skip
 
 
 @pytest.fixture
 def seeded():
-    return demo_data_seed(profiles=60)
+    return demo_data_seed(profiles=150)
 
 
 def test_every_app_gets_rows(seeded):
     empty = [model.__name__ for model in SEEDED_MODELS if not model.objects.exists()]
     assert empty == []
-    assert Profile.objects.count() == 60
+    assert Profile.objects.count() == 150
 
 
 def test_second_run_adds_nothing(seeded):
     before = {model: model.objects.count() for model in SEEDED_MODELS}
 
-    assert demo_data_seed(profiles=60) == {}
-    call_command("seed_demo", "--profiles", "60")
+    assert demo_data_seed(profiles=150) == {}
+    call_command("seed_demo", "--profiles", "150")
 
     assert {model: model.objects.count() for model in SEEDED_MODELS} == before
 

@@ -1,0 +1,131 @@
+"""Lookalike audiences: visitors whose taxonomy categories resemble a CDP seed segment's.
+
+Each visitor is a sparse vector over the categories of its live trait hits, weighted by inverse
+document frequency (a category everybody has says little). The seed segment's linked visitors
+give a centroid; every unlinked visitor is scored by cosine similarity to it and the top
+``reach_percent`` of them form the audience. Quality: a fifth of the seed is held out of the
+centroid and we measure which share of it would have been reached (recall). Random picking
+would reach about ``reach_percent`` of it; a useful model reaches much more.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from audiences.models import Audience, Visitor, VisitorTraitHit
+from audiences.services import audience_members_set
+
+HOLDOUT_SHARE = 0.2
+MIN_SEED_FOR_RECALL = 5
+
+Vector = dict[int, float]
+
+
+class LookalikeError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class LookalikeResult:
+    seed_visitors: int
+    candidates: int
+    size: int
+    recall: float | None
+    holdout: int
+
+
+def visitor_categories(now: datetime) -> dict[int, set[int]]:
+    """Live (unexpired) categories of every visitor that is not expired itself."""
+    features: dict[int, set[int]] = {}
+    hits = VisitorTraitHit.objects.filter(expires_at__gt=now, visitor__expires_at__gt=now)
+    for visitor_id, category_id in hits.values_list("visitor_id", "category_id").iterator(
+        chunk_size=20000
+    ):
+        features.setdefault(visitor_id, set()).add(category_id)
+    return features
+
+
+def idf_weights(features: dict[int, set[int]]) -> dict[int, float]:
+    counts = Counter(category for categories in features.values() for category in categories)
+    total = len(features)
+    return {category: math.log(total / count) + 1.0 for category, count in counts.items()}
+
+
+def unit_vector(categories: set[int], idf: dict[int, float]) -> Vector:
+    norm = math.sqrt(sum(idf[c] ** 2 for c in categories)) or 1.0
+    return {c: idf[c] / norm for c in categories}
+
+
+def centroid(vectors: list[Vector]) -> Vector:
+    summed: Vector = {}
+    for vector in vectors:
+        for category, weight in vector.items():
+            summed[category] = summed.get(category, 0.0) + weight
+    norm = math.sqrt(sum(w * w for w in summed.values())) or 1.0
+    return {category: weight / norm for category, weight in summed.items()}
+
+
+def cosine(vector: Vector, unit_centroid: Vector) -> float:
+    return sum(weight * unit_centroid.get(category, 0.0) for category, weight in vector.items())
+
+
+def reach_size(candidates: int, reach_percent: int) -> int:
+    return math.ceil(candidates * reach_percent / 100)
+
+
+def holdout_recall(seed: list[int], vectors, candidates: list[int], reach: int, rng) -> tuple:
+    """Share of held-out seed visitors scoring at least the reach's cut-off score."""
+    if len(seed) < MIN_SEED_FOR_RECALL or not candidates or reach == 0:
+        return None, 0
+    shuffled = sorted(seed)
+    rng.shuffle(shuffled)
+    held = shuffled[: max(1, int(len(shuffled) * HOLDOUT_SHARE))]
+    train = centroid([vectors[v] for v in shuffled[len(held) :]])
+    scores = sorted((cosine(vectors[v], train) for v in candidates), reverse=True)
+    cut_off = scores[reach - 1]
+    found = sum(1 for v in held if cosine(vectors[v], train) >= cut_off)
+    return found / len(held), len(held)
+
+
+@transaction.atomic
+def lookalike_build(*, audience: Audience, now: datetime | None = None) -> LookalikeResult:
+    """Score unlinked visitors against the seed segment's linked visitors and make the top
+    ``reach_percent`` the audience's members (with their scores)."""
+    if audience.kind != Audience.Kind.LOOKALIKE or audience.seed_segment_id is None:
+        raise LookalikeError(f"audience {audience} is not a lookalike with a seed segment")
+    now = now or timezone.now()
+    features = visitor_categories(now)
+    idf = idf_weights(features)
+    vectors = {visitor: unit_vector(categories, idf) for visitor, categories in features.items()}
+    seed_ids = set(
+        Visitor.objects.filter(
+            profile__memberships__segment_id=audience.seed_segment_id
+        ).values_list("pk", flat=True)
+    )
+    seed = sorted(seed_ids & vectors.keys())
+    if not seed:
+        raise LookalikeError(
+            f"the seed segment {audience.seed_segment} has no linked visitors with live "
+            "category data: nothing to look like"
+        )
+    unlinked = set(Visitor.objects.filter(profile__isnull=True).values_list("pk", flat=True))
+    candidates = sorted(unlinked & vectors.keys())
+    reach = reach_size(len(candidates), audience.reach_percent)
+    recall, held = holdout_recall(seed, vectors, candidates, reach, random.Random(audience.pk))
+    full = centroid([vectors[v] for v in seed])
+    scored = sorted(((cosine(vectors[v], full), v) for v in candidates), reverse=True)[:reach]
+    audience_members_set(
+        audience=audience,
+        visitor_ids=[v for _, v in scored],
+        scores={v: round(score, 6) for score, v in scored},
+    )
+    audience.seed_size, audience.lookalike_recall = len(seed), recall
+    audience.save(update_fields=["seed_size", "lookalike_recall", "updated_at"])
+    return LookalikeResult(len(seed), len(candidates), len(scored), recall, held)

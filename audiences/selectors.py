@@ -1,0 +1,40 @@
+"""Reads used by exports, the admin and tasks."""
+
+from __future__ import annotations
+
+from django.db.models import Exists, OuterRef, QuerySet
+
+from audiences.models import Visitor
+from consent.models import ConsentState
+from profiles.models import Profile
+
+ADVERTISING_PURPOSE = "advertising"
+# A visitor may be linked to a known person only under one of these purposes.
+LINKING_PURPOSES = ("advertising", "personalisation")
+
+
+def profiles_allowed_for_advertising(queryset: QuerySet[Profile]) -> QuerySet[Profile]:
+    """Only profiles whose current advertising consent is granted.
+
+    Every activation towards an ad platform goes through here, so that it can be switched to
+    the consent app's own selector in one place."""
+    granted = ConsentState.objects.filter(
+        profile=OuterRef("pk"), purpose__code=ADVERTISING_PURPOSE, status="granted"
+    )
+    return queryset.filter(Exists(granted))
+
+
+def segment_profiles(segment_id: int) -> QuerySet[Profile]:
+    return Profile.objects.active().filter(memberships__segment_id=segment_id)
+
+
+def audience_visitors(audience_id: int) -> QuerySet[Visitor]:
+    return Visitor.objects.filter(memberships__audience_id=audience_id)
+
+
+def profiles_allowed_for_linking(queryset: QuerySet[Profile]) -> QuerySet[Profile]:
+    """Profiles whose advertising or personalisation consent is granted now."""
+    granted = ConsentState.objects.filter(
+        profile=OuterRef("pk"), purpose__code__in=LINKING_PURPOSES, status="granted"
+    )
+    return queryset.filter(Exists(granted))

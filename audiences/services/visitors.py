@@ -1,0 +1,180 @@
+"""Visitors: sightings, consent-bound links to profiles, audience members, retention."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from audiences.models import Audience, AudienceMembership, Visitor, VisitorTraitHit
+from audiences.selectors import profiles_allowed_for_linking
+from profiles.models import Identity, Profile
+
+# --- visitors seen by collection, and their link to profiles -------------------------------
+
+
+@dataclass(frozen=True)
+class VisitorSighting:
+    key_kind: str
+    key: str
+    seen_at: datetime
+    country: str = ""
+    device_type: str = ""
+    browser: str = ""
+
+
+SIGHTING_UPSERT = """
+INSERT INTO audiences_visitor
+    (key_kind, key, first_seen_at, last_seen_at, expires_at, country, device_type, browser,
+     created_at)
+SELECT kind, key, seen, seen, seen + %(ttl)s, country, device, browser, now()
+FROM unnest(%(kinds)s::text[], %(keys)s::text[], %(seen)s::timestamptz[], %(countries)s::text[],
+            %(devices)s::text[], %(browsers)s::text[])
+    AS s(kind, key, seen, country, device, browser)
+ON CONFLICT (key_kind, key) DO UPDATE SET
+    first_seen_at = LEAST(audiences_visitor.first_seen_at, EXCLUDED.first_seen_at),
+    last_seen_at = GREATEST(audiences_visitor.last_seen_at, EXCLUDED.last_seen_at),
+    expires_at = GREATEST(audiences_visitor.expires_at, EXCLUDED.expires_at),
+    country = COALESCE(NULLIF(EXCLUDED.country, ''), audiences_visitor.country),
+    device_type = COALESCE(NULLIF(EXCLUDED.device_type, ''), audiences_visitor.device_type),
+    browser = COALESCE(NULLIF(EXCLUDED.browser, ''), audiences_visitor.browser)
+"""
+
+
+@transaction.atomic
+def visitors_observe(*, sightings: list[VisitorSighting], retention_days: int = 90) -> int:
+    """Create or refresh visitors seen in anonymous events (one upsert per batch): last seen
+    and expiry move forward, known attributes are kept when a sighting lacks them."""
+    latest: dict[tuple[str, str], VisitorSighting] = {}
+    for sighting in sightings:
+        key = (sighting.key_kind, sighting.key)
+        if key not in latest or sighting.seen_at > latest[key].seen_at:
+            latest[key] = sighting
+    if not latest:
+        return 0
+    rows = [latest[key] for key in sorted(latest)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            SIGHTING_UPSERT,
+            {
+                "ttl": timedelta(days=retention_days),
+                "kinds": [r.key_kind for r in rows],
+                "keys": [r.key for r in rows],
+                "seen": [r.seen_at for r in rows],
+                "countries": [r.country[:2].upper() for r in rows],
+                "devices": [r.device_type for r in rows],
+                "browsers": [r.browser[:60] for r in rows],
+            },
+        )
+    return len(rows)
+
+
+@transaction.atomic
+def visitor_links_sync(*, profile: Profile) -> dict[str, int]:
+    """Link the profile's browsers and devices (its anonymous_id and device_id identities) to
+    it while it has advertising or personalisation consent; unlink them all when it has not.
+    Call it after an identify and after every consent change of the person."""
+    if not profiles_allowed_for_linking(Profile.objects.filter(pk=profile.pk)).exists():
+        return {
+            "linked": 0,
+            "unlinked": Visitor.objects.filter(profile=profile).update(profile=None),
+        }
+    keys = list(
+        Identity.objects.filter(
+            profile=profile, kind__in=[Identity.Kind.ANONYMOUS_ID, Identity.Kind.DEVICE_ID]
+        ).values_list("kind", "value")
+    )
+    cookies = [value for kind, value in keys if kind == Identity.Kind.ANONYMOUS_ID]
+    devices = [value for kind, value in keys if kind == Identity.Kind.DEVICE_ID]
+    # A visitor already linked to someone else (a shared device) is left alone.
+    unlinked = Visitor.objects.filter(profile__isnull=True)
+    linked = unlinked.filter(key_kind=Visitor.KeyKind.COOKIE, key__in=cookies).update(
+        profile=profile
+    ) + unlinked.filter(key_kind=Visitor.KeyKind.DEVICE, key__in=devices).update(profile=profile)
+    return {"linked": linked, "unlinked": 0}
+
+
+# --- audience membership -------------------------------------------------------------------
+
+
+@transaction.atomic
+def audience_members_set(
+    *, audience: Audience, visitor_ids: Iterable[int], scores: dict[int, float] | None = None
+) -> int:
+    """Replace the audience's members; keeps the entry time of visitors who stay."""
+    wanted = set(visitor_ids)
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        # An array parameter, not IN (...): audiences can exceed the query parameter limit.
+        cursor.execute(
+            "DELETE FROM audiences_audiencemembership "
+            "WHERE audience_id = %s AND NOT (visitor_id = ANY(%s))",
+            [audience.pk, list(wanted)],
+        )
+    AudienceMembership.objects.bulk_create(
+        [
+            AudienceMembership(
+                audience=audience,
+                visitor_id=visitor_id,
+                entered_at=now,
+                score=(scores or {}).get(visitor_id),
+            )
+            for visitor_id in wanted
+        ],
+        batch_size=5000,
+        update_conflicts=bool(scores),
+        ignore_conflicts=not scores,
+        unique_fields=["audience", "visitor"] if scores else None,
+        update_fields=["score"] if scores else None,
+    )
+    audience.size = len(wanted)
+    audience.refreshed_at = now
+    audience.save(update_fields=["size", "refreshed_at", "updated_at"])
+    return audience.size
+
+
+# --- retention -----------------------------------------------------------------------------
+
+
+def visitor_data_purge(*, now: datetime | None = None, batch_size: int = 5000) -> dict[str, int]:
+    """Delete expired trait hits, then expired visitors (with their remaining hits and
+    memberships), ``batch_size`` rows per transaction so locks stay short and a purge of
+    millions of rows never holds one giant transaction."""
+    now = now or timezone.now()
+    return {
+        "trait_hits": expired_rows_delete(VisitorTraitHit, now, batch_size),
+        "visitors": expired_rows_delete(Visitor, now, batch_size),
+    }
+
+
+def expired_rows_delete(model, now: datetime, batch_size: int) -> int:
+    table = model._meta.db_table
+    deleted = 0
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            if model is Visitor:
+                # ON DELETE CASCADE is emulated by Django, not the database: clear children.
+                cursor.execute(
+                    "SELECT id FROM audiences_visitor WHERE expires_at <= %s "
+                    "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+                    [now, batch_size],
+                )
+                ids = [row[0] for row in cursor.fetchall()]
+                if ids:
+                    for child in ("audiences_visitortraithit", "audiences_audiencemembership"):
+                        cursor.execute(f"DELETE FROM {child} WHERE visitor_id = ANY(%s)", [ids])  # noqa: S608
+                    cursor.execute("DELETE FROM audiences_visitor WHERE id = ANY(%s)", [ids])
+                count = len(ids)
+            else:
+                cursor.execute(
+                    f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} "  # noqa: S608
+                    "WHERE expires_at <= %s ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)",
+                    [now, batch_size],
+                )
+                count = cursor.rowcount
+        deleted += count
+        if count < batch_size:
+            return deleted

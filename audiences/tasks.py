@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from celery import shared_task
+
+from audiences.lookalike import lookalike_build
+from audiences.models import Audience
+from audiences.services import provider_file_import_run, visitor_data_purge, visitor_links_sync
+from profiles.models import Profile
+
+
+@shared_task(ignore_result=True)
+def import_provider_file_task(job_id: int) -> None:
+    provider_file_import_run(job_id=job_id)
+
+
+@shared_task(ignore_result=True)
+def purge_visitor_data_task() -> None:
+    visitor_data_purge()
+
+
+@shared_task(ignore_result=True)
+def build_lookalike_task(audience_id: int) -> None:
+    audience = Audience.objects.filter(pk=audience_id).first()
+    if audience is not None:  # deleted meanwhile: nothing to do
+        lookalike_build(audience=audience)
+
+
+@shared_task(ignore_result=True)
+def sync_visitor_links_task(profile_id: int) -> None:
+    profile = Profile.objects.filter(pk=profile_id).first()
+    if profile is not None:
+        visitor_links_sync(profile=profile)
