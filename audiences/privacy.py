@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from django.db.models import Q
-from django.utils import timezone
-
 from audiences.models import Audience, Category, DataProvider, Visitor, VisitorTraitHit
 from consent import registry
 from consent.registry import delete_rows
@@ -33,13 +30,14 @@ registry.register_not_personal(Audience, "an audience's name and rule")
 
 
 def _purge_visitor_data(cutoff, batch_size: int) -> int:
-    """Trait hits past their own expiry, then visitors past theirs or not seen within the
-    retention period (their remaining hits go with them)."""
-    now = timezone.now()
-    hits = delete_in_batches(VisitorTraitHit.objects.filter(expires_at__lt=now), batch_size)
-    stale = Visitor.objects.filter(Q(expires_at__lt=now) | Q(last_seen_at__lt=cutoff))
+    """Trait hits and visitors past their own (per provider) expiry, then visitors not seen
+    within the policy's retention period, with what hangs off them."""
+    from audiences.services import visitor_data_purge
+
+    expired = sum(visitor_data_purge(batch_size=batch_size).values())
+    stale = Visitor.objects.filter(last_seen_at__lt=cutoff)
     stale_hits = delete_in_batches(VisitorTraitHit.objects.filter(visitor__in=stale), batch_size)
-    return hits + stale_hits + delete_in_batches(stale, batch_size)
+    return expired + stale_hits + delete_in_batches(stale, batch_size)
 
 
 register_purger("visitor_data", _purge_visitor_data)

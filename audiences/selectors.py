@@ -14,14 +14,11 @@ LINKING_PURPOSES = ("advertising", "personalisation")
 
 
 def profiles_allowed_for_advertising(queryset: QuerySet[Profile]) -> QuerySet[Profile]:
-    """Only profiles whose current advertising consent is granted.
+    """Only profiles the consent selector allows for advertising now: every activation
+    towards an ad platform goes through here."""
+    from consent.selectors import profiles_with_consent
 
-    Every activation towards an ad platform goes through here, so that it can be switched to
-    the consent app's own selector in one place."""
-    granted = ConsentState.objects.filter(
-        profile=OuterRef("pk"), purpose__code=ADVERTISING_PURPOSE, status="granted"
-    )
-    return queryset.filter(Exists(granted))
+    return queryset.filter(pk__in=profiles_with_consent(ADVERTISING_PURPOSE).values("pk"))
 
 
 def segment_profiles(segment_id: int) -> QuerySet[Profile]:

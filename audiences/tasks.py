@@ -4,7 +4,7 @@ from celery import shared_task
 
 from audiences.lookalike import lookalike_build
 from audiences.models import Audience
-from audiences.services import provider_file_import_run, visitor_data_purge, visitor_links_sync
+from audiences.services import provider_file_import_run, visitor_links_sync
 from profiles.models import Profile
 
 
@@ -15,7 +15,10 @@ def import_provider_file_task(job_id: int) -> None:
 
 @shared_task(ignore_result=True)
 def purge_visitor_data_task() -> None:
-    visitor_data_purge()
+    """Hourly: the DMP's short retention, through the retention policy (recorded on it)."""
+    from consent.services import retention_purge
+
+    retention_purge(category="visitor_data")
 
 
 @shared_task(ignore_result=True)

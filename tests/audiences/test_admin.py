@@ -228,7 +228,7 @@ def test_export_page_exports_a_segment_for_meta(admin_client, settings):
     from tests.factories import IdentityFactory, ProfileFactory
 
     settings.CDPHUB_MIN_AUDIENCE_SIZE = 2
-    purpose = Purpose.objects.create(code="advertising", name="Advertising")
+    purpose = Purpose.objects.get_or_create(code="advertising", defaults={"name": "Advertising"})[0]
     segment = Segment.objects.create(name="Buyers", kind="static")
     for number in range(2):
         profile = ProfileFactory()
