@@ -24,7 +24,7 @@ from profiles.models import (
     SegmentMembershipChange,
     Source,
 )
-from profiles.normalize import lookup_candidates
+from profiles.normalize import lookup_condition
 from profiles.rules import rule_errors
 from profiles.segments import segment_preview, segment_refresh, segment_static_upload
 from profiles.selectors import profile_overview
@@ -130,11 +130,11 @@ class ProfileAdmin(ReadableModelAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        values = lookup_candidates(term)
-        matching = Q(identities__value__in=values)
+        owners = Identity.objects.filter(lookup_condition(term)).values("profile_id")
+        matching = Q(pk__in=owners)
         if term.isdigit():
             matching |= Q(pk=int(term))
-        return queryset.filter(matching).distinct(), True
+        return queryset.filter(matching), False
 
     @admin.display(description="latest events")
     def latest_events(self, profile):
@@ -203,8 +203,7 @@ class IdentityAdmin(ReadableModelAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        values = lookup_candidates(term)
-        return queryset.filter(value__in=values), False
+        return queryset.filter(lookup_condition(term)), False
 
     def get_fields(self, request, obj=None):
         fields = [

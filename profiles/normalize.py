@@ -93,13 +93,27 @@ def normalize_identifier(kind: str, value: object) -> str:
     return normalize_opaque_id(value, label=kind.replace("_", " "))
 
 
-def lookup_candidates(term: str) -> set[str]:
-    """Values a search term may be stored as: as typed, as an e-mail, as an E.164 phone."""
+OPAQUE_KINDS = ("user_id", "anonymous_id", "device_id", "external", "crm_contact")
+
+
+def lookup_candidates(term: str) -> list[tuple[str, str]]:
+    """(kind, value) pairs a search term may be stored as: an id as typed, an e-mail, an E.164
+    phone. Pairs, so the look-up uses the (kind, value) unique index."""
     term = term.strip()
-    candidates = {term}
-    for normalizer in (normalize_email, normalize_phone):
+    candidates = [(kind, term) for kind in OPAQUE_KINDS]
+    for kind, normalizer in (("email", normalize_email), ("phone", normalize_phone)):
         try:
-            candidates.add(normalizer(term))
+            candidates.append((kind, normalizer(term)))
         except InvalidIdentifier:
             continue
     return candidates
+
+
+def lookup_condition(term: str, prefix: str = ""):
+    """A ``Q`` matching identities (at ``prefix``) stored under any form of ``term``."""
+    from django.db.models import Q
+
+    condition = Q(pk__in=[])
+    for kind, value in lookup_candidates(term):
+        condition |= Q(**{f"{prefix}kind": kind, f"{prefix}value": value})
+    return condition

@@ -67,6 +67,8 @@ def test_profile_search_finds_by_normalised_identifier(admin_client, term):
 def test_paginator_counts_exactly_below_the_threshold(settings):
     settings.CDPHUB_ESTIMATED_COUNT_THRESHOLD = 100
     ProfileFactory.create_batch(7)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE profiles_profile")
 
     assert EstimatedCountPaginator(Profile.objects.all(), 5).count == 7
 
