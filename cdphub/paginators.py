@@ -21,13 +21,13 @@ class EstimatedCountPaginator(Paginator):
         return fast_count(self.object_list)
 
 
-def fast_count(queryset) -> int:
+def fast_count(queryset, *, threshold: int | None = None) -> int:
     """Exact up to ``CDPHUB_ESTIMATED_COUNT_THRESHOLD`` rows, the planner's estimate beyond.
 
     The estimate (one ``EXPLAIN``, no rows read) comes first: when it is well past the threshold
     the rows are not counted at all; otherwise they are, with a ``LIMIT`` so that a wrong
     estimate still never makes it scan more than the threshold."""
-    threshold = settings.CDPHUB_ESTIMATED_COUNT_THRESHOLD
+    threshold = threshold or settings.CDPHUB_ESTIMATED_COUNT_THRESHOLD
     estimate = planner_estimate(queryset)
     if estimate > 2 * threshold:  # margin for the planner's guesses on fresh tables
         return estimate
