@@ -405,7 +405,8 @@ def crm_validate(node: dict, path: str, ctx: Context) -> None:
 def crm_compile(node: dict, ctx: Context) -> Q:
     from crm.models import Contact, Deal
 
-    name, op, value = node["crm"], node.get("op", "eq"), node.get("value")
+    name, value = node["crm"], node.get("value")
+    op = node.get("op", "eq" if "value" in node else "exists")
     lookup = CRM_FIELDS[name]
     if name == "deal_stage":
         rows = Deal.objects.filter(contact__profile=OuterRef("pk"), status=Deal.Status.OPEN)
