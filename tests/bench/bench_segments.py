@@ -219,7 +219,8 @@ def generate() -> None:
 def events_load() -> None:
     """Events without their secondary indexes (rebuilt after: much faster than maintaining
     them row by row). Names: 50% page views (a third on /jackets), 25% product views, 10%
-    e-mail opens, 10% carts, 5% orders; spread over 180 days."""
+    e-mail opens, 10% carts, 5% orders; over the last 180 days, stored in time order as
+    ingestion appends them, each to a pseudo-random profile."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'profiles_event' "
@@ -229,26 +230,33 @@ def events_load() -> None:
         for name, _ in indexes:
             cursor.execute(f'DROP INDEX "{name}"')
     batch = 2_000_000
+    execute("SELECT setseed(0.42)")  # the same data set on every rebuild
     for start in range(0, EVENTS, batch):
         execute(
             """
             INSERT INTO profiles_event (profile_id, source_id, type, name, properties, context,
                                         message_id, timestamp, received_at)
-            SELECT 1 + (g * 2654435761) %% %(profiles)s, 1,
+            SELECT 1 + floor(random() * %(profiles)s)::bigint, 1,
                    CASE WHEN k < 50 THEN 'page' ELSE 'track' END,
                    CASE WHEN k < 50 THEN 'Page Viewed' WHEN k < 75 THEN 'Product Viewed'
                         WHEN k < 85 THEN 'Email Opened' WHEN k < 95 THEN 'Added to Cart'
                         ELSE 'Order Completed' END,
                    CASE WHEN k < 50 THEN jsonb_build_object('url', 'https://shop.example/'
-                            || (ARRAY['jackets', 'shoes', 'bags'])[1 + g %% 3] || '/' || g %% 97)
+                            || (ARRAY['jackets', 'shoes', 'bags'])[1 + (g / 7) %% 3] || '/'
+                            || g %% 97)
                         WHEN k >= 95 THEN jsonb_build_object('revenue', 10 + g %% 300)
                         ELSE jsonb_build_object('sku', 'SKU-' || g %% 500) END,
                    '{}'::jsonb, 'm' || g,
-                   now() - ((g * 7919) %% (180 * 24 * 60)) * interval '1 minute', now()
-            FROM (SELECT g, (g * 31) %% 100 AS k
+                   now() - interval '180 days' + g * (interval '180 days' / %(events)s), now()
+            FROM (SELECT g, floor(random() * 100) AS k
                   FROM generate_series(%(start)s::bigint, %(end)s::bigint) g) s
             """,
-            {"profiles": PROFILES, "start": start + 1, "end": min(start + batch, EVENTS)},
+            {
+                "profiles": PROFILES,
+                "events": EVENTS,
+                "start": start + 1,
+                "end": min(start + batch, EVENTS),
+            },
         )
     execute("SET maintenance_work_mem = '1GB'")
     for _, definition in indexes:
