@@ -191,12 +191,10 @@ def membership_sync(
     return entered, exited, counted
 
 
-def refresh_lock(cursor, segment_id: int, *, wait: bool) -> bool:
-    if wait:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [REFRESH_LOCK, segment_id])
-        return True
-    cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [REFRESH_LOCK, segment_id])
-    return cursor.fetchone()[0]
+def refresh_lock(cursor, segment_id: int) -> None:
+    """One writer of a segment's memberships at a time (full, on-event and upload refreshes
+    queue behind each other instead of interleaving their diffs)."""
+    cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [REFRESH_LOCK, segment_id])
 
 
 def segment_refresh(*, segment: Segment) -> RefreshResult:
@@ -225,7 +223,7 @@ def segment_refresh_locked(segment: Segment, result: RefreshResult) -> None:
             "SET LOCAL statement_timeout = %s",
             [f"{settings.CDPHUB_SEGMENT_REFRESH_TIMEOUT_SECONDS}s"],
         )
-        refresh_lock(cursor, segment.pk, wait=True)
+        refresh_lock(cursor, segment.pk)
     if segment.kind == Segment.Kind.DYNAMIC:
         members = segment_rule_members(segment)
         result.entered, result.exited, result.size = membership_sync(
@@ -266,7 +264,7 @@ def segment_refresh_profiles(segment: Segment, profile_ids: list[int]) -> tuple[
     try:
         with transaction.atomic():
             with connection.cursor() as cursor:
-                refresh_lock(cursor, segment.pk, wait=True)
+                refresh_lock(cursor, segment.pk)
             members = segment_rule_members(segment, profile_ids)
             entered, exited, _ = membership_sync(
                 segment_id=segment.pk, members=members, scope=profile_ids
@@ -325,7 +323,7 @@ def segment_static_upload(*, segment: Segment, data: bytes | str, kind: str) -> 
     members = Profile.objects.active().filter(identities__kind=kind, identities__value__in=values)
     with transaction.atomic():
         with connection.cursor() as cursor:
-            refresh_lock(cursor, segment.pk, wait=True)
+            refresh_lock(cursor, segment.pk)
         result.entered, result.exited, _ = membership_sync(
             segment_id=segment.pk, members=members.distinct()
         )
