@@ -1,10 +1,11 @@
 """Segments: preview, refresh (scheduled, on demand, on event), static lists, members, exports.
 
-Membership is materialised in ``SegmentMembership`` by one statement per refresh: the rule's
-query, the rows that left (DELETE), the rows that came in (INSERT ... SELECT) and their history,
-all in one round trip. A refresh records its status and error on the segment, so it is never left
-"calculating": a failure is shown and the next scheduled run retries it, and a refresh whose
-worker died is picked up again once it is older than ``CDPHUB_SEGMENT_REFRESH_STALE_MINUTES``.
+Membership is materialised in ``SegmentMembership`` by two statements per refresh: the rule's
+query into a temporary table, then one statement for the rows that left (DELETE), the rows that
+came in (INSERT ... SELECT) and their history. A refresh records its status and error on the
+segment, so it is never left "calculating": a failure is shown and the next scheduled run retries
+it, and a refresh whose worker died is picked up again once it is older than
+``CDPHUB_SEGMENT_REFRESH_STALE_MINUTES``.
 """
 
 from __future__ import annotations
@@ -138,23 +139,26 @@ def membership_sync(
     *, segment_id: int, members: QuerySet[Profile], scope: list[int] | None = None
 ) -> tuple[int, int, int]:
     """Make the segment's memberships equal ``members`` (within ``scope`` profile ids when
-    given) and record who entered and exited. Returns (entered, exited, members counted)."""
+    given) and record who entered and exited. Returns (entered, exited, members counted).
+
+    The rule's query runs first on its own into a temporary table, where PostgreSQL may use
+    parallel workers (a statement that writes may not); one statement then applies the diff
+    and writes the history. Must run inside a transaction."""
     target_sql, target_params = members.order_by().values("pk").query.sql_with_params()
     membership = SegmentMembership._meta.db_table
     history = SegmentMembershipChange._meta.db_table
     in_scope = "AND m.profile_id = ANY(%s)" if scope is not None else ""
     now = timezone.now()
-    sql = f"""
-        WITH target (id) AS MATERIALIZED ({target_sql}),
-        exited AS (
+    diff = f"""
+        WITH exited AS (
             DELETE FROM {membership} m
             WHERE m.segment_id = %s {in_scope}
-              AND NOT EXISTS (SELECT 1 FROM target t WHERE t.id = m.profile_id)
+              AND NOT EXISTS (SELECT 1 FROM segment_target t WHERE t.id = m.profile_id)
             RETURNING m.profile_id
         ),
         entered AS (
             INSERT INTO {membership} (segment_id, profile_id, entered_at)
-            SELECT %s, t.id, %s FROM target t
+            SELECT %s, t.id, %s FROM segment_target t
             WHERE NOT EXISTS (
                 SELECT 1 FROM {membership} m WHERE m.segment_id = %s AND m.profile_id = t.id
             )
@@ -168,10 +172,9 @@ def membership_sync(
             SELECT %s, profile_id, 'exited', %s FROM exited
         )
         SELECT (SELECT count(*) FROM entered), (SELECT count(*) FROM exited),
-               (SELECT count(*) FROM target)
+               (SELECT count(*) FROM segment_target)
     """  # noqa: S608 - table names are ours; every value is a parameter
     params = [
-        *target_params,
         segment_id,
         *([scope] if scope is not None else []),
         segment_id,
@@ -183,17 +186,22 @@ def membership_sync(
         now,
     ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute("DROP TABLE IF EXISTS pg_temp.segment_target")
+        cursor.execute(
+            f"CREATE TEMP TABLE segment_target (id) ON COMMIT DROP AS {target_sql}",
+            target_params,
+        )
+        cursor.execute("ANALYZE segment_target")
+        cursor.execute(diff, params)
         entered, exited, counted = cursor.fetchone()
+        cursor.execute("DROP TABLE segment_target")
     return entered, exited, counted
 
 
-def refresh_lock(cursor, segment_id: int, *, wait: bool) -> bool:
-    if wait:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [REFRESH_LOCK, segment_id])
-        return True
-    cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [REFRESH_LOCK, segment_id])
-    return cursor.fetchone()[0]
+def refresh_lock(cursor, segment_id: int) -> None:
+    """One writer of a segment's memberships at a time (full, on-event and upload refreshes
+    queue behind each other instead of interleaving their diffs)."""
+    cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [REFRESH_LOCK, segment_id])
 
 
 def segment_refresh(*, segment: Segment) -> RefreshResult:
@@ -222,7 +230,7 @@ def segment_refresh_locked(segment: Segment, result: RefreshResult) -> None:
             "SET LOCAL statement_timeout = %s",
             [f"{settings.CDPHUB_SEGMENT_REFRESH_TIMEOUT_SECONDS}s"],
         )
-        refresh_lock(cursor, segment.pk, wait=True)
+        refresh_lock(cursor, segment.pk)
     if segment.kind == Segment.Kind.DYNAMIC:
         members = segment_rule_members(segment)
         result.entered, result.exited, result.size = membership_sync(
@@ -263,7 +271,7 @@ def segment_refresh_profiles(segment: Segment, profile_ids: list[int]) -> tuple[
     try:
         with transaction.atomic():
             with connection.cursor() as cursor:
-                refresh_lock(cursor, segment.pk, wait=True)
+                refresh_lock(cursor, segment.pk)
             members = segment_rule_members(segment, profile_ids)
             entered, exited, _ = membership_sync(
                 segment_id=segment.pk, members=members, scope=profile_ids
@@ -322,7 +330,7 @@ def segment_static_upload(*, segment: Segment, data: bytes | str, kind: str) -> 
     members = Profile.objects.active().filter(identities__kind=kind, identities__value__in=values)
     with transaction.atomic():
         with connection.cursor() as cursor:
-            refresh_lock(cursor, segment.pk, wait=True)
+            refresh_lock(cursor, segment.pk)
         result.entered, result.exited, _ = membership_sync(
             segment_id=segment.pk, members=members.distinct()
         )

@@ -6,11 +6,11 @@ from django.db import migrations
 CREATE = r"""
 CREATE OR REPLACE FUNCTION cdphub_jsonb_numeric(value jsonb) RETURNS numeric
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-  SELECT CASE
-    WHEN jsonb_typeof(value) = 'number' THEN (value #>> '{}')::numeric
-    WHEN jsonb_typeof(value) = 'string'
-         AND (value #>> '{}') ~ '^\s*[-+]?[0-9]+(\.[0-9]+)?\s*$'
-      THEN btrim(value #>> '{}')::numeric
+  SELECT CASE jsonb_typeof(value)
+    WHEN 'number' THEN value::numeric
+    WHEN 'string' THEN CASE
+      WHEN (value #>> '{}') ~ '^\s*[-+]?[0-9]+(\.[0-9]+)?\s*$' THEN btrim(value #>> '{}')::numeric
+    END
   END
 $$;
 

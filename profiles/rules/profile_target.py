@@ -390,9 +390,10 @@ def crm_validate(node: dict, path: str, ctx: Context) -> None:
     comparison_check(node, path, ctx, operators=CRM_OPERATORS)
     value = node.get("value")
     values = value if isinstance(value, list) else [value]
-    if node.get("op") != "exists" and any(not isinstance(v, str) for v in values):
+    op = node.get("op", "eq" if "value" in node else "exists")
+    if op != "exists" and any(not isinstance(v, str) for v in values):
         ctx.error(join(path, "value"), "CRM fields compare with strings")
-    elif name == "lifecycle_stage" and node.get("op") in ("eq", "neq", "in", "not_in"):
+    elif name == "lifecycle_stage" and op in ("eq", "neq", "in", "not_in"):
         unknown = [v for v in values if v not in Contact.LifecycleStage.values]
         if unknown:
             ctx.error(
@@ -405,7 +406,8 @@ def crm_validate(node: dict, path: str, ctx: Context) -> None:
 def crm_compile(node: dict, ctx: Context) -> Q:
     from crm.models import Contact, Deal
 
-    name, op, value = node["crm"], node.get("op", "eq"), node.get("value")
+    name, value = node["crm"], node.get("value")
+    op = node.get("op", "eq" if "value" in node else "exists")
     lookup = CRM_FIELDS[name]
     if name == "deal_stage":
         rows = Deal.objects.filter(contact__profile=OuterRef("pk"), status=Deal.Status.OPEN)

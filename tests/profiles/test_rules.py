@@ -317,6 +317,8 @@ def test_crm_fields_and_open_deal_in_stage():
     assert ids({"crm": "job_title", "op": "contains", "value": "buy"}) == {lead.pk}
     assert ids({"crm": "deal_stage", "op": "eq", "value": "Negotiation"}) == {customer.pk}
     assert ids({"crm": "deal_stage", "op": "exists"}) == {customer.pk}
+    assert ids({"crm": "deal_stage"}) == {customer.pk}  # no operator: "exists"
+    assert ids({"crm": "lifecycle_stage", "op": "neq", "value": "lead"}) == {customer.pk, won.pk}
 
 
 def test_segment_leaf_inlines_dynamic_and_reads_static_members():
