@@ -230,6 +230,9 @@ STAGE_SQL = """
         (source_id, message_id, type, payload, timestamp, received_at)
     SELECT %b, m, t, p::jsonb, ts, %b
     FROM unnest(%b::text[], %b::text[], %b::text[], %b::timestamptz[]) AS u(m, t, p, ts)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM profiles_event e WHERE e.source_id = %b AND e.message_id = u.m
+    )
     ON CONFLICT (source_id, message_id) DO NOTHING
 """
 
@@ -267,6 +270,7 @@ def messages_collect(*, source_id: int, messages: list[object]) -> CollectResult
                     [m.type for m in valid],
                     [m.payload for m in valid],
                     [m.timestamp for m in valid],
+                    source_id,
                 ],
             )
             result.accepted = cursor.rowcount

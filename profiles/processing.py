@@ -18,14 +18,12 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from django.conf import settings
 from django.db import DatabaseError, OperationalError, connection, transaction
-from django.utils import timezone
 
 from profiles.models import (
     Event,
     Identity,
     MergeConflict,
     PendingMessage,
-    Profile,
     RejectedMessage,
     SharedIdentifier,
 )
@@ -63,7 +61,7 @@ CLAIM_SQL = """
         )::text,
         timestamp, received_at
     FROM profiles_pendingmessage
-    WHERE processed_at IS NULL
+    WHERE id > %b
     ORDER BY id
     LIMIT %b
     FOR UPDATE SKIP LOCKED
@@ -127,22 +125,32 @@ def pending_process(*, batch_size: int | None = None, max_batches: int | None = 
     """Process staged messages batch by batch until none wait; returns how many were processed."""
     batch_size = batch_size or settings.CDPHUB_INGEST_PROCESS_BATCH_SIZE
     total = batches = 0
+    # Claims continue after the last id claimed: scanning from the start each time would walk
+    # over the index entries of every row processed since the last vacuum. A last pass from the
+    # start picks up rows another worker held (and maybe rolled back) meanwhile.
+    after_id = 0
     while max_batches is None or batches < max_batches:
-        done = pending_process_batch(batch_size=batch_size)
+        done, last_id = pending_process_batch(batch_size=batch_size, after_id=after_id)
         if not done:
-            break
+            if after_id == 0:
+                break
+            after_id = 0
+            continue
+        after_id = last_id
         total += done
         batches += 1
     return total
 
 
-def pending_process_batch(*, batch_size: int) -> int:
-    """One batch in one transaction. A deadlock with a concurrent merge retries the batch; any
-    other failure retries its messages one by one, so one bad message cannot block the rest."""
+def pending_process_batch(*, batch_size: int, after_id: int = 0) -> tuple[int, int]:
+    """One batch in one transaction; returns how many rows it processed and the last row id.
+    A deadlock with a concurrent merge retries the batch; any other failure retries its
+    messages one by one, so one bad message cannot block the rest."""
     for attempt in range(3):
         try:
             with transaction.atomic():
-                return _process_claimed(_claim(batch_size))
+                rows = _claim(batch_size, after_id)
+                return _process_claimed(rows), max((row.id for row in rows), default=0)
         except OperationalError as exc:
             if "deadlock" not in str(exc) or attempt == 2:
                 raise
@@ -151,12 +159,12 @@ def pending_process_batch(*, batch_size: int) -> int:
             raise
         except Exception:
             logger.exception("a batch of collected messages failed; processing one by one")
-            return _process_one_by_one(batch_size)
-    return 0
+            return _process_one_by_one(batch_size), 0
+    return 0, 0
 
 
-def _claim(batch_size: int) -> list[Staged]:
-    rows = [Staged(*row) for row in query(CLAIM_SQL, [batch_size])]
+def _claim(batch_size: int, after_id: int = 0) -> list[Staged]:
+    rows = [Staged(*row) for row in query(CLAIM_SQL, [after_id, batch_size])]
     for row in rows:
         row.payload = as_json(row.payload)
     return rows
@@ -188,7 +196,7 @@ def _reject_staged(row: Staged, reason: str) -> None:
         reason=reason,
         received_at=row.received_at,
     )
-    PendingMessage.objects.filter(pk=row.id).update(processed_at=timezone.now())
+    PendingMessage.objects.filter(pk=row.id).delete()
 
 
 def _process_claimed(rows: list[Staged]) -> int:
@@ -206,8 +214,8 @@ def _process_claimed(rows: list[Staged]) -> int:
     resolver.resolve_all()
     resolver.flush()
     query(
-        "UPDATE profiles_pendingmessage SET processed_at = %b WHERE id = ANY(%b)",
-        [timezone.now(), [row.id for row in rows]],
+        "DELETE FROM profiles_pendingmessage WHERE id = ANY(%b)",
+        [[row.id for row in rows]],
         fetch=False,
     )
     return len(rows)
@@ -426,7 +434,9 @@ class BatchResolver:
         state = self._profile_state([r for r in roots if r > 0])
         for row in self.rows:
             row.profile = self.find(row.profile)
-            profile = state.setdefault(row.profile, _new_state())
+            profile = state.get(row.profile)
+            if profile is None:
+                profile = state[row.profile] = _new_state()
             apply_message(profile, row)
         self._create_profiles(state)
         self._write_identities()
@@ -455,41 +465,59 @@ class BatchResolver:
         }
 
     def _create_profiles(self, state: dict[int, dict]) -> None:
+        """New profiles in one INSERT, with ids drawn from the sequence first so each
+        placeholder knows its id (RETURNING does not promise the input order)."""
         placeholders = sorted((ref for ref in state if ref < 0), reverse=True)
-        created = Profile.objects.bulk_create(
+        if not placeholders:
+            return
+        ids = [
+            row[0]
+            for row in query(
+                "SELECT nextval(pg_get_serial_sequence('profiles_profile', 'id')) "
+                "FROM generate_series(1, %b)",
+                [len(placeholders)],
+            )
+        ]
+        new = [state[ref] for ref in placeholders]
+        query(
+            "INSERT INTO profiles_profile (id, traits, computed_traits, trait_timestamps, "
+            "first_seen_at, last_seen_at, created_at, updated_at) "
+            "SELECT id, traits::jsonb, '{}', stamps::jsonb, first, last, now(), now() "
+            "FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::timestamptz[], "
+            "%b::timestamptz[]) AS u(id, traits, stamps, first, last)",
             [
-                Profile(
-                    traits=state[ref]["traits"],
-                    trait_timestamps=state[ref]["trait_timestamps"],
-                    first_seen_at=state[ref]["first_seen_at"],
-                    last_seen_at=state[ref]["last_seen_at"],
-                )
-                for ref in placeholders
-            ]
+                ids,
+                [_json(p["traits"]) for p in new],
+                [_json(p["trait_timestamps"]) for p in new],
+                [p["first_seen_at"] for p in new],
+                [p["last_seen_at"] for p in new],
+            ],
+            fetch=False,
         )
-        for ref, profile in zip(placeholders, created, strict=True):
-            self.redirect[ref] = profile.pk
+        for ref, profile_id in zip(placeholders, ids, strict=True):
+            self.redirect[ref] = profile_id
             state[ref]["created"] = True
         for row in self.rows:
             row.profile = self.find(row.profile)
 
     def _write_identities(self) -> None:
-        now = timezone.now()
-        Identity.objects.bulk_create(
-            [
-                Identity(
-                    profile_id=self.find(self.owner[ident]),
-                    kind=ident[0],
-                    value=ident[1],
-                    source_id=row.source_id,
-                    first_seen_at=row.timestamp,
-                    last_seen_at=row.timestamp,
-                    created_at=now,
-                )
-                for ident, row in self.new_identities.items()
-            ],
-            ignore_conflicts=True,
-        )
+        new = list(self.new_identities.items())
+        if new:
+            query(
+                "INSERT INTO profiles_identity (profile_id, kind, value, source_id, "
+                "first_seen_at, last_seen_at, created_at) "
+                "SELECT p, k, v, s, t, t, now() FROM unnest(%b::bigint[], %b::text[], "
+                "%b::text[], %b::bigint[], %b::timestamptz[]) AS u(p, k, v, s, t) "
+                "ON CONFLICT (kind, value) DO NOTHING",
+                [
+                    [self.find(self.owner[ident]) for ident, _ in new],
+                    [ident[0] for ident, _ in new],
+                    [ident[1] for ident, _ in new],
+                    [row.source_id for _, row in new],
+                    [row.timestamp for _, row in new],
+                ],
+                fetch=False,
+            )
         last_seen: dict[int, datetime] = {}
         for row in self.rows:
             for ident in row.identifiers:
