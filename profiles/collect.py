@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import threading
 import time
@@ -15,6 +14,7 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import orjson
 import psycopg
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
@@ -109,8 +109,8 @@ def body_read(raw: bytes, *, content_encoding: str, max_bytes: int) -> object:
             400, "payload_too_large", f"the body is larger than the limit of {max_bytes} bytes"
         )
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise CollectError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
 
 
@@ -201,7 +201,10 @@ def message_validate(
         raise ValueError("'messageId' is longer than 255 characters")
     message["messageId"] = message_id
     timestamp = corrected_timestamp(message, received_at)
-    payload = json.dumps(message, separators=(",", ":"))
+    try:
+        payload = orjson.dumps(message).decode()
+    except TypeError as exc:  # e.g. integers beyond 64 bits
+        raise ValueError(f"the message cannot be stored as JSON: {exc}") from None
     limit = settings.CDPHUB_INGEST_MAX_MESSAGE_BYTES
     if len(payload) > limit:
         raise ValueError(f"the message is {len(payload)} bytes, more than the limit of {limit}")
@@ -313,7 +316,7 @@ def rejected_message_retry(*, rejected: RejectedMessage) -> str | None:
                 source_id=rejected.source_id,
                 message_id=valid.message_id,
                 type=valid.type,
-                payload=json.loads(valid.payload),
+                payload=orjson.loads(valid.payload),
                 timestamp=valid.timestamp,
                 received_at=rejected.received_at,
             )

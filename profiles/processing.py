@@ -10,11 +10,11 @@ the whole batch back: its rows stay staged and are claimed again; nothing is dou
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import psycopg
 from django.conf import settings
 from django.db import DatabaseError, OperationalError, connection, transaction
@@ -232,7 +232,7 @@ def query(sql: str, params: list, *, fetch: bool = True) -> list[tuple]:
 
 
 def as_json(value):
-    return json.loads(value) if isinstance(value, str | bytes) else value
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
 def memoised_normalizer():
@@ -609,7 +609,7 @@ def _new_state() -> dict:
 
 
 def _json(value: dict) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    return orjson.dumps(value).decode()
 
 
 def apply_message(profile: dict, row: Staged) -> None:
