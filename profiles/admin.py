@@ -6,13 +6,18 @@ from django.utils.html import format_html, format_html_join
 
 from cdphub.admin_mixins import ReadableModelAdmin
 from cdphub.pii import can_view_pii, mask_traits, mask_value
+from profiles.ingest_admin import (
+    ProfileIngestAdminMixin,
+    ProfileMergeUndoAdminMixin,
+    SourceIngestAdminMixin,
+)
 from profiles.models import Event, Identity, Profile, ProfileMerge, Segment, Source
 from profiles.normalize import InvalidIdentifier, normalize_email, normalize_phone
 from profiles.services import source_create
 
 
 @admin.register(Source)
-class SourceAdmin(ReadableModelAdmin):
+class SourceAdmin(SourceIngestAdminMixin, ReadableModelAdmin):
     list_display = ["name", "kind", "write_key_prefix", "is_active", "created_at"]
     list_filter = ["kind", "is_active"]
     search_fields = ["name"]
@@ -59,7 +64,7 @@ class IdentityInline(admin.TabularInline):
 
 
 @admin.register(Profile)
-class ProfileAdmin(ReadableModelAdmin):
+class ProfileAdmin(ProfileIngestAdminMixin, ReadableModelAdmin):
     list_display = ["id", "name", "email", "last_seen_at", "first_seen_at", "merged_into"]
     list_filter = [("merged_into", admin.EmptyFieldListFilter)]
     search_fields = ["id"]
@@ -212,7 +217,7 @@ class EventAdmin(ReadableModelAdmin):
 
 
 @admin.register(ProfileMerge)
-class ProfileMergeAdmin(ReadableModelAdmin):
+class ProfileMergeAdmin(ProfileMergeUndoAdminMixin, ReadableModelAdmin):
     list_display = ["id", "merged", "survivor", "reason", "merged_by", "created_at", "undone_at"]
     list_select_related = ["merged_by"]
     raw_id_fields = ["merged", "survivor"]

@@ -5,6 +5,7 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.response import Response
 
 from profiles.filters import EventFilter, IdentityFilter, ProfileFilter, SegmentFilter, SourceFilter
+from profiles.ingest_views import ProfileMergeActionsMixin
 from profiles.models import Event, Identity, Profile, Segment, Source
 from profiles.selectors import profile_resolve
 from profiles.serializers import (
@@ -34,6 +35,7 @@ class SourceViewSet(viewsets.ModelViewSet):
 
 
 class ProfileViewSet(
+    ProfileMergeActionsMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.UpdateModelMixin,
