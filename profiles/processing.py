@@ -1,9 +1,10 @@
 """Bulk processing of collected messages: claim staged rows, resolve identities, insert events,
-apply traits, mark the rows processed, all in one transaction per batch.
+apply traits, delete the staged rows, all in one transaction per batch.
 
 Concurrency: rows are claimed with ``FOR UPDATE SKIP LOCKED``, so workers never share a row; a
-transaction-level advisory lock per normalised identifier (taken in sorted order) makes sure
-two workers seeing the same new person create one profile; the profiles a batch touches are
+transaction-level advisory lock per normalised identifier makes sure two workers never resolve
+the same person at once (so one new person gets one profile): a message whose identifiers
+another worker holds is left for later, never waited on. The profiles a batch touches are
 row-locked in id order before anything changes, which serialises it with merges. A crash rolls
 the whole batch back: its rows stay staged and are claimed again; nothing is doubled."""
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -39,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 Identifier = tuple[str, str]
 SET_ONCE_KEY = "$set_once"
+DEFERRED_PAUSE_SECONDS = 0.05
 # last_seen_at of profiles and identities moves in steps of this size: a visitor's every click
 # would otherwise rewrite their profile and identity rows.
 LAST_SEEN_GRANULARITY = timedelta(minutes=5)
@@ -130,27 +133,31 @@ def pending_process(*, batch_size: int | None = None, max_batches: int | None = 
     # start picks up rows another worker held (and maybe rolled back) meanwhile.
     after_id = 0
     while max_batches is None or batches < max_batches:
-        done, last_id = pending_process_batch(batch_size=batch_size, after_id=after_id)
-        if not done:
+        done, last_id, deferred = pending_process_batch(batch_size=batch_size, after_id=after_id)
+        if not done and not deferred:
             if after_id == 0:
                 break
             after_id = 0
             continue
+        if not done:
+            time.sleep(DEFERRED_PAUSE_SECONDS)  # another worker holds these people: let it commit
         after_id = last_id
         total += done
-        batches += 1
+        batches += 1 if done else 0
     return total
 
 
-def pending_process_batch(*, batch_size: int, after_id: int = 0) -> tuple[int, int]:
-    """One batch in one transaction; returns how many rows it processed and the last row id.
-    A deadlock with a concurrent merge retries the batch; any other failure retries its
+def pending_process_batch(*, batch_size: int, after_id: int = 0) -> tuple[int, int, int]:
+    """One batch in one transaction; returns how many rows it processed, the last row id
+    claimed and how many it left for later (their people were being processed by another
+    worker). A deadlock with a concurrent merge retries the batch; any other failure retries its
     messages one by one, so one bad message cannot block the rest."""
     for attempt in range(3):
         try:
             with transaction.atomic():
                 rows = _claim(batch_size, after_id)
-                return _process_claimed(rows), max((row.id for row in rows), default=0)
+                done, deferred = _process_claimed(rows)
+                return done, max((row.id for row in rows), default=0), deferred
         except OperationalError as exc:
             if "deadlock" not in str(exc) or attempt == 2:
                 raise
@@ -159,8 +166,8 @@ def pending_process_batch(*, batch_size: int, after_id: int = 0) -> tuple[int, i
             raise
         except Exception:
             logger.exception("a batch of collected messages failed; processing one by one")
-            return _process_one_by_one(batch_size), 0
-    return 0, 0
+            return _process_one_by_one(batch_size), 0, 0
+    return 0, 0, 0
 
 
 def _claim(batch_size: int, after_id: int = 0) -> list[Staged]:
@@ -199,9 +206,11 @@ def _reject_staged(row: Staged, reason: str) -> None:
     PendingMessage.objects.filter(pk=row.id).delete()
 
 
-def _process_claimed(rows: list[Staged]) -> int:
+def _process_claimed(rows: list[Staged]) -> tuple[int, int]:
+    """Process the claimed rows whose identifiers this transaction could lock; returns how many
+    were processed and how many were left staged for later."""
     if not rows:
-        return 0
+        return 0, 0
     usable = []
     normalize = memoised_normalizer()
     for row in rows:
@@ -210,15 +219,34 @@ def _process_claimed(rows: list[Staged]) -> int:
             usable.append(row)
         else:
             _reject_staged(row, "no usable identifier: userId and anonymousId are placeholders")
-    resolver = BatchResolver(usable)
+    ready = identifiers_lock(usable)
+    resolver = BatchResolver(ready)
     resolver.resolve_all()
     resolver.flush()
-    query(
-        "DELETE FROM profiles_pendingmessage WHERE id = ANY(%b)",
-        [[row.id for row in rows]],
-        fetch=False,
-    )
-    return len(rows)
+    ready_ids = {row.id for row in ready}
+    done = [row.id for row in rows if row.id in ready_ids or not row.identifiers]
+    query("DELETE FROM profiles_pendingmessage WHERE id = ANY(%b)", [done], fetch=False)
+    return len(done), len(rows) - len(done)
+
+
+def identifiers_lock(rows: list[Staged]) -> list[Staged]:
+    """Transaction-level advisory locks on every identifier of the batch, so that no other
+    worker resolves the same person at the same time (two workers seeing one new person would
+    create two profiles). Try-locks, never waits: a message whose identifiers another worker
+    holds stays staged and is claimed again after that worker commits. Waiting instead would
+    make concurrent workers queue behind each other whenever their batches share a visitor."""
+    keys_of = {row.id: {identifier_lock_key(ident) for ident in row.identifiers} for row in rows}
+    keys = sorted(set().union(*keys_of.values())) if keys_of else []
+    if not keys:
+        return rows
+    locked = {
+        key
+        for key, ok in query(
+            "SELECT k, pg_try_advisory_xact_lock(k) FROM unnest(%b::bigint[]) AS k", [keys]
+        )
+        if ok
+    }
+    return [row for row in rows if keys_of[row.id] <= locked]
 
 
 def query(sql: str, params: list, *, fetch: bool = True) -> list[tuple]:
@@ -292,8 +320,6 @@ class BatchResolver:
         identifiers = sorted({ident for row in self.rows for ident in row.identifiers})
         if not identifiers:
             return
-        keys = sorted({identifier_lock_key(ident) for ident in identifiers})
-        query("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%b::bigint[]) AS k", [keys])
         found_rows = query(
             "SELECT i.kind, i.value, i.profile_id, i.id, i.last_seen_at FROM profiles_identity i "
             "JOIN unnest(%b::text[], %b::text[]) AS u(k, v) ON i.kind = u.k AND i.value = u.v",
