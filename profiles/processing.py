@@ -70,21 +70,25 @@ CLAIM_SQL = """
     FOR UPDATE SKIP LOCKED
 """
 
-# Event rows from staged messages, per the Segment spec: the track event name, the page/screen
-# name, identify traits (at the root for Segment, in context.traits for RudderStack), group
-# traits, track/page/screen properties.
+# Staged messages leave the queue and become event rows in one statement, per the Segment
+# spec: the track event name, the page/screen name, identify traits (at the root for Segment,
+# in context.traits for RudderStack), group traits, track/page/screen properties.
 EVENTS_SQL = """
-    WITH staged AS (
-        SELECT u.profile_id, pm.*,
-            CASE WHEN jsonb_typeof(pm.payload->'properties') = 'object'
-                THEN pm.payload->'properties' ELSE '{}' END AS props,
-            CASE WHEN jsonb_typeof(pm.payload->'traits') = 'object'
-                    AND pm.payload->'traits' <> '{}' THEN pm.payload->'traits'
-                WHEN jsonb_typeof(pm.payload->'context'->'traits') = 'object'
-                    THEN pm.payload->'context'->'traits'
+    WITH processed AS (
+        DELETE FROM profiles_pendingmessage pm
+        USING unnest(%b::bigint[], %b::bigint[]) AS u(staged_id, profile_id)
+        WHERE pm.id = u.staged_id
+        RETURNING u.profile_id, pm.*
+    ), staged AS (
+        SELECT processed.*,
+            CASE WHEN jsonb_typeof(payload->'properties') = 'object'
+                THEN payload->'properties' ELSE '{}' END AS props,
+            CASE WHEN jsonb_typeof(payload->'traits') = 'object'
+                    AND payload->'traits' <> '{}' THEN payload->'traits'
+                WHEN jsonb_typeof(payload->'context'->'traits') = 'object'
+                    THEN payload->'context'->'traits'
                 ELSE '{}' END AS traits
-        FROM unnest(%b::bigint[], %b::bigint[]) AS u(staged_id, profile_id)
-        JOIN profiles_pendingmessage pm ON pm.id = u.staged_id
+        FROM processed
     )
     INSERT INTO profiles_event
         (profile_id, source_id, type, name, properties, context, message_id, timestamp,
@@ -223,10 +227,10 @@ def _process_claimed(rows: list[Staged]) -> tuple[int, int]:
     resolver = BatchResolver(ready)
     resolver.resolve_all()
     resolver.flush()
-    ready_ids = {row.id for row in ready}
-    done = [row.id for row in rows if row.id in ready_ids or not row.identifiers]
-    query("DELETE FROM profiles_pendingmessage WHERE id = ANY(%b)", [done], fetch=False)
-    return len(done), len(rows) - len(done)
+    # The ready rows left the staging table with their events, the rejected ones with their
+    # RejectedMessage; the others stay for a later claim.
+    done = len(ready) + len(rows) - len(usable)
+    return done, len(rows) - done
 
 
 def identifiers_lock(rows: list[Staged]) -> list[Staged]:
