@@ -209,9 +209,13 @@ class SourceIngestAdminMixin(ReadonlyExcludedFormMixin):
     @admin.display(description=f"events received per day (last {SOURCE_DAYS} days)")
     def received_per_day(self, source):
         since = timezone.now() - timedelta(days=SOURCE_DAYS)
+        # The timestamp bound lets the BRIN index on timestamp narrow the scan; events that
+        # happened more than a day before they arrived are rare and left out.
         days = (
-            Event.objects.filter(source=source, timestamp__gte=since)
-            .annotate(day=TruncDate("timestamp"))
+            Event.objects.filter(
+                source=source, received_at__gte=since, timestamp__gte=since - timedelta(days=1)
+            )
+            .annotate(day=TruncDate("received_at"))
             .values("day")
             .annotate(count=Count("id"))
             .order_by("-day")

@@ -127,6 +127,14 @@ def test_oversize_batch_is_400(client, source, settings):
     assert not PendingMessage.objects.exists()
 
 
+def test_oversize_single_message_is_400(client, source):
+    _, key = source
+    body = {"userId": "u", "event": "Big", "properties": {"x": "y" * 40_000}}
+    response = post(client, "/v1/track", body, key)
+    assert response.status_code == 400
+    assert response.json()["code"] == "payload_too_large"
+
+
 def test_too_many_messages_is_400(client, source, settings):
     _, key = source
     settings.CDPHUB_INGEST_MAX_BATCH_MESSAGES = 2

@@ -124,13 +124,15 @@ def test_manual_merge_and_undo_from_the_admin(admin_client):
 def test_source_page_shows_events_per_day_and_rejections(admin_client):
     source = SourceFactory()
     EventFactory.create_batch(3, source=source)
-    EventFactory(source=source, timestamp=timezone.now() - timedelta(days=2))
+    two_days_ago = timezone.now() - timedelta(days=2)
+    EventFactory(source=source, timestamp=two_days_ago, received_at=two_days_ago)
     rejected(source)
     response = admin_client.get(reverse("admin:profiles_source_change", args=[source.pk]))
     html = response.content.decode()
     assert response.status_code == 200
     today = timezone.now().date().isoformat()
     assert f"<td>{today}</td><td>3</td>" in html
+    assert f"<td>{two_days_ago.date().isoformat()}</td><td>1</td>" in html
     assert "userId or anonymousId is required" in html
 
 
