@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
@@ -15,7 +16,14 @@ from profiles.models import (
     RejectedMessage,
 )
 from profiles.processing import pending_process
-from tests.factories import EventFactory, IdentityFactory, ProfileFactory, SourceFactory
+from tests.factories import (
+    EventFactory,
+    IdentityFactory,
+    MergeConflictFactory,
+    PendingMessageFactory,
+    ProfileFactory,
+    SourceFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -90,6 +98,21 @@ def test_conflict_queue_approve_merges_and_reject_keeps_apart(admin_client, sett
     assert first.decided_by.username == "root"
     assert second.status == MergeConflict.Status.KEPT_APART
     assert ProfileMerge.objects.count() == 1
+
+
+def test_conflict_changelist_has_no_n_plus_one(admin_client, django_assert_max_num_queries):
+    MergeConflictFactory.create_batch(30)
+    with django_assert_max_num_queries(12):
+        response = admin_client.get(reverse("admin:profiles_mergeconflict_changelist"))
+    assert response.status_code == 200
+    assert response.content.decode().count('name="_selected_action"') == 30
+
+
+def test_process_pending_command_processes_everything(capsys):
+    PendingMessageFactory.create_batch(3)
+    call_command("process_pending", "--batch-size", "2")
+    assert "processed 3 messages" in capsys.readouterr().out
+    assert not PendingMessage.objects.exists()
 
 
 def test_actions_need_change_permission(client, user_with_role):
