@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,14 +58,16 @@ def running_server(
         env=process_env,
     )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"the server exited with code {process.returncode}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            # An HTTP answer, not only an open port: the workers have loaded the project.
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/schema/", timeout=5).close()
                 break
             if time.monotonic() > deadline:
-                raise RuntimeError("the server did not start within 30 seconds")
+                raise RuntimeError("the server did not start within 60 seconds")
             time.sleep(0.1)
         yield f"http://127.0.0.1:{port}"
     finally:
