@@ -32,7 +32,7 @@ def current_database_url() -> str:
 
 @contextlib.contextmanager
 def running_server(
-    *, database_url: str, workers: int = 2, env: dict[str, str] | None = None
+    *, database_url: str, workers: int = 2, threads: int = 1, env: dict[str, str] | None = None
 ) -> Iterator[str]:
     """Start gunicorn on a free port; yields its base URL and stops it on exit."""
     port = free_port()
@@ -51,6 +51,9 @@ def running_server(
             f"127.0.0.1:{port}",
             "--workers",
             str(workers),
+            # Threads let a worker take the next request while one waits for its commit.
+            "--threads",
+            str(threads),
             "--log-level",
             "warning",
         ],

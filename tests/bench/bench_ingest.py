@@ -3,8 +3,9 @@
 Runs against a dedicated database (``<your database>_bench``, dropped and re-created). Prints
 accepted events/s (HTTP, validated and staged), processed events/s (identity resolution, events,
 traits) and PostgreSQL's raw COPY rate for the same rows in the same run, with the ratios.
-Tune with BENCH_INGEST_EVENTS, BENCH_INGEST_CLIENTS, BENCH_INGEST_SERVER_WORKERS and
-BENCH_INGEST_PROCESSORS."""
+Tune with BENCH_INGEST_EVENTS, BENCH_INGEST_CLIENTS, BENCH_INGEST_SERVER_WORKERS,
+BENCH_INGEST_SERVER_THREADS, BENCH_INGEST_PROCESSORS and BENCH_INGEST_PROCESS_BATCH (messages per
+processing transaction)."""
 
 from __future__ import annotations
 
@@ -99,7 +100,7 @@ def processor_process(database_url, start, results):
     from profiles.processing import pending_process
 
     start.wait()
-    results.put(pending_process(batch_size=500))
+    results.put(pending_process(batch_size=env_int("BENCH_INGEST_PROCESS_BATCH", 500)))
 
 
 def bench_database() -> tuple[str, str]:
@@ -157,8 +158,9 @@ def run() -> None:
     from tests.server import running_server
 
     total = env_int("BENCH_INGEST_EVENTS", 200_000)
-    clients = env_int("BENCH_INGEST_CLIENTS", 4)
+    clients = env_int("BENCH_INGEST_CLIENTS", 8)
     workers = env_int("BENCH_INGEST_SERVER_WORKERS", 2)
+    threads = env_int("BENCH_INGEST_SERVER_THREADS", 4)
     processors = env_int("BENCH_INGEST_PROCESSORS", 2)
     # About ten events per person: most messages come from repeat visitors.
     people = max(total // 10, 100)
@@ -180,7 +182,9 @@ def run() -> None:
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
             "DJANGO_SECURE_SSL_REDIRECT": "0",
         }
-        with running_server(database_url=database_url, workers=workers, env=env) as url:
+        with running_server(
+            database_url=database_url, workers=workers, threads=threads, env=env
+        ) as url:
             start, results = ctx.Barrier(clients + 1), ctx.Queue()
             procs = [
                 ctx.Process(
@@ -224,7 +228,8 @@ def run() -> None:
             ).fetchone()
         print(
             f"  events sent: {sent} in {batches * clients} batches of {BATCH}, "
-            f"{clients} clients, {workers} gunicorn workers, {failures} failed requests"
+            f"{clients} clients, {workers} gunicorn workers x {threads} threads, "
+            f"{failures} failed requests"
         )
         print(f"  accepted:  {accepted:10,.0f} events/s  ({accepted / copy:.2f} x COPY)")
         print(
