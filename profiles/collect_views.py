@@ -122,6 +122,7 @@ def collect_view(message_type: str | None):
         examples=[BATCH_EXAMPLE] if message_type is None else [],
         auth=[],
     )
+
     def post(self, request, *args, **kwargs):
         return CollectView.post(self, request, *args, **kwargs)
 
