@@ -67,7 +67,7 @@ def running_server(
                 raise RuntimeError(f"the server exited with code {process.returncode}")
             # An HTTP answer, not only an open port: the workers have loaded the project.
             with contextlib.suppress(OSError):
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/schema/", timeout=5).close()
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/login/", timeout=5).close()
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError("the server did not start within 60 seconds")
