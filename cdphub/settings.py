@@ -242,10 +242,11 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "consent.tasks.purge_expired_data_task",
         "schedule": crontab(minute=15, hour=3),
     },
-    # Safety net: collection queues processing itself, this catches anything left waiting.
+    # Safety net: collection queues processing itself (at most one task per second per web
+    # process); this catches what arrived after the last task finished.
     "process-pending-messages": {
         "task": "profiles.tasks.process_pending_task",
-        "schedule": 60.0,
+        "schedule": 10.0,
     },
     "purge-expired-visitor-data": {
         "task": "audiences.tasks.purge_visitor_data_task",

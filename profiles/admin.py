@@ -15,6 +15,11 @@ from django.utils.html import format_html, format_html_join
 
 from cdphub.admin_mixins import ReadableModelAdmin
 from cdphub.pii import can_view_pii, mask_traits, mask_value
+from profiles.ingest_admin import (
+    ProfileIngestAdminMixin,
+    ProfileMergeUndoAdminMixin,
+    SourceIngestAdminMixin,
+)
 from profiles.models import (
     Event,
     Identity,
@@ -33,7 +38,7 @@ from profiles.tasks import refresh_segment_task
 
 
 @admin.register(Source)
-class SourceAdmin(ReadableModelAdmin):
+class SourceAdmin(SourceIngestAdminMixin, ReadableModelAdmin):
     list_display = ["name", "kind", "write_key_prefix", "is_active", "created_at"]
     list_filter = ["kind", "is_active"]
     search_fields = ["name"]
@@ -80,7 +85,7 @@ class IdentityInline(admin.TabularInline):
 
 
 @admin.register(Profile)
-class ProfileAdmin(ReadableModelAdmin):
+class ProfileAdmin(ProfileIngestAdminMixin, ReadableModelAdmin):
     list_display = ["id", "name", "email", "last_seen_at", "first_seen_at", "merged_into"]
     list_filter = [("merged_into", admin.EmptyFieldListFilter)]
     search_fields = ["id"]
@@ -242,7 +247,7 @@ class EventAdmin(ReadableModelAdmin):
 
 
 @admin.register(ProfileMerge)
-class ProfileMergeAdmin(ReadableModelAdmin):
+class ProfileMergeAdmin(ProfileMergeUndoAdminMixin, ReadableModelAdmin):
     list_display = ["id", "merged", "survivor", "reason", "merged_by", "created_at", "undone_at"]
     list_select_related = ["merged_by", "merged", "survivor"]
     raw_id_fields = ["merged", "survivor"]

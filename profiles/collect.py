@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import threading
 import time
@@ -15,9 +14,10 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import orjson
 import psycopg
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from cdphub.hashing import secret_hash
@@ -109,8 +109,8 @@ def body_read(raw: bytes, *, content_encoding: str, max_bytes: int) -> object:
             400, "payload_too_large", f"the body is larger than the limit of {max_bytes} bytes"
         )
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise CollectError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
 
 
@@ -201,7 +201,10 @@ def message_validate(
         raise ValueError("'messageId' is longer than 255 characters")
     message["messageId"] = message_id
     timestamp = corrected_timestamp(message, received_at)
-    payload = json.dumps(message, separators=(",", ":"))
+    try:
+        payload = orjson.dumps(message).decode()
+    except TypeError as exc:  # e.g. integers beyond 64 bits
+        raise ValueError(f"the message cannot be stored as JSON: {exc}") from None
     limit = settings.CDPHUB_INGEST_MAX_MESSAGE_BYTES
     if len(payload) > limit:
         raise ValueError(f"the message is {len(payload)} bytes, more than the limit of {limit}")
@@ -230,6 +233,9 @@ STAGE_SQL = """
         (source_id, message_id, type, payload, timestamp, received_at)
     SELECT %b, m, t, p::jsonb, ts, %b
     FROM unnest(%b::text[], %b::text[], %b::text[], %b::timestamptz[]) AS u(m, t, p, ts)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM profiles_event e WHERE e.source_id = %b AND e.message_id = u.m
+    )
     ON CONFLICT (source_id, message_id) DO NOTHING
 """
 
@@ -267,6 +273,7 @@ def messages_collect(*, source_id: int, messages: list[object]) -> CollectResult
                     [m.type for m in valid],
                     [m.payload for m in valid],
                     [m.timestamp for m in valid],
+                    source_id,
                 ],
             )
             result.accepted = cursor.rowcount
@@ -309,7 +316,7 @@ def rejected_message_retry(*, rejected: RejectedMessage) -> str | None:
                 source_id=rejected.source_id,
                 message_id=valid.message_id,
                 type=valid.type,
-                payload=json.loads(valid.payload),
+                payload=orjson.loads(valid.payload),
                 timestamp=valid.timestamp,
                 received_at=rejected.received_at,
             )
@@ -382,12 +389,12 @@ class _BackgroundDrainer:
             self._wake.wait()
             self._wake.clear()
             try:
-                close_old_connections()
                 pending_process()
             except Exception:
                 logger.exception("processing collected messages failed; they stay staged")
             finally:
-                close_old_connections()
+                # This thread's own connection: closed between drains, never left idle open.
+                connection.close()
 
 
 _drainer = _BackgroundDrainer()

@@ -282,10 +282,12 @@ class SegmentMembership(models.Model):
 
 
 class PendingMessage(models.Model):
-    """A collected message, stored durably by the collection API and processed in bulk later.
+    """A collected message waiting for processing: the collection API only validates and
+    stores it here; processing deletes it once its event is stored.
 
-    Processed rows are kept (``processed_at`` set) so that a retried batch is refused by the
-    ``(source, message_id)`` constraint forever, not only while the row waits."""
+    A queue, not an archive: it stays small, so claiming rows stays fast. Duplicates are
+    refused at collection against waiting rows (this table's constraint) and against stored
+    events (``Event``'s constraint), so a retried batch is stored once, however late."""
 
     source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="pending_messages")
     message_id = models.CharField(max_length=255)
@@ -293,17 +295,11 @@ class PendingMessage(models.Model):
     payload = models.JSONField(help_text="The message as received, batch context merged in.")
     timestamp = models.DateTimeField(help_text="When it happened, corrected for clock skew.")
     received_at = models.DateTimeField()
-    processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
                 fields=["source", "message_id"], name="pending_message_id_per_source"
-            ),
-        ]
-        indexes = [
-            models.Index(
-                fields=["id"], name="pending_unprocessed", condition=Q(processed_at__isnull=True)
             ),
         ]
 

@@ -1,4 +1,4 @@
-from profiles import views
+from profiles import ingest_views, views
 
 
 def register(router) -> None:
@@ -7,3 +7,4 @@ def register(router) -> None:
     router.register("identities", views.IdentityViewSet)
     router.register("events", views.EventViewSet)
     router.register("segments", views.SegmentViewSet)
+    ingest_views.register(router)

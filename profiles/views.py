@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from cdphub.api import Pagination
 from cdphub.pii import can_view_pii
 from profiles.filters import EventFilter, IdentityFilter, ProfileFilter, SegmentFilter, SourceFilter
+from profiles.ingest_views import ProfileMergeActionsMixin
 from profiles.models import (
     Event,
     Identity,
@@ -68,6 +69,7 @@ class SourceViewSet(viewsets.ModelViewSet):
 
 
 class ProfileViewSet(
+    ProfileMergeActionsMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.UpdateModelMixin,

@@ -7,7 +7,16 @@ from django.utils import timezone
 
 from cdphub.hashing import secret_hash
 from consent.models import ConsentRecord, ConsentState, Purpose
-from profiles.models import Event, Identity, Profile, Segment, Source
+from profiles.models import (
+    Event,
+    Identity,
+    MergeConflict,
+    PendingMessage,
+    Profile,
+    RejectedMessage,
+    Segment,
+    Source,
+)
 
 
 class SourceFactory(factory.django.DjangoModelFactory):
@@ -248,3 +257,40 @@ class ProcessingActivityFactory(factory.django.DjangoModelFactory):
     lawful_basis = "consent"
     data_subjects = "Customers"
     data_categories = "Contact data"
+
+
+class PendingMessageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PendingMessage
+
+    source = factory.SubFactory(SourceFactory)
+    message_id = factory.Sequence(lambda n: f"pending-{n}")
+    type = Event.Type.TRACK
+    payload = factory.LazyAttribute(
+        lambda o: {"type": o.type, "userId": "user-1", "event": "Viewed", "messageId": o.message_id}
+    )
+    timestamp = factory.LazyFunction(timezone.now)
+    received_at = factory.LazyFunction(timezone.now)
+
+
+class RejectedMessageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = RejectedMessage
+
+    source = factory.SubFactory(SourceFactory)
+    message_id = factory.Sequence(lambda n: f"rejected-{n}")
+    type = Event.Type.TRACK
+    payload = factory.LazyAttribute(lambda o: {"type": o.type, "event": "Viewed"})
+    reason = "userId or anonymousId is required (and must not be a placeholder)"
+    received_at = factory.LazyFunction(timezone.now)
+
+
+class MergeConflictFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = MergeConflict
+
+    profile = factory.SubFactory(ProfileFactory)
+    other_profile = factory.SubFactory(ProfileFactory)
+    identifier_kind = Identity.Kind.EMAIL
+    identifier_value = factory.Sequence(lambda n: f"shared{n}@example.com")
+    reason = "email links user ids u-1 and u-2"

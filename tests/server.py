@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -34,7 +35,7 @@ def current_database_url() -> str:
 
 @contextlib.contextmanager
 def running_server(
-    *, database_url: str, workers: int = 2, env: dict[str, str] | None = None
+    *, database_url: str, workers: int = 2, threads: int = 1, env: dict[str, str] | None = None
 ) -> Iterator[str]:
     """Start gunicorn on a free port; yields its base URL and stops it on exit."""
     port = free_port()
@@ -53,6 +54,9 @@ def running_server(
             f"127.0.0.1:{port}",
             "--workers",
             str(workers),
+            # Threads let a worker take the next request while one waits for its commit.
+            "--threads",
+            str(threads),
             "--log-level",
             "warning",
         ],
@@ -60,14 +64,16 @@ def running_server(
         env=process_env,
     )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"the server exited with code {process.returncode}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            # An HTTP answer, not only an open port: the workers have loaded the project.
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/login/", timeout=5).close()
                 break
             if time.monotonic() > deadline:
-                raise RuntimeError("the server did not start within 30 seconds")
+                raise RuntimeError("the server did not start within 60 seconds")
             time.sleep(0.1)
         yield f"http://127.0.0.1:{port}"
     finally:

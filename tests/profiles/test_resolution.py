@@ -315,7 +315,57 @@ def test_stopped_processing_loses_nothing(source):
         messages=[{"type": "track", "userId": f"u-{i}", "event": "E"} for i in range(25)],
     )
     assert pending_process(batch_size=10, max_batches=1) == 10
-    assert PendingMessage.objects.filter(processed_at__isnull=True).count() == 15
+    assert PendingMessage.objects.count() == 15
     assert pending_process(batch_size=10) == 15
     assert Event.objects.count() == 25
     assert pending_process() == 0
+
+
+def test_merge_keeps_the_newer_consent_state_and_undo_restores_it():
+    from profiles.resolution import profile_merge
+
+    purpose = Purpose.objects.create(code="sms", name="SMS")
+    survivor, merged = Profile.objects.create(), Profile.objects.create()
+    now = timezone.now()
+
+    def state(profile, status, when):
+        record = ConsentRecord.objects.create(
+            profile=profile, purpose=purpose, status=status, method="web_form", occurred_at=when
+        )
+        return ConsentState.objects.create(
+            profile=profile, purpose=purpose, status=status, record=record, updated_at=when
+        )
+
+    # The survivor granted long ago, the merged profile withdrew yesterday: withdrawn wins.
+    kept = state(survivor, ConsentStatus.GRANTED, now - timedelta(days=30))
+    newer = state(merged, ConsentStatus.WITHDRAWN, now - timedelta(days=1))
+    merge = profile_merge(survivor_id=survivor.pk, merged_id=merged.pk, reason="test")
+    kept.refresh_from_db()
+    assert (kept.status, kept.record_id) == (ConsentStatus.WITHDRAWN, newer.record_id)
+    assert ConsentRecord.objects.filter(profile=survivor).count() == 2
+
+    profile_merge_undo(merge=merge)
+    kept.refresh_from_db()
+    assert (kept.status, kept.profile_id) == (ConsentStatus.GRANTED, survivor.pk)
+    assert ConsentRecord.objects.filter(profile=merged).count() == 1
+
+
+def test_merge_keeps_the_survivors_newer_consent_state():
+    from profiles.resolution import profile_merge
+
+    purpose = Purpose.objects.create(code="ads", name="Ads")
+    survivor, merged = Profile.objects.create(), Profile.objects.create()
+    now = timezone.now()
+    for profile, status, age in ((survivor, "denied", 1), (merged, "granted", 10)):
+        record = ConsentRecord.objects.create(
+            profile=profile, purpose=purpose, status=status, method="web_form"
+        )
+        ConsentState.objects.create(
+            profile=profile,
+            purpose=purpose,
+            status=status,
+            record=record,
+            updated_at=now - timedelta(days=age),
+        )
+    profile_merge(survivor_id=survivor.pk, merged_id=merged.pk, reason="test")
+    assert ConsentState.objects.get(profile=survivor).status == "denied"
