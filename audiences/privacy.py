@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from audiences.models import Audience, Category, DataProvider, Visitor, VisitorTraitHit
+from audiences.models import (
+    Audience,
+    Category,
+    DataProvider,
+    ProviderFileImport,
+    Visitor,
+    VisitorTraitHit,
+)
 from consent import registry
 from consent.registry import delete_rows
 from consent.retention import delete_in_batches, register_purger
@@ -27,6 +34,9 @@ registry.register(
 registry.register_not_personal(DataProvider, "data suppliers")
 registry.register_not_personal(Category, "taxonomy")
 registry.register_not_personal(Audience, "an audience's name and rule")
+registry.register_not_personal(
+    ProviderFileImport, "a provider file's job record; its error lines hold cookie ids, no person"
+)
 
 
 def _purge_visitor_data(cutoff, batch_size: int) -> int:

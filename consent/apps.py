@@ -10,3 +10,9 @@ class ConsentConfig(AppConfig):
         from django.utils.module_loading import autodiscover_modules
 
         autodiscover_modules("privacy")
+
+        # Consent Updated events and TCF strings arrive with collected messages.
+        from consent.ingest import consent_from_messages
+        from profiles import processing_hooks
+
+        processing_hooks.register(consent_from_messages)

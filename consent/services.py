@@ -339,7 +339,7 @@ def consent_record_event(
     """
     proof = _event_proof(context)
     records: list[ConsentRecord] = []
-    tcf_string = _tcf_from_context(context) or str(properties.get("tcfString") or "")
+    tcf_string = tcf_from_context(context) or str(properties.get("tcfString") or "")
     with transaction.atomic():
         if tcf_string:
             records += consent_record_tcf(
@@ -407,7 +407,7 @@ def _event_proof(context: Mapping) -> dict:
     }
 
 
-def _tcf_from_context(context: Mapping) -> str:
+def tcf_from_context(context: Mapping) -> str:
     consent = context.get("consent") if isinstance(context.get("consent"), Mapping) else {}
     return str(consent.get("tcfString") or context.get("tcf_string") or "")
 

@@ -17,6 +17,7 @@ import time
 from django.conf import settings
 from django.db import DatabaseError, OperationalError, transaction
 
+from profiles import processing_hooks
 from profiles.batch_resolution import (
     BatchResolver,
     Identifier,
@@ -152,14 +153,51 @@ def _process_claimed(rows: list[Staged]) -> tuple[int, int]:
             usable.append(row)
         else:
             _reject_staged(row, "no usable identifier: userId and anonymousId are placeholders")
+    usable = _drop_suppressed(usable)
     ready = identifiers_lock(usable)
     resolver = BatchResolver(ready)
     resolver.resolve_all()
     resolver.flush()
+    processing_hooks.run(ready)
+    _queue_profile_refresh({row.profile for row in ready})
     # The ready rows left the staging table with their events, the rejected ones with their
     # RejectedMessage; the others stay for a later claim.
     done = len(ready) + len(rows) - len(usable)
     return done, len(rows) - done
+
+
+def _drop_suppressed(rows: list[Staged]) -> list[Staged]:
+    """Messages about a person erased on request are dropped: their identifiers are on the
+    suppression list, and storing the message (even as rejected) would bring them back."""
+    from consent.selectors import suppressed_identifiers
+
+    suppressed = suppressed_identifiers({ident for row in rows for ident in row.identifiers})
+    if not suppressed:
+        return rows
+    kept = []
+    for row in rows:
+        if suppressed.intersection(row.identifiers):
+            RejectedMessage.objects.create(
+                source_id=row.source_id,
+                message_id=row.message_id,
+                type=row.type,
+                payload={},  # not kept: it identifies an erased person
+                reason="dropped: the person was erased on request (suppression list)",
+                received_at=row.received_at,
+            )
+            PendingMessage.objects.filter(pk=row.id).delete()
+        else:
+            kept.append(row)
+    return kept
+
+
+def _queue_profile_refresh(profile_ids: set[int]) -> None:
+    """Computed traits and segment memberships of the touched profiles, after commit."""
+    from profiles.tasks import refresh_profiles_task
+
+    if profile_ids:
+        ids = sorted(profile_ids)
+        transaction.on_commit(lambda: refresh_profiles_task.delay(ids))
 
 
 def identifiers_lock(rows: list[Staged]) -> list[Staged]:

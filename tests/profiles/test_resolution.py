@@ -102,7 +102,8 @@ def test_login_merges_anonymous_profile_into_the_oldest_with_everything(source):
     known = profile_of("user_id", "u-1")
     send(source, {"type": "page", "anonymousId": "a-1", "name": "Home"})
     anonymous = profile_of("anonymous_id", "a-1")
-    purpose, _ = Purpose.objects.get_or_create(code="email_marketing", defaults={"name": "E-mail"})
+    # advertising: the consent that lets the visitor stay linked to the person after the merge
+    purpose, _ = Purpose.objects.get_or_create(code="advertising", defaults={"name": "Ads"})
     record = ConsentRecord.objects.create(
         profile=anonymous, purpose=purpose, status=ConsentStatus.GRANTED, method="web_form"
     )
@@ -114,13 +115,9 @@ def test_login_merges_anonymous_profile_into_the_oldest_with_everything(source):
         updated_at=timezone.now(),
     )
     contact = Contact.objects.create(email="anna@example.com", profile=anonymous)
-    visitor = Visitor.objects.create(
-        key="a-1",
-        profile=anonymous,
-        first_seen_at=timezone.now(),
-        last_seen_at=timezone.now(),
-        expires_at=timezone.now() + timedelta(days=90),
-    )
+    visitor = Visitor.objects.get(key="a-1")  # the anonymous page view made it a visitor
+    visitor.profile = anonymous
+    visitor.save()
     segment = Segment.objects.create(name="Visitors")
     SegmentMembership.objects.create(segment=segment, profile=anonymous, entered_at=timezone.now())
 
