@@ -43,10 +43,21 @@ CLAIM_SQL = """
             'anonymousId', payload->'anonymousId',
             'previousId', payload->'previousId',
             'traits', payload->'traits',
+            'event', payload->'event',
+            -- properties only where another app reads them (consent events): keeps claims small
+            'properties', CASE WHEN payload->>'event' = 'Consent Updated'
+                THEN payload->'properties' END,
             'context', jsonb_build_object(
                 'traits', payload->'context'->'traits',
                 'device', payload->'context'->'device',
-                'externalIds', payload->'context'->'externalIds'
+                'externalIds', payload->'context'->'externalIds',
+                'locale', payload->'context'->'locale',
+                'location', payload->'context'->'location',
+                'userAgent', payload->'context'->'userAgent',
+                'ip', payload->'context'->'ip',
+                'page', payload->'context'->'page',
+                'consent', payload->'context'->'consent',
+                'tcf_string', payload->'context'->'tcf_string'
             )
         )::text,
         timestamp, received_at
