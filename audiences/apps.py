@@ -7,7 +7,10 @@ class AudiencesConfig(AppConfig):
 
     def ready(self) -> None:
         # Anonymous browsers and devices in collected messages become visitors.
-        from audiences.ingest import visitors_from_messages
+        from audiences.ingest import visitor_links_follow_consent, visitors_from_messages
+        from consent import changes
         from profiles import processing_hooks
 
         processing_hooks.register(visitors_from_messages)
+        # Visitor links follow the person's advertising/personalisation consent at once.
+        changes.register(visitor_links_follow_consent)

@@ -67,3 +67,14 @@ def country_of(context: dict) -> str:
 
 def browser_of(user_agent: str) -> str:
     return next((name for marker, name in BROWSERS if marker in user_agent), "")
+
+
+LINKING_PURPOSES = frozenset({"advertising", "personalisation"})
+
+
+def visitor_links_follow_consent(profile_id: int, purpose_code: str) -> None:
+    """A change of advertising or personalisation consent links or unlinks at once."""
+    if purpose_code in LINKING_PURPOSES:
+        from profiles.models import Profile
+
+        visitor_links_sync(profile=Profile(pk=profile_id))

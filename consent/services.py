@@ -17,6 +17,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from consent import changes
 from consent.defaults import DEFAULT_PURPOSES, DEFAULT_RETENTION_DAYS, DEFAULT_TEXT_VERSION
 from consent.models import (
     ConsentRecord,
@@ -189,6 +190,7 @@ def consent_record(
         recorded_by=recorded_by if getattr(recorded_by, "pk", None) else None,
     )
     consent_state_apply(record=record)
+    changes.notify(profile_id=record.profile_id, purpose_code=record.purpose.code)
     return record
 
 
