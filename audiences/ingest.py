@@ -6,7 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from audiences.models import Visitor
-from audiences.services import VisitorSighting, visitor_links_sync, visitors_observe
+from audiences.services import (
+    VisitorSighting,
+    visitor_links_sync,
+    visitor_links_sync_many,
+    visitors_observe,
+)
 
 BROWSERS = (
     ("Edg/", "Edge"),
@@ -22,11 +27,8 @@ def visitors_from_messages(messages: Sequence) -> None:
     sightings = [s for message in messages for s in sightings_of(message)]
     if sightings:
         visitors_observe(sightings=sightings)
-    from profiles.models import Profile
-
     identified = {message.profile for message in messages if message.type == "identify"}
-    for profile_id in sorted(identified):
-        visitor_links_sync(profile=Profile(pk=profile_id))
+    visitor_links_sync_many(profile_ids=sorted(identified))
 
 
 def sightings_of(message) -> list[VisitorSighting]:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Q, QuerySet
 
 from audiences.models import Visitor
-from consent.models import ConsentState
 from profiles.models import Profile
 
 ADVERTISING_PURPOSE = "advertising"
@@ -30,8 +29,10 @@ def audience_visitors(audience_id: int) -> QuerySet[Visitor]:
 
 
 def profiles_allowed_for_linking(queryset: QuerySet[Profile]) -> QuerySet[Profile]:
-    """Profiles whose advertising or personalisation consent is granted now."""
-    granted = ConsentState.objects.filter(
-        profile=OuterRef("pk"), purpose__code__in=LINKING_PURPOSES, status="granted"
-    )
-    return queryset.filter(Exists(granted))
+    """Profiles the consent selector allows for advertising or personalisation now."""
+    from consent.selectors import profiles_with_consent
+
+    allowed = Q()
+    for purpose in LINKING_PURPOSES:
+        allowed |= Q(pk__in=profiles_with_consent(purpose).values("pk"))
+    return queryset.filter(allowed)

@@ -18,6 +18,7 @@ from audiences.services.visitors import (
     audience_members_set,
     visitor_data_purge,
     visitor_links_sync,
+    visitor_links_sync_many,
     visitors_observe,
 )
 
@@ -38,5 +39,6 @@ __all__ = [
     "trait_hits_upsert",
     "visitor_data_purge",
     "visitor_links_sync",
+    "visitor_links_sync_many",
     "visitors_observe",
 ]
