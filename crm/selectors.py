@@ -27,3 +27,12 @@ def contacts_for_profile(profile) -> QuerySet[Contact]:
         .select_related("company", "owner")
         .order_by("-updated_at")
     )
+
+
+def contacts_for_mailing(purpose_code: str) -> QuerySet[Contact]:
+    """Contacts a campaign for ``purpose_code`` may reach now: an e-mail address, and a linked
+    profile the consent selector allows. The only source of CRM mailing lists."""
+    from consent.selectors import profiles_with_consent
+
+    allowed = profiles_with_consent(purpose_code).values("pk")
+    return Contact.objects.exclude(email="").filter(profile_id__in=allowed).order_by("pk")

@@ -212,3 +212,20 @@ class TaskSerializer(serializers.ModelSerializer):
             *TIMESTAMPS,
         ]
         read_only_fields = TIMESTAMPS
+
+
+class MailingListQuerySerializer(serializers.Serializer):
+    purpose = serializers.SlugField(help_text="Purpose code, e.g. email_marketing.")
+
+    def validate_purpose(self, value: str) -> str:
+        from consent.models import Purpose
+
+        if not Purpose.objects.filter(code=value, is_active=True).exists():
+            raise serializers.ValidationError(f"unknown or inactive purpose {value!r}")
+        return value
+
+
+class MailingListContactSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Contact
+        fields = ["id", "email", "first_name", "last_name", "profile"]

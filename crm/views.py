@@ -2,9 +2,13 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Prefetch
+from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
 
-from crm import filters, serializers, services
+from cdphub.pii import can_view_pii
+from crm import filters, selectors, serializers, services
 from crm.models import Activity, Company, Contact, Deal, Pipeline, Stage, Tag, Task, Ticket
 
 ORDERING = ["id", "created_at", "updated_at"]
@@ -46,6 +50,24 @@ class ContactViewSet(viewsets.ModelViewSet):
             )
         except DjangoValidationError as exc:
             raise serializers.as_drf_error(exc) from None
+
+    @extend_schema(
+        parameters=[serializers.MailingListQuerySerializer],
+        responses=serializers.MailingListContactSerializer(many=True),
+    )
+    @action(detail=False, url_path="mailing-list")
+    def mailing_list(self, request):
+        """Contacts a campaign for the purpose may reach now (consent checked per request;
+        a withdrawal takes effect at once). Personal data: needs ``pii:read``."""
+        if not can_view_pii(request.user, request.auth):
+            raise PermissionDenied("A mailing list is personal data: the pii:read scope is needed.")
+        query = serializers.MailingListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        contacts = selectors.contacts_for_mailing(query.validated_data["purpose"])
+        page = self.paginate_queryset(contacts)
+        return self.get_paginated_response(
+            serializers.MailingListContactSerializer(page, many=True).data
+        )
 
 
 class PipelineViewSet(viewsets.ModelViewSet):
