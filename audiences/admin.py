@@ -26,6 +26,8 @@ from audiences.services import (
     ProviderFileError,
     TaxonomyImportError,
     audience_export,
+    audience_refresh,
+    audience_rule_errors,
     provider_file_header_check,
     provider_file_import_create,
     taxonomy_import,
@@ -140,6 +142,21 @@ class VisitorTraitHitAdmin(ReadableModelAdmin):
     ordering = ["-id"]  # newest first through the primary key: no sort of the whole table
 
 
+class AudienceAdminForm(forms.ModelForm):
+    """A rule audience's rule is checked like a segment's: every error with its path."""
+
+    class Meta:
+        model = Audience
+        fields = ["name", "description", "kind", "rule", "seed_segment", "reach_percent"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("kind") == Audience.Kind.RULE and cleaned.get("rule"):
+            for error in audience_rule_errors(cleaned["rule"]):
+                self.add_error("rule", error)
+        return cleaned
+
+
 @admin.register(Audience)
 class AudienceAdmin(ReadableModelAdmin):
     list_display = [
@@ -165,7 +182,21 @@ class AudienceAdmin(ReadableModelAdmin):
         "updated_at",
     ]
 
-    actions = ["build_lookalike", "export_google", "export_meta", "export_ids"]
+    actions = ["refresh_members", "build_lookalike", "export_google", "export_meta", "export_ids"]
+    form = AudienceAdminForm
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        audience = form.instance
+        if audience.kind == Audience.Kind.RULE and audience.rule:
+            size = audience_refresh(audience=audience)
+            self.message_user(request, f"{audience}: {size:,} visitors match the rule now.")
+
+    @admin.action(description="Refresh members from the rule", permissions=["change"])
+    def refresh_members(self, request, queryset):
+        for audience in queryset.filter(kind=Audience.Kind.RULE):
+            size = audience_refresh(audience=audience)
+            self.message_user(request, f"{audience}: {size:,} visitors.")
 
     def save_model(self, request, obj, form, change):
         if not change:

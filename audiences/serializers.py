@@ -135,6 +135,12 @@ class AudienceSerializer(serializers.ModelSerializer):
     def validate(self, attrs):
         kind = attrs.get("kind", getattr(self.instance, "kind", Audience.Kind.RULE))
         seed = attrs.get("seed_segment", getattr(self.instance, "seed_segment", None))
+        rule = attrs.get("rule", getattr(self.instance, "rule", {}))
+        if kind == Audience.Kind.RULE and rule:
+            from audiences.services import audience_rule_errors
+
+            if errors := audience_rule_errors(rule):
+                raise serializers.ValidationError({"rule": errors})
         if kind == Audience.Kind.LOOKALIKE and seed is None:
             raise serializers.ValidationError(
                 {"seed_segment": "a lookalike audience needs a seed segment."}
@@ -193,3 +199,19 @@ class AudienceExportSerializer(serializers.ModelSerializer):
             "finished_at",
         ]
         read_only_fields = fields
+
+
+class AudiencePreviewInputSerializer(serializers.Serializer):
+    rule = serializers.JSONField(help_text="A rule over visitors in the rule language.")
+
+    def validate_rule(self, value):
+        from audiences.services import audience_rule_errors
+
+        if errors := audience_rule_errors(value):
+            raise serializers.ValidationError(errors)
+        return value
+
+
+class AudiencePreviewSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    sample = serializers.ListField(child=serializers.DictField())

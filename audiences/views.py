@@ -25,6 +25,8 @@ from audiences.models import (
 )
 from audiences.serializers import (
     AudienceExportSerializer,
+    AudiencePreviewInputSerializer,
+    AudiencePreviewSerializer,
     AudienceSerializer,
     CategorySerializer,
     DataProviderSerializer,
@@ -33,7 +35,13 @@ from audiences.serializers import (
     VisitorSerializer,
     VisitorTraitHitSerializer,
 )
-from audiences.services import ProviderFileError, provider_file_import_create
+from audiences.services import (
+    ProviderFileError,
+    audience_preview,
+    audience_refresh,
+    provider_file_import_create,
+)
+from profiles.rules import RuleError
 
 
 class VisitorViewSet(
@@ -84,11 +92,25 @@ class AudienceViewSet(viewsets.ModelViewSet):
         user = self.request.user
         serializer.save(created_by=user if getattr(user, "pk", None) else None)
 
+    @extend_schema(request=AudiencePreviewInputSerializer, responses=AudiencePreviewSerializer)
+    @action(detail=False, methods=["post"])
+    def preview(self, request):
+        """Size estimate while editing: visitors matching a rule now, and a sample."""
+        data = AudiencePreviewInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(audience_preview(rule=data.validated_data["rule"]))
+
     @extend_schema(request=None, responses={200: LookalikeResultSerializer})
     @action(detail=True, methods=["post"])
     def build(self, request, pk=None):
-        """Build a lookalike audience now: score unlinked visitors against the seed segment."""
+        """Build the audience now: a rule audience from its rule (answers its size), a
+        lookalike by scoring unlinked visitors against the seed segment."""
         audience = self.get_object()
+        if audience.kind == Audience.Kind.RULE:
+            try:
+                return Response({"size": audience_refresh(audience=audience)})
+            except RuleError as error:
+                raise serializers.ValidationError({"rule": error.messages}) from error
         try:
             result = lookalike_build(audience=audience)
         except LookalikeError as error:

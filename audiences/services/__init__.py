@@ -1,5 +1,6 @@
 """Writes of the DMP. Callers import from here; the modules split it by concern."""
 
+from audiences.services.evaluation import audience_preview, audience_refresh, audience_rule_errors
 from audiences.services.exports import ExportError, audience_export
 from audiences.services.imports import (
     Observation,
@@ -32,6 +33,9 @@ __all__ = [
     "VisitorSighting",
     "audience_export",
     "audience_members_set",
+    "audience_preview",
+    "audience_refresh",
+    "audience_rule_errors",
     "provider_file_header_check",
     "provider_file_import_create",
     "provider_file_import_run",

@@ -142,11 +142,14 @@ def test_build_endpoint(world, api_client_with_scopes):
     assert reader.post(f"/api/audiences/audiences/{audience.pk}/build/").status_code == 403
 
 
-def test_build_endpoint_bad_audience(api_client_with_scopes):
+def test_build_endpoint_builds_a_rule_audience_from_its_rule(api_client_with_scopes):
     client = api_client_with_scopes("audiences:read", "audiences:write")
-    response = client.post(f"/api/audiences/audiences/{AudienceFactory().pk}/build/")
-    assert response.status_code == 400
-    assert "not a lookalike" in response.json()["message"]
+    good = client.post(f"/api/audiences/audiences/{AudienceFactory().pk}/build/")
+    broken = AudienceFactory(rule={"category": 5})  # stored before rules were checked
+    bad = client.post(f"/api/audiences/audiences/{broken.pk}/build/")
+    assert (good.status_code, good.json()) == (200, {"size": 0})
+    assert bad.status_code == 400
+    assert "category" in str(bad.json()["errors"]["rule"])
 
 
 def test_admin_action_builds_and_reports_recall(world, admin_client):
