@@ -104,3 +104,32 @@ def test_create_source_command_prints_the_write_key(capsys):
 
     key = capsys.readouterr().out.splitlines()[1]
     assert Source.objects.get(name="POS").write_key_hash == secret_hash(key)
+
+
+def test_profile_page_offers_the_actions_its_user_may_take(client, user_with_role):
+    profile = ProfileFactory()
+    page_for = {}
+    for role in ("Privacy officer", "Analyst"):
+        client.force_login(user_with_role(role))
+        page_for[role] = client.get(
+            f"/admin/profiles/profile/{profile.pk}/change/"
+        ).content.decode()
+
+    erase = f"/admin/consent/datasubjectrequest/add/?kind=erasure&amp;profile={profile.pk}"
+    assert erase in page_for["Privacy officer"]
+    assert erase not in page_for["Analyst"]
+    assert "Merge…" in page_for["Privacy officer"] and "Merge…" not in page_for["Analyst"]
+
+
+def test_erase_action_opens_a_prefilled_request(client, user_with_role):
+    profile = ProfileFactory()
+    client.force_login(user_with_role("Privacy officer"))
+
+    form = (
+        client.get(f"/admin/consent/datasubjectrequest/add/?kind=erasure&profile={profile.pk}")
+        .context["adminform"]
+        .form
+    )
+
+    assert form.initial["kind"] == "erasure"
+    assert str(form.initial["profile"]) == str(profile.pk)
