@@ -95,6 +95,20 @@ def masked_name(name: str) -> str:
     return f"{name}_masked"
 
 
+class ViewOnlyAdminMixin:
+    """For records written only by services (ledgers, audit trails, suppression hashes): the
+    admin shows them; no one adds, changes or deletes them here."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class LabelledSplitDateTime(widgets.AdminSplitDateTime):
     """The admin's date + time inputs; the field's label names only the first, so each input
     says what it is to screen readers."""

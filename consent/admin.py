@@ -8,7 +8,7 @@ from django.http import HttpResponse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from cdphub.admin_mixins import ReadableModelAdmin
+from cdphub.admin_mixins import ReadableModelAdmin, ViewOnlyAdminMixin
 from consent.dsar import DsarError, dsar_create, dsar_verify
 from consent.exports import write_register_csv
 from consent.models import (
@@ -174,7 +174,7 @@ class ConsentRecordAdmin(ReadableModelAdmin):
 
 
 @admin.register(ConsentState)
-class ConsentStateAdmin(ReadableModelAdmin):
+class ConsentStateAdmin(ViewOnlyAdminMixin, ReadableModelAdmin):
     """Derived from the ledger; read-only here."""
 
     list_display = ["id", "profile", "purpose", "status", "updated_at", "record"]
@@ -182,15 +182,6 @@ class ConsentStateAdmin(ReadableModelAdmin):
     search_fields = ["=profile__id"]
     list_select_related = ["profile", "purpose", "record"]
     raw_id_fields = ["profile", "record"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class OverdueFilter(admin.SimpleListFilter):
@@ -357,7 +348,7 @@ class DataSubjectRequestAdmin(ReadableModelAdmin):
 
 
 @admin.register(DataSubjectRequestAction)
-class DataSubjectRequestActionAdmin(ReadableModelAdmin):
+class DataSubjectRequestActionAdmin(ViewOnlyAdminMixin, ReadableModelAdmin):
     """The audit trail of requests: written by the request services only."""
 
     list_display = [
@@ -374,15 +365,6 @@ class DataSubjectRequestActionAdmin(ReadableModelAdmin):
     list_select_related = ["request"]
     raw_id_fields = ["request", "actor"]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(ProcessingRestriction)
 class ProcessingRestrictionAdmin(ReadableModelAdmin):
@@ -395,7 +377,7 @@ class ProcessingRestrictionAdmin(ReadableModelAdmin):
 
 
 @admin.register(Suppression)
-class SuppressionAdmin(ReadableModelAdmin):
+class SuppressionAdmin(ViewOnlyAdminMixin, ReadableModelAdmin):
     """Salted hashes of erased identifiers: written by erasure only."""
 
     list_display = ["id", "identifier_kind", "short_hash", "reason", "request", "created_at"]
@@ -407,15 +389,6 @@ class SuppressionAdmin(ReadableModelAdmin):
     @admin.display(description="hash")
     def short_hash(self, suppression):
         return f"{suppression.value_hash[:16]}…"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(RetentionPolicy)
