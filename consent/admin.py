@@ -64,6 +64,12 @@ class ConsentRecordAddForm(forms.ModelForm):
         required=False,
         help_text="Version of the consent text shown; empty: the current one.",
     )
+    form_url = forms.URLField(
+        required=False,
+        max_length=1000,
+        assume_scheme="https",
+        help_text="The page the consent was given on (proof).",
+    )
 
     class Meta:
         model = ConsentRecord
