@@ -1,6 +1,7 @@
 import django_filters
 
 from profiles.models import Event, Identity, Profile, Segment, Source
+from profiles.normalize import lookup_condition
 
 
 class SourceFilter(django_filters.FilterSet):
@@ -26,10 +27,9 @@ class ProfileFilter(django_filters.FilterSet):
         }
 
     def filter_identity(self, queryset, name, value):
-        return (
-            queryset.filter(identities__value=value.strip().lower()).distinct()
-            | queryset.filter(identities__value=value.strip()).distinct()
-        )
+        # The admin's search: any form of the value, through the (kind, value) index.
+        owners = Identity.objects.filter(lookup_condition(value)).values("profile_id")
+        return queryset.filter(pk__in=owners)
 
 
 class IdentityFilter(django_filters.FilterSet):

@@ -50,19 +50,8 @@ def _run_each(modeladmin, request, items, service, done: str) -> None:
         modeladmin.message_user(request, f"{succeeded} {done}.", messages.SUCCESS)
 
 
-class ReadonlyExcludedFormMixin:
-    """Keeps read-only fields out of the form for every role: the PII mixin passes its own
-    ``exclude`` to ``get_form``, which replaces the read-only exclusion Django computes (a
-    read-only display field then fails with "Unknown field(s)" for roles without PII access)."""
-
-    def get_form(self, request, obj=None, **kwargs):
-        readonly = self.get_readonly_fields(request, obj)
-        kwargs["exclude"] = [*(kwargs.get("exclude") or ()), *readonly]
-        return super().get_form(request, obj, **kwargs)
-
-
 @admin.register(RejectedMessage)
-class RejectedMessageAdmin(ReadonlyExcludedFormMixin, ReadableModelAdmin):
+class RejectedMessageAdmin(ReadableModelAdmin):
     list_display = ["id", "received_at", "source", "type", "message_id", "short_reason", "status"]
     list_filter = ["status", "type", "source"]
     search_fields = ["=message_id"]
@@ -120,7 +109,7 @@ class RejectedMessageAdmin(ReadonlyExcludedFormMixin, ReadableModelAdmin):
 
 
 @admin.register(MergeConflict)
-class MergeConflictAdmin(ReadonlyExcludedFormMixin, ReadableModelAdmin):
+class MergeConflictAdmin(ReadableModelAdmin):
     list_display = [
         "id",
         "created_at",
@@ -194,7 +183,7 @@ class ProfileMergeUndoAdminMixin:
         )
 
 
-class SourceIngestAdminMixin(ReadonlyExcludedFormMixin):
+class SourceIngestAdminMixin:
     """Added to the source admin: what the source sent lately, and what was refused."""
 
     ingest_fields = ["received_per_day", "recent_rejections"]
@@ -273,7 +262,7 @@ class TimelineFilterForm(forms.Form):
         return events
 
 
-class ProfileIngestAdminMixin(ReadonlyExcludedFormMixin):
+class ProfileIngestAdminMixin:
     """Added to the profile admin: manual merge and the paginated, filterable event timeline."""
 
     actions = ["merge_selected"]

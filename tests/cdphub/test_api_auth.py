@@ -152,3 +152,20 @@ def test_schema_and_docs_are_served():
     assert docs.status_code == 200
     assert b"/static/drf_spectacular_sidecar/" in docs.content  # served locally, works offline
     assert b"jsdelivr" not in docs.content
+
+
+def test_profiles_can_be_found_by_any_form_of_an_identifier(api_client_with_scopes):
+    wanted = ProfileFactory()
+    IdentityFactory(profile=wanted, kind="email", value="anna@example.com")
+    IdentityFactory(profile=wanted, kind="phone", value="+31612345678")
+    ProfileFactory()
+    client = api_client_with_scopes("profiles:read")
+
+    def found(value):
+        return [
+            p["id"] for p in client.get("/api/profiles/", {"identity": value}).json()["results"]
+        ]
+
+    assert found(" ANNA@example.com") == [wanted.pk]
+    assert found("06 12345678") == [wanted.pk]
+    assert found("nobody@example.com") == []
