@@ -38,12 +38,11 @@ def sightings_of(message) -> list[VisitorSighting]:
         return []
     context = payload.get("context") if isinstance(payload.get("context"), dict) else {}
     device = context.get("device") if isinstance(context.get("device"), dict) else {}
+    device_type = str(device.get("type") or "").lower()
     attributes = {
         "seen_at": message.timestamp,
         "country": country_of(context),
-        "device_type": str(device.get("type") or "").lower()
-        if str(device.get("type") or "").lower() in DEVICE_TYPES
-        else "",
+        "device_type": device_type if device_type in DEVICE_TYPES else "",
         "browser": browser_of(str(context.get("userAgent") or "")),
     }
     sightings = []
