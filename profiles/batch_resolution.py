@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import orjson
-import psycopg
 from django.conf import settings
-from django.db import connection
 
+from cdphub.sql import query
 from profiles.models import Event, Identity, MergeConflict, SharedIdentifier
 from profiles.resolution import WEAK_KINDS, profile_merge, profiles_lock
 
@@ -77,16 +76,6 @@ class Staged:
     received_at: datetime
     identifiers: list[Identifier] = field(default_factory=list)
     profile: int = 0  # a profile id, or a negative placeholder for a profile not yet created
-
-
-def query(sql: str, params: list, *, fetch: bool = True) -> list[tuple]:
-    """A statement on Django's connection (same transaction) with parameters bound server-side
-    in binary (``%b``) and binary results: no client-side quoting of big arrays, no text parsing
-    of timestamps. The hot statements of processing go through here."""
-    connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params, binary=True)
-        return cursor.fetchall() if fetch else []
 
 
 def as_json(value):

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from cdphub.hashing import secret_hash
 from profiles.models import Event, PendingMessage, RejectedMessage, Source
-from profiles.normalize import JUNK_VALUES
+from profiles.normalize import junk_values
 
 logger = logging.getLogger(__name__)
 
@@ -209,11 +209,6 @@ def message_validate(
     if len(payload) > limit:
         raise ValueError(f"the message is {len(payload)} bytes, more than the limit of {limit}")
     return ValidMessage(message_id, message_type, payload, timestamp)
-
-
-def junk_values() -> frozenset[str]:
-    configured = {value.strip().lower() for value in settings.CDPHUB_JUNK_IDENTIFIERS}
-    return JUNK_VALUES | configured
 
 
 def usable_id(value: object, junk: frozenset[str]) -> bool:

@@ -307,6 +307,23 @@ class PendingMessage(models.Model):
         return f"{self.type} {self.message_id}"
 
 
+class ProfileRefresh(models.Model):
+    """A profile whose computed traits and segment memberships wait for a refresh after new
+    events. Processing queues the profiles it touched; the refresh takes thousands at a time,
+    so a visitor's hundred clicks cost one recomputation, not a hundred.
+
+    A row claimed by a refresh has ``claimed_at`` set and is deleted when that refresh is done;
+    new events meanwhile clear ``claimed_at`` again, so the row stays for the next refresh.
+    A plain id, not a foreign key: the queue must never block deleting or merging a profile."""
+
+    profile_id = models.BigIntegerField(primary_key=True)
+    queued_at = models.DateTimeField(auto_now_add=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"refresh of profile {self.profile_id}"
+
+
 class RejectedMessage(models.Model):
     """A message refused by collection or processing, kept with its reason for a data engineer."""
 

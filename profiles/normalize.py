@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -43,9 +45,18 @@ class InvalidIdentifier(ValueError):
 
 
 def is_junk(value: str) -> bool:
-    lowered = value.strip().lower()
-    configured = {junk.strip().lower() for junk in settings.CDPHUB_JUNK_IDENTIFIERS}
-    return lowered in JUNK_VALUES or lowered in configured
+    return value.strip().lower() in junk_values()
+
+
+def junk_values() -> frozenset[str]:
+    """The built-in placeholders and the configured ones (CDPHUB_JUNK_IDENTIFIERS), lower-cased."""
+    return _junk_values(tuple(settings.CDPHUB_JUNK_IDENTIFIERS))
+
+
+@functools.lru_cache(maxsize=4)
+def _junk_values(configured: tuple[str, ...]) -> frozenset[str]:
+    # Built once per configuration, not per identifier: processing checks every identifier.
+    return JUNK_VALUES | {junk.strip().lower() for junk in configured}
 
 
 def normalize_email(value: object) -> str:

@@ -17,13 +17,14 @@ import time
 from django.conf import settings
 from django.db import DatabaseError, OperationalError, transaction
 
+from cdphub.sql import query
 from profiles import processing_hooks
+from profiles.activity_refresh import profiles_refresh_queue, queued_profiles_refresh
 from profiles.batch_resolution import (
     BatchResolver,
     Identifier,
     Staged,
     as_json,
-    query,
 )
 from profiles.models import PendingMessage, RejectedMessage
 from profiles.normalize import InvalidIdentifier, normalize_identifier
@@ -70,9 +71,12 @@ CLAIM_SQL = """
 
 
 def pending_process(*, batch_size: int | None = None, max_batches: int | None = None) -> int:
-    """Process staged messages batch by batch until none wait; returns how many were processed."""
+    """Process staged messages batch by batch until none wait; returns how many were processed.
+    The profiles they touched are refreshed (computed traits, segments) every few seconds
+    meanwhile and once more at the end (``profiles.activity_refresh``)."""
     batch_size = batch_size or settings.CDPHUB_INGEST_PROCESS_BATCH_SIZE
     total = batches = 0
+    refreshed_at = time.monotonic()
     # Claims continue after the last id claimed: scanning from the start each time would walk
     # over the index entries of every row processed since the last vacuum. A last pass from the
     # start picks up rows another worker held (and maybe rolled back) meanwhile.
@@ -84,11 +88,15 @@ def pending_process(*, batch_size: int | None = None, max_batches: int | None = 
                 break
             after_id = 0
             continue
+        if time.monotonic() - refreshed_at >= settings.CDPHUB_PROFILE_REFRESH_SECONDS:
+            queued_profiles_refresh()
+            refreshed_at = time.monotonic()
         if not done:
             time.sleep(DEFERRED_PAUSE_SECONDS)  # another worker holds these people: let it commit
         after_id = last_id
         total += done
         batches += 1 if done else 0
+    queued_profiles_refresh()
     return total
 
 
@@ -170,7 +178,7 @@ def _process_claimed(rows: list[Staged]) -> tuple[int, int]:
     resolver.resolve_all()
     resolver.flush()
     processing_hooks.run(ready)
-    _queue_profile_refresh({row.profile for row in ready})
+    profiles_refresh_queue(profile_ids={row.profile for row in ready})
     # The ready rows left the staging table with their events, the rejected ones with their
     # RejectedMessage; the others stay for a later claim.
     done = len(ready) + len(rows) - len(usable)
@@ -200,15 +208,6 @@ def _drop_suppressed(rows: list[Staged]) -> list[Staged]:
         else:
             kept.append(row)
     return kept
-
-
-def _queue_profile_refresh(profile_ids: set[int]) -> None:
-    """Computed traits and segment memberships of the touched profiles, after commit."""
-    from profiles.tasks import refresh_profiles_task
-
-    if profile_ids:
-        ids = sorted(profile_ids)
-        transaction.on_commit(lambda: refresh_profiles_task.delay(ids))
 
 
 def identifiers_lock(rows: list[Staged]) -> list[Staged]:

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from audiences.models import Audience, AudienceMembership, Visitor, VisitorTraitHit
 from audiences.selectors import profiles_allowed_for_linking
+from cdphub.sql import query
 from profiles.models import Identity, Profile
 
 # --- visitors seen by collection, and their link to profiles -------------------------------
@@ -26,13 +27,15 @@ class VisitorSighting:
     browser: str = ""
 
 
+# Positional binary parameters (cdphub.sql.query): processing upserts thousands per batch. A
+# visitor seen again within SEEN_GRANULARITY with nothing new is not rewritten: every click would
+# otherwise update its row (and its 90-day expiry moves by minutes at most).
 SIGHTING_UPSERT = """
 INSERT INTO audiences_visitor
     (key_kind, key, first_seen_at, last_seen_at, expires_at, country, device_type, browser,
      created_at)
-SELECT kind, key, seen, seen, seen + %(ttl)s, country, device, browser, now()
-FROM unnest(%(kinds)s::text[], %(keys)s::text[], %(seen)s::timestamptz[], %(countries)s::text[],
-            %(devices)s::text[], %(browsers)s::text[])
+SELECT kind, key, seen, seen, seen + %b, country, device, browser, now()
+FROM unnest(%b::text[], %b::text[], %b::timestamptz[], %b::text[], %b::text[], %b::text[])
     AS s(kind, key, seen, country, device, browser)
 ON CONFLICT (key_kind, key) DO UPDATE SET
     first_seen_at = LEAST(audiences_visitor.first_seen_at, EXCLUDED.first_seen_at),
@@ -41,7 +44,14 @@ ON CONFLICT (key_kind, key) DO UPDATE SET
     country = COALESCE(NULLIF(EXCLUDED.country, ''), audiences_visitor.country),
     device_type = COALESCE(NULLIF(EXCLUDED.device_type, ''), audiences_visitor.device_type),
     browser = COALESCE(NULLIF(EXCLUDED.browser, ''), audiences_visitor.browser)
+WHERE EXCLUDED.last_seen_at > audiences_visitor.last_seen_at + %b
+    OR EXCLUDED.first_seen_at < audiences_visitor.first_seen_at
+    OR EXCLUDED.expires_at > audiences_visitor.expires_at + %b
+    OR EXCLUDED.country NOT IN ('', audiences_visitor.country)
+    OR EXCLUDED.device_type NOT IN ('', audiences_visitor.device_type)
+    OR EXCLUDED.browser NOT IN ('', audiences_visitor.browser)
 """
+SEEN_GRANULARITY = timedelta(minutes=5)
 
 
 @transaction.atomic
@@ -56,19 +66,21 @@ def visitors_observe(*, sightings: list[VisitorSighting], retention_days: int = 
     if not latest:
         return 0
     rows = [latest[key] for key in sorted(latest)]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            SIGHTING_UPSERT,
-            {
-                "ttl": timedelta(days=retention_days),
-                "kinds": [r.key_kind for r in rows],
-                "keys": [r.key for r in rows],
-                "seen": [r.seen_at for r in rows],
-                "countries": [r.country[:2].upper() for r in rows],
-                "devices": [r.device_type for r in rows],
-                "browsers": [r.browser[:60] for r in rows],
-            },
-        )
+    query(
+        SIGHTING_UPSERT,
+        [
+            timedelta(days=retention_days),
+            [r.key_kind for r in rows],
+            [r.key for r in rows],
+            [r.seen_at for r in rows],
+            [r.country[:2].upper() for r in rows],
+            [r.device_type for r in rows],
+            [r.browser[:60] for r in rows],
+            SEEN_GRANULARITY,
+            SEEN_GRANULARITY,
+        ],
+        fetch=False,
+    )
     return len(rows)
 
 

@@ -87,3 +87,22 @@ def test_sightings_keep_known_attributes():
     visitors_observe(sightings=[VisitorSighting("cookie", "ck-1", now + timedelta(hours=1))])
     visitor = Visitor.objects.get(key="ck-1")
     assert (visitor.country, visitor.device_type, visitor.browser) == ("NL", "mobile", "Safari")
+
+
+def test_a_visitor_seen_again_within_minutes_is_not_rewritten_unless_something_is_new():
+    now = timezone.now()
+    visitors_observe(sightings=[VisitorSighting("cookie", "ck-1", now, "nl", "", "Safari")])
+    visitors_observe(sightings=[VisitorSighting("cookie", "ck-1", now + timedelta(minutes=2))])
+    visitor = Visitor.objects.get(key="ck-1")
+    assert visitor.last_seen_at == now  # two minutes later: same row, no rewrite
+
+    visitors_observe(
+        sightings=[VisitorSighting("cookie", "ck-1", now + timedelta(minutes=3), "", "mobile")]
+    )
+    visitor.refresh_from_db()
+    assert (visitor.device_type, visitor.last_seen_at) == ("mobile", now + timedelta(minutes=3))
+
+    visitors_observe(sightings=[VisitorSighting("cookie", "ck-1", now + timedelta(minutes=9))])
+    visitor.refresh_from_db()
+    assert visitor.last_seen_at == now + timedelta(minutes=9)
+    assert visitor.expires_at == now + timedelta(minutes=9) + timedelta(days=90)

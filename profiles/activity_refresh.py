@@ -1,0 +1,75 @@
+"""The refresh that follows new events: computed traits, then segment memberships, of the
+profiles the events touched.
+
+Processing does not refresh each batch's profiles at once: it queues them (``ProfileRefresh``)
+in its own transaction, and ``queued_profiles_refresh`` takes thousands at a time, every few
+seconds and whenever the staging table runs empty. A returning visitor with a hundred messages
+waiting is refreshed once, and the recomputation (which reads every event of each profile)
+runs per profile rather than per message. Several workers refresh side by side: claims skip
+rows another worker holds, and a claim left by a crashed worker is taken again after
+``STALE_CLAIM``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from cdphub.sql import query
+
+STALE_CLAIM = timedelta(minutes=10)
+
+# New events for a profile whose refresh is running clear its claim: the row then survives
+# that refresh's delete and the profile is refreshed again with the new events.
+QUEUE_SQL = """
+    INSERT INTO profiles_profilerefresh (profile_id, queued_at, claimed_at)
+    SELECT id, now(), NULL FROM unnest(%b::bigint[]) AS u(id)
+    ON CONFLICT (profile_id) DO UPDATE SET claimed_at = NULL
+    WHERE profiles_profilerefresh.claimed_at IS NOT NULL
+"""
+CLAIM_SQL = """
+    UPDATE profiles_profilerefresh r SET claimed_at = %b
+    WHERE r.profile_id IN (
+        SELECT profile_id FROM profiles_profilerefresh
+        WHERE claimed_at IS NULL OR claimed_at < %b
+        LIMIT %b
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING r.profile_id
+"""
+DONE_SQL = """
+    DELETE FROM profiles_profilerefresh WHERE profile_id = ANY(%b) AND claimed_at = %b
+"""
+
+
+def profiles_refresh_queue(*, profile_ids: Iterable[int]) -> None:
+    """Queue these profiles for a refresh (in the caller's transaction: the queue entry
+    commits with the events that caused it). Ids sorted: concurrent callers lock queue rows
+    in the same order."""
+    ids = sorted({int(pk) for pk in profile_ids if pk})
+    if ids:
+        query(QUEUE_SQL, [ids], fetch=False)
+
+
+def queued_profiles_refresh(*, batch_size: int | None = None) -> int:
+    """Refresh every queued profile, ``batch_size`` at a time; returns how many were refreshed.
+    A claim commits before the refresh starts, so the refresh never holds queue rows that
+    processing wants to write (no lock cycle between them)."""
+    from profiles.segments import profile_activity_refresh
+
+    batch_size = batch_size or settings.CDPHUB_PROFILE_REFRESH_BATCH
+    refreshed = 0
+    while True:
+        claimed_at = timezone.now()
+        with transaction.atomic():
+            rows = query(CLAIM_SQL, [claimed_at, claimed_at - STALE_CLAIM, batch_size])
+        if not rows:
+            return refreshed
+        ids = sorted(row[0] for row in rows)
+        profile_activity_refresh(profile_ids=ids)
+        with transaction.atomic():
+            query(DONE_SQL, [ids, claimed_at], fetch=False)
+        refreshed += len(ids)
