@@ -298,7 +298,7 @@ CDPHUB_INGEST_PROCESSING = env(
     "CDPHUB_INGEST_PROCESSING", "celery" if CELERY_BROKER_URL else "background"
 )
 # Messages claimed per processing transaction.
-CDPHUB_INGEST_PROCESS_BATCH_SIZE = env_int("CDPHUB_INGEST_PROCESS_BATCH_SIZE", 500)
+CDPHUB_INGEST_PROCESS_BATCH_SIZE = env_int("CDPHUB_INGEST_PROCESS_BATCH_SIZE", 2000)
 # Computed traits and segments of the profiles processing touched are refreshed at most this
 # many seconds apart while a backlog is processed (and at once when the staging table is empty),
 # this many profiles per refresh transaction.

@@ -41,7 +41,7 @@ CLAIM_SQL = """
     RETURNING r.profile_id
 """
 DONE_SQL = """
-    DELETE FROM profiles_profilerefresh WHERE profile_id = ANY(%b) AND claimed_at = %b
+    DELETE FROM profiles_profilerefresh WHERE profile_id = ANY(%b::bigint[]) AND claimed_at = %b
 """
 
 

@@ -126,7 +126,7 @@ class BatchResolver:
         found = sorted(set(self.owner.values()))
         for profile_id, value in query(
             "SELECT profile_id, value FROM profiles_identity "
-            "WHERE profile_id = ANY(%b) AND kind = 'user_id'",
+            "WHERE profile_id = ANY(%b::bigint[]) AND kind = 'user_id'",
             [found],
         ):
             self.users.setdefault(profile_id, set()).add(value)
@@ -277,7 +277,7 @@ class BatchResolver:
                 }
                 for pid, traits, stamps, first, last in query(
                     "SELECT id, traits::text, trait_timestamps::text, first_seen_at, last_seen_at "
-                    "FROM profiles_profile WHERE id = ANY(%b)",
+                    "FROM profiles_profile WHERE id = ANY(%b::bigint[])",
                     [profile_ids],
                 )
             )

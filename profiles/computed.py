@@ -88,7 +88,10 @@ def computed_sql(scope_sql: str, scope_params: list, now: datetime) -> tuple[str
     window_object = ", ".join(f"'{days}d', w.c{days}" for days in WINDOWS)
     sql = f"""
         WITH scope AS MATERIALIZED (
+            -- Locked in id order first, as event processing locks them: the UPDATE alone
+            -- would lock them in join order and could deadlock with a processing batch.
             SELECT p.id FROM {PROFILE} p WHERE p.merged_into_id IS NULL AND {scope_sql}
+            ORDER BY p.id FOR NO KEY UPDATE
         ),
         agg AS (
             SELECT e.profile_id,
@@ -179,7 +182,7 @@ def computed_traits_update(*, profile_ids: Iterable[int], now: datetime | None =
     ids = sorted({int(pk) for pk in profile_ids})
     if not ids:
         return 0
-    sql, params = computed_sql("p.id = ANY(%s)", [ids], now or timezone.now())
+    sql, params = computed_sql("p.id = ANY(%s::bigint[])", [ids], now or timezone.now())
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount

@@ -73,6 +73,7 @@ class Profile(models.Model):
         on_delete=models.SET_NULL,
         related_name="merged_profiles",
         help_text="Set when this profile was merged: its id keeps resolving to the survivor.",
+        db_index=False,  # the partial index profile_merged_into holds the few merged ones
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -122,7 +123,10 @@ class Identity(models.Model):
     # Kinds whose values are personal data, masked for roles without the PII permission.
     PII_KINDS = frozenset({Kind.EMAIL, Kind.PHONE})
 
-    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="identities")
+    # Indexed by identity_profile_kind (profile first): a second index would only slow writes.
+    profile = models.ForeignKey(
+        Profile, on_delete=models.CASCADE, related_name="identities", db_index=False
+    )
     kind = models.CharField(max_length=20, choices=Kind.choices)
     value = models.CharField(max_length=255, help_text="Normalised value (see the normalisers).")
     source = models.ForeignKey(
@@ -156,8 +160,14 @@ class Event(models.Model):
         GROUP = "group", "Group"
         ALIAS = "alias", "Alias"
 
-    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="events")
-    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="events")
+    # Indexed by event_profile_timeline and the (source, message_id) constraint: single-column
+    # indexes on top would only make every event insert write two more index entries.
+    profile = models.ForeignKey(
+        Profile, on_delete=models.CASCADE, related_name="events", db_index=False
+    )
+    source = models.ForeignKey(
+        Source, on_delete=models.PROTECT, related_name="events", db_index=False
+    )
     type = models.CharField(max_length=10, choices=Type.choices)
     name = models.CharField(
         max_length=255, blank=True, help_text="Event name for track, page/screen name otherwise."
@@ -289,7 +299,9 @@ class PendingMessage(models.Model):
     refused at collection against waiting rows (this table's constraint) and against stored
     events (``Event``'s constraint), so a retried batch is stored once, however late."""
 
-    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="pending_messages")
+    source = models.ForeignKey(  # indexed by the (source, message_id) constraint
+        Source, on_delete=models.CASCADE, related_name="pending_messages", db_index=False
+    )
     message_id = models.CharField(max_length=255)
     type = models.CharField(max_length=10, choices=Event.Type.choices)
     payload = models.JSONField(help_text="The message as received, batch context merged in.")

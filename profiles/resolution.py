@@ -84,7 +84,7 @@ def profiles_lock(profile_ids: list[int]) -> dict[int, int | None]:
     cycle); returns each profile's merged_into id."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT id, merged_into_id FROM profiles_profile WHERE id = ANY(%s) "
+            "SELECT id, merged_into_id FROM profiles_profile WHERE id = ANY(%s::bigint[]) "
             "ORDER BY id FOR NO KEY UPDATE",
             [sorted(set(profile_ids))],
         )

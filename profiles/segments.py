@@ -147,7 +147,7 @@ def membership_sync(
     target_sql, target_params = members.order_by().values("pk").query.sql_with_params()
     membership = SegmentMembership._meta.db_table
     history = SegmentMembershipChange._meta.db_table
-    in_scope = "AND m.profile_id = ANY(%s)" if scope is not None else ""
+    in_scope = "AND m.profile_id = ANY(%s::bigint[])" if scope is not None else ""
     now = timezone.now()
     diff = f"""
         WITH exited AS (

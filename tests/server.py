@@ -24,13 +24,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def current_database_url() -> str:
-    """The database this process uses (the test database under pytest), as a URL."""
+def current_database_url(name: str | None = None) -> str:
+    """The database this process uses (the test database under pytest), or another database
+    ``name`` on the same server, as a URL."""
     s = connection.settings_dict
+    name = name or s["NAME"]
     password = f":{quote(s['PASSWORD'], safe='')}" if s.get("PASSWORD") else ""
     if s["HOST"].startswith("/"):  # a Unix socket directory (the embedded server)
-        return f"postgres://{s['USER']}{password}@{quote(s['HOST'], safe='')}/{s['NAME']}"
-    return f"postgres://{s['USER']}{password}@{s['HOST']}:{s['PORT'] or 5432}/{s['NAME']}"
+        return f"postgres://{s['USER']}{password}@{quote(s['HOST'], safe='')}/{name}"
+    return f"postgres://{s['USER']}{password}@{s['HOST']}:{s['PORT'] or 5432}/{name}"
 
 
 @contextlib.contextmanager

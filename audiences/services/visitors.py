@@ -87,7 +87,7 @@ def visitors_observe(*, sightings: list[VisitorSighting], retention_days: int = 
 LINK_SQL = """
     UPDATE audiences_visitor v SET profile_id = i.profile_id
     FROM profiles_identity i
-    WHERE i.profile_id = ANY(%(allowed)s)
+    WHERE i.profile_id = ANY(%(allowed)s::bigint[])
       AND i.kind IN ('anonymous_id', 'device_id')
       AND v.key_kind = CASE i.kind WHEN 'anonymous_id' THEN 'cookie' ELSE 'device' END
       AND v.key = i.value

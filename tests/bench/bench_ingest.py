@@ -1,11 +1,13 @@
 """Ingest: N clients post /v1/batch of 100 events to gunicorn, then bulk processing, vs COPY.
 
-Runs against a dedicated database (``<your database>_bench``, dropped and re-created). Prints
-accepted events/s (HTTP, validated and staged), processed events/s (identity resolution, events,
-traits) and PostgreSQL's raw COPY rate for the same rows in the same run, with the ratios.
+Runs against a dedicated database (``<your database>_bench``, dropped and re-created) with three
+dynamic segments. Prints accepted events/s (HTTP, validated and staged), processed events/s
+(identity resolution, events, traits, DMP visitors, then the computed traits and segment
+memberships of the touched profiles: the clock stops when all of it is done) and PostgreSQL's raw
+COPY rate for the same rows in the same run, with the ratios.
 Tune with BENCH_INGEST_EVENTS, BENCH_INGEST_CLIENTS, BENCH_INGEST_SERVER_WORKERS,
 BENCH_INGEST_SERVER_THREADS, BENCH_INGEST_PROCESSORS and BENCH_INGEST_PROCESS_BATCH (messages per
-processing transaction)."""
+processing transaction; default CDPHUB_INGEST_PROCESS_BATCH_SIZE)."""
 
 from __future__ import annotations
 
@@ -100,18 +102,33 @@ def processor_process(database_url, start, results):
     from profiles.processing import pending_process
 
     start.wait()
-    results.put(pending_process(batch_size=env_int("BENCH_INGEST_PROCESS_BATCH", 500)))
+    # 0: the configured CDPHUB_INGEST_PROCESS_BATCH_SIZE, as in production.
+    results.put(pending_process(batch_size=env_int("BENCH_INGEST_PROCESS_BATCH", 0) or None))
 
 
 def bench_database() -> tuple[str, str]:
-    base = connection.settings_dict
-    name = f"{base['NAME']}_bench"
-    password = f":{base['PASSWORD']}" if base.get("PASSWORD") else ""
-    server = f"postgres://{base['USER']}{password}@{base['HOST']}:{base['PORT'] or 5432}"
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+    from tests.server import current_database_url
+
+    name = f"{connection.settings_dict['NAME']}_bench"
+    with psycopg.connect(current_database_url("postgres"), autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')
-    return name, f"{server}/{name}"
+    return name, current_database_url(name)
+
+
+# A marketing team's usual segments: processing refreshes each for the profiles it touched.
+SEGMENTS = {
+    "Pro plan": {"trait": "plan", "op": "eq", "value": "pro"},
+    "Shoppers this week": {"event": "Product Added", "within_days": 7},
+    "Repeat buyers": {"computed": "order_count", "op": "gte", "value": 2},
+}
+
+
+def create_segments() -> None:
+    from profiles.models import Segment
+
+    for name, rule in SEGMENTS.items():
+        Segment.objects.create(name=name, rule=rule)
 
 
 def use_database(name: str) -> None:
@@ -173,6 +190,7 @@ def run() -> None:
         from profiles.services import source_create
 
         _, key = source_create(name="Benchmark")
+        create_segments()
         connections["default"].close()
         ctx = multiprocessing.get_context("spawn")
         env = {
