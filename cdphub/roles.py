@@ -15,7 +15,12 @@ VIEW = ("view",)
 # data subject requests, the suppression list or the register (those are the privacy office's).
 CONSENT_LEDGER = {"purpose", "consenttext", "consentrecord", "consentstate"}
 
-# role -> {app label: actions}, and whether the role sees personal data.
+# Sales teams decide whose CRM records a person sees: a role that edits the CRM must not
+# also be able to widen its own view, so only the Sales manager role edits them.
+SALES_TEAMS = {"crm.salesteam": VIEW}
+
+# role -> {app label: actions}, "only" the listed models of an app, "models" with other actions
+# than their app's, and whether the role sees personal data.
 ROLES: dict[str, dict] = {
     "Marketer": {
         "apps": {"profiles": EDIT, "audiences": ALL, "consent": VIEW, "crm": VIEW},
@@ -23,6 +28,12 @@ ROLES: dict[str, dict] = {
         "pii": True,
     },
     "Sales": {
+        "apps": {"crm": ALL, "profiles": VIEW, "consent": VIEW},
+        "only": {"consent": CONSENT_LEDGER},
+        "models": SALES_TEAMS,
+        "pii": True,
+    },
+    "Sales manager": {
         "apps": {"crm": ALL, "profiles": VIEW, "consent": VIEW},
         "only": {"consent": CONSENT_LEDGER},
         "pii": True,
@@ -60,7 +71,9 @@ def role_permissions(role: str) -> list[Permission]:
         allowed_models = spec.get("only", {}).get(app)
         if allowed_models is not None and permission.content_type.model not in allowed_models:
             continue
-        if action in spec["apps"][app] and full not in FORBIDDEN:
+        model = f"{app}.{permission.content_type.model}"
+        actions = spec.get("models", {}).get(model, spec["apps"][app])
+        if action in actions and full not in FORBIDDEN:
             permissions.append(permission)
     app_label, codename = PII_PERMISSION.split(".")
     permissions = [p for p in permissions if p.codename != codename]

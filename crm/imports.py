@@ -28,6 +28,7 @@ from crm.bulk import objects_insert, objects_update, values_insert
 from crm.importfiles import ImportRefused, column_letter, column_map, file_check, iter_table
 from crm.models import Company, Contact, Deal, ImportChange, ImportJob, Pipeline, Stage, Tag
 from crm.resources import SPECS, CellError, ImportSpec
+from crm.selectors import visible_to
 from profiles.models import Identity, Profile
 
 BATCH_SIZE = 2000
@@ -473,8 +474,24 @@ class Classifier:
             found[value] = obj
         for value, count in counts.items():
             if count > 1:
-                found[value] = f"{count} existing {self.spec.resource} have {self.key} {value!r}"
+                found[value] = (
+                    f"{count} existing {self.spec.resource} have {self.key} {value!r}; "
+                    "use another key"
+                )
+        for value in self.hidden_keys(found):
+            found[value] = f"{self.key} {value!r} is a record of a sales team you do not see"
         return found
+
+    def hidden_keys(self, found: dict) -> list:
+        """Keys of existing rows the person importing may not see: an import neither shows nor
+        changes another team's records (imports run from a command have no person: no limit)."""
+        user = self.job.created_by
+        ids = {obj.pk: value for value, obj in found.items() if not isinstance(obj, str)}
+        if user is None or not ids:
+            return []
+        visible = visible_to(user, self.spec.model.objects.filter(pk__in=ids))
+        seen = set(visible.values_list("pk", flat=True))
+        return [value for pk, value in ids.items() if pk not in seen]
 
     def suppressed(self, rows: list[Row]) -> set:
         if self.spec.model is not Contact:
@@ -505,7 +522,7 @@ class Classifier:
             return
         obj = existing.get(value) if value is not None else None
         if isinstance(obj, str):
-            row.fail(key, obj + "; use another key", value)
+            row.fail(key, obj, value)
         elif ("email", row.values.get("email")) in suppressed or (
             "phone",
             row.values.get("phone"),

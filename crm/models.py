@@ -8,6 +8,46 @@ from django.db.models import F, Q
 OWNER = settings.AUTH_USER_MODEL
 
 
+class SalesTeam(models.Model):
+    """A sales team: its members, its lead, and whose CRM records the members see. Only people
+    in a team (as member or lead) are limited; see ``crm.selectors.visible_to``."""
+
+    class Visibility(models.TextChoices):
+        OWN = "own", "Own records"
+        TEAM = "team", "Own and team's records"
+        ALL = "all", "All records"
+
+    name = models.CharField(max_length=120, unique=True)
+    visibility = models.CharField(
+        max_length=10,
+        choices=Visibility.choices,
+        default=Visibility.TEAM,
+        help_text="Which records the members see. The lead always sees the whole team's; "
+        "unassigned records are seen by everyone. Someone in several teams sees what any of "
+        "them allows.",
+    )
+    manager = models.ForeignKey(
+        OWNER,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="managed_sales_teams",
+        limit_choices_to={"is_staff": True},
+        verbose_name="team lead",
+    )
+    members = models.ManyToManyField(
+        OWNER, blank=True, related_name="sales_teams", limit_choices_to={"is_staff": True}
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Tag(models.Model):
     name = models.CharField(max_length=80, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)

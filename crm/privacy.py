@@ -18,6 +18,7 @@ from crm.models import (
     ImportChange,
     ImportJob,
     Pipeline,
+    SalesTeam,
     Stage,
     Tag,
     Task,
@@ -74,6 +75,9 @@ registry.register_not_personal(Company, "organisations, not people")
 registry.register_not_personal(Tag, "labels")
 registry.register_not_personal(Pipeline, "sales process configuration")
 registry.register_not_personal(Stage, "sales process configuration")
+registry.register_not_personal(
+    SalesTeam, "sales organisation: a team name and links to staff users"
+)
 
 
 def _contact_ids(subject: Subject) -> list[int]:

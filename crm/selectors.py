@@ -1,8 +1,137 @@
 from __future__ import annotations
 
-from django.db.models import Count, DecimalField, ExpressionWrapper, F, QuerySet, Sum
+from collections.abc import Callable, Collection
 
-from crm.models import Contact, Deal
+from django.db.models import Count, DecimalField, ExpressionWrapper, F, Model, Q, QuerySet, Sum
+
+from cdphub.api_auth import ApiKeyUser
+from crm.models import (
+    Activity,
+    Company,
+    Contact,
+    ContactMerge,
+    Deal,
+    DuplicateCandidate,
+    SalesTeam,
+    Task,
+    Ticket,
+)
+
+# --- Record visibility ----------------------------------------------------------------------
+
+
+def visible_owner_ids(user) -> frozenset[int] | None:
+    """Whose CRM records ``user`` sees: None for everyone's, else the owners' user ids.
+
+    Only people in a sales team (as member or lead) are limited, so a deployment without teams,
+    and the other roles, see what they always saw. Several teams add up: the most permissive
+    wins. Cached on the user for the request, like Django's permission cache."""
+    cached = getattr(user, "_crm_visible_owner_ids", False)
+    if cached is not False:
+        return cached
+    ids = _visible_owner_ids(user)
+    if user is not None:
+        user._crm_visible_owner_ids = ids
+    return ids
+
+
+def _visible_owner_ids(user) -> frozenset[int] | None:
+    if isinstance(user, ApiKeyUser):
+        return None  # an integration: its scopes decide what it reads
+    if user is None or not user.is_authenticated:
+        return frozenset()
+    if user.is_superuser:
+        return None
+    teams = list(
+        SalesTeam.objects.filter(Q(members=user) | Q(manager=user))
+        .order_by()
+        .distinct()
+        .values_list("pk", "visibility", "manager_id")
+    )
+    if not teams:
+        return None
+    if any(visibility == SalesTeam.Visibility.ALL for _, visibility, _ in teams):
+        return None
+    seen = [
+        pk
+        for pk, visibility, manager_id in teams
+        if visibility == SalesTeam.Visibility.TEAM or manager_id == user.pk
+    ]
+    ids = {user.pk}
+    if seen:
+        people = SalesTeam.objects.filter(pk__in=seen).order_by().values_list("members", "manager")
+        ids.update(pk for row in people for pk in row if pk is not None)
+    return frozenset(ids)
+
+
+def owned_q(owner_ids: Collection[int], prefix: str = "") -> Q:
+    """Owned by someone whose records are seen, or unassigned: a lead nobody owns yet is
+    everyone's to pick up (an import or a web form without an owner)."""
+    return Q(**{f"{prefix}owner_id__in": owner_ids}) | Q(**{f"{prefix}owner__isnull": True})
+
+
+def on_visible_record_q(parents: tuple[str, ...]) -> Callable[[Collection[int], str], Q]:
+    """For records about other records (activities, tasks, tickets): seen with their owner, or
+    with any record they are on, as they show on that record's timeline; with neither an
+    owner nor a record, they are unassigned."""
+
+    def rule(owner_ids: Collection[int], prefix: str = "") -> Q:
+        seen = Q(**{f"{prefix}owner_id__in": owner_ids})
+        for parent in parents:
+            linked = Q(**{f"{prefix}{parent}__isnull": False})
+            seen |= linked & owned_q(owner_ids, f"{prefix}{parent}__")
+        unassigned = {f"{prefix}owner__isnull": True}
+        unassigned.update({f"{prefix}{parent}__isnull": True for parent in parents})
+        return seen | Q(**unassigned)
+
+    return rule
+
+
+def _pair_q(owner_ids: Collection[int], prefix: str = "") -> Q:
+    # A duplicate pair shows both people: both must be visible.
+    return owned_q(owner_ids, f"{prefix}contact_a__") & owned_q(owner_ids, f"{prefix}contact_b__")
+
+
+def _merge_q(owner_ids: Collection[int], prefix: str = "") -> Q:
+    # The merged person's data went to the survivor; with the survivor gone, only people who
+    # see everything read it.
+    return Q(**{f"{prefix}survivor__isnull": False}) & owned_q(owner_ids, f"{prefix}survivor__")
+
+
+VISIBILITY_RULES: dict[type[Model], Callable[[Collection[int], str], Q]] = {
+    Company: owned_q,
+    Contact: owned_q,
+    Deal: owned_q,
+    Activity: on_visible_record_q(("contact", "deal", "company")),
+    Task: on_visible_record_q(("contact", "deal")),
+    Ticket: on_visible_record_q(("contact", "company")),
+    DuplicateCandidate: _pair_q,
+    ContactMerge: _merge_q,
+}
+
+
+def visible_to(user, queryset: QuerySet) -> QuerySet:
+    """The rows of ``queryset`` that ``user`` may see: the one rule behind the admin lists,
+    pages, actions, exports and autocompletes and the API. One condition on the rows
+    (``owner_id IN (...)``), no query per row."""
+    if user is None or not user.is_authenticated:
+        return queryset.none()
+    owner_ids = visible_owner_ids(user)
+    if owner_ids is None:
+        return queryset
+    return queryset.filter(VISIBILITY_RULES[queryset.model](owner_ids, ""))
+
+
+def visible_q(user, model: type[Model], prefix: str) -> Q:
+    """The same rule for rows reached through ``prefix`` (``"deals__"``), for counts of
+    related records; an empty Q when ``user`` sees everything."""
+    owner_ids = visible_owner_ids(user)
+    if owner_ids is None:
+        return Q()
+    return VISIBILITY_RULES[model](owner_ids, prefix)
+
+
+# --- Reads -------------------------------------------------------------------------------------
 
 
 def deals_stage_totals(deals: QuerySet[Deal]) -> list[dict]:

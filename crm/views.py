@@ -14,6 +14,15 @@ from crm.models import Activity, Company, Contact, Deal, Pipeline, Stage, Tag, T
 ORDERING = ["id", "created_at", "updated_at"]
 
 
+class VisibleRecordsMixin:
+    """Only the records the caller may see: a person as their sales teams allow, an API key
+    everything its scopes allow (``crm.selectors.visible_to``). Lists, filters and details all
+    start here, so a record out of sight is a 404 like one that does not exist."""
+
+    def get_queryset(self):
+        return selectors.visible_to(self.request.user, super().get_queryset())
+
+
 class TagViewSet(viewsets.ModelViewSet):
     queryset = Tag.objects.all()
     serializer_class = serializers.TagSerializer
@@ -21,14 +30,14 @@ class TagViewSet(viewsets.ModelViewSet):
     ordering_fields = ["id", "name"]
 
 
-class CompanyViewSet(viewsets.ModelViewSet):
+class CompanyViewSet(VisibleRecordsMixin, viewsets.ModelViewSet):
     queryset = Company.objects.prefetch_related("tags")
     serializer_class = serializers.CompanySerializer
     filterset_class = filters.CompanyFilter
     ordering_fields = [*ORDERING, "name"]
 
 
-class ContactViewSet(viewsets.ModelViewSet):
+class ContactViewSet(VisibleRecordsMixin, viewsets.ModelViewSet):
     """Contacts; writes go through the contact service, which normalises e-mail and phone,
     refuses erased people and links the contact to its CDP profile."""
 
@@ -63,7 +72,9 @@ class ContactViewSet(viewsets.ModelViewSet):
             raise PermissionDenied("A mailing list is personal data: the pii:read scope is needed.")
         query = serializers.MailingListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        contacts = selectors.contacts_for_mailing(query.validated_data["purpose"])
+        contacts = selectors.visible_to(
+            request.user, selectors.contacts_for_mailing(query.validated_data["purpose"])
+        )
         page = self.paginate_queryset(contacts)
         return self.get_paginated_response(
             serializers.MailingListContactSerializer(page, many=True).data
@@ -86,7 +97,7 @@ class StageViewSet(viewsets.ModelViewSet):
     ordering_fields = ["id", "order"]
 
 
-class DealViewSet(viewsets.ModelViewSet):
+class DealViewSet(VisibleRecordsMixin, viewsets.ModelViewSet):
     """Deals; entering a won or lost stage sets the status (and closes the deal)."""
 
     queryset = Deal.objects.select_related("stage")
@@ -111,21 +122,21 @@ class DealViewSet(viewsets.ModelViewSet):
             raise serializers.as_drf_error(exc) from None
 
 
-class ActivityViewSet(viewsets.ModelViewSet):
+class ActivityViewSet(VisibleRecordsMixin, viewsets.ModelViewSet):
     queryset = Activity.objects.all()
     serializer_class = serializers.ActivitySerializer
     filterset_class = filters.ActivityFilter
     ordering_fields = [*ORDERING, "due_at"]
 
 
-class TicketViewSet(viewsets.ModelViewSet):
+class TicketViewSet(VisibleRecordsMixin, viewsets.ModelViewSet):
     queryset = Ticket.objects.all()
     serializer_class = serializers.TicketSerializer
     filterset_class = filters.TicketFilter
     ordering_fields = ORDERING
 
 
-class TaskViewSet(viewsets.ModelViewSet):
+class TaskViewSet(VisibleRecordsMixin, viewsets.ModelViewSet):
     queryset = Task.objects.all()
     serializer_class = serializers.TaskSerializer
     filterset_class = filters.TaskFilter

@@ -171,7 +171,7 @@ class ProfileAdmin(ProfileIngestAdminMixin, ReadableModelAdmin):
         self._change_pii_allowed = self.may_view_pii(request)
         profile = self.get_object(request, object_id) if object_id else None
         if profile is not None:
-            overview = profile_overview(profile, pii=self._change_pii_allowed)
+            overview = profile_overview(profile, pii=self._change_pii_allowed, user=request.user)
             extra_context = {**(extra_context or {}), "overview": overview}
         return super().changeform_view(request, object_id, form_url, extra_context)
 

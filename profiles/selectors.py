@@ -24,14 +24,16 @@ KEY_COMPUTED_TRAITS = (
 )
 
 
-def profile_overview(profile: Profile, *, pii: bool) -> dict:
-    """Everything the profile 360 page shows, each part one query, personal data masked unless
-    ``pii``. Other apps' data is read through their models, never written here."""
+def profile_overview(profile: Profile, *, pii: bool, user) -> dict:
+    """Everything the profile 360 page shows to ``user``, each part one query, personal data
+    masked unless ``pii``; CRM contacts only if the user's sales team may see them. Other apps'
+    data is read through their models and selectors, never written here."""
     from audiences.models import Visitor
     from cdphub.paginators import fast_count
     from cdphub.pii import mask_value
     from consent.models import ConsentState, Purpose
     from crm.models import Contact
+    from crm.selectors import visible_to
     from profiles.models import ProfileMerge, SegmentMembership
 
     def shown(value):
@@ -74,7 +76,9 @@ def profile_overview(profile: Profile, *, pii: bool) -> dict:
                 "stage": c.get_lifecycle_stage_display(),
                 "company": c.company.name if c.company else "",
             }
-            for c in Contact.objects.filter(profile=profile).select_related("company")[:10]
+            for c in visible_to(user, Contact.objects.filter(profile=profile)).select_related(
+                "company"
+            )[:10]
         ],
         "segments": list(
             SegmentMembership.objects.filter(profile=profile)

@@ -123,6 +123,30 @@ class AudienceFactory(factory.django.DjangoModelFactory):
 # --- crm ---------------------------------------------------------------------------------------
 
 
+class StaffUserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "auth.User"
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"rep{n}")
+    is_staff = True
+
+
+class SalesTeamFactory(factory.django.DjangoModelFactory):
+    """``SalesTeamFactory(members=[a, b], manager=lead, visibility="own")``."""
+
+    class Meta:
+        model = "crm.SalesTeam"
+        skip_postgeneration_save = True
+
+    name = factory.Sequence(lambda n: f"Team {n}")
+
+    @factory.post_generation
+    def members(self, create, extracted, **kwargs):
+        if create and extracted:
+            self.members.set(extracted)
+
+
 class TagFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = "crm.Tag"

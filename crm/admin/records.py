@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.forms.models import BaseInlineFormSet
+from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -34,7 +35,7 @@ from crm.models import (
     Ticket,
 )
 from crm.resources import ActivityResource, CompanyResource, ContactResource, DealResource
-from crm.selectors import deals_stage_totals
+from crm.selectors import deals_stage_totals, visible_q, visible_to
 
 
 class SafeExportMixin(ExportMixin):
@@ -60,6 +61,32 @@ class SafeExportMixin(ExportMixin):
             included_pii=can_view_pii(request.user) and hasattr(self.model, "PII_FIELDS"),
         )
         return data
+
+
+class VisibleRecordsMixin:
+    """Only the records the user may see (sales team visibility, ``crm.selectors.visible_to``).
+    The admin's list, counts, filters, actions, exports and the autocompletes of other pages
+    all start from ``get_queryset``, so they all follow it."""
+
+    def get_queryset(self, request):
+        return visible_to(request.user, super().get_queryset(request))
+
+
+class VisibleRecordsAdminMixin(VisibleRecordsMixin):
+    """... and a record out of sight is a 404 on its change, delete and history pages, the
+    same as one that does not exist (Django would redirect to the index and say so)."""
+
+    def get_object(self, request, object_id, from_field=None):
+        obj = super().get_object(request, object_id, from_field)
+        if obj is None:
+            raise Http404(f"No {self.opts.verbose_name} with id {object_id}.")
+        return obj
+
+
+def visible_count(request, model, prefix: str) -> dict:
+    """``filter=`` for a Count of related CRM records, when the user's view is limited."""
+    condition = visible_q(request.user, model, prefix)
+    return {"filter": condition} if condition else {}
 
 
 # --- Action bar inputs: the value an action applies -------------------------------------------
@@ -150,7 +177,13 @@ class TagAdmin(ReadableModelAdmin):
     search_fields = ["name"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(contact_total=Count("contacts"))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                contact_total=Count("contacts", **visible_count(request, Contact, "contacts__"))
+            )
+        )
 
     @admin.display(description="contacts", ordering="contact_total")
     def contact_count(self, tag):
@@ -167,7 +200,7 @@ class MaskedContactFormSet(BaseInlineFormSet):
         return contacts
 
 
-class ContactSummaryInline(admin.TabularInline):
+class ContactSummaryInline(VisibleRecordsMixin, admin.TabularInline):
     """Read-only list of contacts (names masked for roles without PII) with links to edit them."""
 
     model = Contact
@@ -215,7 +248,7 @@ class ProfileContactInline(ContactSummaryInline):
 
 
 @admin.register(Company)
-class CompanyAdmin(SafeExportMixin, ReadableModelAdmin):
+class CompanyAdmin(VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmin):
     resource_classes = [CompanyResource]
     list_display = ["name", "domain", "industry", "size", "country", "owner", "updated_at"]
     list_filter = [("owner", admin.RelatedOnlyFieldListFilter), "size", "country", "industry"]
@@ -253,7 +286,7 @@ class ContactAdminForm(forms.ModelForm):
         return cleaned
 
 
-class ContactDealInline(admin.TabularInline):
+class ContactDealInline(VisibleRecordsMixin, admin.TabularInline):
     model = Deal
     extra = 0
     fields = ["name", "stage", "amount", "currency", "status", "expected_close_date", "owner"]
@@ -269,7 +302,7 @@ class ContactDealInline(admin.TabularInline):
         return super().get_queryset(request).select_related("stage__pipeline", "owner")
 
 
-class ContactActivityInline(admin.TabularInline):
+class ContactActivityInline(VisibleRecordsMixin, admin.TabularInline):
     model = Activity
     extra = 1
     fields = ["kind", "subject", "owner", "due_at", "done_at"]
@@ -283,7 +316,7 @@ class ContactActivityInline(admin.TabularInline):
 
 
 @admin.register(Contact)
-class ContactAdmin(SafeExportMixin, ReadableModelAdmin):
+class ContactAdmin(VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmin):
     resource_classes = [ContactResource]
     form = ContactAdminForm
     list_display = [
@@ -351,7 +384,8 @@ class PipelineAdmin(ReadableModelAdmin):
             super()
             .get_queryset(request)
             .annotate(
-                stage_total=Count("stages", distinct=True), deal_total=Count("deals", distinct=True)
+                stage_total=Count("stages", distinct=True),
+                deal_total=Count("deals", distinct=True, **visible_count(request, Deal, "deals__")),
             )
         )
 
@@ -387,7 +421,7 @@ class DealAdminForm(forms.ModelForm):
 
 
 @admin.register(Deal)
-class DealAdmin(SafeExportMixin, ReadableModelAdmin):
+class DealAdmin(VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmin):
     resource_classes = [DealResource]
     pii_fields = ("contact",)  # a contact shows as its name
     form = DealAdminForm
@@ -435,7 +469,7 @@ class DealAdmin(SafeExportMixin, ReadableModelAdmin):
 
 
 @admin.register(Activity)
-class ActivityAdmin(SafeExportMixin, ReadableModelAdmin):
+class ActivityAdmin(VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmin):
     resource_classes = [ActivityResource]
     pii_fields = ("contact",)  # a contact shows as its name
     list_display = ["subject", "kind", "contact", "deal", "company", "owner", "due_at", "done_at"]
@@ -454,7 +488,7 @@ class ActivityAdmin(SafeExportMixin, ReadableModelAdmin):
 
 
 @admin.register(Ticket)
-class TicketAdmin(ReadableModelAdmin):
+class TicketAdmin(VisibleRecordsAdminMixin, ReadableModelAdmin):
     pii_fields = ("contact",)  # a contact shows as its name
     list_display = ["subject", "status", "priority", "channel", "contact", "company", "owner"]
     list_filter = ["status", "priority", "channel", ("owner", admin.RelatedOnlyFieldListFilter)]
@@ -468,7 +502,7 @@ class TicketAdmin(ReadableModelAdmin):
 
 
 @admin.register(Task)
-class TaskAdmin(ReadableModelAdmin):
+class TaskAdmin(VisibleRecordsAdminMixin, ReadableModelAdmin):
     pii_fields = ("contact",)  # a contact shows as its name
     list_display = ["title", "priority", "contact", "deal", "owner", "due_at", "done_at"]
     list_filter = [
@@ -489,7 +523,7 @@ class TaskAdmin(ReadableModelAdmin):
 
 
 @admin.register(DuplicateCandidate)
-class DuplicateCandidateAdmin(ReadableModelAdmin):
+class DuplicateCandidateAdmin(VisibleRecordsAdminMixin, ReadableModelAdmin):
     """The review queue: merge a pair (the older contact survives) or mark it as distinct."""
 
     list_display = [
@@ -554,7 +588,7 @@ def contact_link(attribute: str, pii_allowed: bool):
 
 
 @admin.register(ContactMerge)
-class ContactMergeAdmin(ReadableModelAdmin):
+class ContactMergeAdmin(VisibleRecordsAdminMixin, ReadableModelAdmin):
     list_display = ["__str__", "survivor", "merged_by", "created_at"]
     list_select_related = ["survivor", "merged_by"]
     raw_id_fields = ["survivor"]

@@ -226,3 +226,70 @@ def test_erased_person_cannot_be_recreated_through_the_api(api_client_with_scope
     assert response.status_code == 400
     assert "suppression list" in response.json()["message"]
     assert not Contact.objects.exists()
+
+
+# --- Sales team visibility ------------------------------------------------------------------
+
+TEAM_NORTH_SEES = {"me", "mate", "lead", "nobody"}
+
+
+def test_session_user_lists_only_visible_records(client, sales_org):
+    client.force_login(sales_org.me)
+
+    listing = client.get("/api/crm/contacts/")
+
+    assert listing.status_code == 200
+    assert {row["last_name"] for row in listing.json()["results"]} == TEAM_NORTH_SEES
+
+
+def test_detail_of_an_invisible_record_is_404(client, sales_org):
+    client.force_login(sales_org.me)
+    rival_deal = factories.DealFactory(owner=sales_org.rival)
+    my_deal = factories.DealFactory(owner=sales_org.me)
+
+    hidden = client.get(f"/api/crm/contacts/{sales_org.contacts['rival'].pk}/")
+
+    assert hidden.status_code == 404
+    assert hidden.json()["code"] == "not_found"
+    assert client.get(f"/api/crm/deals/{rival_deal.pk}/").status_code == 404
+    assert client.get(f"/api/crm/deals/{my_deal.pk}/").status_code == 200
+
+
+def test_changing_an_invisible_record_is_404(client, sales_org):
+    client.force_login(sales_org.me)
+    rival = sales_org.contacts["rival"]
+
+    response = client.patch(
+        f"/api/crm/contacts/{rival.pk}/", {"last_name": "Taken"}, content_type="application/json"
+    )
+
+    assert response.status_code == 404
+    rival.refresh_from_db()
+    assert rival.last_name == "rival"
+
+
+def test_filtering_on_another_teams_owner_finds_nothing(client, sales_org):
+    client.force_login(sales_org.me)
+
+    listing = client.get("/api/crm/contacts/", {"owner": sales_org.rival.pk})
+
+    assert listing.status_code == 200
+    assert listing.json()["results"] == []
+
+
+def test_activities_in_the_api_follow_their_contact(client, sales_org):
+    ours = factories.ActivityFactory(contact=sales_org.contacts["mate"])
+    factories.ActivityFactory(contact=sales_org.contacts["rival"])
+    client.force_login(sales_org.me)
+
+    listing = client.get("/api/crm/activities/")
+
+    assert [row["id"] for row in listing.json()["results"]] == [ours.pk]
+
+
+def test_api_key_sees_every_record_whatever_the_teams(api_client_with_scopes, sales_org):
+    listing = api_client_with_scopes("crm:read").get("/api/crm/contacts/")
+
+    assert {row["id"] for row in listing.json()["results"]} == {
+        contact.pk for contact in sales_org.contacts.values()
+    }

@@ -387,3 +387,27 @@ def test_import_file_command_reports_errors(tmp_path):
             "--map",
             "nonsense",
         )
+
+
+def test_import_neither_shows_nor_changes_another_teams_records(sales_org):
+    mate, rival = sales_org.contacts["mate"], sales_org.contacts["rival"]
+    data = csv_bytes("email,job_title", f"{mate.email},Buyer", f"{rival.email},Spy")
+
+    job = checked(data, mode="update", created_by=sales_org.me)
+
+    assert job.status == ImportJob.Status.INVALID
+    assert messages(job) == [
+        f"3|A (email)|email {rival.email!r} is a record of a sales team you do not see"
+    ]
+    assert [row["outcome"] for row in job.preview] == ["updated", "error"]
+    rival.refresh_from_db()
+    assert rival.job_title == ""
+
+
+def test_import_from_the_command_line_is_not_limited(sales_org):
+    rival = sales_org.contacts["rival"]
+    data = csv_bytes("email,job_title", f"{rival.email},Buyer")
+
+    job = imported(data, mode="update")
+
+    assert job.updated_count == 1

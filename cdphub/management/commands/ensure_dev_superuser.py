@@ -11,6 +11,7 @@ from cdphub.roles import ROLES
 ROLE_USERS = {
     "marketer": "Marketer",
     "sales": "Sales",
+    "salesmanager": "Sales manager",
     "privacy": "Privacy officer",
     "engineer": "Data engineer",
     "analyst": "Analyst",
