@@ -132,10 +132,15 @@ class BatchResolver:
             self.users.setdefault(profile_id, set()).add(value)
         weak = [ident for ident in identifiers if ident[0] in WEAK_KINDS and ident in self.owner]
         if weak:
-            for shared in SharedIdentifier.objects.filter(
-                kind__in={k for k, _ in weak}, value__in={v for _, v in weak}
+            for kind, value, user_ids, blocked in query(
+                "SELECT s.kind, s.value, s.user_ids::text, s.blocked "
+                "FROM profiles_sharedidentifier s "
+                "JOIN unnest(%b::text[], %b::text[]) AS u(k, v) ON s.kind = u.k AND s.value = u.v",
+                [[k for k, _ in weak], [v for _, v in weak]],
             ):
-                self.shared[(shared.kind, shared.value)] = shared
+                self.shared[(kind, value)] = SharedIdentifier(
+                    kind=kind, value=value, user_ids=as_json(user_ids), blocked=blocked
+                )
 
     def _lock_found_profiles(self) -> None:
         """Lock the profiles found; one merged meanwhile by someone else is followed to its
