@@ -26,9 +26,10 @@ LAST_SEEN_GRANULARITY = timedelta(minutes=5)
 EVENTS_SQL = """
     WITH processed AS (
         DELETE FROM profiles_pendingmessage pm
-        USING unnest(%b::bigint[], %b::bigint[]) AS u(staged_id, profile_id)
+        USING unnest(%b::bigint[], %b::bigint[], %b::text[], %b::text[])
+            AS u(staged_id, profile_id, user_id, anonymous_id)
         WHERE pm.id = u.staged_id
-        RETURNING u.profile_id, pm.*
+        RETURNING u.profile_id, u.user_id, u.anonymous_id, pm.*
     ), staged AS (
         SELECT processed.*,
             CASE WHEN jsonb_typeof(payload->'properties') = 'object'
@@ -41,8 +42,8 @@ EVENTS_SQL = """
         FROM processed
     )
     INSERT INTO profiles_event
-        (profile_id, source_id, type, name, properties, context, message_id, timestamp,
-         received_at)
+        (profile_id, source_id, type, name, properties, context, user_id, anonymous_id,
+         message_id, timestamp, received_at)
     SELECT profile_id, source_id, type,
         left(coalesce(CASE type
             WHEN 'track' THEN payload->>'event'
@@ -59,7 +60,7 @@ EVENTS_SQL = """
         END,
         CASE WHEN jsonb_typeof(payload->'context') = 'object'
             THEN payload->'context' ELSE '{}' END,
-        message_id, timestamp, received_at
+        user_id, anonymous_id, message_id, timestamp, received_at
     FROM staged
     ON CONFLICT (source_id, message_id) DO NOTHING
 """
@@ -363,7 +364,12 @@ class BatchResolver:
     def _write_events(self) -> None:
         query(
             EVENTS_SQL,
-            [[row.id for row in self.rows], [row.profile for row in self.rows]],
+            [
+                [row.id for row in self.rows],
+                [row.profile for row in self.rows],
+                [first_of_kind(row, Identity.Kind.USER_ID) for row in self.rows],
+                [first_of_kind(row, Identity.Kind.ANONYMOUS_ID) for row in self.rows],
+            ],
             fetch=False,
         )
 
@@ -420,6 +426,10 @@ class BatchResolver:
                 value=ident[1],
                 defaults={"user_ids": shared.user_ids, "blocked": shared.blocked},
             )
+
+
+def first_of_kind(row: Staged, kind: str) -> str:
+    return next((value for k, value in row.identifiers if k == kind), "")
 
 
 def _new_state() -> dict:

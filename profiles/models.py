@@ -176,6 +176,10 @@ class Event(models.Model):
         default=dict, blank=True, help_text="Track properties, or identify/group traits."
     )
     context = models.JSONField(default=dict, blank=True)
+    # The message's ids as normalised by identity resolution (empty when absent or junk), as
+    # Segment's warehouses keep them: undoing a merge reads them to give later events back.
+    user_id = models.CharField(max_length=255, blank=True, default="", db_default="")
+    anonymous_id = models.CharField(max_length=255, blank=True, default="", db_default="")
     message_id = models.CharField(max_length=255)
     timestamp = models.DateTimeField(help_text="When it happened, corrected for clock skew.")
     received_at = models.DateTimeField()

@@ -229,11 +229,35 @@ def _move_back(table: str, ids: list[int], merged_id: int, survivor_id: int) -> 
         return cursor.rowcount
 
 
+# An event belongs where its strongest id lives: its user id if it had one, else its anonymous id.
+LATER_EVENTS_SQL = f"""
+    UPDATE {Event._meta.db_table} e SET profile_id = %(merged)s
+    FROM {Identity._meta.db_table} i
+    WHERE e.profile_id = %(survivor)s
+      AND i.profile_id = %(merged)s
+      AND (
+        (e.user_id <> '' AND i.kind = 'user_id' AND i.value = e.user_id)
+        OR (e.user_id = '' AND e.anonymous_id <> ''
+            AND i.kind = 'anonymous_id' AND i.value = e.anonymous_id)
+      )
+"""  # noqa: S608 - table names from model metadata
+
+
+def _later_events_move_back(survivor_id: int, merged_id: int) -> int:
+    """Events that arrived after the merge through an id that now goes back to the merged
+    profile (a visit with only that person's anonymous id, say) follow it; events that carried
+    the survivor's user id stay."""
+    with connection.cursor() as cursor:
+        cursor.execute(LATER_EVENTS_SQL, {"merged": merged_id, "survivor": survivor_id})
+        return cursor.rowcount
+
+
 @transaction.atomic
 def profile_merge_undo(*, merge: ProfileMerge, undone_by=None) -> ProfileMerge:
     """Split a merge from its audit row: the rows it moved go back to the merged profile (those
     still on the survivor), replaced consent states and traits get their old values back.
-    Events that arrived after the merge stay with the survivor."""
+    Events that arrived after the merge go with the profile that owns their user id (or, without
+    one, their anonymous id) once the identities are back where they were."""
     merge = ProfileMerge.objects.select_for_update().get(pk=merge.pk)
     if merge.undone_at:
         raise MergeRefused("this merge was already undone")
@@ -254,6 +278,7 @@ def profile_merge_undo(*, merge: ProfileMerge, undone_by=None) -> ProfileMerge:
     }
     for key, model in tables.items():
         _move_back(model._meta.db_table, moved.get(key, []), merge.merged_id, merge.survivor_id)
+    _later_events_move_back(merge.survivor_id, merge.merged_id)
     for old in moved.get("consent_states_replaced", []):
         ConsentState.objects.filter(pk=old["id"]).update(
             status=old["status"], record_id=old["record_id"], updated_at=old["updated_at"]

@@ -90,6 +90,8 @@ class EventSerializer(PiiMaskedSerializerMixin, serializers.ModelSerializer):
             "name",
             "properties",
             "context",
+            "user_id",
+            "anonymous_id",
             "message_id",
             "timestamp",
             "received_at",

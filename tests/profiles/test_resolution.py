@@ -366,3 +366,35 @@ def test_merge_keeps_the_survivors_newer_consent_state():
         )
     profile_merge(survivor_id=survivor.pk, merged_id=merged.pk, reason="test")
     assert ConsentState.objects.get(profile=survivor).status == "denied"
+
+
+def test_undo_gives_back_the_events_that_arrived_after_the_merge(source):
+    # Given a known person and an anonymous visitor merged by a login on the visitor's browser
+    send(source, {"type": "identify", "userId": "u-1", "traits": {"email": "anna@example.com"}})
+    known = profile_of("user_id", "u-1")
+    send(source, {"type": "page", "anonymousId": "a-1", "name": "Home"})
+    anonymous = profile_of("anonymous_id", "a-1")
+    send(source, {"type": "track", "anonymousId": "a-1", "userId": "u-1", "event": "Login"})
+    merge = ProfileMerge.objects.get()
+
+    # and, after the merge, a visit with only the browser's id and an order with the user id
+    send(source, {"type": "page", "anonymousId": "a-1", "name": "Sale"})
+    send(source, {"type": "track", "anonymousId": "a-1", "userId": "u-1", "event": "Order"})
+    assert Event.objects.filter(profile=known).count() == 5
+
+    # When the merge is undone
+    profile_merge_undo(merge=merge)
+
+    # Then the browser's events (before and after the merge) are the visitor's again, and the
+    # events that carried the user id stay with the known person
+    assert set(Event.objects.filter(profile=anonymous).values_list("name", flat=True)) == {
+        "Home",
+        "Sale",
+    }
+    assert set(Event.objects.filter(profile=known).values_list("name", flat=True)) == {
+        "",
+        "Login",
+        "Order",
+    }
+    sale = Event.objects.get(name="Sale")
+    assert (sale.user_id, sale.anonymous_id) == ("", "a-1")
