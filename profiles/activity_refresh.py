@@ -11,14 +11,17 @@ rows another worker holds, and a claim left by a crashed worker is taken again a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from cdphub.sql import query
+
+logger = logging.getLogger(__name__)
 
 STALE_CLAIM = timedelta(minutes=10)
 
@@ -40,9 +43,23 @@ CLAIM_SQL = """
     )
     RETURNING r.profile_id
 """
+# A claim's rows are locked in id order (the order processing queues them in) before they are
+# deleted or released: in whatever order the plan visits them, two transactions could deadlock.
 DONE_SQL = """
-    DELETE FROM profiles_profilerefresh WHERE profile_id = ANY(%b::bigint[]) AND claimed_at = %b
+    DELETE FROM profiles_profilerefresh WHERE profile_id IN (
+        SELECT profile_id FROM profiles_profilerefresh
+        WHERE profile_id = ANY(%b::bigint[]) AND claimed_at = %b
+        ORDER BY profile_id FOR UPDATE
+    )
 """
+RELEASE_SQL = """
+    UPDATE profiles_profilerefresh SET claimed_at = NULL WHERE profile_id IN (
+        SELECT profile_id FROM profiles_profilerefresh
+        WHERE profile_id = ANY(%b::bigint[]) AND claimed_at = %b
+        ORDER BY profile_id FOR UPDATE
+    )
+"""
+MAX_DEADLOCKS = 3
 
 
 def profiles_refresh_queue(*, profile_ids: Iterable[int]) -> None:
@@ -61,7 +78,7 @@ def queued_profiles_refresh(*, batch_size: int | None = None) -> int:
     from profiles.segments import profile_activity_refresh
 
     batch_size = batch_size or settings.CDPHUB_PROFILE_REFRESH_BATCH
-    refreshed = 0
+    refreshed = deadlocks = 0
     while True:
         claimed_at = timezone.now()
         with transaction.atomic():
@@ -69,7 +86,17 @@ def queued_profiles_refresh(*, batch_size: int | None = None) -> int:
         if not rows:
             return refreshed
         ids = sorted(row[0] for row in rows)
-        profile_activity_refresh(profile_ids=ids)
+        try:
+            profile_activity_refresh(profile_ids=ids)
+        except OperationalError as exc:
+            # A processing batch merging profiles can still cross the refresh's locks: the
+            # claim is given back for the next pass instead of stopping the processing loop.
+            if "deadlock" not in str(exc) or deadlocks == MAX_DEADLOCKS:
+                raise
+            deadlocks += 1
+            logger.warning("profile refresh deadlocked with processing; giving the claim back")
+            query(RELEASE_SQL, [ids, claimed_at], fetch=False)
+            continue
         with transaction.atomic():
             query(DONE_SQL, [ids, claimed_at], fetch=False)
         refreshed += len(ids)

@@ -82,10 +82,11 @@ def computed_sql(scope_sql: str, scope_params: list, now: datetime) -> tuple[str
     monetary, monetary_params = score_sql("a.revenue", bounds.get("monetary", []))
     order = settings.CDPHUB_ORDER_EVENT
     window_columns = ", ".join(
-        f"count(*) FILTER (WHERE e.timestamp >= %s::timestamptz - interval '{n} days') AS c{n}"
+        f"count(*) FILTER (WHERE e.timestamp >= %s::timestamptz - interval '{n} days'"
+        f" AND e.timestamp <= %s) AS c{n}"
         for n in WINDOWS
     )
-    window_object = ", ".join(f"'{days}d', w.c{days}" for days in WINDOWS)
+    window_object = ", ".join(f"'{days}d', c{days}" for days in WINDOWS)
     sql = f"""
         WITH scope AS MATERIALIZED (
             -- Locked in id order first, as event processing locks them: the UPDATE alone
@@ -93,31 +94,33 @@ def computed_sql(scope_sql: str, scope_params: list, now: datetime) -> tuple[str
             SELECT p.id FROM {PROFILE} p WHERE p.merged_into_id IS NULL AND {scope_sql}
             ORDER BY p.id FOR NO KEY UPDATE
         ),
-        agg AS (
-            SELECT e.profile_id,
-                   min(e.timestamp) AS first_seen_at,
-                   max(e.timestamp) AS last_seen_at,
-                   count(*) FILTER (WHERE e.name = %s) AS order_count,
+        -- One pass over the profiles' events, per event name; everything else is derived
+        -- from these rows (a second pass would read every event again).
+        per_name AS (
+            SELECT e.profile_id, e.name,
+                   min(e.timestamp) AS first_at,
+                   max(e.timestamp) AS last_at,
+                   count(*) AS n,
                    sum({revenue}) FILTER (WHERE e.name = %s) AS revenue,
-                   min(e.timestamp) FILTER (WHERE e.name = %s) AS first_order_at,
-                   max(e.timestamp) FILTER (WHERE e.name = %s) AS last_order_at
+                   {window_columns}
             FROM {EVENT} e JOIN scope s ON s.id = e.profile_id
-            GROUP BY e.profile_id
+            GROUP BY e.profile_id, e.name
         ),
-        windows AS (
-            SELECT w.profile_id,
-                   jsonb_object_agg(w.name, jsonb_build_object({window_object})) AS event_counts
-            FROM (
-                SELECT e.profile_id, e.name, {window_columns}
-                FROM {EVENT} e JOIN scope s ON s.id = e.profile_id
-                WHERE e.timestamp >= %s::timestamptz - interval '{max(WINDOWS)} days'
-                  AND e.timestamp <= %s AND e.name <> ''
-                GROUP BY e.profile_id, e.name
-            ) w
-            GROUP BY w.profile_id
+        agg AS (
+            SELECT profile_id,
+                   min(first_at) AS first_seen_at,
+                   max(last_at) AS last_seen_at,
+                   COALESCE(sum(n) FILTER (WHERE name = %s), 0)::bigint AS order_count,
+                   sum(revenue) AS revenue,
+                   min(first_at) FILTER (WHERE name = %s) AS first_order_at,
+                   max(last_at) FILTER (WHERE name = %s) AS last_order_at,
+                   jsonb_object_agg(name, jsonb_build_object({window_object}))
+                       FILTER (WHERE name <> '' AND c{max(WINDOWS)} > 0) AS event_counts
+            FROM per_name
+            GROUP BY profile_id
         ),
         scored AS (
-            SELECT s.id, a.*, w.event_counts,
+            SELECT s.id, a.*,
                    {recency} AS r, {frequency} AS f, {monetary} AS m,
                    %s::timestamptz - a.last_order_at AS since_last_order,
                    CASE WHEN a.order_count > 1
@@ -125,7 +128,6 @@ def computed_sql(scope_sql: str, scope_params: list, now: datetime) -> tuple[str
                         ELSE interval '{DEFAULT_ORDER_GAP_DAYS} days' END AS expected_gap
             FROM scope s
             LEFT JOIN agg a ON a.profile_id = s.id
-            LEFT JOIN windows w ON w.profile_id = s.id
         ),
         computed AS (
             SELECT id, jsonb_strip_nulls(jsonb_build_object(
@@ -158,14 +160,12 @@ def computed_sql(scope_sql: str, scope_params: list, now: datetime) -> tuple[str
     """  # noqa: S608 - table names and window lengths are ours; values are parameters
     params = [
         *scope_params,
-        order,
         *revenue_params,
         order,
+        *([now] * 2 * len(WINDOWS)),
         order,
         order,
-        *([now] * len(WINDOWS)),
-        now,
-        now,
+        order,
         *recency_params,
         *frequency_params,
         *monetary_params,

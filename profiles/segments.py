@@ -39,7 +39,8 @@ logger = logging.getLogger(__name__)
 
 # Advisory-lock namespace of segment refreshes (the second key is the segment id).
 REFRESH_LOCK = 0x5E6
-PROFILE_BATCH = 1000
+# Profiles per statement when a segment is re-evaluated for the profiles events touched.
+PROFILE_BATCH = 5000
 UPLOAD_KINDS = (Identity.Kind.EMAIL, Identity.Kind.USER_ID)
 
 
@@ -141,16 +142,17 @@ def membership_sync(
     """Make the segment's memberships equal ``members`` (within ``scope`` profile ids when
     given) and record who entered and exited. Returns (entered, exited, members counted).
 
-    The rule's query runs first on its own into a temporary table, where PostgreSQL may use
-    parallel workers (a statement that writes may not); one statement then applies the diff
-    and writes the history. Must run inside a transaction."""
+    A full refresh runs the rule's query first on its own into a temporary table, where
+    PostgreSQL may use parallel workers (a statement that writes may not); one statement then
+    applies the diff and writes the history. A scoped refresh does it all in one statement.
+    Must run inside a transaction."""
     target_sql, target_params = members.order_by().values("pk").query.sql_with_params()
     membership = SegmentMembership._meta.db_table
     history = SegmentMembershipChange._meta.db_table
     in_scope = "AND m.profile_id = ANY(%s::bigint[])" if scope is not None else ""
     now = timezone.now()
     diff = f"""
-        WITH exited AS (
+        WITH {{target}} exited AS (
             DELETE FROM {membership} m
             WHERE m.segment_id = %s {in_scope}
               AND NOT EXISTS (SELECT 1 FROM segment_target t WHERE t.id = m.profile_id)
@@ -186,13 +188,19 @@ def membership_sync(
         now,
     ]
     with connection.cursor() as cursor:
+        if scope is not None:
+            # A few thousand profiles after their events: one statement, no temporary table
+            # (creating and dropping one per call costs more than the rule itself).
+            target = f"segment_target (id) AS MATERIALIZED ({target_sql}),"
+            cursor.execute(diff.format(target=target), [*target_params, *params])
+            return cursor.fetchone()
         cursor.execute("DROP TABLE IF EXISTS pg_temp.segment_target")
         cursor.execute(
             f"CREATE TEMP TABLE segment_target (id) ON COMMIT DROP AS {target_sql}",
             target_params,
         )
         cursor.execute("ANALYZE segment_target")
-        cursor.execute(diff, params)
+        cursor.execute(diff.format(target=""), params)
         entered, exited, counted = cursor.fetchone()
         cursor.execute("DROP TABLE segment_target")
     return entered, exited, counted

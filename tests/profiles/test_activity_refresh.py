@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from profiles import segments
@@ -108,3 +108,39 @@ def test_a_rolled_back_batch_queues_nothing():
         profiles_refresh_queue(profile_ids=[profile.pk])
         raise RuntimeError("the batch failed")
     assert not ProfileRefresh.objects.exists()
+
+
+def test_a_refresh_that_deadlocks_gives_its_claim_back_and_tries_again(monkeypatch):
+    profile = ProfileFactory()
+    EventFactory(profile=profile, name="Order Completed", properties={"revenue": 10})
+    profiles_refresh_queue(profile_ids=[profile.pk])
+    original = segments.profile_activity_refresh
+    attempts = []
+
+    def deadlock_once(*, profile_ids):
+        attempts.append(list(profile_ids))
+        if len(attempts) == 1:
+            raise OperationalError("deadlock detected")
+        return original(profile_ids=profile_ids)
+
+    monkeypatch.setattr(segments, "profile_activity_refresh", deadlock_once)
+
+    assert queued_profiles_refresh() == 1
+    assert attempts == [[profile.pk], [profile.pk]]
+    profile.refresh_from_db()
+    assert profile.computed_traits["order_count"] == 1
+    assert not ProfileRefresh.objects.exists()
+
+
+def test_other_database_errors_of_a_refresh_are_raised(monkeypatch):
+    profile = ProfileFactory()
+    profiles_refresh_queue(profile_ids=[profile.pk])
+
+    def broken(*, profile_ids):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(segments, "profile_activity_refresh", broken)
+    with pytest.raises(OperationalError):
+        queued_profiles_refresh()
+    # the claim stays: taken again once stale, by this or another worker
+    assert ProfileRefresh.objects.get().claimed_at is not None
