@@ -302,7 +302,7 @@ CDPHUB_INGEST_PROCESS_BATCH_SIZE = env_int("CDPHUB_INGEST_PROCESS_BATCH_SIZE", 2
 # Computed traits and segments of the profiles processing touched are refreshed at most this
 # many seconds apart while a backlog is processed (and at once when the staging table is empty),
 # this many profiles per refresh transaction.
-CDPHUB_PROFILE_REFRESH_SECONDS = env_int("CDPHUB_PROFILE_REFRESH_SECONDS", 5)
+CDPHUB_PROFILE_REFRESH_SECONDS = env_int("CDPHUB_PROFILE_REFRESH_SECONDS", 30)
 CDPHUB_PROFILE_REFRESH_BATCH = env_int("CDPHUB_PROFILE_REFRESH_BATCH", 5000)
 # An anonymous or device id seen with more distinct user ids than this is no longer a merge key.
 CDPHUB_SHARED_ID_MAX_USERS = env_int("CDPHUB_SHARED_ID_MAX_USERS", 2)
