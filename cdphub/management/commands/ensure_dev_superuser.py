@@ -37,9 +37,25 @@ class Command(BaseCommand):
             user.set_password(password)
             user.save()
             user.groups.set([Group.objects.get(name=role)])
+        self.demo_team_ensure()
         self.stdout.write(self.style.SUCCESS("Admin login: http://127.0.0.1:8000/admin/"))
         self.stdout.write(f"  user: admin   password: {password}")
         self.stdout.write(f"  role users ({', '.join(ROLE_USERS)}) have the same password.")
+
+    def demo_team_ensure(self) -> None:
+        """The demo sales user works in a team (with two of the demo reps, led by the sales
+        manager), so logging in as them shows what team visibility hides."""
+        from cdphub.demo.crm import SALES_REPS
+        from crm.models import SalesTeam
+
+        User = get_user_model()
+        team, _ = SalesTeam.objects.get_or_create(
+            name="Demo team North", defaults={"visibility": SalesTeam.Visibility.TEAM}
+        )
+        team.manager = User.objects.get(username="salesmanager")
+        team.save(update_fields=["manager", "updated_at"])
+        members = User.objects.filter(username__in=["sales", *SALES_REPS[:2]])
+        team.members.add(*members)
 
     def password(self) -> str:
         # Random on first run, kept under var/ so the printed login stays the same.
