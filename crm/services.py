@@ -68,7 +68,7 @@ def suppressed_identifiers(*, emails: Iterable[str], phones: Iterable[str]) -> s
     from consent.selectors import suppressed_identifiers as suppressed
 
     pairs = [("email", value) for value in emails] + [("phone", value) for value in phones]
-    return suppressed(pairs)
+    return suppressed(pairs, normalised=True)
 
 
 @transaction.atomic
