@@ -10,8 +10,8 @@ from datetime import date, datetime
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection
 
+from cdphub.sql import query
 from crm.models import ImportJob
 from crm.resources import ImportSpec, header_token
 
@@ -48,12 +48,10 @@ class StoredFile(io.RawIOBase):
         wanted = min(len(buffer), self.size - self.position)
         if wanted <= 0:
             return 0
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT substring(file_data FROM %s FOR %s) FROM crm_importjob WHERE id = %s",
-                [self.position + 1, wanted, self.job_id],
-            )
-            data = bytes(cursor.fetchone()[0])
+        ((data,),) = query(
+            "SELECT substring(file_data FROM %b FOR %b) FROM crm_importjob WHERE id = %b",
+            [self.position + 1, wanted, self.job_id],
+        )
         buffer[: len(data)] = data
         self.position += len(data)
         return len(data)

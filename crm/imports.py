@@ -2,13 +2,13 @@
 
 Rows are streamed from the stored file and handled in batches: each batch is parsed, its
 references (companies, owners, contacts, stages...) and existing keys are looked up in a few
-queries, and on apply it is written with set-based inserts and updates. The column
-definitions come from ``crm.resources``.
+queries, and on apply it is written with set-based inserts and updates. Memory stays bounded
+whatever the file's size: the keys already seen (for duplicate rows) are kept in a temporary
+table, not in the process. The column definitions come from ``crm.resources``.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,9 +22,18 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Count, Min
 from django.db.models.functions import Lower
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
+from cdphub.sql import query
 from crm import services
-from crm.bulk import objects_insert, objects_update, values_insert
+from crm.bulk import (
+    array_type,
+    objects_insert,
+    objects_update,
+    quote,
+    values_insert,
+    values_update,
+)
 from crm.importfiles import ImportRefused, column_letter, column_map, file_check, iter_table
 from crm.models import Company, Contact, Deal, ImportChange, ImportJob, Pipeline, Stage, Tag
 from crm.resources import SPECS, CellError, ImportSpec
@@ -41,14 +50,15 @@ class ImportFailed(Exception):
     """Apply found errors: everything was rolled back."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Row:
     number: int
     values: dict = field(default_factory=dict)  # field -> parsed value (non-blank cells only)
     errors: list = field(default_factory=list)
     outcome: str = ""  # new / updated / skipped / error
     reason: str = ""
-    obj: object = None
+    pk: int | None = None  # the row's record, existing or just inserted
+    current: dict | None = None  # an existing record's values (by attname) before the import
     changes: dict = field(default_factory=dict)  # field -> [old, new]
     before: dict | None = None  # previous values of an updated row, for revert
 
@@ -102,8 +112,9 @@ def import_job_validate(*, job: ImportJob, progress: Progress | None = None) -> 
     job.status, job.started_at = ImportJob.Status.VALIDATING, timezone.now()
     job.save(update_fields=["status", "started_at"])
     try:
-        run = ImportRun(job, apply=False, progress=progress)
-        run.execute()
+        # Read-only, but in a transaction: the temporary table of keys seen lives in it.
+        with transaction.atomic():
+            ImportRun(job, apply=False, progress=progress).execute()
     except ImportRefused as exc:
         return job_refused(job, exc)
     job.status = ImportJob.Status.INVALID if job.error_count else ImportJob.Status.VALIDATED
@@ -194,7 +205,6 @@ class ImportRun:
         self.job, self.apply, self.progress = job, apply, progress
         self.spec: ImportSpec = SPECS[job.resource]
         self.references = References(self.spec)
-        self.seen_keys: dict[int, int] = {}
 
     def execute(self) -> None:
         job = self.job
@@ -211,6 +221,14 @@ class ImportRun:
             for position, header in enumerate(self.headers, 1)
             if (name := self.mapping.get(header, "-")) != "-"
         }
+        # Per mapped column, in file order: where it is, what it fills, how it is read.
+        self.readers = [
+            (position - 1, name, self.spec.column(name).read, label)
+            for position, header in enumerate(self.headers, 1)
+            if (name := self.mapping.get(header, "-")) != "-"
+            for label in [f"{column_letter(position)} ({header})"]
+        ]
+        self.seen = SeenKeys(job.key_field)
         with progress_channel(job) as publish:
             any_row = False
             for batch in batched(rows, BATCH_SIZE):
@@ -221,6 +239,7 @@ class ImportRun:
                     self.progress(job)
             if not any_row:
                 raise ImportRefused("The file has a header row but no data rows.")
+        self.seen.close()
         job.rows_total = job.rows_done
 
     def checked_mapping(self) -> dict[str, str]:
@@ -245,7 +264,8 @@ class ImportRun:
     def handle(self, batch: list[tuple[int, list[str]]]) -> None:
         rows = [self.parse(number, cells) for number, cells in batch]
         self.references.resolve(rows, create=self.apply)
-        Classifier(self.spec, self.job).classify(rows, self.seen_keys)
+        self.seen.check(rows)
+        Classifier(self.spec, self.job).classify(rows)
         # After the first error nothing more is written (it will be rolled back anyway), but
         # the rest of the file is still checked so every error is reported at once.
         if self.apply and not self.job.error_count and not any(row.errors for row in rows):
@@ -254,16 +274,18 @@ class ImportRun:
 
     def parse(self, number: int, cells: list[str]) -> Row:
         row = Row(number)
-        if len(cells) > len(self.headers) and any(cells[len(self.headers) :]):
-            row.fail(column_letter(len(self.headers) + 1), "has a value but no header")
-        for position, (header, value) in enumerate(zip(self.headers, cells, strict=False), 1):
-            name = self.mapping.get(header, "-")
-            if name == "-" or not value:
+        width = len(self.headers)
+        if len(cells) > width and any(cells[width:]):
+            row.fail(column_letter(width + 1), "has a value but no header")
+        values = row.values
+        for index, name, read, label in self.readers:
+            value = cells[index] if index < len(cells) else ""
+            if not value:
                 continue
             try:
-                row.values[name] = self.spec.column(name).read(value)
+                values[name] = read(value)
             except CellError as exc:
-                row.fail(f"{column_letter(position)} ({header})", str(exc), value)
+                row.fail(label, str(exc), value)
         return row
 
     def record(self, rows: list[Row]) -> None:
@@ -310,6 +332,52 @@ def batched(iterable, size: int) -> Iterator[list]:
     iterator = iter(iterable)
     while chunk := list(islice(iterator, size)):
         yield chunk
+
+
+class SeenKeys:
+    """The key values of the rows handled so far, with the row each was first on, to report
+    duplicates. Kept in a temporary table of the run's transaction rather than in memory: a
+    file of millions of rows would otherwise hold millions of keys in the process."""
+
+    TABLE = "import_seen_keys"
+
+    def __init__(self, key: str):
+        self.key = key
+        query(
+            f"CREATE TEMPORARY TABLE {self.TABLE} (key text PRIMARY KEY, row_number integer)"
+            " ON COMMIT DROP",
+            fetch=False,
+        )
+
+    def check(self, rows: list[Row]) -> None:
+        first_in_batch: dict[str, int] = {}
+        keyed = []
+        for row in rows:
+            value = row.values.get(self.key)
+            if value is not None:
+                keyed.append((row, value, str(value)))
+                first_in_batch.setdefault(str(value), row.number)
+        if not keyed:
+            return
+        # Both parts of the statement see the table as it was before it: the rows of
+        # earlier batches.
+        earlier = dict(
+            query(
+                f"WITH earlier AS (SELECT key, row_number FROM {self.TABLE}"  # noqa: S608
+                "  WHERE key = ANY(%b::text[])),"
+                f" added AS (INSERT INTO {self.TABLE}"
+                "  SELECT * FROM unnest(%b::text[], %b::integer[]) ON CONFLICT DO NOTHING)"
+                " SELECT key, row_number FROM earlier",
+                [list(first_in_batch), list(first_in_batch), list(first_in_batch.values())],
+            )
+        )
+        for row, value, text in keyed:
+            first = earlier.get(text, first_in_batch[text])
+            if first != row.number:
+                row.fail(self.key, f"duplicate {self.key} {value!r}: already on row {first}", value)
+
+    def close(self) -> None:
+        query(f"DROP TABLE {self.TABLE}", fetch=False)
 
 
 # --- References to other records, resolved per batch ------------------------------------------
@@ -436,41 +504,39 @@ class Classifier:
         self.spec, self.job = spec, job
         self.key = job.key_field
 
-    def classify(self, rows: list[Row], seen: dict[int, int]) -> None:
-        for row in rows:
-            self.check_duplicate(row, seen)
+    def classify(self, rows: list[Row]) -> None:
         live = [row for row in rows if not row.errors]
-        existing = self.existing(
-            {row.values[self.key] for row in live if self.key in row.values},
-            {name for row in live for name in row.values},
-        )
+        names = {name for row in live for name in row.values}
+        keys = {row.values[self.key] for row in live if self.key in row.values}
+        existing = self.existing(keys, names)
         suppressed = self.suppressed(live)
-        tags = self.current_tags(existing)
+        tags = self.current_tags(existing) if "tags" in names else {}
         for row in live:
             self.classify_row(row, existing, suppressed, tags)
 
-    def check_duplicate(self, row: Row, seen: dict[int, int]) -> None:
-        value = row.values.get(self.key)
-        if value is None:
-            return
-        digest = int.from_bytes(hashlib.blake2b(str(value).encode(), digest_size=8).digest())
-        first = seen.setdefault(digest, row.number)
-        if first != row.number:
-            row.fail(self.key, f"duplicate {self.key} {value!r}: already on row {first}", value)
-
     def existing(self, keys: set, names: set[str]) -> dict:
+        """Key value -> the record's current values (by attname), or a message when several
+        records have that key."""
         if not keys:
             return {}
+        model = self.spec.model
         # Only the columns the file touches: updates compare and write just those.
-        by_attname = {f.attname: f.name for f in self.spec.model._meta.concrete_fields}
-        loaded = {by_attname.get(name, name) for name in names if name != "tags"} | {self.key}
-        objects = self.spec.model.objects.filter(**{f"{self.key}__in": keys}).only(*loaded)
-        counts = defaultdict(int)
-        found = {}
-        for obj in objects:
-            value = getattr(obj, self.key)
+        loaded = {"id", attname(self.key)} | {attname(n) for n in names if n != "tags"}
+        if "stage" in names:
+            loaded |= set(STAGE_IMPLIED)
+        columns = sorted(loaded)
+        key_field = model._meta.get_field(self.key)
+        found, counts = {}, defaultdict(int)
+        for values in query(
+            f"SELECT {', '.join(quote(model._meta.get_field(c).column) for c in columns)}"  # noqa: S608
+            f" FROM {quote(model._meta.db_table)}"
+            f" WHERE {quote(key_field.column)} = ANY(%b::{array_type(key_field)}[])",
+            [list(keys)],
+        ):
+            record = dict(zip(columns, values, strict=True))
+            value = record[attname(self.key)]
             counts[value] += 1
-            found[value] = obj
+            found[value] = record
         for value, count in counts.items():
             if count > 1:
                 found[value] = f"{count} existing {self.spec.resource} have {self.key} {value!r}"
@@ -485,14 +551,14 @@ class Classifier:
         )
 
     def current_tags(self, existing: dict) -> dict[int, set[str]]:
-        if not any(c.name == "tags" for c in self.spec.columns):
-            return {}
-        ids = [obj.pk for obj in existing.values() if not isinstance(obj, str)]
+        ids = [record["id"] for record in existing.values() if not isinstance(record, str)]
         through = self.spec.model.tags.through
         owner = f"{self.spec.model._meta.model_name}_id"
         tags = defaultdict(set)
-        for owner_id, name in through.objects.filter(**{f"{owner}__in": ids}).values_list(
-            owner, "tag__name"
+        for owner_id, name in query(
+            f"SELECT l.{owner}, t.name FROM {through._meta.db_table} l"  # noqa: S608
+            f" JOIN crm_tag t ON t.id = l.tag_id WHERE l.{owner} = ANY(%b::bigint[])",
+            [ids],
         ):
             tags[owner_id].add(name)
         return tags
@@ -503,22 +569,22 @@ class Classifier:
         if value is None and mode != ImportJob.Mode.CREATE:
             row.fail(key, f"the key column {key!r} is empty")
             return
-        obj = existing.get(value) if value is not None else None
-        if isinstance(obj, str):
-            row.fail(key, obj + "; use another key", value)
+        record = existing.get(value) if value is not None else None
+        if isinstance(record, str):
+            row.fail(key, record + "; use another key", value)
         elif ("email", row.values.get("email")) in suppressed or (
             "phone",
             row.values.get("phone"),
         ) in suppressed:
             row.outcome, row.reason = "skipped", "erased on request (suppression list)"
-        elif obj is None and mode == ImportJob.Mode.UPDATE:
+        elif record is None and mode == ImportJob.Mode.UPDATE:
             row.outcome, row.reason = "skipped", f"no {self.spec.resource} with {key} {value!r}"
-        elif obj is not None and mode == ImportJob.Mode.CREATE:
-            row.outcome, row.reason = "skipped", f"already exists (id {obj.pk})"
-        elif obj is None:
+        elif record is not None and mode == ImportJob.Mode.CREATE:
+            row.outcome, row.reason = "skipped", f"already exists (id {record['id']})"
+        elif record is None:
             self.new(row)
         else:
-            self.update(row, obj, tags.get(obj.pk, set()))
+            self.update(row, record, tags.get(record["id"], set()))
 
     def new(self, row: Row) -> None:
         if "id" in row.values:
@@ -535,14 +601,14 @@ class Classifier:
         if not row.errors:
             row.outcome = "new"
 
-    def update(self, row: Row, obj, current_tags: set[str]) -> None:
-        row.obj = obj
+    def update(self, row: Row, record: dict, current_tags: set[str]) -> None:
+        row.pk, row.current = record["id"], record
         for name, value in row.values.items():
             if name == "tags":
                 if set(value) - current_tags:
                     row.changes["tags"] = [sorted(current_tags), sorted(current_tags | set(value))]
                 continue
-            old = getattr(obj, name if name != "stage" else "stage_id")
+            old = record[attname(name)]
             new = value.pk if isinstance(value, Stage) else value
             if isinstance(new, Company):
                 new = "(new company)"
@@ -553,6 +619,9 @@ class Classifier:
 
 
 # --- Writing ------------------------------------------------------------------------------------
+
+
+STAGE_IMPLIED = ("pipeline_id", "status", "closed_at", "probability")
 
 
 class Writer:
@@ -567,21 +636,15 @@ class Writer:
         self.create(new)
         self.update(updated)
         self.add_tags(new + updated)
-        log = []
-        if new:
-            log.append(self.change(new, ImportChange.Action.CREATED))
-        if updated:
-            log.append(self.change(updated, ImportChange.Action.UPDATED))
-            log[-1].befores = [row.before for row in updated]
-        ImportChange.objects.bulk_create(log)
-
-    def change(self, rows: list[Row], action: str) -> ImportChange:
-        return ImportChange(
-            job=self.job,
-            model=self.label,
-            action=action,
-            object_ids=[row.obj.pk for row in rows],
-            row_numbers=[row.number for row in rows],
+        created = ImportChange.Action.CREATED
+        change_log(self.job, self.label, created, [r.pk for r in new], [r.number for r in new])
+        change_log(
+            self.job,
+            self.label,
+            ImportChange.Action.UPDATED,
+            [row.pk for row in updated],
+            [row.number for row in updated],
+            befores=[row.before for row in updated],
         )
 
     def create_companies(self, rows: list[Row]) -> None:
@@ -593,17 +656,8 @@ class Writer:
             if isinstance(company, Company) and company.pk is None
         }
         if pending:
-            objects_insert(Company, list(pending.values()))
-            ImportChange.objects.bulk_create(
-                [
-                    ImportChange(
-                        job=self.job,
-                        model="crm.company",
-                        action=ImportChange.Action.CREATED,
-                        object_ids=[c.pk for c in pending.values()],
-                    )
-                ],
-            )
+            ids = objects_insert(Company, list(pending.values()))
+            change_log(self.job, "crm.company", ImportChange.Action.CREATED, ids)
         for row in rows:
             if isinstance(row.values.get("company_id"), Company):
                 row.values["company_id"] = row.values["company_id"].pk
@@ -611,10 +665,12 @@ class Writer:
                     row.changes["company_id"][1] = row.values["company_id"]
 
     def fields_of(self, row: Row) -> dict:
-        values = {k: v for k, v in row.values.items() if k not in ("tags", "id")}
-        if isinstance(values.get("stage"), Stage):
-            stage = values["stage"]
+        """The row's values by attname, with what a deal's stage implies."""
+        values = {attname(k): v for k, v in row.values.items() if k not in ("tags", "id")}
+        if isinstance(values.get("stage_id"), Stage):
+            stage = values["stage_id"]
             implied = services.deal_stage_fields(stage)
+            values["stage_id"] = stage.pk
             values.setdefault("pipeline_id", stage.pipeline_id)
             values["status"], values["closed_at"] = implied["status"], implied["closed_at"]
             if implied["status"] != Deal.Status.OPEN or "probability" not in values:
@@ -622,45 +678,25 @@ class Writer:
         return values
 
     def create(self, rows: list[Row]) -> None:
-        values = [
-            {
-                attname(self.model, name): value.pk if isinstance(value, Stage) else value
-                for name, value in self.fields_of(row).items()
-            }
-            for row in rows
-        ]
-        for row, pk in zip(rows, values_insert(self.model, values), strict=True):
-            row.obj = Created(pk)
+        ids = values_insert(self.model, [self.fields_of(row) for row in rows])
+        for row, pk in zip(rows, ids, strict=True):
+            row.pk = pk
 
-    def update(self, rows: list[Row]) -> list:
-        names = set()
-        now = timezone.now()
+    def update(self, rows: list[Row]) -> None:
+        """Each row writes the fields that changed (and what a changed stage implies); their
+        previous values are kept for revert."""
+        written = []
         for row in rows:
-            fields = {
-                k: v
-                for k, v in self.fields_of(row).items()
-                if k in row.changes
-                or (
-                    k in ("pipeline_id", "status", "closed_at", "probability")
-                    and "stage" in row.changes
-                )
-            }
-            row.before = {
-                attname(self.model, k): json_value(getattr(row.obj, attname(self.model, k)))
-                for k in fields
-            }
-            for name, value in fields.items():
-                setattr(row.obj, name, value)
-                names.add(attname(self.model, name))
-            row.obj.updated_at = now
-        if "tags" in {name for row in rows for name in row.changes}:
-            for row in rows:
-                if "tags" in row.changes:
-                    row.before = {**(row.before or {}), "tags": row.changes["tags"][0]}
-        objects = [row.obj for row in rows]
-        if objects and names:
-            objects_update(self.model, objects, [*sorted(names), "updated_at"])
-        return objects
+            changed = {attname(name) for name in row.changes}
+            if "stage_id" in changed:
+                changed.update(STAGE_IMPLIED)
+            fields = {k: v for k, v in self.fields_of(row).items() if k in changed}
+            row.before = {name: json_value(row.current[name]) for name in fields}
+            if "tags" in row.changes:
+                row.before["tags"] = row.changes["tags"][0]
+            if fields:
+                written.append((row.pk, fields))
+        values_update(self.model, written)
 
     def add_tags(self, rows: list[Row]) -> None:
         wanted = {name for row in rows for name in row.values.get("tags", [])}
@@ -671,24 +707,43 @@ class Writer:
         through = self.model.tags.through
         owner = f"{self.model._meta.model_name}_id"
         links = [
-            through(**{owner: row.obj.pk, "tag_id": ids[name]})
+            through(**{owner: row.pk, "tag_id": ids[name]})
             for row in rows
             for name in row.values.get("tags", [])
         ]
         through.objects.bulk_create(links, ignore_conflicts=True)
 
 
-class Created:
-    """A row just inserted: only its id is needed afterwards (change log, tags)."""
-
-    __slots__ = ("pk",)
-
-    def __init__(self, pk: int):
-        self.pk = pk
-
-
-def attname(model, name: str) -> str:
+def attname(name: str) -> str:
     return "stage_id" if name == "stage" else name
+
+
+def change_log(
+    job: ImportJob,
+    label: str,
+    action: str,
+    ids: list[int],
+    row_numbers: list[int] | None = None,
+    *,
+    befores: list | None = None,
+) -> None:
+    """One ``ImportChange`` row for what a batch did to one model (nothing when it did
+    nothing), written with binary arrays: it is on every batch's path."""
+    if not ids:
+        return
+    query(
+        "INSERT INTO crm_importchange (job_id, model, action, object_ids, row_numbers, befores)"
+        " VALUES (%b, %b, %b, %b::bigint[], %b::integer[], %b::jsonb)",
+        [
+            job.pk,
+            label,
+            action,
+            ids,
+            row_numbers or [],
+            None if befores is None else Jsonb(befores),
+        ],
+        fetch=False,
+    )
 
 
 # --- Linking imported contacts to CDP profiles -------------------------------------------------

@@ -210,6 +210,14 @@ def test_bad_cells_name_row_and_column():
     ]
 
 
+def test_overlong_email_is_a_cell_error():
+    address = "a" * 64 + "@" + ".".join(["b" * 60] * 4) + ".example"
+
+    job = checked(csv_bytes("email", address))
+
+    assert messages(job) == ["2|A (email)|is longer than 254 characters"]
+
+
 def test_bad_number_in_deal_import():
     factories.StageFactory(name="Proposal")
     data = csv_bytes("name,stage,amount,probability", "X,Proposal,lots,150")
