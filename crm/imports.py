@@ -9,6 +9,7 @@ table, not in the process. The column definitions come from ``crm.resources``.
 
 from __future__ import annotations
 
+import io
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from itertools import islice
+from typing import BinaryIO
 
 from django.contrib.auth import get_user_model
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
@@ -34,7 +36,15 @@ from crm.bulk import (
     values_insert,
     values_update,
 )
-from crm.importfiles import ImportRefused, column_letter, column_map, file_check, iter_table
+from crm.importfiles import (
+    HEAD,
+    ImportRefused,
+    column_letter,
+    column_map,
+    file_check,
+    file_store,
+    iter_table,
+)
 from crm.models import Company, Contact, Deal, ImportChange, ImportJob, Pipeline, Stage, Tag
 from crm.resources import SPECS, CellError, ImportSpec
 from profiles.models import Identity, Profile
@@ -78,12 +88,12 @@ def import_job_create(
     mode: str,
     key_field: str,
     file_name: str,
-    data: bytes,
+    data: bytes | BinaryIO,
     created_by=None,
     overrides: dict[str, str] | None = None,
 ) -> ImportJob:
-    """Store the upload with the job; file-level problems are refused here, before anything
-    is kept."""
+    """Store the upload (bytes, or a binary file read a slice at a time) with the job;
+    file-level problems are refused here, before anything is kept."""
     spec = SPECS[resource]
     if mode not in ImportJob.Mode.values:
         raise ImportRefused(f"Unknown mode {mode!r}; use create, update or upsert.")
@@ -91,19 +101,28 @@ def import_job_create(
         raise ImportRefused(
             f"{key_field!r} cannot key a {resource} import; use one of {', '.join(spec.keys)}."
         )
-    file_format = file_check(name=file_name, data=data)
-    return ImportJob.objects.create(
-        # A first estimate for the progress bar (lines of a CSV); the check makes it exact.
-        rows_total=max(data.count(b"\n") - 1, 0) if file_format == "csv" else 0,
+    stream = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
+    size = stream.seek(0, io.SEEK_END)
+    stream.seek(0)
+    file_format = file_check(name=file_name, head=stream.read(HEAD), size=size)
+    stream.seek(0)
+    job = ImportJob.objects.create(
         resource=resource,
         mode=mode,
         key_field=key_field,
         file_name=file_name[:255],
-        file_data=data,
-        file_size=len(data),
+        file_size=size,
         column_map={"overrides": overrides or {}},
         created_by=created_by,
     )
+    lines = file_store(job.pk, stream, size)
+    # A first estimate for the progress bar (lines of a CSV); the check makes it exact.
+    job.rows_total = max(lines - 1, 0) if file_format == "csv" else 0
+    job.save(update_fields=["rows_total"])
+    # Left unloaded on the instance, as the default manager does, so that saving the job
+    # never sends the file again.
+    del job.file_data
+    return job
 
 
 def import_job_validate(*, job: ImportJob, progress: Progress | None = None) -> ImportJob:
