@@ -4,7 +4,9 @@ Rows are streamed from the stored file and handled in batches: each batch is par
 references (companies, owners, contacts, stages...) and existing keys are looked up in a few
 queries, and on apply it is written with set-based inserts and updates. Memory stays bounded
 whatever the file's size: the keys already seen (for duplicate rows) are kept in a temporary
-table, not in the process. The column definitions come from ``crm.resources``.
+table, not in the process. Every row the import inserts or changes is logged (``ImportChange``)
+in the same transaction, so the import can be reverted. The column definitions come from
+``crm.resources``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import BinaryIO
 
 from django.contrib.auth import get_user_model
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db.models import Count, Min
+from django.db.models import Exists, Min, OuterRef
 from django.db.models.functions import Lower
 from django.utils import timezone
 from psycopg.types.json import Jsonb
@@ -47,7 +49,7 @@ from crm.importfiles import (
 )
 from crm.models import Company, Contact, Deal, ImportChange, ImportJob, Pipeline, Stage, Tag
 from crm.resources import SPECS, CellError, ImportSpec
-from profiles.models import Identity, Profile
+from profiles.models import Event, Identity, Profile
 
 BATCH_SIZE = 2000
 MAX_STORED_ERRORS = 10_000
@@ -711,26 +713,38 @@ class Writer:
                 changed.update(STAGE_IMPLIED)
             fields = {k: v for k, v in self.fields_of(row).items() if k in changed}
             row.before = {name: json_value(row.current[name]) for name in fields}
-            if "tags" in row.changes:
-                row.before["tags"] = row.changes["tags"][0]
             if fields:
                 written.append((row.pk, fields))
         values_update(self.model, written)
 
     def add_tags(self, rows: list[Row]) -> None:
-        wanted = {name for row in rows for name in row.values.get("tags", [])}
+        """Links rows to their tags (creating the tags that do not exist); the links and tags
+        really added are logged, so revert removes exactly those."""
+        wanted = {name for row in rows for name in row.values.get("tags", ())}
         if not wanted:
             return
-        Tag.objects.bulk_create([Tag(name=name) for name in wanted], ignore_conflicts=True)
-        ids = dict(Tag.objects.filter(name__in=wanted).values_list("name", "id"))
+        ids = self.tag_ids(wanted)
         through = self.model.tags.through
         owner = f"{self.model._meta.model_name}_id"
-        links = [
-            through(**{owner: row.pk, "tag_id": ids[name]})
-            for row in rows
-            for name in row.values.get("tags", [])
-        ]
-        through.objects.bulk_create(links, ignore_conflicts=True)
+        pairs = [(row.pk, ids[name]) for row in rows for name in row.values.get("tags", ())]
+        added = query(
+            f"INSERT INTO {quote(through._meta.db_table)} ({owner}, tag_id)"  # noqa: S608
+            " SELECT * FROM unnest(%b::bigint[], %b::bigint[])"
+            " ON CONFLICT DO NOTHING RETURNING id",
+            [[pk for pk, _ in pairs], [tag for _, tag in pairs]],
+        )
+        label = through._meta.label_lower
+        change_log(self.job, label, ImportChange.Action.CREATED, [pk for (pk,) in added])
+
+    def tag_ids(self, names: set[str]) -> dict[str, int]:
+        find = "SELECT name, id FROM crm_tag WHERE name = ANY(%b::text[])"
+        ids = dict(query(find, [sorted(names)]))
+        missing = sorted(names - ids.keys())
+        if missing:
+            created = objects_insert(Tag, [Tag(name=name) for name in missing], skip_conflicts=True)
+            change_log(self.job, "crm.tag", ImportChange.Action.CREATED, created)
+            ids.update(query(find, [missing]))  # with those another import created meanwhile
+        return ids
 
 
 def attname(name: str) -> str:
@@ -771,28 +785,22 @@ def change_log(
 def import_job_link_profiles(*, job: ImportJob, progress: Progress | None = None) -> int:
     """Link the contacts an import created or updated to their CDP profiles (creating profiles
     and identities, copying traits), batch by batch in the background: identity work is
-    heavier than the import itself, so it does not hold the import's transaction open. Safe to
-    run again after an interruption: linking is idempotent."""
+    heavier than the import itself, so it does not hold the import's transaction open. What it
+    adds to existing profiles and contacts is logged with the import, for revert. Safe to run
+    again after an interruption: linking is idempotent."""
     if job.resource != ImportJob.Resource.CONTACTS or job.profiles_linked_at:
         return 0
     linked = 0
-    changes = ImportChange.objects.filter(job=job, model="crm.contact").only("object_ids")
-    for change in changes:
-        for ids in batched(change.object_ids, BATCH_SIZE):
+    # The contacts of the file's rows; the changes logged by linking itself have no rows.
+    sources = ImportChange.objects.filter(job=job, model="crm.contact").exclude(row_numbers=[])
+    for change_id, action in sources.values_list("pk", "action"):
+        object_ids = ImportChange.objects.values_list("object_ids", flat=True).get(pk=change_id)
+        for ids in batched(object_ids, BATCH_SIZE):
             with transaction.atomic():
                 contacts = list(Contact.objects.filter(pk__in=ids).select_related(None))
-                created = services.contact_profiles_link(contacts=contacts)
-                if created:
-                    ImportChange.objects.bulk_create(
-                        [
-                            ImportChange(
-                                job=job,
-                                model="profiles.profile",
-                                action=ImportChange.Action.CREATED,
-                                object_ids=created,
-                            )
-                        ],
-                    )
+                links = services.contact_profiles_link(contacts=contacts)
+                created = action == ImportChange.Action.CREATED
+                profile_links_log(job, links, created_contacts=created)
             linked += len(contacts)
             if progress:
                 progress(job)
@@ -801,52 +809,88 @@ def import_job_link_profiles(*, job: ImportJob, progress: Progress | None = None
     return linked
 
 
+def profile_links_log(
+    job: ImportJob, links: services.ProfileLinks, *, created_contacts: bool
+) -> None:
+    created = ImportChange.Action.CREATED
+    change_log(job, "profiles.profile", created, links.profiles)
+    change_log(job, "profiles.identity", created, links.identities)
+    if not created_contacts:  # contacts the import created go away whole on revert
+        change_log(
+            job,
+            "crm.contact",
+            ImportChange.Action.UPDATED,
+            list(links.relinked),
+            befores=[{"profile_id": old} for old in links.relinked.values()],
+        )
+
+
 # --- Revert -------------------------------------------------------------------------------------
 
 
-def created_ids(changes, label: str) -> list[int]:
-    ids = []
-    for batch in changes.filter(model=label, action=ImportChange.Action.CREATED).values_list(
-        "object_ids", flat=True
-    ):
-        ids.extend(batch)
-    return ids
+def created_batches(changes, label: str) -> Iterator[list[int]]:
+    """The ids of the rows of one model the import created, a logged batch at a time."""
+    created = changes.filter(model=label, action=ImportChange.Action.CREATED)
+    for change_id in created.values_list("pk", flat=True):
+        yield ImportChange.objects.values_list("object_ids", flat=True).get(pk=change_id)
 
 
 @transaction.atomic
 def import_job_revert(*, job: ImportJob) -> dict[str, int]:
-    """Undo an applied import: created rows deleted (profiles only when nothing else uses
-    them), updated rows given their previous values back. Changes made to those rows after
-    the import are overwritten by the restore."""
+    """Undo an applied import: created rows deleted (profiles and tags only when nothing else
+    uses them), updated rows given their previous values back, the tags it added to existing
+    records and the identities profile linking added to existing profiles removed. Changes
+    made to those rows after the import are overwritten by the restore."""
     job = ImportJob.objects.select_for_update().get(pk=job.pk)
     if job.status != ImportJob.Status.APPLIED:
         raise ImportRefused(f"Only applied imports can be reverted; this one is {job.status}.")
     changes = ImportChange.objects.filter(job=job)
     restored = revert_updates(changes.filter(action=ImportChange.Action.UPDATED))
+    for model in (Contact, Company):
+        through = model.tags.through
+        for ids in created_batches(changes, through._meta.label_lower):
+            through.objects.filter(pk__in=ids).delete()
     deleted = 0
     for label in ("crm.activity", "crm.deal", "crm.contact", "crm.company"):
-        ids = created_ids(changes, label)
         model = SPECS_BY_LABEL[label]
-        if label == "crm.contact":
-            Identity.objects.filter(
-                kind=Identity.Kind.CRM_CONTACT, value__in=[str(pk) for pk in ids]
-            ).delete()
-        deleted += model.objects.filter(pk__in=ids).delete()[1].get(model._meta.label, 0)
-    unused = (
-        Profile.objects.filter(pk__in=created_ids(changes, "profiles.profile"))
-        .annotate(n_events=Count("events"), n_contacts=Count("crm_contacts"))
-        .filter(n_events=0, n_contacts=0)
-    )
-    unused.delete()
+        for ids in created_batches(changes, label):
+            if label == "crm.contact":  # gone with the contact, even from a profile that stays
+                Identity.objects.filter(
+                    kind=Identity.Kind.CRM_CONTACT, value__in=[str(pk) for pk in ids]
+                ).delete()
+            deleted += model.objects.filter(pk__in=ids).delete()[1].get(model._meta.label, 0)
+    kept = created_profiles_delete(changes)
+    for ids in created_batches(changes, "profiles.identity"):
+        Identity.objects.filter(pk__in=ids).exclude(profile_id__in=kept).delete()
+    for ids in created_batches(changes, "crm.tag"):
+        Tag.objects.filter(pk__in=ids, contacts=None, companies=None).delete()
     job.status, job.reverted_at = ImportJob.Status.REVERTED, timezone.now()
     job.message = f"Reverted: {deleted} created row(s) deleted, {restored} row(s) restored."
     job.save()
     return {"deleted": deleted, "restored": restored}
 
 
+def created_profiles_delete(changes) -> set[int]:
+    """Delete the profiles the import created that nothing else uses; returns those kept
+    (events arrived or a contact links to them since): they stay whole, identities too."""
+    kept = set()
+    for ids in created_batches(changes, "profiles.profile"):
+        profiles = Profile.objects.filter(pk__in=ids)
+        used = profiles.filter(
+            Exists(Event.objects.filter(profile=OuterRef("pk")))
+            | Exists(Contact.objects.filter(profile=OuterRef("pk")))
+        )
+        kept.update(used.values_list("pk", flat=True))
+        profiles.exclude(pk__in=kept).delete()
+    return kept
+
+
 def revert_updates(changes) -> int:
+    """Previous values back, a logged batch at a time; returns how many rows of the file
+    were restored (linking's own changes to those rows are restored too, not counted)."""
     restored = 0
-    for change in changes:
+    for change_id in changes.values_list("pk", flat=True):
+        change = ImportChange.objects.get(pk=change_id)
         model = SPECS_BY_LABEL[change.model]
         objects = model.objects.in_bulk(change.object_ids)
         touched, names = [], set()
@@ -855,7 +899,7 @@ def revert_updates(changes) -> int:
             if obj is None:
                 continue  # deleted since the import: nothing to restore
             for name, value in (before or {}).items():
-                if name == "tags":
+                if name == "tags":  # logged by imports applied before tag links were logged
                     obj.tags.set(Tag.objects.filter(name__in=value))
                     continue
                 setattr(obj, name, model._meta.get_field(name).to_python(value))
@@ -863,7 +907,7 @@ def revert_updates(changes) -> int:
             touched.append(obj)
         if names:
             objects_update(model, touched, sorted(names))
-        restored += len(touched)
+        restored += len(touched) if change.row_numbers else 0
     return restored
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
@@ -118,14 +119,23 @@ def contact_traits(contact: Contact, company_name: str | None = None) -> dict[st
     return traits
 
 
-def contact_profiles_link(*, contacts: Sequence[Contact], source=None) -> list[int]:
+class ProfileLinks(NamedTuple):
+    """What linking added: the ids of the profiles and identities it created, and the contacts
+    it linked to another profile (contact id -> previous profile id), so an import can be
+    reverted exactly."""
+
+    profiles: list[int]
+    identities: list[int]
+    relinked: dict[int, int | None]
+
+
+def contact_profiles_link(*, contacts: Sequence[Contact], source=None) -> ProfileLinks:
     """Link each contact to the CDP profile owning its e-mail/phone (creating the profile when
     none does), record the ``crm_contact`` identity and copy CRM fields into the profile's
-    traits. Set-based, so imports call it per batch of thousands of contacts. Returns the ids
-    of the profiles it created."""
+    traits. Set-based, so imports call it per batch of thousands of contacts."""
     contacts = [contact for contact in contacts if contact.pk is not None]
     if not contacts:
-        return []
+        return ProfileLinks([], [], {})
     now = timezone.now()
     owners = _identity_owners(contacts)
     company_names = _company_names(contacts)
@@ -149,7 +159,7 @@ def contact_profiles_link(*, contacts: Sequence[Contact], source=None) -> list[i
     for contact, profile in new_profiles:
         profile_of[contact.pk] = profile.pk
     created = {profile.pk for _, profile in new_profiles}
-    _identities_create(contacts, profile_of, owners, source, now)
+    identities = _identities_create(contacts, profile_of, owners, source, now)
     _profile_traits_merge(
         {
             profile_of[c.pk]: contact_traits(c, company_names.get(c.company_id))
@@ -157,12 +167,11 @@ def contact_profiles_link(*, contacts: Sequence[Contact], source=None) -> list[i
             if profile_of[c.pk] not in created
         }
     )
-    _contact_profile_ids_set(
-        {c.pk: profile_of[c.pk] for c in contacts if c.profile_id != profile_of[c.pk]}
-    )
+    relinked = {c.pk: c.profile_id for c in contacts if c.profile_id != profile_of[c.pk]}
+    _contact_profile_ids_set({pk: profile_of[pk] for pk in relinked})
     for contact in contacts:
         contact.profile_id = profile_of[contact.pk]
-    return sorted(created)
+    return ProfileLinks(sorted(created), identities, relinked)
 
 
 def _identity_owners(contacts: Sequence[Contact]) -> dict[tuple[str, str], int]:
@@ -191,7 +200,7 @@ def _company_names(contacts: Sequence[Contact]) -> dict[int, str]:
     return dict(Company.objects.filter(pk__in=ids).values_list("pk", "name"))
 
 
-def _identities_create(contacts, profile_of, owners, source, now) -> None:
+def _identities_create(contacts, profile_of, owners, source, now) -> list[int]:
     identities = []
     for contact in contacts:
         for kind, value in (
@@ -212,7 +221,7 @@ def _identities_create(contacts, profile_of, owners, source, now) -> None:
                     )
                 )
     # A concurrent writer may have claimed an identifier meanwhile: its profile keeps it.
-    objects_insert(Identity, identities, skip_conflicts=True)
+    return objects_insert(Identity, identities, skip_conflicts=True)
 
 
 def _profile_traits_merge(traits_by_profile: dict[int, dict]) -> None:

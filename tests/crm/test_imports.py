@@ -13,7 +13,7 @@ from crm.imports import (
     import_job_revert,
     import_job_validate,
 )
-from crm.models import Company, Contact, Deal, ImportChange, ImportJob
+from crm.models import Company, Contact, Deal, ImportChange, ImportJob, Tag
 from crm.tasks import run_import_job_task
 from profiles.models import Identity, Profile
 from tests import factories
@@ -146,6 +146,73 @@ def test_revert_deletes_created_rows_and_restores_updated_ones():
     assert ImportJob.objects.get(pk=job.pk).status == "reverted"
     with pytest.raises(ImportRefused):
         import_job_revert(job=job)
+
+
+def test_revert_removes_only_the_tags_the_import_added_to_existing_records():
+    # given a company tagged "partner", which an import tags "vip" (a new tag) and "partner",
+    # and a marketer who tags it "key account" after the import
+    acme = factories.CompanyFactory(domain="acme.example")
+    acme.tags.add(factories.TagFactory(name="partner"))
+    data = csv_bytes("domain,tags", "acme.example,vip;partner")
+    job = imported(data, resource="companies", key="domain", mode="update")
+    assert sorted(acme.tags.values_list("name", flat=True)) == ["partner", "vip"]
+    acme.tags.add(factories.TagFactory(name="key account"))
+
+    import_job_revert(job=job)
+
+    assert sorted(acme.tags.values_list("name", flat=True)) == ["key account", "partner"]
+    assert not Tag.objects.filter(name="vip").exists()
+
+
+def test_revert_keeps_a_tag_the_import_created_once_others_use_it():
+    known = factories.ContactFactory(email="known@example.com")
+    job = imported(csv_bytes("email,tags", "known@example.com,vip"))
+    other = factories.CompanyFactory()
+    other.tags.add(Tag.objects.get(name="vip"))
+
+    import_job_revert(job=job)
+
+    assert not known.tags.exists()
+    assert list(other.tags.values_list("name", flat=True)) == ["vip"]
+
+
+def test_revert_removes_identities_linking_added_to_existing_profiles():
+    # given a CDP profile known by e-mail only, then imported as a contact with a phone
+    profile = factories.IdentityFactory(kind="email", value="known@example.com").profile
+    before = set(Identity.objects.values_list("profile_id", "kind", "value"))
+    job = imported(csv_bytes("email,phone", "known@example.com,+31612345678"))
+    assert Contact.objects.get().profile_id == profile.pk
+    assert profile.identities.filter(kind="phone", value="+31612345678").exists()
+
+    import_job_revert(job=job)
+
+    assert set(Identity.objects.values_list("profile_id", "kind", "value")) == before
+    assert not Contact.objects.exists()
+    assert Profile.objects.filter(pk=profile.pk).exists()
+
+
+def test_revert_unlinks_existing_contacts_from_the_profiles_linking_gave_them():
+    # given two contacts not linked to the CDP yet: one whose e-mail a profile has, one new
+    # to the CDP, both updated by an import and then linked
+    known = factories.ContactFactory(email="known@example.com", job_title="Intern")
+    stranger = factories.ContactFactory(email="stranger@example.com", job_title="Intern")
+    profile = factories.IdentityFactory(kind="email", value="known@example.com").profile
+    data = csv_bytes("email,job title", "known@example.com,CEO", "stranger@example.com,CEO")
+    job = imported(data)
+    known.refresh_from_db()
+    stranger.refresh_from_db()
+    assert known.profile_id == profile.pk
+    assert stranger.profile_id not in (None, profile.pk)
+    created_profile = stranger.profile_id
+
+    import_job_revert(job=job)
+
+    known.refresh_from_db()
+    stranger.refresh_from_db()
+    assert (known.job_title, known.profile_id) == ("Intern", None)
+    assert (stranger.job_title, stranger.profile_id) == ("Intern", None)
+    assert not Profile.objects.filter(pk=created_profile).exists()
+    assert list(profile.identities.values_list("kind", "value")) == [("email", "known@example.com")]
 
 
 def test_companies_and_deals_import():
