@@ -5,15 +5,27 @@ into the SQL text, which then costs more than the database's own work."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import psycopg
 from django.db import connection
 
 
 def query(sql: str, params: Sequence = (), *, fetch: bool = True) -> list[tuple]:
-    """Run ``sql`` (placeholders ``%b``); the rows, in binary, when ``fetch``."""
+    """Run ``sql`` (placeholders ``%b``); the rows, in binary, when ``fetch``. Errors are
+    Django's database errors, as from the ORM."""
     connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, params, binary=True)
         return cursor.fetchall() if fetch else []
+
+
+@contextmanager
+def pipeline() -> Iterator[None]:
+    """Statements run inside are sent without waiting for each one's result (PostgreSQL's
+    pipeline mode), so the database works while Python goes on; a statement that fetches
+    rows still waits for them. Leaving waits for everything sent, and raises its error."""
+    connection.ensure_connection()
+    with connection.wrap_database_errors, connection.connection.pipeline():
+        yield

@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -28,7 +28,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
-from cdphub.sql import query
+from cdphub.sql import pipeline, query
 from crm import services
 from crm.bulk import (
     array_type,
@@ -250,11 +250,15 @@ class ImportRun:
             for label in [f"{column_letter(position)} ({header})"]
         ]
         self.seen = SeenKeys(job.key_field)
-        with progress_channel(job) as publish:
+        with progress_channel(job) as publish, ExitStack() as writing:
             any_row = False
             for batch in batched(rows, BATCH_SIZE):
                 any_row = True
-                self.handle(batch)
+                # Parsing needs no database: it overlaps the writes of the previous batch,
+                # whose results (or error) are awaited only now.
+                parsed = [self.parse(number, cells) for number, cells in batch]
+                writing.close()
+                self.handle(parsed, writing)
                 publish()
                 if self.progress:
                     self.progress(job)
@@ -282,14 +286,14 @@ class ImportRun:
             raise ImportRefused(problems)
         return mapping
 
-    def handle(self, batch: list[tuple[int, list[str]]]) -> None:
-        rows = [self.parse(number, cells) for number, cells in batch]
+    def handle(self, rows: list[Row], writing: ExitStack) -> None:
         self.references.resolve(rows, create=self.apply)
         self.seen.check(rows)
         Classifier(self.spec, self.job).classify(rows)
         # After the first error nothing more is written (it will be rolled back anyway), but
         # the rest of the file is still checked so every error is reported at once.
         if self.apply and not self.job.error_count and not any(row.errors for row in rows):
+            writing.enter_context(pipeline())
             Writer(self.spec, self.job).write(rows)
         self.record(rows)
 

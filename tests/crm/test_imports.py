@@ -2,6 +2,7 @@ import io
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import IntegrityError
 from openpyxl import Workbook
 
 from crm import imports
@@ -396,6 +397,29 @@ def test_apply_is_all_or_nothing(monkeypatch):
     assert job.message == "1 row error(s): nothing was written."
     assert messages(job) == ["3|C (contact email)|no contact with e-mail 'gone@example.com'"]
     assert not Deal.objects.exists()
+    assert not ImportChange.objects.exists()
+
+
+def test_apply_rolls_back_every_batch_when_the_database_refuses_a_write(monkeypatch):
+    # given a checked import in batches of two, and another writer creating the key of the
+    # second batch's first row once that batch was checked against the database
+    monkeypatch.setattr(imports, "BATCH_SIZE", 2)
+    data = csv_bytes("external id,email", *[f"x-{n},c{n}@example.com" for n in range(6)])
+    job = checked(data, key="external_id")
+    existing = imports.Classifier.existing
+
+    def existing_then_concurrent_insert(self, keys, names):
+        found = existing(self, keys, names)
+        if "x-2" in keys:
+            factories.ContactFactory(external_id="x-2")
+        return found
+
+    monkeypatch.setattr(imports.Classifier, "existing", existing_then_concurrent_insert)
+
+    with pytest.raises(IntegrityError, match="external_id"):
+        import_job_apply(job=job, link_profiles=False)
+
+    assert not Contact.objects.filter(external_id__in=["x-0", "x-1"]).exists()
     assert not ImportChange.objects.exists()
 
 
