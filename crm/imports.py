@@ -819,6 +819,13 @@ def profile_links_log(
     created = ImportChange.Action.CREATED
     change_log(job, "profiles.profile", created, links.profiles)
     change_log(job, "profiles.identity", created, links.identities)
+    change_log(
+        job,
+        "profiles.profile",
+        ImportChange.Action.UPDATED,
+        list(links.traits),
+        befores=[{"traits": before} for before in links.traits.values()],
+    )
     if not created_contacts:  # contacts the import created go away whole on revert
         change_log(
             job,
@@ -843,13 +850,16 @@ def created_batches(changes, label: str) -> Iterator[list[int]]:
 def import_job_revert(*, job: ImportJob) -> dict[str, int]:
     """Undo an applied import: created rows deleted (profiles and tags only when nothing else
     uses them), updated rows given their previous values back, the tags it added to existing
-    records and the identities profile linking added to existing profiles removed. Changes
-    made to those rows after the import are overwritten by the restore."""
+    records removed, and what profile linking did to existing profiles and contacts undone
+    (identities, traits, links). Changes made to those rows after the import are overwritten
+    by the restore."""
     job = ImportJob.objects.select_for_update().get(pk=job.pk)
     if job.status != ImportJob.Status.APPLIED:
         raise ImportRefused(f"Only applied imports can be reverted; this one is {job.status}.")
     changes = ImportChange.objects.filter(job=job)
-    restored = revert_updates(changes.filter(action=ImportChange.Action.UPDATED))
+    updated = changes.filter(action=ImportChange.Action.UPDATED)
+    restored = revert_updates(updated.filter(model__in=SPECS_BY_LABEL))
+    profile_traits_restore(updated.filter(model="profiles.profile"))
     for model in (Contact, Company):
         through = model.tags.through
         for ids in created_batches(changes, through._meta.label_lower):
@@ -887,6 +897,21 @@ def created_profiles_delete(changes) -> set[int]:
         kept.update(used.values_list("pk", flat=True))
         profiles.exclude(pk__in=kept).delete()
     return kept
+
+
+def profile_traits_restore(changes) -> None:
+    """The traits linking replaced get their previous values back and those it added go, the
+    latest batch first: a profile two batches changed ends as it was before the first."""
+    for change_id in changes.order_by("-pk").values_list("pk", flat=True):
+        change = ImportChange.objects.get(pk=change_id)
+        query(
+            "UPDATE profiles_profile AS p SET traits ="
+            " (p.traits - ARRAY(SELECT jsonb_array_elements_text(v.before -> 'added')))"
+            " || (v.before -> 'replaced'), updated_at = now()"
+            " FROM unnest(%b::bigint[], %b::jsonb[]) AS v(id, before) WHERE p.id = v.id",
+            [change.object_ids, [Jsonb(before["traits"]) for before in change.befores]],
+            fetch=False,
+        )
 
 
 def revert_updates(changes) -> int:

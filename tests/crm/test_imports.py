@@ -192,6 +192,21 @@ def test_revert_removes_identities_linking_added_to_existing_profiles():
     assert Profile.objects.filter(pk=profile.pk).exists()
 
 
+def test_revert_gives_existing_profiles_their_traits_back():
+    # given a CDP profile whose e-mail an import brings with another first name and a job
+    traits = {"firstName": "Ann", "email": "known@example.com", "plan": "gold"}
+    profile = factories.ProfileFactory(traits=traits)
+    factories.IdentityFactory(profile=profile, kind="email", value="known@example.com")
+    job = imported(csv_bytes("email,first name,job title", "known@example.com,Anna,CEO"))
+    profile.refresh_from_db()
+    assert (profile.traits["firstName"], profile.traits["jobTitle"]) == ("Anna", "CEO")
+
+    import_job_revert(job=job)
+
+    profile.refresh_from_db()
+    assert profile.traits == traits
+
+
 def test_revert_unlinks_existing_contacts_from_the_profiles_linking_gave_them():
     # given two contacts not linked to the CDP yet: one whose e-mail a profile has, one new
     # to the CDP, both updated by an import and then linked
