@@ -1,16 +1,31 @@
-"""Raw statements on the hot paths (event processing and what it feeds), on Django's
-connection and therefore in the caller's transaction."""
+"""Statements with their parameters bound server-side in binary, on Django's connection and in
+its transaction: the hot set-based statements of event processing, imports and suppression
+checks pass thousands of values as one array. Django binds parameters client-side, quoting every
+element into the SQL text, which then costs more than the database's own work."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import psycopg
 from django.db import connection
 
 
-def query(sql: str, params: list, *, fetch: bool = True) -> list[tuple]:
-    """Parameters bound server-side in binary (``%b``) and binary results: no client-side
-    quoting of big arrays, no text parsing of timestamps."""
+def query(sql: str, params: Sequence = (), *, fetch: bool = True) -> list[tuple]:
+    """Run ``sql`` (placeholders ``%b``); the rows, in binary, when ``fetch``. Errors are
+    Django's database errors, as from the ORM."""
     connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, params, binary=True)
         return cursor.fetchall() if fetch else []
+
+
+@contextmanager
+def pipeline() -> Iterator[None]:
+    """Statements run inside are sent without waiting for each one's result (PostgreSQL's
+    pipeline mode), so the database works while Python goes on; a statement that fetches
+    rows still waits for them. Leaving waits for everything sent, and raises its error."""
+    connection.ensure_connection()
+    with connection.wrap_database_errors, connection.connection.pipeline():
+        yield

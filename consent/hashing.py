@@ -8,6 +8,7 @@ identity resolution), so ``Anna@Example.com`` and ``anna@example.com`` hash alik
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 
@@ -21,5 +22,18 @@ def suppression_hash(kind: str, value: str) -> str:
         normalised = normalize_identifier(kind, value)
     except InvalidIdentifier:
         normalised = str(value).strip()
-    message = f"{kind}:{normalised}".encode()
-    return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
+    return normalised_hash(kind, normalised)
+
+
+def normalised_hash(kind: str, normalised: str) -> str:
+    """The hash of a value already in its canonical form: imports normalise every identifier
+    once, and normalising again (parsing a phone number above all) costs more than hashing."""
+    keyed = _keyed(settings.SECRET_KEY).copy()
+    keyed.update(f"{kind}:{normalised}".encode())
+    return keyed.hexdigest()
+
+
+@functools.lru_cache(maxsize=2)
+def _keyed(secret: str) -> hmac.HMAC:
+    # Keying costs two hash blocks; imports hash thousands of values per batch.
+    return hmac.new(secret.encode(), digestmod=hashlib.sha256)

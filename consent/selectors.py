@@ -6,7 +6,8 @@ from collections.abc import Iterable
 
 from django.db.models import Exists, OuterRef, QuerySet
 
-from consent.hashing import suppression_hash
+from cdphub.sql import query
+from consent.hashing import normalised_hash, suppression_hash
 from consent.models import ConsentState, ConsentStatus, ProcessingRestriction, Suppression
 from profiles.models import Profile
 from profiles.selectors import profile_resolve
@@ -44,14 +45,20 @@ def is_suppressed(kind: str, value: str) -> bool:
     ).exists()
 
 
-def suppressed_identifiers(pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+def suppressed_identifiers(
+    pairs: Iterable[tuple[str, str]], *, normalised: bool = False
+) -> set[tuple[str, str]]:
     """The (kind, value) pairs among these that are suppressed, in one query: imports check a
-    whole batch at once."""
+    whole batch at once. ``normalised`` says the values are already in canonical form."""
     pairs = [(kind, value) for kind, value in pairs if value]
     if not pairs or not Suppression.objects.exists():  # nobody erased yet: skip the hashing
         return set()
-    by_hash = {(kind, suppression_hash(kind, value)): (kind, value) for kind, value in pairs}
-    found = Suppression.objects.filter(
-        value_hash__in={value_hash for _, value_hash in by_hash}
-    ).values_list("identifier_kind", "value_hash")
+    digest = normalised_hash if normalised else suppression_hash
+    by_hash = {(kind, digest(kind, value)): (kind, value) for kind, value in pairs}
+    # One array parameter, not thousands of IN-list parameters.
+    found = query(
+        "SELECT identifier_kind, value_hash FROM consent_suppression"
+        " WHERE value_hash = ANY(%b::text[])",
+        [sorted({value_hash for _, value_hash in by_hash})],
+    )
     return {by_hash[row] for row in found if row in by_hash}

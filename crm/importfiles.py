@@ -7,15 +7,18 @@ import csv
 import io
 from collections.abc import Iterator
 from datetime import date, datetime
+from typing import BinaryIO
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection
 
+from cdphub.sql import query
 from crm.models import ImportJob
 from crm.resources import ImportSpec, header_token
 
 CHUNK = 1024 * 1024
+HEAD = 8192
 
 
 class ImportRefused(ValidationError):
@@ -48,12 +51,10 @@ class StoredFile(io.RawIOBase):
         wanted = min(len(buffer), self.size - self.position)
         if wanted <= 0:
             return 0
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT substring(file_data FROM %s FOR %s) FROM crm_importjob WHERE id = %s",
-                [self.position + 1, wanted, self.job_id],
-            )
-            data = bytes(cursor.fetchone()[0])
+        ((data,),) = query(
+            "SELECT substring(file_data FROM %b FOR %b) FROM crm_importjob WHERE id = %b",
+            [self.position + 1, wanted, self.job_id],
+        )
         buffer[: len(data)] = data
         self.position += len(data)
         return len(data)
@@ -63,23 +64,56 @@ def open_job_file(job: ImportJob) -> io.BufferedReader:
     return io.BufferedReader(StoredFile(job.pk, job.file_size), buffer_size=CHUNK)
 
 
-def file_check(*, name: str, data: bytes) -> str:
-    """The file's format ("csv" or "xlsx"), or ``ImportRefused`` saying what is wrong."""
+def file_check(*, name: str, head: bytes, size: int) -> str:
+    """The file's format ("csv" or "xlsx") from its size and first bytes, or ``ImportRefused``
+    saying what is wrong. (A file of nothing but white space is refused by ``file_store``.)"""
     limit = settings.CDPHUB_IMPORT_MAX_BYTES
-    if len(data) > limit:
+    if size > limit:
         raise ImportRefused(
-            f"The file is {len(data) / 1e6:.0f} MB; the limit is {limit / 1e6:.0f} MB. "
+            f"The file is {size / 1e6:.0f} MB; the limit is {limit / 1e6:.0f} MB. "
             "Split it into smaller files."
         )
-    if not data.strip():
+    if not head or (size <= len(head) and head.isspace()):
         raise ImportRefused("The file is empty.")
-    if data.startswith(b"PK\x03\x04"):
+    if head.startswith(b"PK\x03\x04"):
         return "xlsx"
-    if data.startswith(b"\xd0\xcf\x11\xe0"):
+    if head.startswith(b"\xd0\xcf\x11\xe0"):
         raise ImportRefused("Old Excel (.xls) files are not supported: save it as .xlsx or CSV.")
-    if b"\x00" in data[:8192] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+    if b"\x00" in head[:HEAD] and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise ImportRefused(f"{name} is not a spreadsheet: upload a CSV or XLSX file.")
     return "csv"
+
+
+def file_store(job_id: int, stream: BinaryIO, size: int) -> int:
+    """Copy ``size`` bytes of the file into the job's row, a slice at a time, and return its
+    number of line breaks. Sent as one query parameter, the whole file would be held in memory
+    (and buffered again by the driver); COPY streams it. ``ImportRefused`` if the file is
+    nothing but white space."""
+    lines, blank = 0, True
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TEMPORARY TABLE import_upload (data bytea) ON COMMIT DROP")
+        with cursor.cursor.copy("COPY import_upload (data) FROM STDIN (FORMAT binary)") as copy:
+            # PostgreSQL's binary COPY framing around one row of one field of ``size`` bytes.
+            copy.write(b"PGCOPY\n\xff\r\n\x00" + bytes(8))
+            copy.write((1).to_bytes(2, "big") + size.to_bytes(4, "big"))
+            left = size
+            while left:
+                chunk = stream.read(min(CHUNK, left))
+                if not chunk:
+                    raise ImportRefused("The file ended before its announced size.")
+                left -= len(chunk)
+                lines += chunk.count(b"\n")
+                blank = blank and chunk.isspace()
+                copy.write(chunk)
+            copy.write((-1).to_bytes(2, "big", signed=True))
+        if blank:
+            raise ImportRefused("The file is empty.")
+        cursor.execute(
+            "UPDATE crm_importjob SET file_data = (SELECT data FROM import_upload) WHERE id = %s",
+            [job_id],
+        )
+        cursor.execute("DROP TABLE import_upload")
+    return lines
 
 
 def iter_table(job: ImportJob) -> Iterator[tuple[int, list[str]]]:

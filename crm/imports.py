@@ -2,34 +2,55 @@
 
 Rows are streamed from the stored file and handled in batches: each batch is parsed, its
 references (companies, owners, contacts, stages...) and existing keys are looked up in a few
-queries, and on apply it is written with set-based inserts and updates. The column
-definitions come from ``crm.resources``.
+queries, and on apply it is written with set-based inserts and updates. Memory stays bounded
+whatever the file's size: the keys already seen (for duplicate rows) are kept in a temporary
+table, not in the process. Every row the import inserts or changes is logged (``ImportChange``)
+in the same transaction, so the import can be reverted. The column definitions come from
+``crm.resources``.
 """
 
 from __future__ import annotations
 
-import hashlib
+import io
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from itertools import islice
+from typing import BinaryIO
 
 from django.contrib.auth import get_user_model
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db.models import Count, Min
+from django.db.models import Exists, Min, OuterRef
 from django.db.models.functions import Lower
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
+from cdphub.sql import pipeline, query
 from crm import services
-from crm.bulk import objects_insert, objects_update, values_insert
-from crm.importfiles import ImportRefused, column_letter, column_map, file_check, iter_table
+from crm.bulk import (
+    array_type,
+    objects_insert,
+    objects_update,
+    quote,
+    values_insert,
+    values_update,
+)
+from crm.importfiles import (
+    HEAD,
+    ImportRefused,
+    column_letter,
+    column_map,
+    file_check,
+    file_store,
+    iter_table,
+)
 from crm.models import Company, Contact, Deal, ImportChange, ImportJob, Pipeline, Stage, Tag
 from crm.resources import SPECS, CellError, ImportSpec
 from crm.selectors import visible_to
-from profiles.models import Identity, Profile
+from profiles.models import Event, Identity, Profile
 
 BATCH_SIZE = 2000
 MAX_STORED_ERRORS = 10_000
@@ -42,14 +63,15 @@ class ImportFailed(Exception):
     """Apply found errors: everything was rolled back."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Row:
     number: int
     values: dict = field(default_factory=dict)  # field -> parsed value (non-blank cells only)
     errors: list = field(default_factory=list)
     outcome: str = ""  # new / updated / skipped / error
     reason: str = ""
-    obj: object = None
+    pk: int | None = None  # the row's record, existing or just inserted
+    current: dict | None = None  # an existing record's values (by attname) before the import
     changes: dict = field(default_factory=dict)  # field -> [old, new]
     before: dict | None = None  # previous values of an updated row, for revert
 
@@ -69,12 +91,12 @@ def import_job_create(
     mode: str,
     key_field: str,
     file_name: str,
-    data: bytes,
+    data: bytes | BinaryIO,
     created_by=None,
     overrides: dict[str, str] | None = None,
 ) -> ImportJob:
-    """Store the upload with the job; file-level problems are refused here, before anything
-    is kept."""
+    """Store the upload (bytes, or a binary file read a slice at a time) with the job;
+    file-level problems are refused here, before anything is kept."""
     spec = SPECS[resource]
     if mode not in ImportJob.Mode.values:
         raise ImportRefused(f"Unknown mode {mode!r}; use create, update or upsert.")
@@ -82,19 +104,28 @@ def import_job_create(
         raise ImportRefused(
             f"{key_field!r} cannot key a {resource} import; use one of {', '.join(spec.keys)}."
         )
-    file_format = file_check(name=file_name, data=data)
-    return ImportJob.objects.create(
-        # A first estimate for the progress bar (lines of a CSV); the check makes it exact.
-        rows_total=max(data.count(b"\n") - 1, 0) if file_format == "csv" else 0,
+    stream = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
+    size = stream.seek(0, io.SEEK_END)
+    stream.seek(0)
+    file_format = file_check(name=file_name, head=stream.read(HEAD), size=size)
+    stream.seek(0)
+    job = ImportJob.objects.create(
         resource=resource,
         mode=mode,
         key_field=key_field,
         file_name=file_name[:255],
-        file_data=data,
-        file_size=len(data),
+        file_size=size,
         column_map={"overrides": overrides or {}},
         created_by=created_by,
     )
+    lines = file_store(job.pk, stream, size)
+    # A first estimate for the progress bar (lines of a CSV); the check makes it exact.
+    job.rows_total = max(lines - 1, 0) if file_format == "csv" else 0
+    job.save(update_fields=["rows_total"])
+    # Left unloaded on the instance, as the default manager does, so that saving the job
+    # never sends the file again.
+    del job.file_data
+    return job
 
 
 def import_job_validate(*, job: ImportJob, progress: Progress | None = None) -> ImportJob:
@@ -103,8 +134,9 @@ def import_job_validate(*, job: ImportJob, progress: Progress | None = None) -> 
     job.status, job.started_at = ImportJob.Status.VALIDATING, timezone.now()
     job.save(update_fields=["status", "started_at"])
     try:
-        run = ImportRun(job, apply=False, progress=progress)
-        run.execute()
+        # Read-only, but in a transaction: the temporary table of keys seen lives in it.
+        with transaction.atomic():
+            ImportRun(job, apply=False, progress=progress).execute()
     except ImportRefused as exc:
         return job_refused(job, exc)
     job.status = ImportJob.Status.INVALID if job.error_count else ImportJob.Status.VALIDATED
@@ -195,7 +227,6 @@ class ImportRun:
         self.job, self.apply, self.progress = job, apply, progress
         self.spec: ImportSpec = SPECS[job.resource]
         self.references = References(self.spec)
-        self.seen_keys: dict[int, int] = {}
 
     def execute(self) -> None:
         job = self.job
@@ -212,16 +243,29 @@ class ImportRun:
             for position, header in enumerate(self.headers, 1)
             if (name := self.mapping.get(header, "-")) != "-"
         }
-        with progress_channel(job) as publish:
+        # Per mapped column, in file order: where it is, what it fills, how it is read.
+        self.readers = [
+            (position - 1, name, self.spec.column(name).read, label)
+            for position, header in enumerate(self.headers, 1)
+            if (name := self.mapping.get(header, "-")) != "-"
+            for label in [f"{column_letter(position)} ({header})"]
+        ]
+        self.seen = SeenKeys(job.key_field)
+        with progress_channel(job) as publish, ExitStack() as writing:
             any_row = False
             for batch in batched(rows, BATCH_SIZE):
                 any_row = True
-                self.handle(batch)
+                # Parsing needs no database: it overlaps the writes of the previous batch,
+                # whose results (or error) are awaited only now.
+                parsed = [self.parse(number, cells) for number, cells in batch]
+                writing.close()
+                self.handle(parsed, writing)
                 publish()
                 if self.progress:
                     self.progress(job)
             if not any_row:
                 raise ImportRefused("The file has a header row but no data rows.")
+        self.seen.close()
         job.rows_total = job.rows_done
 
     def checked_mapping(self) -> dict[str, str]:
@@ -243,28 +287,31 @@ class ImportRun:
             raise ImportRefused(problems)
         return mapping
 
-    def handle(self, batch: list[tuple[int, list[str]]]) -> None:
-        rows = [self.parse(number, cells) for number, cells in batch]
+    def handle(self, rows: list[Row], writing: ExitStack) -> None:
         self.references.resolve(rows, create=self.apply)
-        Classifier(self.spec, self.job).classify(rows, self.seen_keys)
+        self.seen.check(rows)
+        Classifier(self.spec, self.job).classify(rows)
         # After the first error nothing more is written (it will be rolled back anyway), but
         # the rest of the file is still checked so every error is reported at once.
         if self.apply and not self.job.error_count and not any(row.errors for row in rows):
+            writing.enter_context(pipeline())
             Writer(self.spec, self.job).write(rows)
         self.record(rows)
 
     def parse(self, number: int, cells: list[str]) -> Row:
         row = Row(number)
-        if len(cells) > len(self.headers) and any(cells[len(self.headers) :]):
-            row.fail(column_letter(len(self.headers) + 1), "has a value but no header")
-        for position, (header, value) in enumerate(zip(self.headers, cells, strict=False), 1):
-            name = self.mapping.get(header, "-")
-            if name == "-" or not value:
+        width = len(self.headers)
+        if len(cells) > width and any(cells[width:]):
+            row.fail(column_letter(width + 1), "has a value but no header")
+        values = row.values
+        for index, name, read, label in self.readers:
+            value = cells[index] if index < len(cells) else ""
+            if not value:
                 continue
             try:
-                row.values[name] = self.spec.column(name).read(value)
+                values[name] = read(value)
             except CellError as exc:
-                row.fail(f"{column_letter(position)} ({header})", str(exc), value)
+                row.fail(label, str(exc), value)
         return row
 
     def record(self, rows: list[Row]) -> None:
@@ -311,6 +358,52 @@ def batched(iterable, size: int) -> Iterator[list]:
     iterator = iter(iterable)
     while chunk := list(islice(iterator, size)):
         yield chunk
+
+
+class SeenKeys:
+    """The key values of the rows handled so far, with the row each was first on, to report
+    duplicates. Kept in a temporary table of the run's transaction rather than in memory: a
+    file of millions of rows would otherwise hold millions of keys in the process."""
+
+    TABLE = "import_seen_keys"
+
+    def __init__(self, key: str):
+        self.key = key
+        query(
+            f"CREATE TEMPORARY TABLE {self.TABLE} (key text PRIMARY KEY, row_number integer)"
+            " ON COMMIT DROP",
+            fetch=False,
+        )
+
+    def check(self, rows: list[Row]) -> None:
+        first_in_batch: dict[str, int] = {}
+        keyed = []
+        for row in rows:
+            value = row.values.get(self.key)
+            if value is not None:
+                keyed.append((row, value, str(value)))
+                first_in_batch.setdefault(str(value), row.number)
+        if not keyed:
+            return
+        # Both parts of the statement see the table as it was before it: the rows of
+        # earlier batches.
+        earlier = dict(
+            query(
+                f"WITH earlier AS (SELECT key, row_number FROM {self.TABLE}"  # noqa: S608
+                "  WHERE key = ANY(%b::text[])),"
+                f" added AS (INSERT INTO {self.TABLE}"
+                "  SELECT * FROM unnest(%b::text[], %b::integer[]) ON CONFLICT DO NOTHING)"
+                " SELECT key, row_number FROM earlier",
+                [list(first_in_batch), list(first_in_batch), list(first_in_batch.values())],
+            )
+        )
+        for row, value, text in keyed:
+            first = earlier.get(text, first_in_batch[text])
+            if first != row.number:
+                row.fail(self.key, f"duplicate {self.key} {value!r}: already on row {first}", value)
+
+    def close(self) -> None:
+        query(f"DROP TABLE {self.TABLE}", fetch=False)
 
 
 # --- References to other records, resolved per batch ------------------------------------------
@@ -437,41 +530,39 @@ class Classifier:
         self.spec, self.job = spec, job
         self.key = job.key_field
 
-    def classify(self, rows: list[Row], seen: dict[int, int]) -> None:
-        for row in rows:
-            self.check_duplicate(row, seen)
+    def classify(self, rows: list[Row]) -> None:
         live = [row for row in rows if not row.errors]
-        existing = self.existing(
-            {row.values[self.key] for row in live if self.key in row.values},
-            {name for row in live for name in row.values},
-        )
+        names = {name for row in live for name in row.values}
+        keys = {row.values[self.key] for row in live if self.key in row.values}
+        existing = self.existing(keys, names)
         suppressed = self.suppressed(live)
-        tags = self.current_tags(existing)
+        tags = self.current_tags(existing) if "tags" in names else {}
         for row in live:
             self.classify_row(row, existing, suppressed, tags)
 
-    def check_duplicate(self, row: Row, seen: dict[int, int]) -> None:
-        value = row.values.get(self.key)
-        if value is None:
-            return
-        digest = int.from_bytes(hashlib.blake2b(str(value).encode(), digest_size=8).digest())
-        first = seen.setdefault(digest, row.number)
-        if first != row.number:
-            row.fail(self.key, f"duplicate {self.key} {value!r}: already on row {first}", value)
-
     def existing(self, keys: set, names: set[str]) -> dict:
+        """Key value -> the record's current values (by attname), or a message when several
+        records have that key."""
         if not keys:
             return {}
+        model = self.spec.model
         # Only the columns the file touches: updates compare and write just those.
-        by_attname = {f.attname: f.name for f in self.spec.model._meta.concrete_fields}
-        loaded = {by_attname.get(name, name) for name in names if name != "tags"} | {self.key}
-        objects = self.spec.model.objects.filter(**{f"{self.key}__in": keys}).only(*loaded)
-        counts = defaultdict(int)
-        found = {}
-        for obj in objects:
-            value = getattr(obj, self.key)
+        loaded = {"id", attname(self.key)} | {attname(n) for n in names if n != "tags"}
+        if "stage" in names:
+            loaded |= set(STAGE_IMPLIED)
+        columns = sorted(loaded)
+        key_field = model._meta.get_field(self.key)
+        found, counts = {}, defaultdict(int)
+        for values in query(
+            f"SELECT {', '.join(quote(model._meta.get_field(c).column) for c in columns)}"  # noqa: S608
+            f" FROM {quote(model._meta.db_table)}"
+            f" WHERE {quote(key_field.column)} = ANY(%b::{array_type(key_field)}[])",
+            [list(keys)],
+        ):
+            record = dict(zip(columns, values, strict=True))
+            value = record[attname(self.key)]
             counts[value] += 1
-            found[value] = obj
+            found[value] = record
         for value, count in counts.items():
             if count > 1:
                 found[value] = (
@@ -486,7 +577,9 @@ class Classifier:
         """Keys of existing rows the person importing may not see: an import neither shows nor
         changes another team's records (imports run from a command have no person: no limit)."""
         user = self.job.created_by
-        ids = {obj.pk: value for value, obj in found.items() if not isinstance(obj, str)}
+        ids = {
+            record["id"]: value for value, record in found.items() if not isinstance(record, str)
+        }
         if user is None or not ids:
             return []
         visible = visible_to(user, self.spec.model.objects.filter(pk__in=ids))
@@ -502,14 +595,14 @@ class Classifier:
         )
 
     def current_tags(self, existing: dict) -> dict[int, set[str]]:
-        if not any(c.name == "tags" for c in self.spec.columns):
-            return {}
-        ids = [obj.pk for obj in existing.values() if not isinstance(obj, str)]
+        ids = [record["id"] for record in existing.values() if not isinstance(record, str)]
         through = self.spec.model.tags.through
         owner = f"{self.spec.model._meta.model_name}_id"
         tags = defaultdict(set)
-        for owner_id, name in through.objects.filter(**{f"{owner}__in": ids}).values_list(
-            owner, "tag__name"
+        for owner_id, name in query(
+            f"SELECT l.{owner}, t.name FROM {through._meta.db_table} l"  # noqa: S608
+            f" JOIN crm_tag t ON t.id = l.tag_id WHERE l.{owner} = ANY(%b::bigint[])",
+            [ids],
         ):
             tags[owner_id].add(name)
         return tags
@@ -520,22 +613,22 @@ class Classifier:
         if value is None and mode != ImportJob.Mode.CREATE:
             row.fail(key, f"the key column {key!r} is empty")
             return
-        obj = existing.get(value) if value is not None else None
-        if isinstance(obj, str):
-            row.fail(key, obj, value)
+        record = existing.get(value) if value is not None else None
+        if isinstance(record, str):
+            row.fail(key, record, value)
         elif ("email", row.values.get("email")) in suppressed or (
             "phone",
             row.values.get("phone"),
         ) in suppressed:
             row.outcome, row.reason = "skipped", "erased on request (suppression list)"
-        elif obj is None and mode == ImportJob.Mode.UPDATE:
+        elif record is None and mode == ImportJob.Mode.UPDATE:
             row.outcome, row.reason = "skipped", f"no {self.spec.resource} with {key} {value!r}"
-        elif obj is not None and mode == ImportJob.Mode.CREATE:
-            row.outcome, row.reason = "skipped", f"already exists (id {obj.pk})"
-        elif obj is None:
+        elif record is not None and mode == ImportJob.Mode.CREATE:
+            row.outcome, row.reason = "skipped", f"already exists (id {record['id']})"
+        elif record is None:
             self.new(row)
         else:
-            self.update(row, obj, tags.get(obj.pk, set()))
+            self.update(row, record, tags.get(record["id"], set()))
 
     def new(self, row: Row) -> None:
         if "id" in row.values:
@@ -552,14 +645,14 @@ class Classifier:
         if not row.errors:
             row.outcome = "new"
 
-    def update(self, row: Row, obj, current_tags: set[str]) -> None:
-        row.obj = obj
+    def update(self, row: Row, record: dict, current_tags: set[str]) -> None:
+        row.pk, row.current = record["id"], record
         for name, value in row.values.items():
             if name == "tags":
                 if set(value) - current_tags:
                     row.changes["tags"] = [sorted(current_tags), sorted(current_tags | set(value))]
                 continue
-            old = getattr(obj, name if name != "stage" else "stage_id")
+            old = record[attname(name)]
             new = value.pk if isinstance(value, Stage) else value
             if isinstance(new, Company):
                 new = "(new company)"
@@ -570,6 +663,9 @@ class Classifier:
 
 
 # --- Writing ------------------------------------------------------------------------------------
+
+
+STAGE_IMPLIED = ("pipeline_id", "status", "closed_at", "probability")
 
 
 class Writer:
@@ -584,21 +680,15 @@ class Writer:
         self.create(new)
         self.update(updated)
         self.add_tags(new + updated)
-        log = []
-        if new:
-            log.append(self.change(new, ImportChange.Action.CREATED))
-        if updated:
-            log.append(self.change(updated, ImportChange.Action.UPDATED))
-            log[-1].befores = [row.before for row in updated]
-        ImportChange.objects.bulk_create(log)
-
-    def change(self, rows: list[Row], action: str) -> ImportChange:
-        return ImportChange(
-            job=self.job,
-            model=self.label,
-            action=action,
-            object_ids=[row.obj.pk for row in rows],
-            row_numbers=[row.number for row in rows],
+        created = ImportChange.Action.CREATED
+        change_log(self.job, self.label, created, [r.pk for r in new], [r.number for r in new])
+        change_log(
+            self.job,
+            self.label,
+            ImportChange.Action.UPDATED,
+            [row.pk for row in updated],
+            [row.number for row in updated],
+            befores=[row.before for row in updated],
         )
 
     def create_companies(self, rows: list[Row]) -> None:
@@ -610,17 +700,8 @@ class Writer:
             if isinstance(company, Company) and company.pk is None
         }
         if pending:
-            objects_insert(Company, list(pending.values()))
-            ImportChange.objects.bulk_create(
-                [
-                    ImportChange(
-                        job=self.job,
-                        model="crm.company",
-                        action=ImportChange.Action.CREATED,
-                        object_ids=[c.pk for c in pending.values()],
-                    )
-                ],
-            )
+            ids = objects_insert(Company, list(pending.values()))
+            change_log(self.job, "crm.company", ImportChange.Action.CREATED, ids)
         for row in rows:
             if isinstance(row.values.get("company_id"), Company):
                 row.values["company_id"] = row.values["company_id"].pk
@@ -628,10 +709,12 @@ class Writer:
                     row.changes["company_id"][1] = row.values["company_id"]
 
     def fields_of(self, row: Row) -> dict:
-        values = {k: v for k, v in row.values.items() if k not in ("tags", "id")}
-        if isinstance(values.get("stage"), Stage):
-            stage = values["stage"]
+        """The row's values by attname, with what a deal's stage implies."""
+        values = {attname(k): v for k, v in row.values.items() if k not in ("tags", "id")}
+        if isinstance(values.get("stage_id"), Stage):
+            stage = values["stage_id"]
             implied = services.deal_stage_fields(stage)
+            values["stage_id"] = stage.pk
             values.setdefault("pipeline_id", stage.pipeline_id)
             values["status"], values["closed_at"] = implied["status"], implied["closed_at"]
             if implied["status"] != Deal.Status.OPEN or "probability" not in values:
@@ -639,73 +722,84 @@ class Writer:
         return values
 
     def create(self, rows: list[Row]) -> None:
-        values = [
-            {
-                attname(self.model, name): value.pk if isinstance(value, Stage) else value
-                for name, value in self.fields_of(row).items()
-            }
-            for row in rows
-        ]
-        for row, pk in zip(rows, values_insert(self.model, values), strict=True):
-            row.obj = Created(pk)
+        ids = values_insert(self.model, [self.fields_of(row) for row in rows])
+        for row, pk in zip(rows, ids, strict=True):
+            row.pk = pk
 
-    def update(self, rows: list[Row]) -> list:
-        names = set()
-        now = timezone.now()
+    def update(self, rows: list[Row]) -> None:
+        """Each row writes the fields that changed (and what a changed stage implies); their
+        previous values are kept for revert."""
+        written = []
         for row in rows:
-            fields = {
-                k: v
-                for k, v in self.fields_of(row).items()
-                if k in row.changes
-                or (
-                    k in ("pipeline_id", "status", "closed_at", "probability")
-                    and "stage" in row.changes
-                )
-            }
-            row.before = {
-                attname(self.model, k): json_value(getattr(row.obj, attname(self.model, k)))
-                for k in fields
-            }
-            for name, value in fields.items():
-                setattr(row.obj, name, value)
-                names.add(attname(self.model, name))
-            row.obj.updated_at = now
-        if "tags" in {name for row in rows for name in row.changes}:
-            for row in rows:
-                if "tags" in row.changes:
-                    row.before = {**(row.before or {}), "tags": row.changes["tags"][0]}
-        objects = [row.obj for row in rows]
-        if objects and names:
-            objects_update(self.model, objects, [*sorted(names), "updated_at"])
-        return objects
+            changed = {attname(name) for name in row.changes}
+            if "stage_id" in changed:
+                changed.update(STAGE_IMPLIED)
+            fields = {k: v for k, v in self.fields_of(row).items() if k in changed}
+            row.before = {name: json_value(row.current[name]) for name in fields}
+            if fields:
+                written.append((row.pk, fields))
+        values_update(self.model, written)
 
     def add_tags(self, rows: list[Row]) -> None:
-        wanted = {name for row in rows for name in row.values.get("tags", [])}
+        """Links rows to their tags (creating the tags that do not exist); the links and tags
+        really added are logged, so revert removes exactly those."""
+        wanted = {name for row in rows for name in row.values.get("tags", ())}
         if not wanted:
             return
-        Tag.objects.bulk_create([Tag(name=name) for name in wanted], ignore_conflicts=True)
-        ids = dict(Tag.objects.filter(name__in=wanted).values_list("name", "id"))
+        ids = self.tag_ids(wanted)
         through = self.model.tags.through
         owner = f"{self.model._meta.model_name}_id"
-        links = [
-            through(**{owner: row.obj.pk, "tag_id": ids[name]})
-            for row in rows
-            for name in row.values.get("tags", [])
-        ]
-        through.objects.bulk_create(links, ignore_conflicts=True)
+        pairs = [(row.pk, ids[name]) for row in rows for name in row.values.get("tags", ())]
+        added = query(
+            f"INSERT INTO {quote(through._meta.db_table)} ({owner}, tag_id)"  # noqa: S608
+            " SELECT * FROM unnest(%b::bigint[], %b::bigint[])"
+            " ON CONFLICT DO NOTHING RETURNING id",
+            [[pk for pk, _ in pairs], [tag for _, tag in pairs]],
+        )
+        label = through._meta.label_lower
+        change_log(self.job, label, ImportChange.Action.CREATED, [pk for (pk,) in added])
+
+    def tag_ids(self, names: set[str]) -> dict[str, int]:
+        find = "SELECT name, id FROM crm_tag WHERE name = ANY(%b::text[])"
+        ids = dict(query(find, [sorted(names)]))
+        missing = sorted(names - ids.keys())
+        if missing:
+            created = objects_insert(Tag, [Tag(name=name) for name in missing], skip_conflicts=True)
+            change_log(self.job, "crm.tag", ImportChange.Action.CREATED, created)
+            ids.update(query(find, [missing]))  # with those another import created meanwhile
+        return ids
 
 
-class Created:
-    """A row just inserted: only its id is needed afterwards (change log, tags)."""
-
-    __slots__ = ("pk",)
-
-    def __init__(self, pk: int):
-        self.pk = pk
-
-
-def attname(model, name: str) -> str:
+def attname(name: str) -> str:
     return "stage_id" if name == "stage" else name
+
+
+def change_log(
+    job: ImportJob,
+    label: str,
+    action: str,
+    ids: list[int],
+    row_numbers: list[int] | None = None,
+    *,
+    befores: list | None = None,
+) -> None:
+    """One ``ImportChange`` row for what a batch did to one model (nothing when it did
+    nothing), written with binary arrays: it is on every batch's path."""
+    if not ids:
+        return
+    query(
+        "INSERT INTO crm_importchange (job_id, model, action, object_ids, row_numbers, befores)"
+        " VALUES (%b, %b, %b, %b::bigint[], %b::integer[], %b::jsonb)",
+        [
+            job.pk,
+            label,
+            action,
+            ids,
+            row_numbers or [],
+            None if befores is None else Jsonb(befores),
+        ],
+        fetch=False,
+    )
 
 
 # --- Linking imported contacts to CDP profiles -------------------------------------------------
@@ -714,28 +808,22 @@ def attname(model, name: str) -> str:
 def import_job_link_profiles(*, job: ImportJob, progress: Progress | None = None) -> int:
     """Link the contacts an import created or updated to their CDP profiles (creating profiles
     and identities, copying traits), batch by batch in the background: identity work is
-    heavier than the import itself, so it does not hold the import's transaction open. Safe to
-    run again after an interruption: linking is idempotent."""
+    heavier than the import itself, so it does not hold the import's transaction open. What it
+    adds to existing profiles and contacts is logged with the import, for revert. Safe to run
+    again after an interruption: linking is idempotent."""
     if job.resource != ImportJob.Resource.CONTACTS or job.profiles_linked_at:
         return 0
     linked = 0
-    changes = ImportChange.objects.filter(job=job, model="crm.contact").only("object_ids")
-    for change in changes:
-        for ids in batched(change.object_ids, BATCH_SIZE):
+    # The contacts of the file's rows; the changes logged by linking itself have no rows.
+    sources = ImportChange.objects.filter(job=job, model="crm.contact").exclude(row_numbers=[])
+    for change_id, action in sources.values_list("pk", "action"):
+        object_ids = ImportChange.objects.values_list("object_ids", flat=True).get(pk=change_id)
+        for ids in batched(object_ids, BATCH_SIZE):
             with transaction.atomic():
                 contacts = list(Contact.objects.filter(pk__in=ids).select_related(None))
-                created = services.contact_profiles_link(contacts=contacts)
-                if created:
-                    ImportChange.objects.bulk_create(
-                        [
-                            ImportChange(
-                                job=job,
-                                model="profiles.profile",
-                                action=ImportChange.Action.CREATED,
-                                object_ids=created,
-                            )
-                        ],
-                    )
+                links = services.contact_profiles_link(contacts=contacts)
+                created = action == ImportChange.Action.CREATED
+                profile_links_log(job, links, created_contacts=created)
             linked += len(contacts)
             if progress:
                 progress(job)
@@ -744,52 +832,113 @@ def import_job_link_profiles(*, job: ImportJob, progress: Progress | None = None
     return linked
 
 
+def profile_links_log(
+    job: ImportJob, links: services.ProfileLinks, *, created_contacts: bool
+) -> None:
+    created = ImportChange.Action.CREATED
+    change_log(job, "profiles.profile", created, links.profiles)
+    change_log(job, "profiles.identity", created, links.identities)
+    change_log(
+        job,
+        "profiles.profile",
+        ImportChange.Action.UPDATED,
+        list(links.traits),
+        befores=[{"traits": before} for before in links.traits.values()],
+    )
+    if not created_contacts:  # contacts the import created go away whole on revert
+        change_log(
+            job,
+            "crm.contact",
+            ImportChange.Action.UPDATED,
+            list(links.relinked),
+            befores=[{"profile_id": old} for old in links.relinked.values()],
+        )
+
+
 # --- Revert -------------------------------------------------------------------------------------
 
 
-def created_ids(changes, label: str) -> list[int]:
-    ids = []
-    for batch in changes.filter(model=label, action=ImportChange.Action.CREATED).values_list(
-        "object_ids", flat=True
-    ):
-        ids.extend(batch)
-    return ids
+def created_batches(changes, label: str) -> Iterator[list[int]]:
+    """The ids of the rows of one model the import created, a logged batch at a time."""
+    created = changes.filter(model=label, action=ImportChange.Action.CREATED)
+    for change_id in created.values_list("pk", flat=True):
+        yield ImportChange.objects.values_list("object_ids", flat=True).get(pk=change_id)
 
 
 @transaction.atomic
 def import_job_revert(*, job: ImportJob) -> dict[str, int]:
-    """Undo an applied import: created rows deleted (profiles only when nothing else uses
-    them), updated rows given their previous values back. Changes made to those rows after
-    the import are overwritten by the restore."""
+    """Undo an applied import: created rows deleted (profiles and tags only when nothing else
+    uses them), updated rows given their previous values back, the tags it added to existing
+    records removed, and what profile linking did to existing profiles and contacts undone
+    (identities, traits, links). Changes made to those rows after the import are overwritten
+    by the restore."""
     job = ImportJob.objects.select_for_update().get(pk=job.pk)
     if job.status != ImportJob.Status.APPLIED:
         raise ImportRefused(f"Only applied imports can be reverted; this one is {job.status}.")
     changes = ImportChange.objects.filter(job=job)
-    restored = revert_updates(changes.filter(action=ImportChange.Action.UPDATED))
+    updated = changes.filter(action=ImportChange.Action.UPDATED)
+    restored = revert_updates(updated.filter(model__in=SPECS_BY_LABEL))
+    profile_traits_restore(updated.filter(model="profiles.profile"))
+    for model in (Contact, Company):
+        through = model.tags.through
+        for ids in created_batches(changes, through._meta.label_lower):
+            through.objects.filter(pk__in=ids).delete()
     deleted = 0
     for label in ("crm.activity", "crm.deal", "crm.contact", "crm.company"):
-        ids = created_ids(changes, label)
         model = SPECS_BY_LABEL[label]
-        if label == "crm.contact":
-            Identity.objects.filter(
-                kind=Identity.Kind.CRM_CONTACT, value__in=[str(pk) for pk in ids]
-            ).delete()
-        deleted += model.objects.filter(pk__in=ids).delete()[1].get(model._meta.label, 0)
-    unused = (
-        Profile.objects.filter(pk__in=created_ids(changes, "profiles.profile"))
-        .annotate(n_events=Count("events"), n_contacts=Count("crm_contacts"))
-        .filter(n_events=0, n_contacts=0)
-    )
-    unused.delete()
+        for ids in created_batches(changes, label):
+            if label == "crm.contact":  # gone with the contact, even from a profile that stays
+                Identity.objects.filter(
+                    kind=Identity.Kind.CRM_CONTACT, value__in=[str(pk) for pk in ids]
+                ).delete()
+            deleted += model.objects.filter(pk__in=ids).delete()[1].get(model._meta.label, 0)
+    kept = created_profiles_delete(changes)
+    for ids in created_batches(changes, "profiles.identity"):
+        Identity.objects.filter(pk__in=ids).exclude(profile_id__in=kept).delete()
+    for ids in created_batches(changes, "crm.tag"):
+        Tag.objects.filter(pk__in=ids, contacts=None, companies=None).delete()
     job.status, job.reverted_at = ImportJob.Status.REVERTED, timezone.now()
     job.message = f"Reverted: {deleted} created row(s) deleted, {restored} row(s) restored."
     job.save()
     return {"deleted": deleted, "restored": restored}
 
 
+def created_profiles_delete(changes) -> set[int]:
+    """Delete the profiles the import created that nothing else uses; returns those kept
+    (events arrived or a contact links to them since): they stay whole, identities too."""
+    kept = set()
+    for ids in created_batches(changes, "profiles.profile"):
+        profiles = Profile.objects.filter(pk__in=ids)
+        used = profiles.filter(
+            Exists(Event.objects.filter(profile=OuterRef("pk")))
+            | Exists(Contact.objects.filter(profile=OuterRef("pk")))
+        )
+        kept.update(used.values_list("pk", flat=True))
+        profiles.exclude(pk__in=kept).delete()
+    return kept
+
+
+def profile_traits_restore(changes) -> None:
+    """The traits linking replaced get their previous values back and those it added go, the
+    latest batch first: a profile two batches changed ends as it was before the first."""
+    for change_id in changes.order_by("-pk").values_list("pk", flat=True):
+        change = ImportChange.objects.get(pk=change_id)
+        query(
+            "UPDATE profiles_profile AS p SET traits ="
+            " (p.traits - ARRAY(SELECT jsonb_array_elements_text(v.before -> 'added')))"
+            " || (v.before -> 'replaced'), updated_at = now()"
+            " FROM unnest(%b::bigint[], %b::jsonb[]) AS v(id, before) WHERE p.id = v.id",
+            [change.object_ids, [Jsonb(before["traits"]) for before in change.befores]],
+            fetch=False,
+        )
+
+
 def revert_updates(changes) -> int:
+    """Previous values back, a logged batch at a time; returns how many rows of the file
+    were restored (linking's own changes to those rows are restored too, not counted)."""
     restored = 0
-    for change in changes:
+    for change_id in changes.values_list("pk", flat=True):
+        change = ImportChange.objects.get(pk=change_id)
         model = SPECS_BY_LABEL[change.model]
         objects = model.objects.in_bulk(change.object_ids)
         touched, names = [], set()
@@ -798,7 +947,7 @@ def revert_updates(changes) -> int:
             if obj is None:
                 continue  # deleted since the import: nothing to restore
             for name, value in (before or {}).items():
-                if name == "tags":
+                if name == "tags":  # logged by imports applied before tag links were logged
                     obj.tags.set(Tag.objects.filter(name__in=value))
                     continue
                 setattr(obj, name, model._meta.get_field(name).to_python(value))
@@ -806,7 +955,7 @@ def revert_updates(changes) -> int:
             touched.append(obj)
         if names:
             objects_update(model, touched, sorted(names))
-        restored += len(touched)
+        restored += len(touched) if change.row_numbers else 0
     return restored
 
 

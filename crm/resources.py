@@ -19,6 +19,8 @@ from import_export import resources
 from crm.models import Activity, Company, Contact, Deal
 from profiles.normalize import InvalidIdentifier, normalize_email, normalize_phone
 
+EMAIL_MAX_LENGTH = Contact._meta.get_field("email").max_length
+
 
 class CellError(ValueError):
     """A cell that cannot be read; the message says what was expected."""
@@ -38,9 +40,12 @@ def text(max_length: int) -> Callable[[str], str]:
 
 def email(value: str) -> str:
     try:
-        return normalize_email(value)
+        normalised = normalize_email(value)
     except InvalidIdentifier as exc:
         raise CellError(str(exc)) from None
+    if len(normalised) > EMAIL_MAX_LENGTH:  # valid addresses go up to 320 characters
+        raise CellError(f"is longer than {EMAIL_MAX_LENGTH} characters")
+    return normalised
 
 
 def phone(value: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
@@ -68,7 +69,7 @@ def suppressed_identifiers(*, emails: Iterable[str], phones: Iterable[str]) -> s
     from consent.selectors import suppressed_identifiers as suppressed
 
     pairs = [("email", value) for value in emails] + [("phone", value) for value in phones]
-    return suppressed(pairs)
+    return suppressed(pairs, normalised=True)
 
 
 @transaction.atomic
@@ -118,14 +119,25 @@ def contact_traits(contact: Contact, company_name: str | None = None) -> dict[st
     return traits
 
 
-def contact_profiles_link(*, contacts: Sequence[Contact], source=None) -> list[int]:
+class ProfileLinks(NamedTuple):
+    """What linking changed, so an import can be reverted exactly: the ids of the profiles and
+    identities it created, the contacts it linked to another profile (contact id -> previous
+    profile id), and the existing profiles whose traits it changed (profile id -> the traits
+    it replaced, with their previous values, and those it added)."""
+
+    profiles: list[int]
+    identities: list[int]
+    relinked: dict[int, int | None]
+    traits: dict[int, dict]
+
+
+def contact_profiles_link(*, contacts: Sequence[Contact], source=None) -> ProfileLinks:
     """Link each contact to the CDP profile owning its e-mail/phone (creating the profile when
     none does), record the ``crm_contact`` identity and copy CRM fields into the profile's
-    traits. Set-based, so imports call it per batch of thousands of contacts. Returns the ids
-    of the profiles it created."""
+    traits. Set-based, so imports call it per batch of thousands of contacts."""
     contacts = [contact for contact in contacts if contact.pk is not None]
     if not contacts:
-        return []
+        return ProfileLinks([], [], {}, {})
     now = timezone.now()
     owners = _identity_owners(contacts)
     company_names = _company_names(contacts)
@@ -149,20 +161,19 @@ def contact_profiles_link(*, contacts: Sequence[Contact], source=None) -> list[i
     for contact, profile in new_profiles:
         profile_of[contact.pk] = profile.pk
     created = {profile.pk for _, profile in new_profiles}
-    _identities_create(contacts, profile_of, owners, source, now)
-    _profile_traits_merge(
+    identities = _identities_create(contacts, profile_of, owners, source, now)
+    traits = _profile_traits_merge(
         {
             profile_of[c.pk]: contact_traits(c, company_names.get(c.company_id))
             for c in contacts
             if profile_of[c.pk] not in created
         }
     )
-    _contact_profile_ids_set(
-        {c.pk: profile_of[c.pk] for c in contacts if c.profile_id != profile_of[c.pk]}
-    )
+    relinked = {c.pk: c.profile_id for c in contacts if c.profile_id != profile_of[c.pk]}
+    _contact_profile_ids_set({pk: profile_of[pk] for pk in relinked})
     for contact in contacts:
         contact.profile_id = profile_of[contact.pk]
-    return sorted(created)
+    return ProfileLinks(sorted(created), identities, relinked, traits)
 
 
 def _identity_owners(contacts: Sequence[Contact]) -> dict[tuple[str, str], int]:
@@ -191,7 +202,7 @@ def _company_names(contacts: Sequence[Contact]) -> dict[int, str]:
     return dict(Company.objects.filter(pk__in=ids).values_list("pk", "name"))
 
 
-def _identities_create(contacts, profile_of, owners, source, now) -> None:
+def _identities_create(contacts, profile_of, owners, source, now) -> list[int]:
     identities = []
     for contact in contacts:
         for kind, value in (
@@ -212,24 +223,46 @@ def _identities_create(contacts, profile_of, owners, source, now) -> None:
                     )
                 )
     # A concurrent writer may have claimed an identifier meanwhile: its profile keeps it.
-    objects_insert(Identity, identities, skip_conflicts=True)
+    return objects_insert(Identity, identities, skip_conflicts=True)
 
 
-def _profile_traits_merge(traits_by_profile: dict[int, dict]) -> None:
+def _profile_traits_merge(traits_by_profile: dict[int, dict]) -> dict[int, dict]:
+    """Copy the traits into the profiles; returns, per profile it changed, what it replaced
+    (trait -> previous value) and which traits it added."""
     if not traits_by_profile:
-        return
+        return {}
     ids = list(traits_by_profile)
     documents = [json.dumps(traits_by_profile[pk]) for pk in ids]
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            UPDATE profiles_profile AS p
-               SET traits = p.traits || v.traits::jsonb, updated_at = now()
-              FROM unnest(%s::bigint[], %s::text[]) AS v(id, traits)
-             WHERE p.id = v.id
+            WITH v AS (
+                SELECT id, traits::jsonb AS traits
+                  FROM unnest(%s::bigint[], %s::text[]) AS v(id, traits)
+            ), before AS (
+                SELECT p.id, p.traits AS old, v.traits AS new
+                  FROM profiles_profile AS p JOIN v ON v.id = p.id
+                 WHERE NOT p.traits @> v.traits
+                   FOR UPDATE OF p
+            ), merged AS (
+                UPDATE profiles_profile AS p SET traits = p.traits || b.new, updated_at = now()
+                  FROM before AS b WHERE p.id = b.id
+            )
+            SELECT id,
+                   coalesce((SELECT jsonb_object_agg(key, old -> key)
+                               FROM jsonb_object_keys(new) AS key
+                              WHERE old ? key AND old -> key <> new -> key), '{}')::text,
+                   coalesce((SELECT jsonb_agg(key)
+                               FROM jsonb_object_keys(new) AS key
+                              WHERE NOT old ? key), '[]')::text
+              FROM before
             """,
             [ids, documents],
         )
+        return {
+            pk: {"replaced": json.loads(replaced), "added": json.loads(added)}
+            for pk, replaced, added in cursor.fetchall()
+        }
 
 
 def _contact_profile_ids_set(profile_by_contact: dict[int, int]) -> None:

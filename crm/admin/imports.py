@@ -155,7 +155,7 @@ class ImportJobAdmin(ReadableModelAdmin):
                     mode=data["mode"],
                     key_field=data["key_field"],
                     file_name=data["file"].name,
-                    data=data["file"].read(),
+                    data=data["file"],  # streamed into the database, not read whole
                     created_by=request.user,
                     overrides=data["column_map"],
                 )

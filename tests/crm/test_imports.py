@@ -2,6 +2,7 @@ import io
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import IntegrityError
 from openpyxl import Workbook
 
 from crm import imports
@@ -13,7 +14,7 @@ from crm.imports import (
     import_job_revert,
     import_job_validate,
 )
-from crm.models import Company, Contact, Deal, ImportChange, ImportJob
+from crm.models import Company, Contact, Deal, ImportChange, ImportJob, Tag
 from crm.tasks import run_import_job_task
 from profiles.models import Identity, Profile
 from tests import factories
@@ -148,6 +149,88 @@ def test_revert_deletes_created_rows_and_restores_updated_ones():
         import_job_revert(job=job)
 
 
+def test_revert_removes_only_the_tags_the_import_added_to_existing_records():
+    # given a company tagged "partner", which an import tags "vip" (a new tag) and "partner",
+    # and a marketer who tags it "key account" after the import
+    acme = factories.CompanyFactory(domain="acme.example")
+    acme.tags.add(factories.TagFactory(name="partner"))
+    data = csv_bytes("domain,tags", "acme.example,vip;partner")
+    job = imported(data, resource="companies", key="domain", mode="update")
+    assert sorted(acme.tags.values_list("name", flat=True)) == ["partner", "vip"]
+    acme.tags.add(factories.TagFactory(name="key account"))
+
+    import_job_revert(job=job)
+
+    assert sorted(acme.tags.values_list("name", flat=True)) == ["key account", "partner"]
+    assert not Tag.objects.filter(name="vip").exists()
+
+
+def test_revert_keeps_a_tag_the_import_created_once_others_use_it():
+    known = factories.ContactFactory(email="known@example.com")
+    job = imported(csv_bytes("email,tags", "known@example.com,vip"))
+    other = factories.CompanyFactory()
+    other.tags.add(Tag.objects.get(name="vip"))
+
+    import_job_revert(job=job)
+
+    assert not known.tags.exists()
+    assert list(other.tags.values_list("name", flat=True)) == ["vip"]
+
+
+def test_revert_removes_identities_linking_added_to_existing_profiles():
+    # given a CDP profile known by e-mail only, then imported as a contact with a phone
+    profile = factories.IdentityFactory(kind="email", value="known@example.com").profile
+    before = set(Identity.objects.values_list("profile_id", "kind", "value"))
+    job = imported(csv_bytes("email,phone", "known@example.com,+31612345678"))
+    assert Contact.objects.get().profile_id == profile.pk
+    assert profile.identities.filter(kind="phone", value="+31612345678").exists()
+
+    import_job_revert(job=job)
+
+    assert set(Identity.objects.values_list("profile_id", "kind", "value")) == before
+    assert not Contact.objects.exists()
+    assert Profile.objects.filter(pk=profile.pk).exists()
+
+
+def test_revert_gives_existing_profiles_their_traits_back():
+    # given a CDP profile whose e-mail an import brings with another first name and a job
+    traits = {"firstName": "Ann", "email": "known@example.com", "plan": "gold"}
+    profile = factories.ProfileFactory(traits=traits)
+    factories.IdentityFactory(profile=profile, kind="email", value="known@example.com")
+    job = imported(csv_bytes("email,first name,job title", "known@example.com,Anna,CEO"))
+    profile.refresh_from_db()
+    assert (profile.traits["firstName"], profile.traits["jobTitle"]) == ("Anna", "CEO")
+
+    import_job_revert(job=job)
+
+    profile.refresh_from_db()
+    assert profile.traits == traits
+
+
+def test_revert_unlinks_existing_contacts_from_the_profiles_linking_gave_them():
+    # given two contacts not linked to the CDP yet: one whose e-mail a profile has, one new
+    # to the CDP, both updated by an import and then linked
+    known = factories.ContactFactory(email="known@example.com", job_title="Intern")
+    stranger = factories.ContactFactory(email="stranger@example.com", job_title="Intern")
+    profile = factories.IdentityFactory(kind="email", value="known@example.com").profile
+    data = csv_bytes("email,job title", "known@example.com,CEO", "stranger@example.com,CEO")
+    job = imported(data)
+    known.refresh_from_db()
+    stranger.refresh_from_db()
+    assert known.profile_id == profile.pk
+    assert stranger.profile_id not in (None, profile.pk)
+    created_profile = stranger.profile_id
+
+    import_job_revert(job=job)
+
+    known.refresh_from_db()
+    stranger.refresh_from_db()
+    assert (known.job_title, known.profile_id) == ("Intern", None)
+    assert (stranger.job_title, stranger.profile_id) == ("Intern", None)
+    assert not Profile.objects.filter(pk=created_profile).exists()
+    assert list(profile.identities.values_list("kind", "value")) == [("email", "known@example.com")]
+
+
 def test_companies_and_deals_import():
     stage = factories.StageFactory(name="Proposal", probability=40)
     contact = factories.ContactFactory(email="buyer@example.com")
@@ -208,6 +291,14 @@ def test_bad_cells_name_row_and_column():
         "3|B (phone)|phone '12' is not a valid phone number",
         "3|C (date of birth)|'yesterday' is not a date (use YYYY-MM-DD or DD-MM-YYYY)",
     ]
+
+
+def test_overlong_email_is_a_cell_error():
+    address = "a" * 64 + "@" + ".".join(["b" * 60] * 4) + ".example"
+
+    job = checked(csv_bytes("email", address))
+
+    assert messages(job) == ["2|A (email)|is longer than 254 characters"]
 
 
 def test_bad_number_in_deal_import():
@@ -321,6 +412,29 @@ def test_apply_is_all_or_nothing(monkeypatch):
     assert job.message == "1 row error(s): nothing was written."
     assert messages(job) == ["3|C (contact email)|no contact with e-mail 'gone@example.com'"]
     assert not Deal.objects.exists()
+    assert not ImportChange.objects.exists()
+
+
+def test_apply_rolls_back_every_batch_when_the_database_refuses_a_write(monkeypatch):
+    # given a checked import in batches of two, and another writer creating the key of the
+    # second batch's first row once that batch was checked against the database
+    monkeypatch.setattr(imports, "BATCH_SIZE", 2)
+    data = csv_bytes("external id,email", *[f"x-{n},c{n}@example.com" for n in range(6)])
+    job = checked(data, key="external_id")
+    existing = imports.Classifier.existing
+
+    def existing_then_concurrent_insert(self, keys, names):
+        found = existing(self, keys, names)
+        if "x-2" in keys:
+            factories.ContactFactory(external_id="x-2")
+        return found
+
+    monkeypatch.setattr(imports.Classifier, "existing", existing_then_concurrent_insert)
+
+    with pytest.raises(IntegrityError, match="external_id"):
+        import_job_apply(job=job, link_profiles=False)
+
+    assert not Contact.objects.filter(external_id__in=["x-0", "x-1"]).exists()
     assert not ImportChange.objects.exists()
 
 

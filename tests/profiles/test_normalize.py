@@ -1,4 +1,5 @@
 import pytest
+from django.core.exceptions import ValidationError
 
 from profiles.normalize import (
     InvalidIdentifier,
@@ -78,3 +79,38 @@ def test_configured_junk_values_are_refused(settings):
 def test_overlong_id_is_refused():
     with pytest.raises(InvalidIdentifier, match="255"):
         normalize_identifier("device_id", "x" * 256)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "user+tag@sub.domain.example",
+        "a@localhost",
+        "a@[127.0.0.1]",
+        "a@[300.1.1.1]",
+        '"quoted user"@example.com',
+        "a..b@example.com",
+        "a@-example.com",
+        "a@exa_mple.com",
+        "a@xn--bcher-kva.example",
+        "a@bücher.example",
+        "a@" + "b" * 64 + ".com",
+        "a@example.com.",
+        "a@b@c.com",
+        "x" * 310 + "@e.co",
+    ],
+)
+def test_email_check_agrees_with_djangos(address):
+    # The normaliser remembers domain verdicts for speed; it must accept exactly what
+    # Django's validator accepts, the domain asked twice included.
+    from django.core.validators import validate_email
+
+    def accepted(check) -> bool:
+        try:
+            check(address)
+        except (ValidationError, InvalidIdentifier):
+            return False
+        return True
+
+    assert accepted(normalize_email) == accepted(validate_email)
+    assert accepted(normalize_email) == accepted(validate_email)

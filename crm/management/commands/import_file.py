@@ -35,21 +35,21 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         overrides = parse_maps(options["map"])
         try:
-            data = options["file"].read_bytes()
+            file = options["file"].open("rb")
         except OSError as exc:
             raise CommandError(f"Cannot read {options['file']}: {exc.strerror}") from None
         try:
-            job = import_job_create(
-                resource=options["resource"],
-                mode=options["mode"],
-                key_field=options["key"],
-                file_name=options["file"].name,
-                data=data,
-                overrides=overrides,
-            )
+            with file:  # streamed into the database, never held whole in memory
+                job = import_job_create(
+                    resource=options["resource"],
+                    mode=options["mode"],
+                    key_field=options["key"],
+                    file_name=options["file"].name,
+                    data=file,
+                    overrides=overrides,
+                )
         except ImportRefused as exc:
             raise CommandError(" ".join(exc.messages)) from None
-        del data
         if options["dry_run"]:
             self.stdout.write(f"Import job {job.pk}: checking {job.file_name} (dry run)")
             job = import_job_validate(job=job, progress=self.progress)
