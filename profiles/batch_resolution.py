@@ -271,21 +271,24 @@ class BatchResolver:
         self._write_shared()
 
     def _profile_state(self, profile_ids: list[int]) -> dict[int, dict]:
+        """Seen-at dates, and traits as stored JSON text: parsed only for a profile that gets
+        an identify in this batch (most messages are page views and events)."""
         return {
-            p["id"]: {**p, "dirty": False, "stored_last_seen_at": p["last_seen_at"]}
-            for p in (
-                {
-                    "id": pid,
-                    "traits": as_json(traits),
-                    "trait_timestamps": as_json(stamps),
-                    "first_seen_at": first,
-                    "last_seen_at": last,
-                }
-                for pid, traits, stamps, first, last in query(
-                    "SELECT id, traits::text, trait_timestamps::text, first_seen_at, last_seen_at "
-                    "FROM profiles_profile WHERE id = ANY(%b::bigint[])",
-                    [profile_ids],
-                )
+            pid: {
+                "id": pid,
+                "traits": None,
+                "trait_timestamps": None,
+                "stored_traits": (traits, stamps),
+                "first_seen_at": first,
+                "last_seen_at": last,
+                "stored_last_seen_at": last,
+                "dirty": False,
+                "traits_dirty": False,
+            }
+            for pid, traits, stamps, first, last in query(
+                "SELECT id, traits::text, trait_timestamps::text, first_seen_at, last_seen_at "
+                "FROM profiles_profile WHERE id = ANY(%b::bigint[])",
+                [profile_ids],
             )
         }
 
@@ -379,16 +382,17 @@ class BatchResolver:
         ]
         if not changed:
             return
+        # Traits are sent (and rewritten) only where an identify changed them.
         query(
-            "UPDATE profiles_profile p SET traits = u.traits::jsonb, "
-            "trait_timestamps = u.stamps::jsonb, first_seen_at = u.first, last_seen_at = u.last, "
-            "updated_at = now() "
+            "UPDATE profiles_profile p SET traits = coalesce(u.traits::jsonb, p.traits), "
+            "trait_timestamps = coalesce(u.stamps::jsonb, p.trait_timestamps), "
+            "first_seen_at = u.first, last_seen_at = u.last, updated_at = now() "
             "FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::timestamptz[], "
             "%b::timestamptz[]) AS u(id, traits, stamps, first, last) WHERE p.id = u.id",
             [
                 [ref for ref, _ in changed],
-                [_json(p["traits"]) for _, p in changed],
-                [_json(p["trait_timestamps"]) for _, p in changed],
+                [_json(p["traits"]) if p["traits_dirty"] else None for _, p in changed],
+                [_json(p["trait_timestamps"]) if p["traits_dirty"] else None for _, p in changed],
                 [p["first_seen_at"] for _, p in changed],
                 [p["last_seen_at"] for _, p in changed],
             ],
@@ -439,6 +443,7 @@ def _new_state() -> dict:
         "first_seen_at": None,
         "last_seen_at": None,
         "dirty": True,
+        "traits_dirty": True,
     }
 
 
@@ -461,6 +466,14 @@ def apply_message(profile: dict, row: Staged) -> None:
     if row.type != Event.Type.IDENTIFY:
         return
     traits = identify_traits(row.payload)
+    if not traits:
+        return
+    if profile["traits"] is None:
+        stored_traits, stored_stamps = profile["stored_traits"]
+        profile["traits"], profile["trait_timestamps"] = (
+            as_json(stored_traits),
+            as_json(stored_stamps),
+        )
     at = _iso(row.timestamp)
     stamp = {"at": at, "message_id": row.message_id, "source_id": row.source_id}
     current, stamps = profile["traits"], profile["trait_timestamps"]
@@ -470,14 +483,14 @@ def apply_message(profile: dict, row: Staged) -> None:
         if stamps.get(key, {}).get("at", "") <= at:
             current[key] = value
             stamps[key] = stamp
-            profile["dirty"] = True
+            profile["dirty"] = profile["traits_dirty"] = True
     set_once = traits.get(SET_ONCE_KEY)
     if isinstance(set_once, dict):
         for key, value in set_once.items():
             if key not in current:
                 current[key] = value
                 stamps[key] = {**stamp, "set_once": True}
-                profile["dirty"] = True
+                profile["dirty"] = profile["traits_dirty"] = True
 
 
 def identify_traits(payload: dict) -> dict:

@@ -216,8 +216,9 @@ def identifiers_lock(rows: list[Staged]) -> list[Staged]:
     create two profiles). Try-locks, never waits: a message whose identifiers another worker
     holds stays staged and is claimed again after that worker commits. Waiting instead would
     make concurrent workers queue behind each other whenever their batches share a visitor."""
-    keys_of = {row.id: {identifier_lock_key(ident) for ident in row.identifiers} for row in rows}
-    keys = sorted(set().union(*keys_of.values())) if keys_of else []
+    key_of = {ident: identifier_lock_key(ident) for row in rows for ident in row.identifiers}
+    keys_of = {row.id: {key_of[ident] for ident in row.identifiers} for row in rows}
+    keys = sorted(set(key_of.values()))
     if not keys:
         return rows
     locked = {

@@ -284,9 +284,9 @@ def run() -> None:
             f"{clients} clients, {workers} gunicorn workers x {threads} threads, "
             f"{failures} failed requests"
         )
-        print(f"  accepted:  {accepted:10,.0f} events/s  ({accepted / copy:.2f} x COPY)")
+        print(f"  accepted:  {accepted:10,.0f} events/s  ({accepted / copy:.3f} x COPY)")
         print(
-            f"  processed: {processed:10,.0f} events/s  ({processed / copy:.2f} x COPY), "
+            f"  processed: {processed:10,.0f} events/s  ({processed / copy:.3f} x COPY), "
             f"{processors} processes: {events} events, {profiles} profiles, "
             f"{identities} identities"
         )
