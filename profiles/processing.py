@@ -34,34 +34,11 @@ logger = logging.getLogger(__name__)
 
 DEFERRED_PAUSE_SECONDS = 0.05
 
-# Only what resolution and traits need is read back (not the whole context): the event rows
-# themselves are built by PostgreSQL from the staged JSON (batch_resolution.EVENTS_SQL).
+# The payload comes back as text, parsed in Python (orjson): picking out the few paths that
+# resolution, traits and the hooks read, in SQL, cost the database more than sending it all. The
+# event rows themselves are built by PostgreSQL from the staged JSON (batch_resolution.EVENTS_SQL).
 CLAIM_SQL = """
-    SELECT id, source_id, message_id, type,
-        jsonb_build_object(
-            'type', type,
-            'userId', payload->'userId',
-            'anonymousId', payload->'anonymousId',
-            'previousId', payload->'previousId',
-            'traits', payload->'traits',
-            'event', payload->'event',
-            -- properties only where another app reads them (consent events): keeps claims small
-            'properties', CASE WHEN payload->>'event' = 'Consent Updated'
-                THEN payload->'properties' END,
-            'context', jsonb_build_object(
-                'traits', payload->'context'->'traits',
-                'device', payload->'context'->'device',
-                'externalIds', payload->'context'->'externalIds',
-                'locale', payload->'context'->'locale',
-                'location', payload->'context'->'location',
-                'userAgent', payload->'context'->'userAgent',
-                'ip', payload->'context'->'ip',
-                'page', payload->'context'->'page',
-                'consent', payload->'context'->'consent',
-                'tcf_string', payload->'context'->'tcf_string'
-            )
-        )::text,
-        timestamp, received_at
+    SELECT id, source_id, message_id, type, payload::text, timestamp, received_at
     FROM profiles_pendingmessage
     WHERE id > %b
     ORDER BY id
