@@ -162,11 +162,23 @@ class Event(models.Model):
 
     # Indexed by event_profile_timeline and the (source, message_id) constraint: single-column
     # indexes on top would only make every event insert write two more index entries.
+    # No database-level foreign keys on this, the largest and most written table: their checks
+    # doubled the cost of storing events, and every batch key-share-locked the same source row
+    # from every worker. Processing writes events only for profiles it holds locked, and deletes
+    # go through the ORM, which applies CASCADE and PROTECT itself.
     profile = models.ForeignKey(
-        Profile, on_delete=models.CASCADE, related_name="events", db_index=False
+        Profile,
+        on_delete=models.CASCADE,
+        related_name="events",
+        db_index=False,
+        db_constraint=False,
     )
     source = models.ForeignKey(
-        Source, on_delete=models.PROTECT, related_name="events", db_index=False
+        Source,
+        on_delete=models.PROTECT,
+        related_name="events",
+        db_index=False,
+        db_constraint=False,
     )
     type = models.CharField(max_length=10, choices=Type.choices)
     name = models.CharField(
@@ -303,8 +315,14 @@ class PendingMessage(models.Model):
     refused at collection against waiting rows (this table's constraint) and against stored
     events (``Event``'s constraint), so a retried batch is stored once, however late."""
 
-    source = models.ForeignKey(  # indexed by the (source, message_id) constraint
-        Source, on_delete=models.CASCADE, related_name="pending_messages", db_index=False
+    # Indexed by the (source, message_id) constraint. No database-level foreign key: each
+    # collection request would key-share-lock the source row, from every web process at once.
+    source = models.ForeignKey(
+        Source,
+        on_delete=models.CASCADE,
+        related_name="pending_messages",
+        db_index=False,
+        db_constraint=False,
     )
     message_id = models.CharField(max_length=255)
     type = models.CharField(max_length=10, choices=Event.Type.choices)

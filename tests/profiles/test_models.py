@@ -1,7 +1,8 @@
 import pytest
 from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError
 
-from profiles.models import Identity
+from profiles.models import Event, Identity
 from profiles.selectors import profile_resolve
 from tests.factories import EventFactory, IdentityFactory, ProfileFactory, SourceFactory
 
@@ -46,3 +47,12 @@ def test_active_profiles_exclude_merged_ones():
     ProfileFactory(merged_into=survivor)
 
     assert list(type(survivor).objects.active()) == [survivor]
+
+
+def test_events_follow_their_profile_and_protect_their_source_without_database_keys():
+    # The event table has no database-level foreign keys: the ORM must keep both rules.
+    event = EventFactory()
+    with pytest.raises(ProtectedError):
+        event.source.delete()
+    event.profile.delete()
+    assert not Event.objects.filter(pk=event.pk).exists()
