@@ -22,7 +22,7 @@ from itertools import islice
 from typing import BinaryIO
 
 from django.contrib.auth import get_user_model
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.db.models import Exists, Min, OuterRef
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -187,6 +187,17 @@ def import_job_apply(
         job.save()
     except ImportRefused as exc:
         return job_refused(job, exc, status=ImportJob.Status.FAILED)
+    except DatabaseError as exc:
+        # Rolled back whole, like a row error; the job must not stay "applying" for ever.
+        job.status, job.finished_at = ImportJob.Status.FAILED, timezone.now()
+        job.message = (
+            f"The database refused a write ({exc.__class__.__name__}: {exc}"[:900]
+            + "): nothing was written. Check the file again, then apply."
+        )
+        ImportJob.objects.filter(pk=job.pk).update(
+            status=job.status, finished_at=job.finished_at, message=job.message
+        )
+        raise
     return job
 
 

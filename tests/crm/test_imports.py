@@ -436,6 +436,10 @@ def test_apply_rolls_back_every_batch_when_the_database_refuses_a_write(monkeypa
 
     assert not Contact.objects.filter(external_id__in=["x-0", "x-1"]).exists()
     assert not ImportChange.objects.exists()
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.FAILED  # not left "applying"
+    assert "nothing was written" in job.message
+    assert "IntegrityError" in job.message
 
 
 def test_unvalidated_job_cannot_be_applied():
