@@ -157,11 +157,9 @@ class Contact(models.Model):
 
     class Meta:
         ordering = ["last_name", "first_name", "id"]
-        indexes = [
-            models.Index(fields=["owner"], name="contact_owner"),
-            models.Index(fields=["lifecycle_stage"], name="contact_lifecycle"),
-            models.Index(fields=["profile"], name="contact_profile"),
-        ]
+        # owner and profile are indexed as foreign keys already: a second index on each would
+        # only slow down every import and edit.
+        indexes = [models.Index(fields=["lifecycle_stage"], name="contact_lifecycle")]
 
     def __str__(self) -> str:
         if self.__dict__.get("pii_masked"):
