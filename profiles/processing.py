@@ -167,7 +167,10 @@ def _drop_suppressed(rows: list[Staged]) -> list[Staged]:
     suppression list, and storing the message (even as rejected) would bring them back."""
     from consent.selectors import suppressed_identifiers
 
-    suppressed = suppressed_identifiers({ident for row in rows for ident in row.identifiers})
+    # Identifiers of claimed messages are normalised already: hashed as they are.
+    suppressed = suppressed_identifiers(
+        {ident for row in rows for ident in row.identifiers}, normalised=True
+    )
     if not suppressed:
         return rows
     kept = []
