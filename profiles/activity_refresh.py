@@ -3,11 +3,11 @@ profiles the events touched.
 
 Processing does not refresh each batch's profiles at once: it queues them (``ProfileRefresh``)
 in its own transaction, and ``queued_profiles_refresh`` takes thousands at a time, whenever the
-staging table runs empty and at least every CDPHUB_PROFILE_REFRESH_SECONDS during a backlog. A returning visitor with a hundred messages
-waiting is refreshed once, and the recomputation (which reads every event of each profile)
-runs per profile rather than per message. Several workers refresh side by side: claims skip
-rows another worker holds, and a claim left by a crashed worker is taken again after
-``STALE_CLAIM``."""
+staging table runs empty and at least every CDPHUB_PROFILE_REFRESH_SECONDS during a backlog. A
+returning visitor with a hundred messages waiting is refreshed once, and the recomputation
+(which reads every event of each profile) runs per profile rather than per message. Several
+workers refresh side by side: claims skip rows another worker holds, and a claim left by a
+crashed worker is taken again after ``STALE_CLAIM``."""
 
 from __future__ import annotations
 

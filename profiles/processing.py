@@ -49,8 +49,9 @@ CLAIM_SQL = """
 
 def pending_process(*, batch_size: int | None = None, max_batches: int | None = None) -> int:
     """Process staged messages batch by batch until none wait; returns how many were processed.
-    The profiles they touched are refreshed (computed traits, segments) every CDPHUB_PROFILE_REFRESH_SECONDS
-    meanwhile and once more at the end (``profiles.activity_refresh``)."""
+    The profiles they touched are refreshed (computed traits, segments) at least every
+    CDPHUB_PROFILE_REFRESH_SECONDS meanwhile and once more at the end
+    (``profiles.activity_refresh``)."""
     batch_size = batch_size or settings.CDPHUB_INGEST_PROCESS_BATCH_SIZE
     total = batches = 0
     refreshed_at = time.monotonic()
