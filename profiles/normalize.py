@@ -60,6 +60,11 @@ def domain_is_valid(domain: str) -> bool:
 validate_email = AddressValidator()
 
 
+# The longest identifier value stored (``Identity.value`` and every column that keeps a copy of
+# one): a longer value is refused here, once, for every path that brings identifiers in.
+IDENTIFIER_MAX_LENGTH = 255
+
+
 class InvalidIdentifier(ValueError):
     """An identifier value that is malformed or junk; the message says which and why."""
 
@@ -87,7 +92,7 @@ def normalize_email(value: object) -> str:
         validate_email(text)
     except ValidationError:
         raise InvalidIdentifier(f"e-mail {value!r} is not a valid address") from None
-    return text
+    return _within_length("e-mail", text)
 
 
 def normalize_phone(value: object, region: str | None = None) -> str:
@@ -101,7 +106,9 @@ def normalize_phone(value: object, region: str | None = None) -> str:
         raise InvalidIdentifier(f"phone {value!r} is not a phone number") from None
     if not phonenumbers.is_valid_number(number):
         raise InvalidIdentifier(f"phone {value!r} is not a valid phone number")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return _within_length(
+        "phone", phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    )
 
 
 def normalize_opaque_id(value: object, *, label: str = "id") -> str:
@@ -111,9 +118,7 @@ def normalize_opaque_id(value: object, *, label: str = "id") -> str:
     text = str(value).strip()
     if is_junk(text):
         raise InvalidIdentifier(f"{label} {value!r} is a placeholder, not an identifier")
-    if len(text) > 255:
-        raise InvalidIdentifier(f"{label} is longer than 255 characters")
-    return text
+    return _within_length(label, text)
 
 
 def normalize_identifier(kind: str, value: object) -> str:
@@ -122,6 +127,12 @@ def normalize_identifier(kind: str, value: object) -> str:
     if kind == "phone":
         return normalize_phone(value)
     return normalize_opaque_id(value, label=kind.replace("_", " "))
+
+
+def _within_length(label: str, text: str) -> str:
+    if len(text) > IDENTIFIER_MAX_LENGTH:
+        raise InvalidIdentifier(f"{label} is longer than {IDENTIFIER_MAX_LENGTH} characters")
+    return text
 
 
 OPAQUE_KINDS = ("user_id", "anonymous_id", "device_id", "external", "crm_contact")

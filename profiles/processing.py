@@ -14,8 +14,9 @@ import hashlib
 import logging
 import time
 
+import orjson
 from django.conf import settings
-from django.db import DatabaseError, OperationalError, transaction
+from django.db import InterfaceError, OperationalError, transaction
 
 from cdphub.sql import query
 from profiles import processing_hooks
@@ -45,6 +46,21 @@ CLAIM_SQL = """
     LIMIT %b
     FOR UPDATE SKIP LOCKED
 """
+CLAIM_IDS_SQL = """
+    SELECT id, source_id, message_id, type, payload::text, timestamp, received_at
+    FROM profiles_pendingmessage
+    WHERE id = ANY(%b::bigint[])
+    ORDER BY id
+    FOR UPDATE SKIP LOCKED
+"""
+STAGED_IDS_SQL = "SELECT id FROM profiles_pendingmessage WHERE id > %b ORDER BY id LIMIT %b"
+REJECT_READ_SQL = """
+    SELECT source_id, message_id, type, payload::text, received_at
+    FROM profiles_pendingmessage WHERE id = %b FOR UPDATE SKIP LOCKED
+"""
+# Errors that say nothing about the messages: the batch stays staged and is claimed again.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError)
+DEADLOCK_RETRIES = 3
 
 
 def pending_process(*, batch_size: int | None = None, max_batches: int | None = None) -> int:
@@ -81,48 +97,96 @@ def pending_process(*, batch_size: int | None = None, max_batches: int | None = 
 def pending_process_batch(*, batch_size: int, after_id: int = 0) -> tuple[int, int, int]:
     """One batch in one transaction; returns how many rows it processed, the last row id
     claimed and how many it left for later (their people were being processed by another
-    worker). A deadlock with a concurrent merge retries the batch; any other failure retries its
-    messages one by one, so one bad message cannot block the rest."""
-    for attempt in range(3):
+    worker).
+
+    A batch that fails is never retried as a whole: its rows are split in halves, each half in
+    a transaction of its own, down to the one message that fails, which is moved to the
+    rejected messages with its reason. So a message that cannot be processed, whatever the
+    error (a value the database refuses, a row that cannot even be read, a bug in a hook),
+    never blocks the rest of its batch or anything staged behind it. Transient errors (a lost
+    connection, a deadlock, a cancelled statement) reject nothing: the rows stay staged."""
+    try:
+        return _process_batch(CLAIM_SQL, [after_id, batch_size])
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception:
+        logger.exception("a batch of collected messages failed; isolating the failing message")
+    ids = [row[0] for row in query(STAGED_IDS_SQL, [after_id, batch_size])]
+    done, deferred = _process_isolating(ids)
+    return done, max(ids, default=0), deferred
+
+
+def _process_batch(claim_sql: str, params: list) -> tuple[int, int, int]:
+    for attempt in range(DEADLOCK_RETRIES):
         try:
             with transaction.atomic():
-                rows = _claim(batch_size, after_id)
+                rows = _claim(claim_sql, params)
                 done, deferred = _process_claimed(rows)
                 return done, max((row.id for row in rows), default=0), deferred
         except OperationalError as exc:
-            if "deadlock" not in str(exc) or attempt == 2:
+            if "deadlock" not in str(exc) or attempt == DEADLOCK_RETRIES - 1:
                 raise
             logger.warning("deadlock while processing collected messages; retrying the batch")
-        except DatabaseError:
-            raise
-        except Exception:
-            logger.exception("a batch of collected messages failed; processing one by one")
-            return _process_one_by_one(batch_size), 0, 0
-    return 0, 0, 0
+    raise AssertionError("unreachable")
 
 
-def _claim(batch_size: int, after_id: int = 0) -> list[Staged]:
-    rows = [Staged(*row) for row in query(CLAIM_SQL, [after_id, batch_size])]
+def _process_isolating(ids: list[int]) -> tuple[int, int]:
+    """Process ``ids`` in one transaction or, if that fails, each half on its own: a batch
+    with one bad message costs about two transactions per halving, not one per message."""
+    if not ids:
+        return 0, 0
+    try:
+        done, _, deferred = _process_batch(CLAIM_IDS_SQL, [ids])
+        return done, deferred
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as exc:
+        if len(ids) == 1:
+            logger.warning("collected message %s could not be processed: %s", ids[0], exc)
+            return _reject_unprocessable(ids[0], exc), 0
+    middle = len(ids) // 2
+    first_done, first_deferred = _process_isolating(ids[:middle])
+    second_done, second_deferred = _process_isolating(ids[middle:])
+    return first_done + second_done, first_deferred + second_deferred
+
+
+def _claim(claim_sql: str, params: list) -> list[Staged]:
+    rows = [Staged(*row) for row in query(claim_sql, params)]
     for row in rows:
         row.payload = as_json(row.payload)
     return rows
 
 
-def _process_one_by_one(batch_size: int) -> int:
-    done = 0
-    for _ in range(batch_size):
-        with transaction.atomic():
-            rows = _claim(1)
-            if not rows:
-                break
-            try:
-                with transaction.atomic():
-                    _process_claimed(rows)
-            except Exception as exc:
-                logger.exception("collected message %s could not be processed", rows[0].id)
-                _reject_staged(rows[0], f"processing failed: {exc}")
-        done += 1
-    return done
+@transaction.atomic
+def _reject_unprocessable(staged_id: int, error: Exception) -> int:
+    """Move one staged row to the rejected messages. It is read without its timestamp and its
+    payload as text: the reason it failed may be that they cannot be read."""
+    found = query(REJECT_READ_SQL, [staged_id])
+    if not found:
+        return 0  # processed or taken meanwhile by another worker
+    source_id, message_id, message_type, payload, received_at = found[0]
+    RejectedMessage.objects.create(
+        source_id=source_id,
+        message_id=message_id,
+        type=message_type,
+        payload=rejected_payload(payload),
+        reason=f"processing failed: {first_line(error)}",
+        received_at=received_at,
+    )
+    PendingMessage.objects.filter(pk=staged_id).delete()
+    return 1
+
+
+def rejected_payload(text: str) -> object:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # JSON that PostgreSQL keeps but Python cannot represent
+        return {"unparsed_payload": text}
+
+
+def first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines() or [type(error).__name__]
+    return lines[0][:500]
 
 
 def _reject_staged(row: Staged, reason: str) -> None:

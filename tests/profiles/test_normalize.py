@@ -2,6 +2,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from profiles.normalize import (
+    IDENTIFIER_MAX_LENGTH,
     InvalidIdentifier,
     normalize_email,
     normalize_identifier,
@@ -102,7 +103,8 @@ def test_overlong_id_is_refused():
 )
 def test_email_check_agrees_with_djangos(address):
     # The normaliser remembers domain verdicts for speed; it must accept exactly what
-    # Django's validator accepts, the domain asked twice included.
+    # Django's validator accepts (up to the identifier length the database keeps), the
+    # domain asked twice included.
     from django.core.validators import validate_email
 
     def accepted(check) -> bool:
@@ -112,5 +114,37 @@ def test_email_check_agrees_with_djangos(address):
             return False
         return True
 
-    assert accepted(normalize_email) == accepted(validate_email)
-    assert accepted(normalize_email) == accepted(validate_email)
+    expected = accepted(validate_email) and len(address) <= IDENTIFIER_MAX_LENGTH
+    assert accepted(normalize_email) == expected
+    assert accepted(normalize_email) == expected
+
+
+# Columns that keep a normalised identifier, or a copy of one, by name.
+IDENTIFIER_COLUMNS = {"value", "user_id", "anonymous_id", "identifier_value", "device_id"}
+
+
+def test_every_identifier_column_holds_the_longest_identifier_accepted():
+    # The normalisers refuse what the columns cannot keep, so a long identifier is refused
+    # with a reason instead of failing the statement that stores it.
+    from django.apps import apps
+    from django.db import models
+
+    columns = [
+        (model.__name__, field.name, field.max_length)
+        for model in apps.get_models()
+        if model._meta.app_label in {"profiles", "crm", "audiences", "consent"}
+        for field in model._meta.get_fields()
+        if isinstance(field, models.CharField) and field.name in IDENTIFIER_COLUMNS
+    ]
+    assert ("Identity", "value", IDENTIFIER_MAX_LENGTH) in columns
+    assert [c for c in columns if c[2] is not None and c[2] < IDENTIFIER_MAX_LENGTH] == []
+
+
+@pytest.mark.parametrize("kind", ["email", "user_id", "anonymous_id", "device_id", "external"])
+def test_identifiers_longer_than_the_column_are_refused(kind):
+    long_value = "a" * 64 + "@" + ".".join(["b" * 63] * 3) + ".com"
+    if kind != "email":
+        long_value = "x" * (IDENTIFIER_MAX_LENGTH + 1)
+    assert len(long_value) > IDENTIFIER_MAX_LENGTH
+    with pytest.raises(InvalidIdentifier, match="longer than 255 characters"):
+        normalize_identifier(kind, long_value)
