@@ -54,16 +54,23 @@ def is_pii_key(key: str) -> bool:
     return key.lower().replace("_", "").replace("-", "") in PII_TRAIT_KEYS
 
 
-def mask_traits(traits: Any) -> Any:
+# Deeper than this, a document is masked whole: whoever may not see personal data sees no part
+# of it, and a hostile document nested a thousand levels cannot exhaust the stack.
+MASK_MAX_DEPTH = 64
+
+
+def mask_traits(traits: Any, depth: int = 0) -> Any:
     """A copy of a traits/properties document with personal values masked, at any depth."""
+    if isinstance(traits, dict | list) and depth >= MASK_MAX_DEPTH:
+        return MASK
     if isinstance(traits, dict):
-        return {key: mask_trait(key, value) for key, value in traits.items()}
+        return {key: mask_trait(key, value, depth) for key, value in traits.items()}
     if isinstance(traits, list):
-        return [mask_traits(item) for item in traits]
+        return [mask_traits(item, depth + 1) for item in traits]
     return traits
 
 
-def mask_trait(key: str, value: Any) -> Any:
+def mask_trait(key: str, value: Any, depth: int = 0) -> Any:
     if not is_pii_key(key):
-        return mask_traits(value)
+        return mask_traits(value, depth + 1)
     return MASK if isinstance(value, dict | list) else mask_value(value)

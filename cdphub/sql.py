@@ -21,6 +21,14 @@ def query(sql: str, params: Sequence = (), *, fetch: bool = True) -> list[tuple]
         return cursor.fetchall() if fetch else []
 
 
+def execute(sql: str, params: Sequence = ()) -> int:
+    """Run a statement that returns no rows (placeholders ``%b``); how many rows it changed."""
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, binary=True)
+        return cursor.rowcount
+
+
 @contextmanager
 def pipeline() -> Iterator[None]:
     """Statements run inside are sent without waiting for each one's result (PostgreSQL's

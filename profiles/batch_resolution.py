@@ -43,7 +43,7 @@ EVENTS_SQL = """
     )
     INSERT INTO profiles_event
         (profile_id, source_id, type, name, properties, context, user_id, anonymous_id,
-         message_id, timestamp, received_at)
+         message_id, timestamp, original_timestamp, sent_at, received_at)
     SELECT profile_id, source_id, type,
         left(coalesce(CASE type
             WHEN 'track' THEN payload->>'event'
@@ -60,7 +60,7 @@ EVENTS_SQL = """
         END,
         CASE WHEN jsonb_typeof(payload->'context') = 'object'
             THEN payload->'context' ELSE '{}' END,
-        user_id, anonymous_id, message_id, timestamp, received_at
+        user_id, anonymous_id, message_id, timestamp, original_timestamp, sent_at, received_at
     FROM staged
     ON CONFLICT (source_id, message_id) DO NOTHING
 """

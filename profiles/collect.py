@@ -12,15 +12,15 @@ import time
 import uuid
 import zlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import orjson
-import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from cdphub.hashing import secret_hash
+from cdphub.sql import execute
 from profiles.models import Event, PendingMessage, RejectedMessage, Source
 from profiles.normalize import junk_values
 
@@ -145,6 +145,16 @@ def batch_messages(body: object, message_type: str | None) -> list[object]:
 
 # --- Validation -----------------------------------------------------------------------------
 
+# An event time outside this window says the sender's clock is broken, not that the event is
+# history: the event is stored at the time it was received (the message keeps what was sent).
+EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+FUTURE_TOLERANCE = timedelta(days=1)
+# orjson refuses to write JSON nested deeper than this; so do we, with a clear reason.
+MAX_NESTING = 254
+# A rejected message is kept for review, cut below this depth so that any reader can show it.
+REJECTED_MAX_NESTING = 32
+NUL = "\x00"
+
 
 @dataclass
 class ValidMessage:
@@ -152,27 +162,47 @@ class ValidMessage:
     type: str
     payload: str
     timestamp: datetime
+    original_timestamp: datetime | None
+    sent_at: datetime | None
 
 
 def parse_time(value: object, name: str) -> datetime | None:
+    """An ISO 8601 date-time; one without a time zone is read as UTC."""
     if value in (None, ""):
         return None
     try:
         parsed = datetime.fromisoformat(str(value))
     except ValueError:
         raise ValueError(f"'{name}' is not an ISO 8601 date-time: {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def corrected_timestamp(message: dict, received_at: datetime) -> datetime:
-    """Segment's clock-skew correction: ``receivedAt - (sentAt - originalTimestamp)``."""
-    original = parse_time(message.get("timestamp") or message.get("originalTimestamp"), "timestamp")
-    sent_at = parse_time(message.get("sentAt"), "sentAt")
+def as_utc(moment: datetime | None) -> datetime | None:
+    """The moment in UTC, or None when it falls outside what a datetime holds (year 1 at
+    +14:00 is the last day of year 0 in UTC)."""
+    if moment is None:
+        return None
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        return None
+
+
+def event_time(
+    original: datetime | None, sent_at: datetime | None, received_at: datetime
+) -> datetime:
+    """Segment's clock-skew correction ``receivedAt - (sentAt - originalTimestamp)``, the time
+    sent as it is without ``sentAt``, the time received without either; a result outside
+    [EARLIEST_EVENT_TIME, received_at + FUTURE_TOLERANCE] is the time received."""
     if original is None:
         return received_at
-    if sent_at is None:
-        return original
-    return received_at - (sent_at - original)
+    try:
+        corrected = original if sent_at is None else received_at - (sent_at - original)
+    except OverflowError:
+        return received_at
+    if not EARLIEST_EVENT_TIME <= corrected <= received_at + FUTURE_TOLERANCE:
+        return received_at
+    return corrected.astimezone(UTC)
 
 
 def message_validate(
@@ -200,15 +230,59 @@ def message_validate(
     if len(message_id) > 255:
         raise ValueError("'messageId' is longer than 255 characters")
     message["messageId"] = message_id
-    timestamp = corrected_timestamp(message, received_at)
+    original = parse_time(message.get("timestamp") or message.get("originalTimestamp"), "timestamp")
+    sent_at = parse_time(message.get("sentAt"), "sentAt")
+    payload = message_json(message)
+    return ValidMessage(
+        message_id,
+        message_type,
+        payload,
+        event_time(original, sent_at, received_at),
+        as_utc(original),
+        as_utc(sent_at),
+    )
+
+
+def message_json(message: dict) -> str:
+    """The message as the JSON text to store, or ValueError if PostgreSQL could not store it
+    or it is larger than CDPHUB_INGEST_MAX_MESSAGE_BYTES (counted in bytes, as sent)."""
     try:
-        payload = orjson.dumps(message).decode()
-    except TypeError as exc:  # e.g. integers beyond 64 bits
-        raise ValueError(f"the message cannot be stored as JSON: {exc}") from None
+        payload = orjson.dumps(message)
+    except TypeError as exc:
+        if "Recursion" in str(exc):
+            raise ValueError(f"the message is nested deeper than {MAX_NESTING} levels") from None
+        raise ValueError(f"the message cannot be stored as JSON: {exc}") from None  # big ints
     limit = settings.CDPHUB_INGEST_MAX_MESSAGE_BYTES
     if len(payload) > limit:
         raise ValueError(f"the message is {len(payload)} bytes, more than the limit of {limit}")
-    return ValidMessage(message_id, message_type, payload, timestamp)
+    # orjson writes NUL as \u0000; the search is cheap, the walk runs only when it matches.
+    if b"\\u0000" in payload:
+        where = nul_path(message, "")
+        if where is not None:
+            raise ValueError(
+                f"a NUL character (\\u0000) in {where or 'the message'}: it cannot be stored"
+            )
+    return payload.decode()
+
+
+def nul_path(value: object, path: str) -> str | None:
+    """Where the first NUL character is: ``properties.name``, ``context.list[2]``, or the
+    object whose key holds it."""
+    if isinstance(value, str):
+        return path if NUL in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if NUL in key:
+                return f"{path or 'the message'} (in a key)"
+            found = nul_path(item, f"{path}.{key}" if path else key)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = nul_path(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
 
 
 def usable_id(value: object, junk: frozenset[str]) -> bool:
@@ -225,25 +299,28 @@ def usable_id(value: object, junk: frozenset[str]) -> bool:
 # without client-side quoting, which costs more than the INSERT itself for 100 JSON payloads.
 STAGE_SQL = """
     INSERT INTO profiles_pendingmessage
-        (source_id, message_id, type, payload, timestamp, received_at)
-    SELECT %b, m, t, p::jsonb, ts, %b
-    FROM unnest(%b::text[], %b::text[], %b::text[], %b::timestamptz[]) AS u(m, t, p, ts)
-    WHERE NOT EXISTS (
-        SELECT 1 FROM profiles_event e WHERE e.source_id = %b AND e.message_id = u.m
-    )
+        (source_id, message_id, type, payload, timestamp, original_timestamp, sent_at,
+         received_at)
+    SELECT %b, m, t, p::jsonb, ts, ot, sa, %b
+    FROM unnest(%b::text[], %b::text[], %b::text[], %b::timestamptz[], %b::timestamptz[],
+        %b::timestamptz[]) AS u(m, t, p, ts, ot, sa)
     ON CONFLICT (source_id, message_id) DO NOTHING
+"""
+# Messages whose event is stored already are duplicates. A statement of its own, after the
+# INSERT: if a worker was moving a copy from staging to events, the INSERT waited for it to
+# commit, and only a new statement sees the event it committed.
+UNSTAGE_DUPLICATES_SQL = """
+    DELETE FROM profiles_pendingmessage pm
+    USING profiles_event e
+    WHERE pm.source_id = %b AND pm.received_at = %b AND pm.message_id = ANY(%b::text[])
+        AND e.source_id = pm.source_id AND e.message_id = pm.message_id
 """
 
 
 def messages_collect(*, source_id: int, messages: list[object]) -> CollectResult:
-    """Validate and store messages: good ones in the staging table with one INSERT (duplicates of
-    any earlier message of this source are skipped), bad ones as RejectedMessage with their
-    reason. Processing is scheduled once the rows are committed.
-
-    No surrounding transaction on purpose: the single INSERT is atomic by itself and saves two
-    round trips (BEGIN, COMMIT) on the hot path. Staged and rejected rows are independent facts:
-    if storing the rejected ones fails the client gets a 500 and retries, and the messageId
-    constraint keeps the staged ones from being stored twice."""
+    """Validate and store messages: good ones in the staging table (duplicates of any earlier
+    message of this source are skipped), bad ones as RejectedMessage with their reason, all or
+    nothing in one transaction. Processing is scheduled once the rows are committed."""
     received_at = timezone.now()
     result = CollectResult()
     valid: list[ValidMessage] = []
@@ -256,28 +333,35 @@ def messages_collect(*, source_id: int, messages: list[object]) -> CollectResult
             reason = f"message {index}: {exc}" if len(messages) > 1 else str(exc)
             result.rejected.append({"index": index, "reason": reason})
             rejected.append(rejected_message_build(source_id, message, reason, received_at))
-    if valid:
-        connection.ensure_connection()
-        with psycopg.Cursor(connection.connection) as cursor:
-            cursor.execute(
-                STAGE_SQL,
-                [
-                    source_id,
-                    received_at,
-                    [m.message_id for m in valid],
-                    [m.type for m in valid],
-                    [m.payload for m in valid],
-                    [m.timestamp for m in valid],
-                    source_id,
-                ],
-            )
-            result.accepted = cursor.rowcount
-        result.duplicates = len(valid) - result.accepted
-    if rejected:
-        RejectedMessage.objects.bulk_create(rejected)
+    with transaction.atomic():
+        if valid:
+            result.accepted = _stage(source_id, valid, received_at)
+            result.duplicates = len(valid) - result.accepted
+        if rejected:
+            RejectedMessage.objects.bulk_create(rejected)
     if result.accepted:
         transaction.on_commit(processing_schedule)
     return result
+
+
+def _stage(source_id: int, valid: list[ValidMessage], received_at: datetime) -> int:
+    message_ids = [m.message_id for m in valid]
+    staged = execute(
+        STAGE_SQL,
+        [
+            source_id,
+            received_at,
+            message_ids,
+            [m.type for m in valid],
+            [m.payload for m in valid],
+            [m.timestamp for m in valid],
+            [m.original_timestamp for m in valid],
+            [m.sent_at for m in valid],
+        ],
+    )
+    if staged:
+        staged -= execute(UNSTAGE_DUPLICATES_SQL, [source_id, received_at, message_ids])
+    return staged
 
 
 def rejected_message_build(
@@ -286,12 +370,31 @@ def rejected_message_build(
     as_dict = message if isinstance(message, dict) else {}
     return RejectedMessage(
         source_id=source_id,
-        message_id=str(as_dict.get("messageId") or "")[:255],
-        type=str(as_dict.get("type") or "")[:20],
-        payload=message if isinstance(message, dict | list) else {"value": message},
-        reason=reason,
+        message_id=storable(str(as_dict.get("messageId") or "")[:255]),
+        type=storable(str(as_dict.get("type") or "")[:20]),
+        payload=storable(message if isinstance(message, dict | list) else {"value": message}),
+        reason=storable(reason),
         received_at=received_at,
     )
+
+
+def storable(value: object, depth: int = 0) -> object:
+    """A copy of a rejected message that PostgreSQL and every reader can keep and show: NUL
+    characters as U+FFFD, nesting cut at REJECTED_MAX_NESTING, integers beyond 64 bits as
+    text."""
+    if isinstance(value, str):
+        return value.replace(NUL, "\ufffd")
+    if isinstance(value, bool | float | None):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**64 else str(value)
+    if depth >= REJECTED_MAX_NESTING:
+        return f"(cut: nested deeper than {REJECTED_MAX_NESTING} levels)"
+    if isinstance(value, dict):
+        return {storable(key, depth): storable(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, list):
+        return [storable(item, depth + 1) for item in value]
+    return storable(str(value), depth)
 
 
 @transaction.atomic
@@ -313,6 +416,8 @@ def rejected_message_retry(*, rejected: RejectedMessage) -> str | None:
                 type=valid.type,
                 payload=orjson.loads(valid.payload),
                 timestamp=valid.timestamp,
+                original_timestamp=valid.original_timestamp,
+                sent_at=valid.sent_at,
                 received_at=rejected.received_at,
             )
         ],

@@ -194,6 +194,12 @@ class Event(models.Model):
     anonymous_id = models.CharField(max_length=255, blank=True, default="", db_default="")
     message_id = models.CharField(max_length=255)
     timestamp = models.DateTimeField(help_text="When it happened, corrected for clock skew.")
+    original_timestamp = models.DateTimeField(
+        null=True, blank=True, help_text="The time the sender gave, by its own clock."
+    )
+    sent_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the sender sent it, by its own clock."
+    )
     received_at = models.DateTimeField()
 
     class Meta:
@@ -328,6 +334,8 @@ class PendingMessage(models.Model):
     type = models.CharField(max_length=10, choices=Event.Type.choices)
     payload = models.JSONField(help_text="The message as received, batch context merged in.")
     timestamp = models.DateTimeField(help_text="When it happened, corrected for clock skew.")
+    original_timestamp = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
     received_at = models.DateTimeField()
 
     class Meta:
