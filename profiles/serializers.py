@@ -94,6 +94,8 @@ class EventSerializer(PiiMaskedSerializerMixin, serializers.ModelSerializer):
             "anonymous_id",
             "message_id",
             "timestamp",
+            "original_timestamp",
+            "sent_at",
             "received_at",
         ]
         read_only_fields = fields
