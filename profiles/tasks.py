@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 from celery import shared_task
+from celery.signals import worker_ready
 from django.db import transaction
 
 from profiles.models import Segment
 from profiles.processing import pending_process
 
 
-@shared_task(ignore_result=True)
+# Requeued if the process running it dies: processing is safe to run twice, and a lost drain
+# would leave the backlog until the next message arrives.
+@shared_task(ignore_result=True, acks_late=True, reject_on_worker_lost=True)
 def process_pending_task() -> int:
     """Process every collected message waiting in the staging table."""
     return pending_process()
+
+
+@worker_ready.connect
+def drain_backlog_on_worker_start(**kwargs) -> None:
+    """A worker that starts drains what waits in staging. The task of a worker that was killed
+    stays unacknowledged in the broker until its visibility timeout (an hour on Redis), and
+    beat may not be deployed: without this the backlog would wait for the next message."""
+    process_pending_task.delay()
 
 
 @shared_task(ignore_result=True)
