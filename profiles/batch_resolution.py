@@ -32,7 +32,12 @@ EVENTS_SQL = """
         RETURNING u.profile_id, u.user_id, u.anonymous_id, pm.*
     ), staged AS (
         SELECT processed.*,
-            CASE WHEN jsonb_typeof(payload->'properties') = 'object'
+            -- Server SDKs send a page/screen category beside the name, analytics.js among
+            -- the properties: stored the same way, the properties' own one winning.
+            CASE WHEN type IN ('page', 'screen') AND payload->'category' IS NOT NULL
+                    AND jsonb_typeof(payload->'category') <> 'null'
+                THEN jsonb_build_object('category', payload->'category') ELSE '{}' END
+            || CASE WHEN jsonb_typeof(payload->'properties') = 'object'
                 THEN payload->'properties' ELSE '{}' END AS props,
             CASE WHEN jsonb_typeof(payload->'traits') = 'object'
                     AND payload->'traits' <> '{}' THEN payload->'traits'

@@ -29,7 +29,7 @@ from profiles.batch_resolution import (
 )
 from profiles.models import PendingMessage, RejectedMessage
 from profiles.normalize import InvalidIdentifier, normalize_identifier
-from profiles.resolution import message_identifiers
+from profiles.resolution import known_user_ids, message_identifiers
 
 logger = logging.getLogger(__name__)
 
@@ -208,8 +208,9 @@ def _process_claimed(rows: list[Staged]) -> tuple[int, int]:
         return 0, 0
     usable = []
     normalize = memoised_normalizer()
+    user_ids = known_user_ids((row.payload for row in rows), normalize)
     for row in rows:
-        row.identifiers = message_identifiers(row.payload, normalize)
+        row.identifiers = message_identifiers(row.payload, normalize, user_ids)
         if row.identifiers:
             usable.append(row)
         else:

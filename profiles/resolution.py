@@ -7,11 +7,14 @@ Such cases become a MergeConflict for a person to approve (merge) or reject (kee
 
 from __future__ import annotations
 
+from collections.abc import Container, Iterable
+
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from audiences.models import Visitor
+from cdphub.sql import query
 from consent.models import ConsentRecord, ConsentState
 from crm.models import Contact
 from profiles.models import (
@@ -43,9 +46,15 @@ class MergeRefused(ValueError):
     """A merge or undo that cannot be done; the message says why."""
 
 
-def message_identifiers(payload: dict, normalize=normalize_identifier) -> list[tuple[str, str]]:
+def message_identifiers(
+    payload: dict,
+    normalize=normalize_identifier,
+    known_user_ids: Container[str] = frozenset(),
+) -> list[tuple[str, str]]:
     """The normalised identifiers of a collected message, strongest first; junk is dropped.
-    ``normalize`` may be a memoised normaliser (a batch repeats the same values many times)."""
+    ``normalize`` may be a memoised normaliser (a batch repeats the same values many times).
+    The ``previousId`` of an alias is a user id if it is among ``known_user_ids``, else the
+    anonymous id used before sign-up (the spec allows either)."""
     context = payload.get("context") if isinstance(payload.get("context"), dict) else {}
     traits = payload.get("traits") if isinstance(payload.get("traits"), dict) else {}
     context_traits = context.get("traits") if isinstance(context.get("traits"), dict) else {}
@@ -57,9 +66,10 @@ def message_identifiers(payload: dict, normalize=normalize_identifier) -> list[t
         (Kind.PHONE, traits.get("phone") or context_traits.get("phone")),
         (Kind.DEVICE_ID, device.get("id")),
     ]
-    if payload.get("type") == "alias":
-        # The previous id of an alias is most often the anonymous id used before sign-up.
-        raw.append((Kind.ANONYMOUS_ID, payload.get("previousId")))
+    previous_id = alias_previous_id(payload, normalize)
+    if previous_id is not None:
+        kind = Kind.USER_ID if previous_id in known_user_ids else Kind.ANONYMOUS_ID
+        raw.append((kind, previous_id))
     external_ids = context.get("externalIds")
     if isinstance(external_ids, list):
         for external in external_ids:
@@ -74,6 +84,38 @@ def message_identifiers(payload: dict, normalize=normalize_identifier) -> list[t
         except InvalidIdentifier:
             continue
     return sorted(identifiers, key=lambda pair: KIND_PRIORITY.index(pair[0]))
+
+
+def alias_previous_id(payload: dict, normalize=normalize_identifier) -> str | None:
+    """The normalised ``previousId`` of an alias message (user and anonymous ids normalise
+    alike), or None."""
+    if payload.get("type") != "alias" or payload.get("previousId") in (None, ""):
+        return None
+    try:
+        return normalize(Kind.ANONYMOUS_ID, payload["previousId"])
+    except InvalidIdentifier:
+        return None
+
+
+def known_user_ids(payloads: Iterable[dict], normalize=normalize_identifier) -> frozenset[str]:
+    """The ``previousId`` values of the alias messages among ``payloads`` that are user ids: a
+    user id stored already or sent by a message of the same batch."""
+    payloads = list(payloads)
+    previous = {alias_previous_id(payload, normalize) for payload in payloads} - {None}
+    if not previous:
+        return frozenset()
+    in_batch = set()
+    for payload in payloads:
+        try:
+            in_batch.add(normalize(Kind.USER_ID, payload.get("userId")))
+        except InvalidIdentifier:
+            continue
+    found = in_batch & previous
+    stored = query(
+        "SELECT value FROM profiles_identity WHERE kind = %b AND value = ANY(%b::text[])",
+        [str(Kind.USER_ID), sorted(previous - found)],
+    )
+    return frozenset(found | {value for (value,) in stored})
 
 
 # --- Merges -----------------------------------------------------------------------------------

@@ -48,6 +48,14 @@ def assert_delivered(source, user: str) -> None:
     assert profile.traits["email"] == f"{user}@example.com"
     assert events.get(type="track").properties == {"revenue": 42.5}
     assert events.get(type="page").name == "Jackets"
+    # The category the SDK sends beside the name is kept, as analytics.js keeps it.
+    assert events.get(type="page").properties == {
+        "url": "https://shop.example.com/jackets",
+        "category": "Shop",
+    }
+    assert events.get(type="screen").properties == {"items": 2, "category": "App"}
+    # The sender's clock readings are kept beside the corrected time.
+    assert all(e.original_timestamp and e.sent_at for e in events)
 
 
 def test_segment_sdk_delivers_every_call(server):
