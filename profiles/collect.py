@@ -231,7 +231,12 @@ def message_validate(
         raise ValueError("'messageId' is longer than 255 characters")
     message["messageId"] = message_id
     original = parse_time(message.get("timestamp") or message.get("originalTimestamp"), "timestamp")
-    sent_at = parse_time(message.get("sentAt"), "sentAt")
+    try:
+        sent_at = parse_time(message.get("sentAt"), "sentAt")
+    except ValueError:
+        # Transport metadata, read only for the clock correction: not worth losing the event.
+        sent_at = None
+        del message["sentAt"]
     payload = message_json(message)
     return ValidMessage(
         message_id,
