@@ -390,6 +390,7 @@ class AudienceExportAdmin(ReadableModelAdmin):
     list_filter = ["destination", "status"]
     search_fields = ["=id"]
     list_select_related = ["audience", "segment", "created_by"]
+    pii_displays = ("download",)
     readonly_fields = [
         "destination",
         "audience",
@@ -468,19 +469,11 @@ class AudienceExportAdmin(ReadableModelAdmin):
             export.file.open("rb"), as_attachment=True, filename=export.file.name.rsplit("/")[-1]
         )
 
-    def changelist_view(self, request, extra_context=None):
-        self._may_download = self.may_view_pii(request)
-        return super().changelist_view(request, extra_context)
-
-    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        self._may_download = self.may_view_pii(request)
-        return super().changeform_view(request, object_id, form_url, extra_context)
-
     @admin.display(description="file")
-    def download(self, export):
+    def download(self, export, pii: bool):
         if not export.file:
             return "-"
-        if not getattr(self, "_may_download", False):
+        if not pii:
             return "(needs the personal data permission)"
         return format_html("<a href='{}'>download</a>", export_download_url(export))
 

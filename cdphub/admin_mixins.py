@@ -18,17 +18,42 @@ class FastChangeListMixin:
     list_per_page = 50
 
 
+# What Django's admin.display sets on a display function, copied onto its two versions.
+DISPLAY_ATTRIBUTES = ("short_description", "admin_order_field", "boolean", "empty_value_display")
+
+
 class PiiMaskedAdminMixin:
     """``pii_fields`` are shown masked (list and form) and are not searchable or editable for
-    users without the PII permission; ``pii_json_fields`` are shown with personal keys masked."""
+    users without the PII permission; ``pii_json_fields`` are shown with personal keys masked.
+
+    ``pii_displays`` are display methods that show personal data, written as
+    ``def name(self, obj, pii: bool)``: users who may see personal data get ``name``, the
+    others ``name_masked``, chosen per request like the fields. Django keeps one admin instance
+    per model for every request and thread, so whether this request may see personal data is
+    never stored on it: it is decided from the request in each hook."""
 
     pii_fields: tuple[str, ...] = ()
     pii_json_fields: tuple[str, ...] = ()
+    pii_displays: tuple[str, ...] = ()
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         for name in (*self.pii_fields, *self.pii_json_fields):
             setattr(self, masked_name(name), self._masked_display(name))
+        for name in self.pii_displays:
+            setattr(self, masked_name(name), self._pii_display(name, pii=False))
+            setattr(self, name, self._pii_display(name, pii=True))
+
+    def _pii_display(self, name: str, *, pii: bool):
+        method = getattr(type(self), name)
+
+        def display(obj):
+            return method(self, obj, pii=pii)
+
+        for attribute in DISPLAY_ATTRIBUTES:
+            if hasattr(method, attribute):
+                setattr(display, attribute, getattr(method, attribute))
+        return display
 
     def _masked_display(self, name: str):
         model_field = self.model._meta.get_field(name)
@@ -49,7 +74,7 @@ class PiiMaskedAdminMixin:
     def _masked(self, request, names):
         if self.may_view_pii(request):
             return list(names)
-        hidden = {*self.pii_fields, *self.pii_json_fields}
+        hidden = {*self.pii_fields, *self.pii_json_fields, *self.pii_displays}
         return [masked_name(name) if name in hidden else name for name in names]
 
     def get_list_display(self, request):
@@ -82,7 +107,8 @@ class PiiMaskedAdminMixin:
         readonly = list(super().get_readonly_fields(request, obj))
         if self.may_view_pii(request):
             return readonly
-        return readonly + [masked_name(n) for n in (*self.pii_fields, *self.pii_json_fields)]
+        masked = [masked_name(n) for n in (*self.pii_fields, *self.pii_json_fields)]
+        return self._masked(request, readonly) + masked
 
     def get_exclude(self, request, obj=None):
         exclude = list(super().get_exclude(request, obj) or ())

@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from cdphub.admin_mixins import ReadableModelAdmin
+from cdphub.admin_mixins import ReadableModelAdmin, masked_name
 from cdphub.pii import can_view_pii, mask_traits, mask_value
 from profiles.ingest_admin import (
     ProfileIngestAdminMixin,
@@ -111,24 +111,21 @@ class ProfileAdmin(ProfileIngestAdminMixin, ReadableModelAdmin):
         "latest_events",
     ]
     pii_json_fields = ("traits",)
+    pii_displays = ("name", "email", "latest_events")
     inlines = [IdentityInline]
 
     @admin.display(description="name")
-    def name(self, profile):
+    def name(self, profile, pii: bool):
         traits = profile.traits or {}
         name = traits.get("name") or " ".join(
             str(part) for part in (traits.get("firstName"), traits.get("lastName")) if part
         )
-        return name if self._pii_allowed else mask_value(name)
+        return name if pii else mask_value(name)
 
     @admin.display(description="e-mail")
-    def email(self, profile):
+    def email(self, profile, pii: bool):
         value = (profile.traits or {}).get("email", "")
-        return value if self._pii_allowed else mask_value(value)
-
-    def changelist_view(self, request, extra_context=None):
-        self._pii_allowed = self.may_view_pii(request)
-        return super().changelist_view(request, extra_context)
+        return value if pii else mask_value(value)
 
     def get_search_results(self, request, queryset, search_term):
         """Exact identifier look-ups through the identity index, never a scan of traits."""
@@ -142,9 +139,8 @@ class ProfileAdmin(ProfileIngestAdminMixin, ReadableModelAdmin):
         return queryset.filter(matching), False
 
     @admin.display(description="latest events")
-    def latest_events(self, profile):
+    def latest_events(self, profile, pii: bool):
         events = profile.events.select_related("source").order_by("-timestamp")[:20]
-        pii = self._change_pii_allowed
         rows = format_html_join(
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
@@ -168,10 +164,10 @@ class ProfileAdmin(ProfileIngestAdminMixin, ReadableModelAdmin):
         )
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        self._change_pii_allowed = self.may_view_pii(request)
         profile = self.get_object(request, object_id) if object_id else None
         if profile is not None:
-            overview = profile_overview(profile, pii=self._change_pii_allowed, user=request.user)
+            pii = self.may_view_pii(request)
+            overview = profile_overview(profile, pii=pii, user=request.user)
             extra_context = {**(extra_context or {}), "overview": overview}
         return super().changeform_view(request, object_id, form_url, extra_context)
 
@@ -193,16 +189,13 @@ class IdentityAdmin(ReadableModelAdmin):
     raw_id_fields = ["profile"]
     autocomplete_fields = ["source"]
     readonly_fields = ["created_at"]
+    pii_displays = ("shown_value",)
 
     @admin.display(description="value", ordering="value")
-    def shown_value(self, identity):
-        if identity.kind in Identity.PII_KINDS and not self._pii_allowed:
+    def shown_value(self, identity, pii: bool):
+        if identity.kind in Identity.PII_KINDS and not pii:
             return mask_value(identity.value)
         return identity.value
-
-    def changelist_view(self, request, extra_context=None):
-        self._pii_allowed = self.may_view_pii(request)
-        return super().changelist_view(request, extra_context)
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()
@@ -221,14 +214,13 @@ class IdentityAdmin(ReadableModelAdmin):
             "created_at",
         ]
         if obj is not None and obj.kind in Identity.PII_KINDS and not self.may_view_pii(request):
-            fields[fields.index("value")] = "shown_value"
+            fields[fields.index("value")] = masked_name("shown_value")
         return fields
 
     def get_readonly_fields(self, request, obj=None):
         readonly = super().get_readonly_fields(request, obj)
         if obj is not None and obj.kind in Identity.PII_KINDS and not self.may_view_pii(request):
-            self._pii_allowed = False
-            return [*readonly, "shown_value"]
+            return [*readonly, masked_name("shown_value")]
         return readonly
 
 
@@ -319,6 +311,7 @@ class SegmentAdmin(ReadableModelAdmin):
     search_fields = ["name"]
     list_select_related = ["created_by"]
     actions = ["refresh_selected"]
+    pii_displays = ("members_list",)
     readonly_fields = [
         "status",
         "last_error",
@@ -432,9 +425,8 @@ class SegmentAdmin(ReadableModelAdmin):
         )
 
     @admin.display(description="members (newest 25)")
-    def members_list(self, segment):
+    def members_list(self, segment, pii: bool):
         memberships = segment.memberships.select_related("profile").order_by("-profile_id")[:25]
-        pii = getattr(self, "_change_pii_allowed", False)
         rows = format_html_join(
             "",
             '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td></tr>',
@@ -481,7 +473,6 @@ class SegmentAdmin(ReadableModelAdmin):
         )
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        self._change_pii_allowed = self.may_view_pii(request)
         preview_url = reverse("admin:profiles_segment_preview")
         extra_context = {**(extra_context or {}), "preview_url": preview_url}
         return super().changeform_view(request, object_id, form_url, extra_context)
