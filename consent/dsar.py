@@ -6,7 +6,6 @@ logged (who, what, when) in the same transaction as the change.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 import json
@@ -19,6 +18,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from cdphub.csv_export import SafeDictWriter
 from consent import registry
 from consent.hashing import suppression_hash
 from consent.models import DataSubjectRequest, DataSubjectRequestAction, ProcessingRestriction
@@ -354,7 +354,7 @@ def _export(request: DataSubjectRequest, subject: Subject, actor) -> str:
 def _csv(rows: list[dict]) -> str:
     stream = io.StringIO()
     if rows:
-        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        writer = SafeDictWriter(stream, list(rows[0]))
         writer.writeheader()
         for row in rows:
             writer.writerow({key: _cell(value) for key, value in row.items()})

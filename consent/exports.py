@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import csv
+from cdphub.csv_export import SafeCsvWriter
 
 REGISTER_COLUMNS = [
     "name",
@@ -19,7 +19,7 @@ REGISTER_COLUMNS = [
 
 
 def write_register_csv(stream, activities) -> None:
-    writer = csv.writer(stream)
+    writer = SafeCsvWriter(stream)
     writer.writerow([*REGISTER_COLUMNS, "purposes", "updated_at"])
     for activity in activities:
         writer.writerow(

@@ -16,6 +16,7 @@ from django.utils.dateparse import parse_datetime
 from import_export import fields as ie_fields
 from import_export import resources
 
+from cdphub.csv_export import neutralise
 from crm.models import Activity, Company, Contact, Deal
 from profiles.normalize import InvalidIdentifier, normalize_email, normalize_phone
 
@@ -340,15 +341,6 @@ SPECS = {spec.resource: spec for spec in (CONTACTS, COMPANIES, DEALS, ACTIVITIES
 
 # --- Exports (django-import-export) ----------------------------------------------------------
 
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise_formula(value):
-    """A cell a spreadsheet would run as a formula gets a leading apostrophe (CSV injection)."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
-
 
 class SafeExportResource(resources.ModelResource):
     """Exports with formula-looking cells neutralised and, for people without the PII
@@ -360,7 +352,8 @@ class SafeExportResource(resources.ModelResource):
 
     def export_resource(self, instance, selected_fields=None, **kwargs):
         row = super().export_resource(instance, selected_fields, **kwargs)
-        return [neutralise_formula(value) for value in row]
+        # the one rule of cdphub.csv_export, for the XLSX files as much as for CSV
+        return [neutralise(value) for value in row]
 
     def get_export_fields(self, selected_fields=None):
         export_fields = super().get_export_fields(selected_fields)

@@ -24,6 +24,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 
+from cdphub.csv_export import SafeDictWriter
 from profiles.models import (
     Identity,
     Profile,
@@ -387,9 +388,9 @@ def chunked(items: Iterable, size: int) -> Iterator[list]:
 
 
 def segment_export_csv(*, segment: Segment, purpose_code: str) -> Iterator[str]:
-    """CSV lines (header first) of the members that granted the purpose."""
+    """CSV lines (header first) of the members that granted the purpose, for a spreadsheet."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=EXPORT_FIELDS, extrasaction="ignore")
+    writer = SafeDictWriter(buffer, EXPORT_FIELDS, extrasaction="ignore")
     writer.writeheader()
     for row in export_rows(segment, purpose_code):
         writer.writerow(row)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import tempfile
 from collections.abc import Iterable, Iterator
 
@@ -14,6 +13,7 @@ from django.utils import timezone
 from audiences import hashing
 from audiences.models import Audience, AudienceExport, JobStatus, Visitor
 from audiences.selectors import profiles_allowed_for_advertising
+from cdphub.csv_export import SafeCsvWriter
 from profiles.models import Identity, Profile
 from profiles.normalize import InvalidIdentifier
 
@@ -59,7 +59,10 @@ def export_file_write(job: AudienceExport, header: list[str], rows) -> None:
     minimum = settings.CDPHUB_MIN_AUDIENCE_SIZE
     subjects = set()
     with tempfile.TemporaryFile("w+", newline="", encoding="utf-8") as buffer:
-        writer = csv.writer(buffer)
+        # Uploaded to the platform, which reads the header byte for byte: no byte order mark.
+        # Hashes are hex and advertising ids are UUIDs, so neutralising formula cells never
+        # changes a valid identifier; it keeps a provider's crafted cookie id inert in Excel.
+        writer = SafeCsvWriter(buffer, bom=False)
         writer.writerow(header)
         for subject, row in rows:
             writer.writerow(row)

@@ -3,7 +3,6 @@ CSV; plus the audit list of exports."""
 
 from __future__ import annotations
 
-import csv
 import io
 
 from django import forms
@@ -17,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from cdphub.admin_mixins import ReadableModelAdmin
+from cdphub.csv_export import SafeCsvWriter
 from cdphub.pii import MASK, mask_value
 from crm.importfiles import ImportRefused
 from crm.imports import import_job_create, import_job_revert
@@ -244,12 +244,10 @@ class ImportJobAdmin(ReadableModelAdmin):
         if not self.has_view_permission(request, job):
             raise PermissionDenied
         buffer = io.StringIO()
-        writer = csv.writer(buffer)
+        writer = SafeCsvWriter(buffer)
         writer.writerow(["row", "column", "value", "message"])
         for error in masked_errors(job.errors, self.may_view_pii(request)):
-            writer.writerow(
-                [error["row"], error["column"], neutral(error["value"]), error["message"]]
-            )
+            writer.writerow([error["row"], error["column"], error["value"], error["message"]])
         response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="import-{job.pk}-errors.csv"'
         return response
@@ -293,12 +291,6 @@ def masked_preview(job: ImportJob, pii_allowed: bool) -> list[dict]:
         }
         for entry in job.preview
     ]
-
-
-def neutral(value: str) -> str:
-    from crm.resources import neutralise_formula
-
-    return neutralise_formula(value)
 
 
 @admin.register(DataExport)

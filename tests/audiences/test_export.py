@@ -205,6 +205,25 @@ def test_audience_ids_leave_out_people_without_advertising_consent(advertising):
     assert keys == {"ck-a", "ck-b", "linked-ok"}
 
 
+def test_ad_platform_files_have_no_byte_order_mark(segment):
+    # Google and Meta read the header byte for byte: "Email", not "\ufeffEmail"
+    job = audience_export(destination="google", profiles=Profile.objects.all(), segment=segment)
+    with job.file.open("rb") as file:
+        assert file.read().startswith(b"Email,")
+
+
+def test_id_list_neutralises_a_provider_key_that_looks_like_a_formula(advertising, settings):
+    settings.CDPHUB_MIN_AUDIENCE_SIZE = 1
+    audience = AudienceFactory()
+    members = [VisitorFactory(key='=HYPERLINK("http://evil.example/")'), VisitorFactory(key="ck-a")]
+    audience_members_set(audience=audience, visitor_ids=[v.pk for v in members])
+
+    job = audience_export(destination="ids", visitors=audience_visitors(audience.pk))
+
+    keys = {row[0] for row in read_csv(job)[1:]}
+    assert keys == {'\'=HYPERLINK("http://evil.example/")', "ck-a"}
+
+
 def test_a_failing_export_is_recorded_as_failed(segment, monkeypatch):
     from audiences.services import exports
 

@@ -170,7 +170,7 @@ def test_processing_register_exports_csv(admin_client, purposes):
         {"action": "export_csv", "_selected_action": [activity.pk]},
     )
     assert response["Content-Type"] == "text/csv"
-    lines = response.content.decode().splitlines()
+    lines = response.content.decode("utf-8-sig").splitlines()
     assert lines[0].startswith("name,description,controller,lawful_basis")
     assert lines[1].startswith("Newsletter,") and "email_marketing" in lines[1]
 

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import csv
+import io
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -364,7 +367,7 @@ def test_processing_register_csv_export(reader, purposes, api_client_with_scopes
     response = reader.get("/api/consent/processing-activities/export/")
     assert response.status_code == 200
     assert response["Content-Type"] == "text/csv"
-    lines = response.content.decode().splitlines()
+    lines = response.content.decode("utf-8-sig").splitlines()
     assert lines[1].startswith("Loyalty programme,") and "analytics" in lines[1]
     no_scope = api_client_with_scopes("crm:read").get("/api/consent/processing-activities/export/")
     assert no_scope.status_code == 403
@@ -383,3 +386,15 @@ def test_list_filters_refuse_bad_values(reader, url):
     response = reader.get(url)
     assert response.status_code == 400
     assert response.json()["code"] == "invalid"
+
+
+def test_processing_register_export_neutralises_formulas(reader, purposes):
+    from tests.factories import ProcessingActivityFactory
+
+    ProcessingActivityFactory(name="=1+1", controller="Café Zoë B.V.")
+    response = reader.get("/api/consent/processing-activities/export/")
+
+    assert response.content.startswith(b"\xef\xbb\xbfname,description,controller")
+    rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
+    assert rows[0]["name"] == "'=1+1"
+    assert rows[0]["controller"] == "Café Zoë B.V."

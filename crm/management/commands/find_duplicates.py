@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-import csv
-
 from django.core.management.base import BaseCommand
 
+from cdphub.csv_export import SafeCsvWriter
 from crm.duplicates import DEFAULT_MIN_SCORE, duplicate_candidates
 from crm.services import duplicates_refresh
 
@@ -21,7 +20,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         candidates = duplicate_candidates(min_score=options["min_score"])
         if options["format"] == "csv":
-            writer = csv.writer(self.stdout)
+            writer = SafeCsvWriter(self.stdout)
             writer.writerow(
                 ["contact_a", "external_id_a", "contact_b", "external_id_b", "score", "reasons"]
             )
