@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+import io
+
+from django.core.files.base import ContentFile
+
+from audiences import hashing
 from audiences.models import (
     Audience,
+    AudienceExport,
     Category,
     DataProvider,
     ProviderFileImport,
@@ -11,8 +18,9 @@ from audiences.models import (
     VisitorTraitHit,
 )
 from consent import registry
-from consent.registry import delete_rows
+from consent.registry import Subject, delete_rows
 from consent.retention import delete_in_batches, register_purger
+from profiles.normalize import InvalidIdentifier
 
 registry.register(
     VisitorTraitHit,
@@ -30,6 +38,80 @@ registry.register(
     erase=delete_rows,
     personal_fields=("key",),
     erase_order=30,
+)
+
+
+def _export_cells(subject: Subject) -> set[str]:
+    """What an export file holds of the person: their identifiers hashed the way each ad
+    platform wants them, and their cookie and device ids as they are."""
+    cells = {
+        key
+        for (key,) in Visitor.objects.filter(profile_id__in=subject.profile_ids).values_list("key")
+    }
+    cells |= {value for kind, value in subject.other_identifiers if kind == "device_id"}
+    for destination in hashing.DESTINATIONS:
+        for hasher, values in (
+            (hashing.hashed_email, subject.emails),
+            (hashing.hashed_phone, subject.phones),
+        ):
+            for value in values:
+                try:
+                    cells.add(hasher(destination, value))
+                except InvalidIdentifier:
+                    continue
+    return cells
+
+
+def _lines_without(content: str, cells: set[str]) -> tuple[str, int]:
+    """The file without the lines holding one of ``cells``, and how many went."""
+    kept, removed = [], 0
+    for line in content.splitlines(keepends=True):
+        if cells.intersection(next(csv.reader(io.StringIO(line)), [])):
+            removed += 1
+        else:
+            kept.append(line)
+    return "".join(kept), removed
+
+
+def _exports(subject: Subject):
+    """Export files are short lists of hashes: read, since erasure is rare and no index could
+    find a hash inside a file."""
+    cells = _export_cells(subject)
+    holding = []
+    for export in AudienceExport.objects.exclude(file="").only("pk", "file"):
+        with export.file.open("rb") as file:
+            if _lines_without(file.read().decode("utf-8-sig"), cells)[1]:
+                holding.append(export.pk)
+    return AudienceExport.objects.filter(pk__in=holding)
+
+
+def _exports_forget(rows, subject: Subject) -> int:
+    """Rewrite each file without the person's lines: the audience stays usable for the rest."""
+    cells = _export_cells(subject)
+    changed = 0
+    for export in rows:
+        with export.file.open("rb") as file:
+            raw = file.read()
+        bom = "\ufeff" if raw.startswith(b"\xef\xbb\xbf") else ""
+        content, removed = _lines_without(raw.decode("utf-8-sig"), cells)
+        if not removed:
+            continue
+        name = export.file.name
+        export.file.storage.delete(name)
+        export.file.save(name.rsplit("/", 1)[-1], ContentFile((bom + content).encode()), save=False)
+        export.row_count = max(export.row_count - removed, 0)
+        export.save(update_fields=["file", "row_count"])
+        changed += 1
+    return changed
+
+
+registry.register(
+    AudienceExport,
+    find=_exports,
+    erase=_exports_forget,
+    personal_fields=("file",),
+    erase_order=15,  # before the visitors whose keys it looks for
+    export=False,  # hashes of identifiers the access file holds in full
 )
 registry.register_not_personal(DataProvider, "data suppliers")
 registry.register_not_personal(Category, "taxonomy")

@@ -334,7 +334,7 @@ def _export(request: DataSubjectRequest, subject: Subject, actor) -> str:
     tables: dict[str, list[dict]] = {}
     for holder in registry.holders():
         if holder.export:
-            tables[holder.label] = list(holder.find(subject).order_by("pk").values())
+            tables[holder.label] = holder.rows_for_access(subject)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         document = {

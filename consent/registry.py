@@ -73,10 +73,20 @@ class Holder:
     personal_fields: tuple[str, ...]
     erase_order: int = 50
     export: bool = True
+    export_rows: Callable[[models.QuerySet, Subject], list[dict]] | None = None
 
     @property
     def label(self) -> str:
         return self.model._meta.label
+
+    def rows_for_access(self, subject: Subject) -> list[dict]:
+        """The person's rows for an access file: every column, unless the holder keeps other
+        people's values beside theirs (a conflict naming another user, a journal of a whole
+        import batch): then only the person's part (GDPR Art. 15(4))."""
+        rows = self.find(subject).order_by("pk")
+        if self.export_rows is not None:
+            return self.export_rows(rows, subject)
+        return list(rows.values())
 
 
 _holders: dict[str, Holder] = {}
@@ -91,15 +101,17 @@ def register(
     personal_fields: tuple[str, ...] = (),
     erase_order: int = 50,
     export: bool = True,
+    export_rows: Callable[[models.QuerySet, Subject], list[dict]] | None = None,
 ) -> None:
     """Register what a model holds about a person. ``erase`` receives the rows ``find``
     returned and deletes or anonymises them; lower ``erase_order`` runs first (rows that point at
-    a profile go before the profile)."""
+    a profile go before the profile). ``export_rows`` gives the access file only the person's
+    part of rows that also hold other people's values."""
     unknown = [name for name in personal_fields if not _has_field(model, name)]
     if unknown:
         raise ValueError(f"{model._meta.label} has no field(s) {', '.join(unknown)}")
     _holders[model._meta.label] = Holder(
-        model, find, erase, tuple(personal_fields), erase_order, export
+        model, find, erase, tuple(personal_fields), erase_order, export, export_rows
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Q
 
+from cdphub.sql import query
 from consent import registry
 from consent.registry import Subject, delete_rows, scrub_fields
 from consent.retention import register_purger
@@ -24,6 +25,7 @@ from crm.models import (
     Task,
     Ticket,
 )
+from profiles.models import Identity
 
 
 def _contacts(subject: Subject):
@@ -84,10 +86,93 @@ def _contact_ids(subject: Subject) -> list[int]:
     return list(_contacts(subject).values_list("pk", flat=True))
 
 
+def _journal_ids(subject: Subject) -> dict[str, set[int]]:
+    """The person's rows in every model an import journals: their contacts, and the profiles
+    and identities that linking the imported contacts created or changed."""
+    return {
+        "crm.contact": set(_contact_ids(subject)),
+        "profiles.profile": set(subject.profile_ids),
+        "profiles.identity": set(
+            Identity.objects.filter(profile_id__in=subject.profile_ids).values_list("pk", flat=True)
+        ),
+    }
+
+
 def _import_changes(subject: Subject):
-    return ImportChange.objects.filter(
-        model="crm.contact", object_ids__overlap=_contact_ids(subject)
+    matching = Q(pk__in=[])
+    for model, ids in _journal_ids(subject).items():
+        if ids:
+            matching |= Q(model=model, object_ids__overlap=sorted(ids))
+    return ImportChange.objects.filter(matching)
+
+
+def _person_positions(change: ImportChange, ids: dict[str, set[int]]) -> list[int]:
+    mine = ids.get(change.model, set())
+    return [i for i, object_id in enumerate(change.object_ids) if object_id in mine]
+
+
+def _aligned(values: list | None, positions: list[int]) -> list | None:
+    if not values:
+        return values
+    return [values[i] for i in positions]
+
+
+def _import_changes_forget(rows, subject: Subject) -> int:
+    """Take the person's entries out of each journal row: one row journals a whole batch, and
+    the other people in it keep their revert data."""
+    ids = _journal_ids(subject)
+    changed = 0
+    for change in rows:
+        mine = set(_person_positions(change, ids))
+        kept = [i for i in range(len(change.object_ids)) if i not in mine]
+        if not kept:
+            change.delete()
+        else:
+            change.object_ids = _aligned(change.object_ids, kept)
+            change.row_numbers = _aligned(change.row_numbers, kept) or []
+            change.befores = _aligned(change.befores, kept)
+            change.save(update_fields=["object_ids", "row_numbers", "befores"])
+        changed += 1
+    return changed
+
+
+def _import_changes_of_person(rows, subject: Subject) -> list[dict]:
+    ids = _journal_ids(subject)
+    entries = []
+    for change in rows:
+        for i in _person_positions(change, ids):
+            entries.append(
+                {
+                    "job_id": change.job_id,
+                    "model": change.model,
+                    "action": change.action,
+                    "object_id": change.object_ids[i],
+                    "row_number": (change.row_numbers or [None] * (i + 1))[i],
+                    "before": change.befores[i] if change.befores else None,
+                }
+            )
+    return entries
+
+
+# Jobs quoting the person in their file, preview or error report, whether or not they wrote
+# anything (a file refused by its check keeps the errors that quote its cells).
+IMPORT_JOBS_QUOTING_SQL = """
+    SELECT id FROM crm_importjob
+    WHERE preview::text ILIKE ANY(%b::text[]) OR errors::text ILIKE ANY(%b::text[])
+        OR encode(file_data, 'escape') ILIKE ANY(%b::text[])
+"""
+
+
+def _import_jobs(subject: Subject):
+    patterns = [f"%{like_escaped(value)}%" for value in subject.personal_strings()]
+    quoting = [row[0] for row in query(IMPORT_JOBS_QUOTING_SQL, [patterns] * 3)] if patterns else []
+    return ImportJob.objects.filter(
+        Q(pk__in=quoting) | Q(pk__in=_import_changes(subject).values("job_id"))
     )
+
+
+def like_escaped(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _import_jobs_clear(rows, subject: Subject) -> int:
@@ -100,16 +185,17 @@ def _import_jobs_clear(rows, subject: Subject) -> int:
 registry.register(
     ImportChange,
     find=_import_changes,
-    erase=delete_rows,
+    erase=_import_changes_forget,
     personal_fields=("befores",),
     erase_order=30,
+    export_rows=_import_changes_of_person,
 )
 registry.register(
     ImportJob,
-    find=lambda subject: ImportJob.objects.filter(pk__in=_import_changes(subject).values("job_id")),
+    find=_import_jobs,
     erase=_import_jobs_clear,
     personal_fields=("file_data", "preview", "errors"),
-    erase_order=31,
+    erase_order=29,  # before the journal loses the person's entries that find the jobs
     export=False,  # the file itself; what it wrote is exported with the contact
 )
 registry.register(

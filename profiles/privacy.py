@@ -74,6 +74,29 @@ registry.register(
     erase=delete_rows,
     erase_order=80,
 )
+
+
+def _conflicts_of_person(rows, subject: Subject) -> list[dict]:
+    """A conflict is between two people: the access file gets the person's side only (their
+    identifier, what was decided), not the other person's user id or profile."""
+    return [
+        {
+            "id": conflict.pk,
+            "profile_id": next(
+                pid
+                for pid in (conflict.profile_id, conflict.other_profile_id)
+                if pid in subject.profile_ids
+            ),
+            "identifier_kind": conflict.identifier_kind,
+            "identifier_value": conflict.identifier_value,
+            "status": conflict.status,
+            "created_at": conflict.created_at,
+            "decided_at": conflict.decided_at,
+        }
+        for conflict in rows
+    ]
+
+
 registry.register(
     MergeConflict,
     find=lambda subject: MergeConflict.objects.filter(
@@ -82,6 +105,7 @@ registry.register(
     erase=delete_rows,
     personal_fields=("identifier_value",),
     erase_order=80,
+    export_rows=_conflicts_of_person,
 )
 
 
@@ -92,12 +116,26 @@ def _shared_identifiers(subject: Subject):
     return SharedIdentifier.objects.filter(matching)
 
 
+def _shared_identifiers_of_person(rows, subject: Subject) -> list[dict]:
+    # The other user ids seen with the device are other people's.
+    return [
+        {
+            "kind": shared.kind,
+            "value": shared.value,
+            "user_ids": sorted(set(shared.user_ids) & subject.user_ids),
+            "blocked": shared.blocked,
+        }
+        for shared in rows
+    ]
+
+
 registry.register(
     SharedIdentifier,
     find=_shared_identifiers,
     erase=delete_rows,
     personal_fields=("value", "user_ids"),
     erase_order=80,
+    export_rows=_shared_identifiers_of_person,
 )
 
 

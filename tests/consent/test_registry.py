@@ -13,13 +13,18 @@ from consent import registry
 PROJECT_APPS = ("cdphub", "profiles", "crm", "audiences", "consent")
 
 
+# Fields that can hold copies of other rows' values (a journal of before-values, a conflict's
+# reason, a job's error report quoting a cell, an export file): whatever their names.
+COPY_HOLDING_FIELDS = (models.JSONField, models.TextField, models.FileField, models.BinaryField)
+
+
 def personal_models() -> list[type[models.Model]]:
     found = []
     for model in apps.get_models():
         if model._meta.app_label not in PROJECT_APPS:
             continue
-        json_fields = [f for f in model._meta.concrete_fields if isinstance(f, models.JSONField)]
-        if registry.personal_looking_fields(model) or json_fields:
+        copies = [f for f in model._meta.concrete_fields if isinstance(f, COPY_HOLDING_FIELDS)]
+        if registry.personal_looking_fields(model) or copies:
             found.append(model)
     return found
 

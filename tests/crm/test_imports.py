@@ -298,7 +298,7 @@ def test_overlong_email_is_a_cell_error():
 
     job = checked(csv_bytes("email", address))
 
-    assert messages(job) == ["2|A (email)|is longer than 254 characters"]
+    assert messages(job) == ["2|A (email)|e-mail is longer than 255 characters"]
 
 
 def test_bad_number_in_deal_import():
