@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from django.urls import reverse
 
@@ -91,6 +92,27 @@ def segment_refreshes(user, limit: int) -> Iterable[Job]:
             total=0 if running else segment.size,
             url=reverse("admin:profiles_segment_change", args=[segment.pk]),
             started_at=segment.refresh_started_at,
+        )
+
+
+@register("profiles.view_segment")
+def segment_webhook_exports(user, limit: int) -> Iterable[Job]:
+    from profiles.models import SegmentExport
+
+    status = SegmentExport.Status
+    exports = SegmentExport.objects.filter(created_by=user).select_related("segment")
+    for export in exports.order_by("-created_at")[:limit]:
+        failed = export.status == status.FAILED
+        yield Job(
+            kind="Webhook export",
+            title=f"{export.segment.name} to {urlsplit(export.url).hostname}",
+            status=f"Failed: {export.message}"[:160] if failed else export.get_status_display(),
+            running=export.status in {status.QUEUED, status.SENDING},
+            failed=failed,
+            done=export.sent,
+            total=0 if export.status != status.DONE else export.sent,
+            url=reverse("admin:profiles_segment_change", args=[export.segment_id]),
+            started_at=export.created_at,
         )
 
 

@@ -282,6 +282,10 @@ CDPHUB_ESTIMATED_COUNT_THRESHOLD = env_int("CDPHUB_ESTIMATED_COUNT_THRESHOLD", 1
 # Exports to ad platforms with fewer people/devices than this are refused (no singling out).
 CDPHUB_MIN_AUDIENCE_SIZE = env_int("CDPHUB_MIN_AUDIENCE_SIZE", 100)
 
+# Webhook URLs may not reach loopback, private, link-local or metadata addresses, except these
+# hosts and networks (comma separated: ``crm.internal,10.20.0.0/16,127.0.0.1``).
+CDPHUB_OUTBOUND_ALLOWLIST = env_list("CDPHUB_OUTBOUND_ALLOWLIST")
+
 # Spreadsheet imports larger than this are refused (bytes).
 CDPHUB_IMPORT_MAX_BYTES = env_int("CDPHUB_IMPORT_MAX_BYTES", 150 * 1024 * 1024)
 

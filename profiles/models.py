@@ -499,6 +499,40 @@ class SegmentSizeSnapshot(models.Model):
         return f"{self.segment_id}: {self.size} at {self.taken_at:%Y-%m-%d %H:%M}"
 
 
+class SegmentExport(models.Model):
+    """One webhook export of a segment's members: who asked, to which URL, for which purpose,
+    and how it ended (the outbound guard's refusal or the receiver's failure included)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="exports")
+    purpose_code = models.CharField(max_length=64)
+    url = models.URLField(max_length=2000)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    sent = models.PositiveIntegerField(default=0, help_text="Profiles delivered.")
+    message = models.CharField(
+        max_length=500, blank=True, help_text="Why the export failed (empty while it goes well)."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["created_by", "-created_at"], name="segment_export_by_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.segment} to {self.url} ({self.get_status_display()})"
+
+
 class ComputedTraitQuantiles(models.Model):
     """Upper bounds of the five NTILE buckets of one RFM metric over all profiles, taken by the
     full recompute; incremental updates score touched profiles against the same bounds."""

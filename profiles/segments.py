@@ -14,8 +14,7 @@ import csv
 import io
 import json
 import logging
-import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -25,10 +24,12 @@ from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 
 from cdphub.csv_export import SafeDictWriter
+from cdphub.outbound import OutboundFailed, OutboundRefused, outbound_destination, outbound_post
 from profiles.models import (
     Identity,
     Profile,
     Segment,
+    SegmentExport,
     SegmentMembership,
     SegmentMembershipChange,
     SegmentSizeSnapshot,
@@ -401,11 +402,19 @@ def segment_export_csv(*, segment: Segment, purpose_code: str) -> Iterator[str]:
     yield buffer.getvalue()
 
 
-def segment_export_webhook(*, segment: Segment, purpose_code: str, url: str) -> int:
+def segment_export_webhook(
+    *,
+    segment: Segment,
+    purpose_code: str,
+    url: str,
+    progress: Callable[[int], object] | None = None,
+) -> int:
     """POST the members allowed for the purpose to ``url`` as JSON batches; returns the
-    number of profiles sent. Only http(s) URLs are accepted."""
-    if not url.startswith(("https://", "http://")):
-        raise ValueError("the webhook URL must start with https:// or http://")
+    number of profiles sent (``progress`` hears it after each batch). Every batch goes through
+    the outbound guard (``cdphub.outbound``): raises ``OutboundRefused`` for a URL reaching an
+    internal address and ``OutboundFailed`` when the receiver cannot be reached or answers an
+    error."""
+    outbound_destination(url)  # refused before the members are read
     sent = 0
     for batch in chunked(export_rows(segment, purpose_code), 500):
         body = json.dumps(
@@ -415,13 +424,55 @@ def segment_export_webhook(*, segment: Segment, purpose_code: str, url: str) -> 
                 "profiles": batch,
             }
         ).encode()
-        request = urllib.request.Request(  # noqa: S310 - scheme checked above
-            url, data=body, method="POST", headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            response.read()
+        outbound_post(url, body, headers={"Content-Type": "application/json"})
         sent += len(batch)
+        if progress is not None:
+            progress(sent)
     return sent
+
+
+def segment_export_request(
+    *, segment: Segment, purpose_code: str, url: str, user=None
+) -> SegmentExport:
+    """Record a webhook export to run in the background. The URL is checked now, so that a
+    refused one is an error for the person asking (``OutboundRefused``, naming the reason),
+    and again when the export runs: DNS may answer differently by then."""
+    outbound_destination(url)
+    return SegmentExport.objects.create(
+        segment=segment, purpose_code=purpose_code, url=url, created_by=user
+    )
+
+
+def segment_export_run(*, export: SegmentExport) -> SegmentExport:
+    """Send a requested webhook export and record how it ended. Never raises for the
+    receiver's sake: a refusal, a connection error or an error answer is recorded on the
+    export (and shown among the requester's jobs), so that without a broker, where this runs
+    inside the request, the answer never depends on what the URL's host did."""
+    claimed = SegmentExport.objects.filter(pk=export.pk, status=SegmentExport.Status.QUEUED)
+    if not claimed.update(status=SegmentExport.Status.SENDING):
+        return export  # already run (a task delivered twice)
+    status, message = SegmentExport.Status.DONE, ""
+
+    def progress(sent: int) -> None:
+        SegmentExport.objects.filter(pk=export.pk).update(sent=sent)
+
+    try:
+        segment_export_webhook(
+            segment=export.segment,
+            purpose_code=export.purpose_code,
+            url=export.url,
+            progress=progress,
+        )
+    except (OutboundRefused, OutboundFailed) as error:
+        status, message = SegmentExport.Status.FAILED, str(error)
+    except Exception:
+        logger.exception("webhook export %s failed", export.pk)
+        status, message = SegmentExport.Status.FAILED, "internal error: see the server log"
+    SegmentExport.objects.filter(pk=export.pk).update(
+        status=status, message=message[:500], finished_at=timezone.now()
+    )
+    export.refresh_from_db()
+    return export
 
 
 def profile_activity_refresh(*, profile_ids: Iterable[int]) -> dict[int, tuple[int, int]]:

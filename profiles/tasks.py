@@ -6,7 +6,7 @@ from celery import shared_task
 from celery.signals import worker_ready
 from django.db import transaction
 
-from profiles.models import Segment
+from profiles.models import Segment, SegmentExport
 from profiles.processing import pending_process
 
 
@@ -62,12 +62,13 @@ def recompute_traits_task() -> None:
 
 
 @shared_task(ignore_result=True)
-def export_segment_webhook_task(segment_id: int, purpose_code: str, url: str) -> None:
-    from profiles.segments import segment_export_webhook
+def run_segment_export_task(export_id: int) -> None:
+    """Send a requested webhook export; its outcome is recorded on the export."""
+    from profiles.segments import segment_export_run
 
-    segment = Segment.objects.filter(pk=segment_id).first()
-    if segment is not None:
-        segment_export_webhook(segment=segment, purpose_code=purpose_code, url=url)
+    export = SegmentExport.objects.select_related("segment").filter(pk=export_id).first()
+    if export is not None:  # the segment was deleted meanwhile: nothing to send
+        segment_export_run(export=export)
 
 
 @shared_task(ignore_result=True)

@@ -11,9 +11,10 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from cdphub.api import Pagination
+from cdphub.outbound import OutboundRefused
 from cdphub.pii import can_view_pii
 from profiles.filters import EventFilter, IdentityFilter, ProfileFilter, SegmentFilter, SourceFilter
-from profiles.ingest_views import ProfileMergeActionsMixin
+from profiles.ingest_views import ProfileMergeActionsMixin, acting_user
 from profiles.models import (
     Event,
     Identity,
@@ -25,6 +26,7 @@ from profiles.models import (
 )
 from profiles.segments import (
     segment_export_csv,
+    segment_export_request,
     segment_members,
     segment_membership,
     segment_preview,
@@ -50,7 +52,7 @@ from profiles.serializers import (
     SourceSerializer,
 )
 from profiles.services import source_create
-from profiles.tasks import export_segment_webhook_task, refresh_segment_task
+from profiles.tasks import refresh_segment_task, run_segment_export_task
 
 
 class SourceViewSet(viewsets.ModelViewSet):
@@ -222,7 +224,9 @@ class SegmentViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["post"])
     def export(self, request, pk=None):
         """Members who granted the purpose, as a CSV download or POSTed to a webhook. Exports
-        carry e-mail addresses and phone numbers: they need the PII permission."""
+        carry e-mail addresses and phone numbers: they need the PII permission. A webhook URL
+        reaching an internal address (loopback, private, link-local, cloud metadata) is
+        refused; a queued export records its outcome, shown among the requester's jobs."""
         segment = self.get_object()
         if not can_view_pii(request.user, request.auth):
             raise PermissionDenied("exporting members needs the pii:read scope or PII permission")
@@ -230,13 +234,21 @@ class SegmentViewSet(viewsets.ModelViewSet):
         params.is_valid(raise_exception=True)
         purpose = params.validated_data["purpose"]
         if params.validated_data["format"] == "webhook":
-            url = params.validated_data["url"]
-            transaction.on_commit(
-                lambda: export_segment_webhook_task.delay(segment.pk, purpose, url)
+            try:
+                export = segment_export_request(
+                    segment=segment,
+                    purpose_code=purpose,
+                    url=params.validated_data["url"],
+                    user=acting_user(request),
+                )
+            except OutboundRefused as error:
+                raise ValidationError({"url": [f"webhook URL refused: {error}"]}) from error
+            transaction.on_commit(lambda: run_segment_export_task.delay(export.pk))
+            return Response(
+                {"status": "queued", "export": export.pk}, status=status.HTTP_202_ACCEPTED
             )
-            return Response({"status": "queued"}, status=status.HTTP_202_ACCEPTED)
         lines = segment_export_csv(segment=segment, purpose_code=purpose)
-        response = StreamingHttpResponse(lines, content_type="text/csv")
+        response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
         filename = f"segment-{segment.pk}-{purpose}.csv"
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response

@@ -2,6 +2,8 @@ import pytest
 
 from consent.models import DataSubjectRequest
 from crm.models import ImportJob
+from profiles.models import SegmentExport
+from tests.factories import SegmentFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -69,3 +71,25 @@ def test_dashboard_shows_my_recent_jobs(client, user_with_role):
     client.force_login(me)
 
     assert "leads.xlsx" in client.get("/admin/").content.decode()
+
+
+def test_a_failed_webhook_export_shows_why(client, user_with_role):
+    me = user_with_role("Marketer")
+    SegmentExport.objects.create(
+        segment=SegmentFactory(name="Newsletter"),
+        purpose_code="email_marketing",
+        url="https://hooks.example/in?token=secret",
+        status=SegmentExport.Status.FAILED,
+        message="could not deliver to hooks.example:443: Connection refused",
+        created_by=me,
+    )
+    client.force_login(me)
+
+    (job,) = client.get("/admin/jobs/status.json").json()["jobs"]
+
+    assert (job["kind"], job["title"], job["failed"]) == (
+        "Webhook export",
+        "Newsletter to hooks.example",
+        True,
+    )
+    assert job["status"] == "Failed: could not deliver to hooks.example:443: Connection refused"

@@ -56,7 +56,8 @@ class Receiver(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def webhook():
+def webhook(settings):
+    settings.CDPHUB_OUTBOUND_ALLOWLIST = ["127.0.0.1"]  # a real local receiver
     Receiver.bodies = []
     server = HTTPServer(("127.0.0.1", 0), Receiver)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -1,16 +1,18 @@
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from unittest import mock
 
 import pytest
 from django.utils import timezone
 
-from profiles.models import Segment, SegmentMembership, SegmentMembershipChange
+from cdphub.outbound import OutboundRefused
+from profiles.models import Segment, SegmentExport, SegmentMembership, SegmentMembershipChange
 from profiles.segments import (
     members_for_purpose,
     profile_activity_refresh,
+    segment_export_request,
+    segment_export_run,
     segment_export_webhook,
     segment_refresh,
     segments_due,
@@ -24,6 +26,7 @@ from tests.factories import (
     SegmentFactory,
     consent_state_create,
 )
+from tests.server import WebhookReceiver, free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -168,22 +171,88 @@ def test_members_for_purpose_needs_consent_granted_now():
     assert set(members_for_purpose(segment, "sms")) == {granted}
 
 
-def test_webhook_export_posts_consented_members_only():
+def test_webhook_export_posts_consented_members_only(settings):
+    settings.CDPHUB_OUTBOUND_ALLOWLIST = ["127.0.0.1"]
     purpose = PurposeFactory(code="advertising")
     yes, no = ProfileFactory(traits={"country": "NL"}), ProfileFactory(traits={"country": "NL"})
     consent_state_create(yes, purpose, "granted")
     consent_state_create(no, purpose, "denied")
     segment = SegmentFactory(rule=DUTCH)
     segment_refresh(segment=segment)
-    with mock.patch("profiles.segments.urllib.request.urlopen") as urlopen:
-        sent = segment_export_webhook(
-            segment=segment, purpose_code="advertising", url="https://hooks.example/x"
-        )
+    with WebhookReceiver() as receiver:
+        sent = segment_export_webhook(segment=segment, purpose_code="advertising", url=receiver.url)
     assert sent == 1
-    body = json.loads(urlopen.call_args.args[0].data)
+    (body,) = receiver.bodies
     assert [p["profile_id"] for p in body["profiles"]] == [yes.pk]
+    assert receiver.requests[0]["headers"]["Content-Type"] == "application/json"
     with pytest.raises(ValueError, match="must start with https"):
         segment_export_webhook(segment=segment, purpose_code="advertising", url="file:///etc/x")
+
+
+# --- webhook exports: requested, run, recorded ---------------------------------------------------
+
+
+@pytest.fixture
+def consenting_segment():
+    purpose = PurposeFactory(code="advertising")
+    member = ProfileFactory(traits={"country": "NL"})
+    consent_state_create(member, purpose, "granted")
+    segment = SegmentFactory(rule=DUTCH)
+    segment_refresh(segment=segment)
+    return segment
+
+
+def test_a_requested_export_is_checked_again_when_it_runs(consenting_segment, settings):
+    # Given an export requested while its address was allowed
+    settings.CDPHUB_OUTBOUND_ALLOWLIST = ["127.0.0.1"]
+    with WebhookReceiver() as receiver:
+        export = segment_export_request(
+            segment=consenting_segment, purpose_code="advertising", url=receiver.url
+        )
+        # When the address is no longer allowed by the time it runs
+        settings.CDPHUB_OUTBOUND_ALLOWLIST = []
+        export = segment_export_run(export=export)
+
+    # Then nothing is sent and the refusal is recorded
+    assert receiver.requests == []
+    assert export.status == SegmentExport.Status.FAILED
+    assert "127.0.0.1 is a loopback address" in export.message
+    assert export.finished_at is not None
+
+
+def test_a_run_export_records_what_it_sent_and_runs_once(consenting_segment, settings):
+    settings.CDPHUB_OUTBOUND_ALLOWLIST = ["127.0.0.1"]
+    with WebhookReceiver() as receiver:
+        export = segment_export_request(
+            segment=consenting_segment, purpose_code="advertising", url=receiver.url
+        )
+        export = segment_export_run(export=export)
+        segment_export_run(export=export)  # the task delivered twice
+
+    assert len(receiver.requests) == 1
+    assert (export.status, export.sent, export.message) == (SegmentExport.Status.DONE, 1, "")
+
+
+def test_an_unreachable_receiver_is_recorded_not_raised(consenting_segment, settings):
+    settings.CDPHUB_OUTBOUND_ALLOWLIST = ["127.0.0.1"]
+    url = f"http://127.0.0.1:{free_port()}/hook"
+    export = segment_export_request(segment=consenting_segment, purpose_code="advertising", url=url)
+
+    export = segment_export_run(export=export)
+
+    assert export.status == SegmentExport.Status.FAILED
+    assert export.message.startswith("could not deliver to 127.0.0.1:")
+    assert export.sent == 0
+
+
+def test_a_refused_url_is_not_recorded(consenting_segment):
+    with pytest.raises(OutboundRefused, match="cloud metadata"):
+        segment_export_request(
+            segment=consenting_segment,
+            purpose_code="advertising",
+            url="http://169.254.169.254/latest/meta-data/",
+        )
+    assert not SegmentExport.objects.exists()
 
 
 def test_on_event_refresh_with_event_counts_and_negation():

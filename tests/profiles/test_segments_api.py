@@ -8,7 +8,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from profiles.collect import messages_collect
-from profiles.models import Identity, Segment, SegmentMembership
+from profiles.models import Identity, Segment, SegmentExport, SegmentMembership
 from profiles.processing import pending_process
 from profiles.segments import segment_refresh
 from tests.factories import (
@@ -19,6 +19,7 @@ from tests.factories import (
     SourceFactory,
     consent_state_create,
 )
+from tests.server import WebhookReceiver, free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -270,3 +271,96 @@ def test_csv_export_neutralises_a_collected_formula_user_id(api_client_with_scop
     assert rows == [
         {"profile_id": str(profile.pk), "email": "", "user_id": "'" + hyperlink, "phone": ""}
     ]
+
+
+# --- webhook exports: no request to internal addresses, never a 500 -------------------------------
+
+
+@pytest.fixture
+def exporter(api_client_with_scopes):
+    return api_client_with_scopes("profiles:write", "pii:read")
+
+
+@pytest.fixture
+def consenting(dutch):
+    purpose = PurposeFactory(code="email_marketing")
+    consent_state_create(dutch[0], purpose, "granted")
+    IdentityFactory(profile=dutch[0], kind=Identity.Kind.EMAIL, value="p0@example.nl")
+    segment = SegmentFactory(rule=DUTCH)
+    segment_refresh(segment=segment)
+    return segment
+
+
+def webhook_export(client, segment, url):
+    return client.post(
+        f"/api/segments/{segment.pk}/export/",
+        {"purpose": "email_marketing", "format": "webhook", "url": url},
+        format="json",
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://127.0.0.1:5432/", "127.0.0.1 is a loopback address"),
+        ("http://localhost:8000/hook", "localhost (127.0.0.1) is a loopback address"),
+        ("http://10.0.0.8/hook", "10.0.0.8 is a private address"),
+        ("http://192.168.0.1/hook", "192.168.0.1 is a private address"),
+        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 is the cloud metadata"),
+        ("http://[fd00:ec2::254]/latest/meta-data/", "fd00:ec2::254 is the cloud metadata"),
+        ("http://169.254.10.10/hook", "169.254.10.10 is a link-local address"),
+    ],
+)
+def test_webhook_export_to_an_internal_address_is_refused(
+    url, reason, exporter, consenting, settings, django_capture_on_commit_callbacks
+):
+    settings.CDPHUB_OUTBOUND_ALLOWLIST = []
+    with django_capture_on_commit_callbacks(execute=True) as queued:
+        response = webhook_export(exporter, consenting, url)
+
+    assert response.status_code == 400
+    assert reason in response.json()["errors"]["url"][0]
+    assert response.json()["errors"]["url"][0].startswith("webhook URL refused: ")
+    assert queued == [] and not SegmentExport.objects.exists()
+
+
+def test_the_answer_does_not_tell_whether_an_internal_port_is_open(
+    exporter, consenting, settings, django_capture_on_commit_callbacks
+):
+    settings.CDPHUB_OUTBOUND_ALLOWLIST = []
+    with WebhookReceiver() as listening, django_capture_on_commit_callbacks(execute=True):
+        open_port = webhook_export(exporter, consenting, f"http://127.0.0.1:{listening.port}/")
+        closed_port = webhook_export(exporter, consenting, f"http://127.0.0.1:{free_port()}/")
+
+    assert open_port.status_code == closed_port.status_code == 400
+    assert open_port.json() == closed_port.json()
+    assert listening.requests == []
+
+
+def test_webhook_export_to_an_allowed_receiver_delivers_and_is_recorded(
+    exporter, consenting, settings, django_capture_on_commit_callbacks
+):
+    settings.CDPHUB_OUTBOUND_ALLOWLIST = ["127.0.0.1"]
+    with WebhookReceiver() as receiver, django_capture_on_commit_callbacks(execute=True):
+        response = webhook_export(exporter, consenting, receiver.url)
+
+    assert response.status_code == 202
+    export = SegmentExport.objects.get()
+    assert response.json() == {"status": "queued", "export": export.pk}
+    assert [p["email"] for body in receiver.bodies for p in body["profiles"]] == ["p0@example.nl"]
+    assert (export.status, export.sent, export.url) == ("done", 1, receiver.url)
+
+
+def test_an_unreachable_webhook_is_reported_as_an_error_not_a_500(
+    exporter, consenting, settings, django_capture_on_commit_callbacks
+):
+    settings.CDPHUB_OUTBOUND_ALLOWLIST = ["127.0.0.1"]
+    url = f"http://127.0.0.1:{free_port()}/hook"
+    with django_capture_on_commit_callbacks(execute=True):
+        response = webhook_export(exporter, consenting, url)
+
+    assert response.status_code == 202
+    export = SegmentExport.objects.get()
+    assert response.json() == {"status": "queued", "export": export.pk}
+    assert export.status == "failed"
+    assert export.message.startswith("could not deliver to 127.0.0.1:")
