@@ -23,7 +23,7 @@ from typing import BinaryIO
 
 from django.contrib.auth import get_user_model
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
-from django.db.models import Exists, Min, OuterRef
+from django.db.models import Exists, Min, OuterRef, QuerySet
 from django.db.models.functions import Lower
 from django.utils import timezone
 from psycopg.types.json import Jsonb
@@ -57,6 +57,12 @@ MAX_STORED_ERRORS = 10_000
 PREVIEW_ROWS = 100
 
 Progress = Callable[[ImportJob], None]
+
+
+# PostgreSQL text and JSONB cannot hold a NUL character: such a cell is a row error, found
+# while checking, so it never reaches a write (nor the job's error list, which is JSONB).
+NUL = "\x00"
+NUL_IN_CELL = "contains a NUL character (\\u0000), which cannot be stored: remove it"
 
 
 class ImportFailed(Exception):
@@ -318,6 +324,9 @@ class ImportRun:
         for index, name, read, label in self.readers:
             value = cells[index] if index < len(cells) else ""
             if not value:
+                continue
+            if NUL in value:
+                row.fail(label, NUL_IN_CELL, value.replace(NUL, "\\u0000"))
                 continue
             try:
                 values[name] = read(value)
@@ -876,19 +885,37 @@ def created_batches(changes, label: str) -> Iterator[list[int]]:
         yield ImportChange.objects.values_list("object_ids", flat=True).get(pk=change_id)
 
 
+def import_job_check_actor(*, job: ImportJob, actor) -> None:
+    """Only the person who started an import, or a superuser, applies, re-maps or reverts it:
+    an import reads and writes the CRM with its creator's sight of it (sales teams), which
+    nobody else may borrow. No ``actor`` is the operator running a command."""
+    if actor is None or actor.is_superuser or job.created_by_id == actor.pk:
+        return
+    raise ImportRefused(
+        f"Only the person who started this import (job {job.pk}) or a superuser can apply, "
+        "re-map or revert it."
+    )
+
+
 @transaction.atomic
-def import_job_revert(*, job: ImportJob) -> dict[str, int]:
+def import_job_revert(*, job: ImportJob, actor=None) -> dict[str, int]:
     """Undo an applied import: created rows deleted (profiles and tags only when nothing else
     uses them), updated rows given their previous values back, the tags it added to existing
     records removed, and what profile linking did to existing profiles and contacts undone
     (identities, traits, links). Changes made to those rows after the import are overwritten
-    by the restore."""
+    by the restore. CRM records out of the ``actor``'s sight (moved to another sales team
+    since) are left as they are, and counted."""
+    import_job_check_actor(job=job, actor=actor)
     job = ImportJob.objects.select_for_update().get(pk=job.pk)
     if job.status != ImportJob.Status.APPLIED:
         raise ImportRefused(f"Only applied imports can be reverted; this one is {job.status}.")
+
+    def in_sight(queryset: QuerySet) -> QuerySet:
+        return queryset if actor is None else visible_to(actor, queryset)
+
     changes = ImportChange.objects.filter(job=job)
     updated = changes.filter(action=ImportChange.Action.UPDATED)
-    restored = revert_updates(updated.filter(model__in=SPECS_BY_LABEL))
+    restored, out_of_sight = revert_updates(updated.filter(model__in=SPECS_BY_LABEL), in_sight)
     profile_traits_restore(updated.filter(model="profiles.profile"))
     for model in (Contact, Company):
         through = model.tags.through
@@ -898,6 +925,7 @@ def import_job_revert(*, job: ImportJob) -> dict[str, int]:
     for label in ("crm.activity", "crm.deal", "crm.contact", "crm.company"):
         model = SPECS_BY_LABEL[label]
         for ids in created_batches(changes, label):
+            ids = list(in_sight(model.objects.filter(pk__in=ids)).values_list("pk", flat=True))
             if label == "crm.contact":  # gone with the contact, even from a profile that stays
                 Identity.objects.filter(
                     kind=Identity.Kind.CRM_CONTACT, value__in=[str(pk) for pk in ids]
@@ -910,8 +938,10 @@ def import_job_revert(*, job: ImportJob) -> dict[str, int]:
         Tag.objects.filter(pk__in=ids, contacts=None, companies=None).delete()
     job.status, job.reverted_at = ImportJob.Status.REVERTED, timezone.now()
     job.message = f"Reverted: {deleted} created row(s) deleted, {restored} row(s) restored."
+    if out_of_sight:
+        job.message += f" {out_of_sight} record(s) out of your sight were left as they are."
     job.save()
-    return {"deleted": deleted, "restored": restored}
+    return {"deleted": deleted, "restored": restored, "out_of_sight": out_of_sight}
 
 
 def created_profiles_delete(changes) -> set[int]:
@@ -944,19 +974,23 @@ def profile_traits_restore(changes) -> None:
         )
 
 
-def revert_updates(changes) -> int:
+def revert_updates(changes, in_sight) -> tuple[int, int]:
     """Previous values back, a logged batch at a time; returns how many rows of the file
-    were restored (linking's own changes to those rows are restored too, not counted)."""
-    restored = 0
+    were restored (linking's own changes to those rows are restored too, not counted) and how
+    many were left because they are out of sight (``in_sight`` filters a queryset)."""
+    restored = out_of_sight = 0
     for change_id in changes.values_list("pk", flat=True):
         change = ImportChange.objects.get(pk=change_id)
         model = SPECS_BY_LABEL[change.model]
-        objects = model.objects.in_bulk(change.object_ids)
+        existing = model.objects.filter(pk__in=change.object_ids)
+        objects = in_sight(existing).in_bulk()
+        if change.row_numbers:
+            out_of_sight += existing.count() - len(objects)
         touched, names = [], set()
         for pk, before in zip(change.object_ids, change.befores or [], strict=False):
             obj = objects.get(pk)
             if obj is None:
-                continue  # deleted since the import: nothing to restore
+                continue  # deleted since the import, or out of sight: nothing to restore
             for name, value in (before or {}).items():
                 if name == "tags":  # logged by imports applied before tag links were logged
                     obj.tags.set(Tag.objects.filter(name__in=value))
@@ -967,7 +1001,7 @@ def revert_updates(changes) -> int:
         if names:
             objects_update(model, touched, sorted(names))
         restored += len(touched) if change.row_numbers else 0
-    return restored
+    return restored, out_of_sight
 
 
 SPECS_BY_LABEL = {spec.model._meta.label_lower: spec.model for spec in SPECS.values()}

@@ -19,7 +19,7 @@ from cdphub.admin_mixins import ReadableModelAdmin
 from cdphub.csv_export import SafeCsvWriter
 from cdphub.pii import MASK, mask_value
 from crm.importfiles import ImportRefused
-from crm.imports import import_job_create, import_job_revert
+from crm.imports import import_job_check_actor, import_job_create, import_job_revert
 from crm.models import DataExport, ImportJob
 from crm.resources import SPECS
 from crm.tasks import run_import_job_task
@@ -190,22 +190,38 @@ class ImportJobAdmin(ReadableModelAdmin):
             ),
             "errors": masked_errors(job.errors[:100], self.may_view_pii(request)),
             "preview": masked_preview(job, self.may_view_pii(request)),
-            "can_apply": job.status == ImportJob.Status.VALIDATED
-            and self.has_add_permission(request),
-            "can_revert": job.status == ImportJob.Status.APPLIED
-            and self.has_add_permission(request),
+            "can_apply": job.status == ImportJob.Status.VALIDATED and self.may_act(request, job),
+            "can_revert": job.status == ImportJob.Status.APPLIED and self.may_act(request, job),
             "can_remap": job.status in (ImportJob.Status.INVALID, ImportJob.Status.VALIDATED)
-            and self.has_add_permission(request),
+            and self.may_act(request, job),
         }
         return TemplateResponse(request, "admin/crm/importjob/job.html", context)
 
-    def _job_for_post(self, request, pk: int) -> ImportJob:
+    def may_act(self, request, job: ImportJob) -> bool:
+        if not self.has_add_permission(request):
+            return False
+        try:
+            import_job_check_actor(job=job, actor=request.user)
+        except ImportRefused:
+            return False
+        return True
+
+    def _job_for_post(self, request, pk: int) -> ImportJob | None:
+        """The job to act on, or None after telling the user why they may not."""
         if request.method != "POST" or not self.has_add_permission(request):
             raise PermissionDenied
-        return get_object_or_404(ImportJob, pk=pk)
+        job = get_object_or_404(ImportJob, pk=pk)
+        try:
+            import_job_check_actor(job=job, actor=request.user)
+        except ImportRefused as exc:
+            self.message_user(request, " ".join(exc.messages), messages.ERROR)
+            return None
+        return job
 
     def apply_view(self, request, pk: int):
         job = self._job_for_post(request, pk)
+        if job is None:
+            return job_page(pk)
         if job.status != ImportJob.Status.VALIDATED:
             self.message_user(
                 request, "Only a checked import without errors can be applied.", messages.ERROR
@@ -213,10 +229,12 @@ class ImportJobAdmin(ReadableModelAdmin):
         else:
             queue_job(job, apply=True)
             self.message_user(request, "The import is being applied (all rows or none).")
-        return HttpResponseRedirect(reverse("admin:crm_importjob_change", args=[pk]))
+        return job_page(pk)
 
     def remap_view(self, request, pk: int):
         job = self._job_for_post(request, pk)
+        if job is None:
+            return job_page(pk)
         form = RemapForm(request.POST)
         if not form.is_valid():
             self.message_user(request, " ".join(form.errors["column_map"]), messages.ERROR)
@@ -225,19 +243,20 @@ class ImportJobAdmin(ReadableModelAdmin):
             job.status = ImportJob.Status.PENDING
             job.save(update_fields=["column_map", "status"])
             queue_job(job, apply=False)
-        return HttpResponseRedirect(reverse("admin:crm_importjob_change", args=[pk]))
+        return job_page(pk)
 
     def revert_view(self, request, pk: int):
         job = self._job_for_post(request, pk)
+        if job is None:
+            return job_page(pk)
         try:
-            result = import_job_revert(job=job)
+            import_job_revert(job=job, actor=request.user)
         except ImportRefused as exc:
             self.message_user(request, " ".join(exc.messages), messages.ERROR)
         else:
-            self.message_user(
-                request, f"Reverted: {result['deleted']} deleted, {result['restored']} restored."
-            )
-        return HttpResponseRedirect(reverse("admin:crm_importjob_change", args=[pk]))
+            job.refresh_from_db(fields=["message"])
+            self.message_user(request, job.message)
+        return job_page(pk)
 
     def errors_view(self, request, pk: int):
         job = get_object_or_404(ImportJob.objects.defer("file_data"), pk=pk)
@@ -256,13 +275,17 @@ class ImportJobAdmin(ReadableModelAdmin):
     def revert(self, request, queryset):
         for job in queryset:
             try:
-                import_job_revert(job=job)
+                import_job_revert(job=job, actor=request.user)
             except ImportRefused as exc:
                 self.message_user(
                     request, f"Job {job.pk}: {' '.join(exc.messages)}", messages.ERROR
                 )
             else:
                 self.message_user(request, f"Job {job.pk} reverted.")
+
+
+def job_page(pk: int) -> HttpResponseRedirect:
+    return HttpResponseRedirect(reverse("admin:crm_importjob_change", args=[pk]))
 
 
 def masked_errors(errors: list[dict], pii_allowed: bool) -> list[dict]:

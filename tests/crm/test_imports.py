@@ -301,6 +301,27 @@ def test_overlong_email_is_a_cell_error():
     assert messages(job) == ["2|A (email)|e-mail is longer than 255 characters"]
 
 
+def test_nul_byte_in_a_cell_is_a_cell_error_and_nothing_is_written():
+    # Given a CSV whose NUL byte comes after the first 8 KB the file check looks at
+    rows = [f"person{n}@example.com,Name{n}" for n in range(400)]
+    data = csv_bytes("email,first name", *rows, "late@example.com,Ann\x00e")
+    assert b"\x00" not in data[:8192]
+
+    # When it is checked, and when another copy is applied without a check first
+    job = checked(data)
+    applied = import_job_apply(job=job_for(data), link_profiles=False, checked_first=False)
+
+    # Then both refuse the cell with its row and column, and no row reached the database
+    error = "402|B (first name)|" + imports.NUL_IN_CELL
+    assert job.status == ImportJob.Status.INVALID
+    assert messages(job) == [error]
+    assert job.errors[0]["value"] == "Ann\\u0000e"
+    assert applied.status == ImportJob.Status.FAILED
+    assert messages(applied) == [error]
+    assert applied.message == "1 row error(s): nothing was written."
+    assert not Contact.objects.exists()
+
+
 def test_bad_number_in_deal_import():
     factories.StageFactory(name="Proposal")
     data = csv_bytes("name,stage,amount,probability", "X,Proposal,lots,150")
