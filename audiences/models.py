@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -68,7 +69,9 @@ class DataProvider(models.Model):
     name = models.CharField(max_length=200, unique=True)
     party = models.CharField(max_length=10, choices=Party.choices, default=Party.THIRD)
     retention_days = models.PositiveIntegerField(
-        default=90, help_text="Trait hits from this provider expire this many days after observed."
+        default=90,
+        validators=[MinValueValidator(1)],
+        help_text="Trait hits from this provider expire this many days after observed.",
     )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -181,7 +184,9 @@ class Audience(models.Model):
         help_text="For lookalikes: the CDP segment whose linked visitors are the seed.",
     )
     reach_percent = models.PositiveSmallIntegerField(
-        default=5, help_text="For lookalikes: the top N% most similar visitors."
+        default=5,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="For lookalikes: the top N% most similar visitors.",
     )
     size = models.PositiveIntegerField(default=0, editable=False)
     refreshed_at = models.DateTimeField(null=True, blank=True, editable=False)

@@ -148,14 +148,20 @@ class AudienceSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class LookalikeResultSerializer(serializers.Serializer):
-    seed_visitors = serializers.IntegerField()
-    candidates = serializers.IntegerField(help_text="Unlinked visitors with category data.")
+class AudienceBuildSerializer(serializers.Serializer):
+    """A rule audience answers its size; a lookalike also how it was built."""
+
     size = serializers.IntegerField(help_text="Visitors now in the audience.")
-    recall = serializers.FloatField(
-        allow_null=True, help_text="Share of held-out seed visitors within the reach."
+    seed_visitors = serializers.IntegerField(required=False, help_text="Lookalikes only.")
+    candidates = serializers.IntegerField(
+        required=False, help_text="Lookalikes only: unlinked visitors with category data."
     )
-    holdout = serializers.IntegerField()
+    recall = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        help_text="Lookalikes only: share of held-out seed visitors within the reach.",
+    )
+    holdout = serializers.IntegerField(required=False, help_text="Lookalikes only.")
 
 
 class ProviderFileImportSerializer(serializers.ModelSerializer):

@@ -3,7 +3,6 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from audiences.filters import (
@@ -24,13 +23,13 @@ from audiences.models import (
     VisitorTraitHit,
 )
 from audiences.serializers import (
+    AudienceBuildSerializer,
     AudienceExportSerializer,
     AudiencePreviewInputSerializer,
     AudiencePreviewSerializer,
     AudienceSerializer,
     CategorySerializer,
     DataProviderSerializer,
-    LookalikeResultSerializer,
     ProviderFileImportSerializer,
     VisitorSerializer,
     VisitorTraitHitSerializer,
@@ -41,10 +40,13 @@ from audiences.services import (
     audience_refresh,
     provider_file_import_create,
 )
+from cdphub.api import ProtectedDestroyMixin
+from cdphub.parsers import FormParser, MultiPartParser
 from profiles.rules import RuleError
 
 
 class VisitorViewSet(
+    ProtectedDestroyMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.DestroyModelMixin,
@@ -59,14 +61,14 @@ class VisitorViewSet(
     ordering_fields = ["id", "last_seen_at", "expires_at"]
 
 
-class DataProviderViewSet(viewsets.ModelViewSet):
+class DataProviderViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
     queryset = DataProvider.objects.all()
     serializer_class = DataProviderSerializer
     filterset_class = DataProviderFilter
     ordering_fields = ["id", "name"]
 
 
-class CategoryViewSet(viewsets.ModelViewSet):
+class CategoryViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
     queryset = Category.objects.select_related("parent")
     serializer_class = CategorySerializer
     filterset_class = CategoryFilter
@@ -82,7 +84,7 @@ class VisitorTraitHitViewSet(viewsets.ReadOnlyModelViewSet):
     ordering_fields = ["id", "observed_at", "expires_at"]
 
 
-class AudienceViewSet(viewsets.ModelViewSet):
+class AudienceViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
     queryset = Audience.objects.all()
     serializer_class = AudienceSerializer
     filterset_class = AudienceFilter
@@ -100,7 +102,7 @@ class AudienceViewSet(viewsets.ModelViewSet):
         data.is_valid(raise_exception=True)
         return Response(audience_preview(rule=data.validated_data["rule"]))
 
-    @extend_schema(request=None, responses={200: LookalikeResultSerializer})
+    @extend_schema(request=None, responses={200: AudienceBuildSerializer})
     @action(detail=True, methods=["post"])
     def build(self, request, pk=None):
         """Build the audience now: a rule audience from its rule (answers its size), a
@@ -115,7 +117,7 @@ class AudienceViewSet(viewsets.ModelViewSet):
             result = lookalike_build(audience=audience)
         except LookalikeError as error:
             raise serializers.ValidationError({"seed_segment": str(error)}) from error
-        return Response(LookalikeResultSerializer(result).data)
+        return Response(AudienceBuildSerializer(result).data)
 
 
 class ProviderFileImportViewSet(

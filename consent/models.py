@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -251,7 +252,7 @@ class RetentionPolicy(models.Model):
         EXPORTS = "exports", "Export files"
 
     category = models.CharField(max_length=30, choices=Category.choices, unique=True)
-    retention_days = models.PositiveIntegerField(default=90)
+    retention_days = models.PositiveIntegerField(default=90, validators=[MinValueValidator(1)])
     is_active = models.BooleanField(default=True)
     last_run_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_purged_count = models.PositiveIntegerField(default=0, editable=False)

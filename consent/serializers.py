@@ -46,7 +46,9 @@ class PurposeSerializer(serializers.ModelSerializer):
 
 class ConsentRecordSerializer(PiiMaskedSerializerMixin, serializers.ModelSerializer):
     purpose = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    text_version = serializers.SlugRelatedField(slug_field="version", read_only=True)
+    text_version = serializers.SlugRelatedField(
+        slug_field="version", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = ConsentRecord

@@ -8,6 +8,7 @@ from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from cdphub.api import ProtectedDestroyMixin
 from cdphub.pii import can_view_pii
 from consent import filters
 from consent.dsar import dsar_create, dsar_extend, dsar_reject, dsar_verify
@@ -60,7 +61,7 @@ def as_validation_error(error: ConsentError) -> serializers.ValidationError:
     return serializers.ValidationError({error.field: [error.message]})
 
 
-class PurposeViewSet(viewsets.ModelViewSet):
+class PurposeViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
     queryset = Purpose.objects.prefetch_related(
         Prefetch("texts", queryset=ConsentText.objects.order_by("-published_at"))
     )
@@ -270,7 +271,7 @@ class DataSubjectRequestViewSet(
         return Response(self.get_serializer(request_).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses={200: DataSubjectRequestActionSerializer(many=True)})
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def actions(self, request, pk=None):
         rows = self.get_object().actions.all()
         return Response(DataSubjectRequestActionSerializer(rows, many=True).data)
@@ -307,7 +308,7 @@ class RetentionPolicyViewSet(
     serializer_class = RetentionPolicySerializer
 
 
-class ProcessingActivityViewSet(viewsets.ModelViewSet):
+class ProcessingActivityViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
     """The register of processing activities (GDPR Art. 30); ``export`` returns it as CSV."""
 
     queryset = ProcessingActivity.objects.prefetch_related("purposes")

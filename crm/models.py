@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
@@ -188,7 +189,9 @@ class Stage(models.Model):
     name = models.CharField(max_length=120)
     order = models.PositiveSmallIntegerField(default=0)
     probability = models.PositiveSmallIntegerField(
-        default=0, help_text="Default win probability (0-100) of deals in this stage."
+        default=0,
+        validators=[MaxValueValidator(100)],
+        help_text="Default win probability (0-100) of deals in this stage.",
     )
     is_won = models.BooleanField(default=False)
     is_lost = models.BooleanField(default=False)
@@ -222,9 +225,13 @@ class Deal(models.Model):
     contact = models.ForeignKey(
         Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="deals"
     )
-    amount = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    amount = models.DecimalField(
+        max_digits=14, decimal_places=2, default=0, validators=[MinValueValidator(0)]
+    )
     currency = models.CharField(max_length=3, default="EUR", help_text="ISO 4217 code.")
-    probability = models.PositiveSmallIntegerField(default=0, help_text="Win probability, 0-100.")
+    probability = models.PositiveSmallIntegerField(
+        default=0, validators=[MaxValueValidator(100)], help_text="Win probability, 0-100."
+    )
     expected_close_date = models.DateField(null=True, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
     lost_reason = models.CharField(max_length=255, blank=True)

@@ -80,6 +80,10 @@ class ContactSerializer(PiiMaskedSerializerMixin, serializers.ModelSerializer):
         read_only_fields = ["profile", *TIMESTAMPS]
         pii_fields = Contact.PII_FIELDS
 
+    def validate_external_id(self, value):
+        # Unique when given; "none" is NULL, or a second contact without one would collide.
+        return value or None
+
     def validate(self, attrs):
         email = attrs.get("email", getattr(self.instance, "email", ""))
         phone = attrs.get("phone", getattr(self.instance, "phone", ""))

@@ -7,6 +7,7 @@ from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 
+from cdphub.api import ProtectedDestroyMixin
 from cdphub.pii import can_view_pii
 from crm import filters, selectors, serializers, services
 from crm.models import Activity, Company, Contact, Deal, Pipeline, Stage, Tag, Task, Ticket
@@ -23,21 +24,21 @@ class VisibleRecordsMixin:
         return selectors.visible_to(self.request.user, super().get_queryset())
 
 
-class TagViewSet(viewsets.ModelViewSet):
+class TagViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
     queryset = Tag.objects.all()
     serializer_class = serializers.TagSerializer
     filterset_class = filters.TagFilter
     ordering_fields = ["id", "name"]
 
 
-class CompanyViewSet(VisibleRecordsMixin, viewsets.ModelViewSet):
+class CompanyViewSet(ProtectedDestroyMixin, VisibleRecordsMixin, viewsets.ModelViewSet):
     queryset = Company.objects.prefetch_related("tags")
     serializer_class = serializers.CompanySerializer
     filterset_class = filters.CompanyFilter
     ordering_fields = [*ORDERING, "name"]
 
 
-class ContactViewSet(VisibleRecordsMixin, viewsets.ModelViewSet):
+class ContactViewSet(ProtectedDestroyMixin, VisibleRecordsMixin, viewsets.ModelViewSet):
     """Contacts; writes go through the contact service, which normalises e-mail and phone,
     refuses erased people and links the contact to its CDP profile."""
 
@@ -81,7 +82,7 @@ class ContactViewSet(VisibleRecordsMixin, viewsets.ModelViewSet):
         )
 
 
-class PipelineViewSet(viewsets.ModelViewSet):
+class PipelineViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
     queryset = Pipeline.objects.prefetch_related(
         Prefetch("stages", queryset=Stage.objects.order_by("order"))
     )
@@ -90,14 +91,14 @@ class PipelineViewSet(viewsets.ModelViewSet):
     ordering_fields = ["id", "name"]
 
 
-class StageViewSet(viewsets.ModelViewSet):
+class StageViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
     queryset = Stage.objects.all()
     serializer_class = serializers.StageSerializer
     filterset_class = filters.StageFilter
     ordering_fields = ["id", "order"]
 
 
-class DealViewSet(VisibleRecordsMixin, viewsets.ModelViewSet):
+class DealViewSet(ProtectedDestroyMixin, VisibleRecordsMixin, viewsets.ModelViewSet):
     """Deals; entering a won or lost stage sets the status (and closes the deal)."""
 
     queryset = Deal.objects.select_related("stage")
@@ -122,21 +123,21 @@ class DealViewSet(VisibleRecordsMixin, viewsets.ModelViewSet):
             raise serializers.as_drf_error(exc) from None
 
 
-class ActivityViewSet(VisibleRecordsMixin, viewsets.ModelViewSet):
+class ActivityViewSet(ProtectedDestroyMixin, VisibleRecordsMixin, viewsets.ModelViewSet):
     queryset = Activity.objects.all()
     serializer_class = serializers.ActivitySerializer
     filterset_class = filters.ActivityFilter
     ordering_fields = [*ORDERING, "due_at"]
 
 
-class TicketViewSet(VisibleRecordsMixin, viewsets.ModelViewSet):
+class TicketViewSet(ProtectedDestroyMixin, VisibleRecordsMixin, viewsets.ModelViewSet):
     queryset = Ticket.objects.all()
     serializer_class = serializers.TicketSerializer
     filterset_class = filters.TicketFilter
     ordering_fields = ORDERING
 
 
-class TaskViewSet(VisibleRecordsMixin, viewsets.ModelViewSet):
+class TaskViewSet(ProtectedDestroyMixin, VisibleRecordsMixin, viewsets.ModelViewSet):
     queryset = Task.objects.all()
     serializer_class = serializers.TaskSerializer
     filterset_class = filters.TaskFilter

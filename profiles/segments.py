@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
@@ -148,7 +149,12 @@ def membership_sync(
     PostgreSQL may use parallel workers (a statement that writes may not); one statement then
     applies the diff and writes the history. A scoped refresh does it all in one statement.
     Must run inside a transaction."""
-    target_sql, target_params = members.order_by().values("pk").query.sql_with_params()
+    try:
+        target_sql, target_params = members.order_by().values("pk").query.sql_with_params()
+    except EmptyResultSet:
+        # A filter that can match nothing (``__in`` an empty list, as an upload of no valid
+        # identifiers gives) has no SQL: the target is no profile.
+        target_sql, target_params = "SELECT NULL::bigint AS id WHERE false", ()
     membership = SegmentMembership._meta.db_table
     history = SegmentMembershipChange._meta.db_table
     in_scope = "AND m.profile_id = ANY(%s::bigint[])" if scope is not None else ""

@@ -148,6 +148,8 @@ class SegmentDetailSerializer(SegmentSerializer):
         instance = self.instance
         kind = attrs.get("kind", instance.kind if instance else Segment.Kind.DYNAMIC)
         rule = attrs.get("rule", instance.rule if instance else {})
+        if rule is None:  # a form's "null": JSON null passes the field, not the column
+            raise serializers.ValidationError({"rule": ["This field may not be null."]})
         if kind == Segment.Kind.STATIC:
             if rule:
                 raise serializers.ValidationError(

@@ -7,12 +7,15 @@ from profiles.models import Source
 
 
 @transaction.atomic
-def source_create(*, name: str, kind: str = Source.Kind.WEBSITE) -> tuple[Source, str]:
+def source_create(
+    *, name: str, kind: str = Source.Kind.WEBSITE, is_active: bool = True
+) -> tuple[Source, str]:
     """Create a source; returns it with its write key, which is shown once and stored hashed."""
     write_key = new_secret("wk")
     source = Source.objects.create(
         name=name,
         kind=kind,
+        is_active=is_active,
         write_key_hash=secret_hash(write_key),
         write_key_prefix=write_key[:9],
     )

@@ -7,11 +7,11 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
-from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from cdphub.api import Pagination
+from cdphub.api import Pagination, ProtectedDestroyMixin
 from cdphub.outbound import OutboundRefused
+from cdphub.parsers import FormParser, MultiPartParser
 from cdphub.pii import can_view_pii
 from profiles.filters import EventFilter, IdentityFilter, ProfileFilter, SegmentFilter, SourceFilter
 from profiles.ingest_views import ProfileMergeActionsMixin, acting_user
@@ -55,7 +55,7 @@ from profiles.services import source_create
 from profiles.tasks import refresh_segment_task, run_segment_export_task
 
 
-class SourceViewSet(viewsets.ModelViewSet):
+class SourceViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
     queryset = Source.objects.all()
     serializer_class = SourceSerializer
     filterset_class = SourceFilter
@@ -111,7 +111,7 @@ class SegmentMembersPagination(Pagination):
     ordering = "-profile_id"
 
 
-class SegmentViewSet(viewsets.ModelViewSet):
+class SegmentViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
     """Segments: CRUD with a validated rule, preview, members, membership check, refresh,
     static list upload, history and consent-checked exports."""
 

@@ -1,0 +1,84 @@
+"""The OpenAPI schema generator: it documents what the API really answers."""
+
+from __future__ import annotations
+
+from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
+
+from cdphub.api import PII_MASK_NOTE, ErrorSerializer, PiiMaskedSerializerMixin
+
+ERROR_DESCRIPTIONS = {
+    "400": "Invalid input: `errors` names each field (or query parameter) and what is wrong.",
+    "401": "No valid API key or session.",
+    "403": "The key lacks the scope (or the person the permission) this operation needs.",
+    "404": "No such object, or not visible to the caller; for lists: an invalid cursor.",
+    "409": "Other records still refer to this one: `errors` counts them by kind.",
+    "415": "Unsupported request content type.",
+}
+
+
+class AutoSchema(SpectacularAutoSchema):
+    """The schema says what the API answers: the error codes of every operation, list
+    mechanics (filters, pagination) only where a list is returned, masked PII fields typed as
+    the plain strings they are."""
+
+    def get_operation(self, path, path_regex, path_prefix, method, registry):
+        operation = super().get_operation(path, path_regex, path_prefix, method, registry)
+        if operation is None or not path.startswith("/api/"):
+            return operation
+        responses = operation.setdefault("responses", {})
+        parameters = operation.get("parameters", [])
+        body = "requestBody" in operation
+        codes = ["401", "403"]
+        # A write may always fail validation, even one without a body (a state change).
+        if (
+            body
+            or method in ("POST", "PUT", "PATCH")
+            or any(p["in"] == "query" for p in parameters)
+        ):
+            codes.append("400")
+        if any(p["in"] == "path" or p["name"] == "cursor" for p in parameters):
+            codes.append("404")
+        if method == "DELETE":
+            codes.append("409")
+        if body:
+            codes.append("415")
+        for code in codes:
+            if code not in responses:
+                responses[code] = self._get_response_for_code(ErrorSerializer, code)
+                responses[code]["description"] = ERROR_DESCRIPTIONS[code]
+        return operation
+
+    def get_filter_backends(self):
+        # FilterBackend filters lists only: a detail route or action takes no list filters.
+        if self.method != "GET" or getattr(self.view, "detail", False):
+            return []
+        return super().get_filter_backends()
+
+    def _get_paginator(self):
+        # Only GET lists are paginated; an action answering a list (merge, object) is a list.
+        if self.method != "GET":
+            return None
+        return super()._get_paginator()
+
+    def _map_serializer_field(self, field, direction, bypass_extensions=False):
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        parent = getattr(field, "parent", None)
+        if (
+            direction == "response"
+            and isinstance(parent, PiiMaskedSerializerMixin)
+            and field.field_name in getattr(parent.Meta, "pii_fields", ())
+        ):
+            masked = {"type": "string", "description": PII_MASK_NOTE}
+            if schema.get("nullable"):
+                masked["nullable"] = True
+            if schema.get("readOnly"):
+                masked["readOnly"] = True
+            if schema.get("description"):
+                masked["description"] = f"{schema['description']} {PII_MASK_NOTE}"
+            return masked
+        return schema
+
+    def _insert_field_validators(self, field, schema):
+        # A masked value keeps no format, length or pattern of the real one.
+        if not schema.get("description", "").endswith(PII_MASK_NOTE):
+            super()._insert_field_validators(field, schema)
