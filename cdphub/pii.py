@@ -2,34 +2,33 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Any
+
+from django.conf import settings
 
 PII_PERMISSION = "profiles.view_pii"
 PII_SCOPE = "pii:read"
 MASK = "•••"
 
-# Trait keys (compared without case, "_" or "-") that hold personal data.
-PII_TRAIT_KEYS = frozenset(
-    {
-        "email",
-        "phone",
-        "mobile",
-        "name",
-        "firstname",
-        "lastname",
-        "fullname",
-        "username",
-        "address",
-        "street",
-        "postalcode",
-        "zip",
-        "city",
-        "birthday",
-        "dateofbirth",
-        "birthdate",
-        "ip",
-    }
+# Keys holding personal data, matched (as regular expressions, searched) against the key
+# lower-cased without "_", "-", "." or spaces: "emailAddress", "billing_email", "phone_number",
+# "surname", "shippingAddress". CDPHUB_PII_KEY_PATTERNS adds patterns of one's own.
+PII_KEY_PATTERNS = (
+    r"e?mail",
+    r"phone|mobile|msisdn|^tel$|telephone|^fax",
+    r"^(first|last|middle|given|family|full|sur|user|nick|maiden|display|contact|customer)?name$",
+    r"address|street|housenumber|postalcode|postcode|^zip(code)?$|^city$",
+    r"birth|^dob$|^age$",
+    r"^ip$|^ipaddress$|^ipv[46]$",
+    r"externalid|passport|nationalid|^ssn$|socialsecurity|^iban$|taxid|driverslicen[cs]e",
 )
+# Values that are personal whatever their key: an e-mail address, or a phone number written
+# the way people write them (international +..., or a national number starting with 0).
+EMAIL_IN_TEXT = re.compile(r"[^@\s<>()\[\],;:\"']+@[^@\s<>()\[\],;:\"']+\.[A-Za-z]{2,}")
+PHONE_IN_TEXT = re.compile(r"(?<![\w+(])\(?(?:\+|00|0)\d[\d\s().\-/]{6,}\d")
+PHONE_MIN_DIGITS = 8
 
 
 def can_view_pii(user=None, auth=None) -> bool:
@@ -51,7 +50,45 @@ def mask_value(value: Any) -> str:
 
 
 def is_pii_key(key: str) -> bool:
-    return key.lower().replace("_", "").replace("-", "") in PII_TRAIT_KEYS
+    return bool(_key_pattern().search(_normalised_key(key)))
+
+
+def _normalised_key(key: str) -> str:
+    return re.sub(r"[\s_.\-]", "", str(key).lower())
+
+
+def _key_pattern() -> re.Pattern:
+    return _compiled(tuple(settings.CDPHUB_PII_KEY_PATTERNS))
+
+
+@functools.lru_cache(maxsize=4)
+def _compiled(configured: tuple[str, ...]) -> re.Pattern:
+    return re.compile("|".join(f"(?:{pattern})" for pattern in (*PII_KEY_PATTERNS, *configured)))
+
+
+def looks_personal(value: Any) -> bool:
+    """A string that is an e-mail address or a phone number, wherever it is found (a user id
+    that is an e-mail, a property holding a phone number)."""
+    if not isinstance(value, str):
+        return False
+    text = value.strip()
+    return any(match.group(0) == text for match in _personal_matches(text))
+
+
+def _personal_matches(text: str):
+    yield from EMAIL_IN_TEXT.finditer(text)
+    for match in PHONE_IN_TEXT.finditer(text):
+        if sum(c.isdigit() for c in match.group(0)) >= PHONE_MIN_DIGITS:
+            yield match
+
+
+def mask_text(text: str) -> str:
+    """``text`` with every e-mail address and phone number in it masked."""
+    if looks_personal(text):
+        return mask_value(text.strip())
+    for match in sorted(_personal_matches(text), key=lambda m: m.start(), reverse=True):
+        text = text[: match.start()] + mask_value(match.group(0)) + text[match.end() :]
+    return text
 
 
 # Deeper than this, a document is masked whole: whoever may not see personal data sees no part
@@ -67,7 +104,7 @@ def mask_traits(traits: Any, depth: int = 0) -> Any:
         return {key: mask_trait(key, value, depth) for key, value in traits.items()}
     if isinstance(traits, list):
         return [mask_traits(item, depth + 1) for item in traits]
-    return traits
+    return mask_text(traits) if isinstance(traits, str) else traits
 
 
 def mask_trait(key: str, value: Any, depth: int = 0) -> Any:

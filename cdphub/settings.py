@@ -283,6 +283,8 @@ CELERY_BEAT_SCHEDULE: dict = {
 CDPHUB_DEFAULT_PHONE_REGION = env("CDPHUB_DEFAULT_PHONE_REGION", "NL")
 # Identifier values refused as junk in addition to the built-in list (comma separated).
 CDPHUB_JUNK_IDENTIFIERS = env_list("CDPHUB_JUNK_IDENTIFIERS")
+# Extra key patterns (regular expressions) of personal data, masked for roles without access.
+CDPHUB_PII_KEY_PATTERNS = env_list("CDPHUB_PII_KEY_PATTERNS")
 # Changelists over tables larger than this show an estimated count instead of COUNT(*).
 CDPHUB_ESTIMATED_COUNT_THRESHOLD = env_int("CDPHUB_ESTIMATED_COUNT_THRESHOLD", 100_000)
 # Exports to ad platforms with fewer people/devices than this are refused (no singling out).

@@ -75,7 +75,7 @@ class IdentityInline(admin.TabularInline):
 
     @admin.display(description="value")
     def shown_value(self, identity):
-        if identity.kind in Identity.PII_KINDS and not can_view_pii(self.request_user):
+        if identity.is_personal and not can_view_pii(self.request_user):
             return mask_value(identity.value)
         return identity.value
 
@@ -193,7 +193,7 @@ class IdentityAdmin(ReadableModelAdmin):
 
     @admin.display(description="value", ordering="value")
     def shown_value(self, identity, pii: bool):
-        if identity.kind in Identity.PII_KINDS and not pii:
+        if identity.is_personal and not pii:
             return mask_value(identity.value)
         return identity.value
 
@@ -213,13 +213,13 @@ class IdentityAdmin(ReadableModelAdmin):
             "last_seen_at",
             "created_at",
         ]
-        if obj is not None and obj.kind in Identity.PII_KINDS and not self.may_view_pii(request):
+        if obj is not None and obj.is_personal and not self.may_view_pii(request):
             fields[fields.index("value")] = masked_name("shown_value")
         return fields
 
     def get_readonly_fields(self, request, obj=None):
         readonly = super().get_readonly_fields(request, obj)
-        if obj is not None and obj.kind in Identity.PII_KINDS and not self.may_view_pii(request):
+        if obj is not None and obj.is_personal and not self.may_view_pii(request):
             return [*readonly, masked_name("shown_value")]
         return readonly
 

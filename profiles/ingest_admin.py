@@ -22,7 +22,7 @@ from django.utils.safestring import mark_safe
 from cdphub.admin_mixins import ReadableModelAdmin
 from cdphub.pii import can_view_pii, mask_traits, mask_value
 from profiles.collect import rejected_message_retry
-from profiles.models import Event, Identity, MergeConflict, PendingMessage, RejectedMessage
+from profiles.models import Event, MergeConflict, PendingMessage, RejectedMessage
 from profiles.resolution import (
     MergeRefused,
     merge_conflict_approve,
@@ -329,7 +329,7 @@ class ProfileIngestAdminMixin:
             "identities": [
                 (
                     i.kind,
-                    i.value if pii or i.kind not in Identity.PII_KINDS else mask_value(i.value),
+                    i.value if pii or not i.is_personal else mask_value(i.value),
                 )
                 for i in profile.identities.all()[:50]
             ],

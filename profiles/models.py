@@ -5,6 +5,8 @@ from django.contrib.postgres.indexes import BrinIndex, GinIndex
 from django.db import models
 from django.db.models import Q
 
+from cdphub.pii import looks_personal
+
 
 class Source(models.Model):
     """A system that sends data (website, app, shop, POS, CRM import). Its write key is hashed."""
@@ -120,8 +122,9 @@ class Identity(models.Model):
         CRM_CONTACT = "crm_contact", "CRM contact"
         EXTERNAL = "external", "External id"
 
-    # Kinds whose values are personal data, masked for roles without the PII permission.
-    PII_KINDS = frozenset({Kind.EMAIL, Kind.PHONE})
+    # Kinds whose values are personal data, masked for roles without the PII permission; a
+    # value of another kind is too when it is an e-mail or a phone (a user id that is one).
+    PII_KINDS = frozenset({Kind.EMAIL, Kind.PHONE, Kind.EXTERNAL})
 
     # Indexed by identity_profile_kind (profile first): a second index would only slow writes.
     profile = models.ForeignKey(
@@ -147,6 +150,14 @@ class Identity(models.Model):
     def __str__(self) -> str:
         # No value here: this string shows up in logs and links for roles without PII access.
         return f"{self.get_kind_display()} #{self.pk}"
+
+    @staticmethod
+    def value_is_personal(kind: str, value: str) -> bool:
+        return kind in Identity.PII_KINDS or looks_personal(value)
+
+    @property
+    def is_personal(self) -> bool:
+        return self.value_is_personal(self.kind, self.value)
 
 
 class Event(models.Model):

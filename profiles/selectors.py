@@ -48,9 +48,7 @@ def profile_overview(profile: Profile, *, pii: bool, user) -> dict:
         "identities": [
             {
                 "kind": identity.get_kind_display(),
-                "value": shown(identity.value)
-                if identity.kind in identity.PII_KINDS
-                else identity.value,
+                "value": shown(identity.value) if identity.is_personal else identity.value,
                 "source": identity.source.name if identity.source else "",
             }
             for identity in identities

@@ -42,7 +42,7 @@ class IdentitySerializer(serializers.ModelSerializer):
         data = super().to_representation(instance)
         request = self.context.get("request")
         allowed = request is not None and can_view_pii(request.user, request.auth)
-        if instance.kind in Identity.PII_KINDS and not allowed:
+        if instance.is_personal and not allowed:
             data["value"] = mask_value(data["value"])
         return data
 
