@@ -45,6 +45,11 @@ def refuse_nul(data: Any) -> None:
         raise exceptions.ValidationError({path: [NUL_MESSAGE] for path in paths})
 
 
+def form_values(data) -> dict[str, Any]:
+    """A form's fields as ``nul_paths`` names them: ``name``, or ``name[1]`` when repeated."""
+    return {key: values[0] if len(values) == 1 else values for key, values in data.lists()}
+
+
 class JSONParser(parsers.JSONParser):
     """JSON bodies without NUL characters (PostgreSQL text and JSONB cannot store them)."""
 
@@ -57,12 +62,12 @@ class JSONParser(parsers.JSONParser):
 class FormParser(parsers.FormParser):
     def parse(self, stream, media_type=None, parser_context=None):
         data = super().parse(stream, media_type, parser_context)
-        refuse_nul(dict(data.lists()))
+        refuse_nul(form_values(data))
         return data
 
 
 class MultiPartParser(parsers.MultiPartParser):
     def parse(self, stream, media_type=None, parser_context=None):
         result = super().parse(stream, media_type, parser_context)
-        refuse_nul(dict(result.data.lists()))
+        refuse_nul(form_values(result.data))
         return result

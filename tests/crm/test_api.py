@@ -135,6 +135,16 @@ def test_contact_create_normalises_and_links_profile(api_client_with_scopes):
     )
 
 
+def test_contacts_without_an_external_id_do_not_collide(api_client_with_scopes):
+    client = api_client_with_scopes("crm:read", "crm:write")
+
+    first = client.post("/api/crm/contacts/", {"external_id": ""}, format="json")
+    second = client.post("/api/crm/contacts/", {"external_id": ""}, format="json")
+
+    assert (first.status_code, second.status_code) == (201, 201), second.json()
+    assert first.json()["external_id"] is second.json()["external_id"] is None
+
+
 def test_contact_update_flows_into_profile_traits(api_client_with_scopes):
     client = api_client_with_scopes("crm:write", "crm:read", "pii:read")
     created = client.post(

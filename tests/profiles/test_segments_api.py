@@ -200,6 +200,39 @@ def test_static_upload_resolves_identities_and_reports_the_rest(writer):
     assert SegmentMembership.objects.filter(segment=segment, profile=known.profile).exists()
 
 
+def test_upload_of_no_valid_identifier_empties_the_segment(writer):
+    # Given a static segment with a member
+    known = IdentityFactory(kind=Identity.Kind.EMAIL, value="anna@example.com")
+    segment = SegmentFactory(kind=Segment.Kind.STATIC, rule={})
+    SegmentMembership.objects.create(
+        segment=segment, profile=known.profile, entered_at=known.profile.created_at
+    )
+
+    # When a list with no valid e-mail address replaces its members
+    response = writer.post(
+        f"/api/segments/{segment.pk}/upload/",
+        {
+            "file": SimpleUploadedFile("list.csv", b"email\nnot-an-email\n"),
+            "identifier_kind": "email",
+        },
+        format="multipart",
+    )
+
+    # Then the segment is empty
+    assert response.status_code == 200, response.json()
+    assert (response.json()["size"], response.json()["invalid"]) == (0, ["not-an-email"])
+    assert not SegmentMembership.objects.filter(segment=segment).exists()
+
+
+def test_a_null_rule_from_a_form_is_a_400(writer):
+    response = writer.post(
+        "/api/segments/", {"name": "S", "kind": "static", "rule": "null"}, format="multipart"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"rule": ["This field may not be null."]}
+
+
 def test_upload_to_a_dynamic_segment_is_refused(writer):
     segment = SegmentFactory(rule=DUTCH)
     response = writer.post(
