@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install setup run test browser lint format bench worker beat clean
+.PHONY: install setup run test browser lint format bench fuzz worker beat clean
 
 install: $(INSTALLED)
 
@@ -50,6 +50,14 @@ format: install
 bench: install
 	$(PY) manage.py migrate --noinput
 	$(PY) -m tests.bench
+
+# The API against its OpenAPI schema for longer than the test suite's run (schemathesis: every
+# operation, FUZZ_EXAMPLES per operation, fuzzing and stateful tests repeated for FUZZ_SECONDS).
+FUZZ_EXAMPLES ?= 50
+FUZZ_SECONDS ?= 900
+fuzz: install
+	CDPHUB_FUZZ_MAX_EXAMPLES=$(FUZZ_EXAMPLES) CDPHUB_FUZZ_MAX_TIME=$(FUZZ_SECONDS) \
+	  $(VENV)/bin/pytest -p no:cacheprovider tests/cdphub/test_api_schema.py
 
 worker: install
 	$(VENV)/bin/celery -A cdphub worker --loglevel=info
