@@ -1,6 +1,7 @@
 import django_filters
 
 from crm.models import Activity, Company, Contact, Deal, Pipeline, Stage, Tag, Task, Ticket
+from profiles.filters import refuse_personal_lookup
 
 
 class TagFilter(django_filters.FilterSet):
@@ -43,6 +44,7 @@ class ContactFilter(django_filters.FilterSet):
         }
 
     def filter_email(self, queryset, name, value):
+        refuse_personal_lookup(self.request, value, personal=True)
         return queryset.filter(email=value.strip().lower())
 
 

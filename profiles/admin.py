@@ -29,9 +29,14 @@ from profiles.models import (
     SegmentMembershipChange,
     Source,
 )
-from profiles.normalize import lookup_condition
+from profiles.normalize import lookup_candidates, lookup_condition
 from profiles.rules import rule_errors
-from profiles.segments import segment_preview, segment_refresh, segment_static_upload
+from profiles.segments import (
+    segment_is_personal,
+    segment_preview,
+    segment_refresh,
+    segment_static_upload,
+)
 from profiles.selectors import profile_overview
 from profiles.services import source_create
 from profiles.tasks import refresh_segment_task
@@ -132,7 +137,10 @@ class ProfileAdmin(ProfileIngestAdminMixin, ReadableModelAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        owners = Identity.objects.filter(lookup_condition(term)).values("profile_id")
+        if not lookup_candidates(term, personal=self.may_view_pii(request)):
+            return queryset.none(), False
+        condition = lookup_condition(term, personal=self.may_view_pii(request))
+        owners = Identity.objects.filter(condition).values("profile_id")
         matching = Q(pk__in=owners)
         if term.isdigit():
             matching |= Q(pk=int(term))
@@ -201,7 +209,9 @@ class IdentityAdmin(ReadableModelAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        return queryset.filter(lookup_condition(term)), False
+        if not lookup_candidates(term, personal=self.may_view_pii(request)):
+            return queryset.none(), False
+        return queryset.filter(lookup_condition(term, personal=self.may_view_pii(request))), False
 
     def get_fields(self, request, obj=None):
         fields = [
@@ -258,7 +268,17 @@ class ProfileMergeAdmin(ProfileMergeUndoAdminMixin, ReadableModelAdmin):
         return False
 
 
+PERSONAL_SEGMENT = (
+    "This segment's rule has conditions on personal data: who is in it is shown to those who "
+    "may see personal data."
+)
+
+
 class SegmentAdminForm(forms.ModelForm):
+    # Set on the form class made for each request (ModelAdmin.get_form): whether the user may
+    # see personal data, and so use conditions on it.
+    pii_allowed = True
+
     class Meta:
         model = Segment
         fields = ["name", "description", "kind", "rule", "refresh_interval_minutes"]
@@ -269,7 +289,8 @@ class SegmentAdminForm(forms.ModelForm):
         if kind == Segment.Kind.STATIC and rule:
             self.add_error("rule", "A static segment has no rule: upload its members instead.")
         elif kind == Segment.Kind.DYNAMIC and "rule" in cleaned:
-            for message in rule_errors(rule, segment_id=self.instance.pk):
+            errors = rule_errors(rule, segment_id=self.instance.pk, pii_allowed=self.pii_allowed)
+            for message in errors:
                 self.add_error("rule", message)
         return cleaned
 
@@ -311,7 +332,7 @@ class SegmentAdmin(ReadableModelAdmin):
     search_fields = ["name"]
     list_select_related = ["created_by"]
     actions = ["refresh_selected"]
-    pii_displays = ("members_list",)
+    pii_displays = ("members_list", "history_list")
     readonly_fields = [
         "status",
         "last_error",
@@ -333,6 +354,11 @@ class SegmentAdmin(ReadableModelAdmin):
         ("Members", {"fields": ["members_list", "history_list"]}),
         ("Record", {"fields": ["created_by", "created_at", "updated_at"]}),
     ]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        form.pii_allowed = self.may_view_pii(request)
+        return form
 
     def save_model(self, request, obj, form, change):
         if not change:
@@ -395,7 +421,9 @@ class SegmentAdmin(ReadableModelAdmin):
         except ValueError:
             return JsonResponse({"errors": ["the rule is not valid JSON"]}, status=400)
         segment_id = payload.get("segment") if isinstance(payload.get("segment"), int) else None
-        errors = rule_errors(payload.get("rule"), segment_id=segment_id)
+        errors = rule_errors(
+            payload.get("rule"), segment_id=segment_id, pii_allowed=self.may_view_pii(request)
+        )
         if errors:
             return JsonResponse({"errors": errors}, status=400)
         result = segment_preview(rule=payload["rule"], sample_size=10, segment_id=segment_id)
@@ -426,6 +454,8 @@ class SegmentAdmin(ReadableModelAdmin):
 
     @admin.display(description="members (newest 25)")
     def members_list(self, segment, pii: bool):
+        if not pii and segment_is_personal(segment):
+            return PERSONAL_SEGMENT
         memberships = segment.memberships.select_related("profile").order_by("-profile_id")[:25]
         rows = format_html_join(
             "",
@@ -449,7 +479,9 @@ class SegmentAdmin(ReadableModelAdmin):
         )
 
     @admin.display(description="entered / exited (latest 30)")
-    def history_list(self, segment):
+    def history_list(self, segment, pii: bool):
+        if not pii and segment_is_personal(segment):
+            return PERSONAL_SEGMENT
         changes = segment.changes.all()[:30]
         rows = format_html_join(
             "",

@@ -1,5 +1,7 @@
 import django_filters
+from rest_framework.exceptions import PermissionDenied
 
+from cdphub.pii import can_view_pii, looks_personal
 from profiles.models import Event, Identity, Profile, Segment, Source
 from profiles.normalize import lookup_condition
 
@@ -28,6 +30,7 @@ class ProfileFilter(django_filters.FilterSet):
 
     def filter_identity(self, queryset, name, value):
         # The admin's search: any form of the value, through the (kind, value) index.
+        refuse_personal_lookup(self.request, value)
         owners = Identity.objects.filter(lookup_condition(value)).values("profile_id")
         return queryset.filter(pk__in=owners)
 
@@ -36,6 +39,26 @@ class IdentityFilter(django_filters.FilterSet):
     class Meta:
         model = Identity
         fields = {"kind": ["exact"], "value": ["exact"], "profile": ["exact"], "source": ["exact"]}
+
+    def filter_queryset(self, queryset):
+        value = self.form.cleaned_data.get("value")
+        kind = self.form.cleaned_data.get("kind")
+        if value:
+            refuse_personal_lookup(self.request, value, personal=kind in Identity.PII_KINDS)
+        return super().filter_queryset(queryset)
+
+
+def refuse_personal_lookup(request, value: str, *, personal: bool = False) -> None:
+    """Looking a profile up by an e-mail or phone answers whether that person is known: not
+    for callers who may not see personal data (whatever the answer, so the refusal tells
+    nothing either)."""
+    if request is None or can_view_pii(request.user, request.auth):
+        return
+    if personal or looks_personal(value):
+        raise PermissionDenied(
+            "looking up by an e-mail address, phone number or other personal identifier needs "
+            "personal data access (pii:read)"
+        )
 
 
 class EventFilter(django_filters.FilterSet):

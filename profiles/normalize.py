@@ -136,12 +136,20 @@ def _within_length(label: str, text: str) -> str:
 
 
 OPAQUE_KINDS = ("user_id", "anonymous_id", "device_id", "external", "crm_contact")
+# Kinds searched for those who may not see personal data (external ids are personal).
+PSEUDONYMOUS_KINDS = ("user_id", "anonymous_id", "device_id")
 
 
-def lookup_candidates(term: str) -> list[tuple[str, str]]:
+def lookup_candidates(term: str, *, personal: bool = True) -> list[tuple[str, str]]:
     """(kind, value) pairs a search term may be stored as: an id as typed, an e-mail, an E.164
-    phone. Pairs, so the look-up uses the (kind, value) unique index."""
+    phone. Pairs, so the look-up uses the (kind, value) unique index. Without ``personal``
+    (the person searching may not see personal data) nothing personal is looked up: finding a
+    profile by an e-mail would confirm the e-mail to someone who may not see it."""
+    from cdphub.pii import looks_personal
+
     term = term.strip()
+    if not personal:
+        return [] if looks_personal(term) else [(kind, term) for kind in PSEUDONYMOUS_KINDS]
     candidates = [(kind, term) for kind in OPAQUE_KINDS]
     for kind, normalizer in (("email", normalize_email), ("phone", normalize_phone)):
         try:
@@ -151,11 +159,11 @@ def lookup_candidates(term: str) -> list[tuple[str, str]]:
     return candidates
 
 
-def lookup_condition(term: str, prefix: str = ""):
+def lookup_condition(term: str, prefix: str = "", *, personal: bool = True):
     """A ``Q`` matching identities (at ``prefix``) stored under any form of ``term``."""
     from django.db.models import Q
 
     condition = Q(pk__in=[])
-    for kind, value in lookup_candidates(term):
+    for kind, value in lookup_candidates(term, personal=personal):
         condition |= Q(**{f"{prefix}kind": kind, f"{prefix}value": value})
     return condition

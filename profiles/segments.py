@@ -36,7 +36,7 @@ from profiles.models import (
     SegmentSizeSnapshot,
 )
 from profiles.normalize import InvalidIdentifier, normalize_identifier
-from profiles.rules import rule_queryset
+from profiles.rules import personal_conditions, rule_queryset
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +87,12 @@ def segment_rule_members(
         queryset = Profile.objects.active().filter(Exists(members))
         return queryset if profile_ids is None else queryset.filter(pk__in=profile_ids)
     return rule_queryset(segment.rule, segment_id=segment.pk, profile_ids=profile_ids)
+
+
+def segment_is_personal(segment: Segment) -> bool:
+    """Whether the segment's rule conditions on personal data: its members and sizes are then
+    shown only to those who may see personal data (``profiles.rules.personal``)."""
+    return segment.kind == Segment.Kind.DYNAMIC and bool(personal_conditions(segment.rule))
 
 
 def segment_members(segment: Segment) -> QuerySet[SegmentMembership]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from cdphub.api import PiiMaskedSerializerMixin
+from cdphub.pii import can_view_pii, mask_value
 from profiles.models import (
     Event,
     Identity,
@@ -37,8 +38,6 @@ class IdentitySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def to_representation(self, instance):
-        from cdphub.pii import can_view_pii, mask_value
-
         data = super().to_representation(instance)
         request = self.context.get("request")
         allowed = request is not None and can_view_pii(request.user, request.auth)
@@ -156,10 +155,20 @@ class SegmentDetailSerializer(SegmentSerializer):
                     {"rule": ["a static segment has no rule: its members are uploaded"]}
                 )
             return attrs
-        errors = rule_errors(rule, segment_id=instance.pk if instance else None)
+        errors = rule_errors(
+            rule,
+            segment_id=instance.pk if instance else None,
+            pii_allowed=caller_may_see_pii(self.context),
+        )
         if errors:
             raise serializers.ValidationError({"rule": errors})
         return attrs
+
+
+def caller_may_see_pii(context: dict) -> bool:
+    """Whether the API caller may see personal data; code without a request may."""
+    request = context.get("request")
+    return request is None or can_view_pii(request.user, request.auth)
 
 
 class SegmentPreviewInputSerializer(serializers.Serializer):
@@ -170,7 +179,11 @@ class SegmentPreviewInputSerializer(serializers.Serializer):
     )
 
     def validate(self, attrs):
-        errors = rule_errors(attrs["rule"], segment_id=attrs.get("segment"))
+        errors = rule_errors(
+            attrs["rule"],
+            segment_id=attrs.get("segment"),
+            pii_allowed=caller_may_see_pii(self.context),
+        )
         if errors:
             raise serializers.ValidationError({"rule": errors})
         return attrs

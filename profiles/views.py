@@ -27,6 +27,7 @@ from profiles.models import (
 from profiles.segments import (
     segment_export_csv,
     segment_export_request,
+    segment_is_personal,
     segment_members,
     segment_membership,
     segment_preview,
@@ -128,6 +129,18 @@ class SegmentViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
     def perform_update(self, serializer):
         self.queue_refresh(serializer.save())
 
+    def get_readable_segment(self) -> Segment:
+        """The segment, if the caller may see who is in it: a rule on personal data would
+        otherwise answer questions about personal data to someone who may not see it."""
+        segment = self.get_object()
+        request = self.request
+        if segment_is_personal(segment) and not can_view_pii(request.user, request.auth):
+            raise PermissionDenied(
+                "this segment's rule has conditions on personal data: its members, sizes and "
+                "history need personal data access (pii:read)"
+            )
+        return segment
+
     def queue_refresh(self, segment: Segment) -> None:
         if segment.kind == Segment.Kind.DYNAMIC:
             transaction.on_commit(lambda: refresh_segment_task.delay(segment.pk))
@@ -136,7 +149,9 @@ class SegmentViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
     @action(detail=False, methods=["post"])
     def preview(self, request):
         """Count and a sample of who a rule selects now, before saving it."""
-        params = SegmentPreviewInputSerializer(data=request.data)
+        params = SegmentPreviewInputSerializer(
+            data=request.data, context=self.get_serializer_context()
+        )
         params.is_valid(raise_exception=True)
         result = segment_preview(
             rule=params.validated_data["rule"],
@@ -150,7 +165,7 @@ class SegmentViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
     @action(detail=True, methods=["get"], filterset_class=None)
     def members(self, request, pk=None):
         """The members as of the last refresh, newest profiles first."""
-        memberships = segment_members(self.get_object())
+        memberships = segment_members(self.get_readable_segment())
         paginator = SegmentMembersPagination()
         page = paginator.paginate_queryset(memberships, request, view=self)
         data = SegmentMemberSerializer(page, many=True, context=self.get_serializer_context()).data
@@ -166,7 +181,7 @@ class SegmentViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
     )
     def membership(self, request, pk=None, profile_id=None):
         """Is this profile (or the profile it was merged into) a member?"""
-        membership = segment_membership(self.get_object(), int(profile_id))
+        membership = segment_membership(self.get_readable_segment(), int(profile_id))
         data = {
             "profile": membership.profile_id if membership else int(profile_id),
             "member": membership is not None,
@@ -204,7 +219,7 @@ class SegmentViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
     @action(detail=True, methods=["get"], filterset_class=None)
     def history(self, request, pk=None):
         """Who entered and exited, newest first."""
-        changes = SegmentMembershipChange.objects.filter(segment=self.get_object())
+        changes = SegmentMembershipChange.objects.filter(segment=self.get_readable_segment())
         page = self.paginate_queryset(changes)
         data = SegmentMembershipChangeSerializer(page, many=True).data
         return self.get_paginated_response(data)
@@ -213,7 +228,7 @@ class SegmentViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
     @action(detail=True, methods=["get"], filterset_class=None, pagination_class=None)
     def sizes(self, request, pk=None):
         """The size after each of the last 200 refreshes, oldest first."""
-        snapshots = SegmentSizeSnapshot.objects.filter(segment=self.get_object())[:200]
+        snapshots = SegmentSizeSnapshot.objects.filter(segment=self.get_readable_segment())[:200]
         data = SegmentSizeSnapshotSerializer(reversed(list(snapshots)), many=True).data
         return Response(data)
 

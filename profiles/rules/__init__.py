@@ -37,12 +37,14 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from profiles.rules.language import Context, RuleError, Target, node_compile, rule_check
+from profiles.rules.personal import personal_conditions
 from profiles.rules.profile_target import PROFILES
 
 __all__ = [
     "PROFILES",
     "RuleError",
     "Target",
+    "personal_conditions",
     "rule_errors",
     "rule_q",
     "rule_queryset",
@@ -60,14 +62,28 @@ def rule_validate(rule: Any, *, target: Target = PROFILES, segment_id: int | Non
 
 
 def rule_errors(
-    rule: Any, *, target: Target = PROFILES, segment_id: int | None = None
+    rule: Any,
+    *,
+    target: Target = PROFILES,
+    segment_id: int | None = None,
+    pii_allowed: bool = True,
 ) -> list[str]:
-    """The rule's problems as ``"path: message"`` lines (empty when it is valid)."""
+    """The rule's problems as ``"path: message"`` lines (empty when it is valid). Without
+    ``pii_allowed`` (the caller may not see personal data) conditions on personal data are
+    problems too (``profiles.rules.personal``)."""
     try:
         rule_validate(rule, target=target, segment_id=segment_id)
     except RuleError as error:
         return error.messages
-    return []
+    if pii_allowed:
+        return []
+    return [f"{path}: {PERSONAL_CONDITION}" for path in personal_conditions(rule)]
+
+
+PERSONAL_CONDITION = (
+    "a condition on personal data (an e-mail, phone, name or address, or a segment with one) "
+    "needs personal data access"
+)
 
 
 def rule_q(
