@@ -46,6 +46,9 @@ class AutoSchema(SpectacularAutoSchema):
             if code not in responses:
                 responses[code] = self._get_response_for_code(ErrorSerializer, code)
                 responses[code]["description"] = ERROR_DESCRIPTIONS[code]
+        if method == "GET" and any(p["in"] == "query" for p in parameters):
+            # Answered by the web server before the request reaches the API (no JSON body).
+            responses.setdefault("414", {"description": "The query string is too long."})
         return operation
 
     def get_filter_backends(self):

@@ -308,7 +308,7 @@ def test_actions_answering_lists_are_documented_as_lists(schema):
 
 def test_error_codes_are_documented(schema):
     paths = schema["paths"]
-    assert {"400", "401", "403", "404"} <= set(paths["/api/crm/tags/"]["get"]["responses"])
+    assert {"400", "401", "403", "404", "414"} <= set(paths["/api/crm/tags/"]["get"]["responses"])
     assert {"401", "403", "404", "409"} <= set(
         paths["/api/crm/stages/{id}/"]["delete"]["responses"]
     )
