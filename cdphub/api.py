@@ -8,6 +8,7 @@ type) is refused here with a 400/404 in the error shape, so no such input become
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,7 +25,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from cdphub.deletion import DeleteProtected, delete_blockers
 from cdphub.parsers import NUL, NUL_MESSAGE, nul_paths
-from cdphub.pii import can_view_pii, mask_traits, mask_value
+from cdphub.pii import MASK, can_view_pii, mask_traits, mask_value
 
 # PostgreSQL's timestamptz takes UTC offsets up to 15:59:59 either way.
 MAX_UTC_OFFSET = timedelta(hours=16)
@@ -217,12 +218,49 @@ PII_MASK_NOTE = "Masked (`a•••`) unless the caller may see personal data."
 class PiiMaskedSerializerMixin:
     """Masks ``Meta.pii_fields`` (plain values) and ``Meta.pii_json_fields`` (trait documents)
     unless the caller may see personal data. A masked value is a plain string: the schema
-    documents these fields without a format (``AutoSchema``), and a null stays null."""
+    documents these fields without a format (``AutoSchema``), and a null stays null.
+
+    Masks never come back as data. A caller who may not see personal data cannot change it:
+    sending back what it was shown (the mask) keeps the stored value, anything else for a
+    personal field of an existing record is refused, and personal trait keys it cannot see
+    stay when it rewrites a document. From anyone, a value holding the mask is refused."""
+
+    def caller_may_see_pii(self) -> bool:
+        request = self.context.get("request")
+        return request is None or can_view_pii(request.user, request.auth)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, Mapping):
+            return super().to_internal_value(data)  # refused there, with the usual message
+        meta = self.Meta
+        pii, instance = self.caller_may_see_pii(), self.instance
+        errors: dict[str, list[str]] = {}
+        data = data.copy()
+        for field in getattr(meta, "pii_fields", ()):
+            if field not in data:
+                continue
+            stored = getattr(instance, field, None) if instance is not None else None
+            if not pii and instance is not None and data[field] == shown_value(stored):
+                del data[field]  # what the caller was shown, sent back: unchanged
+            elif is_masked(data[field]):
+                errors[field] = [MASK_REFUSED]
+        attrs = super().to_internal_value(data)
+        for field in getattr(meta, "pii_fields", ()):
+            stored = getattr(instance, field, None) if instance is not None else None
+            if field in attrs and not pii and instance is not None and attrs[field] != stored:
+                errors.setdefault(field, [PII_WRITE_REFUSED])
+        for field in getattr(meta, "pii_json_fields", ()):
+            if field in attrs and isinstance(attrs[field], dict):
+                stored = getattr(instance, field, None) if instance is not None else None
+                attrs[field], problems = document_merge(stored or {}, attrs[field], pii=pii)
+                errors.update({f"{field}.{key}": [message] for key, message in problems.items()})
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
 
     def to_representation(self, instance):
         data = super().to_representation(instance)
-        request = self.context.get("request")
-        if request is not None and can_view_pii(request.user, request.auth):
+        if self.caller_may_see_pii():
             return data
         meta = self.Meta
         for field in getattr(meta, "pii_fields", ()):
@@ -232,3 +270,48 @@ class PiiMaskedSerializerMixin:
             if field in data:
                 data[field] = mask_traits(data[field])
         return data
+
+
+MASK_REFUSED = "this is a masked value, not data: send the real value or leave the field out"
+PII_WRITE_REFUSED = "changing personal data needs personal data access (pii:read)"
+
+
+def is_masked(value) -> bool:
+    return isinstance(value, str) and MASK in value
+
+
+def shown_value(value) -> object:
+    """A personal field's value as a caller without personal data access was shown it."""
+    return None if value is None else mask_value(value)
+
+
+def document_merge(stored: dict, sent: dict, *, pii: bool) -> tuple[dict, dict[str, str]]:
+    """The trait document to store when ``sent`` replaces ``stored``, and the problems by key.
+    For a caller who may not see personal data, a key sent back as it was shown keeps its
+    stored value, personal keys left out are kept (not deleted), and a new or changed
+    personal value is refused; "personal" is whatever masking would change."""
+    if pii:
+        return sent, {key: MASK_REFUSED for key, value in sent.items() if _holds_mask(value)}
+    shown = mask_traits(stored)
+    merged, problems = {}, {}
+    for key, value in sent.items():
+        if key in stored and value == shown[key]:
+            merged[key] = stored[key]
+        elif _holds_mask(value):
+            problems[key] = MASK_REFUSED
+        elif mask_traits({key: value}) != {key: value} or shown.get(key) != stored.get(key):
+            problems[key] = PII_WRITE_REFUSED
+        else:
+            merged[key] = value
+    for key, value in stored.items():
+        if key not in sent and shown[key] != value:
+            merged[key] = value
+    return merged, problems
+
+
+def _holds_mask(value) -> bool:
+    if isinstance(value, dict):
+        return any(_holds_mask(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_holds_mask(item) for item in value)
+    return is_masked(value)

@@ -180,8 +180,28 @@ class ProfileAdmin(ProfileIngestAdminMixin, ReadableModelAdmin):
         return super().changeform_view(request, object_id, form_url, extra_context)
 
 
+class IdentityAdminForm(forms.ModelForm):
+    # Set on the form class made for each request (IdentityAdmin.get_form).
+    pii_allowed = True
+
+    class Meta:
+        model = Identity
+        fields = ["profile", "kind", "value", "source", "first_seen_at", "last_seen_at"]
+
+    def clean(self):
+        cleaned = super().clean()
+        kind, value = cleaned.get("kind"), cleaned.get("value")
+        if not self.pii_allowed and kind and Identity.value_is_personal(kind, value or ""):
+            raise forms.ValidationError(
+                "Adding or changing a personal identifier (e-mail, phone, external id, or a "
+                "value that is one) needs the personal data permission."
+            )
+        return cleaned
+
+
 @admin.register(Identity)
 class IdentityAdmin(ReadableModelAdmin):
+    form = IdentityAdminForm
     list_display = [
         "id",
         "kind",
@@ -212,6 +232,11 @@ class IdentityAdmin(ReadableModelAdmin):
         if not lookup_candidates(term, personal=self.may_view_pii(request)):
             return queryset.none(), False
         return queryset.filter(lookup_condition(term, personal=self.may_view_pii(request))), False
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        form.pii_allowed = self.may_view_pii(request)
+        return form
 
     def get_fields(self, request, obj=None):
         fields = [
