@@ -2,14 +2,16 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.http import HttpResponse
+from django.http import FileResponse, Http404, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from cdphub.admin_mixins import ReadableModelAdmin, ViewOnlyAdminMixin
-from consent.dsar import DsarError, dsar_create, dsar_verify
+from consent.dsar import DsarError, dsar_create, dsar_result_open, dsar_verify
 from consent.exports import write_register_csv
 from consent.models import (
     ConsentRecord,
@@ -288,16 +290,49 @@ class DataSubjectRequestAdmin(ReadableModelAdmin):
     raw_id_fields = ["profile"]
     date_hierarchy = "received_at"
     pii_fields = ("subject_email", "subject_phone", "subject_user_id", "details")
+    pii_displays = ("result_download",)
+    exclude = ["result_file"]  # written by the request's processing; downloaded by its link
     readonly_fields = [
         "status",
         "verified_at",
         "completed_at",
         "rejection_reason",
-        "result_file",
+        "result_download",
         "created_by",
         "created_at",
         "updated_at",
     ]
+
+    @admin.display(description="result file")
+    def result_download(self, request_, pii: bool):
+        if not request_.result_file:
+            return "-"
+        if not pii:
+            return "(the person's data: needs the personal data permission)"
+        url = reverse("admin:consent_datasubjectrequest_result", args=[request_.pk])
+        return format_html('<a href="{}">Download {}</a>', url, request_.result_file.name)
+
+    def get_urls(self):
+        result = path(
+            "<int:pk>/result/",
+            self.admin_site.admin_view(self.result_view),
+            name="consent_datasubjectrequest_result",
+        )
+        return [result, *super().get_urls()]
+
+    def result_view(self, request, pk: int):
+        """The access/portability file, served only here (never from a public media URL) to
+        those who may view requests and personal data; each download is recorded."""
+        request_ = get_object_or_404(DataSubjectRequest, pk=pk)
+        if not (self.has_view_permission(request, request_) and self.may_view_pii(request)):
+            raise PermissionDenied
+        try:
+            file = dsar_result_open(request=request_, actor=request.user)
+        except DsarError as error:
+            raise Http404(error.message) from None
+        return FileResponse(
+            file, as_attachment=True, filename=request_.result_file.name.rsplit("/", 1)[-1]
+        )
 
     @admin.display(description="due", ordering="due_at")
     def due(self, request_):

@@ -143,6 +143,22 @@ def dsar_create(
 
 
 @transaction.atomic
+def dsar_result_open(*, request: DataSubjectRequest, actor=None, label: str = ""):
+    """The request's access/portability file, opened for download, each download recorded in
+    the request's trail (who, when). Callers check first that the actor may see personal
+    data: the file is the person's data."""
+    if not request.result_file:
+        raise DsarError("this request has no result file", field="result_file")
+    dsar_log(
+        request=request,
+        action=DataSubjectRequestAction.Action.DOWNLOADED,
+        actor=actor,
+        label=label,
+        note=f"downloaded {request.result_file.name.rsplit('/', 1)[-1]}",
+    )
+    return request.result_file.open("rb")
+
+
 def dsar_verify(*, request: DataSubjectRequest, actor=None, note: str = "") -> DataSubjectRequest:
     """The person's identity was checked (Art. 12(6)); links the request to their profile."""
     subject = subject_resolve(request)

@@ -306,6 +306,7 @@ class DataSubjectRequestAction(models.Model):
         REJECTED = "rejected", "Rejected"
         EXTENDED = "extended", "Due date extended"
         FAILED = "failed", "Processing failed"
+        DOWNLOADED = "downloaded", "Result file downloaded"
 
     request = models.ForeignKey(
         DataSubjectRequest, on_delete=models.CASCADE, related_name="actions"

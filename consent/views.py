@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from cdphub.api import ProtectedDestroyMixin
 from cdphub.pii import can_view_pii
 from consent import filters
-from consent.dsar import dsar_create, dsar_extend, dsar_reject, dsar_verify
+from consent.dsar import dsar_create, dsar_extend, dsar_reject, dsar_result_open, dsar_verify
 from consent.exports import write_register_csv
 from consent.models import (
     ConsentRecord,
@@ -285,10 +285,9 @@ class DataSubjectRequestViewSet(
             raise exceptions.PermissionDenied("the result file holds personal data: needs pii:read")
         if not request_.result_file:
             raise exceptions.NotFound("this request has no result file")
+        file = dsar_result_open(request=request_, actor=request.user)
         return FileResponse(
-            request_.result_file.open("rb"),
-            as_attachment=True,
-            filename=request_.result_file.name.rsplit("/", 1)[-1],
+            file, as_attachment=True, filename=request_.result_file.name.rsplit("/", 1)[-1]
         )
 
 
