@@ -20,7 +20,9 @@ from django.db.models import ProtectedError, RestrictedError
 from django.http import Http404, JsonResponse
 from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import exceptions, serializers
+from rest_framework.filters import OrderingFilter
 from rest_framework.pagination import CursorPagination
+from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from cdphub.deletion import DeleteProtected, delete_blockers
@@ -137,16 +139,20 @@ def add_datetime_validators(field: forms.Field) -> None:
 
 
 class FilterBackend(DjangoFilterBackend):
-    """django-filter for every view, with two rules for all FilterSets:
+    """django-filter for every view, with three rules for all FilterSets:
 
     - list filters narrow lists; a detail route or detail action (``/{id}/``, ``/{id}/merge/``)
       finds its object whatever the query string says;
     - a date-time filter takes only what PostgreSQL can compare (UTC offsets within +-15:59),
-      anything else is a 400 naming the parameter."""
+      anything else is a 400 naming the parameter;
+    - a list refuses query parameters it does not know (400, listing the ones it does): an
+      integration guessing ``?email=`` must not act on the whole list."""
 
     def filter_queryset(self, request, queryset, view):
         if getattr(view, "detail", False):
             return queryset
+        if getattr(view, "action", None) == "list":
+            refuse_unknown_parameters(request, self.get_filterset(request, queryset, view), view)
         return super().filter_queryset(request, queryset, view)
 
     def get_filterset(self, request, queryset, view):
@@ -155,6 +161,26 @@ class FilterBackend(DjangoFilterBackend):
             for field in filterset.form.fields.values():
                 add_datetime_validators(field)
         return filterset
+
+
+def refuse_unknown_parameters(request, filterset, view, *, takes: tuple[str, ...] = ()) -> None:
+    """400 for a query parameter that is neither a filter of ``filterset``, a pagination or
+    ordering parameter, nor one of ``takes`` (the parameters of a list action of one's own)."""
+    known = set(filterset.form.fields) if filterset is not None else set()
+    known.update(takes)
+    known.add(api_settings.URL_FORMAT_OVERRIDE)
+    if any(issubclass(backend, OrderingFilter) for backend in view.filter_backends):
+        known.add(api_settings.ORDERING_PARAM)
+    paginator = getattr(view, "paginator", None)
+    for name in ("cursor_query_param", "page_size_query_param", "page_query_param"):
+        if getattr(paginator, name, None):
+            known.add(getattr(paginator, name))
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        allowed = ", ".join(sorted(known - {None}))
+        raise exceptions.ValidationError(
+            {name: [f"unknown query parameter; this list takes: {allowed}"] for name in unknown}
+        )
 
 
 # --- Pagination ---------------------------------------------------------------------------------

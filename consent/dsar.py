@@ -159,6 +159,7 @@ def dsar_result_open(*, request: DataSubjectRequest, actor=None, label: str = ""
     return request.result_file.open("rb")
 
 
+@transaction.atomic
 def dsar_verify(*, request: DataSubjectRequest, actor=None, note: str = "") -> DataSubjectRequest:
     """The person's identity was checked (Art. 12(6)); links the request to their profile."""
     subject = subject_resolve(request)

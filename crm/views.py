@@ -7,7 +7,7 @@ from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 
-from cdphub.api import ProtectedDestroyMixin
+from cdphub.api import ProtectedDestroyMixin, refuse_unknown_parameters
 from cdphub.pii import can_view_pii
 from crm import filters, selectors, serializers, services
 from crm.models import Activity, Company, Contact, Deal, Pipeline, Stage, Tag, Task, Ticket
@@ -71,6 +71,7 @@ class ContactViewSet(ProtectedDestroyMixin, VisibleRecordsMixin, viewsets.ModelV
         a withdrawal takes effect at once). Personal data: needs ``pii:read``."""
         if not can_view_pii(request.user, request.auth):
             raise PermissionDenied("A mailing list is personal data: the pii:read scope is needed.")
+        refuse_unknown_parameters(request, None, self, takes=("purpose",))
         query = serializers.MailingListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         contacts = selectors.visible_to(

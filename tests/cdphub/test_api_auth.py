@@ -159,7 +159,7 @@ def test_profiles_can_be_found_by_any_form_of_an_identifier(api_client_with_scop
     IdentityFactory(profile=wanted, kind="email", value="anna@example.com")
     IdentityFactory(profile=wanted, kind="phone", value="+31612345678")
     ProfileFactory()
-    client = api_client_with_scopes("profiles:read")
+    client = api_client_with_scopes("profiles:read", "pii:read")  # e-mails and phones: personal
 
     def found(value):
         return [
