@@ -1,13 +1,54 @@
 from __future__ import annotations
 
+from django.core.exceptions import FieldDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import QuerySet
 from rest_framework import serializers
+from rest_framework.relations import ManyRelatedField, RelatedField
 
 from cdphub.api import PiiMaskedSerializerMixin
 from crm import services
 from crm.models import Activity, Company, Contact, Deal, Pipeline, Stage, Tag, Task, Ticket
+from crm.selectors import VISIBILITY_RULES, visible_to
 
 TIMESTAMPS = ["created_at", "updated_at"]
+
+
+class VisibleRelationsMixin:
+    """Every relation to a CRM record with a visibility rule accepts only the records the
+    caller sees (``crm.selectors.visible_to``): an id of another sales team's record is refused
+    with the message of an id that does not exist, so the answer does not tell that it exists.
+    The record a relation already holds may be sent back unchanged (a client PUTs what it
+    read): keeping a link reaches nothing new. Without a request, nothing is reachable."""
+
+    def get_fields(self):
+        fields = super().get_fields()
+        user = getattr(self.context.get("request"), "user", None)
+        for name, field in fields.items():
+            relation = field.child_relation if isinstance(field, ManyRelatedField) else field
+            if not isinstance(relation, RelatedField) or relation.queryset is None:
+                continue  # read-only, or not a relation
+            if relation.queryset.model in VISIBILITY_RULES:
+                every = relation.queryset.all()  # a model's manager, unless declared
+                held = self._held(field.source or name, every)
+                relation.queryset = visible_to(user, every) | held
+        return fields
+
+    def _held(self, source: str, queryset: QuerySet) -> QuerySet:
+        """What the instance being updated links to through ``source`` now."""
+        instance = self.instance
+        if instance is None or isinstance(instance, (list, QuerySet)) or instance.pk is None:
+            return queryset.none()
+        try:
+            model_field = instance._meta.get_field(source)
+        except FieldDoesNotExist:
+            return queryset.none()
+        if model_field.many_to_many:
+            return queryset.filter(pk__in=getattr(instance, source).values("pk"))
+        if model_field.many_to_one or model_field.one_to_one:
+            value = getattr(instance, model_field.attname)
+            return queryset.filter(**{model_field.target_field.attname: value})
+        return queryset.none()
 
 
 def as_drf_error(exc: DjangoValidationError) -> serializers.ValidationError:
@@ -16,14 +57,14 @@ def as_drf_error(exc: DjangoValidationError) -> serializers.ValidationError:
     return serializers.ValidationError({"non_field_errors": exc.messages})
 
 
-class TagSerializer(serializers.ModelSerializer):
+class TagSerializer(VisibleRelationsMixin, serializers.ModelSerializer):
     class Meta:
         model = Tag
         fields = ["id", "name", "created_at"]
         read_only_fields = ["created_at"]
 
 
-class CompanySerializer(serializers.ModelSerializer):
+class CompanySerializer(VisibleRelationsMixin, serializers.ModelSerializer):
     tags = serializers.SlugRelatedField(
         slug_field="name", queryset=Tag.objects.all(), many=True, required=False
     )
@@ -50,7 +91,9 @@ class CompanySerializer(serializers.ModelSerializer):
         return domain.removeprefix("www.").rstrip("/")
 
 
-class ContactSerializer(PiiMaskedSerializerMixin, serializers.ModelSerializer):
+class ContactSerializer(
+    VisibleRelationsMixin, PiiMaskedSerializerMixin, serializers.ModelSerializer
+):
     tags = serializers.SlugRelatedField(
         slug_field="name", queryset=Tag.objects.all(), many=True, required=False
     )
@@ -98,7 +141,7 @@ class ContactSerializer(PiiMaskedSerializerMixin, serializers.ModelSerializer):
         return attrs
 
 
-class StageSerializer(serializers.ModelSerializer):
+class StageSerializer(VisibleRelationsMixin, serializers.ModelSerializer):
     class Meta:
         model = Stage
         fields = ["id", "pipeline", "name", "order", "probability", "is_won", "is_lost"]
@@ -111,7 +154,7 @@ class StageSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class PipelineSerializer(serializers.ModelSerializer):
+class PipelineSerializer(VisibleRelationsMixin, serializers.ModelSerializer):
     stages = StageSerializer(many=True, read_only=True)
 
     class Meta:
@@ -120,7 +163,7 @@ class PipelineSerializer(serializers.ModelSerializer):
         read_only_fields = ["created_at"]
 
 
-class DealSerializer(serializers.ModelSerializer):
+class DealSerializer(VisibleRelationsMixin, serializers.ModelSerializer):
     pipeline = serializers.PrimaryKeyRelatedField(
         queryset=Pipeline.objects.all(),
         required=False,
@@ -151,7 +194,7 @@ class DealSerializer(serializers.ModelSerializer):
         read_only_fields = ["status", "closed_at", *TIMESTAMPS]
 
 
-class ActivitySerializer(serializers.ModelSerializer):
+class ActivitySerializer(VisibleRelationsMixin, serializers.ModelSerializer):
     class Meta:
         model = Activity
         fields = [
@@ -181,7 +224,7 @@ class ActivitySerializer(serializers.ModelSerializer):
 LINKS = ("contact", "deal", "company")
 
 
-class TicketSerializer(serializers.ModelSerializer):
+class TicketSerializer(VisibleRelationsMixin, serializers.ModelSerializer):
     class Meta:
         model = Ticket
         fields = [
@@ -200,7 +243,7 @@ class TicketSerializer(serializers.ModelSerializer):
         read_only_fields = TIMESTAMPS
 
 
-class TaskSerializer(serializers.ModelSerializer):
+class TaskSerializer(VisibleRelationsMixin, serializers.ModelSerializer):
     class Meta:
         model = Task
         fields = [
@@ -229,7 +272,7 @@ class MailingListQuerySerializer(serializers.Serializer):
         return value
 
 
-class MailingListContactSerializer(serializers.ModelSerializer):
+class MailingListContactSerializer(VisibleRelationsMixin, serializers.ModelSerializer):
     class Meta:
         model = Contact
         fields = ["id", "email", "first_name", "last_name", "profile"]

@@ -5,6 +5,8 @@ from types import SimpleNamespace
 import pytest
 from django.contrib.auth import get_user_model
 
+from crm.models import ContactMerge, DuplicateCandidate
+from crm.selectors import VISIBILITY_RULES, visible_to
 from tests import factories
 
 
@@ -26,6 +28,33 @@ def sales_org(user_with_role):
     return SimpleNamespace(
         me=me, mate=mate, rival=rival, lead=lead, north=north, south=south, contacts=contacts
     )
+
+
+@pytest.fixture
+def hidden_records(sales_org, fresh):
+    """One record of every model with a visibility rule that rival's team holds and me does
+    not see, by model (rival's contact, its company, a deal, an activity...)."""
+    rival = sales_org.rival
+    contact = sales_org.contacts["rival"]
+    other = factories.ContactFactory(owner=rival, company=contact.company)
+    records = {
+        type(record): record
+        for record in (
+            contact,
+            contact.company,
+            factories.DealFactory(owner=rival, company=contact.company, contact=contact),
+            factories.ActivityFactory(owner=rival, contact=contact),
+            factories.TicketFactory(owner=rival, contact=contact),
+            factories.TaskFactory(owner=rival, contact=contact),
+            DuplicateCandidate.objects.create(contact_a=contact, contact_b=other, score=0.9),
+            ContactMerge.objects.create(survivor=contact, merged_id=0, merged_data={}),
+        )
+    }
+    assert set(records) == set(VISIBILITY_RULES), "add a hidden record of the new model"
+    me = fresh(sales_org.me)
+    for model, record in records.items():
+        assert not visible_to(me, model.objects.filter(pk=record.pk)).exists()
+    return records
 
 
 @pytest.fixture

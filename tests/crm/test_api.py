@@ -1,6 +1,6 @@
 import pytest
 
-from crm.models import Contact, Deal
+from crm.models import Activity, Contact, Deal, Task, Ticket
 from profiles.models import Identity
 from tests import factories
 
@@ -303,3 +303,115 @@ def test_api_key_sees_every_record_whatever_the_teams(api_client_with_scopes, sa
     assert {row["id"] for row in listing.json()["results"]} == {
         contact.pk for contact in sales_org.contacts.values()
     }
+
+
+# --- Links to records out of sight ------------------------------------------------------------
+
+
+def missing_pk_error(pk) -> list[str]:
+    return [f'Invalid pk "{pk}" - object does not exist.']
+
+
+def links(sales_org) -> dict:
+    """A contact, deal and company of rival's team (hidden from me) by field name."""
+    contact = sales_org.contacts["rival"]
+    deal = factories.DealFactory(owner=sales_org.rival, company=contact.company, contact=contact)
+    return {"contact": contact, "company": contact.company, "deal": deal}
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "payload", "field"),
+    [
+        ("deals", {"name": "Poached"}, "contact"),
+        ("deals", {"name": "Poached"}, "company"),
+        ("activities", {"kind": "note", "subject": "Poached"}, "contact"),
+        ("activities", {"kind": "note", "subject": "Poached"}, "deal"),
+        ("activities", {"kind": "note", "subject": "Poached"}, "company"),
+        ("tickets", {"subject": "Poached"}, "contact"),
+        ("tickets", {"subject": "Poached"}, "company"),
+        ("tasks", {"title": "Poached"}, "contact"),
+        ("tasks", {"title": "Poached"}, "deal"),
+    ],
+)
+def test_a_link_to_a_hidden_record_is_refused_like_a_missing_one(
+    client, sales_org, endpoint, payload, field
+):
+    hidden = links(sales_org)[field]
+    if endpoint == "deals":
+        payload = {**payload, "stage": factories.StageFactory().pk}
+    client.force_login(sales_org.me)
+
+    def post(pk):
+        return client.post(
+            f"/api/crm/{endpoint}/", {**payload, field: pk}, content_type="application/json"
+        )
+
+    refused, missing = post(hidden.pk), post(987654)
+
+    assert refused.status_code == 400
+    assert refused.json()["errors"] == {field: missing_pk_error(hidden.pk)}
+    assert missing.json()["errors"] == {field: missing_pk_error(987654)}
+    created = {"deals": Deal, "activities": Activity, "tickets": Ticket, "tasks": Task}[endpoint]
+    assert not created.objects.filter(**payload).exists()
+
+
+def test_a_link_to_a_visible_record_is_accepted(client, sales_org):
+    mate = sales_org.contacts["mate"]
+    client.force_login(sales_org.me)
+
+    response = client.post(
+        "/api/crm/deals/",
+        {"name": "Ours", "stage": factories.StageFactory().pk, "contact": mate.pk},
+        content_type="application/json",
+    )
+
+    assert response.status_code == 201, response.json()
+    assert Deal.objects.get(name="Ours").contact == mate
+
+
+def test_moving_a_deal_to_a_hidden_contact_is_refused(client, sales_org):
+    deal = factories.DealFactory(owner=sales_org.me, contact=sales_org.contacts["me"])
+    hidden = sales_org.contacts["rival"]
+    client.force_login(sales_org.me)
+
+    response = client.patch(
+        f"/api/crm/deals/{deal.pk}/", {"contact": hidden.pk}, content_type="application/json"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"contact": missing_pk_error(hidden.pk)}
+    deal.refresh_from_db()
+    assert deal.contact == sales_org.contacts["me"]
+
+
+def test_a_deal_keeps_the_hidden_contact_it_already_has(client, sales_org):
+    # Given my deal linked to a contact that has since moved to rival's team
+    hidden = sales_org.contacts["rival"]
+    deal = factories.DealFactory(owner=sales_org.me, contact=hidden)
+    client.force_login(sales_org.me)
+    shown = client.get(f"/api/crm/deals/{deal.pk}/").json()
+
+    # When the client sends back what it read, with one change
+    response = client.put(
+        f"/api/crm/deals/{deal.pk}/",
+        {**shown, "name": "Renamed"},
+        content_type="application/json",
+    )
+
+    assert response.status_code == 200, response.json()
+    deal.refresh_from_db()
+    assert (deal.name, deal.contact) == ("Renamed", hidden)
+
+
+def test_api_key_links_records_of_every_team(api_client_with_scopes, sales_org):
+    hidden = sales_org.contacts["rival"]
+    client = api_client_with_scopes("crm:write", "crm:read")
+
+    response = client.post(
+        "/api/crm/deals/",
+        {"name": "Integration", "stage": factories.StageFactory().pk, "contact": hidden.pk},
+        format="json",
+    )
+
+    assert response.status_code == 201, response.json()
+    assert Deal.objects.get(name="Integration").contact == hidden
