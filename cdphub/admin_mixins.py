@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.admin import widgets
 from django.db import models
+from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
 from cdphub.paginators import EstimatedCountPaginator
@@ -35,6 +36,10 @@ class PiiMaskedAdminMixin:
     pii_fields: tuple[str, ...] = ()
     pii_json_fields: tuple[str, ...] = ()
     pii_displays: tuple[str, ...] = ()
+    # Whether this model's records are named by personal data (a contact by its full name):
+    # then links to them from other pages, and autocomplete answers, name them by kind and id
+    # for those who may not see personal data.
+    label_is_personal = False
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -43,6 +48,36 @@ class PiiMaskedAdminMixin:
         for name in self.pii_displays:
             setattr(self, masked_name(name), self._pii_display(name, pii=False))
             setattr(self, name, self._pii_display(name, pii=True))
+        for field in self.model._meta.concrete_fields:
+            if field.is_relation and field.related_model is not None:
+                setattr(self, masked_name(field.name), self._nameless_link(field))
+
+    def _nameless_link(self, field):
+        meta = field.related_model._meta
+
+        @admin.display(description=field.verbose_name)
+        def display(obj):
+            related_id = getattr(obj, field.attname)
+            if related_id is None:
+                return "-"
+            label = f"{meta.verbose_name} #{related_id}"
+            try:
+                url = reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[related_id])
+            except NoReverseMatch:
+                return label
+            return format_html('<a href="{}">{}</a>', url, label)
+
+        return display
+
+    def links_to_personal_labels(self) -> set[str]:
+        """This model's foreign keys to records named by personal data."""
+        registry = self.admin_site._registry
+        return {
+            field.name
+            for field in self.model._meta.concrete_fields
+            if field.is_relation
+            and getattr(registry.get(field.related_model), "label_is_personal", False)
+        }
 
     def _pii_display(self, name: str, *, pii: bool):
         method = getattr(type(self), name)
@@ -71,10 +106,14 @@ class PiiMaskedAdminMixin:
     def may_view_pii(self, request) -> bool:
         return can_view_pii(request.user)
 
-    def _masked(self, request, names):
+    def _masked(self, request, names, *, links: bool = True):
+        """``names`` as shown to this request. ``links``: also links to records named by
+        personal data (lists and existing records; an add form keeps its fields to fill)."""
         if self.may_view_pii(request):
             return list(names)
         hidden = {*self.pii_fields, *self.pii_json_fields, *self.pii_displays}
+        if links:
+            hidden |= self.links_to_personal_labels()
         return [masked_name(name) if name in hidden else name for name in names]
 
     def get_list_display(self, request):
@@ -92,14 +131,15 @@ class PiiMaskedAdminMixin:
         return [f for f in fields if f.lstrip("=^@").split("__")[0] not in hidden]
 
     def get_fields(self, request, obj=None):
-        return self._masked(request, super().get_fields(request, obj))
+        return self._masked(request, super().get_fields(request, obj), links=obj is not None)
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
         if self.may_view_pii(request):
             return fieldsets
+        links = obj is not None
         return [
-            (title, {**options, "fields": self._masked(request, options["fields"])})
+            (title, {**options, "fields": self._masked(request, options["fields"], links=links)})
             for title, options in fieldsets
         ]
 
@@ -107,14 +147,16 @@ class PiiMaskedAdminMixin:
         readonly = list(super().get_readonly_fields(request, obj))
         if self.may_view_pii(request):
             return readonly
-        masked = [masked_name(n) for n in (*self.pii_fields, *self.pii_json_fields)]
-        return self._masked(request, readonly) + masked
+        links = self.links_to_personal_labels() if obj is not None else set()
+        masked = [masked_name(n) for n in (*self.pii_fields, *self.pii_json_fields, *links)]
+        return self._masked(request, readonly, links=obj is not None) + masked
 
     def get_exclude(self, request, obj=None):
         exclude = list(super().get_exclude(request, obj) or ())
         if self.may_view_pii(request):
             return exclude or None
-        return [*exclude, *self.pii_fields, *self.pii_json_fields]
+        links = self.links_to_personal_labels() if obj is not None else set()
+        return [*exclude, *self.pii_fields, *self.pii_json_fields, *links]
 
 
 def masked_name(name: str) -> str:

@@ -1,14 +1,33 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.admin.views.autocomplete import AutocompleteJsonView
 from django.http import JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path
 
 from cdphub import charts, dashboard, jobs
+from cdphub.admin_mixins import PiiMaskedAdminMixin
 
 # The order a marketer works in: people first, then sales, advertising, privacy, access.
 APP_ORDER = ["profiles", "crm", "audiences", "consent", "cdphub", "auth"]
+
+
+class MaskedAutocompleteJsonView(AutocompleteJsonView):
+    """Autocomplete answers name each record by its ``str()``: a contact's or a profile's is
+    a person's name. For those who may not see personal data, such records are named by
+    their kind and id instead."""
+
+    def serialize_result(self, obj, to_field_name):
+        result = super().serialize_result(obj, to_field_name)
+        found_in = self.model_admin
+        if (
+            isinstance(found_in, PiiMaskedAdminMixin)
+            and found_in.label_is_personal
+            and not found_in.may_view_pii(self.request)
+        ):
+            result["text"] = f"{obj._meta.verbose_name} #{obj.pk}"
+        return result
 
 
 class CdphubAdminSite(admin.AdminSite):
@@ -41,6 +60,9 @@ class CdphubAdminSite(admin.AdminSite):
     def jobs_status(self, request):
         recent = jobs.recent_jobs(request.user, limit=50)
         return JsonResponse({"jobs": [job.as_json() for job in recent]})
+
+    def autocomplete_view(self, request):
+        return MaskedAutocompleteJsonView.as_view(admin_site=self)(request)
 
     def index(self, request, extra_context=None):
         extra_context = {**(extra_context or {}), **dashboard_context(request)}

@@ -589,8 +589,11 @@ class Classifier:
                     f"{count} existing {self.spec.resource} have {self.key} {value!r}; "
                     "use another key"
                 )
+        # Out of sight is the same as absent: any other answer would tell the person importing
+        # that someone they may not see is known to another team. (A row creating a second
+        # record of that person is then caught by the duplicate review.)
         for value in self.hidden_keys(found):
-            found[value] = f"{self.key} {value!r} is a record of a sales team you do not see"
+            del found[value]
         return found
 
     def hidden_keys(self, found: dict) -> list:

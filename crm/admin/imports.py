@@ -17,7 +17,7 @@ from django.urls import path, reverse
 
 from cdphub.admin_mixins import ReadableModelAdmin
 from cdphub.csv_export import SafeCsvWriter
-from cdphub.pii import MASK, mask_value
+from cdphub.pii import MASK, mask_text, mask_value
 from crm.importfiles import ImportRefused
 from crm.imports import import_job_check_actor, import_job_create, import_job_revert
 from crm.models import DataExport, ImportJob
@@ -293,9 +293,13 @@ def masked_errors(errors: list[dict], pii_allowed: bool) -> list[dict]:
     if pii_allowed:
         return errors
     return [
-        {**e, "value": mask_value(e["value"]), "message": e["message"].replace(e["value"], MASK)}
-        if e["value"]
-        else e
+        {
+            **e,
+            "value": mask_value(e["value"]),
+            "message": mask_text(
+                e["message"].replace(e["value"], MASK) if e["value"] else e["message"]
+            ),
+        }
         for e in errors
     ]
 
@@ -307,6 +311,7 @@ def masked_preview(job: ImportJob, pii_allowed: bool) -> list[dict]:
     return [
         {
             **entry,
+            "reason": mask_text(entry.get("reason") or ""),
             "changes": {
                 name: [mask_value(a), mask_value(b)] if name in hidden else [a, b]
                 for name, (a, b) in entry["changes"].items()

@@ -319,6 +319,7 @@ class ContactActivityInline(VisibleRecordsMixin, admin.TabularInline):
 class ContactAdmin(VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmin):
     resource_classes = [ContactResource]
     form = ContactAdminForm
+    label_is_personal = True  # a contact is named by its full name
     list_display = [
         "id",
         "first_name",

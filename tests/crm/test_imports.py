@@ -530,15 +530,22 @@ def test_import_file_command_reports_errors(tmp_path):
 
 def test_import_neither_shows_nor_changes_another_teams_records(sales_org):
     mate, rival = sales_org.contacts["mate"], sales_org.contacts["rival"]
-    data = csv_bytes("email,job_title", f"{mate.email},Buyer", f"{rival.email},Spy")
+    data = csv_bytes(
+        "email,job_title",
+        f"{mate.email},Buyer",
+        f"{rival.email},Spy",
+        "nobody.known@example.com,Spy",
+    )
 
     job = checked(data, mode="update", created_by=sales_org.me)
 
-    assert job.status == ImportJob.Status.INVALID
-    assert messages(job) == [
-        f"3|A (email)|email {rival.email!r} is a record of a sales team you do not see"
-    ]
-    assert [row["outcome"] for row in job.preview] == ["updated", "error"]
+    # The other team's contact answers exactly like an e-mail nobody has
+    assert job.status == ImportJob.Status.VALIDATED
+    assert [row["outcome"] for row in job.preview] == ["updated", "skipped", "skipped"]
+    hidden, unknown = job.preview[1]["reason"], job.preview[2]["reason"]
+    assert hidden.replace(rival.email, "X") == unknown.replace("nobody.known@example.com", "X")
+    assert "sales team" not in str(job.preview) + str(job.errors)
+    import_job_apply(job=job, link_profiles=False)
     rival.refresh_from_db()
     assert rival.job_title == ""
 
