@@ -108,15 +108,11 @@ def leaks(text: str, values: set[str]) -> list[str]:
     return sorted(value for value in values if value.lower() in lowered)
 
 
-@pytest.fixture(scope="module")
-def demo(django_db_setup, django_db_blocker):
-    with django_db_blocker.unblock():
-        demo_data_seed(profiles=60)
-        other_paths_with_personal_data()
-        yield personal_values()
-        from django.core.management import call_command
-
-        call_command("flush", interactive=False, verbosity=0)
+@pytest.fixture
+def demo(db):
+    demo_data_seed(profiles=60)
+    other_paths_with_personal_data()
+    return personal_values()
 
 
 @pytest.mark.parametrize("role", MASKED_ROLES)

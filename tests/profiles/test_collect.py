@@ -6,26 +6,11 @@ import json
 
 import pytest
 
-from profiles.collect import source_cache_clear
 from profiles.models import Event, Identity, PendingMessage, RejectedMessage
 from profiles.processing import pending_process
 from profiles.services import source_create
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def staged_only(settings):
-    # Processing is exercised explicitly with pending_process(); here only collection runs.
-    settings.CDPHUB_INGEST_PROCESSING = "off"
-    source_cache_clear()
-    yield
-    source_cache_clear()
-
-
-@pytest.fixture
-def source():
-    return source_create(name="Website")
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("staged_only")]
 
 
 def basic(key: str) -> str:

@@ -13,26 +13,11 @@ from django.db import connection
 from django.test import Client
 
 from profiles import processing_hooks
-from profiles.collect import source_cache_clear
 from profiles.models import Event, PendingMessage, RejectedMessage
 from profiles.processing import pending_process
-from profiles.services import source_create
 from tests.profiles.test_collect import basic, post
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def staged_only(settings):
-    settings.CDPHUB_INGEST_PROCESSING = "off"
-    source_cache_clear()
-    yield
-    source_cache_clear()
-
-
-@pytest.fixture
-def source():
-    return source_create(name="Website")
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("staged_only")]
 
 
 def good(message_id: str = "good") -> dict:

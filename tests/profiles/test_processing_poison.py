@@ -9,28 +9,13 @@ from django.core.management import call_command
 from django.db import connection
 
 from profiles import processing_hooks
-from profiles.collect import source_cache_clear
 from profiles.models import Event, Identity, PendingMessage, RejectedMessage
 from profiles.processing import pending_process
-from profiles.services import source_create
 from tests.profiles.test_collect import post
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("staged_only")]
 
 LONG_EMAIL = "a" * 64 + "@" + ".".join(["b" * 63, "c" * 63, "d" * 63, "e" * 40]) + ".com"
-
-
-@pytest.fixture(autouse=True)
-def staged_only(settings):
-    settings.CDPHUB_INGEST_PROCESSING = "off"
-    source_cache_clear()
-    yield
-    source_cache_clear()
-
-
-@pytest.fixture
-def source():
-    return source_create(name="Website")
 
 
 def good_batch(count: int = 5) -> dict:
