@@ -8,6 +8,22 @@ from django.db.models import F, Q
 
 OWNER = settings.AUTH_USER_MODEL
 
+# How a linked record shows to someone whose sales teams do not let them see it.
+OUT_OF_SIGHT = "(a record of another sales team)"
+
+
+def nameless_out_of_sight(model):
+    """A record marked ``out_of_sight`` (by the admin, for the person looking: see
+    ``crm.admin.records.mark_links_out_of_sight``) shows as ``OUT_OF_SIGHT``: a visible deal
+    still links to its contact, but does not name it. For every model with a visibility rule."""
+    named = model.__str__
+
+    def __str__(self) -> str:
+        return OUT_OF_SIGHT if self.__dict__.get("out_of_sight") else named(self)
+
+    model.__str__ = __str__
+    return model
+
 
 class SalesTeam(models.Model):
     """A sales team: its members, its lead, and whose CRM records the members see. Only people
@@ -60,6 +76,7 @@ class Tag(models.Model):
         return self.name
 
 
+@nameless_out_of_sight
 class Company(models.Model):
     class Size(models.TextChoices):
         MICRO = "1-9", "1-9"
@@ -95,6 +112,7 @@ class Company(models.Model):
         return self.name
 
 
+@nameless_out_of_sight
 class Contact(models.Model):
     class LifecycleStage(models.TextChoices):
         SUBSCRIBER = "subscriber", "Subscriber"
@@ -210,6 +228,7 @@ class Stage(models.Model):
         return f"{self.pipeline}: {self.name}"
 
 
+@nameless_out_of_sight
 class Deal(models.Model):
     class Status(models.TextChoices):
         OPEN = "open", "Open"
@@ -257,6 +276,7 @@ class Deal(models.Model):
         return self.name
 
 
+@nameless_out_of_sight
 class Activity(models.Model):
     class Kind(models.TextChoices):
         CALL = "call", "Call"
@@ -297,6 +317,7 @@ class Activity(models.Model):
         return f"{self.get_kind_display()}: {self.subject}"
 
 
+@nameless_out_of_sight
 class Ticket(models.Model):
     class Status(models.TextChoices):
         OPEN = "open", "Open"
@@ -343,6 +364,7 @@ class Ticket(models.Model):
         return self.subject
 
 
+@nameless_out_of_sight
 class Task(models.Model):
     class Priority(models.TextChoices):
         LOW = "low", "Low"
@@ -507,6 +529,7 @@ class DataExport(models.Model):
         return f"{self.resource} export by {self.exported_by} ({self.row_count} rows)"
 
 
+@nameless_out_of_sight
 class DuplicateCandidate(models.Model):
     """A pair of contacts that look like the same person, waiting for review. Merging deletes
     the pair with the merged contact (``ContactMerge`` keeps the record)."""
@@ -535,6 +558,7 @@ class DuplicateCandidate(models.Model):
         return f"{self.contact_a_id} ~ {self.contact_b_id} ({self.score:.2f})"
 
 
+@nameless_out_of_sight
 class ContactMerge(models.Model):
     """Audit row of a contact merge: the merged contact as it was and what moved."""
 

@@ -17,7 +17,8 @@ from import_export import fields as ie_fields
 from import_export import resources
 
 from cdphub.csv_export import neutralise
-from crm.models import Activity, Company, Contact, Deal
+from crm.models import OUT_OF_SIGHT, Activity, Company, Contact, Deal
+from crm.selectors import links_out_of_sight
 from profiles.normalize import InvalidIdentifier, normalize_email, normalize_phone
 
 EMAIL_MAX_LENGTH = Contact._meta.get_field("email").max_length
@@ -346,9 +347,25 @@ class SafeExportResource(resources.ModelResource):
     """Exports with formula-looking cells neutralised and, for people without the PII
     permission, personal columns left out."""
 
-    def __init__(self, *args, include_pii: bool = True, **kwargs):
+    def __init__(self, *args, include_pii: bool = True, user=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.include_pii = include_pii
+        self.user = user  # None: the operator, who sees every record
+        self.hidden_links: dict[str, frozenset] = {}
+
+    def before_export(self, queryset, **kwargs):
+        super().before_export(queryset, **kwargs)
+        if self.user is not None and queryset is not None:
+            self.hidden_links = links_out_of_sight(self.user, self._meta.model, queryset)
+
+    def export_field(self, field, instance, **kwargs):
+        # A column read through a link (company__name) names no record out of the user's sight.
+        link, _, through = (field.attribute or "").partition("__")
+        if through and link in self.hidden_links:
+            attname = instance._meta.get_field(link).attname
+            if getattr(instance, attname) in self.hidden_links[link]:
+                return OUT_OF_SIGHT
+        return super().export_field(field, instance, **kwargs)
 
     def export_resource(self, instance, selected_fields=None, **kwargs):
         row = super().export_resource(instance, selected_fields, **kwargs)

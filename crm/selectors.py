@@ -131,6 +131,32 @@ def visible_q(user, model: type[Model], prefix: str) -> Q:
     return VISIBILITY_RULES[model](owner_ids, prefix)
 
 
+def links_out_of_sight(user, model: type[Model], records) -> dict[str, frozenset]:
+    """Per foreign key of ``model`` to a record with a visibility rule, the ids that
+    ``records`` (a queryset or loaded rows) link to and ``user`` does not see. A visible record
+    keeps its link to a record that moved out of the user's sight; it shows it without its
+    name. One query per kind of link (two for a queryset), whatever the number of rows."""
+    if visible_owner_ids(user) is None:
+        return {}
+    hidden = {}
+    for field in model._meta.concrete_fields:
+        if not field.is_relation or field.related_model not in VISIBILITY_RULES:
+            continue
+        if isinstance(records, QuerySet):
+            ids = set(records.order_by().values_list(field.attname, flat=True).distinct())
+        else:
+            ids = {getattr(record, field.attname) for record in records}
+        ids.discard(None)
+        if not ids:
+            continue
+        key = field.target_field.attname
+        linked = field.related_model._base_manager.filter(**{f"{key}__in": ids})
+        out = ids - set(visible_to(user, linked).values_list(key, flat=True))
+        if out:
+            hidden[field.name] = frozenset(out)
+    return hidden
+
+
 # --- Reads -------------------------------------------------------------------------------------
 
 

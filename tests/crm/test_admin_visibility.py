@@ -6,11 +6,16 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.contrib import admin
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from crm.models import Contact, DataExport, SalesTeam
+from cdphub.pii import mask_value
+from crm.admin.records import DealAdmin, ProfileContactInline
+from crm.models import OUT_OF_SIGHT, Contact, DataExport, Deal, SalesTeam
+from crm.selectors import VISIBILITY_RULES
+from profiles.admin import ProfileAdmin
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -228,3 +233,231 @@ def test_teams_changelist_shows_member_counts(admin_client, sales_org):
 
     counts = {team.name: team.member_total for team in response.context["cl"].result_list}
     assert counts == {"North": 2, "South": 1}
+
+
+# --- Links to records out of sight ------------------------------------------------------------
+
+
+def crm_forms(request):
+    """(label, form) of every admin form, and inline row form, of a CRM model, as ``request``
+    gets them: the add form of each registered admin (whatever app shows the inline)."""
+    for model_admin in admin.site._registry.values():
+        if model_admin.opts.app_label == "crm":
+            yield type(model_admin).__name__, model_admin.get_form(request)()
+        for inline_class in model_admin.inlines:
+            if inline_class.model._meta.app_label == "crm":
+                inline = inline_class(model_admin.model, admin.site)
+                yield inline_class.__name__, inline.get_formset(request).form()
+
+
+def test_every_admin_link_to_a_crm_record_offers_only_visible_records(
+    rf, fresh, sales_org, hidden_records
+):
+    request = rf.get("/")
+    request.user = fresh(sales_org.me)
+    checked = []
+
+    for label, form in crm_forms(request):
+        for name, field in form.fields.items():
+            queryset = getattr(field, "queryset", None)
+            if queryset is None or queryset.model not in VISIBILITY_RULES:
+                continue
+            hidden = hidden_records[queryset.model]
+            assert not queryset.filter(pk=hidden.pk).exists(), f"{label}.{name} offers it"
+            checked.append(f"{label}.{name}")
+
+    assert {"DealAdmin.contact", "ActivityAdmin.deal", "ContactAdmin.company"} <= set(checked)
+
+
+def deal_form(stage, **fields) -> dict:
+    data = {
+        "name": "Poached",
+        "pipeline": stage.pipeline_id,
+        "stage": stage.pk,
+        "amount": "100",
+        "currency": "EUR",
+        "probability": "10",
+        "status": "open",
+    }
+    return {**data, **fields}
+
+
+def test_admin_adds_a_deal_for_a_visible_contact(me_client, sales_org):
+    stage = factories.StageFactory()
+    mate = sales_org.contacts["mate"]
+
+    response = me_client.post(reverse("admin:crm_deal_add"), deal_form(stage, contact=mate.pk))
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert Deal.objects.get(name="Poached").contact == mate
+
+
+def test_admin_add_form_refuses_a_hidden_contact_like_a_missing_one(me_client, sales_org):
+    stage = factories.StageFactory()
+    hidden = sales_org.contacts["rival"]
+    url = reverse("admin:crm_deal_add")
+
+    refused = me_client.post(url, deal_form(stage, contact=hidden.pk))
+    missing = me_client.post(url, deal_form(stage, contact=987654))
+
+    assert refused.status_code == 200
+    errors = refused.context["adminform"].form.errors
+    assert errors == missing.context["adminform"].form.errors
+    assert errors["contact"] == [
+        "Select a valid choice. That choice is not one of the available choices."
+    ]
+    assert str(hidden) not in refused.content.decode()
+    assert not Deal.objects.filter(name="Poached").exists()
+
+
+@pytest.fixture
+def my_deal_with_hidden_links(sales_org):
+    """My deal, linked to rival's contact and company (they moved to rival's team since)."""
+    hidden = sales_org.contacts["rival"]
+    hidden.company.name = "Rivalco"
+    hidden.company.save()
+    deal = factories.DealFactory(
+        name="Ours", owner=sales_org.me, contact=hidden, company=hidden.company
+    )
+    return deal
+
+
+def test_deal_page_does_not_name_its_hidden_contact_or_company(
+    me_client, my_deal_with_hidden_links
+):
+    deal = my_deal_with_hidden_links
+
+    page = me_client.get(reverse("admin:crm_deal_change", args=[deal.pk])).content.decode()
+
+    assert str(deal.contact) not in page
+    assert "Rivalco" not in page
+    assert page.count(OUT_OF_SIGHT) == 2
+
+
+def test_deal_list_does_not_name_a_hidden_contact_or_company(me_client, my_deal_with_hidden_links):
+    page = me_client.get(reverse("admin:crm_deal_changelist")).content.decode()
+
+    assert "Ours" in page
+    assert str(my_deal_with_hidden_links.contact) not in page
+    assert "Rivalco" not in page
+    assert page.count(OUT_OF_SIGHT) == 2
+
+
+def test_deal_export_does_not_name_a_hidden_company(me_client, my_deal_with_hidden_links):
+    response = me_client.post(reverse("admin:crm_deal_export"), {"format": 0})
+
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "Ours" in body
+    assert "Rivalco" not in body
+    assert OUT_OF_SIGHT in body
+
+
+def test_saving_a_deal_keeps_its_hidden_contact(me_client, sales_org, my_deal_with_hidden_links):
+    # Given the change form as the browser sends it back: the kept links are still selected
+    deal = my_deal_with_hidden_links
+    hidden = sales_org.contacts["rival"]
+    data = deal_form(deal.stage, name="Renamed", contact=hidden.pk, company=hidden.company_id)
+
+    response = me_client.post(reverse("admin:crm_deal_change", args=[deal.pk]), data)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    deal.refresh_from_db()
+    assert (deal.name, deal.contact_id, deal.company_id) == (
+        "Renamed",
+        hidden.pk,
+        hidden.company_id,
+    )
+
+
+def test_a_deal_cannot_be_moved_to_another_hidden_contact(
+    me_client, sales_org, my_deal_with_hidden_links
+):
+    deal = my_deal_with_hidden_links
+    other = factories.ContactFactory(owner=sales_org.rival)
+
+    response = me_client.post(
+        reverse("admin:crm_deal_change", args=[deal.pk]),
+        deal_form(deal.stage, contact=other.pk, company=deal.company_id),
+    )
+
+    assert response.status_code == 200
+    assert "contact" in response.context["adminform"].form.errors
+    deal.refresh_from_db()
+    assert deal.contact_id == sales_org.contacts["rival"].pk
+
+
+def test_read_only_deal_page_does_not_name_its_hidden_links(
+    client, user_with_role, sales_org, my_deal_with_hidden_links
+):
+    # Given an analyst (reads the CRM, no personal data) in team North
+    analyst = user_with_role("Analyst", "analyst")
+    sales_org.north.members.add(analyst)
+    client.force_login(analyst)
+    deal = my_deal_with_hidden_links
+
+    page = client.get(reverse("admin:crm_deal_change", args=[deal.pk])).content.decode()
+
+    assert "Rivalco" not in page
+    assert OUT_OF_SIGHT in page
+    assert mask_value(deal.contact) not in page
+
+
+def inline_cells(response, inline_class) -> list[str]:
+    """The read-only cells of an inline's rows on a rendered change page."""
+    return [
+        str(field.contents())
+        for formset in response.context["inline_admin_formsets"]
+        if isinstance(formset.opts, inline_class)
+        for row in formset
+        for fieldset in row
+        for line in fieldset
+        for field in line
+        if field.is_readonly
+    ]
+
+
+def test_contacts_inline_does_not_name_the_hidden_company_of_a_visible_contact(
+    me_client, sales_org, monkeypatch
+):
+    # Given the profile page showing the contacts inline offered for it
+    monkeypatch.setattr(ProfileAdmin, "inlines", [ProfileContactInline])
+    profile = factories.ProfileFactory()
+    rivalco = factories.CompanyFactory(name="Rivalco", owner=sales_org.rival)
+    Contact.objects.filter(pk=sales_org.contacts["mate"].pk).update(
+        profile=profile, first_name="Ourcustomer", company=rivalco
+    )
+
+    response = me_client.get(reverse("admin:profiles_profile_change", args=[profile.pk]))
+
+    cells = inline_cells(response, ProfileContactInline)
+    assert "Ourcustomer" in cells
+    assert [cell for cell in cells if OUT_OF_SIGHT in cell]
+    assert not [cell for cell in cells if "Rivalco" in cell]
+
+
+class RawIdDealAdmin(DealAdmin):
+    raw_id_fields = ["owner", "contact"]
+    autocomplete_fields = ["pipeline", "stage", "company"]
+
+
+def test_raw_id_input_names_only_visible_contacts(rf, fresh, sales_org, my_deal_with_hidden_links):
+    request = rf.get("/")
+    request.user = fresh(sales_org.me)
+    model_admin = RawIdDealAdmin(Deal, admin.site)
+    deal = my_deal_with_hidden_links
+    hidden = deal.contact
+    typed = factories.ContactFactory(first_name="Typed", owner=sales_org.rival)
+    mate = sales_org.contacts["mate"]
+
+    kept = model_admin.get_form(request, deal, change=True)(instance=deal)
+    add_form = model_admin.get_form(request)
+    typed_in = add_form(data=deal_form(deal.stage, contact=typed.pk))
+    visible = add_form(data=deal_form(deal.stage, contact=mate.pk))
+
+    assert OUT_OF_SIGHT in str(kept["contact"])
+    assert str(hidden) not in str(kept["contact"])
+    assert "contact" in typed_in.errors
+    assert "Typed" not in str(typed_in["contact"])
+    assert visible.is_valid(), visible.errors
+    assert str(mate) in str(visible["contact"])

@@ -1,7 +1,7 @@
 import pytest
 from django.db import IntegrityError
 
-from crm.models import Contact
+from crm.models import OUT_OF_SIGHT, Contact
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -47,3 +47,11 @@ def test_contact_name_is_hidden_when_marked_masked():
     contact.pii_masked = True
     assert str(contact) == f"Contact {contact.pk}"
     assert str(Contact.objects.get(pk=contact.pk)) == "Anna Smit"
+
+
+def test_every_record_with_a_visibility_rule_goes_nameless_out_of_sight(hidden_records):
+    for model, record in hidden_records.items():
+        assert str(record) != OUT_OF_SIGHT, model
+        record.out_of_sight = True
+
+        assert str(record) == OUT_OF_SIGHT, model
