@@ -8,6 +8,7 @@ from django.contrib.admin import widgets
 from django.db import models
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
+from django.utils.text import capfirst
 
 from cdphub.paginators import EstimatedCountPaginator
 from cdphub.pii import can_view_pii, mask_traits, mask_value
@@ -60,7 +61,7 @@ class PiiMaskedAdminMixin:
             related_id = getattr(obj, field.attname)
             if related_id is None:
                 return "-"
-            label = f"{meta.verbose_name} #{related_id}"
+            label = f"{capfirst(meta.verbose_name)} #{related_id}"
             try:
                 url = reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[related_id])
             except NoReverseMatch:

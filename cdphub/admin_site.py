@@ -5,6 +5,7 @@ from django.contrib.admin.views.autocomplete import AutocompleteJsonView
 from django.http import JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils.text import capfirst
 
 from cdphub import charts, dashboard, jobs
 from cdphub.admin_mixins import PiiMaskedAdminMixin
@@ -26,7 +27,7 @@ class MaskedAutocompleteJsonView(AutocompleteJsonView):
             and found_in.label_is_personal
             and not found_in.may_view_pii(self.request)
         ):
-            result["text"] = f"{obj._meta.verbose_name} #{obj.pk}"
+            result["text"] = f"{capfirst(obj._meta.verbose_name)} #{obj.pk}"
         return result
 
 

@@ -1,16 +1,31 @@
 import django_filters
 
 from crm.models import Activity, Company, Contact, Deal, Pipeline, Stage, Tag, Task, Ticket
+from crm.selectors import VISIBILITY_RULES, visible_to
 from profiles.filters import refuse_personal_lookup
 
 
-class TagFilter(django_filters.FilterSet):
+class VisibleFilterSet(django_filters.FilterSet):
+    """A filter on a linked CRM record (``?company=``, ``?contact=``, ``?deal=``) chooses
+    among the records the caller sees: a hidden id is refused exactly like one that does not
+    exist, instead of answering an empty list that tells it exists."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for filter_ in self.filters.values():
+            choices = getattr(filter_, "queryset", None)
+            if hasattr(choices, "model") and choices.model in VISIBILITY_RULES:
+                user = getattr(self.request, "user", None)
+                filter_.queryset = visible_to(user, choices) if user else choices.none()
+
+
+class TagFilter(VisibleFilterSet):
     class Meta:
         model = Tag
         fields = {"name": ["exact", "icontains"]}
 
 
-class CompanyFilter(django_filters.FilterSet):
+class CompanyFilter(VisibleFilterSet):
     tag = django_filters.CharFilter(field_name="tags__name", label="Tag name", distinct=True)
 
     class Meta:
@@ -26,7 +41,7 @@ class CompanyFilter(django_filters.FilterSet):
         }
 
 
-class ContactFilter(django_filters.FilterSet):
+class ContactFilter(VisibleFilterSet):
     tag = django_filters.CharFilter(field_name="tags__name", label="Tag name", distinct=True)
     email = django_filters.CharFilter(method="filter_email", label="E-mail (any case)")
 
@@ -48,19 +63,19 @@ class ContactFilter(django_filters.FilterSet):
         return queryset.filter(email=value.strip().lower())
 
 
-class PipelineFilter(django_filters.FilterSet):
+class PipelineFilter(VisibleFilterSet):
     class Meta:
         model = Pipeline
         fields = {"name": ["exact", "icontains"]}
 
 
-class StageFilter(django_filters.FilterSet):
+class StageFilter(VisibleFilterSet):
     class Meta:
         model = Stage
         fields = {"pipeline": ["exact"], "is_won": ["exact"], "is_lost": ["exact"]}
 
 
-class DealFilter(django_filters.FilterSet):
+class DealFilter(VisibleFilterSet):
     class Meta:
         model = Deal
         fields = {
@@ -76,7 +91,7 @@ class DealFilter(django_filters.FilterSet):
         }
 
 
-class ActivityFilter(django_filters.FilterSet):
+class ActivityFilter(VisibleFilterSet):
     done = django_filters.BooleanFilter(field_name="done_at", lookup_expr="isnull", exclude=True)
 
     class Meta:
@@ -91,7 +106,7 @@ class ActivityFilter(django_filters.FilterSet):
         }
 
 
-class TicketFilter(django_filters.FilterSet):
+class TicketFilter(VisibleFilterSet):
     class Meta:
         model = Ticket
         fields = {
@@ -104,7 +119,7 @@ class TicketFilter(django_filters.FilterSet):
         }
 
 
-class TaskFilter(django_filters.FilterSet):
+class TaskFilter(VisibleFilterSet):
     done = django_filters.BooleanFilter(field_name="done_at", lookup_expr="isnull", exclude=True)
 
     class Meta:

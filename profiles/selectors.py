@@ -32,8 +32,6 @@ def profile_overview(profile: Profile, *, pii: bool, user) -> dict:
     from cdphub.paginators import fast_count
     from cdphub.pii import mask_value
     from consent.models import ConsentState, Purpose
-    from crm.models import Contact
-    from crm.selectors import visible_to
     from profiles.models import ProfileMerge, SegmentMembership
 
     def shown(value):
@@ -67,17 +65,7 @@ def profile_overview(profile: Profile, *, pii: bool, user) -> dict:
             for purpose in Purpose.objects.filter(is_active=True).order_by("name")
         ],
         "event_count": fast_count(profile.events.all()),
-        "contacts": [
-            {
-                "pk": c.pk,
-                "name": shown(c.full_name or c.email),
-                "stage": c.get_lifecycle_stage_display(),
-                "company": c.company.name if c.company else "",
-            }
-            for c in visible_to(user, Contact.objects.filter(profile=profile)).select_related(
-                "company"
-            )[:10]
-        ],
+        "contacts": profile_contacts(profile, user, shown),
         "segments": list(
             SegmentMembership.objects.filter(profile=profile)
             .select_related("segment")
@@ -95,3 +83,27 @@ def profile_overview(profile: Profile, *, pii: bool, user) -> dict:
             )[:20]
         ),
     }
+
+
+def profile_contacts(profile, user, shown) -> list[dict]:
+    """The profile's CRM contacts the user sees; a company out of their sight is not named."""
+    from crm.models import OUT_OF_SIGHT, Contact
+    from crm.selectors import links_out_of_sight, visible_to
+
+    contacts = list(
+        visible_to(user, Contact.objects.filter(profile=profile)).select_related("company")[:10]
+    )
+    hidden_companies = links_out_of_sight(user, Contact, contacts).get("company", frozenset())
+    return [
+        {
+            "pk": c.pk,
+            "name": shown(c.full_name or c.email),
+            "stage": c.get_lifecycle_stage_display(),
+            "company": ""
+            if c.company is None
+            else OUT_OF_SIGHT
+            if c.company_id in hidden_companies
+            else c.company.name,
+        }
+        for c in contacts
+    ]

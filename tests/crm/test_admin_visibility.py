@@ -149,6 +149,19 @@ def test_profile_page_lists_only_visible_contacts(me_client, sales_org):
     assert "Theircustomer" not in page.content.decode()
 
 
+def test_profile_page_does_not_name_a_hidden_company_of_a_visible_contact(me_client, sales_org):
+    profile = factories.ProfileFactory()
+    mine, rival = sales_org.contacts["me"], sales_org.contacts["rival"]
+    rival.company.name = "Theircompany"
+    rival.company.save()
+    Contact.objects.filter(pk=mine.pk).update(profile=profile, company=rival.company)
+
+    page = me_client.get(reverse("admin:profiles_profile_change", args=[profile.pk]))
+
+    assert "Theircompany" not in page.content.decode()
+    assert "(a record of another sales team)" in page.content.decode()
+
+
 def test_related_counts_count_only_visible_records(me_client, sales_org):
     tag = factories.TagFactory()
     for name in ("me", "rival"):

@@ -159,7 +159,7 @@ def test_review_queue_masks_names_for_analyst(client, user_with_role):
     page = client.get(reverse("admin:crm_duplicatecandidate_changelist")).content.decode()
 
     assert "Verborgen" not in page
-    assert f"Contact {a.pk}" in page
+    assert f"Contact #{a.pk}" in page
 
 
 def test_candidates_from_database():
