@@ -17,7 +17,7 @@ from django.db import connection
 from profiles.collect import messages_collect
 from profiles.models import Event, PendingMessage
 from profiles.services import source_create
-from tests.profiles.test_collect_worker import redis_reachable, wait_for
+from tests.profiles.test_collect_worker import require_redis, wait_for
 from tests.server import BASE_DIR, current_database_url, running_server
 
 # A database number of its own, so no other test's worker takes these tasks.
@@ -60,10 +60,7 @@ def test_collection_works_again_right_after_its_database_connection_is_cut():
 
 @pytest.fixture
 def broker():
-    if not redis_reachable():
-        if os.environ.get("CI"):
-            pytest.fail("CI must run the broker tests: Redis is not reachable on 127.0.0.1:6379")
-        pytest.skip("needs Redis on 127.0.0.1:6379")
+    require_redis()
     redis.Redis.from_url(BROKER_URL).flushdb()
     yield BROKER_URL
     redis.Redis.from_url(BROKER_URL).flushdb()

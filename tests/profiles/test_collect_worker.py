@@ -31,12 +31,17 @@ def redis_reachable() -> bool:
         return False
 
 
-@pytest.fixture
-def broker():
+def require_redis() -> None:
+    """Skip without Redis, except under CI, where the broker tests must run."""
     if not redis_reachable():
         if os.environ.get("CI"):
             pytest.fail("CI must run the broker tests: Redis is not reachable on 127.0.0.1:6379")
         pytest.skip("needs Redis on 127.0.0.1:6379")
+
+
+@pytest.fixture
+def broker():
+    require_redis()
     return BROKER_URL
 
 
