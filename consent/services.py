@@ -257,22 +257,6 @@ def consent_object(
     ]
 
 
-@transaction.atomic
-def consent_profile_merge(*, merged: Profile, survivor: Profile) -> int:
-    """Re-point a merged profile's consent to the survivor and re-derive its states (the newest
-    fact per purpose wins). Called by the profile merge; returns the number of records moved."""
-    moved = ConsentRecord.objects.filter(profile=merged).update(profile=survivor)
-    ConsentState.objects.filter(profile=merged).delete()
-    latest = (
-        ConsentRecord.objects.filter(profile=survivor)
-        .order_by("purpose_id", "-occurred_at", "-id")
-        .distinct("purpose_id")
-    )
-    for record in latest:
-        consent_state_apply(record=record)
-    return moved
-
-
 # --- IAB TCF ---------------------------------------------------------------------------------
 
 

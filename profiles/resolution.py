@@ -13,17 +13,14 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from audiences.models import Visitor
 from cdphub.sql import query
-from consent.models import ConsentRecord, ConsentState
-from crm.models import Contact
+from profiles import merge_followers
 from profiles.models import (
     Event,
     Identity,
     MergeConflict,
     Profile,
     ProfileMerge,
-    SegmentMembership,
 )
 from profiles.normalize import InvalidIdentifier, normalize_identifier
 
@@ -133,43 +130,6 @@ def profiles_lock(profile_ids: list[int]) -> dict[int, int | None]:
         return dict(cursor.fetchall())
 
 
-def _repoint(table: str, survivor_id: int, merged_id: int, extra: str = "") -> list[int]:
-    # Table names come from model metadata and ``extra`` from this module: no user input.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET profile_id = %s WHERE profile_id = %s {extra} RETURNING id",  # noqa: S608
-            [survivor_id, merged_id],
-        )
-        return [row[0] for row in cursor.fetchall()]
-
-
-def _consent_states_merge(survivor_id: int, merged_id: int) -> tuple[list[int], list[dict]]:
-    """Consent states are unique per profile and purpose: the newer state wins."""
-    moved, replaced = [], []
-    survivor_states = {s.purpose_id: s for s in ConsentState.objects.filter(profile_id=survivor_id)}
-    for state in ConsentState.objects.filter(profile_id=merged_id):
-        kept = survivor_states.get(state.purpose_id)
-        if kept is None:
-            moved.append(state.pk)
-        elif state.updated_at > kept.updated_at:
-            replaced.append(
-                {
-                    "id": kept.pk,
-                    "status": kept.status,
-                    "record_id": kept.record_id,
-                    "updated_at": kept.updated_at.isoformat(),
-                }
-            )
-            kept.status, kept.record_id, kept.updated_at = (
-                state.status,
-                state.record_id,
-                state.updated_at,
-            )
-            kept.save(update_fields=["status", "record", "updated_at"])
-    ConsentState.objects.filter(pk__in=moved).update(profile_id=survivor_id)
-    return moved, replaced
-
-
 def _traits_merge(survivor: Profile, merged: Profile) -> dict:
     """Traits of the merged profile that are newer (or missing) win; returns what they replaced."""
     replaced = {}
@@ -203,25 +163,10 @@ def profile_merge(*, survivor_id: int, merged_id: int, reason: str, merged_by=No
         raise MergeRefused("one of the profiles was already merged into another profile")
     survivor = Profile.objects.get(pk=survivor_id)
     merged = Profile.objects.get(pk=merged_id)
-    states_moved, states_replaced = _consent_states_merge(survivor_id, merged_id)
-    moved = {
-        "identities": _repoint(Identity._meta.db_table, survivor_id, merged_id),
-        "events": _repoint(Event._meta.db_table, survivor_id, merged_id),
-        "crm_contacts": _repoint(Contact._meta.db_table, survivor_id, merged_id),
-        "consent_records": _repoint(ConsentRecord._meta.db_table, survivor_id, merged_id),
-        "consent_states": states_moved,
-        "consent_states_replaced": states_replaced,
-        "memberships": _repoint(
-            SegmentMembership._meta.db_table,
-            survivor_id,
-            merged_id,
-            # Memberships are unique per segment: those the survivor has stay behind.
-            f"AND segment_id NOT IN (SELECT segment_id FROM {SegmentMembership._meta.db_table} "  # noqa: S608
-            f"WHERE profile_id = {int(survivor_id)})",
-        ),
-        "visitors": _repoint(Visitor._meta.db_table, survivor_id, merged_id),
-        "traits_replaced": _traits_merge(survivor, merged),
-    }
+    moved: dict = {}
+    for follower in merge_followers.followers():
+        moved.update(follower.merge(survivor_id, merged_id))
+    moved["traits_replaced"] = _traits_merge(survivor, merged)
     survivor.first_seen_at = min(
         (t for t in (survivor.first_seen_at, merged.first_seen_at) if t), default=None
     )
@@ -258,17 +203,6 @@ def profiles_merge_manual(*, profile_ids: list[int], merged_by=None) -> list[Pro
         )
         for other in others
     ]
-
-
-def _move_back(table: str, ids: list[int], merged_id: int, survivor_id: int) -> int:
-    if not ids:
-        return 0
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET profile_id = %s WHERE id = ANY(%s) AND profile_id = %s",  # noqa: S608
-            [merged_id, ids, survivor_id],
-        )
-        return cursor.rowcount
 
 
 # An event belongs where its strongest id lives: its user id if it had one, else its anonymous id.
@@ -309,22 +243,9 @@ def profile_merge_undo(*, merge: ProfileMerge, undone_by=None) -> ProfileMerge:
     if merged_into.get(merge.survivor_id):
         raise MergeRefused("the survivor was merged again since: undo that merge first")
     moved = merge.moved or {}
-    tables = {
-        "identities": Identity,
-        "events": Event,
-        "crm_contacts": Contact,
-        "consent_records": ConsentRecord,
-        "consent_states": ConsentState,
-        "memberships": SegmentMembership,
-        "visitors": Visitor,
-    }
-    for key, model in tables.items():
-        _move_back(model._meta.db_table, moved.get(key, []), merge.merged_id, merge.survivor_id)
+    for follower in merge_followers.followers():
+        follower.undo(moved, merge.survivor_id, merge.merged_id)
     _later_events_move_back(merge.survivor_id, merge.merged_id)
-    for old in moved.get("consent_states_replaced", []):
-        ConsentState.objects.filter(pk=old["id"]).update(
-            status=old["status"], record_id=old["record_id"], updated_at=old["updated_at"]
-        )
     survivor = Profile.objects.get(pk=merge.survivor_id)
     for key, change in moved.get("traits_replaced", {}).items():
         if survivor.traits.get(key) != change["new"]:

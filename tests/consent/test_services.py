@@ -11,11 +11,11 @@ from consent.services import (
     ConsentError,
     consent_import_rows,
     consent_object,
-    consent_profile_merge,
     consent_record,
     consent_record_tcf,
     consent_withdraw,
 )
+from profiles.resolution import profile_merge
 from tests.consent.tcf_strings import tcf_core_string
 from tests.factories import IdentityFactory, ProfileFactory
 
@@ -185,11 +185,8 @@ def test_profile_merge_moves_consent_and_newest_fact_wins(purposes):
     grant(survivor, occurred_at=timezone.now() - timedelta(days=2))
     consent_withdraw(profile=merged, purpose="email_marketing", method="api")
     grant(merged, purpose="analytics")
-    merged.merged_into = survivor
-    merged.save()
-    moved = consent_profile_merge(merged=merged, survivor=survivor)
-    assert moved == 2
-    assert not ConsentState.objects.filter(profile=merged).exists()
+    merge = profile_merge(survivor_id=survivor.pk, merged_id=merged.pk, reason="test")
+    assert len(merge.moved["consent_records"]) == 2
     assert state_of(survivor, "email_marketing").status == "withdrawn"
     assert state_of(survivor, "analytics").status == "granted"
 
