@@ -252,8 +252,7 @@ class PiiMaskedSerializerMixin:
     stay when it rewrites a document. From anyone, a value holding the mask is refused."""
 
     def caller_may_see_pii(self) -> bool:
-        request = self.context.get("request")
-        return request is None or can_view_pii(request.user, request.auth)
+        return caller_may_see_pii(self.context)
 
     def to_internal_value(self, data):
         if not isinstance(data, Mapping):
@@ -296,6 +295,13 @@ class PiiMaskedSerializerMixin:
             if field in data:
                 data[field] = mask_traits(data[field])
         return data
+
+
+def caller_may_see_pii(context: dict) -> bool:
+    """Whether the API caller of a serializer may see personal data; code without a request
+    (a service, a task) may."""
+    request = context.get("request")
+    return request is None or can_view_pii(request.user, request.auth)
 
 
 MASK_REFUSED = "this is a masked value, not data: send the real value or leave the field out"

@@ -20,6 +20,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from cdphub.hashing import secret_hash
+from cdphub.parsers import NUL, nul_paths
 from cdphub.sql import execute
 from profiles.models import Event, PendingMessage, RejectedMessage, Source
 from profiles.normalize import junk_values
@@ -153,7 +154,6 @@ FUTURE_TOLERANCE = timedelta(days=1)
 MAX_NESTING = 254
 # A rejected message is kept for review, cut below this depth so that any reader can show it.
 REJECTED_MAX_NESTING = 32
-NUL = "\x00"
 
 
 @dataclass
@@ -261,33 +261,10 @@ def message_json(message: dict) -> str:
     if len(payload) > limit:
         raise ValueError(f"the message is {len(payload)} bytes, more than the limit of {limit}")
     # orjson writes NUL as \u0000; the search is cheap, the walk runs only when it matches.
-    if b"\\u0000" in payload:
-        where = nul_path(message, "")
-        if where is not None:
-            raise ValueError(
-                f"a NUL character (\\u0000) in {where or 'the message'}: it cannot be stored"
-            )
+    if b"\\u0000" in payload and (paths := nul_paths(message)):
+        where = ", ".join(paths).replace("non_field_errors", "a key of the message")
+        raise ValueError(f"a NUL character (\\u0000) in {where}: it cannot be stored")
     return payload.decode()
-
-
-def nul_path(value: object, path: str) -> str | None:
-    """Where the first NUL character is: ``properties.name``, ``context.list[2]``, or the
-    object whose key holds it."""
-    if isinstance(value, str):
-        return path if NUL in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if NUL in key:
-                return f"{path or 'the message'} (in a key)"
-            found = nul_path(item, f"{path}.{key}" if path else key)
-            if found is not None:
-                return found
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            found = nul_path(item, f"{path}[{index}]")
-            if found is not None:
-                return found
-    return None
 
 
 def usable_id(value: object, junk: frozenset[str]) -> bool:

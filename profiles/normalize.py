@@ -10,6 +10,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 
+from cdphub.pii import looks_personal
+
 # Values SDKs, forms and tag managers send when they know nothing; they must never become keys,
 # or every anonymous visitor would merge into one profile.
 JUNK_VALUES = frozenset(
@@ -145,8 +147,6 @@ def lookup_candidates(term: str, *, personal: bool = True) -> list[tuple[str, st
     phone. Pairs, so the look-up uses the (kind, value) unique index. Without ``personal``
     (the person searching may not see personal data) nothing personal is looked up: finding a
     profile by an e-mail would confirm the e-mail to someone who may not see it."""
-    from cdphub.pii import looks_personal
-
     term = term.strip()
     if not personal:
         return [] if looks_personal(term) else [(kind, term) for kind in PSEUDONYMOUS_KINDS]

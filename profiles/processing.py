@@ -143,7 +143,7 @@ def _process_isolating(ids: list[int]) -> tuple[int, int]:
     except Exception as exc:
         if len(ids) == 1:
             logger.warning("collected message %s could not be processed: %s", ids[0], exc)
-            return _reject_unprocessable(ids[0], exc), 0
+            return _reject_staged(ids[0], f"processing failed: {first_line(exc)}"), 0
     middle = len(ids) // 2
     first_done, first_deferred = _process_isolating(ids[:middle])
     second_done, second_deferred = _process_isolating(ids[middle:])
@@ -158,9 +158,9 @@ def _claim(claim_sql: str, params: list) -> list[Staged]:
 
 
 @transaction.atomic
-def _reject_unprocessable(staged_id: int, error: Exception) -> int:
+def _reject_staged(staged_id: int, reason: str) -> int:
     """Move one staged row to the rejected messages. It is read without its timestamp and its
-    payload as text: the reason it failed may be that they cannot be read."""
+    payload as text: the reason it is rejected may be that they cannot be read."""
     found = query(REJECT_READ_SQL, [staged_id])
     if not found:
         return 0  # processed or taken meanwhile by another worker
@@ -170,7 +170,7 @@ def _reject_unprocessable(staged_id: int, error: Exception) -> int:
         message_id=message_id,
         type=message_type,
         payload=rejected_payload(payload),
-        reason=f"processing failed: {first_line(error)}",
+        reason=reason,
         received_at=received_at,
     )
     PendingMessage.objects.filter(pk=staged_id).delete()
@@ -189,18 +189,6 @@ def first_line(error: Exception) -> str:
     return lines[0][:500]
 
 
-def _reject_staged(row: Staged, reason: str) -> None:
-    RejectedMessage.objects.create(
-        source_id=row.source_id,
-        message_id=row.message_id,
-        type=row.type,
-        payload=PendingMessage.objects.values_list("payload", flat=True).get(pk=row.id),
-        reason=reason,
-        received_at=row.received_at,
-    )
-    PendingMessage.objects.filter(pk=row.id).delete()
-
-
 def _process_claimed(rows: list[Staged]) -> tuple[int, int]:
     """Process the claimed rows whose identifiers this transaction could lock; returns how many
     were processed and how many were left staged for later."""
@@ -214,7 +202,7 @@ def _process_claimed(rows: list[Staged]) -> tuple[int, int]:
         if row.identifiers:
             usable.append(row)
         else:
-            _reject_staged(row, "no usable identifier: userId and anonymousId are placeholders")
+            _reject_staged(row.id, "no usable identifier: userId and anonymousId are placeholders")
     usable = _drop_suppressed(usable)
     ready = identifiers_lock(usable)
     resolver = BatchResolver(ready)

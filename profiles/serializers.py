@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from cdphub.api import PiiMaskedSerializerMixin
+from cdphub.api import PiiMaskedSerializerMixin, caller_may_see_pii
 from cdphub.pii import can_view_pii, mask_value
 from profiles.models import (
     Event,
@@ -163,12 +163,6 @@ class SegmentDetailSerializer(SegmentSerializer):
         if errors:
             raise serializers.ValidationError({"rule": errors})
         return attrs
-
-
-def caller_may_see_pii(context: dict) -> bool:
-    """Whether the API caller may see personal data; code without a request may."""
-    request = context.get("request")
-    return request is None or can_view_pii(request.user, request.auth)
 
 
 class SegmentPreviewInputSerializer(serializers.Serializer):
