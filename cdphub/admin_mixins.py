@@ -50,7 +50,8 @@ class PiiMaskedAdminMixin:
             setattr(self, masked_name(name), self._pii_display(name, pii=False))
             setattr(self, name, self._pii_display(name, pii=True))
         for field in self.model._meta.concrete_fields:
-            if field.is_relation and field.related_model is not None:
+            named = field.name in (*self.pii_fields, *self.pii_json_fields)
+            if field.is_relation and field.related_model is not None and not named:
                 setattr(self, masked_name(field.name), self._nameless_link(field))
 
     def _nameless_link(self, field):
