@@ -28,9 +28,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
-from cdphub.sql import pipeline, query
-from crm import services
-from crm.bulk import (
+from cdphub.bulk import (
     array_type,
     objects_insert,
     objects_update,
@@ -38,6 +36,8 @@ from crm.bulk import (
     values_insert,
     values_update,
 )
+from cdphub.sql import pipeline, query
+from crm import services
 from crm.importfiles import (
     HEAD,
     ImportRefused,
@@ -53,6 +53,9 @@ from crm.selectors import visible_to
 from profiles.models import Event, Identity, Profile
 
 BATCH_SIZE = 2000
+# Contacts linked to profiles per transaction: linking takes an advisory lock per identifier
+# (up to three per contact), and PostgreSQL keeps those in its shared lock table.
+LINK_BATCH_SIZE = 500
 MAX_STORED_ERRORS = 10_000
 PREVIEW_ROWS = 100
 
@@ -841,7 +844,7 @@ def import_job_link_profiles(*, job: ImportJob, progress: Progress | None = None
     sources = ImportChange.objects.filter(job=job, model="crm.contact").exclude(row_numbers=[])
     for change_id, action in sources.values_list("pk", "action"):
         object_ids = ImportChange.objects.values_list("object_ids", flat=True).get(pk=change_id)
-        for ids in batched(object_ids, BATCH_SIZE):
+        for ids in batched(object_ids, LINK_BATCH_SIZE):
             with transaction.atomic():
                 contacts = list(Contact.objects.filter(pk__in=ids).select_related(None))
                 links = services.contact_profiles_link(contacts=contacts)

@@ -12,14 +12,15 @@ from typing import NamedTuple
 
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from crm.bulk import objects_insert
+from cdphub.sql import execute
 from crm.models import Contact, Deal, Stage, Tag
-from profiles.models import Identity, Profile
 from profiles.normalize import InvalidIdentifier, normalize_email, normalize_phone
+from profiles.resolution import profiles_resolve
+from profiles.services import identities_remove, profile_traits_merge
 
 logger = logging.getLogger(__name__)
 
@@ -133,64 +134,41 @@ class ProfileLinks(NamedTuple):
 
 def contact_profiles_link(*, contacts: Sequence[Contact], source=None) -> ProfileLinks:
     """Link each contact to the CDP profile owning its e-mail/phone (creating the profile when
-    none does), record the ``crm_contact`` identity and copy CRM fields into the profile's
-    traits. Set-based, so imports call it per batch of thousands of contacts."""
+    none does, through the hub's one identity resolver), record the ``crm_contact`` identity and
+    copy CRM fields into the profile's traits. Set-based, so imports call it per batch of
+    hundreds of contacts."""
     contacts = [contact for contact in contacts if contact.pk is not None]
     if not contacts:
         return ProfileLinks([], [], {}, {})
-    now = timezone.now()
-    owners = _identity_owners(contacts)
     company_names = _company_names(contacts)
-    profile_of: dict[int, int] = {}
-    new_profiles: list[tuple[Contact, Profile]] = []
-    for contact in contacts:
-        profile_id = (
-            owners.get(("crm_contact", str(contact.pk)))
-            or owners.get(("email", contact.email))
-            or owners.get(("phone", contact.phone))
-            or contact.profile_id
-        )
-        if profile_id:
-            profile_of[contact.pk] = profile_id
-        else:
-            traits = contact_traits(contact, company_names.get(contact.company_id))
-            new_profiles.append(
-                (contact, Profile(traits=traits, first_seen_at=now, last_seen_at=now))
-            )
-    objects_insert(Profile, [profile for _, profile in new_profiles])
-    for contact, profile in new_profiles:
-        profile_of[contact.pk] = profile.pk
-    created = {profile.pk for _, profile in new_profiles}
-    identities = _identities_create(contacts, profile_of, owners, source, now)
-    traits = _profile_traits_merge(
+    traits = [contact_traits(c, company_names.get(c.company_id)) for c in contacts]
+    resolved = profiles_resolve(
+        [contact_identifiers(contact) for contact in contacts],
+        new_traits=traits,
+        linked=[contact.profile_id for contact in contacts],
+        source=source,
+    )
+    profile_of = dict(zip((c.pk for c in contacts), resolved.profile_ids, strict=True))
+    created = set(resolved.created_profiles)
+    replaced = profile_traits_merge(
         {
-            profile_of[c.pk]: contact_traits(c, company_names.get(c.company_id))
-            for c in contacts
-            if profile_of[c.pk] not in created
+            profile_of[contact.pk]: contact_traits_
+            for contact, contact_traits_ in zip(contacts, traits, strict=True)
+            if profile_of[contact.pk] not in created
         }
     )
     relinked = {c.pk: c.profile_id for c in contacts if c.profile_id != profile_of[c.pk]}
     _contact_profile_ids_set({pk: profile_of[pk] for pk in relinked})
     for contact in contacts:
         contact.profile_id = profile_of[contact.pk]
-    return ProfileLinks(sorted(created), identities, relinked, traits)
+    return ProfileLinks(resolved.created_profiles, resolved.created_identities, relinked, replaced)
 
 
-def _identity_owners(contacts: Sequence[Contact]) -> dict[tuple[str, str], int]:
-    wanted = {
-        "crm_contact": {str(c.pk) for c in contacts},
-        "email": {c.email for c in contacts if c.email},
-        "phone": {c.phone for c in contacts if c.phone},
-    }
-    owners = {}
-    for kind, values in wanted.items():
-        if not values:
-            continue
-        rows = Identity.objects.filter(kind=kind, value__in=values).values_list(
-            "kind", "value", "profile_id"
-        )
-        owners.update({(k, v): profile_id for k, v, profile_id in rows})
-    return owners
+def contact_identifiers(contact: Contact) -> list[tuple[str, str]]:
+    """The identifiers of a contact's person, strongest first (its identifiers are normalised
+    when it is saved)."""
+    pairs = [("crm_contact", str(contact.pk)), ("email", contact.email), ("phone", contact.phone)]
+    return [(kind, value) for kind, value in pairs if value]
 
 
 def _company_names(contacts: Sequence[Contact]) -> dict[int, str]:
@@ -202,81 +180,17 @@ def _company_names(contacts: Sequence[Contact]) -> dict[int, str]:
     return dict(Company.objects.filter(pk__in=ids).values_list("pk", "name"))
 
 
-def _identities_create(contacts, profile_of, owners, source, now) -> list[int]:
-    identities = []
-    for contact in contacts:
-        for kind, value in (
-            ("crm_contact", str(contact.pk)),
-            ("email", contact.email),
-            ("phone", contact.phone),
-        ):
-            if value and (kind, value) not in owners:
-                owners[(kind, value)] = profile_of[contact.pk]
-                identities.append(
-                    Identity(
-                        profile_id=profile_of[contact.pk],
-                        kind=kind,
-                        value=value,
-                        source=source,
-                        first_seen_at=now,
-                        last_seen_at=now,
-                    )
-                )
-    # A concurrent writer may have claimed an identifier meanwhile: its profile keeps it.
-    return objects_insert(Identity, identities, skip_conflicts=True)
-
-
-def _profile_traits_merge(traits_by_profile: dict[int, dict]) -> dict[int, dict]:
-    """Copy the traits into the profiles; returns, per profile it changed, what it replaced
-    (trait -> previous value) and which traits it added."""
-    if not traits_by_profile:
-        return {}
-    ids = list(traits_by_profile)
-    documents = [json.dumps(traits_by_profile[pk]) for pk in ids]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            WITH v AS (
-                SELECT id, traits::jsonb AS traits
-                  FROM unnest(%s::bigint[], %s::text[]) AS v(id, traits)
-            ), before AS (
-                SELECT p.id, p.traits AS old, v.traits AS new
-                  FROM profiles_profile AS p JOIN v ON v.id = p.id
-                 WHERE NOT p.traits @> v.traits
-                   FOR UPDATE OF p
-            ), merged AS (
-                UPDATE profiles_profile AS p SET traits = p.traits || b.new, updated_at = now()
-                  FROM before AS b WHERE p.id = b.id
-            )
-            SELECT id,
-                   coalesce((SELECT jsonb_object_agg(key, old -> key)
-                               FROM jsonb_object_keys(new) AS key
-                              WHERE old ? key AND old -> key <> new -> key), '{}')::text,
-                   coalesce((SELECT jsonb_agg(key)
-                               FROM jsonb_object_keys(new) AS key
-                              WHERE NOT old ? key), '[]')::text
-              FROM before
-            """,
-            [ids, documents],
-        )
-        return {
-            pk: {"replaced": json.loads(replaced), "added": json.loads(added)}
-            for pk, replaced, added in cursor.fetchall()
-        }
-
-
 def _contact_profile_ids_set(profile_by_contact: dict[int, int]) -> None:
     if not profile_by_contact:
         return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            UPDATE crm_contact AS c SET profile_id = v.profile_id
-              FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, profile_id)
-             WHERE c.id = v.id
-            """,
-            [list(profile_by_contact), list(profile_by_contact.values())],
-        )
+    execute(
+        f"""
+        UPDATE {Contact._meta.db_table} AS c SET profile_id = v.profile_id
+          FROM unnest(%b::bigint[], %b::bigint[]) AS v(id, profile_id)
+         WHERE c.id = v.id
+        """,  # noqa: S608 - the table name is ours; values are parameters
+        [list(profile_by_contact), list(profile_by_contact.values())],
+    )
 
 
 @transaction.atomic
@@ -427,7 +341,7 @@ def contact_merge(*, survivor: Contact, merged: Contact, merged_by=None):
     survivor.tags.add(*moved["tags"])
     external_id = merged.external_id
     merged_pk = merged.pk
-    Identity.objects.filter(kind=Identity.Kind.CRM_CONTACT, value=str(merged_pk)).delete()
+    identities_remove([("crm_contact", str(merged_pk))])
     # Deleted before filling, so a moved unique external_id does not collide; its pairs in the
     # duplicate review queue go with it (the audit row below records the merge).
     merged.delete()

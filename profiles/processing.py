@@ -10,7 +10,6 @@ the whole batch back: its rows stay staged and are claimed again; nothing is dou
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 
@@ -23,13 +22,12 @@ from profiles import processing_hooks
 from profiles.activity_refresh import profiles_refresh_queue, queued_profiles_refresh
 from profiles.batch_resolution import (
     BatchResolver,
-    Identifier,
     Staged,
     as_json,
 )
 from profiles.models import PendingMessage, RejectedMessage
 from profiles.normalize import InvalidIdentifier, normalize_identifier
-from profiles.resolution import known_user_ids, message_identifiers
+from profiles.resolution import identifier_lock_key, known_user_ids, message_identifiers
 
 logger = logging.getLogger(__name__)
 
@@ -204,7 +202,7 @@ def _process_claimed(rows: list[Staged]) -> tuple[int, int]:
         else:
             _reject_staged(row.id, "no usable identifier: userId and anonymousId are placeholders")
     usable = _drop_suppressed(usable)
-    ready = identifiers_lock(usable)
+    ready = identifiers_try_lock(usable)
     resolver = BatchResolver(ready)
     resolver.resolve_all()
     resolver.flush()
@@ -244,7 +242,7 @@ def _drop_suppressed(rows: list[Staged]) -> list[Staged]:
     return kept
 
 
-def identifiers_lock(rows: list[Staged]) -> list[Staged]:
+def identifiers_try_lock(rows: list[Staged]) -> list[Staged]:
     """Transaction-level advisory locks on every identifier of the batch, so that no other
     worker resolves the same person at the same time (two workers seeing one new person would
     create two profiles). Try-locks, never waits: a message whose identifiers another worker
@@ -284,8 +282,3 @@ def memoised_normalizer():
         return result
 
     return normalize
-
-
-def identifier_lock_key(identifier: Identifier) -> int:
-    digest = hashlib.blake2b(f"{identifier[0]}:{identifier[1]}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)

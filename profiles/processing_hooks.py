@@ -30,6 +30,11 @@ def register(hook: Hook) -> Hook:
     return hook
 
 
+def unregister(hook: Hook) -> None:
+    if hook in _hooks:
+        _hooks.remove(hook)
+
+
 def run(messages: Sequence[ProcessedMessage]) -> None:
     for hook in _hooks:
         hook(messages)

@@ -1,9 +1,64 @@
+"""Profile writes other apps make: traits copied in from the CRM, identities taken away.
+Processing writes in bulk through ``profiles.batch_resolution``; everyone else comes here (and
+to ``profiles.resolution.profiles_resolve`` to find or create a profile)."""
+
 from __future__ import annotations
+
+import json
+from collections.abc import Iterable
 
 from django.db import transaction
 
 from cdphub.hashing import new_secret, secret_hash
-from profiles.models import Source
+from cdphub.sql import query
+from profiles.models import Identity, Profile, Source
+
+
+def profile_traits_merge(traits_by_profile: dict[int, dict]) -> dict[int, dict]:
+    """Copy traits into profiles (a trait sent wins over the stored one); returns, per profile it
+    changed, the traits it replaced (trait -> previous value) and those it added, so the caller
+    can put them back (an import revert). Profiles already holding every value are not
+    rewritten."""
+    if not traits_by_profile:
+        return {}
+    table = Profile._meta.db_table
+    rows = query(
+        f"""
+        WITH v AS (
+            SELECT id, traits::jsonb AS traits
+              FROM unnest(%b::bigint[], %b::text[]) AS v(id, traits)
+        ), before AS (
+            SELECT p.id, p.traits AS old, v.traits AS new
+              FROM {table} AS p JOIN v ON v.id = p.id
+             WHERE NOT p.traits @> v.traits
+               FOR UPDATE OF p
+        ), merged AS (
+            UPDATE {table} AS p SET traits = p.traits || b.new, updated_at = now()
+              FROM before AS b WHERE p.id = b.id
+        )
+        SELECT id,
+               coalesce((SELECT jsonb_object_agg(key, old -> key)
+                           FROM jsonb_object_keys(new) AS key
+                          WHERE old ? key AND old -> key <> new -> key), '{{}}')::text,
+               coalesce((SELECT jsonb_agg(key)
+                           FROM jsonb_object_keys(new) AS key
+                          WHERE NOT old ? key), '[]')::text
+          FROM before
+        """,  # noqa: S608 - the table name is ours; values are parameters
+        [list(traits_by_profile), [json.dumps(t) for t in traits_by_profile.values()]],
+    )
+    return {
+        pk: {"replaced": json.loads(replaced), "added": json.loads(added)}
+        for pk, replaced, added in rows
+    }
+
+
+def identities_remove(identifiers: Iterable[tuple[str, str]]) -> int:
+    """Forget identifiers (a CRM contact merged away): whoever held them, no profile does now."""
+    removed = 0
+    for kind, value in identifiers:
+        removed += Identity.objects.filter(kind=kind, value=value).delete()[0]
+    return removed
 
 
 @transaction.atomic

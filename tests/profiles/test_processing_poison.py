@@ -118,7 +118,7 @@ def failing_hook():
 
     processing_hooks.register(hook)
     yield
-    processing_hooks._hooks.remove(hook)
+    processing_hooks.unregister(hook)
 
 
 @pytest.mark.parametrize("kind", ["python", "database"])

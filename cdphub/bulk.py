@@ -1,5 +1,5 @@
-"""Set-based writes for imports: one statement per batch with one array parameter per column
-(``unnest``), bound server-side in binary (``cdphub.sql.query``), instead of Django's
+"""Set-based writes (imports, profile linking): one statement per batch with one array parameter
+per column (``unnest``), bound server-side in binary (``cdphub.sql.query``), instead of Django's
 per-object parameter lists. This is what lets an import write thousands of rows per second."""
 
 from __future__ import annotations
