@@ -12,6 +12,7 @@ import json
 import zipfile
 from collections.abc import Callable
 
+from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
@@ -27,6 +28,7 @@ from consent.services import ConsentError, consent_object
 from profiles.models import Identity, Profile
 from profiles.normalize import InvalidIdentifier, normalize_email, normalize_phone
 from profiles.selectors import profile_resolve
+from profiles.services import traits_normalize
 
 Status = DataSubjectRequest.Status
 Kind = DataSubjectRequest.Kind
@@ -125,6 +127,8 @@ def dsar_create(
         raise DsarError("a rectification needs the corrected values", field="corrections")
     if corrections is not None and not isinstance(corrections, dict):
         raise DsarError("corrections must be an object of field: value", field="corrections")
+    if corrections:
+        corrections = _corrections_checked(corrections)
     received_at = received_at or timezone.now()
     request = DataSubjectRequest.objects.create(
         kind=kind,
@@ -140,6 +144,15 @@ def dsar_create(
     )
     dsar_log(request=request, action=Action.CREATED, actor=actor, label=label, to_status="received")
     return request
+
+
+def _corrections_checked(corrections: dict) -> dict:
+    """Corrections with their identifiers normalised; an invalid one is refused now rather
+    than when the request is run."""
+    try:
+        return traits_normalize(corrections)
+    except ValidationError as error:
+        raise DsarError(_problems(error), field="corrections") from None
 
 
 @transaction.atomic
@@ -342,8 +355,21 @@ def dsar_process(*, request: DataSubjectRequest, actor=None) -> DataSubjectReque
                 completed_at=timezone.now(),
             )
     except Exception as error:
-        dsar_log(request=request, action=Action.FAILED, actor=actor, note=type(error).__name__)
+        dsar_log(request=request, action=Action.FAILED, actor=actor, note=_failure(error))
         raise
+
+
+def _failure(error: Exception) -> str:
+    """What went wrong, for the request's log (a refused correction says which value)."""
+    if isinstance(error, ValidationError):
+        return f"refused: {_problems(error)}"[:500]
+    return type(error).__name__
+
+
+def _problems(error: ValidationError) -> str:
+    if hasattr(error, "error_dict"):
+        return "; ".join(f"{key}: {' '.join(text)}" for key, text in error.message_dict.items())
+    return " ".join(error.messages)
 
 
 def _export(request: DataSubjectRequest, subject: Subject, actor) -> str:
@@ -409,36 +435,14 @@ def _erase(request: DataSubjectRequest, subject: Subject, actor) -> str:
 
 
 def _rectify(request: DataSubjectRequest, subject: Subject, actor) -> str:
-    from crm.models import Contact
-
-    corrections = request.corrections or {}
-    profiles = Profile.objects.filter(pk__in=subject.profile_ids, merged_into__isnull=True)
-    for profile in profiles:
-        profile.traits = {**(profile.traits or {}), **corrections}
-        profile.save(update_fields=["traits", "updated_at"])
-    contact_fields = {
-        CONTACT_FIELD_FOR_TRAIT[key]: value
-        for key, value in corrections.items()
-        if key in CONTACT_FIELD_FOR_TRAIT
-    }
-    contacts = Contact.objects.filter(profile_id__in=subject.profile_ids)
-    updated = contacts.update(**contact_fields, updated_at=timezone.now()) if contact_fields else 0
-    fields = ", ".join(sorted(corrections))
-    return f"corrected {fields} on {len(profiles)} profile(s) and {updated} contact(s)"
-
-
-CONTACT_FIELD_FOR_TRAIT = {
-    "firstName": "first_name",
-    "lastName": "last_name",
-    "first_name": "first_name",
-    "last_name": "last_name",
-    "email": "email",
-    "phone": "phone",
-    "street": "street",
-    "postalCode": "postal_code",
-    "postal_code": "postal_code",
-    "city": "city",
-}
+    """Each app corrects its own rows through its own service (registered ``rectify`` hooks),
+    so the corrected values are normalised and identities move as on any other write."""
+    corrected = registry.rectify(subject, request.corrections or {}, actor)
+    counts = ", ".join(
+        f"{count} {label.split('.')[-1].lower()}(s)" for label, count in corrected.items() if count
+    )
+    fields = ", ".join(sorted(request.corrections or {}))
+    return f"corrected {fields} on {counts or 'no record'}"
 
 
 def _restrict(request: DataSubjectRequest, subject: Subject, actor) -> str:

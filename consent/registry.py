@@ -1,11 +1,16 @@
 """The registry of personal data: each app says what it holds about a person, how to find it,
-and how to erase it. Access, portability and erasure requests work from this list only, so a
-model with personal data that is not registered is caught by a test instead of being forgotten.
+how to erase it and how to correct it. Access, portability, erasure and rectification requests
+work from this list only, so a model with personal data that is not registered is caught by a
+test instead of being forgotten.
 
 Apps register in their ``privacy.py`` (loaded by the consent app's ``ready()``):
 
-    registry.register(Contact, find=..., personal_fields=(...), erase=..., erase_order=40)
+    registry.register(Contact, find=..., personal_fields=(...), erase=..., erase_order=40,
+                      rectify=...)
     registry.register_not_personal(Company, "organisations, not people")
+
+A ``rectify`` hook corrects the rows ``find`` returned through the app's own service, so a
+correction is normalised, validated and propagated like any other write of that app.
 """
 
 from __future__ import annotations
@@ -36,6 +41,25 @@ PERSONAL_FIELD_NAMES = frozenset(
 
 # ... and any field whose name contains one of these (subject_email, identifier_value).
 PERSONAL_NAME_PARTS = ("email", "phone", "identifier")
+
+# Fields holding a person's current data, which a rectification request may correct; a holder
+# with one of them registers a ``rectify`` hook or says why its rows stay as recorded.
+CORRECTABLE_FIELD_NAMES = frozenset(
+    {
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "street",
+        "postal_code",
+        "city",
+        "date_of_birth",
+        "traits",
+    }
+)
+
+# rectify(rows found, subject, corrections, acting user) -> how many rows it corrected
+Rectify = Callable[[models.QuerySet, "Subject", dict, object], int]
 
 
 @dataclass(frozen=True)
@@ -74,6 +98,9 @@ class Holder:
     erase_order: int = 50
     export: bool = True
     export_rows: Callable[[models.QuerySet, Subject], list[dict]] | None = None
+    rectify: Rectify | None = None
+    rectify_order: int = 50
+    not_rectified: str = ""
 
     @property
     def label(self) -> str:
@@ -102,16 +129,30 @@ def register(
     erase_order: int = 50,
     export: bool = True,
     export_rows: Callable[[models.QuerySet, Subject], list[dict]] | None = None,
+    rectify: Rectify | None = None,
+    rectify_order: int = 50,
+    not_rectified: str = "",
 ) -> None:
     """Register what a model holds about a person. ``erase`` receives the rows ``find``
     returned and deletes or anonymises them; lower ``erase_order`` runs first (rows that point at
     a profile go before the profile). ``export_rows`` gives the access file only the person's
-    part of rows that also hold other people's values."""
+    part of rows that also hold other people's values. ``rectify`` corrects the rows found
+    (lower ``rectify_order`` first); ``not_rectified`` says why rows with correctable fields
+    stay as recorded."""
     unknown = [name for name in personal_fields if not _has_field(model, name)]
     if unknown:
         raise ValueError(f"{model._meta.label} has no field(s) {', '.join(unknown)}")
     _holders[model._meta.label] = Holder(
-        model, find, erase, tuple(personal_fields), erase_order, export, export_rows
+        model,
+        find,
+        erase,
+        tuple(personal_fields),
+        erase_order,
+        export,
+        export_rows,
+        rectify,
+        rectify_order,
+        not_rectified,
     )
 
 
@@ -123,6 +164,30 @@ def register_not_personal(model: type[models.Model], reason: str) -> None:
 
 def holders() -> list[Holder]:
     return sorted(_holders.values(), key=lambda holder: (holder.erase_order, holder.label))
+
+
+def rectify(subject: Subject, corrections: dict, actor=None) -> dict[str, int]:
+    """Correct the person's data in every app that registered a hook; per model label, how many
+    rows were corrected. Raises the first hook's error (a correction one app refuses is refused
+    for all: the caller runs this in one transaction)."""
+    corrected = {}
+    for holder in sorted(_holders.values(), key=lambda h: (h.rectify_order, h.label)):
+        if holder.rectify is not None:
+            corrected[holder.label] = holder.rectify(
+                holder.find(subject), subject, corrections, actor
+            )
+    return corrected
+
+
+def correctable_fields(model: type[models.Model]) -> list[str]:
+    return [f.name for f in model._meta.concrete_fields if f.name in CORRECTABLE_FIELD_NAMES]
+
+
+def uncorrectable_fields(holder: Holder) -> list[str]:
+    """Fields a rectification could not reach: correctable, yet no hook and no reason."""
+    if holder.rectify is not None or holder.not_rectified:
+        return []
+    return correctable_fields(holder.model)
 
 
 def is_covered(model: type[models.Model]) -> bool:

@@ -8,6 +8,7 @@ from cdphub.sql import query
 from consent import registry
 from consent.registry import Subject, delete_rows, scrub_fields
 from consent.retention import register_purger
+from crm import services
 from crm.models import (
     Activity,
     Company,
@@ -43,6 +44,9 @@ registry.register(
     erase=delete_rows,
     personal_fields=Contact.PII_FIELDS,
     erase_order=60,
+    rectify=lambda rows, subject, corrections, actor: services.contacts_rectify(
+        contacts=rows, corrections=corrections
+    ),
 )
 registry.register(
     Activity,

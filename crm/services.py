@@ -107,6 +107,34 @@ def contact_update(*, contact: Contact, tags: Sequence[Tag] | None = None, **fie
     return contact
 
 
+# Contact fields a rectification may correct, by the name it uses: the CDP's trait name or the
+# CRM field's own.
+CORRECTABLE_FIELDS = {
+    **{trait: field for field, trait in TRAIT_FIELDS.items() if field != "lifecycle_stage"},
+    **{field: field for field in ("first_name", "last_name", "street", "postal_code", "city")},
+    "postalCode": "postal_code",
+}
+
+
+@transaction.atomic
+def contacts_rectify(*, contacts: QuerySet, corrections: dict) -> int:
+    """Correct these contacts' fields (a rectification request) with the same rules as any
+    edit: identifiers normalised, the profile link and its traits updated. Returns how many
+    contacts were corrected."""
+    fields = {
+        CORRECTABLE_FIELDS[key]: value
+        for key, value in corrections.items()
+        if key in CORRECTABLE_FIELDS
+    }
+    if not fields:
+        return 0
+    corrected = 0
+    for contact in contacts.select_for_update().order_by("pk"):
+        contact_update(contact=contact, **fields)
+        corrected += 1
+    return corrected
+
+
 def contact_traits(contact: Contact, company_name: str | None = None) -> dict[str, str]:
     """The profile traits a contact contributes; blanks are left out so a CRM record without a
     phone does not wipe the phone another source sent."""

@@ -9,6 +9,7 @@ from django.db.models import Q
 from consent import registry
 from consent.registry import Subject, delete_rows
 from consent.retention import delete_in_batches, register_purger
+from profiles import services
 from profiles.models import (
     ComputedTraitQuantiles,
     Event,
@@ -38,6 +39,11 @@ registry.register(
     erase=delete_rows,
     personal_fields=("traits", "computed_traits"),
     erase_order=90,  # last: everything else finds its rows through the profile ids
+    # first: it checks that a corrected identifier is no other person's, and moves it
+    rectify=lambda rows, subject, corrections, actor: services.profiles_rectify(
+        profiles=rows, corrections=corrections
+    ),
+    rectify_order=10,
 )
 registry.register(
     Identity,

@@ -7,11 +7,19 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
 
 from cdphub.hashing import new_secret, secret_hash
 from cdphub.sql import query
 from profiles.models import Identity, Profile, Source
+from profiles.normalize import InvalidIdentifier, normalize_identifier
+from profiles.resolution import identifiers_lock
+
+# Traits that are also identifiers: correcting one moves the identity with it.
+IDENTIFIER_TRAITS = {"email": Identity.Kind.EMAIL, "phone": Identity.Kind.PHONE}
 
 
 def profile_traits_merge(traits_by_profile: dict[int, dict]) -> dict[int, dict]:
@@ -51,6 +59,69 @@ def profile_traits_merge(traits_by_profile: dict[int, dict]) -> dict[int, dict]:
         pk: {"replaced": json.loads(replaced), "added": json.loads(added)}
         for pk, replaced, added in rows
     }
+
+
+def traits_normalize(traits: dict) -> dict:
+    """Traits as a profile stores them: an e-mail or phone in its canonical form. Raises
+    ``ValidationError`` keyed by trait when one is not a valid identifier."""
+    normalised, errors = dict(traits), {}
+    for trait, kind in IDENTIFIER_TRAITS.items():
+        if traits.get(trait) in (None, ""):
+            continue
+        try:
+            normalised[trait] = normalize_identifier(kind, traits[trait])
+        except InvalidIdentifier as exc:
+            errors[trait] = str(exc)
+    if errors:
+        raise ValidationError(errors)
+    return normalised
+
+
+@transaction.atomic
+def profiles_rectify(*, profiles: QuerySet, corrections: dict) -> int:
+    """Correct the given traits of these profiles (a rectification request). A corrected e-mail
+    or phone replaces the old one as an identity too, so the person is found by the new value
+    and no longer by the wrong one. Refused, changing nothing, when a value is invalid or
+    already identifies another person. Returns how many profiles were corrected."""
+    corrections = traits_normalize(corrections)
+    live = list(profiles.filter(merged_into__isnull=True).select_for_update().order_by("pk"))
+    for profile in live:
+        for trait, kind in IDENTIFIER_TRAITS.items():
+            if trait in corrections:
+                _identity_correct(profile, kind, profile.traits.get(trait), corrections[trait])
+        profile.traits = {**(profile.traits or {}), **corrections}
+        profile.save(update_fields=["traits", "updated_at"])
+    return len(live)
+
+
+def _identity_correct(profile: Profile, kind: str, old: object, new: str) -> None:
+    try:
+        old = normalize_identifier(kind, old) if old not in (None, "") else None
+    except InvalidIdentifier:
+        old = None
+    identifiers_lock([(kind, new)] + ([(kind, old)] if old else []))
+    owner = Identity.objects.filter(kind=kind, value=new).values_list("profile_id", flat=True)
+    owner = owner.first()
+    if owner is not None and owner != profile.pk:
+        raise ValidationError(
+            {
+                kind: f"the corrected {kind} already identifies another profile (#{owner}): "
+                "review and merge the two profiles first"
+            }
+        )
+    wrong = Identity.objects.filter(profile=profile, kind=kind, value=old) if old else None
+    if owner is None and wrong is not None and wrong.exists():
+        wrong.update(value=new)
+    elif owner is None:
+        Identity.objects.create(
+            profile=profile,
+            kind=kind,
+            value=new,
+            first_seen_at=timezone.now(),
+            last_seen_at=timezone.now(),
+        )
+    elif wrong is not None and old != new:
+        wrong.delete()
 
 
 def identities_remove(identifiers: Iterable[tuple[str, str]]) -> int:
