@@ -9,8 +9,8 @@ class AudiencesConfig(AppConfig):
         # Anonymous browsers and devices in collected messages become visitors.
         from audiences.ingest import visitor_links_follow_consent, visitors_from_messages
         from consent import changes
-        from profiles import processing_hooks
+        from profiles.ingest import hooks
 
-        processing_hooks.register(visitors_from_messages)
+        hooks.register(visitors_from_messages)
         # Visitor links follow the person's advertising/personalisation consent at once.
         changes.register(visitor_links_follow_consent)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 
-from profiles.normalize import InvalidIdentifier, normalize_phone
+from profiles.resolution.normalize import InvalidIdentifier, normalize_phone
 
 
 def sha256_hex(value: str) -> str:

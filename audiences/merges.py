@@ -1,8 +1,8 @@
-"""DMP rows that follow a profile merge (see profiles.merge_followers)."""
+"""DMP rows that follow a profile merge (see profiles.resolution.followers)."""
 
 from __future__ import annotations
 
 from audiences.models import Visitor
-from profiles import merge_followers
+from profiles.resolution import followers
 
-merge_followers.register(Visitor, key="visitors")
+followers.register(Visitor, key="visitors")

@@ -20,7 +20,7 @@ from audiences.models import (
 from consent import registry
 from consent.registry import Subject, delete_rows
 from consent.retention import delete_in_batches, register_purger
-from profiles.normalize import InvalidIdentifier
+from profiles.resolution.normalize import InvalidIdentifier
 
 registry.register(
     VisitorTraitHit,

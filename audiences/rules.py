@@ -23,8 +23,8 @@ from django.db.models import Exists, OuterRef, Q
 
 from audiences.models import Visitor, VisitorTraitHit
 from profiles.models import Identity, Profile
-from profiles.rules import Target
-from profiles.rules.language import (
+from profiles.segments.rules import Target
+from profiles.segments.rules.language import (
     LIST_OPERATORS,
     ORDERING_OPERATORS,
     Context,
@@ -33,7 +33,7 @@ from profiles.rules.language import (
     parse_moment,
     type_name,
 )
-from profiles.rules.profile_target import MAX_WINDOW_DAYS, PROFILE_LEAVES
+from profiles.segments.rules.profile_target import MAX_WINDOW_DAYS, PROFILE_LEAVES
 
 ATTRIBUTES = ("country", "device_type", "browser", "key_kind")
 MOMENTS = ("first_seen_at", "last_seen_at")

@@ -42,7 +42,7 @@ from audiences.services import (
 )
 from cdphub.api import ProtectedDestroyMixin
 from cdphub.parsers import FormParser, MultiPartParser
-from profiles.rules import RuleError
+from profiles.segments.rules import RuleError
 
 
 class VisitorViewSet(

@@ -17,5 +17,5 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include(router.urls)),
-    path("", include("profiles.collect_urls")),
+    path("", include("profiles.ingest.urls")),
 ]

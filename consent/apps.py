@@ -13,6 +13,6 @@ class ConsentConfig(AppConfig):
 
         # Consent Updated events and TCF strings arrive with collected messages.
         from consent.ingest import consent_from_messages
-        from profiles import processing_hooks
+        from profiles.ingest import hooks
 
-        processing_hooks.register(consent_from_messages)
+        hooks.register(consent_from_messages)

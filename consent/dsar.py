@@ -26,7 +26,7 @@ from consent.models import DataSubjectRequest, DataSubjectRequestAction, Process
 from consent.registry import Subject
 from consent.services import ConsentError, consent_object
 from profiles.models import Identity, Profile
-from profiles.normalize import InvalidIdentifier, normalize_email, normalize_phone
+from profiles.resolution.normalize import InvalidIdentifier, normalize_email, normalize_phone
 from profiles.selectors import profile_resolve
 from profiles.services import traits_normalize
 

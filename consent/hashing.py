@@ -14,7 +14,7 @@ import hmac
 
 from django.conf import settings
 
-from profiles.normalize import InvalidIdentifier, normalize_identifier
+from profiles.resolution.normalize import InvalidIdentifier, normalize_identifier
 
 
 def suppression_hash(kind: str, value: str) -> str:

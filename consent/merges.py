@@ -1,14 +1,14 @@
-"""Consent rows that follow a profile merge (see profiles.merge_followers): the ledger, the
+"""Consent rows that follow a profile merge (see profiles.resolution.followers): the ledger, the
 current states (the newer state per purpose wins), a processing restriction (GDPR Art. 18: a
 restricted person stays restricted whichever profile survives) and the person's requests."""
 
 from __future__ import annotations
 
 from consent.models import ConsentRecord, ConsentState, DataSubjectRequest, ProcessingRestriction
-from profiles import merge_followers
+from profiles.resolution import followers
 
-merge_followers.register(ConsentRecord, key="consent_records")
-merge_followers.register(DataSubjectRequest, key="data_subject_requests")
+followers.register(ConsentRecord, key="consent_records")
+followers.register(DataSubjectRequest, key="data_subject_requests")
 
 
 def states_merge(survivor_id: int, merged_id: int) -> dict:
@@ -66,5 +66,5 @@ def restriction_unmerge(record: dict, survivor_id: int, merged_id: int) -> None:
     )
 
 
-merge_followers.register(ConsentState, merge=states_merge, undo=states_unmerge)
-merge_followers.register(ProcessingRestriction, merge=restriction_merge, undo=restriction_unmerge)
+followers.register(ConsentState, merge=states_merge, undo=states_unmerge)
+followers.register(ProcessingRestriction, merge=restriction_merge, undo=restriction_unmerge)

@@ -29,7 +29,7 @@ from consent.models import (
 )
 from consent.tcf import TCF_PURPOSE_MAP, InvalidTcfString, tcf_decode
 from profiles.models import Identity, Profile
-from profiles.normalize import InvalidIdentifier, normalize_identifier
+from profiles.resolution.normalize import InvalidIdentifier, normalize_identifier
 from profiles.selectors import profile_resolve
 
 # TCPA "express written consent": a signature-equivalent act by the person (a form or checkbox

@@ -1,8 +1,8 @@
-"""CRM rows that follow a profile merge (see profiles.merge_followers)."""
+"""CRM rows that follow a profile merge (see profiles.resolution.followers)."""
 
 from __future__ import annotations
 
 from crm.models import Contact
-from profiles import merge_followers
+from profiles.resolution import followers
 
-merge_followers.register(Contact, key="crm_contacts")
+followers.register(Contact, key="crm_contacts")

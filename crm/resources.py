@@ -19,7 +19,7 @@ from import_export import resources
 from cdphub.csv_export import neutralise
 from crm.models import OUT_OF_SIGHT, Activity, Company, Contact, Deal
 from crm.selectors import links_out_of_sight
-from profiles.normalize import InvalidIdentifier, normalize_email, normalize_phone
+from profiles.resolution.normalize import InvalidIdentifier, normalize_email, normalize_phone
 
 EMAIL_MAX_LENGTH = Contact._meta.get_field("email").max_length
 

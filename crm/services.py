@@ -18,8 +18,8 @@ from django.utils import timezone
 
 from cdphub.sql import execute
 from crm.models import Contact, Deal, Stage, Tag
-from profiles.normalize import InvalidIdentifier, normalize_email, normalize_phone
-from profiles.resolution import profiles_resolve
+from profiles.resolution.normalize import InvalidIdentifier, normalize_email, normalize_phone
+from profiles.resolution.resolver import profiles_resolve
 from profiles.services import identities_remove, profile_traits_merge
 
 logger = logging.getLogger(__name__)

@@ -29,14 +29,14 @@ from profiles.models import (
     SegmentMembershipChange,
     Source,
 )
-from profiles.normalize import lookup_candidates, lookup_condition
-from profiles.rules import rule_errors
-from profiles.segments import (
+from profiles.resolution.normalize import lookup_candidates, lookup_condition
+from profiles.segments.membership import (
     segment_is_personal,
     segment_preview,
     segment_refresh,
     segment_static_upload,
 )
+from profiles.segments.rules import rule_errors
 from profiles.selectors import profile_overview
 from profiles.services import source_create
 from profiles.tasks import refresh_segment_task

@@ -3,7 +3,7 @@ from rest_framework.exceptions import PermissionDenied
 
 from cdphub.pii import can_view_pii, looks_personal
 from profiles.models import Event, Identity, Profile, Segment, Source
-from profiles.normalize import lookup_condition
+from profiles.resolution.normalize import lookup_condition
 
 
 class SourceFilter(django_filters.FilterSet):

@@ -21,9 +21,9 @@ from django.utils.safestring import mark_safe
 
 from cdphub.admin_mixins import ReadableModelAdmin
 from cdphub.pii import can_view_pii, mask_traits, mask_value
-from profiles.collect import rejected_message_retry
+from profiles.ingest.collect import rejected_message_retry
 from profiles.models import Event, MergeConflict, PendingMessage, RejectedMessage
-from profiles.resolution import (
+from profiles.resolution.merges import (
     MergeRefused,
     merge_conflict_approve,
     merge_conflict_reject,

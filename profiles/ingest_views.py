@@ -11,9 +11,9 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from cdphub.api import ErrorSerializer, PiiMaskedSerializerMixin
-from profiles.collect import rejected_message_retry
+from profiles.ingest.collect import rejected_message_retry
 from profiles.models import MergeConflict, ProfileMerge, RejectedMessage
-from profiles.resolution import (
+from profiles.resolution.merges import (
     MergeRefused,
     merge_conflict_approve,
     merge_conflict_reject,

@@ -14,7 +14,7 @@ from profiles.models import (
     SegmentSizeSnapshot,
     Source,
 )
-from profiles.rules import rule_errors
+from profiles.segments.rules import rule_errors
 
 
 class SourceSerializer(serializers.ModelSerializer):

@@ -1,6 +1,6 @@
 """Profile writes other apps make: traits copied in from the CRM, identities taken away.
-Processing writes in bulk through ``profiles.batch_resolution``; everyone else comes here (and
-to ``profiles.resolution.profiles_resolve`` to find or create a profile)."""
+Processing writes in bulk through ``profiles.resolution.batch``; everyone else comes here (and
+to ``profiles.resolution.resolver.profiles_resolve`` to find or create a profile)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from django.utils import timezone
 from cdphub.hashing import new_secret, secret_hash
 from cdphub.sql import query
 from profiles.models import Identity, Profile, Source
-from profiles.normalize import InvalidIdentifier, normalize_identifier
-from profiles.resolution import identifiers_lock
+from profiles.resolution.identifiers import identifiers_lock
+from profiles.resolution.normalize import InvalidIdentifier, normalize_identifier
 
 # Traits that are also identifiers: correcting one moves the identity with it.
 IDENTIFIER_TRAITS = {"email": Identity.Kind.EMAIL, "phone": Identity.Kind.PHONE}

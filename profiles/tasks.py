@@ -6,8 +6,8 @@ from celery import shared_task
 from celery.signals import worker_ready
 from django.db import transaction
 
+from profiles.ingest.processing import pending_process
 from profiles.models import Segment, SegmentExport
-from profiles.processing import pending_process
 
 
 # Requeued if the process running it dies: processing is safe to run twice, and a lost drain
@@ -28,7 +28,7 @@ def drain_backlog_on_worker_start(**kwargs) -> None:
 
 @shared_task(ignore_result=True)
 def refresh_segment_task(segment_id: int) -> None:
-    from profiles.segments import segment_refresh
+    from profiles.segments.membership import segment_refresh
 
     segment = Segment.objects.filter(pk=segment_id).first()
     if segment is not None:  # deleted meanwhile: nothing to do
@@ -39,7 +39,7 @@ def refresh_segment_task(segment_id: int) -> None:
 def refresh_due_segments_task() -> None:
     """Beat, every few minutes: queue a refresh of each segment whose interval has passed,
     that failed last time, or whose refresh died."""
-    from profiles.segments import segments_due
+    from profiles.segments.membership import segments_due
 
     for segment in segments_due():
         transaction.on_commit(lambda pk=segment.pk: refresh_segment_task.delay(pk))
@@ -48,7 +48,7 @@ def refresh_due_segments_task() -> None:
 @shared_task(ignore_result=True)
 def refresh_profiles_task(profile_ids: list[int]) -> None:
     """After events of these profiles were processed: computed traits, then segments."""
-    from profiles.segments import profile_activity_refresh
+    from profiles.segments.membership import profile_activity_refresh
 
     profile_activity_refresh(profile_ids=profile_ids)
 
@@ -56,7 +56,7 @@ def refresh_profiles_task(profile_ids: list[int]) -> None:
 @shared_task(ignore_result=True)
 def recompute_traits_task() -> None:
     """Nightly: every profile's computed traits, with new RFM bounds."""
-    from profiles.computed import computed_traits_recompute_all
+    from profiles.segments.computed import computed_traits_recompute_all
 
     computed_traits_recompute_all()
 
@@ -64,7 +64,7 @@ def recompute_traits_task() -> None:
 @shared_task(ignore_result=True)
 def run_segment_export_task(export_id: int) -> None:
     """Send a requested webhook export; its outcome is recorded on the export."""
-    from profiles.segments import segment_export_run
+    from profiles.segments.exports import segment_export_run
 
     export = SegmentExport.objects.select_related("segment").filter(pk=export_id).first()
     if export is not None:  # the segment was deleted meanwhile: nothing to send

@@ -24,9 +24,8 @@ from profiles.models import (
     SegmentSizeSnapshot,
     Source,
 )
-from profiles.segments import (
-    segment_export_csv,
-    segment_export_request,
+from profiles.segments.exports import segment_export_csv, segment_export_request
+from profiles.segments.membership import (
     segment_is_personal,
     segment_members,
     segment_membership,

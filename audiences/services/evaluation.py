@@ -6,7 +6,7 @@ from django.db import transaction
 
 from audiences.models import Audience
 from audiences.rules import VISITORS
-from profiles.rules import RuleError, rule_errors, rule_queryset
+from profiles.segments.rules import RuleError, rule_errors, rule_queryset
 
 SAMPLE_SIZE = 10
 

@@ -15,7 +15,7 @@ from audiences.models import Audience, AudienceExport, JobStatus, Visitor
 from audiences.selectors import profiles_allowed_for_advertising
 from cdphub.csv_export import SafeCsvWriter
 from profiles.models import Identity, Profile
-from profiles.normalize import InvalidIdentifier
+from profiles.resolution.normalize import InvalidIdentifier
 
 
 class ExportError(ValueError):

@@ -20,7 +20,7 @@ from audiences.models import (
     JobStatus,
     ProviderFileImport,
 )
-from profiles.normalize import InvalidIdentifier, normalize_opaque_id
+from profiles.resolution.normalize import InvalidIdentifier, normalize_opaque_id
 
 logger = logging.getLogger(__name__)
 

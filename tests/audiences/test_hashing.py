@@ -3,7 +3,7 @@ import hashlib
 import pytest
 
 from audiences.hashing import hashed_email, hashed_phone, person_columns
-from profiles.normalize import InvalidIdentifier
+from profiles.resolution.normalize import InvalidIdentifier
 
 
 def sha(text: bytes) -> str:

@@ -10,7 +10,7 @@ from audiences.models import Audience, AudienceMembership
 from audiences.rules import VISITORS
 from audiences.services import audience_preview, audience_refresh, audience_rule_errors
 from profiles.models import Segment, SegmentMembership
-from profiles.rules import rule_queryset
+from profiles.segments.rules import rule_queryset
 from tests.factories import (
     CategoryFactory,
     DataProviderFactory,

@@ -101,7 +101,7 @@ def processor_process(database_url, start, results):
     import django
 
     django.setup()
-    from profiles.processing import pending_process
+    from profiles.ingest.processing import pending_process
 
     start.wait()
     try:
@@ -144,8 +144,8 @@ def load_history(source_id: int, events: int, people: int) -> float:
     Returns how long processing the history took."""
     from django.conf import settings
 
-    from profiles.collect import messages_collect
-    from profiles.processing import pending_process
+    from profiles.ingest.collect import messages_collect
+    from profiles.ingest.processing import pending_process
 
     settings.CDPHUB_INGEST_PROCESSING = "off"
     rng = random.Random(1_000_003)  # not one of the clients' seeds (0..N)

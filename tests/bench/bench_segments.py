@@ -278,7 +278,7 @@ def compare(label: str, rule: dict, hand_sql: str) -> None:
     """Compiled and hand-written runs alternate (so load from elsewhere on the machine hits
     both alike), after one warm-up each; the medians are compared. The compiled time includes
     validating and compiling the rule."""
-    from profiles.rules import rule_queryset
+    from profiles.segments.rules import rule_queryset
 
     def compiled():
         return rule_queryset(rule).count()
@@ -305,7 +305,7 @@ def compare(label: str, rule: dict, hand_sql: str) -> None:
 
 
 def refresh_after_new_events(segment) -> None:
-    from profiles.segments import segment_refresh, segment_refresh_profiles
+    from profiles.segments.membership import segment_refresh, segment_refresh_profiles
 
     started = time.perf_counter()
     first = segment_refresh(segment=segment)
@@ -360,7 +360,7 @@ def run() -> None:
 def computed_traits_timing() -> None:
     """Opt-in (it rewrites the generated computed traits): the nightly full recompute, and an
     incremental update of 1,000 profiles."""
-    from profiles.computed import computed_traits_recompute_all, computed_traits_update
+    from profiles.segments.computed import computed_traits_recompute_all, computed_traits_update
 
     started = time.perf_counter()
     changed = computed_traits_recompute_all()

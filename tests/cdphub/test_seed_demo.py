@@ -18,7 +18,7 @@ from cdphub.demo.seed import demo_data_seed
 from consent.models import ConsentRecord, ConsentState, Purpose
 from crm.models import Activity, Company, Contact, Deal, Stage, Task, Ticket
 from profiles.models import Event, Identity, Profile, Segment, SegmentMembership, Source
-from profiles.normalize import normalize_identifier
+from profiles.resolution.normalize import normalize_identifier
 
 pytestmark = pytest.mark.django_db
 

@@ -10,9 +10,9 @@ import pytest
 
 from consent.dsar import dsar_create, dsar_process, dsar_verify
 from crm.imports import import_job_apply, import_job_create, import_job_validate
-from profiles.collect import messages_collect
+from profiles.ingest.collect import messages_collect
+from profiles.ingest.processing import pending_process
 from profiles.models import Identity, MergeConflict
-from profiles.processing import pending_process
 from tests.factories import SourceFactory
 
 pytestmark = pytest.mark.django_db

@@ -16,7 +16,7 @@ from audiences.services import audience_export
 from consent.services import consent_object, consent_record
 from crm.services import contact_create
 from profiles.models import Identity, Segment, SegmentMembership
-from profiles.segments import segment_export_webhook
+from profiles.segments.exports import segment_export_webhook
 from tests.factories import IdentityFactory, ProfileFactory
 
 pytestmark = pytest.mark.django_db

@@ -27,7 +27,8 @@ from crm.imports import (
     import_job_validate,
 )
 from crm.models import Contact, ImportChange, ImportJob
-from profiles.collect import source_cache_clear
+from profiles.ingest.collect import source_cache_clear
+from profiles.ingest.processing import pending_process
 from profiles.models import (
     Identity,
     MergeConflict,
@@ -37,7 +38,6 @@ from profiles.models import (
     Segment,
     SegmentMembership,
 )
-from profiles.processing import pending_process
 from profiles.services import source_create
 from tests.consent.test_erasure import pg_dump, sql_dump
 from tests.profiles.test_collect import basic

@@ -15,7 +15,7 @@ from consent.services import (
     consent_record_tcf,
     consent_withdraw,
 )
-from profiles.resolution import profile_merge
+from profiles.resolution.merges import profile_merge
 from tests.consent.tcf_strings import tcf_core_string
 from tests.factories import IdentityFactory, ProfileFactory
 

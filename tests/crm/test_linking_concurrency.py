@@ -11,10 +11,10 @@ from django.db import connection, transaction
 
 from crm.models import Contact
 from crm.services import contact_profiles_link
-from profiles import processing_hooks
-from profiles.collect import messages_collect
+from profiles.ingest import hooks
+from profiles.ingest.collect import messages_collect
+from profiles.ingest.processing import pending_process
 from profiles.models import Event, Identity, PendingMessage, Profile
-from profiles.processing import pending_process
 from tests.factories import SourceFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -116,12 +116,12 @@ def test_processing_first_then_import_linking(people):
         with transaction.atomic():
             contact_profiles_link(contacts=list(Contact.objects.all()))
 
-    processing_hooks.register(hold_until_someone_waits)
+    hooks.register(hold_until_someone_waits)
     try:
         threads = [in_thread(pending_process, errors), in_thread(link, errors)]
         for thread in threads:
             thread.join(timeout=60)
     finally:
-        processing_hooks.unregister(hold_until_someone_waits)
+        hooks.unregister(hold_until_someone_waits)
     assert errors == []
     assert_one_profile_per_person(people)

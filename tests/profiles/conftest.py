@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from profiles.collect import source_cache_clear
+from profiles.ingest.collect import source_cache_clear
 from profiles.services import source_create
 
 

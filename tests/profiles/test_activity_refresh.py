@@ -6,12 +6,12 @@ import pytest
 from django.db import OperationalError, transaction
 from django.utils import timezone
 
-from profiles import segments
-from profiles.activity_refresh import profiles_refresh_queue, queued_profiles_refresh
-from profiles.collect import messages_collect
+from profiles.ingest.collect import messages_collect
+from profiles.ingest.processing import pending_process
+from profiles.ingest.refresh import profiles_refresh_queue, queued_profiles_refresh
 from profiles.models import Identity, ProfileRefresh, SegmentMembership
-from profiles.processing import pending_process
-from profiles.segments import segment_refresh
+from profiles.segments import membership
+from profiles.segments.membership import segment_refresh
 from tests.factories import EventFactory, ProfileFactory, SegmentFactory, SourceFactory
 
 pytestmark = pytest.mark.django_db
@@ -60,7 +60,7 @@ def test_a_profile_queued_again_during_its_refresh_is_refreshed_again(monkeypatc
     profile = ProfileFactory()
     EventFactory(profile=profile, name="Order Completed", properties={"revenue": 10})
     profiles_refresh_queue(profile_ids=[profile.pk])
-    original = segments.profile_activity_refresh
+    original = membership.profile_activity_refresh
     calls = []
 
     def refresh_while_events_arrive(*, profile_ids):
@@ -72,7 +72,7 @@ def test_a_profile_queued_again_during_its_refresh_is_refreshed_again(monkeypatc
                 profiles_refresh_queue(profile_ids=[profile.pk])
         return result
 
-    monkeypatch.setattr(segments, "profile_activity_refresh", refresh_while_events_arrive)
+    monkeypatch.setattr(membership, "profile_activity_refresh", refresh_while_events_arrive)
 
     # When the queue is refreshed
     refreshed = queued_profiles_refresh()
@@ -114,7 +114,7 @@ def test_a_refresh_that_deadlocks_gives_its_claim_back_and_tries_again(monkeypat
     profile = ProfileFactory()
     EventFactory(profile=profile, name="Order Completed", properties={"revenue": 10})
     profiles_refresh_queue(profile_ids=[profile.pk])
-    original = segments.profile_activity_refresh
+    original = membership.profile_activity_refresh
     attempts = []
 
     def deadlock_once(*, profile_ids):
@@ -123,7 +123,7 @@ def test_a_refresh_that_deadlocks_gives_its_claim_back_and_tries_again(monkeypat
             raise OperationalError("deadlock detected")
         return original(profile_ids=profile_ids)
 
-    monkeypatch.setattr(segments, "profile_activity_refresh", deadlock_once)
+    monkeypatch.setattr(membership, "profile_activity_refresh", deadlock_once)
 
     assert queued_profiles_refresh() == 1
     assert attempts == [[profile.pk], [profile.pk]]
@@ -139,7 +139,7 @@ def test_other_database_errors_of_a_refresh_are_raised(monkeypatch):
     def broken(*, profile_ids):
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(segments, "profile_activity_refresh", broken)
+    monkeypatch.setattr(membership, "profile_activity_refresh", broken)
     with pytest.raises(OperationalError):
         queued_profiles_refresh()
     # the claim stays: taken again once stale, by this or another worker

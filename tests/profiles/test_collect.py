@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from profiles.ingest.processing import pending_process
 from profiles.models import Event, Identity, PendingMessage, RejectedMessage
-from profiles.processing import pending_process
 from profiles.services import source_create
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("staged_only")]

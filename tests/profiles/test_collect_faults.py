@@ -14,7 +14,7 @@ import redis
 import requests
 from django.db import connection
 
-from profiles.collect import messages_collect
+from profiles.ingest.collect import messages_collect
 from profiles.models import Event, PendingMessage
 from profiles.services import source_create
 from tests.profiles.test_collect_worker import require_redis, wait_for

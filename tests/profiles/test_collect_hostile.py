@@ -12,9 +12,9 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from profiles import processing_hooks
+from profiles.ingest import hooks
+from profiles.ingest.processing import pending_process
 from profiles.models import Event, PendingMessage, RejectedMessage
-from profiles.processing import pending_process
 from tests.profiles.test_collect import basic, post
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("staged_only")]
@@ -222,7 +222,7 @@ def test_copy_arriving_while_the_first_is_processed_counts_as_duplicate(source):
         processing.set()
         release.wait(10)
 
-    processing_hooks.register(hold)
+    hooks.register(hold)
     responses = []
 
     def process():
@@ -251,7 +251,7 @@ def test_copy_arriving_while_the_first_is_processed_counts_as_duplicate(source):
     finally:
         release.set()
         worker.join(20)
-        processing_hooks._hooks.remove(hold)
+        hooks._hooks.remove(hold)
     sender.join(20)
 
     assert responses[0].status_code == 200

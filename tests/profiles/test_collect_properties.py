@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from profiles.collect import source_cache_clear
+from profiles.ingest.collect import source_cache_clear
+from profiles.ingest.processing import pending_process
 from profiles.models import Event, PendingMessage, RejectedMessage
-from profiles.processing import pending_process
 from profiles.services import source_create
 from tests.profiles.test_collect import basic
 

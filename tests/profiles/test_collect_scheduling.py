@@ -7,8 +7,8 @@ import threading
 import pytest
 from django.utils import timezone
 
-from profiles import collect
-from profiles.collect import messages_collect
+from profiles.ingest import collect
+from profiles.ingest.collect import messages_collect
 from profiles.models import Event, PendingMessage
 from profiles.tasks import process_pending_task
 from tests.factories import SourceFactory
@@ -80,7 +80,7 @@ def test_background_mode_drains_in_a_thread_without_blocking(settings, monkeypat
     original = collect._BackgroundDrainer._run
 
     def run_and_signal(self):
-        from profiles import processing
+        from profiles.ingest import processing
 
         real = processing.pending_process
 

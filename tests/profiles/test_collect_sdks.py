@@ -6,8 +6,8 @@ import pytest
 from rudderstack.analytics.client import Client as RudderClient
 from segment.analytics.client import Client as SegmentClient
 
+from profiles.ingest.processing import pending_process
 from profiles.models import Event, Identity, PendingMessage, RejectedMessage
-from profiles.processing import pending_process
 from profiles.services import source_create
 from tests.server import current_database_url, running_server
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from profiles.collect import messages_collect
+from profiles.ingest.collect import messages_collect
+from profiles.ingest.processing import pending_process
 from profiles.models import Event, Identity, MergeConflict, Profile
-from profiles.processing import pending_process
 from tests.factories import SourceFactory
 
 pytestmark = pytest.mark.django_db

@@ -6,8 +6,8 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from profiles.computed import computed_traits_recompute_all, computed_traits_update
 from profiles.models import Profile
+from profiles.segments.computed import computed_traits_recompute_all, computed_traits_update
 from tests.factories import EventFactory, ProfileFactory
 
 pytestmark = pytest.mark.django_db

@@ -7,7 +7,8 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from profiles.collect import messages_collect
+from profiles.ingest.collect import messages_collect
+from profiles.ingest.processing import pending_process
 from profiles.models import (
     Identity,
     MergeConflict,
@@ -15,7 +16,6 @@ from profiles.models import (
     ProfileMerge,
     RejectedMessage,
 )
-from profiles.processing import pending_process
 from tests.factories import (
     EventFactory,
     IdentityFactory,

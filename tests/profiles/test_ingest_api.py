@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
-from profiles.collect import messages_collect
+from profiles.ingest.collect import messages_collect
 from profiles.models import Identity, MergeConflict, ProfileMerge, RejectedMessage
 from tests.factories import IdentityFactory, ProfileFactory, SourceFactory
 

@@ -12,9 +12,9 @@ from consent.dsar import dsar_create
 from consent.models import ConsentState, DataSubjectRequest, ProcessingRestriction
 from consent.selectors import profiles_with_consent
 from consent.services import consent_record, purposes_ensure_defaults
-from profiles import merge_followers
 from profiles.models import Profile
-from profiles.resolution import profile_merge, profile_merge_undo, profiles_merge_manual
+from profiles.resolution import followers
+from profiles.resolution.merges import profile_merge, profile_merge_undo, profiles_merge_manual
 from tests.factories import IdentityFactory, ProfileFactory
 
 pytestmark = pytest.mark.django_db
@@ -41,9 +41,9 @@ def models_pointing_at_profiles() -> list[type[models.Model]]:
 
 @pytest.mark.parametrize("model", models_pointing_at_profiles(), ids=lambda m: m._meta.label)
 def test_every_model_pointing_at_a_profile_follows_merges_or_says_why_not(model):
-    assert merge_followers.is_covered(model), (
+    assert followers.is_covered(model), (
         f"{model._meta.label} points at a profile: register it in its app's merges.py "
-        "(merge_followers.register, or register_staying with the reason)"
+        "(followers.register, or register_staying with the reason)"
     )
 
 

@@ -1,7 +1,7 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from profiles.normalize import (
+from profiles.resolution.normalize import (
     IDENTIFIER_MAX_LENGTH,
     InvalidIdentifier,
     normalize_email,

@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from crm.models import Contact
 from profiles.models import Identity, Segment
-from profiles.rules import personal_conditions
+from profiles.segments.rules import personal_conditions
 from tests.factories import IdentityFactory, ProfileFactory
 
 pytestmark = pytest.mark.django_db

@@ -5,9 +5,9 @@ import threading
 import pytest
 from django.db import OperationalError, connection
 
-from profiles.collect import messages_collect
+from profiles.ingest.collect import messages_collect
+from profiles.ingest.processing import BatchResolver, pending_process
 from profiles.models import Event, Identity, PendingMessage, Profile, ProfileMerge
-from profiles.processing import BatchResolver, pending_process
 from tests.factories import SourceFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -8,9 +8,9 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from profiles import processing_hooks
+from profiles.ingest import hooks
+from profiles.ingest.processing import pending_process
 from profiles.models import Event, Identity, PendingMessage, RejectedMessage
-from profiles.processing import pending_process
 from tests.profiles.test_collect import post
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("staged_only")]
@@ -116,9 +116,9 @@ def failing_hook():
                 with connection.cursor() as cursor:
                     cursor.execute("SELECT 1 / 0")
 
-    processing_hooks.register(hook)
+    hooks.register(hook)
     yield
-    processing_hooks.unregister(hook)
+    hooks.unregister(hook)
 
 
 @pytest.mark.parametrize("kind", ["python", "database"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from profiles.models import Identity, Profile
-from profiles.resolution import profiles_resolve
+from profiles.resolution.resolver import profiles_resolve
 from tests.factories import IdentityFactory, ProfileFactory
 
 pytestmark = pytest.mark.django_db

@@ -8,7 +8,8 @@ from django.utils import timezone
 from audiences.models import Visitor
 from consent.models import ConsentRecord, ConsentState, ConsentStatus, Purpose
 from crm.models import Contact
-from profiles.collect import messages_collect
+from profiles.ingest.collect import messages_collect
+from profiles.ingest.processing import pending_process
 from profiles.models import (
     Event,
     Identity,
@@ -21,12 +22,11 @@ from profiles.models import (
     SegmentMembership,
     SharedIdentifier,
 )
-from profiles.processing import pending_process
-from profiles.resolution import (
+from profiles.resolution.identifiers import message_identifiers
+from profiles.resolution.merges import (
     MergeRefused,
     merge_conflict_approve,
     merge_conflict_reject,
-    message_identifiers,
     profile_merge_undo,
     profiles_merge_manual,
 )
@@ -319,7 +319,7 @@ def test_stopped_processing_loses_nothing(source):
 
 
 def test_merge_keeps_the_newer_consent_state_and_undo_restores_it():
-    from profiles.resolution import profile_merge
+    from profiles.resolution.merges import profile_merge
 
     purpose = Purpose.objects.create(code="sms", name="SMS")
     survivor, merged = Profile.objects.create(), Profile.objects.create()
@@ -348,7 +348,7 @@ def test_merge_keeps_the_newer_consent_state_and_undo_restores_it():
 
 
 def test_merge_keeps_the_survivors_newer_consent_state():
-    from profiles.resolution import profile_merge
+    from profiles.resolution.merges import profile_merge
 
     purpose = Purpose.objects.create(code="ads", name="Ads")
     survivor, merged = Profile.objects.create(), Profile.objects.create()

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from crm.models import Contact, Deal, Pipeline, Stage
 from profiles.models import Event, Segment, SegmentMembership
-from profiles.rules import RuleError, rule_queryset, rule_validate
+from profiles.segments.rules import RuleError, rule_queryset, rule_validate
 from tests.factories import (
     EventFactory,
     ProfileFactory,

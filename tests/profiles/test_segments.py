@@ -8,12 +8,14 @@ from django.utils import timezone
 
 from cdphub.outbound import OutboundRefused
 from profiles.models import Segment, SegmentExport, SegmentMembership, SegmentMembershipChange
-from profiles.segments import (
-    members_for_purpose,
-    profile_activity_refresh,
+from profiles.segments.exports import (
     segment_export_request,
     segment_export_run,
     segment_export_webhook,
+)
+from profiles.segments.membership import (
+    members_for_purpose,
+    profile_activity_refresh,
     segment_refresh,
     segments_due,
     segments_refresh_for_profiles,
@@ -70,7 +72,9 @@ def test_refresh_records_entered_and_exited_and_size():
 
 def test_a_failing_refresh_is_recorded_not_left_calculating():
     segment = SegmentFactory(rule=DUTCH)
-    with mock.patch("profiles.segments.membership_sync", side_effect=RuntimeError("disk full")):
+    with mock.patch(
+        "profiles.segments.membership.membership_sync", side_effect=RuntimeError("disk full")
+    ):
         result = segment_refresh(segment=segment)
     assert result.error == "RuntimeError: disk full"
     segment.refresh_from_db()

@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from profiles.models import Segment
-from profiles.segments import segment_refresh
+from profiles.segments.membership import segment_refresh
 from tests.factories import ProfileFactory, SegmentFactory
 
 pytestmark = pytest.mark.django_db

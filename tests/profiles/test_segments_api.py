@@ -7,10 +7,10 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
-from profiles.collect import messages_collect
+from profiles.ingest.collect import messages_collect
+from profiles.ingest.processing import pending_process
 from profiles.models import Identity, Segment, SegmentExport, SegmentMembership
-from profiles.processing import pending_process
-from profiles.segments import segment_refresh
+from profiles.segments.membership import segment_refresh
 from tests.factories import (
     IdentityFactory,
     ProfileFactory,

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from profiles.processing import pending_process
+from profiles.ingest.processing import pending_process
 
 
 class Command(BaseCommand):

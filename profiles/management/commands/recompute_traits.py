@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from profiles.computed import computed_traits_recompute_all, computed_traits_update
+from profiles.segments.computed import computed_traits_recompute_all, computed_traits_update
 
 
 class Command(BaseCommand):

@@ -18,16 +18,16 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 
 from cdphub.sql import query
-from profiles import processing_hooks
-from profiles.activity_refresh import profiles_refresh_queue, queued_profiles_refresh
-from profiles.batch_resolution import (
+from profiles.ingest import hooks
+from profiles.ingest.refresh import profiles_refresh_queue, queued_profiles_refresh
+from profiles.models import PendingMessage, RejectedMessage
+from profiles.resolution.batch import (
     BatchResolver,
     Staged,
     as_json,
 )
-from profiles.models import PendingMessage, RejectedMessage
-from profiles.normalize import InvalidIdentifier, normalize_identifier
-from profiles.resolution import identifier_lock_key, known_user_ids, message_identifiers
+from profiles.resolution.identifiers import identifier_lock_key, known_user_ids, message_identifiers
+from profiles.resolution.normalize import InvalidIdentifier, normalize_identifier
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def pending_process(*, batch_size: int | None = None, max_batches: int | None = 
     """Process staged messages batch by batch until none wait; returns how many were processed.
     The profiles they touched are refreshed (computed traits, segments) at least every
     CDPHUB_PROFILE_REFRESH_SECONDS meanwhile and once more at the end
-    (``profiles.activity_refresh``)."""
+    (``profiles.ingest.refresh``)."""
     batch_size = batch_size or settings.CDPHUB_INGEST_PROCESS_BATCH_SIZE
     total = batches = 0
     refreshed_at = time.monotonic()
@@ -206,7 +206,7 @@ def _process_claimed(rows: list[Staged]) -> tuple[int, int]:
     resolver = BatchResolver(ready)
     resolver.resolve_all()
     resolver.flush()
-    processing_hooks.run(ready)
+    hooks.run(ready)
     profiles_refresh_queue(profile_ids={row.profile for row in ready})
     # The ready rows left the staging table with their events, the rejected ones with their
     # RejectedMessage; the others stay for a later claim.

@@ -10,7 +10,7 @@ Leaves over profiles (keys beyond the leaf's own are optional):
 - ``{"trait": "address.city", "op": ..., "value": ...}``: a given trait; numbers compare as
   numbers, ISO dates as dates (a bare date is the whole day), other strings as text.
 - ``{"computed": "lifetime_value", "op": ..., "value": ...}``: a computed trait
-  (``profiles.computed``); ``event_counts.<name>.30d`` reads a window count.
+  (``profiles.segments.computed``); ``event_counts.<name>.30d`` reads a window count.
 - ``{"event": "Order Completed", "type": "track", "where": [{"property", "op", "value"}],
   "count": {"op", "value"}, "within_days": 7 | "between": [from, to],
   "occurrence": "first" | "last"}``: events; ``count`` defaults to at least once;
@@ -36,9 +36,9 @@ from typing import Any
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from profiles.rules.language import Context, RuleError, Target, node_compile, rule_check
-from profiles.rules.personal import personal_conditions
-from profiles.rules.profile_target import PROFILES
+from profiles.segments.rules.language import Context, RuleError, Target, node_compile, rule_check
+from profiles.segments.rules.personal import personal_conditions
+from profiles.segments.rules.profile_target import PROFILES
 
 __all__ = [
     "PROFILES",
@@ -70,7 +70,7 @@ def rule_errors(
 ) -> list[str]:
     """The rule's problems as ``"path: message"`` lines (empty when it is valid). Without
     ``pii_allowed`` (the caller may not see personal data) conditions on personal data are
-    problems too (``profiles.rules.personal``)."""
+    problems too (``profiles.segments.rules.personal``)."""
     try:
         rule_validate(rule, target=target, segment_id=segment_id)
     except RuleError as error:

@@ -13,7 +13,7 @@ from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 
-from profiles.collect import (
+from profiles.ingest.collect import (
     CollectError,
     batch_messages,
     body_read,

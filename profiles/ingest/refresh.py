@@ -75,7 +75,7 @@ def queued_profiles_refresh(*, batch_size: int | None = None) -> int:
     """Refresh every queued profile, ``batch_size`` at a time; returns how many were refreshed.
     A claim commits before the refresh starts, so the refresh never holds queue rows that
     processing wants to write (no lock cycle between them)."""
-    from profiles.segments import profile_activity_refresh
+    from profiles.segments.membership import profile_activity_refresh
 
     batch_size = batch_size or settings.CDPHUB_PROFILE_REFRESH_BATCH
     refreshed = deadlocks = 0

@@ -1,6 +1,6 @@
 """Identity resolution of one batch of collected messages, in memory, then written back with a
 few bulk statements: new profiles, new identities, events (built by PostgreSQL from the staged
-JSON), trait updates, conflicts. Called by profiles.processing, which claims and locks."""
+JSON), trait updates, conflicts. Called by profiles.ingest.processing, which claims and locks."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from django.conf import settings
 
 from cdphub.sql import query
 from profiles.models import Event, Identity, MergeConflict, SharedIdentifier
-from profiles.resolution import WEAK_KINDS, profile_merge, profiles_lock
+from profiles.resolution.identifiers import WEAK_KINDS
+from profiles.resolution.merges import profile_merge, profiles_lock
 
 Identifier = tuple[str, str]
 SET_ONCE_KEY = "$set_once"

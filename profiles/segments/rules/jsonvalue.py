@@ -27,7 +27,7 @@ from django.db.models.lookups import (
 )
 from django.utils import timezone
 
-from profiles.rules.language import is_number, parse_moment
+from profiles.segments.rules.language import is_number, parse_moment
 
 ORDERING = {"gt": GreaterThan, "gte": GreaterThanOrEqual, "lt": LessThan, "lte": LessThanOrEqual}
 

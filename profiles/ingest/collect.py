@@ -1,6 +1,7 @@
 """Event collection, the request side of the Segment HTTP Tracking API: read the body, find the
 source, validate each message, store the good ones in the staging table and the bad ones with
-their reason. Nothing here resolves identities: that runs later, in bulk (profiles.processing)."""
+their reason. Nothing here resolves identities: that runs later, in bulk
+(profiles.ingest.processing)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from cdphub.hashing import secret_hash
 from cdphub.parsers import NUL, nul_paths
 from cdphub.sql import execute
 from profiles.models import Event, PendingMessage, RejectedMessage, Source
-from profiles.normalize import junk_values
+from profiles.resolution.normalize import junk_values
 
 logger = logging.getLogger(__name__)
 
@@ -434,7 +435,7 @@ def processing_schedule() -> None:
     elif mode == "background":
         _drainer.wake()
     elif mode == "inline":
-        from profiles.processing import pending_process
+        from profiles.ingest.processing import pending_process
 
         pending_process()
 
@@ -475,7 +476,7 @@ class _BackgroundDrainer:
         self._wake.set()
 
     def _run(self) -> None:
-        from profiles.processing import pending_process
+        from profiles.ingest.processing import pending_process
 
         while True:
             self._wake.wait()

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from cdphub.pii import is_pii_key, looks_personal
-from profiles.rules.language import join
+from profiles.segments.rules.language import join
 
 GROUPS = ("all", "any")
 

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from profiles.collect_views import collect_view
+from profiles.ingest.endpoints import collect_view
 
 urlpatterns = [
     path("v1/batch", collect_view(None), name="collect-batch"),

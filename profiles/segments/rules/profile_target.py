@@ -15,8 +15,8 @@ from typing import Any
 from django.db.models import Count, Exists, OuterRef, Q
 
 from profiles.models import Event, Profile, Segment, SegmentMembership
-from profiles.rules.jsonvalue import value_compare
-from profiles.rules.language import (
+from profiles.segments.rules.jsonvalue import value_compare
+from profiles.segments.rules.language import (
     LIST_OPERATORS,
     Context,
     Leaf,
@@ -356,7 +356,7 @@ def segment_compile(node: dict, ctx: Context) -> Q:
         return Q(Exists(members))
     if segment_id in ctx.segment_stack:  # a cycle saved before validation existed
         return Q(pk__in=[])
-    from profiles.rules.language import node_compile
+    from profiles.segments.rules.language import node_compile
 
     ctx.segment_stack = (*ctx.segment_stack, segment_id)
     try:

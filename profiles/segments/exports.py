@@ -1,0 +1,131 @@
+"""Segment exports: the members allowed for a purpose, as a CSV for a spreadsheet or as JSON
+batches to a webhook (recorded, run in the background, every batch through the outbound guard)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator
+
+from django.utils import timezone
+
+from cdphub.csv_export import SafeDictWriter
+from cdphub.outbound import OutboundFailed, OutboundRefused, outbound_destination, outbound_post
+from profiles.models import Identity, Segment, SegmentExport
+from profiles.segments.membership import members_for_purpose
+
+logger = logging.getLogger(__name__)
+
+EXPORT_FIELDS = ("profile_id", "email", "user_id", "phone")
+
+
+def export_rows(segment: Segment, purpose_code: str) -> Iterator[dict]:
+    """One row per member allowed for the purpose, with the identifiers a channel needs."""
+    profiles = members_for_purpose(segment, purpose_code).order_by("pk").only("pk")
+    for chunk in chunked(profiles.values_list("pk", flat=True).iterator(chunk_size=2000), 2000):
+        identities: dict[int, dict] = {pk: {"profile_id": pk} for pk in chunk}
+        rows = Identity.objects.filter(
+            profile_id__in=chunk, kind__in=("email", "user_id", "phone")
+        ).order_by("profile_id", "-last_seen_at")
+        for profile_id, kind, value in rows.values_list("profile_id", "kind", "value"):
+            identities[profile_id].setdefault(kind, value)
+        yield from identities.values()
+
+
+def chunked(items: Iterable, size: int) -> Iterator[list]:
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def segment_export_csv(*, segment: Segment, purpose_code: str) -> Iterator[str]:
+    """CSV lines (header first) of the members that granted the purpose, for a spreadsheet."""
+    buffer = io.StringIO()
+    writer = SafeDictWriter(buffer, EXPORT_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for row in export_rows(segment, purpose_code):
+        writer.writerow(row)
+        if buffer.tell() > 64_000:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def segment_export_webhook(
+    *,
+    segment: Segment,
+    purpose_code: str,
+    url: str,
+    progress: Callable[[int], object] | None = None,
+) -> int:
+    """POST the members allowed for the purpose to ``url`` as JSON batches; returns the
+    number of profiles sent (``progress`` hears it after each batch). Every batch goes through
+    the outbound guard (``cdphub.outbound``): raises ``OutboundRefused`` for a URL reaching an
+    internal address and ``OutboundFailed`` when the receiver cannot be reached or answers an
+    error."""
+    outbound_destination(url)  # refused before the members are read
+    sent = 0
+    for batch in chunked(export_rows(segment, purpose_code), 500):
+        body = json.dumps(
+            {
+                "segment": {"id": segment.pk, "name": segment.name},
+                "purpose": purpose_code,
+                "profiles": batch,
+            }
+        ).encode()
+        outbound_post(url, body, headers={"Content-Type": "application/json"})
+        sent += len(batch)
+        if progress is not None:
+            progress(sent)
+    return sent
+
+
+def segment_export_request(
+    *, segment: Segment, purpose_code: str, url: str, user=None
+) -> SegmentExport:
+    """Record a webhook export to run in the background. The URL is checked now, so that a
+    refused one is an error for the person asking (``OutboundRefused``, naming the reason),
+    and again when the export runs: DNS may answer differently by then."""
+    outbound_destination(url)
+    return SegmentExport.objects.create(
+        segment=segment, purpose_code=purpose_code, url=url, created_by=user
+    )
+
+
+def segment_export_run(*, export: SegmentExport) -> SegmentExport:
+    """Send a requested webhook export and record how it ended. Never raises for the
+    receiver's sake: a refusal, a connection error or an error answer is recorded on the
+    export (and shown among the requester's jobs), so that without a broker, where this runs
+    inside the request, the answer never depends on what the URL's host did."""
+    claimed = SegmentExport.objects.filter(pk=export.pk, status=SegmentExport.Status.QUEUED)
+    if not claimed.update(status=SegmentExport.Status.SENDING):
+        return export  # already run (a task delivered twice)
+    status, message = SegmentExport.Status.DONE, ""
+
+    def progress(sent: int) -> None:
+        SegmentExport.objects.filter(pk=export.pk).update(sent=sent)
+
+    try:
+        segment_export_webhook(
+            segment=export.segment,
+            purpose_code=export.purpose_code,
+            url=export.url,
+            progress=progress,
+        )
+    except (OutboundRefused, OutboundFailed) as error:
+        status, message = SegmentExport.Status.FAILED, str(error)
+    except Exception:
+        logger.exception("webhook export %s failed", export.pk)
+        status, message = SegmentExport.Status.FAILED, "internal error: see the server log"
+    SegmentExport.objects.filter(pk=export.pk).update(
+        status=status, message=message[:500], finished_at=timezone.now()
+    )
+    export.refresh_from_db()
+    return export
