@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from crm.imports import import_job_apply, import_job_link_profiles, import_job_validate
+from crm.imports.jobs import import_job_apply, import_job_validate
+from crm.imports.linking import import_job_link_profiles
 from crm.models import ImportJob
 
 

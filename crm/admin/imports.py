@@ -19,7 +19,8 @@ from cdphub.admin_mixins import ReadableModelAdmin
 from cdphub.csv_export import SafeCsvWriter
 from cdphub.pii import MASK, mask_text, mask_value
 from crm.importfiles import ImportRefused
-from crm.imports import import_job_check_actor, import_job_create, import_job_revert
+from crm.imports.jobs import import_job_check_actor, import_job_create
+from crm.imports.revert import import_job_revert
 from crm.models import DataExport, ImportJob
 from crm.resources import SPECS
 from crm.tasks import run_import_job_task

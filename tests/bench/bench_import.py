@@ -48,12 +48,8 @@ def peak_rss_mb() -> float:
 
 
 def timed_import(data: bytes, mode: str) -> dict:
-    from crm.imports import (
-        import_job_apply,
-        import_job_create,
-        import_job_link_profiles,
-        import_job_validate,
-    )
+    from crm.imports.jobs import import_job_apply, import_job_create, import_job_validate
+    from crm.imports.linking import import_job_link_profiles
 
     job = import_job_create(
         resource="contacts", mode=mode, key_field="external_id", file_name="bench.csv", data=data
@@ -129,7 +125,7 @@ def cleanup() -> None:
 def memory_run() -> None:
     """One create pass as ``import_file`` runs it: the file streamed from disk into the job,
     then applied in one checked all-or-nothing pass."""
-    from crm.imports import import_job_apply, import_job_create
+    from crm.imports.jobs import import_job_apply, import_job_create
 
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "bench.csv"

@@ -7,7 +7,9 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from crm.imports import ImportRefused, import_job_check_actor, import_job_revert
+from crm.importfiles import ImportRefused
+from crm.imports.jobs import import_job_check_actor
+from crm.imports.revert import import_job_revert
 from crm.models import Contact, ImportJob
 from tests.crm.test_imports import csv_bytes, imported
 

@@ -5,15 +5,12 @@ from django.core.management import CommandError, call_command
 from django.db import IntegrityError
 from openpyxl import Workbook
 
-from crm import imports
 from crm.importfiles import ImportRefused
-from crm.imports import (
-    import_job_apply,
-    import_job_create,
-    import_job_link_profiles,
-    import_job_revert,
-    import_job_validate,
-)
+from crm.imports import run
+from crm.imports.classify import Classifier
+from crm.imports.jobs import import_job_apply, import_job_create, import_job_validate
+from crm.imports.linking import import_job_link_profiles
+from crm.imports.revert import import_job_revert
 from crm.models import Company, Contact, Deal, ImportChange, ImportJob, Tag
 from crm.tasks import run_import_job_task
 from profiles.models import Identity, Profile
@@ -312,7 +309,7 @@ def test_nul_byte_in_a_cell_is_a_cell_error_and_nothing_is_written():
     applied = import_job_apply(job=job_for(data), link_profiles=False, checked_first=False)
 
     # Then both refuse the cell with its row and column, and no row reached the database
-    error = "402|B (first name)|" + imports.NUL_IN_CELL
+    error = "402|B (first name)|" + run.NUL_IN_CELL
     assert job.status == ImportJob.Status.INVALID
     assert messages(job) == [error]
     assert job.errors[0]["value"] == "Ann\\u0000e"
@@ -419,7 +416,7 @@ def test_apply_is_all_or_nothing(monkeypatch):
     factories.StageFactory(name="Proposal")
     factories.ContactFactory(email="one@example.com")
     gone = factories.ContactFactory(email="gone@example.com")
-    monkeypatch.setattr(imports, "BATCH_SIZE", 1)
+    monkeypatch.setattr(run, "BATCH_SIZE", 1)
     data = csv_bytes(
         "name,stage,contact email", "D1,Proposal,one@example.com", "D2,Proposal,gone@example.com"
     )
@@ -439,10 +436,10 @@ def test_apply_is_all_or_nothing(monkeypatch):
 def test_apply_rolls_back_every_batch_when_the_database_refuses_a_write(monkeypatch):
     # given a checked import in batches of two, and another writer creating the key of the
     # second batch's first row once that batch was checked against the database
-    monkeypatch.setattr(imports, "BATCH_SIZE", 2)
+    monkeypatch.setattr(run, "BATCH_SIZE", 2)
     data = csv_bytes("external id,email", *[f"x-{n},c{n}@example.com" for n in range(6)])
     job = checked(data, key="external_id")
-    existing = imports.Classifier.existing
+    existing = Classifier.existing
 
     def existing_then_concurrent_insert(self, keys, names):
         found = existing(self, keys, names)
@@ -450,7 +447,7 @@ def test_apply_rolls_back_every_batch_when_the_database_refuses_a_write(monkeypa
             factories.ContactFactory(external_id="x-2")
         return found
 
-    monkeypatch.setattr(imports.Classifier, "existing", existing_then_concurrent_insert)
+    monkeypatch.setattr(Classifier, "existing", existing_then_concurrent_insert)
 
     with pytest.raises(IntegrityError, match="external_id"):
         import_job_apply(job=job, link_profiles=False)

@@ -6,7 +6,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from crm.importfiles import ImportRefused
-from crm.imports import import_job_apply, import_job_create, import_job_validate
+from crm.imports.jobs import import_job_apply, import_job_create, import_job_validate
 from crm.models import ImportJob
 from crm.resources import SPECS
 

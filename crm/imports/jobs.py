@@ -1,0 +1,163 @@
+"""The job's life as callers see it: ``import_job_create`` checks the uploaded file and stores it
+with the job, ``import_job_validate`` is the dry run (every row checked and previewed),
+``import_job_apply`` writes the whole file in one transaction and queues the linking of contacts
+to CDP profiles; ``import_job_check_actor`` says who may act on a job. The pass over the file
+itself is ``crm.imports.run``."""
+
+from __future__ import annotations
+
+import io
+from typing import BinaryIO
+
+from django.db import DatabaseError, transaction
+from django.utils import timezone
+
+from crm.importfiles import HEAD, ImportRefused, file_check, file_store
+from crm.imports.rows import Progress
+from crm.imports.run import ImportRun
+from crm.models import ImportJob
+from crm.resources import SPECS
+
+
+class ImportFailed(Exception):
+    """Apply found errors: everything was rolled back."""
+
+
+@transaction.atomic
+def import_job_create(
+    *,
+    resource: str,
+    mode: str,
+    key_field: str,
+    file_name: str,
+    data: bytes | BinaryIO,
+    created_by=None,
+    overrides: dict[str, str] | None = None,
+) -> ImportJob:
+    """Store the upload (bytes, or a binary file read a slice at a time) with the job;
+    file-level problems are refused here, before anything is kept."""
+    spec = SPECS[resource]
+    if mode not in ImportJob.Mode.values:
+        raise ImportRefused(f"Unknown mode {mode!r}; use create, update or upsert.")
+    if key_field not in spec.keys:
+        raise ImportRefused(
+            f"{key_field!r} cannot key a {resource} import; use one of {', '.join(spec.keys)}."
+        )
+    stream = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
+    size = stream.seek(0, io.SEEK_END)
+    stream.seek(0)
+    file_format = file_check(name=file_name, head=stream.read(HEAD), size=size)
+    stream.seek(0)
+    job = ImportJob.objects.create(
+        resource=resource,
+        mode=mode,
+        key_field=key_field,
+        file_name=file_name[:255],
+        file_size=size,
+        column_map={"overrides": overrides or {}},
+        created_by=created_by,
+    )
+    lines = file_store(job.pk, stream, size)
+    # A first estimate for the progress bar (lines of a CSV); the check makes it exact.
+    job.rows_total = max(lines - 1, 0) if file_format == "csv" else 0
+    job.save(update_fields=["rows_total"])
+    # Left unloaded on the instance, as the default manager does, so that saving the job
+    # never sends the file again.
+    del job.file_data
+    return job
+
+
+def import_job_validate(*, job: ImportJob, progress: Progress | None = None) -> ImportJob:
+    """The dry run: every row checked and classified (new, updated, skipped, error) with its
+    field changes; nothing is written except the job's own record."""
+    job.status, job.started_at = ImportJob.Status.VALIDATING, timezone.now()
+    job.save(update_fields=["status", "started_at"])
+    try:
+        # Read-only, but in a transaction: the temporary table of keys seen lives in it.
+        with transaction.atomic():
+            ImportRun(job, apply=False, progress=progress).execute()
+    except ImportRefused as exc:
+        return job_refused(job, exc)
+    job.status = ImportJob.Status.INVALID if job.error_count else ImportJob.Status.VALIDATED
+    job.finished_at = timezone.now()
+    job.save()
+    return job
+
+
+def import_job_apply(
+    *,
+    job: ImportJob,
+    progress: Progress | None = None,
+    link_profiles: bool = True,
+    checked_first: bool = True,
+) -> ImportJob:
+    """Write the whole file in one transaction: every row is checked again and any error rolls
+    everything back. Imported contacts are then linked to CDP profiles by a background task
+    (``link_profiles``). Without ``checked_first`` (scripts that need no preview) a new job is
+    applied directly: one pass over the file instead of two, with the same checks."""
+    allowed = [ImportJob.Status.VALIDATED, ImportJob.Status.FAILED]
+    if not checked_first:
+        allowed.append(ImportJob.Status.PENDING)
+    if job.status not in allowed:
+        raise ImportRefused(f"Job {job.pk} is {job.get_status_display().lower()}; check it first.")
+    job.started_at = job.started_at or timezone.now()
+    ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.APPLYING)
+    job.status = ImportJob.Status.APPLYING
+    try:
+        with transaction.atomic():
+            run = ImportRun(job, apply=True, progress=progress)
+            run.execute()
+            if job.error_count:
+                raise ImportFailed
+            job.status, job.finished_at = ImportJob.Status.APPLIED, timezone.now()
+            job.message = (
+                f"Applied: {job.created_count} created, {job.updated_count} updated, "
+                f"{job.skipped_count} skipped."
+            )
+            job.save()
+            if link_profiles and job.resource == ImportJob.Resource.CONTACTS:
+                # Imported here, not at the top: crm.tasks imports this module (its tasks are
+                # thin wrappers around these services), and the services need no tasks to load.
+                from crm.tasks import link_import_profiles_task
+
+                transaction.on_commit(lambda: link_import_profiles_task.delay(job.pk))
+    except ImportFailed:
+        job.status = ImportJob.Status.FAILED
+        job.message = f"{job.error_count} row error(s): nothing was written."
+        job.finished_at = timezone.now()
+        job.save()
+    except ImportRefused as exc:
+        return job_refused(job, exc, status=ImportJob.Status.FAILED)
+    except DatabaseError as exc:
+        # Rolled back whole, like a row error; the job must not stay "applying" for ever.
+        job.status, job.finished_at = ImportJob.Status.FAILED, timezone.now()
+        job.message = (
+            f"The database refused a write ({exc.__class__.__name__}: {exc}"[:900]
+            + "): nothing was written. Check the file again, then apply."
+        )
+        ImportJob.objects.filter(pk=job.pk).update(
+            status=job.status, finished_at=job.finished_at, message=job.message
+        )
+        raise
+    return job
+
+
+def job_refused(job: ImportJob, exc: ImportRefused, status=ImportJob.Status.INVALID) -> ImportJob:
+    job.status, job.finished_at = status, timezone.now()
+    job.message = " ".join(exc.messages)
+    job.errors = [{"row": "", "column": "", "value": "", "message": job.message}]
+    job.error_count = max(job.error_count, 1)
+    job.save()
+    return job
+
+
+def import_job_check_actor(*, job: ImportJob, actor) -> None:
+    """Only the person who started an import, or a superuser, applies, re-maps or reverts it:
+    an import reads and writes the CRM with its creator's sight of it (sales teams), which
+    nobody else may borrow. No ``actor`` is the operator running a command."""
+    if actor is None or actor.is_superuser or job.created_by_id == actor.pk:
+        return
+    raise ImportRefused(
+        f"Only the person who started this import (job {job.pk}) or a superuser can apply, "
+        "re-map or revert it."
+    )

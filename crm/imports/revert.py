@@ -1,0 +1,137 @@
+"""Reverting an applied import from its change journal: created rows deleted, updated rows given
+their previous values back, and what profile linking did undone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from django.db import transaction
+from django.db.models import Exists, OuterRef, QuerySet
+from django.utils import timezone
+from psycopg.types.json import Jsonb
+
+from cdphub.bulk import objects_update, quote
+from cdphub.sql import query
+from crm.importfiles import ImportRefused
+from crm.imports.jobs import import_job_check_actor
+from crm.models import Company, Contact, ImportChange, ImportJob, Tag
+from crm.resources import SPECS
+from crm.selectors import visible_to
+from profiles.models import Event, Identity, Profile
+
+
+def created_batches(changes, label: str) -> Iterator[list[int]]:
+    """The ids of the rows of one model the import created, a logged batch at a time."""
+    created = changes.filter(model=label, action=ImportChange.Action.CREATED)
+    for change_id in created.values_list("pk", flat=True):
+        yield ImportChange.objects.values_list("object_ids", flat=True).get(pk=change_id)
+
+
+@transaction.atomic
+def import_job_revert(*, job: ImportJob, actor=None) -> dict[str, int]:
+    """Undo an applied import: created rows deleted (profiles and tags only when nothing else
+    uses them), updated rows given their previous values back, the tags it added to existing
+    records removed, and what profile linking did to existing profiles and contacts undone
+    (identities, traits, links). Changes made to those rows after the import are overwritten
+    by the restore. CRM records out of the ``actor``'s sight (moved to another sales team
+    since) are left as they are, and counted."""
+    import_job_check_actor(job=job, actor=actor)
+    job = ImportJob.objects.select_for_update().get(pk=job.pk)
+    if job.status != ImportJob.Status.APPLIED:
+        raise ImportRefused(f"Only applied imports can be reverted; this one is {job.status}.")
+
+    def in_sight(queryset: QuerySet) -> QuerySet:
+        return queryset if actor is None else visible_to(actor, queryset)
+
+    changes = ImportChange.objects.filter(job=job)
+    updated = changes.filter(action=ImportChange.Action.UPDATED)
+    restored, out_of_sight = revert_updates(updated.filter(model__in=SPECS_BY_LABEL), in_sight)
+    profile_traits_restore(updated.filter(model="profiles.profile"))
+    for model in (Contact, Company):
+        through = model.tags.through
+        for ids in created_batches(changes, through._meta.label_lower):
+            through.objects.filter(pk__in=ids).delete()
+    deleted = 0
+    for label in ("crm.activity", "crm.deal", "crm.contact", "crm.company"):
+        model = SPECS_BY_LABEL[label]
+        for ids in created_batches(changes, label):
+            ids = list(in_sight(model.objects.filter(pk__in=ids)).values_list("pk", flat=True))
+            if label == "crm.contact":  # gone with the contact, even from a profile that stays
+                Identity.objects.filter(
+                    kind=Identity.Kind.CRM_CONTACT, value__in=[str(pk) for pk in ids]
+                ).delete()
+            deleted += model.objects.filter(pk__in=ids).delete()[1].get(model._meta.label, 0)
+    kept = created_profiles_delete(changes)
+    for ids in created_batches(changes, "profiles.identity"):
+        Identity.objects.filter(pk__in=ids).exclude(profile_id__in=kept).delete()
+    for ids in created_batches(changes, "crm.tag"):
+        Tag.objects.filter(pk__in=ids, contacts=None, companies=None).delete()
+    job.status, job.reverted_at = ImportJob.Status.REVERTED, timezone.now()
+    job.message = f"Reverted: {deleted} created row(s) deleted, {restored} row(s) restored."
+    if out_of_sight:
+        job.message += f" {out_of_sight} record(s) out of your sight were left as they are."
+    job.save()
+    return {"deleted": deleted, "restored": restored, "out_of_sight": out_of_sight}
+
+
+def created_profiles_delete(changes) -> set[int]:
+    """Delete the profiles the import created that nothing else uses; returns those kept
+    (events arrived or a contact links to them since): they stay whole, identities too."""
+    kept = set()
+    for ids in created_batches(changes, "profiles.profile"):
+        profiles = Profile.objects.filter(pk__in=ids)
+        used = profiles.filter(
+            Exists(Event.objects.filter(profile=OuterRef("pk")))
+            | Exists(Contact.objects.filter(profile=OuterRef("pk")))
+        )
+        kept.update(used.values_list("pk", flat=True))
+        profiles.exclude(pk__in=kept).delete()
+    return kept
+
+
+def profile_traits_restore(changes) -> None:
+    """The traits linking replaced get their previous values back and those it added go, the
+    latest batch first: a profile two batches changed ends as it was before the first."""
+    for change_id in changes.order_by("-pk").values_list("pk", flat=True):
+        change = ImportChange.objects.get(pk=change_id)
+        query(
+            f"UPDATE {quote(Profile._meta.db_table)} AS p SET traits ="  # noqa: S608
+            " (p.traits - ARRAY(SELECT jsonb_array_elements_text(v.before -> 'added')))"
+            " || (v.before -> 'replaced'), updated_at = now()"
+            " FROM unnest(%b::bigint[], %b::jsonb[]) AS v(id, before) WHERE p.id = v.id",
+            [change.object_ids, [Jsonb(before["traits"]) for before in change.befores]],
+            fetch=False,
+        )
+
+
+def revert_updates(changes, in_sight) -> tuple[int, int]:
+    """Previous values back, a logged batch at a time; returns how many rows of the file
+    were restored (linking's own changes to those rows are restored too, not counted) and how
+    many were left because they are out of sight (``in_sight`` filters a queryset)."""
+    restored = out_of_sight = 0
+    for change_id in changes.values_list("pk", flat=True):
+        change = ImportChange.objects.get(pk=change_id)
+        model = SPECS_BY_LABEL[change.model]
+        existing = model.objects.filter(pk__in=change.object_ids)
+        objects = in_sight(existing).in_bulk()
+        if change.row_numbers:
+            out_of_sight += existing.count() - len(objects)
+        touched, names = [], set()
+        for pk, before in zip(change.object_ids, change.befores or [], strict=False):
+            obj = objects.get(pk)
+            if obj is None:
+                continue  # deleted since the import, or out of sight: nothing to restore
+            for name, value in (before or {}).items():
+                if name == "tags":  # logged by imports applied before tag links were logged
+                    obj.tags.set(Tag.objects.filter(name__in=value))
+                    continue
+                setattr(obj, name, model._meta.get_field(name).to_python(value))
+                names.add(name)
+            touched.append(obj)
+        if names:
+            objects_update(model, touched, sorted(names))
+        restored += len(touched) if change.row_numbers else 0
+    return restored, out_of_sight
+
+
+SPECS_BY_LABEL = {spec.model._meta.label_lower: spec.model for spec in SPECS.values()}
