@@ -281,8 +281,6 @@ def _profile_cluster(seeds: set[int]) -> frozenset[int]:
 
 
 def _subject_for(profile_ids, identifiers, request) -> Subject:
-    from crm.models import Contact
-
     values: dict[str, set[str]] = {"email": set(), "phone": set(), "user_id": set()}
     other: set[tuple[str, str]] = set()
     for kind, value in identifiers:
@@ -298,15 +296,13 @@ def _subject_for(profile_ids, identifiers, request) -> Subject:
         for key in ("email", "phone"):
             if isinstance((traits or {}).get(key), str) and traits[key]:
                 values[key].add(traits[key].strip())
-    contacts = Contact.objects.filter(
-        Q(profile_id__in=profile_ids)
-        | Q(email__in=values["email"] - {""})
-        | Q(phone__in=values["phone"] - {""})
-    ).values_list("first_name", "last_name", "email", "phone")
-    for first, last, email, phone in contacts:
-        names |= {n for n in (first, last, f"{first} {last}".strip()) if n}
-        values["email"] |= {email} - {""}
-        values["phone"] |= {phone} - {""}
+    for describe in registry.describers():
+        more_names, emails, phones = describe(
+            frozenset(profile_ids), values["email"] - {""}, values["phone"] - {""}
+        )
+        names |= more_names
+        values["email"] |= emails - {""}
+        values["phone"] |= phones - {""}
     requests = set(
         DataSubjectRequest.objects.filter(profile_id__in=profile_ids).values_list("pk", flat=True)
     )

@@ -119,6 +119,21 @@ class Holder:
 _holders: dict[str, Holder] = {}
 _not_personal: dict[str, str] = {}
 
+# describe(profile ids, e-mails, phones) -> (names, e-mails, phones) an app knows for the person
+Describe = Callable[[frozenset[int], set[str], set[str]], tuple[set[str], set[str], set[str]]]
+_describers: list[Describe] = []
+
+
+def register_describer(describe: Describe) -> None:
+    """An app that knows more names or identifiers of a person than the profiles do (the CRM's
+    contacts) helps find everything of theirs: erasure scrubs these from free text too."""
+    if describe not in _describers:
+        _describers.append(describe)
+
+
+def describers() -> list[Describe]:
+    return list(_describers)
+
 
 def register(
     model: type[models.Model],

@@ -38,6 +38,20 @@ def _contacts(subject: Subject):
     return Contact.objects.filter(matching)
 
 
+def _contact_names_and_identifiers(profile_ids, emails, phones):
+    """The names, e-mails and phones of the person's contacts (found by profile or identifier)."""
+    contacts = Contact.objects.filter(
+        Q(profile_id__in=profile_ids) | Q(email__in=emails) | Q(phone__in=phones)
+    ).values_list("first_name", "last_name", "email", "phone")
+    names, found_emails, found_phones = set(), set(), set()
+    for first, last, email, phone in contacts:
+        names |= {n for n in (first, last, f"{first} {last}".strip()) if n}
+        found_emails.add(email)
+        found_phones.add(phone)
+    return names, found_emails, found_phones
+
+
+registry.register_describer(_contact_names_and_identifiers)
 registry.register(
     Contact,
     find=_contacts,

@@ -175,15 +175,6 @@ def deals_stage_totals(deals: QuerySet[Deal]) -> list[dict]:
     )
 
 
-def contacts_for_profile(profile) -> QuerySet[Contact]:
-    """The CRM contacts linked to a CDP profile (for the profile page)."""
-    return (
-        Contact.objects.filter(profile=profile)
-        .select_related("company", "owner")
-        .order_by("-updated_at")
-    )
-
-
 def contacts_for_mailing(purpose_code: str) -> QuerySet[Contact]:
     """Contacts a campaign for ``purpose_code`` may reach now: an e-mail address, and a linked
     profile the consent selector allows. The only source of CRM mailing lists."""

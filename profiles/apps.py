@@ -6,7 +6,9 @@ class ProfilesConfig(AppConfig):
     verbose_name = "Customer profiles (CDP)"
 
     def ready(self) -> None:
-        # Each app's merges.py registers the rows that follow a profile merge.
+        # Each app's merges.py registers the rows that follow a profile merge, its panels.py
+        # what it shows on the profile page.
         from django.utils.module_loading import autodiscover_modules
 
         autodiscover_modules("merges")
+        autodiscover_modules("panels")

@@ -2,7 +2,16 @@ import django_filters
 from rest_framework.exceptions import PermissionDenied
 
 from cdphub.pii import can_view_pii, looks_personal
-from profiles.models import Event, Identity, Profile, Segment, Source
+from profiles.models import (
+    Event,
+    Identity,
+    MergeConflict,
+    Profile,
+    ProfileMerge,
+    RejectedMessage,
+    Segment,
+    Source,
+)
 from profiles.resolution.normalize import lookup_condition
 
 
@@ -77,3 +86,28 @@ class SegmentFilter(django_filters.FilterSet):
     class Meta:
         model = Segment
         fields = {"kind": ["exact"], "name": ["exact", "icontains"]}
+
+
+class ProfileMergeFilter(django_filters.FilterSet):
+    profile = django_filters.NumberFilter(method="filter_profile", label="Survivor or merged id")
+
+    class Meta:
+        model = ProfileMerge
+        fields = ["survivor", "merged"]
+
+    def filter_profile(self, queryset, name, value):
+        return queryset.filter(survivor_id=value) | queryset.filter(merged_id=value)
+
+
+class MergeConflictFilter(django_filters.FilterSet):
+    class Meta:
+        model = MergeConflict
+        fields = ["status", "identifier_kind", "profile", "other_profile"]
+
+
+class RejectedMessageFilter(django_filters.FilterSet):
+    received_after = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="gte")
+
+    class Meta:
+        model = RejectedMessage
+        fields = ["source", "status", "type"]

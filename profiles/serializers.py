@@ -7,7 +7,10 @@ from cdphub.pii import can_view_pii, mask_value
 from profiles.models import (
     Event,
     Identity,
+    MergeConflict,
     Profile,
+    ProfileMerge,
+    RejectedMessage,
     Segment,
     SegmentMembership,
     SegmentMembershipChange,
@@ -276,3 +279,67 @@ class SegmentExportSerializer(serializers.Serializer):
 
 class SegmentRefreshSerializer(serializers.Serializer):
     status = serializers.CharField()
+
+
+class ProfileMergeInputSerializer(serializers.Serializer):
+    profile_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1),
+        min_length=1,
+        max_length=100,
+        help_text="Profiles to merge with this one; the oldest of them all survives.",
+    )
+
+
+class ProfileMergeSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ProfileMerge
+        fields = [
+            "id",
+            "survivor",
+            "merged",
+            "reason",
+            "moved",
+            "merged_by",
+            "created_at",
+            "undone_at",
+        ]
+        read_only_fields = fields
+
+
+class MergeConflictSerializer(PiiMaskedSerializerMixin, serializers.ModelSerializer):
+    class Meta:
+        model = MergeConflict
+        fields = [
+            "id",
+            "profile",
+            "other_profile",
+            "identifier_kind",
+            "identifier_value",
+            "reason",
+            "message_id",
+            "status",
+            "merge",
+            "decided_by",
+            "decided_at",
+            "created_at",
+        ]
+        read_only_fields = fields
+        pii_fields = ("identifier_value",)
+
+
+class RejectedMessageSerializer(PiiMaskedSerializerMixin, serializers.ModelSerializer):
+    class Meta:
+        model = RejectedMessage
+        fields = [
+            "id",
+            "source",
+            "message_id",
+            "type",
+            "payload",
+            "reason",
+            "status",
+            "received_at",
+            "retried_at",
+        ]
+        read_only_fields = fields
+        pii_json_fields = ("payload",)

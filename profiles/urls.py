@@ -1,4 +1,4 @@
-from profiles import ingest_views, views
+from profiles import views
 
 
 def register(router) -> None:
@@ -7,4 +7,6 @@ def register(router) -> None:
     router.register("identities", views.IdentityViewSet)
     router.register("events", views.EventViewSet)
     router.register("segments", views.SegmentViewSet)
-    ingest_views.register(router)
+    router.register("profile-merges", views.ProfileMergeViewSet)
+    router.register("merge-conflicts", views.MergeConflictViewSet)
+    router.register("rejected-messages", views.RejectedMessageViewSet)

@@ -1,28 +1,51 @@
+"""The CDP's REST API: sources, profiles (with manual merge), identities, events, segments
+(preview, refresh, members, exports), merges (undo), the merge-conflict queue and rejected
+messages (retry). The collection endpoints are apart, in profiles.ingest.endpoints."""
+
 from __future__ import annotations
 
 from django.db import transaction
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 
-from cdphub.api import Pagination, ProtectedDestroyMixin
+from cdphub.api import ErrorSerializer, Pagination, ProtectedDestroyMixin
 from cdphub.outbound import OutboundRefused
 from cdphub.parsers import FormParser, MultiPartParser
 from cdphub.pii import can_view_pii
-from profiles.filters import EventFilter, IdentityFilter, ProfileFilter, SegmentFilter, SourceFilter
-from profiles.ingest_views import ProfileMergeActionsMixin, acting_user
+from profiles.filters import (
+    EventFilter,
+    IdentityFilter,
+    MergeConflictFilter,
+    ProfileFilter,
+    ProfileMergeFilter,
+    RejectedMessageFilter,
+    SegmentFilter,
+    SourceFilter,
+)
+from profiles.ingest.collect import rejected_message_retry
 from profiles.models import (
     Event,
     Identity,
+    MergeConflict,
     Profile,
+    ProfileMerge,
+    RejectedMessage,
     Segment,
     SegmentMembershipChange,
     SegmentSizeSnapshot,
     Source,
+)
+from profiles.resolution.merges import (
+    MergeRefused,
+    merge_conflict_approve,
+    merge_conflict_reject,
+    profile_merge_undo,
+    profiles_merge_manual,
 )
 from profiles.segments.exports import segment_export_csv, segment_export_request
 from profiles.segments.membership import (
@@ -36,7 +59,11 @@ from profiles.selectors import profile_resolve
 from profiles.serializers import (
     EventSerializer,
     IdentitySerializer,
+    MergeConflictSerializer,
+    ProfileMergeInputSerializer,
+    ProfileMergeSerializer,
     ProfileSerializer,
+    RejectedMessageSerializer,
     SegmentDetailSerializer,
     SegmentExportSerializer,
     SegmentMemberSerializer,
@@ -53,6 +80,12 @@ from profiles.serializers import (
 )
 from profiles.services import source_create
 from profiles.tasks import refresh_segment_task, run_segment_export_task
+
+REFUSED = OpenApiResponse(ErrorSerializer, description="The merge or decision is not possible.")
+
+
+def acting_user(request):
+    return request.user if getattr(request.user, "pk", None) else None
 
 
 class SourceViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
@@ -71,7 +104,6 @@ class SourceViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
 
 
 class ProfileViewSet(
-    ProfileMergeActionsMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.UpdateModelMixin,
@@ -92,6 +124,25 @@ class ProfileViewSet(
             self.check_object_permissions(self.request, survivor)
             return survivor
         return profile
+
+    @extend_schema(
+        request=ProfileMergeInputSerializer,
+        responses={200: ProfileMergeSerializer(many=True), 400: REFUSED},
+        summary="Merge profiles into the oldest (a person's decision: user ids may differ)",
+    )
+    @action(detail=True, methods=["post"])
+    def merge(self, request, pk=None):
+        profile = self.get_object()
+        data = ProfileMergeInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            merges = profiles_merge_manual(
+                profile_ids=[profile.pk, *data.validated_data["profile_ids"]],
+                merged_by=acting_user(request),
+            )
+        except MergeRefused as exc:
+            raise ValidationError({"profile_ids": [str(exc)]}) from None
+        return Response(ProfileMergeSerializer(merges, many=True).data)
 
 
 class IdentityViewSet(viewsets.ReadOnlyModelViewSet):
@@ -266,3 +317,64 @@ class SegmentViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
         filename = f"segment-{segment.pk}-{purpose}.csv"
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
+
+
+class ProfileMergeViewSet(viewsets.ReadOnlyModelViewSet):
+    """Merges (audit rows, newest first); ``undo`` splits a merge again."""
+
+    queryset = ProfileMerge.objects.all()
+    serializer_class = ProfileMergeSerializer
+    filterset_class = ProfileMergeFilter
+
+    @extend_schema(request=None, responses={200: ProfileMergeSerializer, 400: REFUSED})
+    @action(detail=True, methods=["post"])
+    def undo(self, request, pk=None):
+        try:
+            merge = profile_merge_undo(merge=self.get_object(), undone_by=acting_user(request))
+        except MergeRefused as exc:
+            raise ValidationError({"non_field_errors": [str(exc)]}) from None
+        return Response(ProfileMergeSerializer(merge).data)
+
+
+class MergeConflictViewSet(viewsets.ReadOnlyModelViewSet):
+    """Profiles an identifier links but no rule allowed to merge: approve (merge) or reject."""
+
+    queryset = MergeConflict.objects.all()
+    serializer_class = MergeConflictSerializer
+    filterset_class = MergeConflictFilter
+
+    def decide(self, request, service):
+        try:
+            conflict = service(conflict=self.get_object(), decided_by=acting_user(request))
+        except MergeRefused as exc:
+            raise ValidationError({"non_field_errors": [str(exc)]}) from None
+        return Response(self.get_serializer(conflict).data)
+
+    @extend_schema(request=None, responses={200: MergeConflictSerializer, 400: REFUSED})
+    @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None):
+        return self.decide(request, merge_conflict_approve)
+
+    @extend_schema(request=None, responses={200: MergeConflictSerializer, 400: REFUSED})
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        return self.decide(request, merge_conflict_reject)
+
+
+class RejectedMessageViewSet(viewsets.ReadOnlyModelViewSet):
+    """Messages refused by collection or processing, with the reason; retry after a fix."""
+
+    queryset = RejectedMessage.objects.all()
+    serializer_class = RejectedMessageSerializer
+    filterset_class = RejectedMessageFilter
+
+    @extend_schema(request=None, responses={200: RejectedMessageSerializer, 400: ErrorSerializer})
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        rejected = self.get_object()
+        if rejected.status != RejectedMessage.Status.REJECTED:
+            raise ValidationError({"status": ["this message was already accepted on retry"]})
+        reason = rejected_message_retry(rejected=rejected)
+        if reason:
+            raise ValidationError({"payload": [reason]})
+        return Response(self.get_serializer(rejected).data)

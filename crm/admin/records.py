@@ -403,18 +403,6 @@ class CompanyContactInline(ContactSummaryInline):
     fk_name = "company"
 
 
-class ProfileContactInline(ContactSummaryInline):
-    """The CRM contacts of a CDP profile, for the profile page: add it to
-    ``ProfileAdmin.inlines``."""
-
-    fk_name = "profile"
-    verbose_name_plural = "CRM contacts"
-    extra_columns = ["company", "job_title", "lifecycle_stage", "owner"]
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("company", "owner")
-
-
 @admin.register(Company)
 class CompanyAdmin(VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmin):
     resource_classes = [CompanyResource]

@@ -12,10 +12,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from cdphub.pii import mask_value
-from crm.admin.records import DealAdmin, ProfileContactInline
+from crm.admin.records import DealAdmin
 from crm.models import OUT_OF_SIGHT, Contact, DataExport, Deal, SalesTeam
 from crm.selectors import VISIBILITY_RULES
-from profiles.admin import ProfileAdmin
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -416,25 +415,8 @@ def test_read_only_deal_page_does_not_name_its_hidden_links(
     assert mask_value(deal.contact) not in page
 
 
-def inline_cells(response, inline_class) -> list[str]:
-    """The read-only cells of an inline's rows on a rendered change page."""
-    return [
-        str(field.contents())
-        for formset in response.context["inline_admin_formsets"]
-        if isinstance(formset.opts, inline_class)
-        for row in formset
-        for fieldset in row
-        for line in fieldset
-        for field in line
-        if field.is_readonly
-    ]
-
-
-def test_contacts_inline_does_not_name_the_hidden_company_of_a_visible_contact(
-    me_client, sales_org, monkeypatch
-):
-    # Given the profile page showing the contacts inline offered for it
-    monkeypatch.setattr(ProfileAdmin, "inlines", [ProfileContactInline])
+def test_crm_panel_does_not_name_the_hidden_company_of_a_visible_contact(me_client, sales_org):
+    # Given a profile whose contact I see, at a company of another team
     profile = factories.ProfileFactory()
     rivalco = factories.CompanyFactory(name="Rivalco", owner=sales_org.rival)
     Contact.objects.filter(pk=sales_org.contacts["mate"].pk).update(
@@ -443,10 +425,11 @@ def test_contacts_inline_does_not_name_the_hidden_company_of_a_visible_contact(
 
     response = me_client.get(reverse("admin:profiles_profile_change", args=[profile.pk]))
 
-    cells = inline_cells(response, ProfileContactInline)
-    assert "Ourcustomer" in cells
-    assert [cell for cell in cells if OUT_OF_SIGHT in cell]
-    assert not [cell for cell in cells if "Rivalco" in cell]
+    (panel,) = [p for p in response.context["overview"]["panels"] if p["key"] == "crm"]
+    (row,) = panel["data"]
+    assert "Ourcustomer" in row["name"]
+    assert row["company"] == OUT_OF_SIGHT
+    assert "Rivalco" not in response.content.decode()
 
 
 class RawIdDealAdmin(DealAdmin):

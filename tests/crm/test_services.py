@@ -5,7 +5,6 @@ from consent.hashing import suppression_hash
 from consent.models import Suppression
 from crm import services
 from crm.models import Contact, Deal
-from crm.selectors import contacts_for_profile
 from profiles.models import Identity, Profile
 from tests import factories
 
@@ -117,13 +116,6 @@ def test_suppressed_phone_is_detected():
     suppress("phone", "+31612345678")
 
     assert services.contact_is_suppressed("", "+31612345678")
-
-
-def test_contacts_for_profile():
-    contact = services.contact_create(email="eva@example.com")
-    factories.ContactFactory()
-
-    assert list(contacts_for_profile(contact.profile)) == [contact]
 
 
 def test_records_add_tag_is_idempotent():

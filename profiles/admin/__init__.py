@@ -1,0 +1,9 @@
+"""The CDP's admin, one module per part of the hub:
+
+- ``sources``: sources, the events each sent lately, and the rejected messages (retry);
+- ``profiles``: the profile page (overview, manual merge, event timeline), identities, events;
+- ``resolution``: merges (undo) and the merge conflict queue (approve / reject);
+- ``segments``: segments (rule, preview, refresh, static upload, export), membership history.
+"""
+
+from profiles.admin import profiles, resolution, segments, sources  # noqa: F401 (registers)

@@ -1,0 +1,340 @@
+"""The profile page (overview, manual merge, the paginated event timeline), identities and
+events."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, time, timedelta
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.paginator import Paginator
+from django.db.models import Q
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from cdphub.admin_mixins import ReadableModelAdmin, masked_name
+from cdphub.pii import can_view_pii, mask_traits, mask_value
+from profiles.models import (
+    Event,
+    Identity,
+    Profile,
+)
+from profiles.resolution.merges import (
+    MergeRefused,
+    profiles_merge_manual,
+)
+from profiles.resolution.normalize import lookup_candidates, lookup_condition
+from profiles.selectors import profile_overview, profile_resolve
+
+SOURCE_DAYS = 14
+TIMELINE_PAGE_SIZE = 50
+
+TIMELINE_PAGE_SIZE = 50
+
+
+class IdentityInline(admin.TabularInline):
+    model = Identity
+    extra = 0
+    fields = ["kind", "shown_value", "source", "first_seen_at", "last_seen_at"]
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("source")
+
+    @admin.display(description="value")
+    def shown_value(self, identity):
+        if identity.is_personal and not can_view_pii(self.request_user):
+            return mask_value(identity.value)
+        return identity.value
+
+    def get_formset(self, request, obj=None, **kwargs):
+        self.request_user = request.user
+        return super().get_formset(request, obj, **kwargs)
+
+
+class TimelineFilterForm(forms.Form):
+    type = forms.ChoiceField(choices=[("", "all types"), *Event.Type.choices], required=False)
+    name = forms.CharField(required=False, max_length=255, help_text="Exact event or page name.")
+    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    def filter(self, events):
+        data = self.cleaned_data
+        if data.get("type"):
+            events = events.filter(type=data["type"])
+        if data.get("name"):
+            events = events.filter(name=data["name"])
+        tz = timezone.get_current_timezone()
+        if data.get("since"):
+            events = events.filter(timestamp__gte=datetime.combine(data["since"], time.min, tz))
+        if data.get("until"):
+            until = datetime.combine(data["until"], time.min, tz) + timedelta(days=1)
+            events = events.filter(timestamp__lt=until)
+        return events
+
+
+@admin.register(Profile)
+class ProfileAdmin(ReadableModelAdmin):
+    list_display = ["id", "name", "email", "last_seen_at", "first_seen_at", "merged_into"]
+    list_filter = [("merged_into", admin.EmptyFieldListFilter)]
+    search_fields = ["id"]
+    search_help_text = "Search by e-mail, phone, user id, anonymous id or profile id."
+    list_select_related = ["merged_into"]
+    raw_id_fields = ["merged_into"]
+    readonly_fields = [
+        "first_seen_at",
+        "last_seen_at",
+        "created_at",
+        "updated_at",
+        "computed_traits",
+        "latest_events",
+    ]
+    fields = [
+        "traits",
+        "computed_traits",
+        "first_seen_at",
+        "last_seen_at",
+        "merged_into",
+        "created_at",
+        "updated_at",
+        "latest_events",
+    ]
+    pii_json_fields = ("traits",)
+    pii_displays = ("name", "email", "latest_events")
+    inlines = [IdentityInline]
+
+    @admin.display(description="name")
+    def name(self, profile, pii: bool):
+        traits = profile.traits or {}
+        name = traits.get("name") or " ".join(
+            str(part) for part in (traits.get("firstName"), traits.get("lastName")) if part
+        )
+        return name if pii else mask_value(name)
+
+    @admin.display(description="e-mail")
+    def email(self, profile, pii: bool):
+        value = (profile.traits or {}).get("email", "")
+        return value if pii else mask_value(value)
+
+    def get_search_results(self, request, queryset, search_term):
+        """Exact identifier look-ups through the identity index, never a scan of traits."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if not lookup_candidates(term, personal=self.may_view_pii(request)):
+            return queryset.none(), False
+        condition = lookup_condition(term, personal=self.may_view_pii(request))
+        owners = Identity.objects.filter(condition).values("profile_id")
+        matching = Q(pk__in=owners)
+        if term.isdigit():
+            matching |= Q(pk=int(term))
+        return queryset.filter(matching), False
+
+    @admin.display(description="latest events")
+    def latest_events(self, profile, pii: bool):
+        events = profile.events.select_related("source").order_by("-timestamp")[:20]
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            (
+                (
+                    e.timestamp.strftime("%Y-%m-%d %H:%M"),
+                    e.type,
+                    e.name,
+                    e.source.name,
+                    json.dumps(e.properties if pii else mask_traits(e.properties))[:200],
+                )
+                for e in events
+            ),
+        )
+        if not rows:
+            return "No events yet."
+        return format_html(
+            "<table><thead><tr><th>when</th><th>type</th><th>name</th><th>source</th>"
+            "<th>properties</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        profile = self.get_object(request, object_id) if object_id else None
+        if profile is not None:
+            pii = self.may_view_pii(request)
+            overview = profile_overview(profile, pii=pii, user=request.user)
+            extra_context = {**(extra_context or {}), "overview": overview}
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    actions = ["merge_selected"]
+    timeline_fields = ["event_timeline"]
+
+    def get_fields(self, request, obj=None):
+        fields = list(super().get_fields(request, obj))
+        return [*fields, *self.timeline_fields] if obj is not None else fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), *self.timeline_fields]
+
+    @admin.display(description="timeline")
+    def event_timeline(self, profile):
+        url = reverse("admin:profiles_profile_timeline", args=[profile.pk])
+        return format_html('<a href="{}">All events, filterable by type, name and date</a>', url)
+
+    @admin.action(
+        permissions=["change"], description="Merge the selected profiles (into the oldest)"
+    )
+    def merge_selected(self, request, queryset):
+        try:
+            merges = profiles_merge_manual(
+                profile_ids=list(queryset.values_list("pk", flat=True)), merged_by=request.user
+            )
+        except MergeRefused as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        survivor = merges[0].survivor_id
+        self.message_user(
+            request, f"{len(merges)} profiles merged into profile {survivor}.", messages.SUCCESS
+        )
+
+    def get_urls(self):
+        timeline = path(
+            "<int:profile_id>/timeline/",
+            self.admin_site.admin_view(self.timeline_view),
+            name="profiles_profile_timeline",
+        )
+        return [timeline, *super().get_urls()]
+
+    def timeline_view(self, request, profile_id: int):
+        profile = profile_resolve(profile_id)
+        if profile is None or not self.has_view_permission(request, profile):
+            raise Http404("No such profile.")
+        if profile.pk != profile_id:
+            url = reverse("admin:profiles_profile_timeline", args=[profile.pk])
+            return HttpResponseRedirect(f"{url}?{request.GET.urlencode()}")
+        form = TimelineFilterForm(request.GET or None)
+        events = profile.events.select_related("source").order_by("-timestamp", "-id")
+        if form.is_valid():
+            events = form.filter(events)
+        page = Paginator(events, TIMELINE_PAGE_SIZE).get_page(request.GET.get("page"))
+        pii = can_view_pii(request.user)
+        for event in page.object_list:
+            event.shown_properties = event.properties if pii else mask_traits(event.properties)
+        query = request.GET.copy()
+        query.pop("page", None)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Timeline of {profile if not pii else profile.display_name}",
+            "profile": profile,
+            "identities": [
+                (
+                    i.kind,
+                    i.value if pii or not i.is_personal else mask_value(i.value),
+                )
+                for i in profile.identities.all()[:50]
+            ],
+            "form": form,
+            "page": page,
+            "filter_query": query.urlencode(),
+        }
+        return TemplateResponse(request, "admin/profiles/profile/timeline.html", context)
+
+
+class IdentityAdminForm(forms.ModelForm):
+    # Set on the form class made for each request (IdentityAdmin.get_form).
+    pii_allowed = True
+
+    class Meta:
+        model = Identity
+        fields = ["profile", "kind", "value", "source", "first_seen_at", "last_seen_at"]
+
+    def clean(self):
+        cleaned = super().clean()
+        kind, value = cleaned.get("kind"), cleaned.get("value")
+        if not self.pii_allowed and kind and Identity.value_is_personal(kind, value or ""):
+            raise forms.ValidationError(
+                "Adding or changing a personal identifier (e-mail, phone, external id, or a "
+                "value that is one) needs the personal data permission."
+            )
+        return cleaned
+
+
+@admin.register(Identity)
+class IdentityAdmin(ReadableModelAdmin):
+    form = IdentityAdminForm
+    list_display = [
+        "id",
+        "kind",
+        "shown_value",
+        "profile",
+        "source",
+        "first_seen_at",
+        "last_seen_at",
+    ]
+    list_filter = ["kind", "source"]
+    search_fields = ["=value"]
+    list_select_related = ["source", "profile"]
+    raw_id_fields = ["profile"]
+    autocomplete_fields = ["source"]
+    readonly_fields = ["created_at"]
+    pii_displays = ("shown_value",)
+
+    @admin.display(description="value", ordering="value")
+    def shown_value(self, identity, pii: bool):
+        if identity.is_personal and not pii:
+            return mask_value(identity.value)
+        return identity.value
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if not lookup_candidates(term, personal=self.may_view_pii(request)):
+            return queryset.none(), False
+        return queryset.filter(lookup_condition(term, personal=self.may_view_pii(request))), False
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        form.pii_allowed = self.may_view_pii(request)
+        return form
+
+    def get_fields(self, request, obj=None):
+        fields = [
+            "profile",
+            "kind",
+            "value",
+            "source",
+            "first_seen_at",
+            "last_seen_at",
+            "created_at",
+        ]
+        if obj is not None and obj.is_personal and not self.may_view_pii(request):
+            fields[fields.index("value")] = masked_name("shown_value")
+        return fields
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = super().get_readonly_fields(request, obj)
+        if obj is not None and obj.is_personal and not self.may_view_pii(request):
+            return [*readonly, masked_name("shown_value")]
+        return readonly
+
+
+@admin.register(Event)
+class EventAdmin(ReadableModelAdmin):
+    list_display = ["id", "type", "name", "profile", "source", "timestamp", "received_at"]
+    list_filter = ["type", "source"]
+    search_fields = ["=message_id", "=name"]
+    list_select_related = ["source", "profile"]
+    raw_id_fields = ["profile"]
+    autocomplete_fields = ["source"]
+    pii_json_fields = ("properties", "context")
+
+    def has_add_permission(self, request):
+        return False  # events arrive through the collection API

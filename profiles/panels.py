@@ -1,0 +1,75 @@
+"""The registry of the profile page's panels: each app shows what it holds about the person in
+a panel it registers from its own ``panels.py`` (found by the profiles app's ``ready()``), so
+the hub draws the page without importing other apps' models.
+
+    panels.register("crm", title="CRM", template="admin/crm/profile_panel.html",
+                    data=contacts_panel, order=40, permission="crm.view_contact")
+
+``data(profile, viewer)`` returns what the template shows as ``data``; it must mask personal
+data unless ``viewer.pii`` (``viewer.shown(value)`` does it) and apply the viewer's own
+visibility rules (a sales team's records).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cdphub.pii import mask_value
+from profiles.models import Profile
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who looks at the profile page, and whether they may see personal data."""
+
+    user: object
+    pii: bool
+
+    def shown(self, value):
+        return value if self.pii else mask_value(value)
+
+
+@dataclass(frozen=True)
+class Panel:
+    key: str
+    title: str
+    template: str
+    data: Callable[[Profile, Viewer], object]
+    order: int = 50
+    permission: str = ""
+
+
+_panels: dict[str, Panel] = {}
+
+
+def register(
+    key: str,
+    *,
+    title: str,
+    template: str,
+    data: Callable[[Profile, Viewer], object],
+    order: int = 50,
+    permission: str = "",
+) -> None:
+    """Add (or replace) a panel; lower ``order`` comes first; ``permission``, when given, is
+    needed to see the panel at all."""
+    _panels[key] = Panel(key, title, template, data, order, permission)
+
+
+def registered() -> list[Panel]:
+    return sorted(_panels.values(), key=lambda panel: (panel.order, panel.key))
+
+
+def panels_for(profile: Profile, viewer: Viewer) -> list[dict]:
+    """The panels ``viewer`` may see, in order, each with its data."""
+    return [
+        {
+            "key": panel.key,
+            "title": panel.title,
+            "template": panel.template,
+            "data": panel.data(profile, viewer),
+        }
+        for panel in registered()
+        if not panel.permission or viewer.user.has_perm(panel.permission)
+    ]
