@@ -9,7 +9,7 @@ from datetime import datetime, time, timedelta
 from django import forms
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
-from django.db.models import Q
+from django.db.models import BooleanField, Q, Value
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -48,17 +48,16 @@ class IdentityInline(admin.TabularInline):
         return False
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("source")
+        # Whether the viewer may see personal data rides on each row: an admin instance is
+        # shared, so no request state is kept on it.
+        pii = Value(can_view_pii(request.user), output_field=BooleanField())
+        return super().get_queryset(request).select_related("source").annotate(viewer_pii=pii)
 
     @admin.display(description="value")
     def shown_value(self, identity):
-        if identity.is_personal and not can_view_pii(self.request_user):
+        if identity.is_personal and not getattr(identity, "viewer_pii", False):
             return mask_value(identity.value)
         return identity.value
-
-    def get_formset(self, request, obj=None, **kwargs):
-        self.request_user = request.user
-        return super().get_formset(request, obj, **kwargs)
 
 
 class TimelineFilterForm(forms.Form):
