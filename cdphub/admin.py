@@ -1,6 +1,17 @@
 from django.contrib import admin
 
-from cdphub.models import ApiKey
+from cdphub.admin_mixins import ReadableModelAdmin, ViewOnlyAdminMixin
+from cdphub.models import ApiKey, AuditEntry
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ViewOnlyAdminMixin, ReadableModelAdmin):
+    """Who did what to which record, written by the services with each change."""
+
+    list_display = ["created_at", "actor_label", "action", "object_type", "object_id", "note"]
+    list_filter = ["action", "object_type"]
+    search_fields = ["=object_id", "actor_label"]
+    date_hierarchy = "created_at"
 
 
 @admin.register(ApiKey)

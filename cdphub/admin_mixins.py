@@ -189,7 +189,25 @@ class LabelledSplitDateTime(widgets.AdminSplitDateTime):
         self.widgets[1].attrs.setdefault("aria-label", "Time")
 
 
-class ReadableModelAdmin(FastChangeListMixin, PiiMaskedAdminMixin, admin.ModelAdmin):
+class AuditHistoryMixin:
+    """The history page of a record lists its audit trail (``cdphub.audit``) above the
+    admin's own log of edits made through its forms."""
+
+    object_history_template = "admin/cdphub/object_history.html"
+
+    def history_view(self, request, object_id, extra_context=None):
+        from cdphub.models import AuditEntry
+
+        entries = AuditEntry.objects.filter(
+            object_type=self.model._meta.label_lower, object_id=str(object_id)
+        ).select_related(None)[:200]
+        extra_context = {**(extra_context or {}), "audit_entries": entries}
+        return super().history_view(request, object_id, extra_context)
+
+
+class ReadableModelAdmin(
+    FastChangeListMixin, AuditHistoryMixin, PiiMaskedAdminMixin, admin.ModelAdmin
+):
     """The base of every model admin in cdphub."""
 
     formfield_overrides = {

@@ -39,7 +39,8 @@ ROLES: dict[str, dict] = {
         "pii": True,
     },
     "Privacy officer": {
-        "apps": {"consent": ALL, "profiles": ALL, "crm": VIEW, "audiences": VIEW},
+        "apps": {"consent": ALL, "profiles": ALL, "crm": VIEW, "audiences": VIEW, "cdphub": VIEW},
+        "only": {"cdphub": {"auditentry"}},
         "pii": True,
     },
     "Data engineer": {

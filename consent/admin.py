@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from cdphub.admin_mixins import ReadableModelAdmin, ViewOnlyAdminMixin
-from consent.dsar import DsarError, dsar_create, dsar_result_open, dsar_verify
+from consent.dsar import DsarError, dsar_create, dsar_result_open, dsar_verify, restriction_lift
 from consent.exports import write_register_csv
 from consent.models import (
     ConsentRecord,
@@ -408,13 +408,26 @@ class DataSubjectRequestActionAdmin(ViewOnlyAdminMixin, ReadableModelAdmin):
 
 
 @admin.register(ProcessingRestriction)
-class ProcessingRestrictionAdmin(ReadableModelAdmin):
-    """Profiles whose processing is restricted (Art. 18); delete a row to lift it."""
+class ProcessingRestrictionAdmin(ViewOnlyAdminMixin, ReadableModelAdmin):
+    """Profiles whose processing is restricted (Art. 18), set by restriction requests; lifted
+    with the action, which logs it on the request and in the audit trail."""
 
     list_display = ["id", "profile", "reason", "request", "created_at"]
     search_fields = ["=profile__id"]
     list_select_related = ["profile", "request"]
     raw_id_fields = ["profile", "request"]
+    actions = ["lift"]
+
+    def has_lift_permission(self, request) -> bool:
+        return request.user.has_perm("consent.delete_processingrestriction")
+
+    @admin.action(permissions=["lift"], description="Lift the selected restrictions")
+    def lift(self, request, queryset):
+        lifted = sum(
+            restriction_lift(profile=restriction.profile, actor=request.user)
+            for restriction in queryset.select_related("profile")
+        )
+        self.message_user(request, f"{lifted} restriction(s) lifted.", messages.SUCCESS)
 
 
 @admin.register(Suppression)

@@ -19,6 +19,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from cdphub.audit import audit_record
 from cdphub.csv_export import SafeDictWriter
 from consent import registry
 from consent.hashing import suppression_hash
@@ -477,6 +478,21 @@ HANDLERS: dict[str, Callable[[DataSubjectRequest, Subject, object], str]] = {
 
 
 @transaction.atomic
-def restriction_lift(*, profile: Profile) -> bool:
-    """End a restriction (Art. 18(3)): the profile may be used again under its consent."""
-    return ProcessingRestriction.objects.filter(profile=profile).delete()[0] > 0
+def restriction_lift(*, profile: Profile, actor=None) -> bool:
+    """End a restriction (Art. 18(3)): the profile may be used again under its consent. The
+    request that restricted it, if any, logs the lift; the audit trail records who lifted it."""
+    restriction = ProcessingRestriction.objects.select_for_update().filter(profile=profile).first()
+    if restriction is None:
+        return False
+    if restriction.request_id:
+        dsar_log(
+            request=restriction.request,
+            action=Action.RESTRICTION_LIFTED,
+            actor=actor,
+            note=f"restriction of profile #{profile.pk} lifted",
+        )
+    audit_record(
+        actor=actor, action="processing_restriction.lift", obj=profile, note="restriction lifted"
+    )
+    restriction.delete()
+    return True

@@ -307,6 +307,7 @@ class DataSubjectRequestAction(models.Model):
         EXTENDED = "extended", "Due date extended"
         FAILED = "failed", "Processing failed"
         DOWNLOADED = "downloaded", "Result file downloaded"
+        RESTRICTION_LIFTED = "restriction_lifted", "Restriction lifted"
 
     request = models.ForeignKey(
         DataSubjectRequest, on_delete=models.CASCADE, related_name="actions"

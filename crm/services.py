@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from cdphub.audit import audit_record, audit_record_many
 from cdphub.sql import execute
 from crm.models import Contact, Deal, Stage, Tag
 from profiles.resolution.normalize import InvalidIdentifier, normalize_email, normalize_phone
@@ -222,12 +223,21 @@ def _contact_profile_ids_set(profile_by_contact: dict[int, int]) -> None:
 
 
 @transaction.atomic
-def records_assign_owner(*, queryset: QuerySet, owner) -> int:
+def records_assign_owner(*, queryset: QuerySet, owner, actor=None) -> int:
     """Give the selected CRM records (contacts, companies, deals, ...) a new owner."""
     fields = {"owner": owner}
     if any(f.name == "updated_at" for f in queryset.model._meta.fields):
         fields["updated_at"] = timezone.now()
-    return queryset.update(**fields)
+    ids = list(queryset.values_list("pk", flat=True))
+    count = queryset.model.objects.filter(pk__in=ids).update(**fields)
+    audit_record_many(
+        actor=actor,
+        action="owner.assign",
+        model=queryset.model,
+        ids=ids,
+        note=f"owner set to user #{getattr(owner, 'pk', owner)}",
+    )
+    return count
 
 
 def tag_get_or_create(*, name: str) -> Tag:
@@ -239,7 +249,7 @@ def tag_get_or_create(*, name: str) -> Tag:
 
 
 @transaction.atomic
-def records_add_tag(*, queryset: QuerySet, name: str) -> tuple[Tag, int]:
+def records_add_tag(*, queryset: QuerySet, name: str, actor=None) -> tuple[Tag, int]:
     """Tag the selected contacts or companies; returns the tag and how many were newly tagged."""
     tag = tag_get_or_create(name=name)
     through = queryset.model.tags.through
@@ -251,15 +261,31 @@ def records_add_tag(*, queryset: QuerySet, name: str) -> tuple[Tag, int]:
         if pk not in already
     ]
     through.objects.bulk_create(links, ignore_conflicts=True)
+    audit_record_many(
+        actor=actor,
+        action="tag.add",
+        model=queryset.model,
+        ids=[getattr(link, owner_field) for link in links],
+        note=f"tag #{tag.pk} added",
+    )
     return tag, len(links)
 
 
 @transaction.atomic
-def contacts_change_lifecycle(*, queryset: QuerySet, lifecycle_stage: str) -> int:
+def contacts_change_lifecycle(*, queryset: QuerySet, lifecycle_stage: str, actor=None) -> int:
     if lifecycle_stage not in Contact.LifecycleStage.values:
         raise ValidationError({"lifecycle_stage": f"Unknown lifecycle stage {lifecycle_stage!r}."})
-    count = queryset.update(lifecycle_stage=lifecycle_stage, updated_at=timezone.now())
-    contact_profiles_link(contacts=list(queryset))
+    ids = list(queryset.values_list("pk", flat=True))
+    contacts = Contact.objects.filter(pk__in=ids)
+    count = contacts.update(lifecycle_stage=lifecycle_stage, updated_at=timezone.now())
+    contact_profiles_link(contacts=list(contacts))
+    audit_record_many(
+        actor=actor,
+        action="lifecycle.change",
+        model=Contact,
+        ids=ids,
+        note=f"lifecycle stage set to {lifecycle_stage}",
+    )
     return count
 
 
@@ -276,10 +302,15 @@ def deal_stage_fields(stage: Stage) -> dict:
 
 
 @transaction.atomic
-def deals_move_to_stage(*, queryset: QuerySet, stage: Stage) -> int:
+def deals_move_to_stage(*, queryset: QuerySet, stage: Stage, actor=None) -> int:
     fields = deal_stage_fields(stage)
     fields["stage_id"] = fields.pop("stage").pk
-    return queryset.update(**fields, updated_at=timezone.now())
+    ids = list(queryset.values_list("pk", flat=True))
+    count = Deal.objects.filter(pk__in=ids).update(**fields, updated_at=timezone.now())
+    audit_record_many(
+        actor=actor, action="stage.move", model=Deal, ids=ids, note=f"moved to stage #{stage.pk}"
+    )
+    return count
 
 
 @transaction.atomic
@@ -377,13 +408,33 @@ def contact_merge(*, survivor: Contact, merged: Contact, merged_by=None):
         if getattr(survivor, name) in (None, "") and snapshot.get(name) not in (None, ""):
             setattr(survivor, name, external_id if name == "external_id" else snapshot[name])
     contact_save(contact=survivor)
-    return ContactMerge.objects.create(
+    merge = ContactMerge.objects.create(
         survivor=survivor,
         merged_id=merged_pk,
         merged_data=json.loads(json.dumps(snapshot, cls=DjangoJSONEncoder)),
         moved=moved,
         merged_by=merged_by if getattr(merged_by, "pk", None) else None,
     )
+    audit_record(
+        actor=merged_by,
+        action="contact.merge",
+        obj=survivor,
+        note=f"contact #{merged_pk} merged in",
+    )
+    return merge
+
+
+@transaction.atomic
+def duplicates_dismiss(*, queryset: QuerySet, actor=None) -> int:
+    """Mark the selected pairs as not duplicates; they are not raised again."""
+    from crm.models import DuplicateCandidate
+
+    ids = list(queryset.filter(status=DuplicateCandidate.Status.OPEN).values_list("pk", flat=True))
+    count = DuplicateCandidate.objects.filter(pk__in=ids).update(
+        status=DuplicateCandidate.Status.DISMISSED, reviewed_at=timezone.now()
+    )
+    audit_record_many(actor=actor, action="duplicate.dismiss", model=DuplicateCandidate, ids=ids)
+    return count
 
 
 @transaction.atomic

@@ -12,8 +12,10 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from cdphub.audit import audit_record
 from cdphub.hashing import new_secret, secret_hash
 from cdphub.sql import query
+from profiles.ingest.collect import source_cache_clear
 from profiles.models import Identity, Profile, Source
 from profiles.resolution.identifiers import identifiers_lock
 from profiles.resolution.normalize import InvalidIdentifier, normalize_identifier
@@ -134,7 +136,7 @@ def identities_remove(identifiers: Iterable[tuple[str, str]]) -> int:
 
 @transaction.atomic
 def source_create(
-    *, name: str, kind: str = Source.Kind.WEBSITE, is_active: bool = True
+    *, name: str, kind: str = Source.Kind.WEBSITE, is_active: bool = True, actor=None
 ) -> tuple[Source, str]:
     """Create a source; returns it with its write key, which is shown once and stored hashed."""
     write_key = new_secret("wk")
@@ -145,13 +147,19 @@ def source_create(
         write_key_hash=secret_hash(write_key),
         write_key_prefix=write_key[:9],
     )
+    audit_record(actor=actor, action="source.create", obj=source)
     return source, write_key
 
 
 @transaction.atomic
-def source_rotate_write_key(*, source: Source) -> str:
+def source_rotate_write_key(*, source: Source, actor=None) -> str:
+    """A new write key for the source, shown once. The old one stops working (senders still
+    using it get 401 and their messages are not stored), in every web process within the
+    write-key cache time: rotate after a leak, then give the senders the new key."""
     write_key = new_secret("wk")
     source.write_key_hash = secret_hash(write_key)
     source.write_key_prefix = write_key[:9]
     source.save(update_fields=["write_key_hash", "write_key_prefix", "updated_at"])
+    source_cache_clear()
+    audit_record(actor=actor, action="source.rotate_write_key", obj=source)
     return write_key

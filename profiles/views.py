@@ -78,7 +78,7 @@ from profiles.serializers import (
     SourceCreatedSerializer,
     SourceSerializer,
 )
-from profiles.services import source_create
+from profiles.services import source_create, source_rotate_write_key
 from profiles.tasks import refresh_segment_task, run_segment_export_task
 
 REFUSED = OpenApiResponse(ErrorSerializer, description="The merge or decision is not possible.")
@@ -98,9 +98,21 @@ class SourceViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        source, write_key = source_create(**serializer.validated_data)
+        source, write_key = source_create(**serializer.validated_data, actor=acting_user(request))
         source.write_key = write_key
         return Response(SourceCreatedSerializer(source).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request=None,
+        responses={200: SourceCreatedSerializer},
+        summary="Rotate the write key: the old key is refused within 30 seconds; the new one "
+        "is in this answer only",
+    )
+    @action(detail=True, methods=["post"], url_path="rotate-write-key")
+    def rotate_write_key(self, request, pk=None):
+        source = self.get_object()
+        source.write_key = source_rotate_write_key(source=source, actor=acting_user(request))
+        return Response(SourceCreatedSerializer(source).data)
 
 
 class ProfileViewSet(

@@ -15,7 +15,6 @@ from django.db.models import Count
 from django.forms.models import BaseInlineFormSet
 from django.http import Http404
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from import_export.admin import ExportMixin
 from import_export.formats.base_formats import CSV, XLSX
@@ -308,7 +307,7 @@ def action_value(modeladmin, request, name: str):
 def assign_owner(modeladmin, request, queryset):
     owner = action_value(modeladmin, request, "owner")
     if owner is not None:
-        count = services.records_assign_owner(queryset=queryset, owner=owner)
+        count = services.records_assign_owner(queryset=queryset, owner=owner, actor=request.user)
         modeladmin.message_user(request, f"{count} record(s) now owned by {owner}.")
 
 
@@ -316,7 +315,7 @@ def assign_owner(modeladmin, request, queryset):
 def add_tag(modeladmin, request, queryset):
     name = action_value(modeladmin, request, "tag")
     if name is not None:
-        tag, count = services.records_add_tag(queryset=queryset, name=name)
+        tag, count = services.records_add_tag(queryset=queryset, name=name, actor=request.user)
         modeladmin.message_user(request, f"Tag {tag} added to {count} record(s).")
 
 
@@ -324,7 +323,9 @@ def add_tag(modeladmin, request, queryset):
 def change_lifecycle(modeladmin, request, queryset):
     stage = action_value(modeladmin, request, "lifecycle_stage")
     if stage is not None:
-        count = services.contacts_change_lifecycle(queryset=queryset, lifecycle_stage=stage)
+        count = services.contacts_change_lifecycle(
+            queryset=queryset, lifecycle_stage=stage, actor=request.user
+        )
         modeladmin.message_user(request, f"{count} contact(s) moved to {stage}.")
 
 
@@ -332,7 +333,7 @@ def change_lifecycle(modeladmin, request, queryset):
 def change_stage(modeladmin, request, queryset):
     stage = action_value(modeladmin, request, "stage")
     if stage is not None:
-        count = services.deals_move_to_stage(queryset=queryset, stage=stage)
+        count = services.deals_move_to_stage(queryset=queryset, stage=stage, actor=request.user)
         modeladmin.message_user(request, f"{count} deal(s) moved to {stage}.")
 
 
@@ -725,9 +726,7 @@ class DuplicateCandidateAdmin(VisibleRecordsAdminMixin, ReadableModelAdmin):
 
     @admin.action(description="Not duplicates", permissions=["change"])
     def dismiss(self, request, queryset):
-        count = queryset.update(
-            status=DuplicateCandidate.Status.DISMISSED, reviewed_at=timezone.now()
-        )
+        count = services.duplicates_dismiss(queryset=queryset, actor=request.user)
         self.message_user(request, f"{count} pair(s) dismissed.")
 
 

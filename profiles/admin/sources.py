@@ -22,7 +22,7 @@ from profiles.models import (
     RejectedMessage,
     Source,
 )
-from profiles.services import source_create
+from profiles.services import source_create, source_rotate_write_key
 
 SOURCE_DAYS = 14
 TIMELINE_PAGE_SIZE = 50
@@ -37,11 +37,12 @@ class SourceAdmin(ReadableModelAdmin):
     search_fields = ["name"]
     readonly_fields = ["write_key_prefix", "created_at", "updated_at"]
     fields = ["name", "kind", "is_active", "write_key_prefix", "created_at", "updated_at"]
+    actions = ["rotate_write_key"]
 
     def save_model(self, request, obj, form, change):
         if change:
             return super().save_model(request, obj, form, change)
-        source, write_key = source_create(name=obj.name, kind=obj.kind)
+        source, write_key = source_create(name=obj.name, kind=obj.kind, actor=request.user)
         obj.pk = source.pk
         obj.write_key_hash = source.write_key_hash
         obj.write_key_prefix = source.write_key_prefix
@@ -50,6 +51,20 @@ class SourceAdmin(ReadableModelAdmin):
             f"Write key for {source.name}: {write_key} (copy it now: it is shown only once).",
             messages.WARNING,
         )
+
+    @admin.action(
+        permissions=["change"],
+        description="Rotate the write key (the old key stops working; the new one is shown once)",
+    )
+    def rotate_write_key(self, request, queryset):
+        for source in queryset.order_by("name"):
+            write_key = source_rotate_write_key(source=source, actor=request.user)
+            self.message_user(
+                request,
+                f"New write key for {source.name}: {write_key} (copy it now: it is shown only "
+                "once; the old key is refused within 30 seconds).",
+                messages.WARNING,
+            )
 
     activity_fields = ["received_per_day", "recent_rejections"]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.db import connection, transaction
 from django.utils import timezone
 
+from cdphub.audit import audit_record
 from profiles.models import Event, Identity, MergeConflict, Profile, ProfileMerge
 from profiles.resolution import followers
 
@@ -79,13 +80,20 @@ def profile_merge(*, survivor_id: int, merged_id: int, reason: str, merged_by=No
     Profile.objects.filter(pk=merged_id).update(
         merged_into_id=survivor_id, updated_at=timezone.now()
     )
-    return ProfileMerge.objects.create(
+    merge = ProfileMerge.objects.create(
         survivor_id=survivor_id,
         merged_id=merged_id,
         reason=reason[:255],
         moved=moved,
         merged_by=merged_by if getattr(merged_by, "pk", None) else None,
     )
+    audit_record(
+        actor=merged_by,
+        action="profile.merge",
+        obj=Profile(pk=survivor_id),
+        note=f"profile #{merged_id} merged in (merge #{merge.pk})",
+    )
+    return merge
 
 
 @transaction.atomic
@@ -160,6 +168,12 @@ def profile_merge_undo(*, merge: ProfileMerge, undone_by=None) -> ProfileMerge:
     Profile.objects.filter(pk=merge.merged_id).update(merged_into=None, updated_at=timezone.now())
     merge.undone_at = timezone.now()
     merge.save(update_fields=["undone_at"])
+    audit_record(
+        actor=undone_by,
+        action="profile_merge.undo",
+        obj=merge,
+        note=f"profile #{merge.merged_id} split from profile #{merge.survivor_id}",
+    )
     MergeConflict.objects.filter(merge=merge).update(
         status=MergeConflict.Status.KEPT_APART, decided_by=undone_by, decided_at=merge.undone_at
     )
@@ -183,6 +197,7 @@ def merge_conflict_approve(*, conflict: MergeConflict, decided_by=None) -> Merge
     conflict.decided_by = decided_by if getattr(decided_by, "pk", None) else None
     conflict.decided_at = timezone.now()
     conflict.save(update_fields=["status", "merge", "decided_by", "decided_at"])
+    audit_record(actor=decided_by, action="merge_conflict.approve", obj=conflict)
     return conflict
 
 
@@ -196,4 +211,5 @@ def merge_conflict_reject(*, conflict: MergeConflict, decided_by=None) -> MergeC
     conflict.decided_by = decided_by if getattr(decided_by, "pk", None) else None
     conflict.decided_at = timezone.now()
     conflict.save(update_fields=["status", "decided_by", "decided_at"])
+    audit_record(actor=decided_by, action="merge_conflict.reject", obj=conflict)
     return conflict

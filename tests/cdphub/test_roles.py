@@ -11,6 +11,7 @@ pytestmark = pytest.mark.django_db
 EVERYONE = {"Marketer", "Sales", "Sales manager", "Privacy officer", "Data engineer", "Analyst"}
 
 MATRIX = {
+    "cdphub.view_auditentry": {"Privacy officer", "Data engineer"},
     # permission: roles that have it
     "profiles.view_profile": EVERYONE,
     "profiles.change_profile": {"Marketer", "Privacy officer", "Data engineer"},
