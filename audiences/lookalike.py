@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from audiences.models import Audience, Visitor, VisitorTraitHit
 from audiences.services import audience_members_set
+from cdphub.errors import DomainError
 
 HOLDOUT_SHARE = 0.2
 MIN_SEED_FOR_RECALL = 5
@@ -28,8 +29,8 @@ MIN_SEED_FOR_RECALL = 5
 Vector = dict[int, float]
 
 
-class LookalikeError(ValueError):
-    pass
+class LookalikeError(DomainError):
+    field = "seed_segment"
 
 
 @dataclass(frozen=True)

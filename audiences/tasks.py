@@ -4,8 +4,7 @@ from celery import shared_task
 
 from audiences.lookalike import lookalike_build
 from audiences.models import Audience
-from audiences.services import provider_file_import_run, visitor_links_sync
-from profiles.models import Profile
+from audiences.services import provider_file_import_run
 
 
 @shared_task(ignore_result=True)
@@ -26,10 +25,3 @@ def build_lookalike_task(audience_id: int) -> None:
     audience = Audience.objects.filter(pk=audience_id).first()
     if audience is not None:  # deleted meanwhile: nothing to do
         lookalike_build(audience=audience)
-
-
-@shared_task(ignore_result=True)
-def sync_visitor_links_task(profile_id: int) -> None:
-    profile = Profile.objects.filter(pk=profile_id).first()
-    if profile is not None:
-        visitor_links_sync(profile=profile)

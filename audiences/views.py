@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -12,7 +12,7 @@ from audiences.filters import (
     VisitorFilter,
     VisitorTraitHitFilter,
 )
-from audiences.lookalike import LookalikeError, lookalike_build
+from audiences.lookalike import lookalike_build
 from audiences.models import (
     Audience,
     AudienceExport,
@@ -35,14 +35,12 @@ from audiences.serializers import (
     VisitorTraitHitSerializer,
 )
 from audiences.services import (
-    ProviderFileError,
     audience_preview,
     audience_refresh,
     provider_file_import_create,
 )
 from cdphub.api import ProtectedDestroyMixin
 from cdphub.parsers import FormParser, MultiPartParser
-from profiles.segments.rules import RuleError
 
 
 class VisitorViewSet(
@@ -109,14 +107,8 @@ class AudienceViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
         lookalike by scoring unlinked visitors against the seed segment."""
         audience = self.get_object()
         if audience.kind == Audience.Kind.RULE:
-            try:
-                return Response({"size": audience_refresh(audience=audience)})
-            except RuleError as error:
-                raise serializers.ValidationError({"rule": error.messages}) from error
-        try:
-            result = lookalike_build(audience=audience)
-        except LookalikeError as error:
-            raise serializers.ValidationError({"seed_segment": str(error)}) from error
+            return Response({"size": audience_refresh(audience=audience)})
+        result = lookalike_build(audience=audience)
         return Response(AudienceBuildSerializer(result).data)
 
 
@@ -138,14 +130,11 @@ class ProviderFileImportViewSet(
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         user = request.user if getattr(request.user, "pk", None) else None
-        try:
-            job = provider_file_import_create(
-                provider=serializer.validated_data["provider"],
-                file=serializer.validated_data["file"],
-                created_by=user,
-            )
-        except ProviderFileError as error:
-            raise serializers.ValidationError({"file": str(error)}) from error
+        job = provider_file_import_create(
+            provider=serializer.validated_data["provider"],
+            file=serializer.validated_data["file"],
+            created_by=user,
+        )
         return Response(self.get_serializer(job).data, status=status.HTTP_201_CREATED)
 
 

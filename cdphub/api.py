@@ -26,6 +26,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from cdphub.deletion import DeleteProtected, delete_blockers
+from cdphub.errors import DomainError
 from cdphub.parsers import NUL, NUL_MESSAGE, nul_paths
 from cdphub.pii import MASK, can_view_pii, mask_traits, mask_value
 
@@ -46,6 +47,12 @@ def exception_handler(exc, context):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, DomainError):
+        exc = exceptions.ValidationError(exc.errors())
+    elif isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        )
     elif isinstance(exc, DeleteProtected):
         exc = Conflict(str(exc), errors=exc.errors)
     elif isinstance(exc, ProtectedError | RestrictedError):

@@ -29,6 +29,8 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
+from cdphub.errors import DomainError
+
 METADATA_ADDRESSES = frozenset(
     {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 )
@@ -36,8 +38,13 @@ METADATA_ADDRESSES = frozenset(
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-class OutboundRefused(ValueError):
+class OutboundRefused(DomainError):
     """The URL may not be requested; the message says why, without contacting it."""
+
+    field = "url"
+
+    def errors(self) -> dict[str, list[str]]:
+        return {self.field: [f"URL refused: {self.message}"]}
 
 
 class OutboundFailed(Exception):

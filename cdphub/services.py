@@ -3,12 +3,13 @@ from __future__ import annotations
 from django.db import transaction
 
 from cdphub.api_auth import SCOPES
+from cdphub.errors import DomainError
 from cdphub.hashing import new_secret, secret_hash
 from cdphub.models import ApiKey
 
 
-class InvalidScope(ValueError):
-    pass
+class InvalidScope(DomainError):
+    field = "scopes"
 
 
 @transaction.atomic

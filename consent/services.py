@@ -17,6 +17,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from cdphub.errors import DomainError
 from consent import changes
 from consent.defaults import DEFAULT_PURPOSES, DEFAULT_RETENTION_DAYS, DEFAULT_TEXT_VERSION
 from consent.models import (
@@ -47,13 +48,8 @@ EXPRESS_WRITTEN_METHODS = frozenset(
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 
 
-class ConsentError(ValueError):
+class ConsentError(DomainError):
     """Consent input that cannot be recorded; ``field`` names what to fix."""
-
-    def __init__(self, message: str, *, field: str = "non_field_errors"):
-        super().__init__(message)
-        self.field = field
-        self.message = message
 
 
 def purpose_get(purpose: Purpose | str) -> Purpose:

@@ -46,7 +46,6 @@ from consent.serializers import (
     SuppressionSerializer,
 )
 from consent.services import (
-    ConsentError,
     consent_import_rows,
     consent_object,
     consent_record,
@@ -55,10 +54,6 @@ from consent.services import (
 )
 from consent.tasks import process_data_subject_request_task
 from profiles.selectors import profile_resolve
-
-
-def as_validation_error(error: ConsentError) -> serializers.ValidationError:
-    return serializers.ValidationError({error.field: [error.message]})
 
 
 class PurposeViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
@@ -87,10 +82,7 @@ class ConsentRecordViewSet(
     def _record(self, data: dict, **overrides) -> ConsentRecord:
         data = {**data, **overrides}
         data["text_version"] = data.get("text_version") or None
-        try:
-            return consent_record(recorded_by=self.request.user, **data)
-        except ConsentError as error:
-            raise as_validation_error(error) from None
+        return consent_record(recorded_by=self.request.user, **data)
 
     def _created(self, record_or_records, many: bool = False) -> Response:
         serializer = ConsentRecordSerializer(
@@ -116,10 +108,7 @@ class ConsentRecordViewSet(
     def withdraw(self, request):
         serializer = ConsentWithdrawSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            record = consent_withdraw(recorded_by=request.user, **serializer.validated_data)
-        except ConsentError as error:
-            raise as_validation_error(error) from None
+        record = consent_withdraw(recorded_by=request.user, **serializer.validated_data)
         return self._created(record)
 
     @extend_schema(
@@ -142,10 +131,7 @@ class ConsentRecordViewSet(
     def tcf(self, request):
         serializer = ConsentTcfSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            records = consent_record_tcf(recorded_by=request.user, **serializer.validated_data)
-        except ConsentError as error:
-            raise as_validation_error(error) from None
+        records = consent_record_tcf(recorded_by=request.user, **serializer.validated_data)
         return self._created(records, many=True)
 
     @extend_schema(request=ConsentImportSerializer, responses={200: ConsentImportResultSerializer})
@@ -210,29 +196,23 @@ class DataSubjectRequestViewSet(
 
     def perform_create(self, serializer):
         data = serializer.validated_data
-        try:
-            serializer.instance = dsar_create(
-                kind=data["kind"],
-                email=data.get("subject_email", ""),
-                phone=data.get("subject_phone", ""),
-                user_id=data.get("subject_user_id", ""),
-                profile=data.get("profile"),
-                details=data.get("details", ""),
-                corrections=data.get("corrections") or None,
-                received_at=data.get("received_at"),
-                actor=self.request.user,
-            )
-        except ConsentError as error:
-            raise as_validation_error(error) from None
+        serializer.instance = dsar_create(
+            kind=data["kind"],
+            email=data.get("subject_email", ""),
+            phone=data.get("subject_phone", ""),
+            user_id=data.get("subject_user_id", ""),
+            profile=data.get("profile"),
+            details=data.get("details", ""),
+            corrections=data.get("corrections") or None,
+            received_at=data.get("received_at"),
+            actor=self.request.user,
+        )
 
     def _respond(self, request_) -> Response:
         return Response(self.get_serializer(request_).data)
 
     def _call(self, service, **kwargs):
-        try:
-            return service(request=self.get_object(), actor=self.request.user, **kwargs)
-        except ConsentError as error:
-            raise as_validation_error(error) from None
+        return service(request=self.get_object(), actor=self.request.user, **kwargs)
 
     @extend_schema(request=DsarNoteSerializer, responses={200: DataSubjectRequestSerializer})
     @action(detail=True, methods=["post"])

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from django.core.exceptions import FieldDoesNotExist
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from rest_framework import serializers
 from rest_framework.relations import ManyRelatedField, RelatedField
@@ -49,12 +48,6 @@ class VisibleRelationsMixin:
             value = getattr(instance, model_field.attname)
             return queryset.filter(**{model_field.target_field.attname: value})
         return queryset.none()
-
-
-def as_drf_error(exc: DjangoValidationError) -> serializers.ValidationError:
-    if hasattr(exc, "error_dict"):
-        return serializers.ValidationError(exc.message_dict)
-    return serializers.ValidationError({"non_field_errors": exc.messages})
 
 
 class TagSerializer(VisibleRelationsMixin, serializers.ModelSerializer):
@@ -130,10 +123,8 @@ class ContactSerializer(
     def validate(self, attrs):
         email = attrs.get("email", getattr(self.instance, "email", ""))
         phone = attrs.get("phone", getattr(self.instance, "phone", ""))
-        try:
-            email, phone = services.contact_identifiers_normalize(email=email, phone=phone)
-        except DjangoValidationError as exc:
-            raise as_drf_error(exc) from None
+        # A Django ValidationError keyed by field becomes the serializer's error as it is.
+        email, phone = services.contact_identifiers_normalize(email=email, phone=phone)
         if "email" in attrs:
             attrs["email"] = email
         if "phone" in attrs:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Prefetch
 from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
@@ -48,18 +47,12 @@ class ContactViewSet(ProtectedDestroyMixin, VisibleRecordsMixin, viewsets.ModelV
     ordering_fields = [*ORDERING, "last_name"]
 
     def perform_create(self, serializer):
-        try:
-            serializer.instance = services.contact_create(**serializer.validated_data)
-        except DjangoValidationError as exc:
-            raise serializers.as_drf_error(exc) from None
+        serializer.instance = services.contact_create(**serializer.validated_data)
 
     def perform_update(self, serializer):
-        try:
-            serializer.instance = services.contact_update(
-                contact=serializer.instance, **serializer.validated_data
-            )
-        except DjangoValidationError as exc:
-            raise serializers.as_drf_error(exc) from None
+        serializer.instance = services.contact_update(
+            contact=serializer.instance, **serializer.validated_data
+        )
 
     @extend_schema(
         parameters=[serializers.MailingListQuerySerializer],
@@ -118,10 +111,7 @@ class DealViewSet(ProtectedDestroyMixin, VisibleRecordsMixin, viewsets.ModelView
         self._save(serializer, deal, stage_changed=deal.stage_id != old_stage)
 
     def _save(self, serializer, deal, *, stage_changed):
-        try:
-            serializer.instance = services.deal_save(deal=deal, stage_changed=stage_changed)
-        except DjangoValidationError as exc:
-            raise serializers.as_drf_error(exc) from None
+        serializer.instance = services.deal_save(deal=deal, stage_changed=stage_changed)
 
 
 class ActivityViewSet(ProtectedDestroyMixin, VisibleRecordsMixin, viewsets.ModelViewSet):

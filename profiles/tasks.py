@@ -46,14 +46,6 @@ def refresh_due_segments_task() -> None:
 
 
 @shared_task(ignore_result=True)
-def refresh_profiles_task(profile_ids: list[int]) -> None:
-    """After events of these profiles were processed: computed traits, then segments."""
-    from profiles.segments.membership import profile_activity_refresh
-
-    profile_activity_refresh(profile_ids=profile_ids)
-
-
-@shared_task(ignore_result=True)
 def recompute_traits_task() -> None:
     """Nightly: every profile's computed traits, with new RFM bounds."""
     from profiles.segments.computed import computed_traits_recompute_all

@@ -14,7 +14,6 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 
 from cdphub.api import ErrorSerializer, Pagination, ProtectedDestroyMixin
-from cdphub.outbound import OutboundRefused
 from cdphub.parsers import FormParser, MultiPartParser
 from cdphub.pii import can_view_pii
 from profiles.filters import (
@@ -41,7 +40,6 @@ from profiles.models import (
     Source,
 )
 from profiles.resolution.merges import (
-    MergeRefused,
     merge_conflict_approve,
     merge_conflict_reject,
     profile_merge_undo,
@@ -147,13 +145,10 @@ class ProfileViewSet(
         profile = self.get_object()
         data = ProfileMergeInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            merges = profiles_merge_manual(
-                profile_ids=[profile.pk, *data.validated_data["profile_ids"]],
-                merged_by=acting_user(request),
-            )
-        except MergeRefused as exc:
-            raise ValidationError({"profile_ids": [str(exc)]}) from None
+        merges = profiles_merge_manual(
+            profile_ids=[profile.pk, *data.validated_data["profile_ids"]],
+            merged_by=acting_user(request),
+        )
         return Response(ProfileMergeSerializer(merges, many=True).data)
 
 
@@ -311,15 +306,12 @@ class SegmentViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
         params.is_valid(raise_exception=True)
         purpose = params.validated_data["purpose"]
         if params.validated_data["format"] == "webhook":
-            try:
-                export = segment_export_request(
-                    segment=segment,
-                    purpose_code=purpose,
-                    url=params.validated_data["url"],
-                    user=acting_user(request),
-                )
-            except OutboundRefused as error:
-                raise ValidationError({"url": [f"webhook URL refused: {error}"]}) from error
+            export = segment_export_request(
+                segment=segment,
+                purpose_code=purpose,
+                url=params.validated_data["url"],
+                user=acting_user(request),
+            )
             transaction.on_commit(lambda: run_segment_export_task.delay(export.pk))
             return Response(
                 {"status": "queued", "export": export.pk}, status=status.HTTP_202_ACCEPTED
@@ -341,10 +333,7 @@ class ProfileMergeViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(request=None, responses={200: ProfileMergeSerializer, 400: REFUSED})
     @action(detail=True, methods=["post"])
     def undo(self, request, pk=None):
-        try:
-            merge = profile_merge_undo(merge=self.get_object(), undone_by=acting_user(request))
-        except MergeRefused as exc:
-            raise ValidationError({"non_field_errors": [str(exc)]}) from None
+        merge = profile_merge_undo(merge=self.get_object(), undone_by=acting_user(request))
         return Response(ProfileMergeSerializer(merge).data)
 
 
@@ -356,10 +345,7 @@ class MergeConflictViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_class = MergeConflictFilter
 
     def decide(self, request, service):
-        try:
-            conflict = service(conflict=self.get_object(), decided_by=acting_user(request))
-        except MergeRefused as exc:
-            raise ValidationError({"non_field_errors": [str(exc)]}) from None
+        conflict = service(conflict=self.get_object(), decided_by=acting_user(request))
         return Response(self.get_serializer(conflict).data)
 
     @extend_schema(request=None, responses={200: MergeConflictSerializer, 400: REFUSED})

@@ -14,11 +14,12 @@ from audiences import hashing
 from audiences.models import Audience, AudienceExport, JobStatus, Visitor
 from audiences.selectors import profiles_allowed_for_advertising
 from cdphub.csv_export import SafeCsvWriter
+from cdphub.errors import DomainError
 from profiles.models import Identity, Profile
 from profiles.resolution.normalize import InvalidIdentifier
 
 
-class ExportError(ValueError):
+class ExportError(DomainError):
     pass
 
 

@@ -20,6 +20,7 @@ from audiences.models import (
     JobStatus,
     ProviderFileImport,
 )
+from cdphub.errors import DomainError
 from profiles.resolution.normalize import InvalidIdentifier, normalize_opaque_id
 
 logger = logging.getLogger(__name__)
@@ -197,8 +198,8 @@ def taxonomy_rows_save(rows, existing) -> TaxonomyImportResult:
 # --- provider segment files ----------------------------------------------------------------
 
 
-class ProviderFileError(ValueError):
-    pass
+class ProviderFileError(DomainError):
+    field = "file"
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,12 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from cdphub.audit import audit_record
+from cdphub.errors import DomainError
 from profiles.models import Event, Identity, MergeConflict, Profile, ProfileMerge
 from profiles.resolution import followers
 
 
-class MergeRefused(ValueError):
+class MergeRefused(DomainError):
     """A merge or undo that cannot be done; the message says why."""
 
 
@@ -103,7 +104,7 @@ def profiles_merge_manual(*, profile_ids: list[int], merged_by=None) -> list[Pro
 
     resolved = sorted({p.pk for p in (profile_resolve(pid) for pid in profile_ids) if p})
     if len(resolved) < 2:
-        raise MergeRefused("give at least two different, existing profiles")
+        raise MergeRefused("give at least two different, existing profiles", field="profile_ids")
     survivor_id, *others = resolved
     return [
         profile_merge(

@@ -201,5 +201,5 @@ def test_provider_file_upload_with_wrong_columns(writer):
         format="multipart",
     )
     assert response.status_code == 400
-    assert "cookie_id or device_id" in response.json()["errors"]["file"]
+    assert "cookie_id or device_id" in response.json()["errors"]["file"][0]
     assert not ProviderFileImport.objects.exists()

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db
 def errors_of(rule, **kwargs) -> dict[str, str]:
     with pytest.raises(RuleError) as caught:
         rule_validate(rule, **kwargs)
-    return {error["path"]: error["message"] for error in caught.value.errors}
+    return {error["path"]: error["message"] for error in caught.value.problems}
 
 
 def ids(rule) -> set[int]:

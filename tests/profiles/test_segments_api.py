@@ -353,7 +353,7 @@ def test_webhook_export_to_an_internal_address_is_refused(
 
     assert response.status_code == 400
     assert reason in response.json()["errors"]["url"][0]
-    assert response.json()["errors"]["url"][0].startswith("webhook URL refused: ")
+    assert response.json()["errors"]["url"][0].startswith("URL refused: ")
     assert queued == [] and not SegmentExport.objects.exists()
 
 

@@ -19,6 +19,8 @@ from typing import Any
 from django.db.models import Q, QuerySet
 from django.utils.dateparse import parse_date, parse_datetime
 
+from cdphub.errors import DomainError
+
 GROUPS = ("all", "any", "not")
 OPERATORS = (
     "eq",
@@ -42,16 +44,23 @@ MAX_NODES = 200
 MAX_LIST_VALUES = 1000
 
 
-class RuleError(ValueError):
-    """A rule that cannot be evaluated; ``errors`` is a list of ``{"path", "message"}``."""
+class RuleError(DomainError):
+    """A rule that cannot be evaluated; ``problems`` is a list of ``{"path", "message"}``."""
 
-    def __init__(self, errors: list[dict[str, str]]):
-        self.errors = errors
-        super().__init__("; ".join(f"{e['path']}: {e['message']}" for e in errors))
+    field = "rule"
+
+    def __init__(self, problems: list[dict[str, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"{e['path']}: {e['message']}" for e in problems))
+
+    def errors(self) -> dict[str, list[str]]:
+        return {self.field: self.messages}
 
     @property
     def messages(self) -> list[str]:
-        return [f"{e['path']}: {e['message']}" if e["path"] else e["message"] for e in self.errors]
+        return [
+            f"{e['path']}: {e['message']}" if e["path"] else e["message"] for e in self.problems
+        ]
 
 
 @dataclass
