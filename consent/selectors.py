@@ -8,7 +8,13 @@ from django.db.models import Exists, OuterRef, QuerySet
 
 from cdphub.sql import query
 from consent.hashing import normalised_hash, suppression_hash
-from consent.models import ConsentState, ConsentStatus, ProcessingRestriction, Suppression
+from consent.models import (
+    ConsentState,
+    ConsentStatus,
+    ProcessingRestriction,
+    Purpose,
+    Suppression,
+)
 from profiles.models import Profile
 from profiles.selectors import profile_resolve
 
@@ -26,6 +32,11 @@ def profiles_with_consent(purpose_code: str) -> QuerySet[Profile]:
     )
     restricted = ProcessingRestriction.objects.filter(profile=OuterRef("pk"))
     return Profile.objects.filter(Exists(granted), ~Exists(restricted), merged_into__isnull=True)
+
+
+def purpose_is_active(code: str) -> bool:
+    """Whether ``code`` names a purpose that can be asked for now."""
+    return Purpose.objects.filter(code=code, is_active=True).exists()
 
 
 def profile_has_consent(profile: Profile | int, purpose_code: str) -> bool:

@@ -7,8 +7,9 @@ class ProfilesConfig(AppConfig):
 
     def ready(self) -> None:
         # Each app's merges.py registers the rows that follow a profile merge, its panels.py
-        # what it shows on the profile page.
+        # what it shows on the profile page, its leaves.py the rule conditions on its data.
         from django.utils.module_loading import autodiscover_modules
 
         autodiscover_modules("merges")
         autodiscover_modules("panels")
+        autodiscover_modules("leaves")

@@ -265,9 +265,9 @@ class SegmentExportSerializer(serializers.Serializer):
     url = serializers.URLField(required=False, help_text="Webhook URL (format 'webhook').")
 
     def validate_purpose(self, value):
-        from consent.models import Purpose
+        from consent.selectors import purpose_is_active
 
-        if not Purpose.objects.filter(code=value, is_active=True).exists():
+        if not purpose_is_active(value):
             raise serializers.ValidationError(f"unknown or inactive purpose {value!r}")
         return value
 

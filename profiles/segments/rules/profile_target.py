@@ -1,10 +1,11 @@
 """The leaves of the rule language over CDP profiles (segments).
 
 Every leaf becomes a condition on ``profiles_profile``: a JSONB comparison for traits, an
-``EXISTS`` subquery for events, consent, CRM and static segments. ``segment`` leaves of dynamic
-segments are expanded inline (the other segment's rule becomes part of this query), so a nested
-segment is always as fresh as its parent and refresh order never matters; static segments have no
-rule and are read from their memberships.
+``EXISTS`` subquery for events and static segments. Consent and the CRM add their own leaves
+(``consent``, ``crm``) with ``register_leaf`` from their ``leaves.py``. ``segment`` leaves of
+dynamic segments are expanded inline (the other segment's rule becomes part of this query), so a
+nested segment is always as fresh as its parent and refresh order never matters; static segments
+have no rule and are read from their memberships.
 """
 
 from __future__ import annotations
@@ -299,28 +300,6 @@ def page_compile(node: dict, ctx: Context) -> Q:
     return occurrence_compile(events, node, ctx)
 
 
-# --- consent ------------------------------------------------------------------------------------
-
-
-def consent_validate(node: dict, path: str, ctx: Context) -> None:
-    from consent.models import Purpose
-
-    code = node["consent"]
-    if not isinstance(code, str) or not code:
-        ctx.error(path, f"expected a purpose code, got {type_name(code)}")
-    elif not Purpose.objects.filter(code=code).exists():
-        ctx.error(path, f"unknown purpose {code!r}")
-
-
-def consent_compile(node: dict, ctx: Context) -> Q:
-    from consent.models import ConsentState, ConsentStatus
-
-    granted = ConsentState.objects.filter(
-        profile=OuterRef("pk"), purpose__code=node["consent"], status=ConsentStatus.GRANTED
-    )
-    return Q(Exists(granted))
-
-
 # --- segment ------------------------------------------------------------------------------------
 
 
@@ -365,55 +344,7 @@ def segment_compile(node: dict, ctx: Context) -> Q:
         ctx.segment_stack = ctx.segment_stack[:-1]
 
 
-# --- CRM ----------------------------------------------------------------------------------------
-
-# rule field -> lookup on crm.Contact; "deal_stage" means an open deal in that stage.
-CRM_FIELDS = {
-    "lifecycle_stage": "lifecycle_stage",
-    "owner": "owner__username",
-    "country": "country",
-    "job_title": "job_title",
-    "company": "company__name",
-    "tag": "tags__name",
-    "deal_stage": "stage__name",
-}
-CRM_OPERATORS = ("eq", "neq", "in", "not_in", "contains", "starts_with", "exists")
-
-
-def crm_validate(node: dict, path: str, ctx: Context) -> None:
-    from crm.models import Contact
-
-    name = node["crm"]
-    if name not in CRM_FIELDS:
-        ctx.error(path, f"unknown CRM field {name!r}; expected one of: {', '.join(CRM_FIELDS)}")
-        return
-    comparison_check(node, path, ctx, operators=CRM_OPERATORS)
-    value = node.get("value")
-    values = value if isinstance(value, list) else [value]
-    op = node.get("op", "eq" if "value" in node else "exists")
-    if op != "exists" and any(not isinstance(v, str) for v in values):
-        ctx.error(join(path, "value"), "CRM fields compare with strings")
-    elif name == "lifecycle_stage" and op in ("eq", "neq", "in", "not_in"):
-        unknown = [v for v in values if v not in Contact.LifecycleStage.values]
-        if unknown:
-            ctx.error(
-                join(path, "value"),
-                f"unknown lifecycle stage {unknown[0]!r}; expected one "
-                f"of: {', '.join(Contact.LifecycleStage.values)}",
-            )
-
-
-def crm_compile(node: dict, ctx: Context) -> Q:
-    from crm.models import Contact, Deal
-
-    name, value = node["crm"], node.get("value")
-    op = node.get("op", "eq" if "value" in node else "exists")
-    lookup = CRM_FIELDS[name]
-    if name == "deal_stage":
-        rows = Deal.objects.filter(contact__profile=OuterRef("pk"), status=Deal.Status.OPEN)
-    else:
-        rows = Contact.objects.filter(profile=OuterRef("pk"))
-    return Q(Exists(rows.filter(field_condition(lookup, op, value))))
+# --- shared by leaves other apps register ---------------------------------------------------
 
 
 def field_condition(lookup: str, op: str, value: Any) -> Q:
@@ -440,9 +371,17 @@ PROFILE_LEAVES = {
     "computed": Leaf(COMPARISON_KEYS, computed_validate, computed_compile, "a computed trait"),
     "event": Leaf(OCCURRENCE_KEYS | {"type"}, event_validate, event_compile, "events by name"),
     "page": Leaf(OCCURRENCE_KEYS | {"op"}, page_validate, page_compile, "page views by URL"),
-    "consent": Leaf(frozenset(), consent_validate, consent_compile, "purpose granted now"),
     "segment": Leaf(frozenset(), segment_validate, segment_compile, "member of a segment"),
-    "crm": Leaf(COMPARISON_KEYS, crm_validate, crm_compile, "a CRM contact field"),
 }
 
 PROFILES = Target(name="profiles", leaves=PROFILE_LEAVES, base_queryset=Profile.objects.active)
+
+
+def register_leaf(name: str, leaf: Leaf) -> None:
+    """A leaf over profiles that another app contributes (consent's ``consent``, the CRM's
+    ``crm``), registered from its ``leaves.py``: the hub compiles the rule without importing
+    that app's models. Its ``compile`` returns a condition on the profile (an ``EXISTS`` over
+    the app's rows joined on ``OuterRef("pk")``), so the rule is still one query."""
+    if name in PROFILE_LEAVES and PROFILE_LEAVES[name] is not leaf:
+        raise ValueError(f"a profile rule leaf named {name!r} is registered already")
+    PROFILE_LEAVES[name] = leaf

@@ -1,0 +1,61 @@
+"""The CRM's leaf in the segment rule language: ``{"crm": "<field>", "op": ..., "value": ...}``,
+a field of one of the person's contacts (or an open deal's stage)."""
+
+from __future__ import annotations
+
+from django.db.models import Exists, OuterRef, Q
+
+from crm.models import Contact, Deal
+from profiles.segments.rules.language import Context, Leaf, comparison_check, join
+from profiles.segments.rules.profile_target import (
+    COMPARISON_KEYS,
+    field_condition,
+    register_leaf,
+)
+
+# rule field -> lookup on crm.Contact; "deal_stage" means an open deal in that stage.
+CRM_FIELDS = {
+    "lifecycle_stage": "lifecycle_stage",
+    "owner": "owner__username",
+    "country": "country",
+    "job_title": "job_title",
+    "company": "company__name",
+    "tag": "tags__name",
+    "deal_stage": "stage__name",
+}
+CRM_OPERATORS = ("eq", "neq", "in", "not_in", "contains", "starts_with", "exists")
+
+
+def crm_validate(node: dict, path: str, ctx: Context) -> None:
+    name = node["crm"]
+    if name not in CRM_FIELDS:
+        ctx.error(path, f"unknown CRM field {name!r}; expected one of: {', '.join(CRM_FIELDS)}")
+        return
+    comparison_check(node, path, ctx, operators=CRM_OPERATORS)
+    value = node.get("value")
+    values = value if isinstance(value, list) else [value]
+    op = node.get("op", "eq" if "value" in node else "exists")
+    if op != "exists" and any(not isinstance(v, str) for v in values):
+        ctx.error(join(path, "value"), "CRM fields compare with strings")
+    elif name == "lifecycle_stage" and op in ("eq", "neq", "in", "not_in"):
+        unknown = [v for v in values if v not in Contact.LifecycleStage.values]
+        if unknown:
+            ctx.error(
+                join(path, "value"),
+                f"unknown lifecycle stage {unknown[0]!r}; expected one "
+                f"of: {', '.join(Contact.LifecycleStage.values)}",
+            )
+
+
+def crm_compile(node: dict, ctx: Context) -> Q:
+    name, value = node["crm"], node.get("value")
+    op = node.get("op", "eq" if "value" in node else "exists")
+    lookup = CRM_FIELDS[name]
+    if name == "deal_stage":
+        rows = Deal.objects.filter(contact__profile=OuterRef("pk"), status=Deal.Status.OPEN)
+    else:
+        rows = Contact.objects.filter(profile=OuterRef("pk"))
+    return Q(Exists(rows.filter(field_condition(lookup, op, value))))
+
+
+register_leaf("crm", Leaf(COMPARISON_KEYS, crm_validate, crm_compile, "a CRM contact field"))
