@@ -16,6 +16,7 @@ from typing import Any
 from django.db.models import Count, Exists, OuterRef, Q
 
 from profiles.models import Event, Profile, Segment, SegmentMembership
+from profiles.segments.computed import COMPUTED_KEYS
 from profiles.segments.rules.jsonvalue import value_compare
 from profiles.segments.rules.language import (
     LIST_OPERATORS,
@@ -34,22 +35,8 @@ from profiles.segments.rules.language import (
 COUNT_OPERATORS = ("eq", "neq", "gt", "gte", "lt", "lte", "in", "not_in")
 MAX_WINDOW_DAYS = 3660
 
-# Computed traits a rule may name (the first segment of a ``computed`` path).
-COMPUTED_TRAITS = (
-    "lifetime_value",
-    "order_count",
-    "average_order_value",
-    "first_order_at",
-    "last_order_at",
-    "first_seen_at",
-    "last_seen_at",
-    "event_counts",
-    "rfm_recency",
-    "rfm_frequency",
-    "rfm_monetary",
-    "rfm_score",
-    "churn_risk",
-)
+# Computed traits a rule may name (the first segment of a ``computed`` path): those computed.
+COMPUTED_TRAITS = COMPUTED_KEYS
 
 
 # --- trait and computed -------------------------------------------------------------------------
