@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from cdphub.audit import audit_record
 from cdphub.hashing import new_secret, secret_hash
@@ -126,12 +127,44 @@ def _identity_correct(profile: Profile, kind: str, old: object, new: str) -> Non
         wrong.delete()
 
 
+def profile_traits_merge_undo(*, profile_ids: list[int], befores: list[dict]) -> None:
+    """Undo ``profile_traits_merge`` for these profiles: the traits it replaced get their
+    previous values back and those it added go (``befores`` as it returned them, per profile).
+    Undo the latest merge first when several changed one profile."""
+    if not profile_ids:
+        return
+    query(
+        f"UPDATE {Profile._meta.db_table} AS p SET traits ="  # noqa: S608 - table from metadata
+        " (p.traits - ARRAY(SELECT jsonb_array_elements_text(v.before -> 'added')))"
+        " || (v.before -> 'replaced'), updated_at = now()"
+        " FROM unnest(%b::bigint[], %b::jsonb[]) AS v(id, before) WHERE p.id = v.id",
+        [profile_ids, [Jsonb(before) for before in befores]],
+        fetch=False,
+    )
+
+
+def identities_delete(*, identity_ids: list[int], keep_profiles: set[int] = frozenset()) -> int:
+    """Delete identities by id (a reverted import's), except those of ``keep_profiles``."""
+    identities = Identity.objects.filter(pk__in=identity_ids).exclude(profile_id__in=keep_profiles)
+    return identities.delete()[0]
+
+
+def profiles_delete(*, profile_ids: list[int]) -> int:
+    """Delete profiles that a reverted write created and nothing else uses (the caller checks
+    that no other app's rows need them)."""
+    return Profile.objects.filter(pk__in=profile_ids).delete()[0]
+
+
 def identities_remove(identifiers: Iterable[tuple[str, str]]) -> int:
-    """Forget identifiers (a CRM contact merged away): whoever held them, no profile does now."""
-    removed = 0
+    """Forget identifiers (a CRM contact merged or imported away): whoever held them, no
+    profile does now. One statement per kind."""
+    by_kind: dict[str, list[str]] = {}
     for kind, value in identifiers:
-        removed += Identity.objects.filter(kind=kind, value=value).delete()[0]
-    return removed
+        by_kind.setdefault(kind, []).append(value)
+    return sum(
+        Identity.objects.filter(kind=kind, value__in=values).delete()[0]
+        for kind, values in by_kind.items()
+    )
 
 
 @transaction.atomic

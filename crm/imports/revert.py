@@ -8,16 +8,20 @@ from collections.abc import Iterator
 from django.db import transaction
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
-from psycopg.types.json import Jsonb
 
-from cdphub.bulk import objects_update, quote
-from cdphub.sql import query
+from cdphub.bulk import objects_update
 from crm.importfiles import ImportRefused
 from crm.imports.jobs import import_job_check_actor
 from crm.models import Company, Contact, ImportChange, ImportJob, Tag
 from crm.resources import SPECS
 from crm.selectors import visible_to
-from profiles.models import Event, Identity, Profile
+from profiles.models import Event, Profile
+from profiles.services import (
+    identities_delete,
+    identities_remove,
+    profile_traits_merge_undo,
+    profiles_delete,
+)
 
 
 def created_batches(changes, label: str) -> Iterator[list[int]]:
@@ -57,13 +61,11 @@ def import_job_revert(*, job: ImportJob, actor=None) -> dict[str, int]:
         for ids in created_batches(changes, label):
             ids = list(in_sight(model.objects.filter(pk__in=ids)).values_list("pk", flat=True))
             if label == "crm.contact":  # gone with the contact, even from a profile that stays
-                Identity.objects.filter(
-                    kind=Identity.Kind.CRM_CONTACT, value__in=[str(pk) for pk in ids]
-                ).delete()
+                identities_remove([("crm_contact", str(pk)) for pk in ids])
             deleted += model.objects.filter(pk__in=ids).delete()[1].get(model._meta.label, 0)
     kept = created_profiles_delete(changes)
     for ids in created_batches(changes, "profiles.identity"):
-        Identity.objects.filter(pk__in=ids).exclude(profile_id__in=kept).delete()
+        identities_delete(identity_ids=ids, keep_profiles=kept)
     for ids in created_batches(changes, "crm.tag"):
         Tag.objects.filter(pk__in=ids, contacts=None, companies=None).delete()
     job.status, job.reverted_at = ImportJob.Status.REVERTED, timezone.now()
@@ -85,7 +87,7 @@ def created_profiles_delete(changes) -> set[int]:
             | Exists(Contact.objects.filter(profile=OuterRef("pk")))
         )
         kept.update(used.values_list("pk", flat=True))
-        profiles.exclude(pk__in=kept).delete()
+        profiles_delete(profile_ids=[pk for pk in ids if pk not in kept])
     return kept
 
 
@@ -94,13 +96,8 @@ def profile_traits_restore(changes) -> None:
     latest batch first: a profile two batches changed ends as it was before the first."""
     for change_id in changes.order_by("-pk").values_list("pk", flat=True):
         change = ImportChange.objects.get(pk=change_id)
-        query(
-            f"UPDATE {quote(Profile._meta.db_table)} AS p SET traits ="  # noqa: S608
-            " (p.traits - ARRAY(SELECT jsonb_array_elements_text(v.before -> 'added')))"
-            " || (v.before -> 'replaced'), updated_at = now()"
-            " FROM unnest(%b::bigint[], %b::jsonb[]) AS v(id, before) WHERE p.id = v.id",
-            [change.object_ids, [Jsonb(before["traits"]) for before in change.befores]],
-            fetch=False,
+        profile_traits_merge_undo(
+            profile_ids=change.object_ids, befores=[before["traits"] for before in change.befores]
         )
 
 
