@@ -18,6 +18,8 @@ from consent.models import (
 from profiles.models import Profile
 from profiles.selectors import profile_resolve
 
+SUPPRESSION_TABLE = Suppression._meta.db_table
+
 
 def profiles_with_consent(purpose_code: str) -> QuerySet[Profile]:
     """Profiles that may be used for the purpose now: consent granted, not merged away, and
@@ -68,7 +70,7 @@ def suppressed_identifiers(
     by_hash = {(kind, digest(kind, value)): (kind, value) for kind, value in pairs}
     # One array parameter, not thousands of IN-list parameters.
     found = query(
-        "SELECT identifier_kind, value_hash FROM consent_suppression"
+        f"SELECT identifier_kind, value_hash FROM {SUPPRESSION_TABLE}"  # noqa: S608 - table names from model metadata; values are parameters
         " WHERE value_hash = ANY(%b::text[])",
         [sorted({value_hash for _, value_hash in by_hash})],
     )

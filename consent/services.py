@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_ipv46_address
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from cdphub.errors import DomainError
+from cdphub.sql import execute
 from consent import changes
 from consent.defaults import DEFAULT_PURPOSES, DEFAULT_RETENTION_DAYS, DEFAULT_TEXT_VERSION
 from consent.models import (
@@ -197,20 +198,19 @@ def consent_state_apply(*, record: ConsentRecord) -> None:
     older record (an import of history, a late CMP callback) never overwrites a newer one.
     """
     table = ConsentState._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            INSERT INTO {table} (profile_id, purpose_id, status, record_id, updated_at)
-            VALUES (%s, %s, %s, %s, %s)
-            ON CONFLICT (profile_id, purpose_id) DO UPDATE
-               SET status = EXCLUDED.status,
-                   record_id = EXCLUDED.record_id,
-                   updated_at = EXCLUDED.updated_at
-             WHERE ({table}.updated_at, {table}.record_id)
-                   <= (EXCLUDED.updated_at, EXCLUDED.record_id)
-            """,  # noqa: S608 - table name from model meta, values are parameters
-            [record.profile_id, record.purpose_id, record.status, record.pk, record.occurred_at],
-        )
+    execute(
+        f"""
+        INSERT INTO {table} (profile_id, purpose_id, status, record_id, updated_at)
+        VALUES (%b, %b, %b, %b, %b)
+        ON CONFLICT (profile_id, purpose_id) DO UPDATE
+           SET status = EXCLUDED.status,
+               record_id = EXCLUDED.record_id,
+               updated_at = EXCLUDED.updated_at
+         WHERE ({table}.updated_at, {table}.record_id)
+               <= (EXCLUDED.updated_at, EXCLUDED.record_id)
+        """,  # noqa: S608 - table name from model meta, values are parameters
+        [record.profile_id, record.purpose_id, record.status, record.pk, record.occurred_at],
+    )
 
 
 def consent_withdraw(

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection
 
-from cdphub.sql import query
+from cdphub.sql import execute, query
 from crm.models import ImportJob
 from crm.resources import ImportSpec, header_token
 
@@ -52,7 +52,8 @@ class StoredFile(io.RawIOBase):
         if wanted <= 0:
             return 0
         ((data,),) = query(
-            "SELECT substring(file_data FROM %b FOR %b) FROM crm_importjob WHERE id = %b",
+            f"SELECT substring(file_data FROM %b FOR %b) FROM {ImportJob._meta.db_table}"  # noqa: S608 - table names from model metadata; values are parameters
+            " WHERE id = %b",
             [self.position + 1, wanted, self.job_id],
         )
         buffer[: len(data)] = data
@@ -90,29 +91,33 @@ def file_store(job_id: int, stream: BinaryIO, size: int) -> int:
     (and buffered again by the driver); COPY streams it. ``ImportRefused`` if the file is
     nothing but white space."""
     lines, blank = 0, True
-    with connection.cursor() as cursor:
-        cursor.execute("CREATE TEMPORARY TABLE import_upload (data bytea) ON COMMIT DROP")
-        with cursor.cursor.copy("COPY import_upload (data) FROM STDIN (FORMAT binary)") as copy:
-            # PostgreSQL's binary COPY framing around one row of one field of ``size`` bytes.
-            copy.write(b"PGCOPY\n\xff\r\n\x00" + bytes(8))
-            copy.write((1).to_bytes(2, "big") + size.to_bytes(4, "big"))
-            left = size
-            while left:
-                chunk = stream.read(min(CHUNK, left))
-                if not chunk:
-                    raise ImportRefused("The file ended before its announced size.")
-                left -= len(chunk)
-                lines += chunk.count(b"\n")
-                blank = blank and chunk.isspace()
-                copy.write(chunk)
-            copy.write((-1).to_bytes(2, "big", signed=True))
-        if blank:
-            raise ImportRefused("The file is empty.")
-        cursor.execute(
-            "UPDATE crm_importjob SET file_data = (SELECT data FROM import_upload) WHERE id = %s",
-            [job_id],
-        )
-        cursor.execute("DROP TABLE import_upload")
+    execute("CREATE TEMPORARY TABLE import_upload (data bytea) ON COMMIT DROP")
+    # Django's cursor only for COPY, which cdphub.sql (bound parameters only) cannot stream.
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy("COPY import_upload (data) FROM STDIN (FORMAT binary)") as copy,
+    ):
+        # PostgreSQL's binary COPY framing around one row of one field of ``size`` bytes.
+        copy.write(b"PGCOPY\n\xff\r\n\x00" + bytes(8))
+        copy.write((1).to_bytes(2, "big") + size.to_bytes(4, "big"))
+        left = size
+        while left:
+            chunk = stream.read(min(CHUNK, left))
+            if not chunk:
+                raise ImportRefused("The file ended before its announced size.")
+            left -= len(chunk)
+            lines += chunk.count(b"\n")
+            blank = blank and chunk.isspace()
+            copy.write(chunk)
+        copy.write((-1).to_bytes(2, "big", signed=True))
+    if blank:
+        raise ImportRefused("The file is empty.")
+    execute(
+        f"UPDATE {ImportJob._meta.db_table} SET file_data = (SELECT data FROM import_upload)"  # noqa: S608 - table names from model metadata; values are parameters
+        " WHERE id = %b",
+        [job_id],
+    )
+    execute("DROP TABLE import_upload")
     return lines
 
 

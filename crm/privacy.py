@@ -172,13 +172,16 @@ def _import_changes_of_person(rows, subject: Subject) -> list[dict]:
     return entries
 
 
+IMPORT_JOB_TABLE = ImportJob._meta.db_table
+
+
 # Jobs quoting the person in their file, preview or error report, whether or not they wrote
 # anything (a file refused by its check keeps the errors that quote its cells).
-IMPORT_JOBS_QUOTING_SQL = """
-    SELECT id FROM crm_importjob
+IMPORT_JOBS_QUOTING_SQL = f"""
+    SELECT id FROM {IMPORT_JOB_TABLE}
     WHERE preview::text ILIKE ANY(%b::text[]) OR errors::text ILIKE ANY(%b::text[])
         OR encode(file_data, 'escape') ILIKE ANY(%b::text[])
-"""
+"""  # noqa: S608 - table names from model metadata; values are parameters
 
 
 def _import_jobs(subject: Subject):

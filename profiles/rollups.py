@@ -11,23 +11,24 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from profiles.models import EventCountDay, EventDailyCount
+from cdphub.sql import execute
+from profiles.models import Event, EventCountDay, EventDailyCount
 
 WINDOW_DAYS = 30
 RECENT_DAYS = 2
 STALE_AFTER = timedelta(minutes=5)
 
-COUNT_DAYS_SQL = """
-    INSERT INTO profiles_eventdailycount (day, source_id, type, name, count)
-    SELECT timezone(%(tz)s, timestamp)::date AS day, source_id, type, name, count(*)
-    FROM profiles_event
-    WHERE timestamp >= %(start)s AND timestamp < %(end)s
-      AND timezone(%(tz)s, timestamp)::date = ANY(%(days)s)
+COUNT_DAYS_SQL = f"""
+    INSERT INTO {EventDailyCount._meta.db_table} (day, source_id, type, name, count)
+    SELECT timezone(%b::text, timestamp)::date AS day, source_id, type, name, count(*)
+    FROM {Event._meta.db_table}
+    WHERE timestamp >= %b AND timestamp < %b
+      AND timezone(%b::text, timestamp)::date = ANY(%b::date[])
     GROUP BY 1, source_id, type, name
-"""
+"""  # noqa: S608 - table names from model metadata; values are parameters
 
 
 def event_daily_counts_refresh(
@@ -63,11 +64,8 @@ def event_days_count(*, days: list[date], now: datetime) -> None:
     start = timezone.make_aware(datetime.combine(min(days), time.min))
     end = timezone.make_aware(datetime.combine(max(days) + timedelta(days=1), time.min))
     EventDailyCount.objects.filter(day__in=days).delete()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            COUNT_DAYS_SQL,
-            {"tz": timezone.get_current_timezone_name(), "start": start, "end": end, "days": days},
-        )
+    tz = timezone.get_current_timezone_name()
+    execute(COUNT_DAYS_SQL, [tz, start, end, tz, days])
     EventCountDay.objects.bulk_create(
         [EventCountDay(day=day, computed_at=now) for day in days],
         update_conflicts=True,

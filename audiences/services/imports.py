@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import IO
 
 from django.core.files import File
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -19,8 +19,11 @@ from audiences.models import (
     DataProvider,
     JobStatus,
     ProviderFileImport,
+    Visitor,
+    VisitorTraitHit,
 )
 from cdphub.errors import DomainError
+from cdphub.sql import execute, query
 from profiles.resolution.normalize import InvalidIdentifier, normalize_opaque_id
 
 logger = logging.getLogger(__name__)
@@ -345,30 +348,32 @@ def timestamp_parse(text: str) -> datetime | None:
     return parsed if timezone.is_aware(parsed) else parsed.replace(tzinfo=UTC)
 
 
-VISITOR_UPSERT = """
-INSERT INTO audiences_visitor
+VISITOR = Visitor._meta.db_table
+VISITOR_UPSERT = f"""
+INSERT INTO {VISITOR}
     (key_kind, key, first_seen_at, last_seen_at, expires_at, country, device_type, browser,
      created_at)
-SELECT kind, key, first_seen, last_seen, last_seen + %(ttl)s, '', '', '', now()
-FROM unnest(%(kinds)s::text[], %(keys)s::text[], %(first)s::timestamptz[], %(last)s::timestamptz[])
+SELECT kind, key, first_seen, last_seen, last_seen + %b, '', '', '', now()
+FROM unnest(%b::text[], %b::text[], %b::timestamptz[], %b::timestamptz[])
     AS v(kind, key, first_seen, last_seen)
 ON CONFLICT (key_kind, key) DO UPDATE SET
-    first_seen_at = LEAST(audiences_visitor.first_seen_at, EXCLUDED.first_seen_at),
-    last_seen_at = GREATEST(audiences_visitor.last_seen_at, EXCLUDED.last_seen_at),
-    expires_at = GREATEST(audiences_visitor.expires_at, EXCLUDED.expires_at)
+    first_seen_at = LEAST({VISITOR}.first_seen_at, EXCLUDED.first_seen_at),
+    last_seen_at = GREATEST({VISITOR}.last_seen_at, EXCLUDED.last_seen_at),
+    expires_at = GREATEST({VISITOR}.expires_at, EXCLUDED.expires_at)
 RETURNING id, key_kind, key
-"""
+"""  # noqa: S608 - table names from model metadata; values are parameters
 
-HIT_UPSERT = """
-INSERT INTO audiences_visitortraithit
+HIT = VisitorTraitHit._meta.db_table
+HIT_UPSERT = f"""
+INSERT INTO {HIT}
     (visitor_id, category_id, provider_id, observed_at, expires_at)
-SELECT visitor, category, %(provider)s, observed, observed + %(ttl)s
-FROM unnest(%(visitors)s::bigint[], %(categories)s::bigint[], %(observed)s::timestamptz[])
+SELECT visitor, category, %b::bigint, observed, observed + %b
+FROM unnest(%b::bigint[], %b::bigint[], %b::timestamptz[])
     AS h(visitor, category, observed)
 ON CONFLICT (visitor_id, category_id, provider_id) DO UPDATE SET
-    observed_at = GREATEST(audiences_visitortraithit.observed_at, EXCLUDED.observed_at),
-    expires_at = GREATEST(audiences_visitortraithit.expires_at, EXCLUDED.expires_at)
-"""
+    observed_at = GREATEST({HIT}.observed_at, EXCLUDED.observed_at),
+    expires_at = GREATEST({HIT}.expires_at, EXCLUDED.expires_at)
+"""  # noqa: S608 - table names from model metadata; values are parameters
 
 
 @transaction.atomic
@@ -388,31 +393,30 @@ def trait_hits_upsert(*, provider: DataProvider, observations: list[Observation]
         )
     # Sorted keys: concurrent imports lock visitor rows in the same order, so never deadlock.
     keys = sorted(seen)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            VISITOR_UPSERT,
-            {
-                "ttl": ttl,
-                "kinds": [k for k, _ in keys],
-                "keys": [key for _, key in keys],
-                "first": [seen[k][0] for k in keys],
-                "last": [seen[k][1] for k in keys],
-            },
-        )
-        visitor_ids = {(kind, key): pk for pk, kind, key in cursor.fetchall()}
-        latest: dict[tuple[int, int], datetime] = {}
-        for o in observations:
-            hit = (visitor_ids[(o.key_kind, o.key)], o.category_id)
-            latest[hit] = max(latest.get(hit, o.observed_at), o.observed_at)
-        hits = sorted(latest)
-        cursor.execute(
-            HIT_UPSERT,
-            {
-                "provider": provider.pk,
-                "ttl": ttl,
-                "visitors": [v for v, _ in hits],
-                "categories": [c for _, c in hits],
-                "observed": [latest[h] for h in hits],
-            },
-        )
+    rows = query(
+        VISITOR_UPSERT,
+        [
+            ttl,
+            [k for k, _ in keys],
+            [key for _, key in keys],
+            [seen[k][0] for k in keys],
+            [seen[k][1] for k in keys],
+        ],
+    )
+    visitor_ids = {(kind, key): pk for pk, kind, key in rows}
+    latest: dict[tuple[int, int], datetime] = {}
+    for o in observations:
+        hit = (visitor_ids[(o.key_kind, o.key)], o.category_id)
+        latest[hit] = max(latest.get(hit, o.observed_at), o.observed_at)
+    hits = sorted(latest)
+    execute(
+        HIT_UPSERT,
+        [
+            provider.pk,
+            ttl,
+            [v for v, _ in hits],
+            [c for _, c in hits],
+            [latest[h] for h in hits],
+        ],
+    )
     return len(observations)

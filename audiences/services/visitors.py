@@ -6,12 +6,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from audiences.models import Audience, AudienceMembership, Visitor, VisitorTraitHit
 from audiences.selectors import profiles_allowed_for_linking
-from cdphub.sql import query
+from cdphub.sql import execute, query
 from profiles.models import Identity, Profile
 
 # --- visitors seen by collection, and their link to profiles -------------------------------
@@ -27,30 +27,32 @@ class VisitorSighting:
     browser: str = ""
 
 
+VISITOR = Visitor._meta.db_table
+
 # Positional binary parameters (cdphub.sql.query): processing upserts thousands per batch. A
 # visitor seen again within SEEN_GRANULARITY with nothing new is not rewritten: every click would
 # otherwise update its row (and its 90-day expiry moves by minutes at most).
-SIGHTING_UPSERT = """
-INSERT INTO audiences_visitor
+SIGHTING_UPSERT = f"""
+INSERT INTO {VISITOR}
     (key_kind, key, first_seen_at, last_seen_at, expires_at, country, device_type, browser,
      created_at)
 SELECT kind, key, seen, seen, seen + %b, country, device, browser, now()
 FROM unnest(%b::text[], %b::text[], %b::timestamptz[], %b::text[], %b::text[], %b::text[])
     AS s(kind, key, seen, country, device, browser)
 ON CONFLICT (key_kind, key) DO UPDATE SET
-    first_seen_at = LEAST(audiences_visitor.first_seen_at, EXCLUDED.first_seen_at),
-    last_seen_at = GREATEST(audiences_visitor.last_seen_at, EXCLUDED.last_seen_at),
-    expires_at = GREATEST(audiences_visitor.expires_at, EXCLUDED.expires_at),
-    country = COALESCE(NULLIF(EXCLUDED.country, ''), audiences_visitor.country),
-    device_type = COALESCE(NULLIF(EXCLUDED.device_type, ''), audiences_visitor.device_type),
-    browser = COALESCE(NULLIF(EXCLUDED.browser, ''), audiences_visitor.browser)
-WHERE EXCLUDED.last_seen_at > audiences_visitor.last_seen_at + %b
-    OR EXCLUDED.first_seen_at < audiences_visitor.first_seen_at
-    OR EXCLUDED.expires_at > audiences_visitor.expires_at + %b
-    OR EXCLUDED.country NOT IN ('', audiences_visitor.country)
-    OR EXCLUDED.device_type NOT IN ('', audiences_visitor.device_type)
-    OR EXCLUDED.browser NOT IN ('', audiences_visitor.browser)
-"""
+    first_seen_at = LEAST({VISITOR}.first_seen_at, EXCLUDED.first_seen_at),
+    last_seen_at = GREATEST({VISITOR}.last_seen_at, EXCLUDED.last_seen_at),
+    expires_at = GREATEST({VISITOR}.expires_at, EXCLUDED.expires_at),
+    country = COALESCE(NULLIF(EXCLUDED.country, ''), {VISITOR}.country),
+    device_type = COALESCE(NULLIF(EXCLUDED.device_type, ''), {VISITOR}.device_type),
+    browser = COALESCE(NULLIF(EXCLUDED.browser, ''), {VISITOR}.browser)
+WHERE EXCLUDED.last_seen_at > {VISITOR}.last_seen_at + %b
+    OR EXCLUDED.first_seen_at < {VISITOR}.first_seen_at
+    OR EXCLUDED.expires_at > {VISITOR}.expires_at + %b
+    OR EXCLUDED.country NOT IN ('', {VISITOR}.country)
+    OR EXCLUDED.device_type NOT IN ('', {VISITOR}.device_type)
+    OR EXCLUDED.browser NOT IN ('', {VISITOR}.browser)
+"""  # noqa: S608 - table names from model metadata; values are parameters
 SEEN_GRANULARITY = timedelta(minutes=5)
 
 
@@ -84,15 +86,15 @@ def visitors_observe(*, sightings: list[VisitorSighting], retention_days: int = 
     return len(rows)
 
 
-LINK_SQL = """
-    UPDATE audiences_visitor v SET profile_id = i.profile_id
-    FROM profiles_identity i
-    WHERE i.profile_id = ANY(%(allowed)s::bigint[])
+LINK_SQL = f"""
+    UPDATE {VISITOR} v SET profile_id = i.profile_id
+    FROM {Identity._meta.db_table} i
+    WHERE i.profile_id = ANY(%b::bigint[])
       AND i.kind IN ('anonymous_id', 'device_id')
       AND v.key_kind = CASE i.kind WHEN 'anonymous_id' THEN 'cookie' ELSE 'device' END
       AND v.key = i.value
       AND v.profile_id IS NULL
-"""
+"""  # noqa: S608 - table names from model metadata; values are parameters
 
 
 @transaction.atomic
@@ -110,9 +112,7 @@ def visitor_links_sync_many(*, profile_ids: list[int]) -> dict[str, int]:
     unlinked = Visitor.objects.filter(profile_id__in=refused).update(profile=None) if refused else 0
     linked = 0
     if allowed:
-        with connection.cursor() as cursor:
-            cursor.execute(LINK_SQL, {"allowed": sorted(allowed)})
-            linked = cursor.rowcount
+        linked = execute(LINK_SQL, [sorted(allowed)])
     return {"linked": linked, "unlinked": unlinked}
 
 
@@ -151,13 +151,12 @@ def audience_members_set(
     """Replace the audience's members; keeps the entry time of visitors who stay."""
     wanted = set(visitor_ids)
     now = timezone.now()
-    with connection.cursor() as cursor:
-        # An array parameter, not IN (...): audiences can exceed the query parameter limit.
-        cursor.execute(
-            "DELETE FROM audiences_audiencemembership "
-            "WHERE audience_id = %s AND NOT (visitor_id = ANY(%s))",
-            [audience.pk, list(wanted)],
-        )
+    # An array parameter, not IN (...): audiences can exceed the query parameter limit.
+    execute(
+        f"DELETE FROM {AudienceMembership._meta.db_table} "  # noqa: S608 - table names from model metadata; values are parameters
+        "WHERE audience_id = %b AND NOT (visitor_id = ANY(%b::bigint[]))",
+        [audience.pk, list(wanted)],
+    )
     AudienceMembership.objects.bulk_create(
         [
             AudienceMembership(
@@ -198,27 +197,30 @@ def expired_rows_delete(model, now: datetime, batch_size: int) -> int:
     table = model._meta.db_table
     deleted = 0
     while True:
-        with transaction.atomic(), connection.cursor() as cursor:
+        with transaction.atomic():
             if model is Visitor:
                 # ON DELETE CASCADE is emulated by Django, not the database: clear children.
-                cursor.execute(
-                    "SELECT id FROM audiences_visitor WHERE expires_at <= %s "
-                    "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+                rows = query(
+                    f"SELECT id FROM {table} WHERE expires_at <= %b "  # noqa: S608 - table names from model metadata; values are parameters
+                    "ORDER BY id LIMIT %b FOR UPDATE SKIP LOCKED",
                     [now, batch_size],
                 )
-                ids = [row[0] for row in cursor.fetchall()]
+                ids = [row[0] for row in rows]
                 if ids:
-                    for child in ("audiences_visitortraithit", "audiences_audiencemembership"):
-                        cursor.execute(f"DELETE FROM {child} WHERE visitor_id = ANY(%s)", [ids])  # noqa: S608
-                    cursor.execute("DELETE FROM audiences_visitor WHERE id = ANY(%s)", [ids])
+                    for child in (VisitorTraitHit, AudienceMembership):
+                        execute(
+                            f"DELETE FROM {child._meta.db_table}"  # noqa: S608 - table names from model metadata; values are parameters
+                            " WHERE visitor_id = ANY(%b::bigint[])",
+                            [ids],
+                        )
+                    execute(f"DELETE FROM {table} WHERE id = ANY(%b::bigint[])", [ids])  # noqa: S608 - table names from model metadata; values are parameters
                 count = len(ids)
             else:
-                cursor.execute(
+                count = execute(
                     f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} "  # noqa: S608
-                    "WHERE expires_at <= %s ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)",
+                    "WHERE expires_at <= %b ORDER BY id LIMIT %b FOR UPDATE SKIP LOCKED)",
                     [now, batch_size],
                 )
-                count = cursor.rowcount
         deleted += count
         if count < batch_size:
             return deleted

@@ -9,6 +9,8 @@ from typing import Any
 from django.core.exceptions import FieldDoesNotExist
 from django.db import connection, models
 
+from cdphub.sql import query
+
 
 def ids_reserve(model: type[models.Model], count: int) -> list[int]:
     """Take ``count`` primary keys from the table's sequence, so rows can reference each other
@@ -17,12 +19,12 @@ def ids_reserve(model: type[models.Model], count: int) -> list[int]:
         return []
     table = model._meta.db_table
     column = model._meta.pk.column
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-            [table, column, count],
-        )
-        return [row[0] for row in cursor.fetchall()]
+    rows = query(
+        "SELECT nextval(pg_get_serial_sequence(%b::text, %b::text))"
+        " FROM generate_series(1, %b::int)",
+        [table, column, count],
+    )
+    return [row[0] for row in rows]
 
 
 def rows_copy(
@@ -36,6 +38,7 @@ def rows_copy(
     quoted = ", ".join(connection.ops.quote_name(column) for column in columns)
     table = connection.ops.quote_name(model._meta.db_table)
     written = 0
+    # Django's cursor for COPY, which cdphub.sql (bound parameters only) cannot stream.
     with (
         connection.cursor() as cursor,
         cursor.cursor.copy(

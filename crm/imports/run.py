@@ -42,6 +42,7 @@ def progress_channel(job: ImportJob):
     try:
 
         def publish() -> None:
+            # A connection of its own, not cdphub.sql's: visible outside the import's transaction.
             with side.cursor() as cursor:
                 cursor.execute(
                     f"UPDATE {quote(ImportJob._meta.db_table)}"  # noqa: S608

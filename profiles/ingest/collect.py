@@ -26,6 +26,9 @@ from cdphub.sql import execute
 from profiles.models import Event, PendingMessage, RejectedMessage, Source
 from profiles.resolution.normalize import junk_values
 
+PENDING_TABLE = PendingMessage._meta.db_table
+EVENT_TABLE = Event._meta.db_table
+
 logger = logging.getLogger(__name__)
 
 MESSAGE_TYPES = frozenset(Event.Type.values)
@@ -280,15 +283,15 @@ def usable_id(value: object, junk: frozenset[str]) -> bool:
 
 # Parameters are bound server-side in binary (%b): arrays of strings are sent as they are,
 # without client-side quoting, which costs more than the INSERT itself for 100 JSON payloads.
-STAGE_SQL = """
-    INSERT INTO profiles_pendingmessage
+STAGE_SQL = f"""
+    INSERT INTO {PENDING_TABLE}
         (source_id, message_id, type, payload, timestamp, original_timestamp, sent_at,
          received_at)
     SELECT %b, m, t, p::jsonb, ts, ot, sa, %b
     FROM unnest(%b::text[], %b::text[], %b::text[], %b::timestamptz[], %b::timestamptz[],
         %b::timestamptz[]) AS u(m, t, p, ts, ot, sa)
     ON CONFLICT (source_id, message_id) DO NOTHING
-"""
+"""  # noqa: S608 - table names from model metadata; values are parameters
 # Messages whose event is stored already are duplicates. A statement of its own, after the
 # INSERT: if a worker was moving a copy from staging to events, the INSERT waited for it to
 # commit, and only a new statement sees the event it committed. The copies are looked up in
@@ -296,15 +299,15 @@ STAGE_SQL = """
 # are read only for a copy. It costs the request path about a quarter of its throughput
 # (bench_ingest); the windowed de-duplication table planned for partitioned events makes it
 # one statement again.
-UNSTAGE_DUPLICATES_SQL = """
+UNSTAGE_DUPLICATES_SQL = f"""
     WITH copies AS MATERIALIZED (
-        SELECT e.message_id FROM profiles_event e
+        SELECT e.message_id FROM {EVENT_TABLE} e
         WHERE e.source_id = %b AND e.message_id = ANY(%b::text[])
     )
-    DELETE FROM profiles_pendingmessage pm
+    DELETE FROM {PENDING_TABLE} pm
     USING copies
     WHERE pm.source_id = %b AND pm.message_id = copies.message_id AND pm.received_at = %b
-"""
+"""  # noqa: S608 - table names from model metadata; values are parameters
 
 
 def messages_collect(*, source_id: int, messages: list[object]) -> CollectResult:

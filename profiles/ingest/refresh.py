@@ -20,45 +20,47 @@ from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from cdphub.sql import query
+from profiles.models import ProfileRefresh
 
 logger = logging.getLogger(__name__)
 
 STALE_CLAIM = timedelta(minutes=10)
+REFRESH_TABLE = ProfileRefresh._meta.db_table
 
 # New events for a profile whose refresh is running clear its claim: the row then survives
 # that refresh's delete and the profile is refreshed again with the new events.
-QUEUE_SQL = """
-    INSERT INTO profiles_profilerefresh (profile_id, queued_at, claimed_at)
+QUEUE_SQL = f"""
+    INSERT INTO {REFRESH_TABLE} (profile_id, queued_at, claimed_at)
     SELECT id, now(), NULL FROM unnest(%b::bigint[]) AS u(id)
     ON CONFLICT (profile_id) DO UPDATE SET claimed_at = NULL
-    WHERE profiles_profilerefresh.claimed_at IS NOT NULL
-"""
-CLAIM_SQL = """
-    UPDATE profiles_profilerefresh r SET claimed_at = %b
+    WHERE {REFRESH_TABLE}.claimed_at IS NOT NULL
+"""  # noqa: S608 - table names from model metadata; values are parameters
+CLAIM_SQL = f"""
+    UPDATE {REFRESH_TABLE} r SET claimed_at = %b
     WHERE r.profile_id IN (
-        SELECT profile_id FROM profiles_profilerefresh
+        SELECT profile_id FROM {REFRESH_TABLE}
         WHERE claimed_at IS NULL OR claimed_at < %b
         LIMIT %b
         FOR UPDATE SKIP LOCKED
     )
     RETURNING r.profile_id
-"""
+"""  # noqa: S608 - table names from model metadata; values are parameters
 # A claim's rows are locked in id order (the order processing queues them in) before they are
 # deleted or released: in whatever order the plan visits them, two transactions could deadlock.
-DONE_SQL = """
-    DELETE FROM profiles_profilerefresh WHERE profile_id IN (
-        SELECT profile_id FROM profiles_profilerefresh
+DONE_SQL = f"""
+    DELETE FROM {REFRESH_TABLE} WHERE profile_id IN (
+        SELECT profile_id FROM {REFRESH_TABLE}
         WHERE profile_id = ANY(%b::bigint[]) AND claimed_at = %b
         ORDER BY profile_id FOR UPDATE
     )
-"""
-RELEASE_SQL = """
-    UPDATE profiles_profilerefresh SET claimed_at = NULL WHERE profile_id IN (
-        SELECT profile_id FROM profiles_profilerefresh
+"""  # noqa: S608 - table names from model metadata; values are parameters
+RELEASE_SQL = f"""
+    UPDATE {REFRESH_TABLE} SET claimed_at = NULL WHERE profile_id IN (
+        SELECT profile_id FROM {REFRESH_TABLE}
         WHERE profile_id = ANY(%b::bigint[]) AND claimed_at = %b
         ORDER BY profile_id FOR UPDATE
     )
-"""
+"""  # noqa: S608 - table names from model metadata; values are parameters
 MAX_DEADLOCKS = 3
 
 

@@ -11,7 +11,14 @@ import orjson
 from django.conf import settings
 
 from cdphub.sql import query
-from profiles.models import Event, Identity, MergeConflict, SharedIdentifier
+from profiles.models import (
+    Event,
+    Identity,
+    MergeConflict,
+    PendingMessage,
+    Profile,
+    SharedIdentifier,
+)
 from profiles.resolution.identifiers import WEAK_KINDS
 from profiles.resolution.merges import profile_merge, profiles_lock
 
@@ -20,13 +27,18 @@ SET_ONCE_KEY = "$set_once"
 # last_seen_at of profiles and identities moves in steps of this size: a visitor's every click
 # would otherwise rewrite their profile and identity rows.
 LAST_SEEN_GRANULARITY = timedelta(minutes=5)
+PENDING_TABLE = PendingMessage._meta.db_table
+EVENT_TABLE = Event._meta.db_table
+IDENTITY_TABLE = Identity._meta.db_table
+SHARED_TABLE = SharedIdentifier._meta.db_table
+PROFILE_TABLE = Profile._meta.db_table
 
 # Staged messages leave the queue and become event rows in one statement, per the Segment
 # spec: the track event name, the page/screen name, identify traits (at the root for Segment,
 # in context.traits for RudderStack), group traits, track/page/screen properties.
-EVENTS_SQL = """
+EVENTS_SQL = f"""
     WITH processed AS (
-        DELETE FROM profiles_pendingmessage pm
+        DELETE FROM {PENDING_TABLE} pm
         USING unnest(%b::bigint[], %b::bigint[], %b::text[], %b::text[])
             AS u(staged_id, profile_id, user_id, anonymous_id)
         WHERE pm.id = u.staged_id
@@ -37,17 +49,17 @@ EVENTS_SQL = """
             -- the properties: stored the same way, the properties' own one winning.
             CASE WHEN type IN ('page', 'screen') AND payload->'category' IS NOT NULL
                     AND jsonb_typeof(payload->'category') <> 'null'
-                THEN jsonb_build_object('category', payload->'category') ELSE '{}' END
+                THEN jsonb_build_object('category', payload->'category') ELSE '{{}}' END
             || CASE WHEN jsonb_typeof(payload->'properties') = 'object'
-                THEN payload->'properties' ELSE '{}' END AS props,
+                THEN payload->'properties' ELSE '{{}}' END AS props,
             CASE WHEN jsonb_typeof(payload->'traits') = 'object'
-                    AND payload->'traits' <> '{}' THEN payload->'traits'
+                    AND payload->'traits' <> '{{}}' THEN payload->'traits'
                 WHEN jsonb_typeof(payload->'context'->'traits') = 'object'
                     THEN payload->'context'->'traits'
-                ELSE '{}' END AS traits
+                ELSE '{{}}' END AS traits
         FROM processed
     )
-    INSERT INTO profiles_event
+    INSERT INTO {EVENT_TABLE}
         (profile_id, source_id, type, name, properties, context, user_id, anonymous_id,
          message_id, timestamp, original_timestamp, sent_at, received_at)
     SELECT profile_id, source_id, type,
@@ -60,16 +72,16 @@ EVENTS_SQL = """
         CASE type
             WHEN 'identify' THEN traits
             WHEN 'group' THEN CASE WHEN jsonb_typeof(payload->'traits') = 'object'
-                THEN payload->'traits' ELSE '{}' END
+                THEN payload->'traits' ELSE '{{}}' END
             WHEN 'alias' THEN jsonb_build_object('previousId', payload->'previousId')
             ELSE props
         END,
         CASE WHEN jsonb_typeof(payload->'context') = 'object'
-            THEN payload->'context' ELSE '{}' END,
+            THEN payload->'context' ELSE '{{}}' END,
         user_id, anonymous_id, message_id, timestamp, original_timestamp, sent_at, received_at
     FROM staged
     ON CONFLICT (source_id, message_id) DO NOTHING
-"""
+"""  # noqa: S608 - table names from model metadata; values are parameters
 
 
 @dataclass
@@ -121,7 +133,7 @@ class BatchResolver:
         if not identifiers:
             return
         found_rows = query(
-            "SELECT i.kind, i.value, i.profile_id, i.id, i.last_seen_at FROM profiles_identity i "
+            f"SELECT i.kind, i.value, i.profile_id, i.id, i.last_seen_at FROM {IDENTITY_TABLE} i "  # noqa: S608 - table names from model metadata; values are parameters
             "JOIN unnest(%b::text[], %b::text[]) AS u(k, v) ON i.kind = u.k AND i.value = u.v",
             [[i[0] for i in identifiers], [i[1] for i in identifiers]],
         )
@@ -132,7 +144,7 @@ class BatchResolver:
         self._lock_found_profiles()
         found = sorted(set(self.owner.values()))
         for profile_id, value in query(
-            "SELECT profile_id, value FROM profiles_identity "
+            f"SELECT profile_id, value FROM {IDENTITY_TABLE} "  # noqa: S608 - table names from model metadata; values are parameters
             "WHERE profile_id = ANY(%b::bigint[]) AND kind = 'user_id'",
             [found],
         ):
@@ -140,8 +152,8 @@ class BatchResolver:
         weak = [ident for ident in identifiers if ident[0] in WEAK_KINDS and ident in self.owner]
         if weak:
             for kind, value, user_ids, blocked in query(
-                "SELECT s.kind, s.value, s.user_ids::text, s.blocked "
-                "FROM profiles_sharedidentifier s "
+                "SELECT s.kind, s.value, s.user_ids::text, s.blocked "  # noqa: S608 - table names from model metadata; values are parameters
+                f"FROM {SHARED_TABLE} s "
                 "JOIN unnest(%b::text[], %b::text[]) AS u(k, v) ON s.kind = u.k AND s.value = u.v",
                 [[k for k, _ in weak], [v for _, v in weak]],
             ):
@@ -292,8 +304,8 @@ class BatchResolver:
                 "traits_dirty": False,
             }
             for pid, traits, stamps, first, last in query(
-                "SELECT id, traits::text, trait_timestamps::text, first_seen_at, last_seen_at "
-                "FROM profiles_profile WHERE id = ANY(%b::bigint[])",
+                "SELECT id, traits::text, trait_timestamps::text, first_seen_at, last_seen_at "  # noqa: S608 - table names from model metadata; values are parameters
+                f"FROM {PROFILE_TABLE} WHERE id = ANY(%b::bigint[])",
                 [profile_ids],
             )
         }
@@ -307,14 +319,14 @@ class BatchResolver:
         ids = [
             row[0]
             for row in query(
-                "SELECT nextval(pg_get_serial_sequence('profiles_profile', 'id')) "
+                f"SELECT nextval(pg_get_serial_sequence('{PROFILE_TABLE}', 'id')) "  # noqa: S608 - table names from model metadata; values are parameters
                 "FROM generate_series(1, %b)",
                 [len(placeholders)],
             )
         ]
         new = [state[ref] for ref in placeholders]
         query(
-            "INSERT INTO profiles_profile (id, traits, computed_traits, trait_timestamps, "
+            f"INSERT INTO {PROFILE_TABLE} (id, traits, computed_traits, trait_timestamps, "  # noqa: S608 - table names from model metadata; values are parameters
             "first_seen_at, last_seen_at, created_at, updated_at) "
             "SELECT id, traits::jsonb, '{}', stamps::jsonb, first, last, now(), now() "
             "FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::timestamptz[], "
@@ -338,7 +350,7 @@ class BatchResolver:
         new = list(self.new_identities.items())
         if new:
             query(
-                "INSERT INTO profiles_identity (profile_id, kind, value, source_id, "
+                f"INSERT INTO {IDENTITY_TABLE} (profile_id, kind, value, source_id, "  # noqa: S608 - table names from model metadata; values are parameters
                 "first_seen_at, last_seen_at, created_at) "
                 "SELECT p, k, v, s, t, t, now() FROM unnest(%b::bigint[], %b::text[], "
                 "%b::text[], %b::bigint[], %b::timestamptz[]) AS u(p, k, v, s, t) "
@@ -363,7 +375,7 @@ class BatchResolver:
                     )
         if last_seen:
             query(
-                "UPDATE profiles_identity i SET last_seen_at = u.t "
+                f"UPDATE {IDENTITY_TABLE} i SET last_seen_at = u.t "  # noqa: S608 - table names from model metadata; values are parameters
                 "FROM unnest(%b::bigint[], %b::timestamptz[]) AS u(id, t) "
                 "WHERE i.id = u.id AND i.last_seen_at < u.t",
                 [list(last_seen), list(last_seen.values())],
@@ -390,7 +402,7 @@ class BatchResolver:
             return
         # Traits are sent (and rewritten) only where an identify changed them.
         query(
-            "UPDATE profiles_profile p SET traits = coalesce(u.traits::jsonb, p.traits), "
+            f"UPDATE {PROFILE_TABLE} p SET traits = coalesce(u.traits::jsonb, p.traits), "  # noqa: S608 - table names from model metadata; values are parameters
             "trait_timestamps = coalesce(u.stamps::jsonb, p.trait_timestamps), "
             "first_seen_at = u.first, last_seen_at = u.last, updated_at = now() "
             "FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::timestamptz[], "

@@ -16,7 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from django.db import connection, models
+from django.db import models
+
+from cdphub.sql import query
 
 Record = dict[str, object]
 
@@ -73,19 +75,18 @@ def _repointer(model: type[models.Model], key: str, unique_with: str):
     table = model._meta.db_table
     # Table and column names come from model metadata: no user input.
     keep = (
-        f" AND {unique_with} NOT IN (SELECT {unique_with} FROM {table} WHERE profile_id = %s)"  # noqa: S608
+        f" AND {unique_with} NOT IN (SELECT {unique_with} FROM {table} WHERE profile_id = %b)"  # noqa: S608
         if unique_with
         else ""
     )
 
     def merge(survivor_id: int, merged_id: int) -> Record:
         params = [survivor_id, merged_id, *([survivor_id] if unique_with else [])]
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {table} SET profile_id = %s WHERE profile_id = %s{keep} RETURNING id",  # noqa: S608
-                params,
-            )
-            return {key: [row[0] for row in cursor.fetchall()]}
+        rows = query(
+            f"UPDATE {table} SET profile_id = %b WHERE profile_id = %b{keep} RETURNING id",  # noqa: S608
+            params,
+        )
+        return {key: [row[0] for row in rows]}
 
     return merge
 

@@ -10,6 +10,8 @@ from cdphub.sql import query
 from profiles.models import Identity
 from profiles.resolution.normalize import InvalidIdentifier, normalize_identifier
 
+IDENTITY_TABLE = Identity._meta.db_table
+
 Kind = Identity.Kind
 Identifier = tuple[str, str]
 # Order in which identifiers decide which profile a message belongs to, strongest first.
@@ -92,7 +94,7 @@ def known_user_ids(payloads: Iterable[dict], normalize=normalize_identifier) -> 
             continue
     found = in_batch & previous
     stored = query(
-        "SELECT value FROM profiles_identity WHERE kind = %b AND value = ANY(%b::text[])",
+        f"SELECT value FROM {IDENTITY_TABLE} WHERE kind = %b AND value = ANY(%b::text[])",  # noqa: S608 - table names from model metadata; values are parameters
         [str(Kind.USER_ID), sorted(previous - found)],
     )
     return frozenset(found | {value for (value,) in stored})

@@ -7,11 +7,12 @@ other apps keep about a profile follows a merge through the merge-followers regi
 
 from __future__ import annotations
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from cdphub.audit import audit_record
 from cdphub.errors import DomainError
+from cdphub.sql import execute, query
 from profiles.models import Event, Identity, MergeConflict, Profile, ProfileMerge
 from profiles.resolution import followers
 
@@ -23,13 +24,12 @@ class MergeRefused(DomainError):
 def profiles_lock(profile_ids: list[int]) -> dict[int, int | None]:
     """Row locks on profiles, in id order (so two transactions never wait on each other in a
     cycle); returns each profile's merged_into id."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT id, merged_into_id FROM profiles_profile WHERE id = ANY(%s::bigint[]) "
-            "ORDER BY id FOR NO KEY UPDATE",
-            [sorted(set(profile_ids))],
-        )
-        return dict(cursor.fetchall())
+    rows = query(
+        f"SELECT id, merged_into_id FROM {Profile._meta.db_table} WHERE id = ANY(%b::bigint[]) "  # noqa: S608 - table names from model metadata; values are parameters
+        "ORDER BY id FOR NO KEY UPDATE",
+        [sorted(set(profile_ids))],
+    )
+    return dict(rows)
 
 
 def _traits_merge(survivor: Profile, merged: Profile) -> dict:
@@ -116,10 +116,10 @@ def profiles_merge_manual(*, profile_ids: list[int], merged_by=None) -> list[Pro
 
 # An event belongs where its strongest id lives: its user id if it had one, else its anonymous id.
 LATER_EVENTS_SQL = f"""
-    UPDATE {Event._meta.db_table} e SET profile_id = %(merged)s
+    UPDATE {Event._meta.db_table} e SET profile_id = %b::bigint
     FROM {Identity._meta.db_table} i
-    WHERE e.profile_id = %(survivor)s
-      AND i.profile_id = %(merged)s
+    WHERE e.profile_id = %b::bigint
+      AND i.profile_id = %b::bigint
       AND (
         (e.user_id <> '' AND i.kind = 'user_id' AND i.value = e.user_id)
         OR (e.user_id = '' AND e.anonymous_id <> ''
@@ -132,9 +132,7 @@ def _later_events_move_back(survivor_id: int, merged_id: int) -> int:
     """Events that arrived after the merge through an id that now goes back to the merged
     profile (a visit with only that person's anonymous id, say) follow it; events that carried
     the survivor's user id stay."""
-    with connection.cursor() as cursor:
-        cursor.execute(LATER_EVENTS_SQL, {"merged": merged_id, "survivor": survivor_id})
-        return cursor.rowcount
+    return execute(LATER_EVENTS_SQL, [merged_id, survivor_id, merged_id])
 
 
 @transaction.atomic

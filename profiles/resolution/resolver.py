@@ -14,6 +14,8 @@ from cdphub.sql import query
 from profiles.models import Identity, Profile
 from profiles.resolution.identifiers import Identifier, identifiers_lock
 
+IDENTITY_TABLE = Identity._meta.db_table
+
 
 @dataclass
 class Resolved:
@@ -74,7 +76,7 @@ def _identity_owners(identifiers: list[Identifier]) -> dict[Identifier, int]:
     if not identifiers:
         return {}
     rows = query(
-        "SELECT i.kind, i.value, i.profile_id FROM profiles_identity i "
+        f"SELECT i.kind, i.value, i.profile_id FROM {IDENTITY_TABLE} i "  # noqa: S608 - table names from model metadata; values are parameters
         "JOIN unnest(%b::text[], %b::text[]) AS u(k, v) ON i.kind = u.k AND i.value = u.v",
         [[kind for kind, _ in identifiers], [value for _, value in identifiers]],
     )

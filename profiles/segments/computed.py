@@ -21,10 +21,11 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Max, Min
 from django.utils import timezone
 
+from cdphub.sql import execute, query
 from profiles.models import ComputedTraitQuantiles, Event, Profile
 
 COMPUTED_KEYS = (
@@ -54,7 +55,7 @@ EVENT = Event._meta.db_table
 def revenue_sql() -> tuple[str, list[str]]:
     """The order's revenue: the first configured property holding a number."""
     properties = settings.CDPHUB_REVENUE_PROPERTIES or ["revenue"]
-    parts = ", ".join("cdphub_jsonb_numeric(e.properties -> %s)" for _ in properties)
+    parts = ", ".join("cdphub_jsonb_numeric(e.properties -> %b)" for _ in properties)
     return f"COALESCE({parts}, 0)", list(properties)
 
 
@@ -62,7 +63,7 @@ def score_sql(value: str, bounds: list) -> tuple[str, list]:
     """1 + the number of quintile bounds below ``value``; NULL without bounds or value."""
     if not bounds:
         return "NULL::int", []
-    steps = " + ".join(f"({value} > %s::numeric)::int" for _ in bounds)
+    steps = " + ".join(f"({value} > %b::numeric)::int" for _ in bounds)
     return f"CASE WHEN {value} IS NULL THEN NULL ELSE 1 + {steps} END", [str(b) for b in bounds]
 
 
@@ -82,8 +83,8 @@ def computed_sql(scope_sql: str, scope_params: list, now: datetime) -> tuple[str
     monetary, monetary_params = score_sql("a.revenue", bounds.get("monetary", []))
     order = settings.CDPHUB_ORDER_EVENT
     window_columns = ", ".join(
-        f"count(*) FILTER (WHERE e.timestamp >= %s::timestamptz - interval '{n} days'"
-        f" AND e.timestamp <= %s) AS c{n}"
+        f"count(*) FILTER (WHERE e.timestamp >= %b::timestamptz - interval '{n} days'"
+        f" AND e.timestamp <= %b) AS c{n}"
         for n in WINDOWS
     )
     window_object = ", ".join(f"'{days}d', c{days}" for days in WINDOWS)
@@ -101,7 +102,7 @@ def computed_sql(scope_sql: str, scope_params: list, now: datetime) -> tuple[str
                    min(e.timestamp) AS first_at,
                    max(e.timestamp) AS last_at,
                    count(*) AS n,
-                   sum({revenue}) FILTER (WHERE e.name = %s) AS revenue,
+                   sum({revenue}) FILTER (WHERE e.name = %b) AS revenue,
                    {window_columns}
             FROM {EVENT} e JOIN scope s ON s.id = e.profile_id
             GROUP BY e.profile_id, e.name
@@ -110,10 +111,10 @@ def computed_sql(scope_sql: str, scope_params: list, now: datetime) -> tuple[str
             SELECT profile_id,
                    min(first_at) AS first_seen_at,
                    max(last_at) AS last_seen_at,
-                   COALESCE(sum(n) FILTER (WHERE name = %s), 0)::bigint AS order_count,
+                   COALESCE(sum(n) FILTER (WHERE name = %b), 0)::bigint AS order_count,
                    sum(revenue) AS revenue,
-                   min(first_at) FILTER (WHERE name = %s) AS first_order_at,
-                   max(last_at) FILTER (WHERE name = %s) AS last_order_at,
+                   min(first_at) FILTER (WHERE name = %b) AS first_order_at,
+                   max(last_at) FILTER (WHERE name = %b) AS last_order_at,
                    jsonb_object_agg(name, jsonb_build_object({window_object}))
                        FILTER (WHERE name <> '' AND c{max(WINDOWS)} > 0) AS event_counts
             FROM per_name
@@ -122,7 +123,7 @@ def computed_sql(scope_sql: str, scope_params: list, now: datetime) -> tuple[str
         scored AS (
             SELECT s.id, a.*,
                    {recency} AS r, {frequency} AS f, {monetary} AS m,
-                   %s::timestamptz - a.last_order_at AS since_last_order,
+                   %b::timestamptz - a.last_order_at AS since_last_order,
                    CASE WHEN a.order_count > 1
                         THEN (a.last_order_at - a.first_order_at) / (a.order_count - 1)
                         ELSE interval '{DEFAULT_ORDER_GAP_DAYS} days' END AS expected_gap
@@ -153,10 +154,10 @@ def computed_sql(scope_sql: str, scope_params: list, now: datetime) -> tuple[str
             FROM scored
         )
         UPDATE {PROFILE} p
-        SET computed_traits = (p.computed_traits - %s::text[]) || c.doc
+        SET computed_traits = (p.computed_traits - %b::text[]) || c.doc
         FROM computed c
         WHERE p.id = c.id
-          AND p.computed_traits IS DISTINCT FROM (p.computed_traits - %s::text[]) || c.doc
+          AND p.computed_traits IS DISTINCT FROM (p.computed_traits - %b::text[]) || c.doc
     """  # noqa: S608 - table names and window lengths are ours; values are parameters
     params = [
         *scope_params,
@@ -182,10 +183,8 @@ def computed_traits_update(*, profile_ids: Iterable[int], now: datetime | None =
     ids = sorted({int(pk) for pk in profile_ids})
     if not ids:
         return 0
-    sql, params = computed_sql("p.id = ANY(%s::bigint[])", [ids], now or timezone.now())
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
+    sql, params = computed_sql("p.id = ANY(%b::bigint[])", [ids], now or timezone.now())
+    return execute(sql, params)
 
 
 def computed_traits_recompute_all(
@@ -201,10 +200,9 @@ def computed_traits_recompute_all(
         return 0
     changed = 0
     for start in range(span["low"], span["high"] + 1, batch_size):
-        sql, params = computed_sql("p.id >= %s AND p.id < %s", [start, start + batch_size], now)
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            changed += cursor.rowcount
+        sql, params = computed_sql("p.id >= %b AND p.id < %b", [start, start + batch_size], now)
+        with transaction.atomic():
+            changed += execute(sql, params)
     return changed
 
 
@@ -220,7 +218,7 @@ def rfm_bounds_refresh(*, now: datetime | None = None) -> dict[str, list]:
                    count(*)::numeric AS frequency,
                    sum({revenue}) AS monetary
             FROM {EVENT} e JOIN {PROFILE} p ON p.id = e.profile_id AND p.merged_into_id IS NULL
-            WHERE e.name = %s
+            WHERE e.name = %b
             GROUP BY e.profile_id
         ),
         tiles AS (
@@ -234,9 +232,7 @@ def rfm_bounds_refresh(*, now: datetime | None = None) -> dict[str, list]:
                array(SELECT max(frequency) FROM tiles GROUP BY f HAVING f < 5 ORDER BY f),
                array(SELECT max(monetary) FROM tiles GROUP BY m HAVING m < 5 ORDER BY m)
     """  # noqa: S608 - table names are ours; values are parameters
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*revenue_params, settings.CDPHUB_ORDER_EVENT])
-        row = cursor.fetchone()
+    (row,) = query(sql, [*revenue_params, settings.CDPHUB_ORDER_EVENT])
     bounds = {
         metric: [str(value) for value in values]  # exact decimals, compared as numeric
         for metric, values in zip(RFM_METRICS, row, strict=True)

@@ -13,16 +13,18 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 
+from cdphub.sql import execute, query
 from profiles.models import (
     Identity,
     Profile,
@@ -38,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 # Advisory-lock namespace of segment refreshes (the second key is the segment id).
 REFRESH_LOCK = 0x5E6
+ORM_PLACEHOLDER = re.compile(r"%([%s])")
 # Profiles per statement when a segment is re-evaluated for the profiles events touched.
 PROFILE_BATCH = 5000
 UPLOAD_KINDS = (Identity.Kind.EMAIL, Identity.Kind.USER_ID)
@@ -141,6 +144,13 @@ def segment_is_due(segment: Segment, now: datetime, stale: timedelta) -> bool:
 # --- refresh ------------------------------------------------------------------------------------
 
 
+def orm_sql(queryset: QuerySet) -> tuple[str, tuple]:
+    """The queryset's SQL with ``%b`` placeholders (Django writes ``%s``, and ``%%`` for a
+    literal ``%``, which server-side binding reads the same way)."""
+    sql, params = queryset.query.sql_with_params()
+    return ORM_PLACEHOLDER.sub(lambda m: "%%" if m.group(1) == "%" else "%b", sql), params
+
+
 def membership_sync(
     *, segment_id: int, members: QuerySet[Profile], scope: list[int] | None = None
 ) -> tuple[int, int, int]:
@@ -152,36 +162,36 @@ def membership_sync(
     applies the diff and writes the history. A scoped refresh does it all in one statement.
     Must run inside a transaction."""
     try:
-        target_sql, target_params = members.order_by().values("pk").query.sql_with_params()
+        target_sql, target_params = orm_sql(members.order_by().values("pk"))
     except EmptyResultSet:
         # A filter that can match nothing (``__in`` an empty list, as an upload of no valid
         # identifiers gives) has no SQL: the target is no profile.
         target_sql, target_params = "SELECT NULL::bigint AS id WHERE false", ()
     membership = SegmentMembership._meta.db_table
     history = SegmentMembershipChange._meta.db_table
-    in_scope = "AND m.profile_id = ANY(%s::bigint[])" if scope is not None else ""
+    in_scope = "AND m.profile_id = ANY(%b::bigint[])" if scope is not None else ""
     now = timezone.now()
     diff = f"""
         WITH {{target}} exited AS (
             DELETE FROM {membership} m
-            WHERE m.segment_id = %s {in_scope}
+            WHERE m.segment_id = %b {in_scope}
               AND NOT EXISTS (SELECT 1 FROM segment_target t WHERE t.id = m.profile_id)
             RETURNING m.profile_id
         ),
         entered AS (
             INSERT INTO {membership} (segment_id, profile_id, entered_at)
-            SELECT %s, t.id, %s FROM segment_target t
+            SELECT %b, t.id, %b FROM segment_target t
             WHERE NOT EXISTS (
-                SELECT 1 FROM {membership} m WHERE m.segment_id = %s AND m.profile_id = t.id
+                SELECT 1 FROM {membership} m WHERE m.segment_id = %b AND m.profile_id = t.id
             )
             ON CONFLICT (segment_id, profile_id) DO NOTHING
             RETURNING profile_id
         ),
         history AS (
             INSERT INTO {history} (segment_id, profile_id, kind, changed_at)
-            SELECT %s, profile_id, 'entered', %s FROM entered
+            SELECT %b, profile_id, 'entered', %b FROM entered
             UNION ALL
-            SELECT %s, profile_id, 'exited', %s FROM exited
+            SELECT %b, profile_id, 'exited', %b FROM exited
         )
         SELECT (SELECT count(*) FROM entered), (SELECT count(*) FROM exited),
                (SELECT count(*) FROM segment_target)
@@ -197,29 +207,24 @@ def membership_sync(
         segment_id,
         now,
     ]
-    with connection.cursor() as cursor:
-        if scope is not None:
-            # A few thousand profiles after their events: one statement, no temporary table
-            # (creating and dropping one per call costs more than the rule itself).
-            target = f"segment_target (id) AS MATERIALIZED ({target_sql}),"
-            cursor.execute(diff.format(target=target), [*target_params, *params])
-            return cursor.fetchone()
-        cursor.execute("DROP TABLE IF EXISTS pg_temp.segment_target")
-        cursor.execute(
-            f"CREATE TEMP TABLE segment_target (id) ON COMMIT DROP AS {target_sql}",
-            target_params,
-        )
-        cursor.execute("ANALYZE segment_target")
-        cursor.execute(diff.format(target=""), params)
-        entered, exited, counted = cursor.fetchone()
-        cursor.execute("DROP TABLE segment_target")
+    if scope is not None:
+        # A few thousand profiles after their events: one statement, no temporary table
+        # (creating and dropping one per call costs more than the rule itself).
+        target = f"segment_target (id) AS MATERIALIZED ({target_sql}),"
+        ((entered, exited, counted),) = query(diff.format(target=target), [*target_params, *params])
+        return entered, exited, counted
+    execute("DROP TABLE IF EXISTS pg_temp.segment_target")
+    execute(f"CREATE TEMP TABLE segment_target (id) ON COMMIT DROP AS {target_sql}", target_params)
+    execute("ANALYZE segment_target")
+    ((entered, exited, counted),) = query(diff.format(target=""), params)
+    execute("DROP TABLE segment_target")
     return entered, exited, counted
 
 
-def refresh_lock(cursor, segment_id: int) -> None:
+def refresh_lock(segment_id: int) -> None:
     """One writer of a segment's memberships at a time (full, on-event and upload refreshes
     queue behind each other instead of interleaving their diffs)."""
-    cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [REFRESH_LOCK, segment_id])
+    query("SELECT pg_advisory_xact_lock(%b::int, %b::int)", [REFRESH_LOCK, segment_id])
 
 
 def segment_refresh(*, segment: Segment) -> RefreshResult:
@@ -243,12 +248,12 @@ def segment_refresh(*, segment: Segment) -> RefreshResult:
 
 
 def segment_refresh_locked(segment: Segment, result: RefreshResult) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SET LOCAL statement_timeout = %s",
-            [f"{settings.CDPHUB_SEGMENT_REFRESH_TIMEOUT_SECONDS}s"],
-        )
-        refresh_lock(cursor, segment.pk)
+    # set_config(..., true) is SET LOCAL with the value as a parameter.
+    query(
+        "SELECT set_config('statement_timeout', %b::text, true)",
+        [f"{settings.CDPHUB_SEGMENT_REFRESH_TIMEOUT_SECONDS}s"],
+    )
+    refresh_lock(segment.pk)
     if segment.kind == Segment.Kind.DYNAMIC:
         members = segment_rule_members(segment)
         result.entered, result.exited, result.size = membership_sync(
@@ -288,8 +293,7 @@ def segments_refresh_for_profiles(*, profile_ids: Iterable[int]) -> dict[int, tu
 def segment_refresh_profiles(segment: Segment, profile_ids: list[int]) -> tuple[int, int]:
     try:
         with transaction.atomic():
-            with connection.cursor() as cursor:
-                refresh_lock(cursor, segment.pk)
+            refresh_lock(segment.pk)
             members = segment_rule_members(segment, profile_ids)
             entered, exited, _ = membership_sync(
                 segment_id=segment.pk, members=members, scope=profile_ids
@@ -347,8 +351,7 @@ def segment_static_upload(*, segment: Segment, data: bytes | str, kind: str) -> 
     result.resolved = len(found)
     members = Profile.objects.active().filter(identities__kind=kind, identities__value__in=values)
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            refresh_lock(cursor, segment.pk)
+        refresh_lock(segment.pk)
         result.entered, result.exited, _ = membership_sync(
             segment_id=segment.pk, members=members.distinct()
         )
