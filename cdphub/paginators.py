@@ -41,6 +41,8 @@ def planner_estimate(queryset) -> int:
         sql, params = queryset.order_by().query.sql_with_params()
     except EmptyResultSet:  # a queryset that cannot match anything (``.none()``)
         return 0
+    # The queryset's own database and its ORM-built SQL with client-side parameters, as
+    # Django runs it: the plan is of the statement the list page will run.
     with connections[queryset.db].cursor() as cursor:
         cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)  # noqa: S608 - ORM-built SQL
         plan = cursor.fetchone()[0]
