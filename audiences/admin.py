@@ -1,3 +1,8 @@
+"""The DMP's admin: visitors, providers and their files, the taxonomy, audiences (preview,
+build, lookalike quality, exports).
+
+One module, a few hundred lines: the DMP's admin classes are small and read best side by side."""
+
 from __future__ import annotations
 
 from django import forms

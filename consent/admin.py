@@ -1,3 +1,9 @@
+"""The privacy office's admin: purposes and their texts, the consent ledger (append-only) and
+state, data subject requests (verify, run, download), restrictions (lifted by an action),
+suppression, retention and the register of processing activities.
+
+One module: the classes are short, and a privacy officer's whole workflow reads in one place."""
+
 from __future__ import annotations
 
 from django import forms

@@ -2,7 +2,9 @@
 
 received -> verified -> in_progress -> completed, and any open status -> rejected. Every step is
 logged (who, what, when) in the same transaction as the change.
-"""
+
+One module: the status machine and the handlers of each kind share the request's log and
+its subject, and read as one workflow."""
 
 from __future__ import annotations
 

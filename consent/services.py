@@ -3,7 +3,9 @@ the collection endpoint or a CMP.
 
 A consent record is appended and the current state per profile and purpose is derived from it in
 the same transaction; a record that happened before the current state's never overwrites it.
-"""
+
+Past 400 lines because every consent write lives here (records, withdrawals, TCF strings,
+imports, purposes, retention), each short and sharing the ledger's rules."""
 
 from __future__ import annotations
 

@@ -1,3 +1,8 @@
+"""The CRM's data model: companies, contacts, pipelines and stages, deals, activities,
+tickets, tasks, tags, sales teams, imports and their change journal, duplicates.
+
+One module, as Django expects ``models.py``: the models refer to each other throughout."""
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -14,7 +19,7 @@ OUT_OF_SIGHT = "(a record of another sales team)"
 
 def nameless_out_of_sight(model):
     """A record marked ``out_of_sight`` (by the admin, for the person looking: see
-    ``crm.admin.records.mark_links_out_of_sight``) shows as ``OUT_OF_SIGHT``: a visible deal
+    ``crm.admin.visibility.mark_links_out_of_sight``) shows as ``OUT_OF_SIGHT``: a visible deal
     still links to its contact, but does not name it. For every model with a visibility rule."""
     named = model.__str__
 

@@ -1,6 +1,9 @@
 """What can be imported and exported, per resource: columns (with the header synonyms people
 really use), how each cell is read, which fields can key an import, and the
-django-import-export resources behind the admin's CSV/XLSX exports."""
+django-import-export resources behind the admin's CSV/XLSX exports.
+
+Every resource's column table in one module: the import and export read them side by side,
+and a change to one resource's columns is made next to the others'."""
 
 from __future__ import annotations
 

@@ -1,3 +1,9 @@
+"""The CDP's data model: sources, profiles, identities, events and their daily counts,
+the staging and rejected messages, merges and conflicts, segments, memberships and exports.
+
+One module, as Django expects ``models.py``: the models refer to each other throughout, and
+their constraints and indexes are the hub's performance design, best read together."""
+
 from __future__ import annotations
 
 from django.conf import settings

@@ -1,4 +1,6 @@
-"""Imports of DMP data: the taxonomy, and provider segment files as trait hits."""
+"""Imports of DMP data: the taxonomy, and provider segment files as trait hits.
+
+One module for both importers: they share reading a CSV file row by row with errors per row."""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
 """Event collection, the request side of the Segment HTTP Tracking API: read the body, find the
 source, validate each message, store the good ones in the staging table and the bad ones with
 their reason. Nothing here resolves identities: that runs later, in bulk
-(profiles.ingest.processing)."""
+(profiles.ingest.processing).
+
+One module: it is the request's hot path, read top to bottom as one request goes through it."""
 
 from __future__ import annotations
 

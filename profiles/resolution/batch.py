@@ -1,6 +1,9 @@
 """Identity resolution of one batch of collected messages, in memory, then written back with a
 few bulk statements: new profiles, new identities, events (built by PostgreSQL from the staged
-JSON), trait updates, conflicts. Called by profiles.ingest.processing, which claims and locks."""
+JSON), trait updates, conflicts. Called by profiles.ingest.processing, which claims and locks.
+
+One module: the resolver is one class whose steps share the batch's in-memory state, and the
+statement that turns staged rows into events is written next to the code that fills it."""
 
 from __future__ import annotations
 

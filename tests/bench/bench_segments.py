@@ -177,19 +177,20 @@ def generate() -> None:
     execute(
         "INSERT INTO consent_purpose (code, name, description, lawful_basis, is_marketing, "
         "requires_express_written, is_active, created_at) VALUES ('email_marketing', "
-        "'E-mail marketing', '', 'consent', true, false, true, now())"
+        "'E-mail marketing', '', 'consent', true, false, true, now()) "
+        "ON CONFLICT (code) DO NOTHING"  # the migrations seed the default purposes
     )
     execute(
         """
-        INSERT INTO profiles_profile (traits, computed_traits, first_seen_at, last_seen_at,
-                                      created_at, updated_at)
+        INSERT INTO profiles_profile (traits, computed_traits, trait_timestamps, first_seen_at,
+                                      last_seen_at, created_at, updated_at)
         SELECT jsonb_build_object(
                    'email', 'user' || g || '@example.com',
                    'country', (ARRAY['NL', 'BE', 'DE', 'FR', 'GB'])[1 + g %% 5],
                    'age', 18 + (g * 7) %% 60,
                    'plan', (ARRAY['free', 'pro', 'enterprise'])[1 + (g * 13) %% 3]),
                jsonb_build_object('lifetime_value', (g * 37) %% 1000, 'order_count', g %% 7),
-               now() - interval '200 days', now(), now(), now()
+               '{}', now() - interval '200 days', now(), now(), now()
         FROM generate_series(1, %s::bigint) g
         """,
         [PROFILES],
@@ -200,7 +201,8 @@ def generate() -> None:
         INSERT INTO consent_consentrecord (profile_id, identifier_kind, identifier_value,
             purpose_id, status, occurred_at, recorded_at, source, method, user_agent, form_url,
             tcf_string)
-        SELECT g, '', '', 1, CASE WHEN g %% 5 < 3 THEN 'granted' ELSE 'denied' END, now(), now(),
+        SELECT g, '', '', (SELECT id FROM consent_purpose WHERE code = 'email_marketing'),
+               CASE WHEN g %% 5 < 3 THEN 'granted' ELSE 'denied' END, now(), now(),
                'bench', 'api', '', '', ''
         FROM generate_series(1, %s) g
         """,

@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from cdphub.pii import mask_value
-from crm.admin.records import DealAdmin
+from crm.admin.deals import DealAdmin
 from crm.models import OUT_OF_SIGHT, Contact, DataExport, Deal, SalesTeam
 from crm.selectors import VISIBILITY_RULES
 from tests import factories
