@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cdphub.pii import mask_value
-from profiles.models import Profile
+from profiles.models import Profile, ProfileMerge, SegmentMembership
 
 
 @dataclass(frozen=True)
@@ -73,3 +73,66 @@ def panels_for(profile: Profile, viewer: Viewer) -> list[dict]:
         for panel in registered()
         if not panel.permission or viewer.user.has_perm(panel.permission)
     ]
+
+
+# --- The hub's own panels -------------------------------------------------------------------------
+
+# Computed traits worth showing on the profile page, in this order.
+KEY_COMPUTED_TRAITS = (
+    "lifetime_value",
+    "order_count",
+    "average_order_value",
+    "last_order_at",
+    "rfm_segment",
+    "churn_risk",
+)
+
+
+def identities_panel(profile: Profile, viewer: Viewer) -> list[dict]:
+    identities = profile.identities.select_related("source").order_by("kind", "value")
+    return [
+        {
+            "kind": identity.get_kind_display(),
+            "value": viewer.shown(identity.value) if identity.is_personal else identity.value,
+            "source": identity.source.name if identity.source else "",
+        }
+        for identity in identities
+    ]
+
+
+def computed_panel(profile: Profile, viewer: Viewer) -> list[tuple[str, object]]:
+    computed = profile.computed_traits or {}
+    return [
+        (key.replace("_", " "), computed[key]) for key in KEY_COMPUTED_TRAITS if key in computed
+    ]
+
+
+def segments_panel(profile: Profile, viewer: Viewer) -> list[dict]:
+    memberships = SegmentMembership.objects.filter(profile=profile).order_by("segment__name")
+    return list(memberships.values("segment_id", "segment__name", "entered_at")[:50])
+
+
+def merges_panel(profile: Profile, viewer: Viewer) -> list[dict]:
+    merges = ProfileMerge.objects.filter(survivor=profile)
+    return list(merges.values("pk", "merged_id", "reason", "created_at", "undone_at")[:20])
+
+
+PANELS = "admin/profiles/panels"
+register(
+    "identities",
+    title="Identities",
+    template=f"{PANELS}/identities.html",
+    data=identities_panel,
+    order=5,
+)
+register(
+    "computed",
+    title="Computed traits",
+    template=f"{PANELS}/computed.html",
+    data=computed_panel,
+    order=20,
+)
+register(
+    "segments", title="Segments", template=f"{PANELS}/segments.html", data=segments_panel, order=50
+)
+register("merges", title="Merges", template=f"{PANELS}/merges.html", data=merges_panel, order=70)
