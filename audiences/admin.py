@@ -14,7 +14,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from audiences.lookalike import LookalikeError, lookalike_build
+from audiences.lookalike import LookalikeError, lookalike_build_request
 from audiences.models import (
     Audience,
     AudienceExport,
@@ -182,6 +182,9 @@ class AudienceAdmin(ReadableModelAdmin):
         "refreshed_at",
         "seed_size",
         "lookalike_recall",
+        "build_status",
+        "build_message",
+        "build_requested_at",
         "created_by",
         "created_at",
         "updated_at",
@@ -233,17 +236,21 @@ class AudienceAdmin(ReadableModelAdmin):
     def build_lookalike(self, request, queryset):
         for audience in queryset:
             try:
-                result = lookalike_build(audience=audience)
+                audience = lookalike_build_request(audience=audience, actor=request.user)
             except LookalikeError as error:
                 self.message_user(request, f"{audience}: {error}", messages.ERROR)
                 continue
-            recall = "n/a (seed too small)" if result.recall is None else f"{result.recall:.0%}"
-            self.message_user(
-                request,
-                f"{audience}: {result.size} of {result.candidates} visitors from a seed of "
-                f"{result.seed_visitors}; held-out seed recall {recall} "
-                f"(random would be about {audience.reach_percent}%).",
-            )
+            # Without a broker the build ran already, when the request was committed.
+            if audience.build_status == Audience.BuildStatus.FAILED:
+                self.message_user(request, f"{audience}: {audience.build_message}", messages.ERROR)
+            elif audience.build_status == Audience.BuildStatus.READY:
+                self.message_user(request, f"{audience}: {audience.build_message}")
+            else:
+                self.message_user(
+                    request,
+                    f"{audience}: building in the background; its page and your jobs show how "
+                    "it ends.",
+                )
 
     @admin.action(description="Export for Google Customer Match", permissions=["change"])
     def export_google(self, request, queryset):

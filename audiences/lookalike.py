@@ -10,6 +10,7 @@ would reach about ``reach_percent`` of it; a useful model reaches much more.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from collections import Counter
@@ -23,6 +24,8 @@ from audiences.models import Audience, Visitor, VisitorTraitHit
 from audiences.services import audience_members_set
 from cdphub.errors import DomainError
 
+logger = logging.getLogger(__name__)
+
 HOLDOUT_SHARE = 0.2
 MIN_SEED_FOR_RECALL = 5
 
@@ -33,6 +36,44 @@ class LookalikeError(DomainError):
     field = "seed_segment"
 
 
+def lookalike_build_request(*, audience: Audience, actor=None) -> Audience:
+    """Queue a lookalike build: scoring reads every visitor's categories, too long for a
+    request. Its status, and how it ended, are kept on the audience (and shown among the
+    requester's jobs)."""
+    if audience.kind != Audience.Kind.LOOKALIKE or audience.seed_segment_id is None:
+        raise LookalikeError(f"audience {audience} is not a lookalike with a seed segment")
+    # Imported here: the task module imports this one (its task wraps lookalike_build_run).
+    from audiences.tasks import build_lookalike_task
+
+    Audience.objects.filter(pk=audience.pk).update(
+        build_status=Audience.BuildStatus.QUEUED,
+        build_message="",
+        build_requested_by=actor if getattr(actor, "pk", None) else None,
+        build_requested_at=timezone.now(),
+    )
+    transaction.on_commit(lambda: build_lookalike_task.delay(audience.pk))
+    audience.refresh_from_db()
+    return audience
+
+
+def lookalike_build_run(*, audience_id: int) -> None:
+    """Run a queued build and record how it ended; a build delivered twice runs once."""
+    claimed = Audience.objects.filter(pk=audience_id, build_status=Audience.BuildStatus.QUEUED)
+    if not claimed.update(build_status=Audience.BuildStatus.BUILDING):
+        return
+    audience = Audience.objects.get(pk=audience_id)
+    try:
+        result = lookalike_build(audience=audience)
+    except LookalikeError as error:
+        status, message = Audience.BuildStatus.FAILED, str(error)
+    except Exception:
+        logger.exception("lookalike build of audience %s failed", audience_id)
+        status, message = Audience.BuildStatus.FAILED, "internal error: see the server log"
+    else:
+        status, message = Audience.BuildStatus.READY, result.summary(audience.reach_percent)
+    Audience.objects.filter(pk=audience_id).update(build_status=status, build_message=message[:500])
+
+
 @dataclass(frozen=True)
 class LookalikeResult:
     seed_visitors: int
@@ -40,6 +81,13 @@ class LookalikeResult:
     size: int
     recall: float | None
     holdout: int
+
+    def summary(self, reach_percent: int) -> str:
+        recall = "n/a (seed too small)" if self.recall is None else f"{self.recall:.0%}"
+        return (
+            f"{self.size} of {self.candidates} visitors from a seed of {self.seed_visitors}; "
+            f"held-out seed recall {recall} (random would be about {reach_percent}%)."
+        )
 
 
 def visitor_categories(now: datetime) -> dict[int, set[int]]:

@@ -193,6 +193,28 @@ class Audience(models.Model):
     seed_size = models.PositiveIntegerField(
         default=0, editable=False, help_text="For lookalikes: seed visitors with category data."
     )
+
+    class BuildStatus(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        BUILDING = "building", "Building"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    build_status = models.CharField(
+        max_length=10, choices=BuildStatus.choices, blank=True, editable=False
+    )
+    build_message = models.CharField(
+        max_length=500, blank=True, editable=False, help_text="How the last build ended."
+    )
+    build_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
+    build_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
     lookalike_recall = models.FloatField(
         null=True,
         blank=True,

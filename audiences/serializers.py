@@ -107,6 +107,9 @@ class AudienceSerializer(serializers.ModelSerializer):
             "size",
             "seed_size",
             "lookalike_recall",
+            "build_status",
+            "build_message",
+            "build_requested_at",
             "refreshed_at",
             "created_by",
             "created_at",
@@ -116,6 +119,9 @@ class AudienceSerializer(serializers.ModelSerializer):
             "size",
             "seed_size",
             "lookalike_recall",
+            "build_status",
+            "build_message",
+            "build_requested_at",
             "refreshed_at",
             "created_by",
             "created_at",
@@ -149,19 +155,9 @@ class AudienceSerializer(serializers.ModelSerializer):
 
 
 class AudienceBuildSerializer(serializers.Serializer):
-    """A rule audience answers its size; a lookalike also how it was built."""
+    """A rule audience's build answers its size."""
 
     size = serializers.IntegerField(help_text="Visitors now in the audience.")
-    seed_visitors = serializers.IntegerField(required=False, help_text="Lookalikes only.")
-    candidates = serializers.IntegerField(
-        required=False, help_text="Lookalikes only: unlinked visitors with category data."
-    )
-    recall = serializers.FloatField(
-        required=False,
-        allow_null=True,
-        help_text="Lookalikes only: share of held-out seed visitors within the reach.",
-    )
-    holdout = serializers.IntegerField(required=False, help_text="Lookalikes only.")
 
 
 class ProviderFileImportSerializer(serializers.ModelSerializer):

@@ -2,8 +2,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from audiences.lookalike import lookalike_build
-from audiences.models import Audience
+from audiences.lookalike import lookalike_build_run
 from audiences.services import provider_file_import_run
 
 
@@ -22,6 +21,5 @@ def purge_visitor_data_task() -> None:
 
 @shared_task(ignore_result=True)
 def build_lookalike_task(audience_id: int) -> None:
-    audience = Audience.objects.filter(pk=audience_id).first()
-    if audience is not None:  # deleted meanwhile: nothing to do
-        lookalike_build(audience=audience)
+    """A queued lookalike build (``lookalike_build_request``); a deleted audience is skipped."""
+    lookalike_build_run(audience_id=audience_id)

@@ -12,7 +12,7 @@ from audiences.filters import (
     VisitorFilter,
     VisitorTraitHitFilter,
 )
-from audiences.lookalike import lookalike_build
+from audiences.lookalike import lookalike_build_request
 from audiences.models import (
     Audience,
     AudienceExport,
@@ -100,16 +100,20 @@ class AudienceViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
         data.is_valid(raise_exception=True)
         return Response(audience_preview(rule=data.validated_data["rule"]))
 
-    @extend_schema(request=None, responses={200: AudienceBuildSerializer})
+    @extend_schema(
+        request=None,
+        responses={200: AudienceBuildSerializer, 202: AudienceSerializer},
+    )
     @action(detail=True, methods=["post"])
     def build(self, request, pk=None):
-        """Build the audience now: a rule audience from its rule (answers its size), a
-        lookalike by scoring unlinked visitors against the seed segment."""
+        """Build the audience: a rule audience now, from its rule (200 with its size); a
+        lookalike in the background (202 with the audience: poll it until ``build_status`` is
+        ``ready`` or ``failed``, ``build_message`` says how it ended)."""
         audience = self.get_object()
         if audience.kind == Audience.Kind.RULE:
             return Response({"size": audience_refresh(audience=audience)})
-        result = lookalike_build(audience=audience)
-        return Response(AudienceBuildSerializer(result).data)
+        audience = lookalike_build_request(audience=audience, actor=request.user)
+        return Response(AudienceSerializer(audience).data, status=status.HTTP_202_ACCEPTED)
 
 
 class ProviderFileImportViewSet(

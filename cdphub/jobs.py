@@ -116,6 +116,31 @@ def segment_webhook_exports(user, limit: int) -> Iterable[Job]:
         )
 
 
+@register("audiences.view_audience")
+def lookalike_builds(user, limit: int) -> Iterable[Job]:
+    from audiences.models import Audience
+
+    status = Audience.BuildStatus
+    audiences = Audience.objects.filter(build_requested_by=user, build_requested_at__isnull=False)
+    for audience in audiences.order_by("-build_requested_at")[:limit]:
+        failed = audience.build_status == status.FAILED
+        yield Job(
+            kind="Lookalike build",
+            title=audience.name,
+            status=(
+                f"Failed: {audience.build_message}"
+                if failed
+                else audience.get_build_status_display()
+            )[:160],
+            running=audience.build_status in {status.QUEUED, status.BUILDING},
+            failed=failed,
+            done=audience.size if audience.build_status == status.READY else 0,
+            total=audience.size if audience.build_status == status.READY else 0,
+            url=reverse("admin:audiences_audience_change", args=[audience.pk]),
+            started_at=audience.build_requested_at,
+        )
+
+
 @register("consent.view_datasubjectrequest")
 def data_subject_requests(user, limit: int) -> Iterable[Job]:
     from consent.models import DataSubjectRequest

@@ -4,8 +4,17 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from audiences.lookalike import LookalikeError, cosine, lookalike_build, reach_size, unit_vector
+from audiences.lookalike import (
+    LookalikeError,
+    cosine,
+    lookalike_build,
+    lookalike_build_request,
+    lookalike_build_run,
+    reach_size,
+    unit_vector,
+)
 from audiences.models import Audience, AudienceMembership, Visitor, VisitorTraitHit
+from cdphub.jobs import recent_jobs
 from profiles.models import Profile, Segment, SegmentMembership
 from tests.factories import AudienceFactory, CategoryFactory, DataProviderFactory
 
@@ -132,12 +141,13 @@ def test_reach_size_rounds_up(candidates, percent, size):
     assert reach_size(candidates, percent) == size
 
 
-def test_build_endpoint(world, api_client_with_scopes):
+def test_build_endpoint(world, api_client_with_scopes, django_capture_on_commit_callbacks):
     audience, _, _ = world
     client = api_client_with_scopes("audiences:read", "audiences:write")
-    response = client.post(f"/api/audiences/audiences/{audience.pk}/build/")
-    assert response.status_code == 200
-    assert response.json()["size"] == 40
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/api/audiences/audiences/{audience.pk}/build/")
+    assert response.status_code == 202
+    assert client.get(f"/api/audiences/audiences/{audience.pk}/").json()["size"] == 40
     reader = api_client_with_scopes("audiences:read")
     assert reader.post(f"/api/audiences/audiences/{audience.pk}/build/").status_code == 403
 
@@ -152,7 +162,7 @@ def test_build_endpoint_builds_a_rule_audience_from_its_rule(api_client_with_sco
     assert "category" in str(bad.json()["errors"]["rule"])
 
 
-def test_admin_action_builds_and_reports_recall(world, admin_client):
+def test_admin_action_queues_the_build_and_its_page_reports_recall(world, admin_client):
     from django.urls import reverse
 
     audience, _, _ = world
@@ -161,6 +171,55 @@ def test_admin_action_builds_and_reports_recall(world, admin_client):
         {"action": "build_lookalike", "_selected_action": [audience.pk]},
         follow=True,
     )
-    page = response.content.decode()
-    assert "40 of 200 visitors from a seed of 30" in page
-    assert "held-out seed recall" in page
+    assert "building in the background" in response.content.decode()
+    lookalike_build_run(audience_id=audience.pk)  # what the worker does
+
+    page = admin_client.get(reverse("admin:audiences_audience_change", args=[audience.pk]))
+    assert "40 of 200 visitors from a seed of 30" in page.content.decode()
+    assert "held-out seed recall" in page.content.decode()
+
+
+def test_a_build_is_queued_and_its_end_recorded(
+    world, superuser, django_capture_on_commit_callbacks
+):
+    audience, _, _ = world
+
+    # Without a broker the task runs when the request's transaction commits.
+    with django_capture_on_commit_callbacks(execute=True):
+        lookalike_build_request(audience=audience, actor=superuser)
+    audience.refresh_from_db()
+
+    assert audience.build_status == Audience.BuildStatus.READY
+    assert audience.build_message.startswith("40 of 200 visitors from a seed of 30")
+    assert audience.build_requested_by == superuser
+    (job,) = [j for j in recent_jobs(superuser) if j.kind == "Lookalike build"]
+    assert (job.running, job.failed, job.done) == (False, False, 40)
+
+
+def test_a_failed_build_says_why_and_a_second_delivery_runs_nothing(world, monkeypatch):
+    audience, _, _ = world
+    VisitorTraitHit.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    Audience.objects.filter(pk=audience.pk).update(build_status=Audience.BuildStatus.QUEUED)
+
+    lookalike_build_run(audience_id=audience.pk)
+    audience.refresh_from_db()
+    assert audience.build_status == Audience.BuildStatus.FAILED
+    assert "no linked visitors with live category data" in audience.build_message
+
+    monkeypatch.setattr("audiences.lookalike.lookalike_build", lambda **kw: 1 / 0)
+    lookalike_build_run(audience_id=audience.pk)  # not queued: nothing runs, nothing changes
+    audience.refresh_from_db()
+    assert audience.build_status == Audience.BuildStatus.FAILED
+
+
+def test_the_api_answers_202_and_the_audience_to_poll(world, api_client_with_scopes):
+    audience, _, _ = world
+    api = api_client_with_scopes("audiences:read", "audiences:write")
+
+    response = api.post(f"/api/audiences/audiences/{audience.pk}/build/")
+
+    assert response.status_code == 202, response.content
+    assert response.json()["build_status"] == "queued"
+    lookalike_build_run(audience_id=audience.pk)  # what the worker does
+    polled = api.get(f"/api/audiences/audiences/{audience.pk}/").json()
+    assert polled["build_status"] == "ready" and polled["size"] == 40
