@@ -261,16 +261,17 @@ def segment_refresh_locked(segment: Segment, result: RefreshResult) -> None:
         )
     else:
         result.size = SegmentMembership.objects.filter(segment=segment).count()
+    segment_refresh_record(segment, size=result.size, entered=result.entered, exited=result.exited)
+
+
+def segment_refresh_record(segment: Segment, *, size: int, entered: int, exited: int) -> None:
+    """A refresh that ended well: a point of the size history, and the segment ready."""
     now = timezone.now()
     SegmentSizeSnapshot.objects.create(
-        segment=segment,
-        size=result.size,
-        entered=result.entered,
-        exited=result.exited,
-        taken_at=now,
+        segment=segment, size=size, entered=entered, exited=exited, taken_at=now
     )
     Segment.objects.filter(pk=segment.pk).update(
-        status=Segment.Status.READY, size=result.size, refreshed_at=now, last_error=""
+        status=Segment.Status.READY, size=size, refreshed_at=now, last_error=""
     )
 
 
@@ -356,16 +357,8 @@ def segment_static_upload(*, segment: Segment, data: bytes | str, kind: str) -> 
             segment_id=segment.pk, members=members.distinct()
         )
         result.size = SegmentMembership.objects.filter(segment=segment).count()
-        now = timezone.now()
-        SegmentSizeSnapshot.objects.create(
-            segment=segment,
-            size=result.size,
-            entered=result.entered,
-            exited=result.exited,
-            taken_at=now,
-        )
-        Segment.objects.filter(pk=segment.pk).update(
-            size=result.size, refreshed_at=now, status=Segment.Status.READY, last_error=""
+        segment_refresh_record(
+            segment, size=result.size, entered=result.entered, exited=result.exited
         )
     return result
 
