@@ -37,6 +37,7 @@ from audiences.services import (
     provider_file_import_create,
     taxonomy_import,
 )
+from audiences.tasks import lookalike_build_later, provider_file_import_later
 from cdphub.admin_mixins import ReadableModelAdmin
 from profiles.models import Segment
 
@@ -237,6 +238,8 @@ class AudienceAdmin(ReadableModelAdmin):
         for audience in queryset:
             try:
                 audience = lookalike_build_request(audience=audience, actor=request.user)
+                lookalike_build_later(audience)
+                audience.refresh_from_db()
             except LookalikeError as error:
                 self.message_user(request, f"{audience}: {error}", messages.ERROR)
                 continue
@@ -345,6 +348,7 @@ class ProviderFileImportAdmin(ReadableModelAdmin):
             file=form.cleaned_data["file"],
             created_by=request.user,
         )
+        provider_file_import_later(job)
         obj.pk = job.pk
 
     @admin.display(description="progress")

@@ -37,21 +37,18 @@ class LookalikeError(DomainError):
 
 
 def lookalike_build_request(*, audience: Audience, actor=None) -> Audience:
-    """Queue a lookalike build: scoring reads every visitor's categories, too long for a
-    request. Its status, and how it ended, are kept on the audience (and shown among the
-    requester's jobs)."""
+    """Mark a lookalike build as queued; the caller queues the task
+    (``audiences.tasks.lookalike_build_later``): scoring reads every visitor's categories, too
+    long for a request. Its status, and how it ended, are kept on the audience (and shown
+    among the requester's jobs)."""
     if audience.kind != Audience.Kind.LOOKALIKE or audience.seed_segment_id is None:
         raise LookalikeError(f"audience {audience} is not a lookalike with a seed segment")
-    # Imported here: the task module imports this one (its task wraps lookalike_build_run).
-    from audiences.tasks import build_lookalike_task
-
     Audience.objects.filter(pk=audience.pk).update(
         build_status=Audience.BuildStatus.QUEUED,
         build_message="",
         build_requested_by=actor if getattr(actor, "pk", None) else None,
         build_requested_at=timezone.now(),
     )
-    transaction.on_commit(lambda: build_lookalike_task.delay(audience.pk))
     audience.refresh_from_db()
     return audience
 

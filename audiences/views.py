@@ -39,6 +39,7 @@ from audiences.services import (
     audience_refresh,
     provider_file_import_create,
 )
+from audiences.tasks import lookalike_build_later, provider_file_import_later
 from cdphub.api import ProtectedDestroyMixin
 from cdphub.parsers import FormParser, MultiPartParser
 
@@ -113,6 +114,7 @@ class AudienceViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
         if audience.kind == Audience.Kind.RULE:
             return Response({"size": audience_refresh(audience=audience)})
         audience = lookalike_build_request(audience=audience, actor=request.user)
+        lookalike_build_later(audience)
         return Response(AudienceSerializer(audience).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -139,6 +141,7 @@ class ProviderFileImportViewSet(
             file=serializer.validated_data["file"],
             created_by=user,
         )
+        provider_file_import_later(job)
         return Response(self.get_serializer(job).data, status=status.HTTP_201_CREATED)
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.db import transaction
 
 from crm.imports.jobs import import_job_apply, import_job_validate
 from crm.imports.linking import import_job_link_profiles
@@ -15,7 +16,7 @@ def run_import_job_task(job_id: int, apply: bool = False) -> None:
         return  # deleted meanwhile
     if apply:
         if job.status == ImportJob.Status.VALIDATED:
-            import_job_apply(job=job)
+            profiles_link_later(import_job_apply(job=job))
     elif job.status == ImportJob.Status.PENDING:
         import_job_validate(job=job)
 
@@ -26,3 +27,10 @@ def link_import_profiles_task(job_id: int) -> None:
     job = ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.APPLIED).first()
     if job is not None:
         import_job_link_profiles(job=job)
+
+
+def profiles_link_later(job: ImportJob) -> None:
+    """After an applied contact import commits, link its contacts to CDP profiles in the
+    background: identity work is heavier than the import and must not hold its transaction."""
+    if job.status == ImportJob.Status.APPLIED and job.resource == ImportJob.Resource.CONTACTS:
+        transaction.on_commit(lambda: link_import_profiles_task.delay(job.pk))

@@ -240,15 +240,13 @@ def provider_file_header_check(file: IO) -> None:
 def provider_file_import_create(
     *, provider: DataProvider, file: File, created_by=None
 ) -> ProviderFileImport:
-    """Store the file and queue its import. The header is checked now, so a wrong file is
-    refused at upload rather than failing later in the background."""
+    """Store the file for its import, which the caller queues
+    (``audiences.tasks.provider_file_import_later``). The header is checked now, so a wrong
+    file is refused at upload rather than failing later in the background."""
     provider_file_header_check(file)
     job = ProviderFileImport(provider=provider, created_by=created_by)
     job.file.save(getattr(file, "name", None) or "segment.csv", file, save=False)
     job.save()
-    from audiences.tasks import import_provider_file_task
-
-    transaction.on_commit(lambda: import_provider_file_task.delay(job.pk))
     return job
 
 

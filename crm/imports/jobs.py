@@ -1,7 +1,8 @@
 """The job's life as callers see it: ``import_job_create`` checks the uploaded file and stores it
 with the job, ``import_job_validate`` is the dry run (every row checked and previewed),
-``import_job_apply`` writes the whole file in one transaction and queues the linking of contacts
-to CDP profiles; ``import_job_check_actor`` says who may act on a job. The pass over the file
+``import_job_apply`` writes the whole file in one transaction (its caller then queues the linking
+of contacts to CDP profiles: ``crm.tasks.profiles_link_later``); ``import_job_check_actor`` says
+who may act on a job. The pass over the file
 itself is ``crm.imports.run``."""
 
 from __future__ import annotations
@@ -88,13 +89,13 @@ def import_job_apply(
     *,
     job: ImportJob,
     progress: Progress | None = None,
-    link_profiles: bool = True,
     checked_first: bool = True,
 ) -> ImportJob:
     """Write the whole file in one transaction: every row is checked again and any error rolls
-    everything back. Imported contacts are then linked to CDP profiles by a background task
-    (``link_profiles``). Without ``checked_first`` (scripts that need no preview) a new job is
-    applied directly: one pass over the file instead of two, with the same checks."""
+    everything back. Imported contacts are linked to CDP profiles afterwards, by the task the
+    caller queues (``crm.tasks.profiles_link_later``). Without ``checked_first`` (scripts that
+    need no preview) a new job is applied directly: one pass over the file instead of two, with
+    the same checks."""
     allowed = [ImportJob.Status.VALIDATED, ImportJob.Status.FAILED]
     if not checked_first:
         allowed.append(ImportJob.Status.PENDING)
@@ -115,12 +116,6 @@ def import_job_apply(
                 f"{job.skipped_count} skipped."
             )
             job.save()
-            if link_profiles and job.resource == ImportJob.Resource.CONTACTS:
-                # Imported here, not at the top: crm.tasks imports this module (its tasks are
-                # thin wrappers around these services), and the services need no tasks to load.
-                from crm.tasks import link_import_profiles_task
-
-                transaction.on_commit(lambda: link_import_profiles_task.delay(job.pk))
     except ImportFailed:
         job.status = ImportJob.Status.FAILED
         job.message = f"{job.error_count} row error(s): nothing was written."

@@ -14,6 +14,7 @@ from audiences.lookalike import (
     unit_vector,
 )
 from audiences.models import Audience, AudienceMembership, Visitor, VisitorTraitHit
+from audiences.tasks import lookalike_build_later
 from cdphub.jobs import recent_jobs
 from profiles.models import Profile, Segment, SegmentMembership
 from tests.factories import AudienceFactory, CategoryFactory, DataProviderFactory
@@ -186,7 +187,7 @@ def test_a_build_is_queued_and_its_end_recorded(
 
     # Without a broker the task runs when the request's transaction commits.
     with django_capture_on_commit_callbacks(execute=True):
-        lookalike_build_request(audience=audience, actor=superuser)
+        lookalike_build_later(lookalike_build_request(audience=audience, actor=superuser))
     audience.refresh_from_db()
 
     assert audience.build_status == Audience.BuildStatus.READY

@@ -24,6 +24,7 @@ from audiences.services import (
     trait_hits_upsert,
     visitor_data_purge,
 )
+from audiences.tasks import provider_file_import_later
 from tests.factories import (
     AudienceFactory,
     CategoryFactory,
@@ -196,12 +197,15 @@ def test_upload_with_wrong_header_is_refused_at_once(provider):
     assert not ProviderFileImport.objects.exists()
 
 
-def test_upload_queues_the_import(provider, categories, django_capture_on_commit_callbacks):
+def test_an_upload_is_imported_in_the_background(
+    provider, categories, django_capture_on_commit_callbacks
+):
     text = f"cookie_id,category,timestamp\nck-1,INT-HIKE,{iso(timezone.now())}\n"
     with django_capture_on_commit_callbacks(execute=True):
         job = provider_file_import_create(
             provider=provider, file=ContentFile(text.encode(), "f.csv")
         )
+        provider_file_import_later(job)
     job.refresh_from_db()
     assert job.status == JobStatus.DONE
     assert job.imported_rows == 1

@@ -57,7 +57,7 @@ def timed_import(data: bytes, mode: str) -> dict:
     started = time.perf_counter()
     job = import_job_validate(job=job)
     checked = time.perf_counter()
-    job = import_job_apply(job=job, link_profiles=False)
+    job = import_job_apply(job=job)
     applied = time.perf_counter()
     assert job.status == "applied", job.message
     import_job_link_profiles(job=job)
@@ -142,7 +142,7 @@ def memory_run() -> None:
             )
     stored = peak_rss_mb()
     started = time.perf_counter()
-    job = import_job_apply(job=job, link_profiles=False, checked_first=False)
+    job = import_job_apply(job=job, checked_first=False)
     elapsed = time.perf_counter() - started
     assert job.status == "applied", job.message
     print(

@@ -63,14 +63,14 @@ def test_access_file_gives_only_the_persons_entries_of_an_import_journal(setting
             resource="contacts", mode="upsert", key_field="email", file_name="f.csv", data=data
         )
     )
-    import_job_apply(job=job, link_profiles=False)
+    import_job_apply(job=job)
     update = b"first_name,email\nAnnabel,anna@example.com\nBertus,bert@example.com\n"
     job = import_job_validate(
         job=import_job_create(
             resource="contacts", mode="upsert", key_field="email", file_name="g.csv", data=update
         )
     )
-    import_job_apply(job=job, link_profiles=False)
+    import_job_apply(job=job)
 
     data, content = access_file("anna@example.com")
 

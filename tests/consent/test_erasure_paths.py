@@ -133,7 +133,7 @@ def import_the_person() -> None:
     )
     job = import_job_validate(job=job)
     assert job.status == ImportJob.Status.VALIDATED, job.errors
-    import_job_apply(job=job, link_profiles=False)
+    import_job_apply(job=job)
     import_job_link_profiles(job=job)
     assert ImportChange.objects.filter(model="profiles.profile", action="updated").exists()
     # ... and a file whose check failed, quoting the person in its error report

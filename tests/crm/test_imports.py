@@ -37,7 +37,7 @@ def checked(data: bytes, **kw) -> ImportJob:
 def imported(data: bytes, **kw) -> ImportJob:
     job = checked(data, **kw)
     assert job.status == ImportJob.Status.VALIDATED, job.errors
-    job = import_job_apply(job=job, link_profiles=False)
+    job = import_job_apply(job=job)
     import_job_link_profiles(job=job)  # the background step queued after commit
     return job
 
@@ -306,7 +306,7 @@ def test_nul_byte_in_a_cell_is_a_cell_error_and_nothing_is_written():
 
     # When it is checked, and when another copy is applied without a check first
     job = checked(data)
-    applied = import_job_apply(job=job_for(data), link_profiles=False, checked_first=False)
+    applied = import_job_apply(job=job_for(data), checked_first=False)
 
     # Then both refuse the cell with its row and column, and no row reached the database
     error = "402|B (first name)|" + run.NUL_IN_CELL
@@ -450,7 +450,7 @@ def test_apply_rolls_back_every_batch_when_the_database_refuses_a_write(monkeypa
     monkeypatch.setattr(Classifier, "existing", existing_then_concurrent_insert)
 
     with pytest.raises(IntegrityError, match="external_id"):
-        import_job_apply(job=job, link_profiles=False)
+        import_job_apply(job=job)
 
     assert not Contact.objects.filter(external_id__in=["x-0", "x-1"]).exists()
     assert not ImportChange.objects.exists()
@@ -542,7 +542,7 @@ def test_import_neither_shows_nor_changes_another_teams_records(sales_org):
     hidden, unknown = job.preview[1]["reason"], job.preview[2]["reason"]
     assert hidden.replace(rival.email, "X") == unknown.replace("nobody.known@example.com", "X")
     assert "sales team" not in str(job.preview) + str(job.errors)
-    import_job_apply(job=job, link_profiles=False)
+    import_job_apply(job=job)
     rival.refresh_from_db()
     assert rival.job_title == ""
 

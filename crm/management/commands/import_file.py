@@ -9,6 +9,7 @@ from crm.importfiles import ImportRefused
 from crm.imports.jobs import import_job_apply, import_job_create, import_job_validate
 from crm.models import ImportJob
 from crm.resources import SPECS
+from crm.tasks import profiles_link_later
 
 
 class Command(BaseCommand):
@@ -61,6 +62,7 @@ class Command(BaseCommand):
         # Applying checks every row too, and writes nothing if any row fails: one pass.
         self.stdout.write(f"Import job {job.pk}: importing {job.file_name} (all or nothing)")
         job = import_job_apply(job=job, progress=self.progress, checked_first=False)
+        profiles_link_later(job)
         self.report(job)
         if job.status != ImportJob.Status.APPLIED:
             raise CommandError(f"Nothing was written. {job.message}".strip())
