@@ -195,6 +195,7 @@ class Audience(models.Model):
     )
 
     class BuildStatus(models.TextChoices):
+        NOT_BUILT = "", "Not built in the background"
         QUEUED = "queued", "Queued"
         BUILDING = "building", "Building"
         READY = "ready", "Ready"
