@@ -300,6 +300,10 @@ CDPHUB_IMPORT_MAX_BYTES = env_int("CDPHUB_IMPORT_MAX_BYTES", 150 * 1024 * 1024)
 # --- Event collection (/v1/*) and identity resolution --------------------------------------------
 # Segment's documented limits by default; RudderStack clients send batches up to 4 MB.
 CDPHUB_INGEST_MAX_MESSAGE_BYTES = env_int("CDPHUB_INGEST_MAX_MESSAGE_BYTES", 32 * 1024)
+# Reverse proxies in front of the web server whose X-Forwarded-For is trusted for a message's
+# context.ip (0: the connection's address; 1: one proxy such as nginx; a client's own
+# X-Forwarded-For entries are never trusted).
+CDPHUB_TRUSTED_PROXIES = env_int("CDPHUB_TRUSTED_PROXIES", 0)
 CDPHUB_INGEST_MAX_BATCH_BYTES = env_int("CDPHUB_INGEST_MAX_BATCH_BYTES", 500 * 1024)
 CDPHUB_INGEST_MAX_BATCH_MESSAGES = env_int("CDPHUB_INGEST_MAX_BATCH_MESSAGES", 2500)
 # How collected messages get processed: "celery" (a task queued after the request, needs a

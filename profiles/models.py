@@ -6,12 +6,37 @@ their constraints and indexes are the hub's performance design, best read togeth
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import BrinIndex, GinIndex
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
 from cdphub.pii import looks_personal
+
+
+def validate_origins(origins: list[str]) -> None:
+    """Each entry is ``*`` or a web origin: ``https://shop.example.com`` (a port allowed, no
+    path), as a browser sends it in its ``Origin`` header."""
+    for index, origin in enumerate(origins or []):
+        if origin == "*":
+            continue
+        parts = urlsplit(origin)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+            or parts.username
+        ):
+            raise ValidationError(
+                f"item {index + 1}: {origin!r} is not an origin like https://shop.example.com "
+                "(scheme and host, a port if any, no path) or *"
+            )
 
 
 class Source(models.Model):
@@ -38,6 +63,15 @@ class Source(models.Model):
     )
     is_active = models.BooleanField(
         default=True, help_text="Inactive sources are refused with 401 by the collection API."
+    )
+    allowed_origins = ArrayField(
+        models.CharField(max_length=255),
+        default=list,
+        blank=True,
+        validators=[validate_origins],
+        help_text="Web origins whose pages may send with this key from a browser, e.g. "
+        "https://shop.example.com, or * for any. Empty: no browser page (servers and apps send "
+        "no origin and are not affected).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

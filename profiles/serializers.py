@@ -23,7 +23,16 @@ from profiles.segments.rules import rule_errors
 class SourceSerializer(serializers.ModelSerializer):
     class Meta:
         model = Source
-        fields = ["id", "name", "kind", "write_key_prefix", "is_active", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "write_key_prefix",
+            "is_active",
+            "allowed_origins",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = ["write_key_prefix", "created_at", "updated_at"]
 
 

@@ -169,17 +169,26 @@ def identities_remove(identifiers: Iterable[tuple[str, str]]) -> int:
 
 @transaction.atomic
 def source_create(
-    *, name: str, kind: str = Source.Kind.WEBSITE, is_active: bool = True, actor=None
+    *,
+    name: str,
+    kind: str = Source.Kind.WEBSITE,
+    is_active: bool = True,
+    allowed_origins: list[str] | None = None,
+    actor=None,
 ) -> tuple[Source, str]:
-    """Create a source; returns it with its write key, which is shown once and stored hashed."""
+    """Create a source; returns it with its write key, which is shown once and stored hashed.
+    ``allowed_origins``: the web origins whose pages may send with it (none by default)."""
     write_key = new_secret("wk")
-    source = Source.objects.create(
+    source = Source(
         name=name,
         kind=kind,
         is_active=is_active,
+        allowed_origins=allowed_origins or [],
         write_key_hash=secret_hash(write_key),
         write_key_prefix=write_key[:9],
     )
+    source.full_clean(exclude=["write_key_hash"])
+    source.save()
     audit_record(actor=actor, action="source.create", obj=source)
     return source, write_key
 

@@ -36,13 +36,23 @@ class SourceAdmin(ReadableModelAdmin):
     list_filter = ["kind", "is_active"]
     search_fields = ["name"]
     readonly_fields = ["write_key_prefix", "created_at", "updated_at"]
-    fields = ["name", "kind", "is_active", "write_key_prefix", "created_at", "updated_at"]
+    fields = [
+        "name",
+        "kind",
+        "is_active",
+        "allowed_origins",
+        "write_key_prefix",
+        "created_at",
+        "updated_at",
+    ]
     actions = ["rotate_write_key"]
 
     def save_model(self, request, obj, form, change):
         if change:
             return super().save_model(request, obj, form, change)
-        source, write_key = source_create(name=obj.name, kind=obj.kind, actor=request.user)
+        source, write_key = source_create(
+            name=obj.name, kind=obj.kind, allowed_origins=obj.allowed_origins, actor=request.user
+        )
         obj.pk = source.pk
         obj.write_key_hash = source.write_key_hash
         obj.write_key_prefix = source.write_key_prefix

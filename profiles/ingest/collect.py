@@ -75,24 +75,77 @@ def write_key_from_headers(meta: dict) -> str | None:
     return meta.get("HTTP_X_WRITE_KEY") or None
 
 
-def source_for_write_key(write_key: str | None) -> int | None:
-    """The id of the active source with this write key. Cached briefly per process: every
-    collection request needs it, and a deactivated source is refused within the cache time."""
+@dataclass(frozen=True)
+class SourceAccess:
+    """What collection needs to know of a source: its id, and the web origins whose pages may
+    send with its key."""
+
+    id: int
+    origins: tuple[str, ...] = ()
+
+    def allows_origin(self, origin: str) -> bool:
+        return "*" in self.origins or origin_normalise(origin) in self.origins
+
+
+def origin_normalise(origin: str) -> str:
+    return origin.strip().rstrip("/").lower()
+
+
+def source_access(write_key: str | None) -> SourceAccess | None:
+    """The active source with this write key. Cached briefly per process: every collection
+    request needs it, and a deactivated source is refused within the cache time."""
     if not write_key:
         return None
     now = time.monotonic()
     cached = _source_cache.get(write_key)
     if cached and cached[0] > now:
         return cached[1]
-    source_id = (
+    row = (
         Source.objects.filter(write_key_hash=secret_hash(write_key), is_active=True)
-        .values_list("id", flat=True)
+        .values_list("id", "allowed_origins")
         .first()
     )
+    access = None
+    if row is not None:
+        access = SourceAccess(row[0], tuple(origin_normalise(o) for o in row[1] or ()))
     if len(_source_cache) > 10_000:
         _source_cache.clear()
-    _source_cache[write_key] = (now + WRITE_KEY_CACHE_SECONDS, source_id)
-    return source_id
+    _source_cache[write_key] = (now + WRITE_KEY_CACHE_SECONDS, access)
+    return access
+
+
+def source_for_write_key(write_key: str | None) -> int | None:
+    """The id of the active source with this write key (``source_access``)."""
+    access = source_access(write_key)
+    return access.id if access is not None else None
+
+
+def client_ip(meta: dict) -> str:
+    """The sender's address: the connection's, or with CDPHUB_TRUSTED_PROXIES proxies in front,
+    the address the last of them saw (``X-Forwarded-For`` entries a client adds itself are
+    not trusted)."""
+    proxies = settings.CDPHUB_TRUSTED_PROXIES
+    if proxies > 0:
+        forwarded = [
+            a.strip() for a in meta.get("HTTP_X_FORWARDED_FOR", "").split(",") if a.strip()
+        ]
+        if len(forwarded) >= proxies:
+            return forwarded[-proxies]
+    return meta.get("REMOTE_ADDR", "")
+
+
+def context_ip_fill(messages: list, ip: str) -> None:
+    """Browsers and apps send no ``context.ip``: the request's address is the sender's."""
+    if not ip:
+        return
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        context = message.get("context")
+        if context is None:
+            message["context"] = {"ip": ip}
+        elif isinstance(context, dict) and "ip" not in context:
+            context["ip"] = ip
 
 
 def source_cache_clear() -> None:

@@ -1,4 +1,9 @@
-"""The collection endpoints: ``POST /v1/batch`` and ``/v1/<type>``, as Segment's Tracking API.
+"""The collection endpoints: ``POST /v1/batch`` and ``/v1/<type>``, as Segment's Tracking API,
+and the short paths browser and mobile SDKs use (``/v1/t``, ``/v1/b``, ``/b``, ...).
+
+Browsers: every answer carries CORS headers for the request's ``Origin`` (so a page can read
+an error too), a preflight is answered for any origin (the write key is not in a preflight),
+and a request whose ``Origin`` the source does not allow is refused with 403.
 
 APIViews only so that they appear in the OpenAPI schema: authentication, parsing and rendering
 are our own (write keys, gzip, Segment's error shape) and kept lean, this is the hot path."""
@@ -6,7 +11,7 @@ are our own (write keys, gzip, Segment's error shape) and kept lean, this is the
 from __future__ import annotations
 
 from django.conf import settings
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
@@ -17,8 +22,10 @@ from profiles.ingest.collect import (
     CollectError,
     batch_messages,
     body_read,
+    client_ip,
+    context_ip_fill,
     messages_collect,
-    source_for_write_key,
+    source_access,
     write_key_from_headers,
 )
 
@@ -41,7 +48,11 @@ RESPONSES = {
     200: ACCEPTED,
     400: OpenApiResponse(ERROR, description="Invalid JSON, oversize body or invalid message."),
     401: OpenApiResponse(ERROR, description="Missing, unknown or inactive write key."),
+    403: OpenApiResponse(ERROR, description="A browser page of an origin the source refuses."),
 }
+# What a browser may send in a cross-origin request (asked in its preflight).
+CORS_ALLOWED_HEADERS = "Content-Type, Authorization, X-Write-Key, Content-Encoding"
+CORS_MAX_AGE = 86400
 BATCH_EXAMPLE = OpenApiExample(
     "batch",
     value={
@@ -60,6 +71,15 @@ def error(status: int, code: str, message: str) -> JsonResponse:
     return JsonResponse({"code": code, "message": message}, status=status)
 
 
+def with_cors(response, origin: str | None):
+    """The answer readable by the page that sent the request: an error too, so that the page's
+    developer sees why."""
+    if origin:
+        response["Access-Control-Allow-Origin"] = origin
+        response["Vary"] = "Origin"
+    return response
+
+
 class CollectView(APIView):
     """Accepts Segment/RudderStack messages. Write key as HTTP Basic username (empty password),
     ``X-Write-Key`` header or ``writeKey`` in the body; ``Content-Encoding: gzip`` accepted."""
@@ -69,13 +89,25 @@ class CollectView(APIView):
     parser_classes: list = []
     message_type: str | None = None
 
+    def options(self, request, *args, **kwargs):
+        """A browser's preflight: allowed for any origin, since it carries no write key; the
+        request that follows is checked against its source's allowed origins."""
+        response = HttpResponse(status=204)
+        response["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+        response["Access-Control-Allow-Headers"] = CORS_ALLOWED_HEADERS
+        response["Access-Control-Max-Age"] = str(CORS_MAX_AGE)
+        return with_cors(response, request._request.META.get("HTTP_ORIGIN"))
+
     def post(self, request, *args, **kwargs):
-        django_request = request._request
+        origin = request._request.META.get("HTTP_ORIGIN")
+        return with_cors(self.collect(request._request, origin), origin)
+
+    def collect(self, django_request, origin: str | None):
         max_bytes = settings.CDPHUB_INGEST_MAX_BATCH_BYTES
         if self.message_type is not None:
             max_bytes = settings.CDPHUB_INGEST_MAX_MESSAGE_BYTES
         write_key = write_key_from_headers(django_request.META)
-        if write_key is not None and source_for_write_key(write_key) is None:
+        if write_key is not None and source_access(write_key) is None:
             return error(401, "invalid_write_key", "unknown or inactive write key")
         try:
             body = body_read(
@@ -85,13 +117,21 @@ class CollectView(APIView):
             )
             if write_key is None and isinstance(body, dict):
                 write_key = body.pop("writeKey", None)
-            source_id = source_for_write_key(write_key if isinstance(write_key, str) else None)
-            if source_id is None:
+            source = source_access(write_key if isinstance(write_key, str) else None)
+            if source is None:
                 return error(401, "invalid_write_key", "missing, unknown or inactive write key")
+            if origin and not source.allows_origin(origin):
+                return error(
+                    403,
+                    "origin_not_allowed",
+                    f"pages of {origin} may not send to this source: add the origin to the "
+                    "source's allowed origins",
+                )
             messages = batch_messages(body, self.message_type)
         except CollectError as exc:
             return error(exc.status, exc.code, exc.message)
-        result = messages_collect(source_id=source_id, messages=messages)
+        context_ip_fill(messages, client_ip(django_request.META))
+        result = messages_collect(source_id=source.id, messages=messages)
         if self.message_type is not None and result.rejected:
             return error(400, "invalid_message", result.rejected[0]["reason"])
         return JsonResponse(
@@ -104,8 +144,9 @@ class CollectView(APIView):
         )
 
 
-def collect_view(message_type: str | None):
-    name = message_type or "batch"
+def collect_view(message_type: str | None, path: str | None = None):
+    """The view of one endpoint; ``path`` names a short path (``t``, ``b``) for its schema."""
+    name = path or message_type or "batch"
     description = (
         "A batch of up to 2,500 messages (500 KB by default); batch `context` and "
         "`integrations` are merged into each message. A bad message is rejected alone."
@@ -113,9 +154,10 @@ def collect_view(message_type: str | None):
         else f"One {message_type} message (32 KB at most)."
     )
     schema = extend_schema(
-        operation_id=f"collect_{name}",
+        operation_id=f"collect_{name.replace('/', '_')}",
         tags=["collection"],
-        summary=f"Collect: {name}",
+        summary=f"Collect: {message_type or 'batch'}"
+        + (f" (short path /{path}, as browser and mobile SDKs send)" if path else ""),
         description=description,
         request=OpenApiTypes.OBJECT,
         responses=RESPONSES,
@@ -129,7 +171,7 @@ def collect_view(message_type: str | None):
         return CollectView.post(self, request, *args, **kwargs)
 
     view_class = type(
-        f"Collect{name.title()}View",
+        f"Collect{name.replace('/', '_').title()}View",
         (CollectView,),
         {
             "message_type": message_type,

@@ -1,13 +1,35 @@
-"""Segment-compatible collection endpoints, at the root: ``/v1/batch``, ``/v1/track``, ..."""
+"""Segment-compatible collection endpoints, at the root: ``/v1/batch``, ``/v1/track``, ...,
+and the short paths of the browser and mobile SDKs."""
 
 from django.urls import path
 
 from profiles.ingest.endpoints import collect_view
 
+MESSAGE_TYPES = ("identify", "track", "page", "screen", "group", "alias")
+# analytics.js posts each call to /v1/<first letter> and batches to /v1/b; the mobile SDKs post
+# batches to <api host>/b; Segment's Java SDK to /v1/import.
+SHORT_PATHS = {
+    "t": "track",
+    "p": "page",
+    "i": "identify",
+    "g": "group",
+    "a": "alias",
+    "s": "screen",
+}
+BATCH_PATHS = ("v1/b", "b", "v1/import")
+
 urlpatterns = [
     path("v1/batch", collect_view(None), name="collect-batch"),
     *(
         path(f"v1/{message_type}", collect_view(message_type), name=f"collect-{message_type}")
-        for message_type in ("identify", "track", "page", "screen", "group", "alias")
+        for message_type in MESSAGE_TYPES
+    ),
+    *(
+        path(f"v1/{short}", collect_view(message_type, path=f"v1/{short}"), name=f"collect-{short}")
+        for short, message_type in SHORT_PATHS.items()
+    ),
+    *(
+        path(batch, collect_view(None, path=batch), name=f"collect-{batch.replace('/', '-')}")
+        for batch in BATCH_PATHS
     ),
 ]
