@@ -180,3 +180,64 @@ def collect_view(message_type: str | None, path: str | None = None):
         },
     )
     return view_class.as_view()
+
+
+# --- Source settings for browser SDKs -----------------------------------------------------------
+
+SETTINGS_MAX_AGE = 300
+
+
+def sdk_settings(request, write_key: str) -> dict:
+    """What analytics.js reads before it sends anything: the Segment.io integration, pointed at
+    this server, with the source's key. No device-mode destinations, no metrics (a sample rate
+    of 0: nothing is posted to Segment's own metrics host)."""
+    return {
+        "integrations": {
+            "Segment.io": {
+                "apiKey": write_key,
+                "apiHost": f"{request.get_host()}/v1",
+                "protocol": request.scheme,
+                "unbundledIntegrations": [],
+                "addBundledMetadata": False,
+                "maybeBundledConfigIds": {},
+            }
+        },
+        "plan": {"track": {"__default": {"enabled": True, "integrations": {}}}},
+        "enabledMiddleware": {},
+        "middlewareSettings": {},
+        "metrics": {"sampleRate": 0},
+        "remotePlugins": [],
+        "legacyVideoPluginsEnabled": False,
+    }
+
+
+class SourceSettingsView(APIView):
+    """``GET /v1/projects/<writeKey>/settings``: the settings analytics.js fetches from its
+    ``cdnURL`` before it sends. 404 for an unknown or inactive key; cacheable for five
+    minutes; a page of an origin the source does not allow gets 403, as when it sends."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="collect_source_settings",
+        tags=["collection"],
+        summary="Source settings for analytics.js",
+        responses={
+            200: OpenApiTypes.OBJECT,
+            403: OpenApiResponse(ERROR, description="A page of an origin the source refuses."),
+            404: OpenApiResponse(ERROR, description="Unknown or inactive write key."),
+        },
+        auth=[],
+    )
+    def get(self, request, write_key: str):
+        origin = request._request.META.get("HTTP_ORIGIN")
+        source = source_access(write_key)
+        if source is None:
+            return with_cors(error(404, "not_found", "unknown or inactive write key"), origin)
+        if origin and not source.allows_origin(origin):
+            message = f"pages of {origin} may not send to this source"
+            return with_cors(error(403, "origin_not_allowed", message), origin)
+        response = JsonResponse(sdk_settings(request._request, write_key))
+        response["Cache-Control"] = f"public, max-age={SETTINGS_MAX_AGE}"
+        return with_cors(response, origin)

@@ -162,3 +162,39 @@ def test_a_message_that_names_its_address_keeps_it(server):
         headers={"Origin": SHOP, "Content-Type": "text/plain"},
     )
     assert PendingMessage.objects.get().payload["context"]["ip"] == "203.0.113.9"
+
+
+def test_analytics_js_reads_its_settings_pointing_at_this_server(server):
+    _, key = source_create(name="Shop", allowed_origins=[SHOP])
+
+    status, headers, settings = send(
+        f"{server}/v1/projects/{key}/settings", method="GET", headers={"Origin": SHOP}
+    )
+
+    assert status == 200
+    segment = settings["integrations"]["Segment.io"]
+    assert segment["apiKey"] == key
+    assert segment["apiHost"] == f"{server.removeprefix('http://')}/v1"
+    assert segment["protocol"] == "http"
+    assert headers["Access-Control-Allow-Origin"] == SHOP
+    assert headers["Cache-Control"] == "public, max-age=300"
+
+
+def test_settings_are_refused_for_an_unknown_or_inactive_key_and_another_origin(server):
+    source, key = source_create(name="Shop", allowed_origins=[SHOP])
+    _, inactive = source_create(name="Old shop", is_active=False, allowed_origins=["*"])
+
+    unknown = send(
+        f"{server}/v1/projects/wk_unknown/settings", method="GET", headers={"Origin": SHOP}
+    )
+    off = send(f"{server}/v1/projects/{inactive}/settings", method="GET", headers={"Origin": SHOP})
+    other = send(
+        f"{server}/v1/projects/{key}/settings",
+        method="GET",
+        headers={"Origin": "https://evil.example"},
+    )
+
+    assert (unknown[0], unknown[2]["code"]) == (404, "not_found")
+    assert unknown[1]["Access-Control-Allow-Origin"] == SHOP
+    assert off[0] == 404
+    assert (other[0], other[2]["code"]) == (403, "origin_not_allowed")
