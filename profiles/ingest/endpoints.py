@@ -28,6 +28,7 @@ from profiles.ingest.collect import (
     source_access,
     write_key_from_headers,
 )
+from profiles.models import Source
 
 ERROR = inline_serializer(
     "CollectError", {"code": serializers.CharField(), "message": serializers.CharField()}
@@ -90,13 +91,9 @@ class CollectView(APIView):
     message_type: str | None = None
 
     def options(self, request, *args, **kwargs):
-        """A browser's preflight: allowed for any origin, since it carries no write key; the
-        request that follows is checked against its source's allowed origins."""
-        response = HttpResponse(status=204)
-        response["Access-Control-Allow-Methods"] = "POST, OPTIONS"
-        response["Access-Control-Allow-Headers"] = CORS_ALLOWED_HEADERS
-        response["Access-Control-Max-Age"] = str(CORS_MAX_AGE)
-        return with_cors(response, request._request.META.get("HTTP_ORIGIN"))
+        """A browser's preflight: the request that follows is checked against its source's
+        allowed origins."""
+        return preflight(request._request.META.get("HTTP_ORIGIN"), "POST, OPTIONS")
 
     def post(self, request, *args, **kwargs):
         origin = request._request.META.get("HTTP_ORIGIN")
@@ -209,6 +206,73 @@ def sdk_settings(request, write_key: str) -> dict:
         "remotePlugins": [],
         "legacyVideoPluginsEnabled": False,
     }
+
+
+def source_config(source_id: int, write_key: str) -> dict:
+    """What RudderStack's JavaScript SDK v3 requires before it sends: a source with an id, a
+    ``config`` object and a list of destinations (none: cdphub is where the events go)."""
+    source = Source.objects.only("name", "is_active", "updated_at").get(pk=source_id)
+    return {
+        "isHosted": False,
+        "source": {
+            "id": str(source.pk),
+            "name": source.name,
+            "writeKey": write_key,
+            "workspaceId": "cdphub",
+            "enabled": source.is_active,
+            "config": {},
+            "destinations": [],
+            "updatedAt": source.updated_at.isoformat(),
+        },
+    }
+
+
+def preflight(origin: str | None, methods: str) -> HttpResponse:
+    """The answer to a browser's preflight: allowed for any origin, since it carries no key."""
+    response = HttpResponse(status=204)
+    response["Access-Control-Allow-Methods"] = methods
+    response["Access-Control-Allow-Headers"] = CORS_ALLOWED_HEADERS
+    response["Access-Control-Max-Age"] = str(CORS_MAX_AGE)
+    return with_cors(response, origin)
+
+
+class RudderSourceConfigView(APIView):
+    """``GET /sourceConfig/?writeKey=...`` (or the key as HTTP Basic user name): the source
+    configuration RudderStack's JavaScript SDK fetches from its ``configUrl``; it refuses to send
+    without a valid one. 404 for an unknown or inactive key; cacheable for five minutes."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def options(self, request, *args, **kwargs):
+        return preflight(request._request.META.get("HTTP_ORIGIN"), "GET, OPTIONS")
+
+    @extend_schema(
+        operation_id="collect_source_config",
+        tags=["collection"],
+        summary="Source configuration for RudderStack's JavaScript SDK",
+        responses={
+            200: OpenApiTypes.OBJECT,
+            403: OpenApiResponse(ERROR, description="A page of an origin the source refuses."),
+            404: OpenApiResponse(ERROR, description="Unknown or inactive write key."),
+        },
+        auth=[],
+    )
+    def get(self, request):
+        django_request = request._request
+        origin = django_request.META.get("HTTP_ORIGIN")
+        write_key = write_key_from_headers(django_request.META) or django_request.GET.get(
+            "writeKey"
+        )
+        source = source_access(write_key)
+        if source is None:
+            return with_cors(error(404, "not_found", "unknown or inactive write key"), origin)
+        if origin and not source.allows_origin(origin):
+            message = f"pages of {origin} may not send to this source"
+            return with_cors(error(403, "origin_not_allowed", message), origin)
+        response = JsonResponse(source_config(source.id, write_key))
+        response["Cache-Control"] = f"public, max-age={SETTINGS_MAX_AGE}"
+        return with_cors(response, origin)
 
 
 class SourceSettingsView(APIView):

@@ -3,7 +3,7 @@ and the short paths of the browser and mobile SDKs."""
 
 from django.urls import path
 
-from profiles.ingest.endpoints import SourceSettingsView, collect_view
+from profiles.ingest.endpoints import RudderSourceConfigView, SourceSettingsView, collect_view
 
 MESSAGE_TYPES = ("identify", "track", "page", "screen", "group", "alias")
 # analytics.js posts each call to /v1/<first letter> and batches to /v1/b; the mobile SDKs post
@@ -25,6 +25,7 @@ urlpatterns = [
         SourceSettingsView.as_view(),
         name="collect-source-settings",
     ),
+    path("sourceConfig/", RudderSourceConfigView.as_view(), name="collect-source-config"),
     *(
         path(f"v1/{message_type}", collect_view(message_type), name=f"collect-{message_type}")
         for message_type in MESSAGE_TYPES

@@ -198,3 +198,43 @@ def test_settings_are_refused_for_an_unknown_or_inactive_key_and_another_origin(
     assert unknown[1]["Access-Control-Allow-Origin"] == SHOP
     assert off[0] == 404
     assert (other[0], other[2]["code"]) == (403, "origin_not_allowed")
+
+
+def test_rudderstacks_sdk_reads_a_valid_source_config(server):
+    source, key = source_create(name="Shop", allowed_origins=[SHOP])
+    auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+
+    preflight = send(
+        f"{server}/sourceConfig/?p=npm&v=3.0.0",
+        method="OPTIONS",
+        headers={"Origin": SHOP, "Access-Control-Request-Headers": "authorization"},
+    )
+    by_header = send(
+        f"{server}/sourceConfig/?p=npm&v=3.0.0",
+        method="GET",
+        headers={"Origin": SHOP, "Authorization": auth},
+    )
+    by_query = send(f"{server}/sourceConfig/?p=npm&v=3.0.0&writeKey={key}", method="GET")
+
+    assert preflight[0] == 204 and "Authorization" in preflight[1]["Access-Control-Allow-Headers"]
+    for status, _, config in (by_header, by_query):
+        assert status == 200
+        # what the SDK checks before it sends anything
+        assert config["source"]["id"] == str(source.pk)
+        assert config["source"]["config"] == {} and config["source"]["destinations"] == []
+        assert config["source"]["enabled"] is True
+    assert by_header[1]["Access-Control-Allow-Origin"] == SHOP
+
+
+def test_rudderstacks_config_is_refused_for_an_unknown_key_or_another_origin(server):
+    _, key = source_create(name="Shop", allowed_origins=[SHOP])
+
+    unknown = send(f"{server}/sourceConfig/?writeKey=wk_unknown", method="GET")
+    other = send(
+        f"{server}/sourceConfig/?writeKey={key}",
+        method="GET",
+        headers={"Origin": "https://evil.example"},
+    )
+
+    assert (unknown[0], unknown[2]["code"]) == (404, "not_found")
+    assert (other[0], other[2]["code"]) == (403, "origin_not_allowed")
