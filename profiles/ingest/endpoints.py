@@ -72,6 +72,19 @@ def error(status: int, code: str, message: str) -> JsonResponse:
     return JsonResponse({"code": code, "message": message}, status=status)
 
 
+def origin_refusal(source, origin: str | None) -> JsonResponse | None:
+    """The 403 for a page of an origin the source does not allow (servers and apps send no
+    origin), or None."""
+    if origin and not source.allows_origin(origin):
+        return error(
+            403,
+            "origin_not_allowed",
+            f"pages of {origin} may not send to this source: add the origin to the source's "
+            "allowed origins",
+        )
+    return None
+
+
 def with_cors(response, origin: str | None):
     """The answer readable by the page that sent the request: an error too, so that the page's
     developer sees why."""
@@ -117,13 +130,9 @@ class CollectView(APIView):
             source = source_access(write_key if isinstance(write_key, str) else None)
             if source is None:
                 return error(401, "invalid_write_key", "missing, unknown or inactive write key")
-            if origin and not source.allows_origin(origin):
-                return error(
-                    403,
-                    "origin_not_allowed",
-                    f"pages of {origin} may not send to this source: add the origin to the "
-                    "source's allowed origins",
-                )
+            refused = origin_refusal(source, origin)
+            if refused is not None:
+                return refused
             messages = batch_messages(body, self.message_type)
         except CollectError as exc:
             return error(exc.status, exc.code, exc.message)
@@ -227,6 +236,27 @@ def source_config(source_id: int, write_key: str) -> dict:
     }
 
 
+SETTINGS_RESPONSES = {
+    200: OpenApiTypes.OBJECT,
+    403: OpenApiResponse(ERROR, description="A page of an origin the source refuses."),
+    404: OpenApiResponse(ERROR, description="Unknown or inactive write key."),
+}
+
+
+def settings_answer(write_key: str | None, origin: str | None, settings_of) -> JsonResponse:
+    """An SDK's settings for the source of ``write_key`` (``settings_of(source)``), cacheable
+    for five minutes; 404 for an unknown or inactive key, 403 for a refused origin."""
+    source = source_access(write_key)
+    if source is None:
+        return with_cors(error(404, "not_found", "unknown or inactive write key"), origin)
+    refused = origin_refusal(source, origin)
+    if refused is not None:
+        return with_cors(refused, origin)
+    response = JsonResponse(settings_of(source))
+    response["Cache-Control"] = f"public, max-age={SETTINGS_MAX_AGE}"
+    return with_cors(response, origin)
+
+
 def preflight(origin: str | None, methods: str) -> HttpResponse:
     """The answer to a browser's preflight: allowed for any origin, since it carries no key."""
     response = HttpResponse(status=204)
@@ -251,11 +281,7 @@ class RudderSourceConfigView(APIView):
         operation_id="collect_source_config",
         tags=["collection"],
         summary="Source configuration for RudderStack's JavaScript SDK",
-        responses={
-            200: OpenApiTypes.OBJECT,
-            403: OpenApiResponse(ERROR, description="A page of an origin the source refuses."),
-            404: OpenApiResponse(ERROR, description="Unknown or inactive write key."),
-        },
+        responses=SETTINGS_RESPONSES,
         auth=[],
     )
     def get(self, request):
@@ -264,15 +290,9 @@ class RudderSourceConfigView(APIView):
         write_key = write_key_from_headers(django_request.META) or django_request.GET.get(
             "writeKey"
         )
-        source = source_access(write_key)
-        if source is None:
-            return with_cors(error(404, "not_found", "unknown or inactive write key"), origin)
-        if origin and not source.allows_origin(origin):
-            message = f"pages of {origin} may not send to this source"
-            return with_cors(error(403, "origin_not_allowed", message), origin)
-        response = JsonResponse(source_config(source.id, write_key))
-        response["Cache-Control"] = f"public, max-age={SETTINGS_MAX_AGE}"
-        return with_cors(response, origin)
+        return settings_answer(
+            write_key, origin, lambda source: source_config(source.id, write_key)
+        )
 
 
 class SourceSettingsView(APIView):
@@ -287,21 +307,11 @@ class SourceSettingsView(APIView):
         operation_id="collect_source_settings",
         tags=["collection"],
         summary="Source settings for analytics.js",
-        responses={
-            200: OpenApiTypes.OBJECT,
-            403: OpenApiResponse(ERROR, description="A page of an origin the source refuses."),
-            404: OpenApiResponse(ERROR, description="Unknown or inactive write key."),
-        },
+        responses=SETTINGS_RESPONSES,
         auth=[],
     )
     def get(self, request, write_key: str):
         origin = request._request.META.get("HTTP_ORIGIN")
-        source = source_access(write_key)
-        if source is None:
-            return with_cors(error(404, "not_found", "unknown or inactive write key"), origin)
-        if origin and not source.allows_origin(origin):
-            message = f"pages of {origin} may not send to this source"
-            return with_cors(error(403, "origin_not_allowed", message), origin)
-        response = JsonResponse(sdk_settings(request._request, write_key))
-        response["Cache-Control"] = f"public, max-age={SETTINGS_MAX_AGE}"
-        return with_cors(response, origin)
+        return settings_answer(
+            write_key, origin, lambda source: sdk_settings(request._request, write_key)
+        )
