@@ -21,9 +21,8 @@ from django.utils import timezone
 from cdphub.audit import audit_record, audit_record_many
 from cdphub.sql import execute
 from crm.models import Contact, Deal, Stage, Tag
-from profiles.resolution.normalize import InvalidIdentifier, normalize_email, normalize_phone
 from profiles.resolution.resolver import profiles_resolve
-from profiles.services import identities_remove, profile_traits_merge
+from profiles.services import identities_remove, profile_traits_merge, traits_normalize
 
 logger = logging.getLogger(__name__)
 
@@ -44,22 +43,10 @@ class ContactSuppressed(ValidationError):
 
 def contact_identifiers_normalize(*, email: str, phone: str) -> tuple[str, str]:
     """Both identifiers in their canonical form; blank stays blank. Raises ``ValidationError``
-    keyed by field so forms, the API and imports can say which value is wrong."""
-    errors = {}
-    normalized = {"email": "", "phone": ""}
-    for field, value, normalizer in (
-        ("email", email, normalize_email),
-        ("phone", phone, normalize_phone),
-    ):
-        if value is None or not str(value).strip():
-            continue
-        try:
-            normalized[field] = normalizer(value)
-        except InvalidIdentifier as exc:
-            errors[field] = str(exc)
-    if errors:
-        raise ValidationError(errors)
-    return normalized["email"], normalized["phone"]
+    keyed by field so forms, the API and imports can say which value is wrong. The profiles'
+    rule (``traits_normalize``), so a contact and its profile hold the same value."""
+    normalized = traits_normalize({"email": email, "phone": phone})
+    return normalized["email"] or "", normalized["phone"] or ""
 
 
 def contact_is_suppressed(email: str, phone: str) -> bool:

@@ -65,11 +65,15 @@ def profile_traits_merge(traits_by_profile: dict[int, dict]) -> dict[int, dict]:
 
 
 def traits_normalize(traits: dict) -> dict:
-    """Traits as a profile stores them: an e-mail or phone in its canonical form. Raises
-    ``ValidationError`` keyed by trait when one is not a valid identifier."""
+    """Traits as a profile stores them: an e-mail or phone in its canonical form, a blank one
+    (missing, None or only spaces) as "". Raises ``ValidationError`` keyed by trait when one is
+    not a valid identifier."""
     normalised, errors = dict(traits), {}
     for trait, kind in IDENTIFIER_TRAITS.items():
-        if traits.get(trait) in (None, ""):
+        if trait not in traits:
+            continue
+        if traits[trait] is None or not str(traits[trait]).strip():
+            normalised[trait] = ""
             continue
         try:
             normalised[trait] = normalize_identifier(kind, traits[trait])
@@ -90,7 +94,7 @@ def profiles_rectify(*, profiles: QuerySet, corrections: dict) -> int:
     live = list(profiles.filter(merged_into__isnull=True).select_for_update().order_by("pk"))
     for profile in live:
         for trait, kind in IDENTIFIER_TRAITS.items():
-            if trait in corrections:
+            if corrections.get(trait):  # a blank correction clears the trait only
                 _identity_correct(profile, kind, profile.traits.get(trait), corrections[trait])
         profile.traits = {**(profile.traits or {}), **corrections}
         profile.save(update_fields=["traits", "updated_at"])

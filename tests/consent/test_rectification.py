@@ -112,3 +112,12 @@ def test_the_check_catches_a_holder_without_a_hook():
     assert registry.uncorrectable_fields(holder()) == ["email", "first_name"]
     assert registry.uncorrectable_fields(holder(rectify=lambda *args: 0)) == []
     assert registry.uncorrectable_fields(holder(not_rectified="a log")) == []
+
+
+def test_a_blank_correction_clears_the_value_and_adds_no_empty_identity(person):
+    rectify("marit@example.org", {"lastName": "Jansen", "phone": "  "})
+
+    person.refresh_from_db()
+    assert person.traits["phone"] == "" and person.traits["lastName"] == "Jansen"
+    assert not Identity.objects.filter(value="").exists()
+    assert Contact.objects.get().last_name == "Jansen"
