@@ -73,6 +73,25 @@ class Source(models.Model):
         "https://shop.example.com, or * for any. Empty: no browser page (servers and apps send "
         "no origin and are not affected).",
     )
+    rate_limit_per_second = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Messages per second this source may send, on average; more is refused with "
+        "429 and Retry-After. Empty: the default (CDPHUB_SOURCE_RATE_LIMIT); 0: no limit.",
+    )
+    rate_limit_burst = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Messages the source may send at once above its rate (a batch, a backlog "
+        "after an outage). Empty: the default (CDPHUB_SOURCE_RATE_BURST).",
+    )
+    identifier_limit_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Messages per minute one userId or anonymousId may send through this source "
+        "(a runaway script in one browser); its messages beyond are refused. Empty: the default "
+        "(CDPHUB_IDENTIFIER_RATE_LIMIT); 0: no limit, e.g. for a backfill.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -636,3 +655,26 @@ class EventCountDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} computed {self.computed_at:%Y-%m-%d %H:%M}"
+
+
+class RateLimitedDay(models.Model):
+    """Messages of a source refused for its rate limits, per day: a refusal is never silent,
+    and these counts say which sources hit their limits and how often."""
+
+    day = models.DateField()
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+")
+    source_limited = models.PositiveBigIntegerField(
+        default=0, help_text="Messages refused because the source sent faster than its limit."
+    )
+    identifier_limited = models.PositiveBigIntegerField(
+        default=0, help_text="Messages refused because one userId or anonymousId sent too many."
+    )
+
+    class Meta:
+        ordering = ["-day", "source"]
+        constraints = [
+            models.UniqueConstraint(fields=["day", "source"], name="rate_limited_day_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day}: {self.source_limited + self.identifier_limited} refused"
