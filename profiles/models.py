@@ -678,3 +678,188 @@ class RateLimitedDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day}: {self.source_limited + self.identifier_limited} refused"
+
+
+# --- Tracking plans -------------------------------------------------------------------------------
+
+
+class TrackingPlan(models.Model):
+    """The events sources may send and the properties of each, as JSON Schema (Segment's
+    Protocols, RudderStack's tracking plans). Several sources may follow one plan; each decides
+    what a violation does (``TrackingPlanSource``). Rules: ``profiles.ingest.plans``."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft (not applied)"
+        ACTIVE = "active", "Active"
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    status = models.CharField(
+        max_length=10,
+        choices=Status.choices,
+        default=Status.DRAFT,
+        help_text="Processing checks events only against active plans.",
+    )
+    version = models.PositiveIntegerField(
+        default=1,
+        editable=False,
+        help_text="Raised by every change of the plan's events: processing compiles each "
+        "version once.",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TrackingPlanEvent(models.Model):
+    """One planned event: a track event by name, a page or screen by name, or the traits of
+    every identify or group call (no name), with the JSON Schema of its properties (traits)."""
+
+    class Type(models.TextChoices):
+        TRACK = "track", "Track"
+        PAGE = "page", "Page"
+        SCREEN = "screen", "Screen"
+        IDENTIFY = "identify", "Identify (traits)"
+        GROUP = "group", "Group (traits)"
+
+    plan = models.ForeignKey(TrackingPlan, on_delete=models.CASCADE, related_name="events")
+    type = models.CharField(max_length=10, choices=Type.choices, default=Type.TRACK)
+    name = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="The track event's name, or the page or screen name; empty for identify and "
+        "group.",
+    )
+    description = models.TextField(blank=True)
+    schema = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='JSON Schema of the properties (traits for identify and group), e.g. {"type": '
+        '"object", "properties": {"price": {"type": "number"}}, "required": ["price"]}; '
+        '"additionalProperties": false flags properties the plan does not name.',
+    )
+
+    class Meta:
+        ordering = ["type", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["plan", "type", "name"], name="tracking_plan_event_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.name}".strip()
+
+
+class TrackingPlanSource(models.Model):
+    """A source following a plan (at most one), and what happens to its events that break it."""
+
+    class ViolationAction(models.TextChoices):
+        ALLOW = "allow", "Allow and flag"
+        OMIT = "omit", "Omit the offending properties"
+        BLOCK = "block", "Block the event"
+
+    class UnplannedAction(models.TextChoices):
+        ALLOW = "allow", "Allow and flag"
+        BLOCK = "block", "Block the event"
+
+    plan = models.ForeignKey(TrackingPlan, on_delete=models.CASCADE, related_name="sources")
+    source = models.OneToOneField(
+        Source,
+        on_delete=models.CASCADE,
+        related_name="tracking_plan_link",
+        error_messages={"unique": "This source follows another tracking plan already."},
+    )
+    violation_action = models.CharField(
+        max_length=10,
+        choices=ViolationAction.choices,
+        default=ViolationAction.ALLOW,
+        help_text="A planned event with a missing required property, a value of the wrong type "
+        "or format, or a property the plan does not allow: stored as sent, stored without the "
+        "offending properties, or blocked (kept among the rejected messages with the reason). "
+        "Every violation is counted.",
+    )
+    unplanned_event_action = models.CharField(
+        max_length=10,
+        choices=UnplannedAction.choices,
+        default=UnplannedAction.ALLOW,
+        help_text="An event the plan does not name: stored, or blocked (kept among the rejected "
+        "messages). Counted either way.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["plan", "source"]
+
+    def __str__(self) -> str:
+        return f"source {self.source_id} follows plan {self.plan_id}"
+
+
+class TrackingPlanViolation(models.Model):
+    """How many events of a day broke a plan, per source, event, property and kind, with the
+    latest few examples (value, message id, profile). Written in bulk by processing."""
+
+    class Kind(models.TextChoices):
+        MISSING_REQUIRED = "missing_required", "Missing required property"
+        WRONG_TYPE = "wrong_type", "Wrong type or value"
+        UNPLANNED_EVENT = "unplanned_event", "Unplanned event"
+        UNPLANNED_PROPERTY = "unplanned_property", "Unplanned property"
+
+    day = models.DateField(help_text="The day the events were received (UTC).")
+    # Written by every processing batch with violations: no database-level foreign keys (their
+    # checks would share-lock the plan and source rows from every worker, and a plan deleted
+    # during a batch would fail the batch); deletes go through the ORM, which cascades.
+    # Indexed by the (plan, day) and (source, day) indexes.
+    plan = models.ForeignKey(
+        TrackingPlan,
+        on_delete=models.CASCADE,
+        related_name="violations",
+        db_index=False,
+        db_constraint=False,
+    )
+    source = models.ForeignKey(
+        Source, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    event_type = models.CharField(max_length=10, choices=Event.Type.choices)
+    event_name = models.CharField(max_length=255, blank=True)
+    property = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="Path of the property (products[].price); empty for an unplanned event.",
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    count = models.PositiveBigIntegerField(default=0, help_text="Events with this violation.")
+    blocked = models.PositiveBigIntegerField(default=0, help_text="Of them, events blocked.")
+    examples = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="The latest few: value, what the plan expects, message id, profile, time.",
+    )
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-day", "-count", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "plan", "source", "event_type", "event_name", "property", "kind"],
+                name="tracking_plan_violation_unique",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["plan", "-day"], name="tracking_violation_plan_day"),
+            models.Index(fields=["source", "-day"], name="tracking_violation_source_day"),
+        ]
+
+    def __str__(self) -> str:
+        where = f"{self.event_name}.{self.property}" if self.property else self.event_name
+        return f"{self.day} {where}: {self.get_kind_display()} x{self.count}"

@@ -26,6 +26,10 @@ from profiles.models import (
     SegmentMembershipChange,
     SharedIdentifier,
     Source,
+    TrackingPlan,
+    TrackingPlanEvent,
+    TrackingPlanSource,
+    TrackingPlanViolation,
 )
 
 
@@ -169,6 +173,62 @@ registry.register_not_personal(ComputedTraitQuantiles, "bucket bounds over all p
 registry.register_not_personal(EventDailyCount, "event counts per day and name, no person")
 registry.register_not_personal(EventCountDay, "when daily counts were computed")
 registry.register_not_personal(Segment, "a segment's name; members are SegmentMembership rows")
+registry.register_not_personal(TrackingPlan, "a tracking plan's name")
+registry.register_not_personal(TrackingPlanEvent, "event names and JSON Schemas, no values")
+registry.register_not_personal(TrackingPlanSource, "which source follows which plan")
+
+
+def _example_is_theirs(example: dict, subject: Subject) -> bool:
+    if example.get("profile") in subject.profile_ids:
+        return True
+    text = str(example.get("value") or "").lower()
+    return any(value.lower() in text for value in subject.personal_strings())
+
+
+def _violations(subject: Subject):
+    """Violation counts keep a few example values, with the profile they came from (none for
+    a blocked message): the person's examples are found by profile or by value."""
+    matching = Q(pk__in=[])
+    for profile_id in subject.profile_ids:
+        matching |= Q(examples__contains=[{"profile": profile_id}])
+    for value in subject.personal_strings():
+        matching |= Q(examples__icontains=value)
+    return TrackingPlanViolation.objects.filter(matching)
+
+
+def _violation_examples_erase(rows, subject: Subject) -> int:
+    """The counts stay (they are about the sender's data quality); the examples go."""
+    changed = 0
+    for violation in rows.only("pk", "examples"):
+        kept = [e for e in violation.examples if not _example_is_theirs(e, subject)]
+        if kept != violation.examples:
+            TrackingPlanViolation.objects.filter(pk=violation.pk).update(examples=kept)
+            changed += 1
+    return changed
+
+
+def _violation_examples_of_person(rows, subject: Subject) -> list[dict]:
+    return [
+        {
+            "event_type": violation.event_type,
+            "event_name": violation.event_name,
+            "property": violation.property,
+            "kind": violation.kind,
+            "day": violation.day,
+            "examples": [e for e in violation.examples if _example_is_theirs(e, subject)],
+        }
+        for violation in rows
+    ]
+
+
+registry.register(
+    TrackingPlanViolation,
+    find=_violations,
+    erase=_violation_examples_erase,
+    personal_fields=("examples",),
+    erase_order=80,
+    export_rows=_violation_examples_of_person,
+)
 
 
 def _purge_raw_events(cutoff, batch_size: int) -> int:
@@ -183,3 +243,13 @@ def _purge_rejected_messages(cutoff, batch_size: int) -> int:
 
 
 register_purger("rejected_messages", _purge_rejected_messages)
+
+
+def _purge_violations(cutoff, batch_size: int) -> int:
+    # Their examples are values of messages: kept no longer than the rejected messages.
+    return delete_in_batches(
+        TrackingPlanViolation.objects.filter(day__lt=cutoff.date()), batch_size
+    )
+
+
+register_purger("rejected_messages", _purge_violations)

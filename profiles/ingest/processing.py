@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 
 from cdphub.sql import query
-from profiles.ingest import hooks
+from profiles.ingest import hooks, plans
 from profiles.ingest.refresh import profiles_refresh_queue, queued_profiles_refresh
 from profiles.models import PendingMessage, RejectedMessage
 from profiles.resolution.batch import (
@@ -194,6 +194,8 @@ def _process_claimed(rows: list[Staged]) -> tuple[int, int]:
     if not rows:
         return 0, 0
     usable = []
+    # Tracking plans first: a property they omit is no identifier either (plans.staged_check).
+    plan_check = plans.staged_check(rows)
     normalize = memoised_normalizer()
     user_ids = known_user_ids((row.payload for row in rows), normalize)
     for row in rows:
@@ -202,13 +204,16 @@ def _process_claimed(rows: list[Staged]) -> tuple[int, int]:
             usable.append(row)
         else:
             _reject_staged(row.id, "no usable identifier: userId and anonymousId are placeholders")
-    usable = _drop_suppressed(usable)
+    usable = plan_check.blocked_reject(_drop_suppressed(usable))
     ready = identifiers_try_lock(usable)
+    plan_check.omissions_store(ready)
     resolver = BatchResolver(ready)
     resolver.resolve_all()
     resolver.flush()
     hooks.run(ready)
     profiles_refresh_queue(profile_ids={row.profile for row in ready})
+    # Last: the counts' rows stay locked only until the commit that follows.
+    plan_check.violations_record(ready)
     # The ready rows left the staging table with their events, the rejected ones with their
     # RejectedMessage; the others stay for a later claim.
     done = len(ready) + len(rows) - len(usable)
