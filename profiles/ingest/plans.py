@@ -341,6 +341,7 @@ ANNOTATIONS = frozenset(
 PIECEWISE_KEYWORDS = ANNOTATIONS | {"type", "properties", "required", "additionalProperties"}
 MEMO_SIZE = 8192
 MEMO_MAX_TEXT = 256
+MEMO_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 class _Conformance:
@@ -352,8 +353,9 @@ class _Conformance:
     required, perhaps no others allowed) is checked piecewise instead, still by jsonschema: the
     object's keys against the root's ``required`` and ``additionalProperties`` (the same for
     every message with the same keys, so remembered by key tuple), and each value against its
-    own property's validator, remembered per scalar value (a currency, a category, a SKU
-    repeats). A document found wrong is checked again whole, for jsonschema's own errors."""
+    own property's validator, remembered per value (a currency, a category, a SKU, a list of
+    tags repeat; lists and objects by their JSON text). A document found wrong is checked again
+    whole, for jsonschema's own errors."""
 
     def __init__(self, schema: dict):
         cls = validator_for(schema, default=Draft202012Validator)
@@ -387,19 +389,21 @@ class _Conformance:
             if leaf is None:
                 continue
             kind = type(value)
-            if kind in (str, int, float, bool) or value is None:
-                if kind is str and len(value) > MEMO_MAX_TEXT:
-                    if not leaf.is_valid(value):
-                        return False
-                    continue
+            if kind in MEMO_SCALARS:
                 memo = (key, kind, value)
+            else:  # a list or an object, remembered by its JSON text when short
+                text = orjson.dumps(value)
+                memo = (key, bytes, text)
+                if len(text) > MEMO_MAX_TEXT:
+                    memo = None
+            if memo is None or (kind is str and len(value) > MEMO_MAX_TEXT):
+                valid = leaf.is_valid(value)
+            else:
                 valid = values.get(memo)
                 if valid is None:
                     if len(values) >= MEMO_SIZE:
                         values.clear()
                     valid = values[memo] = leaf.is_valid(value)
-            else:
-                valid = leaf.is_valid(value)
             if not valid:
                 return False
         return True

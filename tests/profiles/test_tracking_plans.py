@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import pytest
 from django.core.exceptions import ValidationError
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from profiles.ingest import plans
 from profiles.ingest.collect import messages_collect
@@ -392,3 +395,51 @@ def test_a_schema_with_references_is_checked_whole(source):
     assert "revenue" not in stored("m-1")
     assert stored("m-2")["revenue"] == 5
     assert violations() == {("Order Completed", "revenue", "wrong_type"): (1, 0)}
+
+
+# --- the fast check agrees with jsonschema --------------------------------------------------------
+
+JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-5, 5)
+    | st.floats(-5, 5)
+    | st.sampled_from(
+        ["", "EUR", "USD", "o-1", "anna@example.com", "not an address", "2026-01-01T10:00:00Z"]
+    )
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["sku", "price", "x"]), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+PROPERTIES = ["order_id", "revenue", "currency", "email", "products", "coupon", "age"]
+DOCUMENTS = st.dictionaries(st.sampled_from(PROPERTIES), JSON_VALUES, max_size=6) | (
+    st.fixed_dictionaries(
+        {"order_id": st.sampled_from(["o-1", 1]), "revenue": JSON_SCALARS},
+        optional={name: JSON_VALUES for name in PROPERTIES[2:]},
+    )
+)
+
+
+CHECKS = {
+    "closed": plans._Conformance(ORDER_SCHEMA),
+    "open": plans._Conformance({**ORDER_SCHEMA, "additionalProperties": True}),
+    "traits": plans._Conformance(TRAITS_SCHEMA),
+    "empty": plans._Conformance({}),
+}
+
+
+@pytest.mark.parametrize("schema", sorted(CHECKS))
+@hypothesis_settings(max_examples=500, deadline=None)
+@given(documents=st.lists(DOCUMENTS, min_size=1, max_size=4))
+def test_the_piecewise_check_answers_as_jsonschema_on_the_whole_document(schema, documents):
+    # One check per schema for every example: what it remembers from one document must hold
+    # for the next ones too.
+    conformance = CHECKS[schema]
+    assert conformance.shell is not None
+    for document in documents:
+        assert conformance.conforms(document) == conformance.validator.is_valid(document)
