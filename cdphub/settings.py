@@ -306,6 +306,15 @@ CDPHUB_INGEST_MAX_MESSAGE_BYTES = env_int("CDPHUB_INGEST_MAX_MESSAGE_BYTES", 32 
 CDPHUB_TRUSTED_PROXIES = env_int("CDPHUB_TRUSTED_PROXIES", 0)
 CDPHUB_INGEST_MAX_BATCH_BYTES = env_int("CDPHUB_INGEST_MAX_BATCH_BYTES", 500 * 1024)
 CDPHUB_INGEST_MAX_BATCH_MESSAGES = env_int("CDPHUB_INGEST_MAX_BATCH_MESSAGES", 2500)
+# Rate limits of collection, the defaults of every source (a source can set its own; 0: none):
+# messages per second per source on average and at once (at least a full batch), and messages
+# per minute per userId or anonymousId of a source. Over a limit the sender gets 429 with
+# Retry-After. With CDPHUB_REDIS_URL every web process shares the counts; without it each
+# process counts alone (right for the single process of `make run`).
+CDPHUB_SOURCE_RATE_LIMIT = env_int("CDPHUB_SOURCE_RATE_LIMIT", 1000)
+CDPHUB_SOURCE_RATE_BURST = env_int("CDPHUB_SOURCE_RATE_BURST", 10_000)
+CDPHUB_IDENTIFIER_RATE_LIMIT = env_int("CDPHUB_IDENTIFIER_RATE_LIMIT", 600)
+CDPHUB_REDIS_URL = env("CDPHUB_REDIS_URL")
 # How collected messages get processed: "celery" (a task queued after the request, needs a
 # broker), "background" (a thread in the web process drains the staging table, the default
 # without a broker: the request never waits), "inline" (in the request, after commit: tests and

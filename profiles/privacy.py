@@ -20,6 +20,7 @@ from profiles.models import (
     PendingMessage,
     Profile,
     ProfileMerge,
+    RateLimitedDay,
     RejectedMessage,
     Segment,
     SegmentMembership,
@@ -172,6 +173,7 @@ registry.register_not_personal(Source, "a sending system's name, not a person's"
 registry.register_not_personal(ComputedTraitQuantiles, "bucket bounds over all profiles")
 registry.register_not_personal(EventDailyCount, "event counts per day and name, no person")
 registry.register_not_personal(EventCountDay, "when daily counts were computed")
+registry.register_not_personal(RateLimitedDay, "counts of refused messages per source and day")
 registry.register_not_personal(Segment, "a segment's name; members are SegmentMembership rows")
 registry.register_not_personal(TrackingPlan, "a tracking plan's name")
 registry.register_not_personal(TrackingPlanEvent, "event names and JSON Schemas, no values")

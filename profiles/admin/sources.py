@@ -19,6 +19,7 @@ from profiles.ingest.collect import rejected_message_retry
 from profiles.models import (
     Event,
     PendingMessage,
+    RateLimitedDay,
     RejectedMessage,
     Source,
 )
@@ -26,8 +27,6 @@ from profiles.services import source_create, source_rotate_write_key
 
 SOURCE_DAYS = 14
 TIMELINE_PAGE_SIZE = 50
-
-SOURCE_DAYS = 14
 
 
 @admin.register(Source)
@@ -41,6 +40,9 @@ class SourceAdmin(ReadableModelAdmin):
         "kind",
         "is_active",
         "allowed_origins",
+        "rate_limit_per_second",
+        "rate_limit_burst",
+        "identifier_limit_per_minute",
         "write_key_prefix",
         "created_at",
         "updated_at",
@@ -72,11 +74,11 @@ class SourceAdmin(ReadableModelAdmin):
             self.message_user(
                 request,
                 f"New write key for {source.name}: {write_key} (copy it now: it is shown only "
-                "once; the old key is refused within 30 seconds).",
+                "once; the old key is refused within a second).",
                 messages.WARNING,
             )
 
-    activity_fields = ["received_per_day", "recent_rejections"]
+    activity_fields = ["received_per_day", "rate_limited_per_day", "recent_rejections"]
 
     def get_fields(self, request, obj=None):
         fields = list(super().get_fields(request, obj))
@@ -108,6 +110,22 @@ class SourceAdmin(ReadableModelAdmin):
             "<p>{} messages waiting to be processed.</p>",
             rows or mark_safe("<tr><td colspan=2>none</td></tr>"),  # noqa: S308
             waiting,
+        )
+
+    @admin.display(description=f"messages refused for rate limits (last {SOURCE_DAYS} days)")
+    def rate_limited_per_day(self, source):
+        days = RateLimitedDay.objects.filter(
+            source=source, day__gte=timezone.localdate() - timedelta(days=SOURCE_DAYS)
+        )
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((d.day, d.source_limited, d.identifier_limited) for d in days),
+        )
+        return format_html(
+            "<table><thead><tr><th>day</th><th>source over its rate</th>"
+            "<th>one sender over its limit</th></tr></thead><tbody>{}</tbody></table>",
+            rows or mark_safe("<tr><td colspan=3>none</td></tr>"),  # noqa: S308
         )
 
     @admin.display(description="rejected messages")

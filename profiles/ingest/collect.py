@@ -25,6 +25,7 @@ from django.utils import timezone
 from cdphub.hashing import secret_hash
 from cdphub.parsers import NUL, nul_paths
 from cdphub.sql import execute
+from profiles.ingest.limits import SourceLimits
 from profiles.models import Event, PendingMessage, RejectedMessage, Source
 from profiles.resolution.normalize import junk_values
 
@@ -38,7 +39,9 @@ MESSAGE_TYPES = frozenset(Event.Type.values)
 REQUIRED_FIELDS = {"track": ("event",), "alias": ("previousId",), "group": ("groupId",)}
 # Batch-level keys copied into each message that does not set them itself.
 BATCH_DEFAULTS = ("context", "integrations")
-WRITE_KEY_CACHE_SECONDS = 30
+# A source's key, origins and limits are read at most this often per web process: a
+# deactivated source or a rotated key is refused everywhere within this time.
+WRITE_KEY_CACHE_SECONDS = 1.0
 
 
 class CollectError(Exception):
@@ -56,6 +59,7 @@ class CollectResult:
     accepted: int = 0
     duplicates: int = 0
     rejected: list[dict] = field(default_factory=list)
+    rate_limited: list[dict] = field(default_factory=list)
 
 
 # --- Authentication -------------------------------------------------------------------------
@@ -77,11 +81,12 @@ def write_key_from_headers(meta: dict) -> str | None:
 
 @dataclass(frozen=True)
 class SourceAccess:
-    """What collection needs to know of a source: its id, and the web origins whose pages may
-    send with its key."""
+    """What collection needs to know of a source: its id, the web origins whose pages may
+    send with its key, and its rate limits."""
 
     id: int
     origins: tuple[str, ...] = ()
+    limits: SourceLimits = SourceLimits(None, None)
 
     def allows_origin(self, origin: str) -> bool:
         return "*" in self.origins or origin_normalise(origin) in self.origins
@@ -92,8 +97,8 @@ def origin_normalise(origin: str) -> str:
 
 
 def source_access(write_key: str | None) -> SourceAccess | None:
-    """The active source with this write key. Cached briefly per process: every collection
-    request needs it, and a deactivated source is refused within the cache time."""
+    """The active source with this write key. Cached for a second per process: every
+    collection request needs it, and a deactivated source is refused within that second."""
     if not write_key:
         return None
     now = time.monotonic()
@@ -102,12 +107,23 @@ def source_access(write_key: str | None) -> SourceAccess | None:
         return cached[1]
     row = (
         Source.objects.filter(write_key_hash=secret_hash(write_key), is_active=True)
-        .values_list("id", "allowed_origins")
+        .values_list(
+            "id",
+            "allowed_origins",
+            "rate_limit_per_second",
+            "rate_limit_burst",
+            "identifier_limit_per_minute",
+        )
         .first()
     )
     access = None
     if row is not None:
-        access = SourceAccess(row[0], tuple(origin_normalise(o) for o in row[1] or ()))
+        source_id, origins, *limits = row
+        access = SourceAccess(
+            source_id,
+            tuple(origin_normalise(o) for o in origins or ()),
+            SourceLimits.of(*limits),
+        )
     if len(_source_cache) > 10_000:
         _source_cache.clear()
     _source_cache[write_key] = (now + WRITE_KEY_CACHE_SECONDS, access)
@@ -365,16 +381,23 @@ UNSTAGE_DUPLICATES_SQL = f"""
 """  # noqa: S608 - table names from model metadata; values are parameters
 
 
-def messages_collect(*, source_id: int, messages: list[object]) -> CollectResult:
+def messages_collect(
+    *, source_id: int, messages: list[object], rate_limited: dict[int, str] | None = None
+) -> CollectResult:
     """Validate and store messages: good ones in the staging table (duplicates of any earlier
     message of this source are skipped), bad ones as RejectedMessage with their reason, all or
-    nothing in one transaction. Processing is scheduled once the rows are committed."""
+    nothing in one transaction. Processing is scheduled once the rows are committed.
+    ``rate_limited``: the indexes of messages refused for a rate limit, with the reason; they
+    are neither stored nor kept, only reported back (and counted by the caller)."""
     received_at = timezone.now()
     result = CollectResult()
     valid: list[ValidMessage] = []
     rejected: list[RejectedMessage] = []
     junk = junk_values()
     for index, message in enumerate(messages):
+        if rate_limited and index in rate_limited:
+            result.rate_limited.append({"index": index, "reason": rate_limited[index]})
+            continue
         try:
             valid.append(message_validate(message, received_at, junk))
         except ValueError as exc:

@@ -28,6 +28,7 @@ from profiles.ingest.collect import (
     source_access,
     write_key_from_headers,
 )
+from profiles.ingest.limits import messages_admit, rate_limited_count
 from profiles.models import Source
 
 ERROR = inline_serializer(
@@ -43,6 +44,11 @@ ACCEPTED = inline_serializer(
             child=serializers.DictField(),
             help_text="Messages refused alone, with their index and reason; kept for review.",
         ),
+        "rate_limited": serializers.ListField(
+            child=serializers.DictField(),
+            help_text="Messages refused, with their index and reason, because their userId or "
+            "anonymousId sent more than the source's limit per minute; counted, not kept.",
+        ),
     },
 )
 RESPONSES = {
@@ -50,10 +56,35 @@ RESPONSES = {
     400: OpenApiResponse(ERROR, description="Invalid JSON, oversize body or invalid message."),
     401: OpenApiResponse(ERROR, description="Missing, unknown or inactive write key."),
     403: OpenApiResponse(ERROR, description="A browser page of an origin the source refuses."),
+    429: OpenApiResponse(
+        ERROR,
+        description="Over the source's rate limit, or every message's sender over its limit: "
+        "nothing stored; send again after the Retry-After header's seconds.",
+    ),
 }
-# What a browser may send in a cross-origin request (asked in its preflight).
-CORS_ALLOWED_HEADERS = "Content-Type, Authorization, X-Write-Key, Content-Encoding"
+# What a browser may send in a cross-origin request (asked in its preflight). The SDKs add
+# headers of their own: analytics.js X-Retry-Count when it sends a call again, RudderStack's
+# JavaScript SDK AnonymousId and SentAt to every call and Rsa-* to a retry. A preflight that
+# does not allow every one of them makes the browser drop the call.
+CORS_ALLOWED_HEADERS = ", ".join(
+    (
+        "Content-Type",
+        "Authorization",
+        "X-Write-Key",
+        "Content-Encoding",
+        "X-Retry-Count",
+        "AnonymousId",
+        "SentAt",
+        "Rsa-Recovered",
+        "Rsa-Retry-Attempt",
+        "Rsa-Retry-Reason",
+        "Rsa-Since-First-Attempt",
+        "Rsa-Since-Last-Attempt",
+    )
+)
 CORS_MAX_AGE = 86400
+# What the page's script may read of an answer: when to send again after a 429.
+CORS_EXPOSED_HEADERS = "Retry-After, X-RateLimit-Reset"
 BATCH_EXAMPLE = OpenApiExample(
     "batch",
     value={
@@ -90,6 +121,7 @@ def with_cors(response, origin: str | None):
     developer sees why."""
     if origin:
         response["Access-Control-Allow-Origin"] = origin
+        response["Access-Control-Expose-Headers"] = CORS_EXPOSED_HEADERS
         response["Vary"] = "Origin"
     return response
 
@@ -136,8 +168,17 @@ class CollectView(APIView):
             messages = batch_messages(body, self.message_type)
         except CollectError as exc:
             return error(exc.status, exc.code, exc.message)
+        verdict = messages_admit(source.id, source.limits, messages)
+        if verdict.source_refused or len(verdict.refused) == len(messages):
+            return rate_limited(source, verdict, len(messages))
         context_ip_fill(messages, client_ip(django_request.META))
-        result = messages_collect(source_id=source.id, messages=messages)
+        result = messages_collect(
+            source_id=source.id, messages=messages, rate_limited=verdict.refused
+        )
+        if result.rate_limited:
+            rate_limited_count(
+                source.id, source_limited=0, identifier_limited=len(result.rate_limited)
+            )
         if self.message_type is not None and result.rejected:
             return error(400, "invalid_message", result.rejected[0]["reason"])
         return JsonResponse(
@@ -146,8 +187,29 @@ class CollectView(APIView):
                 "accepted": result.accepted,
                 "duplicates": result.duplicates,
                 "rejected": result.rejected,
+                "rate_limited": result.rate_limited,
             }
         )
+
+
+def rate_limited(source, verdict, count: int) -> JsonResponse:
+    """429 for a request none of whose messages may pass now, with when to send it again
+    (``Retry-After``, honoured by analytics.js and the mobile SDKs); the refusal is counted."""
+    if verdict.source_refused:
+        limit = source.limits.source
+        message = (
+            f"this source sends more than {limit.rate} messages per second (burst "
+            f"{limit.burst}): send again after {verdict.retry_after_header} s"
+        )
+        rate_limited_count(source.id, source_limited=count, identifier_limited=0)
+    else:
+        message = f"{next(iter(verdict.refused.values()))}: send again after "
+        message += f"{verdict.retry_after_header} s"
+        rate_limited_count(source.id, source_limited=0, identifier_limited=count)
+    response = error(429, "rate_limited", message)
+    # Every SDK reads Retry-After; older analytics.js releases read X-RateLimit-Reset.
+    response["Retry-After"] = response["X-RateLimit-Reset"] = verdict.retry_after_header
+    return response
 
 
 def collect_view(message_type: str | None, path: str | None = None):
