@@ -121,9 +121,22 @@ def with_cors(response, origin: str | None):
     developer sees why."""
     if origin:
         response["Access-Control-Allow-Origin"] = origin
+        # A beacon is sent with credentials: without this the browser drops it (the write
+        # key, not a cookie, is what authenticates it).
+        response["Access-Control-Allow-Credentials"] = "true"
         response["Access-Control-Expose-Headers"] = CORS_EXPOSED_HEADERS
         response["Vary"] = "Origin"
     return response
+
+
+def body_bytes(django_request, limit: int) -> bytes:
+    """At most ``limit`` bytes of the body. A streamed upload (``Transfer-Encoding: chunked``,
+    no Content-Length: analytics-kotlin up to 1.22, gzipping Java clients) is read from the
+    server's input, which decodes the chunks; Django would read it as empty."""
+    meta = django_request.META
+    if not meta.get("CONTENT_LENGTH") and "chunked" in meta.get("HTTP_TRANSFER_ENCODING", ""):
+        return meta["wsgi.input"].read(limit)
+    return django_request.read(limit)
 
 
 class CollectView(APIView):
@@ -153,11 +166,13 @@ class CollectView(APIView):
             return error(401, "invalid_write_key", "unknown or inactive write key")
         try:
             body = body_read(
-                django_request.read(max_bytes + 1),
+                body_bytes(django_request, max_bytes + 1),
                 content_encoding=django_request.META.get("HTTP_CONTENT_ENCODING", ""),
                 max_bytes=max_bytes,
             )
-            if write_key is None and isinstance(body, dict):
+            if not isinstance(body, dict):
+                raise CollectError(400, "invalid_body", "the body must be a JSON object")
+            if write_key is None:
                 write_key = body.pop("writeKey", None)
             source = source_access(write_key if isinstance(write_key, str) else None)
             if source is None:
@@ -212,6 +227,12 @@ def rate_limited(source, verdict, count: int) -> JsonResponse:
     return response
 
 
+def path_slug(path: str, separator: str = "_") -> str:
+    """A name for a path's route and schema operation: ``v1/import/`` is ``v1_import_slash``."""
+    slug = separator.join(path.strip("/").split("/"))
+    return f"{slug}{separator}slash" if path.endswith("/") else slug
+
+
 def collect_view(message_type: str | None, path: str | None = None):
     """The view of one endpoint; ``path`` names a short path (``t``, ``b``) for its schema."""
     name = path or message_type or "batch"
@@ -222,7 +243,7 @@ def collect_view(message_type: str | None, path: str | None = None):
         else f"One {message_type} message (32 KB at most)."
     )
     schema = extend_schema(
-        operation_id=f"collect_{name.replace('/', '_')}",
+        operation_id=f"collect_{path_slug(name)}",
         tags=["collection"],
         summary=f"Collect: {message_type or 'batch'}"
         + (f" (short path /{path}, as browser and mobile SDKs send)" if path else ""),
@@ -239,7 +260,7 @@ def collect_view(message_type: str | None, path: str | None = None):
         return CollectView.post(self, request, *args, **kwargs)
 
     view_class = type(
-        f"Collect{name.replace('/', '_').title()}View",
+        f"Collect{path_slug(name).title()}View",
         (CollectView,),
         {
             "message_type": message_type,

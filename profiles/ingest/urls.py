@@ -3,11 +3,16 @@ and the short paths of the browser and mobile SDKs."""
 
 from django.urls import path
 
-from profiles.ingest.endpoints import RudderSourceConfigView, SourceSettingsView, collect_view
+from profiles.ingest.endpoints import (
+    RudderSourceConfigView,
+    SourceSettingsView,
+    collect_view,
+    path_slug,
+)
 
 MESSAGE_TYPES = ("identify", "track", "page", "screen", "group", "alias")
 # analytics.js posts each call to /v1/<first letter> and batches to /v1/b; the mobile SDKs post
-# batches to <api host>/b; Segment's Java SDK to /v1/import.
+# batches to <api host>/b; Segment's Java SDK to /v1/import/ (/v1/import when given the URL).
 SHORT_PATHS = {
     "t": "track",
     "p": "page",
@@ -16,7 +21,7 @@ SHORT_PATHS = {
     "a": "alias",
     "s": "screen",
 }
-BATCH_PATHS = ("v1/b", "b", "v1/import")
+BATCH_PATHS = ("v1/b", "b", "v1/import", "v1/import/")
 
 urlpatterns = [
     path("v1/batch", collect_view(None), name="collect-batch"),
@@ -35,7 +40,7 @@ urlpatterns = [
         for short, message_type in SHORT_PATHS.items()
     ),
     *(
-        path(batch, collect_view(None, path=batch), name=f"collect-{batch.replace('/', '-')}")
+        path(batch, collect_view(None, path=batch), name=f"collect-{path_slug(batch, '-')}")
         for batch in BATCH_PATHS
     ),
 ]

@@ -123,13 +123,6 @@ def test_a_blob_beacon_with_its_type_is_accepted(server, path, blob_type):
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.xfail(
-    strict=True,
-    reason="a beacon is sent with credentials mode 'include': the browser sends a Blob of a "
-    "JSON type only after a preflight whose answer has Access-Control-Allow-Credentials: true "
-    "(Fetch standard, CORS check); cdphub's preflight answer has none, so the browser drops "
-    "the beacon",
-)
 @pytest.mark.parametrize("path", ["/v1/b", "/v1/t"])
 def test_a_json_blob_beacon_passes_its_credentialed_preflight(server, path):
     source_create(name="Shop", allowed_origins=[SHOP])
@@ -351,13 +344,6 @@ def test_a_json_body_that_is_not_an_object_is_400(client, source, path, data):
 
 @pytest.mark.django_db
 @pytest.mark.usefixtures("staged_only")
-@pytest.mark.xfail(
-    strict=True,
-    reason="without a key in the headers a body that is JSON but not an object is answered "
-    "401 'missing, unknown or inactive write key' instead of 400 invalid_body: the body is "
-    "checked for being an object only after the key is looked up in it, while a body that is "
-    "not JSON at all is a 400",
-)
 @pytest.mark.parametrize("data", NOT_AN_OBJECT.values(), ids=NOT_AN_OBJECT.keys())
 def test_a_beacon_body_that_is_not_an_object_is_400_too(client, source, data):
     response = post_body(client, "/v1/b", data, content_type=STRING_BODY)

@@ -542,12 +542,6 @@ def test_kotlin_with_gzip_turned_off_sends_plain_text(server):
     assert_stored(answer, 6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a body sent with Transfer-Encoding: chunked (no Content-Length) reaches the view "
-    "empty: Django's WSGIRequest reads CONTENT_LENGTH bytes, 0 when it is absent, so the "
-    "upload is refused as invalid JSON",
-)
 @pytest.mark.parametrize("sdk", ["analytics-kotlin <= 1.22", "analytics-java gzip interceptor"])
 def test_a_streamed_chunked_upload_is_stored(server, sdk):
     source, key = source_create(name="Streaming app")
@@ -631,11 +625,6 @@ def test_analytics_java_gzipped_upload_with_a_length_is_stored(server):
     assert_stored(answer, 6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="analytics-java's Builder.endpoint(host) posts to host + '/v1/import/' (trailing "
-    "slash, Analytics.DEFAULT_PATH); cdphub routes only /v1/import and answers 404",
-)
 def test_analytics_java_upload_to_its_default_path_is_stored(server):
     # Analytics.builder(key).endpoint("https://<cdphub host>")
     source, key = source_create(name="Billing service")
