@@ -202,9 +202,7 @@ class SourceLimits:
     identifier: Limit | None
 
     @classmethod
-    def of(
-        cls, per_second: int | None, burst: int | None, per_minute: int | None
-    ) -> SourceLimits:
+    def of(cls, per_second: int | None, burst: int | None, per_minute: int | None) -> SourceLimits:
         per_second = settings.CDPHUB_SOURCE_RATE_LIMIT if per_second is None else per_second
         burst = settings.CDPHUB_SOURCE_RATE_BURST if burst is None else burst
         per_minute = settings.CDPHUB_IDENTIFIER_RATE_LIMIT if per_minute is None else per_minute
