@@ -52,8 +52,11 @@ def message_identifiers(
     if previous_id is not None:
         kind = Kind.USER_ID if previous_id in known_user_ids else Kind.ANONYMOUS_ID
         raw.append((kind, previous_id))
-    external_ids = context.get("externalIds")
-    if isinstance(external_ids, list):
+    # Segment's spec names the list externalIds; RudderStack's SDKs send it as externalId.
+    for key in ("externalIds", "externalId"):
+        external_ids = context.get(key)
+        if not isinstance(external_ids, list):
+            continue
         for external in external_ids:
             if isinstance(external, dict) and external.get("id") not in (None, ""):
                 raw.append((Kind.EXTERNAL, f"{external.get('type') or 'id'}:{external['id']}"))

@@ -78,6 +78,14 @@ def test_identifiers_are_normalised_and_junk_dropped():
     ]
 
 
+def test_rudderstack_external_ids_are_identifiers_too():
+    payload = {
+        "anonymousId": "a-1",
+        "context": {"externalId": [{"id": "4711", "type": "brazeExternalId"}]},
+    }
+    assert ("external", "brazeExternalId:4711") in message_identifiers(payload)
+
+
 def test_junk_email_does_not_link_strangers(source):
     send(
         source,
