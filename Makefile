@@ -26,7 +26,7 @@ setup: install
 run: setup
 	$(PY) manage.py runserver --noreload 127.0.0.1:8000
 
-test: install browser
+test: install browser sdks
 	$(VENV)/bin/pytest
 
 # Debian's chromium for the browser tests (Playwright drives it; it downloads no browser).
@@ -37,6 +37,18 @@ browser:
 	  echo "installing chromium (apt-get) for the browser tests"; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null \
 	    || echo "chromium could not be installed: browser tests skip (and fail under CI=true)"; }
+
+# The browser SDKs the browser tests include as a website does (analytics.js, RudderStack's),
+# exact versions from tests/browser/sdks/package-lock.json; reinstalled when the lock changes.
+SDKS := tests/browser/sdks
+.PHONY: sdks
+sdks:
+	@command -v npm >/dev/null 2>&1 || { \
+	  echo "npm is missing: the browser SDK tests skip (and fail under CI=true)"; exit 0; }; \
+	[ $(SDKS)/node_modules/.package-lock.json -nt $(SDKS)/package-lock.json ] || { \
+	  echo "installing the browser SDKs (npm ci) for the browser tests"; \
+	  cd $(SDKS) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error \
+	    || echo "the browser SDKs could not be installed: their tests skip (and fail under CI=true)"; }
 
 lint: install
 	$(VENV)/bin/ruff check .
