@@ -148,14 +148,23 @@ class CollectView(APIView):
     parser_classes: list = []
     message_type: str | None = None
 
+    def dispatch(self, request, *args, **kwargs):
+        """A POST goes straight to ``post`` with Django's request: DRF's request wrapping,
+        content negotiation and authentication are not used here, and cost a browser's
+        one-message request a fifth of its time. Other methods take DRF's way (the preflight,
+        405)."""
+        if request.method == "POST":
+            return self.post(request)
+        return super().dispatch(request, *args, **kwargs)
+
     def options(self, request, *args, **kwargs):
         """A browser's preflight: the request that follows is checked against its source's
         allowed origins."""
         return preflight(request._request.META.get("HTTP_ORIGIN"), "POST, OPTIONS")
 
     def post(self, request, *args, **kwargs):
-        origin = request._request.META.get("HTTP_ORIGIN")
-        return with_cors(self.collect(request._request, origin), origin)
+        origin = request.META.get("HTTP_ORIGIN")
+        return with_cors(self.collect(request, origin), origin)
 
     def collect(self, django_request, origin: str | None):
         max_bytes = settings.CDPHUB_INGEST_MAX_BATCH_BYTES

@@ -1,4 +1,5 @@
-"""Ingest: N clients post /v1/batch of 100 events to gunicorn, then bulk processing, vs COPY.
+"""Ingest: N clients post /v1/batch of 100 events to gunicorn, then bulk processing, vs COPY;
+then single-message requests to /v1/t as browsers send them, flat out and at half that rate.
 
 Runs against a dedicated database (``<your database>_bench``, dropped and re-created) with three
 dynamic segments and the population's history of the day before (BENCH_INGEST_HISTORY events,
@@ -6,10 +7,11 @@ default as many as the run, processed and analyzed before the clock starts). Pri
 events/s (HTTP, validated and staged), processed events/s (identity resolution, events, traits,
 DMP visitors, then the computed traits and segment memberships of the touched profiles: the
 clock stops when all of it is done) and PostgreSQL's raw COPY rate for the same rows in the
-same run, with the ratios. Tune with BENCH_INGEST_EVENTS, BENCH_INGEST_CLIENTS,
-BENCH_INGEST_SERVER_WORKERS, BENCH_INGEST_SERVER_THREADS, BENCH_INGEST_PROCESSORS and
-BENCH_INGEST_PROCESS_BATCH (messages per processing transaction; default
-CDPHUB_INGEST_PROCESS_BATCH_SIZE)."""
+same run, with the ratios; then the requests/s of single calls (BENCH_SINGLE_CALLS, staged
+after the processing above) and their p50/p99 latency at half that rate. Tune with
+BENCH_INGEST_EVENTS, BENCH_INGEST_CLIENTS, BENCH_INGEST_SERVER_WORKERS,
+BENCH_INGEST_SERVER_THREADS, BENCH_INGEST_PROCESSORS and BENCH_INGEST_PROCESS_BATCH (messages
+per processing transaction; default CDPHUB_INGEST_PROCESS_BATCH_SIZE)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ import statistics
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from http.client import HTTPConnection
+from urllib.parse import urlsplit
 
 import psycopg
 import requests
@@ -94,6 +98,86 @@ def client_process(url, key, batches, people, seed, start, results):
         if response.status_code != 200:
             failures += 1
     results.put(failures)
+
+
+def single_call(rng: random.Random, key: str, people: int) -> bytes:
+    """One analytics.js call as a browser sends it: the message with the write key, as
+    text/plain JSON, to /v1/t."""
+    person = rng.randrange(people)
+    message = {
+        "writeKey": key,
+        "type": "track",
+        "event": rng.choice(EVENTS),
+        "anonymousId": f"anon-{person}",
+        "messageId": str(uuid.UUID(int=rng.getrandbits(128))),
+        "timestamp": datetime.now(UTC).isoformat(),
+        "properties": {"sku": f"SKU-{rng.randint(1, 500)}", "price": rng.randint(5, 300)},
+        "context": {
+            "userAgent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0",
+            "page": {"url": f"https://shop.example.com{rng.choice(PAGES)}"},
+            "library": {"name": "analytics.js", "version": "npm:next-1.81.0"},
+        },
+    }
+    return json.dumps(message).encode()
+
+
+def single_client_process(url, key, calls, people, seed, interval, start, results):
+    """``calls`` single-message requests, back to back (``interval`` 0) or one every
+    ``interval`` seconds on a fixed schedule (latency is measured from the scheduled time, so
+    a slow answer delays the next ones and counts against them too)."""
+    rng = random.Random(seed)
+    bodies = [single_call(rng, key, people) for _ in range(calls)]
+    # The standard library's client on one kept-alive connection, as a browser would hold one:
+    # a fraction of the CPU of a full-featured client, which shares the machine's cores with
+    # the server here.
+    address = urlsplit(url)
+    http = HTTPConnection(address.hostname, address.port, timeout=60)
+    headers = {"Content-Type": "text/plain", "Origin": "https://shop.example.com"}
+    latencies, failures = [], 0
+    start.wait()
+    began = time.perf_counter()
+    for index, body in enumerate(bodies):
+        scheduled = began + index * interval
+        if interval and (wait := scheduled - time.perf_counter()) > 0:
+            time.sleep(wait)
+        sent = scheduled if interval else time.perf_counter()
+        http.request("POST", "/v1/t", body=body, headers=headers)
+        response = http.getresponse()
+        response.read()
+        latencies.append(time.perf_counter() - sent)
+        failures += response.status != 200
+    http.close()
+    results.put((failures, latencies))
+
+
+def single_calls(ctx, url, key, people, clients, calls, rate=0.0):
+    """Requests per second of ``calls`` single-message requests from ``clients`` processes
+    (paced at ``rate`` requests/s in all if given), their latencies and failures."""
+    per_client = calls // clients
+    interval = clients / rate if rate else 0.0
+    start, results = ctx.Barrier(clients + 1), ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=single_client_process,
+            args=(url, key, per_client, people, 10_000 + seed, interval, start, results),
+        )
+        for seed in range(clients)
+    ]
+    for proc in procs:
+        proc.start()
+    start.wait()
+    started = time.perf_counter()
+    answers = [results.get() for _ in procs]
+    seconds = time.perf_counter() - started
+    for proc in procs:
+        proc.join()
+    latencies = sorted(latency for _, client_latencies in answers for latency in client_latencies)
+    failures = sum(failures for failures, _ in answers)
+    return per_client * clients / seconds, latencies, failures
+
+
+def percentile(values: list[float], share: float) -> float:
+    return values[min(len(values) - 1, int(len(values) * share))]
 
 
 def processor_process(database_url, start, results):
@@ -219,7 +303,10 @@ def run() -> None:
         call_command("migrate", verbosity=0)
         from profiles.services import source_create
 
-        source, key = source_create(name="Benchmark")
+        source, key = source_create(name="Benchmark", allowed_origins=["https://shop.example.com"])
+        # The hub's whole rate, not the source limit's; the per-sender limit stays on (ten
+        # events per person are far under it) and costs the request path what it costs.
+        type(source).objects.filter(pk=source.pk).update(rate_limit_per_second=0)
         create_segments()
         history = env_int("BENCH_INGEST_HISTORY", total)
         history_seconds = load_history(source.pk, history, people)
@@ -273,6 +360,17 @@ def run() -> None:
         for proc in procs:
             proc.join()
         processed = processed_count / process_seconds
+        # Browsers' single calls, staged on top of the processed events (not processed).
+        with running_server(
+            database_url=database_url, workers=workers, threads=threads, env=env
+        ) as url:
+            single_count = env_int("BENCH_SINGLE_CALLS", 20_000)
+            single_rate, _, single_failures = single_calls(
+                ctx, url, key, people, clients, single_count
+            )
+            paced_rate, latencies, paced_failures = single_calls(
+                ctx, url, key, people, clients, single_count // 2, rate=single_rate / 2
+            )
         with psycopg.connect(database_url) as conn:
             events, profiles, identities = conn.execute(
                 "SELECT (SELECT count(*) FROM profiles_event), "
@@ -289,6 +387,15 @@ def run() -> None:
             f"  processed: {processed:10,.0f} events/s  ({processed / copy:.3f} x COPY), "
             f"{processors} processes: {events} events, {profiles} profiles, "
             f"{identities} identities"
+        )
+        print(
+            f"  single:    {single_rate:10,.0f} requests/s of one message to /v1/t "
+            f"({single_rate / copy:.3f} x COPY), {clients} clients, {single_failures} failed"
+        )
+        print(
+            f"  latency:   p50 {percentile(latencies, 0.5) * 1000:.1f} ms, p99 "
+            f"{percentile(latencies, 0.99) * 1000:.1f} ms at {paced_rate:,.0f} requests/s "
+            f"(half the rate above), {paced_failures} failed"
         )
         print(f"  COPY:      {copy:10,.0f} rows/s (same rows into a plain table, median of 3)")
         print(
