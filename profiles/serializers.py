@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from cdphub.api import PiiMaskedSerializerMixin, caller_may_see_pii
 from cdphub.pii import can_view_pii, mask_value
+from profiles.ingest.plans import examples_shown
 from profiles.models import (
     Event,
     Identity,
@@ -16,6 +17,10 @@ from profiles.models import (
     SegmentMembershipChange,
     SegmentSizeSnapshot,
     Source,
+    TrackingPlan,
+    TrackingPlanEvent,
+    TrackingPlanSource,
+    TrackingPlanViolation,
 )
 from profiles.segments.rules import rule_errors
 
@@ -352,3 +357,151 @@ class RejectedMessageSerializer(PiiMaskedSerializerMixin, serializers.ModelSeria
         ]
         read_only_fields = fields
         pii_json_fields = ("payload",)
+
+
+# --- tracking plans -------------------------------------------------------------------------------
+
+
+class TrackingPlanEventSerializer(serializers.ModelSerializer):
+    schema = serializers.JSONField(
+        required=False,
+        help_text="JSON Schema of the properties (traits for identify and group); checked "
+        "against its draft's meta-schema, each error naming where.",
+    )
+
+    class Meta:
+        model = TrackingPlanEvent
+        fields = ["type", "name", "description", "schema"]
+
+
+class TrackingPlanSourceSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TrackingPlanSource
+        fields = ["source", "violation_action", "unplanned_event_action"]
+        # A source following this very plan is sent back as it is: the service refuses a
+        # source of another plan, naming it.
+        extra_kwargs = {"source": {"validators": []}}
+
+    def validate(self, attrs):
+        # A PATCH of the plan is partial for its nested links too: each still names its source.
+        if "source" not in attrs:
+            raise serializers.ValidationError({"source": ["This field is required."]})
+        return attrs
+
+
+class TrackingPlanSerializer(serializers.ModelSerializer):
+    """A plan with its events and the sources following it; writes go through
+    ``profiles.ingest.plans`` (events and sources given replace the plan's)."""
+
+    events = TrackingPlanEventSerializer(many=True, required=False)
+    sources = TrackingPlanSourceSerializer(many=True, required=False)
+
+    class Meta:
+        model = TrackingPlan
+        fields = [
+            "id",
+            "name",
+            "description",
+            "status",
+            "version",
+            "events",
+            "sources",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["version", "created_at", "updated_at"]
+
+
+class TrackingPlanViolationExampleSerializer(serializers.Serializer):
+    message_id = serializers.CharField()
+    value = serializers.JSONField(
+        allow_null=True, help_text="The value sent; masked unless the caller may see personal data."
+    )
+    expected = serializers.CharField(help_text="What the plan asks, e.g. 'type: number'.")
+    profile = serializers.IntegerField(allow_null=True)
+    at = serializers.DateTimeField()
+    blocked = serializers.BooleanField()
+
+
+class ExamplesMaskedMixin:
+    """Violation examples hold values of messages: masked the way payloads are for callers
+    who may not see personal data (by the property's key and by the value)."""
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        examples = instance["examples"] if isinstance(instance, dict) else instance.examples
+        shown = examples_shown(examples, pii=caller_may_see_pii(self.context))
+        data["examples"] = TrackingPlanViolationExampleSerializer(shown, many=True).data
+        return data
+
+
+class TrackingPlanViolationSerializer(ExamplesMaskedMixin, serializers.ModelSerializer):
+    examples = TrackingPlanViolationExampleSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = TrackingPlanViolation
+        fields = [
+            "id",
+            "day",
+            "plan",
+            "source",
+            "event_type",
+            "event_name",
+            "property",
+            "kind",
+            "count",
+            "blocked",
+            "examples",
+            "first_seen_at",
+            "last_seen_at",
+        ]
+        read_only_fields = fields
+
+
+class TrackingPlanViolationSummarySerializer(ExamplesMaskedMixin, serializers.Serializer):
+    source = serializers.IntegerField()
+    event_type = serializers.ChoiceField(choices=Event.Type.choices)
+    event_name = serializers.CharField()
+    property = serializers.CharField()
+    kind = serializers.ChoiceField(choices=TrackingPlanViolation.Kind.choices)
+    count = serializers.IntegerField()
+    blocked = serializers.IntegerField()
+    last_seen_at = serializers.DateTimeField()
+    examples = TrackingPlanViolationExampleSerializer(many=True)
+
+
+class TrackingPlanDaysSerializer(serializers.Serializer):
+    days = serializers.IntegerField(min_value=1, max_value=90, default=7)
+
+
+class TrackingPlanObservedInputSerializer(TrackingPlanDaysSerializer):
+    source = serializers.PrimaryKeyRelatedField(queryset=Source.objects.all())
+
+
+class TrackingPlanGenerateSerializer(TrackingPlanObservedInputSerializer):
+    name = serializers.CharField(
+        max_length=200, required=False, help_text="Default: the source's name and today's date."
+    )
+
+
+class ObservedPropertySerializer(serializers.Serializer):
+    name = serializers.CharField()
+    types = serializers.ListField(child=serializers.CharField())
+    seen = serializers.IntegerField(help_text="Sampled events that had it.")
+    required = serializers.BooleanField(help_text="Sent in every sampled event of its name.")
+
+
+class ObservedEventSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=Event.Type.choices)
+    name = serializers.CharField()
+    count = serializers.IntegerField(help_text="Sampled events of this name.")
+    properties = ObservedPropertySerializer(many=True)
+
+
+class ObservedSerializer(serializers.Serializer):
+    source = serializers.IntegerField()
+    days = serializers.IntegerField()
+    sampled = serializers.IntegerField(
+        help_text="Events read: at most 10,000 of the last days, the newest days first."
+    )
+    events = ObservedEventSerializer(many=True)

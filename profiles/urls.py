@@ -10,3 +10,5 @@ def register(router) -> None:
     router.register("profile-merges", views.ProfileMergeViewSet)
     router.register("merge-conflicts", views.MergeConflictViewSet)
     router.register("rejected-messages", views.RejectedMessageViewSet)
+    router.register("tracking-plans", views.TrackingPlanViewSet)
+    router.register("tracking-plan-violations", views.TrackingPlanViolationViewSet)

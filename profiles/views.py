@@ -1,19 +1,21 @@
 """The CDP's REST API: sources, profiles (with manual merge), identities, events, segments
-(preview, refresh, members, exports), merges (undo), the merge-conflict queue and rejected
-messages (retry). The collection endpoints are apart, in profiles.ingest.endpoints."""
+(preview, refresh, members, exports), merges (undo), the merge-conflict queue, rejected
+messages (retry) and tracking plans (violations, observed events, generation). The collection
+endpoints are apart, in profiles.ingest.endpoints."""
 
 from __future__ import annotations
 
 from django.db import transaction
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 
-from cdphub.api import ErrorSerializer, Pagination, ProtectedDestroyMixin
+from cdphub.api import ErrorSerializer, Pagination, ProtectedDestroyMixin, refuse_unknown_parameters
+from cdphub.deletion import DeleteProtected, delete_blockers
 from cdphub.parsers import FormParser, MultiPartParser
 from cdphub.pii import can_view_pii
 from profiles.filters import (
@@ -26,6 +28,7 @@ from profiles.filters import (
     SegmentFilter,
     SourceFilter,
 )
+from profiles.ingest import plans
 from profiles.ingest.collect import rejected_message_retry
 from profiles.models import (
     Event,
@@ -38,6 +41,8 @@ from profiles.models import (
     SegmentMembershipChange,
     SegmentSizeSnapshot,
     Source,
+    TrackingPlan,
+    TrackingPlanViolation,
 )
 from profiles.resolution.merges import (
     merge_conflict_approve,
@@ -58,6 +63,7 @@ from profiles.serializers import (
     EventSerializer,
     IdentitySerializer,
     MergeConflictSerializer,
+    ObservedSerializer,
     ProfileMergeInputSerializer,
     ProfileMergeSerializer,
     ProfileSerializer,
@@ -75,6 +81,12 @@ from profiles.serializers import (
     SegmentUploadSerializer,
     SourceCreatedSerializer,
     SourceSerializer,
+    TrackingPlanDaysSerializer,
+    TrackingPlanGenerateSerializer,
+    TrackingPlanObservedInputSerializer,
+    TrackingPlanSerializer,
+    TrackingPlanViolationSerializer,
+    TrackingPlanViolationSummarySerializer,
 )
 from profiles.services import source_create, source_rotate_write_key
 from profiles.tasks import refresh_segment_task, run_segment_export_task
@@ -376,3 +388,106 @@ class RejectedMessageViewSet(viewsets.ReadOnlyModelViewSet):
         if reason:
             raise ValidationError({"payload": [reason]})
         return Response(self.get_serializer(rejected).data)
+
+
+DAYS_PARAMETER = OpenApiParameter(
+    "days", int, description="The last days counted (1 to 90; default 7), today included."
+)
+
+
+class TrackingPlanViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
+    """Tracking plans: the events sources may send with a JSON Schema of their properties, the
+    sources following each and what a violation does; their violations, what a source sends
+    (observed) and a draft plan generated from it. Every write goes through
+    ``profiles.ingest.plans``."""
+
+    queryset = TrackingPlan.objects.prefetch_related("events", "sources")
+    serializer_class = TrackingPlanSerializer
+    filterset_fields = {"status": ["exact"], "name": ["exact", "icontains"]}
+    ordering_fields = ["id", "name", "updated_at"]
+
+    def perform_create(self, serializer):
+        plan = plans.tracking_plan_create(
+            **serializer.validated_data, actor=acting_user(self.request)
+        )
+        serializer.instance = self.get_queryset().get(pk=plan.pk)
+
+    def perform_update(self, serializer):
+        plan = plans.tracking_plan_update(
+            plan=serializer.instance, **serializer.validated_data, actor=acting_user(self.request)
+        )
+        serializer.instance = self.get_queryset().get(pk=plan.pk)
+
+    def perform_destroy(self, instance):
+        blockers = delete_blockers(instance)
+        if blockers:
+            raise DeleteProtected(instance, blockers)
+        plans.tracking_plan_delete(plan=instance, actor=acting_user(self.request))
+
+    @extend_schema(
+        parameters=[DAYS_PARAMETER],
+        responses=TrackingPlanViolationSummarySerializer(many=True),
+        summary="The plan's violations of the last days per source, event, property and kind, "
+        "most frequent first, with the latest examples",
+    )
+    @action(detail=True, methods=["get"], filterset_fields=None, pagination_class=None)
+    def violations(self, request, pk=None):
+        plan = self.get_object()
+        refuse_unknown_parameters(request, None, self, takes=("days",))
+        params = TrackingPlanDaysSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        summary = plans.violations_summary(plan=plan, days=params.validated_data["days"])
+        context = self.get_serializer_context()
+        return Response(
+            TrackingPlanViolationSummarySerializer(summary, many=True, context=context).data
+        )
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("source", int, required=True, description="The source's id."),
+            DAYS_PARAMETER,
+        ],
+        responses=ObservedSerializer,
+        summary="The events a source sent lately and the types of their properties, from at "
+        "most 10,000 of its events of the last days, the newest days first",
+    )
+    @action(detail=False, methods=["get"], filterset_fields=None, pagination_class=None)
+    def observed(self, request):
+        refuse_unknown_parameters(request, None, self, takes=("source", "days"))
+        params = TrackingPlanObservedInputSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        observed = plans.observed_events(
+            source=params.validated_data["source"], days=params.validated_data["days"]
+        )
+        return Response(ObservedSerializer(observed).data)
+
+    @extend_schema(
+        request=TrackingPlanGenerateSerializer,
+        responses={201: TrackingPlanSerializer},
+        summary="A draft plan of what a source sent lately (see observed); the source follows "
+        "it if it follows no plan yet",
+    )
+    @action(detail=False, methods=["post"], filterset_fields=None, pagination_class=None)
+    def generate(self, request):
+        params = TrackingPlanGenerateSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        plan = plans.tracking_plan_generate(**params.validated_data, actor=acting_user(request))
+        data = self.get_serializer(self.get_queryset().get(pk=plan.pk)).data
+        return Response(data, status=status.HTTP_201_CREATED)
+
+
+class TrackingPlanViolationViewSet(viewsets.ReadOnlyModelViewSet):
+    """Violations of tracking plans per day, source, event, property and kind, with the latest
+    examples (values masked without personal data access)."""
+
+    queryset = TrackingPlanViolation.objects.all()
+    serializer_class = TrackingPlanViolationSerializer
+    filterset_fields = {
+        "plan": ["exact"],
+        "source": ["exact"],
+        "kind": ["exact"],
+        "event_type": ["exact"],
+        "event_name": ["exact"],
+        "property": ["exact"],
+        "day": ["exact", "gte", "lte"],
+    }

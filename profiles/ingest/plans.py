@@ -66,6 +66,8 @@ UnplannedAction = TrackingPlanSource.UnplannedAction
 EXAMPLES_KEPT = 5
 MAX_PLAN_EVENTS = 2000
 MAX_SCHEMA_BYTES = 65_536
+# jsonschema checks a schema recursively: deeper ones are refused before it is asked.
+MAX_SCHEMA_DEPTH = 32
 MAX_EXAMPLE_CHARS = 500
 MAX_REASONS = 10
 # Identify and group calls have one schema for their traits, under an empty name.
@@ -85,7 +87,13 @@ def schema_errors(schema: object) -> list[str]:
     (``at properties.price.type: ...``); empty when it can be used."""
     if not isinstance(schema, dict):
         return ['must be a JSON object (a JSON Schema), e.g. {"type": "object"}']
-    if len(orjson.dumps(schema)) > MAX_SCHEMA_BYTES:
+    if _depth(schema) > MAX_SCHEMA_DEPTH:
+        return [f"is nested deeper than {MAX_SCHEMA_DEPTH} levels"]
+    try:
+        size = len(orjson.dumps(schema))
+    except orjson.JSONEncodeError:
+        return ["holds a number beyond 64 bits"]
+    if size > MAX_SCHEMA_BYTES:
         return [f"is larger than {MAX_SCHEMA_BYTES} bytes"]
     try:
         cls = validator_for(schema, default=Draft202012Validator)
@@ -123,9 +131,17 @@ def schema_errors(schema: object) -> list[str]:
                 continue
             try:
                 resolver.lookup(ref)
-            except Unresolvable:
+            except (Unresolvable, ValueError, LookupError, TypeError):
                 problems.append(f"at {_where([*path, '$ref'])}: {ref!r} points at nothing")
     return problems
+
+
+def _depth(node: object, limit: int = MAX_SCHEMA_DEPTH + 1) -> int:
+    """How deep a JSON value nests, counted up to ``limit`` (so a hostile one costs little)."""
+    if limit <= 0 or not isinstance(node, dict | list):
+        return 0
+    children = node.values() if isinstance(node, dict) else node
+    return 1 + max((_depth(child, limit - 1) for child in children), default=0)
 
 
 def _specification(cls):
@@ -181,6 +197,16 @@ def events_validate(events: list[dict]) -> None:
             errors[f"events[{index}].schema"] = problems
     if errors:
         raise ValidationError(errors)
+
+
+def event_errors(event: dict) -> dict[str, list[str]]:
+    """What is wrong with one planned event, by field (``name``, ``schema``): the check of
+    ``events_validate`` for a form that edits one event at a time."""
+    try:
+        events_validate([event])
+    except ValidationError as refused:
+        return {key.split(".", 1)[1]: value for key, value in refused.message_dict.items()}
+    return {}
 
 
 def _sources_validate(plan: TrackingPlan | None, sources: list[dict]) -> None:
@@ -312,9 +338,15 @@ def tracking_plan_update(
     return plan
 
 
-def tracking_plan_changed(*, plan: TrackingPlan, actor=None, note: str = "") -> None:
-    """A plan's events or settings changed (the admin saved its forms, or an update): the next
-    version, and a line in the audit trail."""
+def tracking_plan_changed(
+    *, plan: TrackingPlan, actor=None, note: str = "", created: bool = False
+) -> None:
+    """A plan's events or settings were written (by an update, or by the admin's forms after
+    ``event_errors`` passed them): a changed plan gets its next version, and either gets a
+    line in the audit trail."""
+    if created:
+        audit_record(actor=actor, action="tracking_plan.create", obj=plan, note=note)
+        return
     TrackingPlan.objects.filter(pk=plan.pk).update(version=F("version") + 1)
     plan.refresh_from_db(fields=["version"])
     audit_record(
@@ -855,6 +887,11 @@ def examples_shown(examples: list[dict], *, pii: bool) -> list[dict]:
         {**example, "value": mask_trait(example.get("key") or "", example.get("value"))}
         for example in examples
     ]
+
+
+def example_text(value: object) -> str:
+    """An example's value as text to show: a string as it is, anything else as JSON."""
+    return value if isinstance(value, str) else _json(value)
 
 
 OBSERVED_DAYS = 7
