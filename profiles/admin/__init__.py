@@ -3,7 +3,9 @@
 - ``sources``: sources, the events each sent lately, and the rejected messages (retry);
 - ``profiles``: the profile page (overview, manual merge, event timeline), identities, events;
 - ``resolution``: merges (undo) and the merge conflict queue (approve / reject);
-- ``segments``: segments (rule, preview, refresh, static upload, export), membership history.
+- ``segments``: segments (rule, preview, refresh, static upload, export), membership history;
+- ``plans``: tracking plans (events and their schemas, the sources following each, violations),
+  the violations list, and what a source sends with a draft plan generated from it.
 """
 
-from profiles.admin import profiles, resolution, segments, sources  # noqa: F401 (registers)
+from profiles.admin import plans, profiles, resolution, segments, sources  # noqa: F401 (registers)
