@@ -4,17 +4,24 @@ the plan does not name; counts and examples; and what a plan's schema may say.""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from consent import registry
+from consent.registry import Subject
+from consent.retention import purgers
 from profiles.ingest import plans
 from profiles.ingest.collect import messages_collect
 from profiles.ingest.processing import pending_process
 from profiles.models import (
     Event,
+    Identity,
     PendingMessage,
     Profile,
     RejectedMessage,
@@ -443,3 +450,132 @@ def test_the_piecewise_check_answers_as_jsonschema_on_the_whole_document(schema,
     assert conformance.shell is not None
     for document in documents:
         assert conformance.conforms(document) == conformance.validator.is_valid(document)
+
+
+# --- pages, groups -------------------------------------------------------------------------------
+
+
+def test_a_page_is_planned_by_name_with_the_category_among_its_properties(source):
+    plans.tracking_plan_create(
+        name="Pages",
+        status="active",
+        events=[
+            {
+                "type": "page",
+                "name": "Product",
+                "schema": {
+                    "properties": {"category": {"enum": ["shoes", "bags"]}},
+                    "additionalProperties": False,
+                },
+            }
+        ],
+        sources=[{"source": source, "violation_action": "omit"}],
+    )
+    page = {"type": "page", "userId": "u-1", "name": "Product"}
+
+    send(
+        source,
+        {**page, "messageId": "m-1", "category": "shoes"},
+        {**page, "messageId": "m-2", "category": "cars", "properties": {"path": "/p"}},
+        {**page, "messageId": "m-3", "name": "Home"},
+    )
+
+    assert stored("m-1") == {"category": "shoes"}
+    assert stored("m-2") == {}
+    assert stored("m-3") == {}
+    assert violations() == {
+        ("Product", "category", "wrong_type"): (1, 0),
+        ("Product", "path", "unplanned_property"): (1, 0),
+        ("Home", "", "unplanned_event"): (1, 0),
+    }
+
+
+def test_group_traits_follow_the_plan_and_other_types_are_not_checked(source):
+    plans.tracking_plan_create(
+        name="Groups",
+        status="active",
+        events=[{"type": "group", "schema": {"required": ["plan"]}}],
+        sources=[
+            {"source": source, "violation_action": "block", "unplanned_event_action": "block"}
+        ],
+    )
+    group = {"type": "group", "userId": "u-1", "groupId": "g-1"}
+
+    send(
+        source,
+        {**group, "messageId": "m-1", "traits": {"plan": "pro"}},
+        {**group, "messageId": "m-2", "traits": {"name": "Acme"}},
+        {"type": "screen", "userId": "u-1", "messageId": "m-3", "name": "Home"},
+        {"type": "alias", "userId": "u-1", "messageId": "m-4", "previousId": "a-1"},
+    )
+
+    # The plan names no screens: screens (and aliases) are not checked at all.
+    assert sorted(Event.objects.values_list("message_id", flat=True)) == ["m-1", "m-3", "m-4"]
+    assert list(RejectedMessage.objects.values_list("message_id", flat=True)) == ["m-2"]
+    assert violations() == {("", "plan", "missing_required"): (1, 1)}
+
+
+# --- personal data in examples --------------------------------------------------------------------
+
+
+def holder():
+    return next(h for h in registry.holders() if h.label == "profiles.TrackingPlanViolation")
+
+
+def test_a_persons_examples_are_found_exported_and_erased_and_the_counts_stay(source):
+    plans.tracking_plan_create(
+        name="Shop plan",
+        status="active",
+        events=[{"type": "track", "name": "Order Completed", "schema": ORDER_SCHEMA}],
+        sources=[{"source": source}],
+    )
+    send(source, order("m-1", revenue="12"), {**order("m-2", revenue="13"), "userId": "u-2"})
+    anna = Identity.objects.get(value="u-1").profile_id
+    subject = Subject(profile_ids=frozenset({anna}))
+
+    exported = holder().rows_for_access(subject)
+    holder().erase(holder().find(subject), subject)
+
+    assert [e["message_id"] for e in exported[0]["examples"]] == ["m-1"]
+    violation = TrackingPlanViolation.objects.get()
+    assert violation.count == 2
+    assert [e["message_id"] for e in violation.examples] == ["m-2"]
+
+
+def test_examples_of_blocked_messages_are_found_by_value(source):
+    plans.tracking_plan_create(
+        name="Shop plan",
+        status="active",
+        events=[{"type": "track", "name": "Order Completed", "schema": ORDER_SCHEMA}],
+        sources=[{"source": source, "violation_action": "block"}],
+    )
+    send(source, order("m-1", coupon="wilhelmina@example.net"))
+    subject = Subject(emails=frozenset({"wilhelmina@example.net"}))
+
+    holder().erase(holder().find(subject), subject)
+
+    assert TrackingPlanViolation.objects.get().examples == []
+
+
+def test_violations_are_purged_with_the_rejected_messages(source):
+    plan = plans.tracking_plan_create(name="Shop plan")
+    now = timezone.now()
+    for days_ago in (40, 2):
+        TrackingPlanViolation.objects.create(
+            day=(now - timedelta(days=days_ago)).date(),
+            plan=plan,
+            source=source,
+            event_type="track",
+            event_name="Order Completed",
+            kind="unplanned_event",
+            count=1,
+            first_seen_at=now,
+            last_seen_at=now,
+        )
+
+    for purge in purgers("rejected_messages"):
+        purge(now - timedelta(days=30), 100)
+
+    assert [v.day for v in TrackingPlanViolation.objects.all()] == [
+        (now - timedelta(days=2)).date()
+    ]
