@@ -60,3 +60,84 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor_label} {self.action} {self.object_type} #{self.object_id}"
+
+
+class Delivery(models.Model):
+    """One item to send to one destination: the transactional outbox of ``cdphub.delivery``.
+    Written in the transaction of the change that causes it (an event processed), so a crash
+    can neither lose a delivery nor invent one; the sender claims pending rows, sends them in
+    batches and records how each ended."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting (or retrying)"
+        DELIVERED = "delivered", "Delivered"
+        SKIPPED = "skipped", "Skipped (no consent)"
+        DEAD = "dead", "Dead letter"
+
+    # The outbox index (destination, id) of pending rows covers the sender's queries.
+    destination = models.ForeignKey(
+        "profiles.Destination", on_delete=models.CASCADE, related_name="deliveries", db_index=False
+    )
+    # The profile as processing resolved it; followed through merges when it is sent. Not a
+    # foreign key: an erased person's rows are deleted with them (the personal data registry).
+    profile_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    payload = models.JSONField(help_text="What is sent (an event as collected).")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    batch_key = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The batch it is sent in, fixed at its first attempt: the Idempotency-Key "
+        "every resend of the batch carries.",
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    response_body = models.TextField(
+        blank=True, help_text="What the receiver answered when it refused the batch."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "deliveries"
+        indexes = [
+            models.Index(
+                fields=["destination", "id"],
+                name="delivery_outbox",
+                condition=models.Q(status="pending"),
+            ),
+            models.Index(fields=["destination", "status", "-id"], name="delivery_by_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"delivery #{self.pk} to destination #{self.destination_id} ({self.status})"
+
+
+class DeliveryAttempt(models.Model):
+    """One request to a destination: a batch sent, and how it ended."""
+
+    class Outcome(models.TextChoices):
+        DELIVERED = "delivered", "Delivered"
+        TRANSIENT = "transient", "Failed, will retry"
+        PERMANENT = "permanent", "Refused (dead letter)"
+
+    destination = models.ForeignKey(
+        "profiles.Destination", on_delete=models.CASCADE, related_name="attempts", db_index=False
+    )
+    batch_key = models.CharField(max_length=64)
+    items = models.PositiveIntegerField()
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField()
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["destination", "-id"], name="delivery_attempt_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.outcome} {self.status_code or ''} ({self.items} items)"

@@ -332,6 +332,23 @@ CDPHUB_PROFILE_REFRESH_BATCH = env_int("CDPHUB_PROFILE_REFRESH_BATCH", 5000)
 # An anonymous or device id seen with more distinct user ids than this is no longer a merge key.
 CDPHUB_SHARED_ID_MAX_USERS = env_int("CDPHUB_SHARED_ID_MAX_USERS", 2)
 
+# Destinations (cdphub.delivery): how the outbox is sent, like CDPHUB_INGEST_PROCESSING
+# ("celery", "background", "inline" or "off"); seconds a receiver has to answer; the first retry
+# after this many seconds, doubling up to the maximum (with jitter); a destination is paused after
+# this many failed attempts in a row; without a broker the sender looks again this often while
+# deliveries wait.
+CDPHUB_DELIVERY = env("CDPHUB_DELIVERY", "celery" if CELERY_BROKER_URL else "background")
+CDPHUB_DELIVERY_TIMEOUT_SECONDS = env_int("CDPHUB_DELIVERY_TIMEOUT_SECONDS", 10)
+CDPHUB_DELIVERY_BACKOFF_SECONDS = env_int("CDPHUB_DELIVERY_BACKOFF_SECONDS", 5)
+CDPHUB_DELIVERY_BACKOFF_MAX_SECONDS = env_int("CDPHUB_DELIVERY_BACKOFF_MAX_SECONDS", 900)
+CDPHUB_DELIVERY_PAUSE_AFTER_FAILURES = env_int("CDPHUB_DELIVERY_PAUSE_AFTER_FAILURES", 15)
+CDPHUB_DELIVERY_POLL_SECONDS = env_int("CDPHUB_DELIVERY_POLL_SECONDS", 2)
+# Safety net: processing queues the sender itself; this sends retries as they come due.
+CELERY_BEAT_SCHEDULE["send-deliveries"] = {
+    "task": "cdphub.tasks.send_deliveries_task",
+    "schedule": 5.0,
+}
+
 
 # Segments and computed traits.
 # The event that means "order" and the properties holding its revenue (first present wins).

@@ -13,3 +13,10 @@ class ProfilesConfig(AppConfig):
         autodiscover_modules("merges")
         autodiscover_modules("panels")
         autodiscover_modules("leaves")
+
+        # Event streams: each processed message a destination receives enters the outbox in
+        # the processing transaction.
+        from profiles.destinations.stream import events_to_outbox
+        from profiles.ingest import hooks
+
+        hooks.register(events_to_outbox)

@@ -863,3 +863,93 @@ class TrackingPlanViolation(models.Model):
     def __str__(self) -> str:
         where = f"{self.event_name}.{self.property}" if self.property else self.event_name
         return f"{self.day} {where}: {self.get_kind_display()} x{self.count}"
+
+
+class Destination(models.Model):
+    """A system cdphub sends data to: what it receives (a source, event types, event names,
+    each empty for all) and the consent purpose a person must have granted for their data to
+    reach it. How it is sent is its kind's (``profiles.destinations``); the delivery itself
+    (outbox, retries, dead letters) is the shared engine's (``cdphub.delivery``)."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        PAUSED = "paused", "Paused"
+
+    name = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=40, help_text="How it is sent: webhook, ...")
+    config = models.JSONField(
+        default=dict, blank=True, help_text="The kind's settings (a webhook: url, headers)."
+    )
+    # A webhook signs each batch with this secret, so unlike a write key it cannot be stored as
+    # a hash: signing needs the secret itself. It is shown once, when the destination is
+    # created, and never again (not in the admin, not over the API).
+    signing_secret = models.CharField(max_length=100, blank=True, editable=False)
+    secret_prefix = models.CharField(
+        max_length=16,
+        blank=True,
+        editable=False,
+        help_text="The first characters of the signing secret, to recognise it.",
+    )
+    source = models.ForeignKey(
+        Source,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="destinations",
+        help_text="Only events from this source; empty: every source.",
+    )
+    event_types = ArrayField(
+        models.CharField(max_length=10, choices=Event.Type.choices),
+        default=list,
+        blank=True,
+        help_text="Only these message types (track, identify, page, ...); empty: every type.",
+    )
+    event_names = ArrayField(
+        models.CharField(max_length=255),
+        default=list,
+        blank=True,
+        help_text="Only these event names (track events, pages, screens); empty: every name.",
+    )
+    purpose_code = models.CharField(
+        max_length=64,
+        help_text="The consent purpose a person must have granted for their data to be sent "
+        "(checked when it is sent, not when it was collected).",
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    paused_reason = models.CharField(max_length=500, blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(
+        default=0, editable=False, help_text="Failed delivery attempts in a row."
+    )
+    batch_size = models.PositiveIntegerField(
+        default=100, help_text="Events per request, at most (1 to 1000)."
+    )
+    batch_interval_seconds = models.PositiveIntegerField(
+        default=0,
+        help_text="Wait up to this many seconds to fill a batch; 0: send as soon as events arrive.",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(batch_size__gte=1, batch_size__lte=1000),
+                name="destination_batch_size_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def receives(self, *, source_id: int, message_type: str, name: str) -> bool:
+        """Whether a processed message passes this destination's filters."""
+        return (
+            (self.source_id is None or self.source_id == source_id)
+            and (not self.event_types or message_type in self.event_types)
+            and (not self.event_names or name in self.event_names)
+        )

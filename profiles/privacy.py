@@ -6,12 +6,14 @@ from functools import partial
 
 from django.db.models import Q
 
+from cdphub.models import Delivery
 from consent import registry
 from consent.registry import Subject, delete_rows
 from consent.retention import delete_in_batches, register_purger
 from profiles import services
 from profiles.models import (
     ComputedTraitQuantiles,
+    Destination,
     Event,
     EventCountDay,
     EventDailyCount,
@@ -170,6 +172,16 @@ for message_model in (PendingMessage, RejectedMessage):
     )
 
 registry.register_not_personal(Source, "a sending system's name, not a person's")
+registry.register_not_personal(Destination, "a receiving system's name and settings")
+# The outbox of destinations: an event as it was (or will be) sent, found by the profile it was
+# resolved to; erasing the rows also means a waiting delivery is never sent.
+registry.register(
+    Delivery,
+    find=lambda subject: Delivery.objects.filter(profile_id__in=subject.profile_ids),
+    erase=delete_rows,
+    personal_fields=("payload", "response_body"),
+    erase_order=80,
+)
 registry.register_not_personal(ComputedTraitQuantiles, "bucket bounds over all profiles")
 registry.register_not_personal(EventDailyCount, "event counts per day and name, no person")
 registry.register_not_personal(EventCountDay, "when daily counts were computed")

@@ -1,0 +1,379 @@
+"""The delivery engine every destination shares: the outbox, the sender, retries, dead letters
+and pausing a destination that keeps failing.
+
+The contract, stated once:
+
+- **Outbox.** What to send is a ``Delivery`` row written by ``outbox_add`` in the transaction
+  of the change that causes it (a processed event), so a crash can neither lose a delivery nor
+  invent one. The sender is queued after that commit.
+- **Order and one sender per destination.** A destination's rows are sent in id order, one
+  batch at a time: a transaction-level advisory lock per destination (try-lock: a busy
+  destination is skipped, never waited on) keeps a second sender out, and a batch waiting for
+  its retry holds back everything behind it.
+- **Batches and idempotency.** A batch is fixed before its first attempt (its rows get a
+  ``batch_key``, committed on their own), then sent in a second transaction that claims its
+  rows ``FOR UPDATE SKIP LOCKED`` and records the outcome. A sender killed in the middle rolls
+  that transaction back: the rows are still pending in the same batch, and the next sender
+  sends them again with the same ``Idempotency-Key``. Delivery is at least once; a receiver
+  drops a key it has seen.
+- **Consent at send time.** Each row's person is followed through merges and asked the
+  consent selector for the destination's purpose just before sending: someone who withdrew
+  meanwhile is skipped (``skipped``, not failed); an erased person's rows are deleted with
+  them, and a profile that no longer exists is never sent.
+- **Failures.** Transient ones (no connection, timeout, 5xx, 408/425/429) retry with
+  exponential backoff and jitter, never sooner than the receiver's ``Retry-After``; permanent
+  ones (other 4xx, a redirect, a refused URL) make the batch dead letters, with the response,
+  to be retried by hand (``deliveries_retry``). After ``CDPHUB_DELIVERY_PAUSE_AFTER_FAILURES``
+  failed attempts in a row the destination is paused, with the reason.
+- **Where it runs.** ``CDPHUB_DELIVERY``: a Celery task queued after commit (throttled, plus a
+  beat entry as a safety net), a background thread of the process without a broker, inline
+  (tests, debugging), or off (only ``deliveries_send``).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count, F, QuerySet
+from django.utils import timezone
+
+from cdphub.audit import audit_record
+from cdphub.models import Delivery, DeliveryAttempt
+from cdphub.sql import query
+from profiles.destinations.kinds import Outgoing, SendResult, kind_get
+from profiles.destinations.selectors import deliverable_profiles
+from profiles.destinations.services import destination_pause
+from profiles.models import Destination
+
+logger = logging.getLogger(__name__)
+
+# Advisory lock keys of destinations: (class id, destination id), apart from other locks.
+LOCK_CLASS = 0x0DE1
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    destination_id: int
+    profile_id: int | None
+    payload: dict
+
+
+# --- The outbox -----------------------------------------------------------------------------
+
+
+def outbox_add(rows: Iterable[tuple[int, int | None, dict]]) -> int:
+    """Write (destination id, profile id, payload) rows to the outbox, in the caller's
+    transaction; the sender is queued after it commits. Returns how many were written."""
+    now = timezone.now()
+    deliveries = [
+        Delivery(destination_id=d, profile_id=p, payload=payload, next_attempt_at=now)
+        for d, p, payload in rows
+    ]
+    if not deliveries:
+        return 0
+    Delivery.objects.bulk_create(deliveries, batch_size=1000)
+    transaction.on_commit(deliveries_schedule)
+    return len(deliveries)
+
+
+# --- The sender -----------------------------------------------------------------------------
+
+
+def _try_lock(destination_id: int) -> bool:
+    return query("SELECT pg_try_advisory_xact_lock(%b, %b)", [LOCK_CLASS, destination_id])[0][0]
+
+
+def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
+    """Exponential backoff with jitter (half fixed, half random, so that many destinations
+    failing together do not retry together), never sooner than the receiver asked."""
+    delay = min(
+        settings.CDPHUB_DELIVERY_BACKOFF_MAX_SECONDS,
+        settings.CDPHUB_DELIVERY_BACKOFF_SECONDS * 2 ** max(0, attempts - 1),
+    )
+    delay = delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 - jitter, not a secret
+    return max(delay, retry_after or 0)
+
+
+def _batch_form(destination: Destination, now) -> str | None:
+    """The key of the destination's next batch, formed now if none waits; None when nothing
+    is due. Runs under the destination's lock and commits on its own, so that a batch keeps
+    its rows and key whatever happens to the attempt that follows."""
+    pending = Delivery.objects.filter(destination=destination, status=Delivery.Status.PENDING)
+    head = pending.order_by("id").values("batch_key", "next_attempt_at").first()
+    if head is None or (head["next_attempt_at"] and head["next_attempt_at"] > now):
+        return None  # empty, or the head waits for its retry: nothing behind it may pass
+    if head["batch_key"]:
+        return head["batch_key"]
+    rows = list(
+        pending.filter(batch_key="")
+        .order_by("id")
+        .values_list("id", "created_at")[: destination.batch_size]
+    )
+    interval = timedelta(seconds=destination.batch_interval_seconds)
+    if len(rows) < destination.batch_size and rows[0][1] > now - interval:
+        return None  # still filling the batch
+    key = uuid.uuid4().hex
+    Delivery.objects.filter(pk__in=[pk for pk, _ in rows]).update(batch_key=key)
+    return key
+
+
+def destination_send_batch(destination_id: int) -> bool:
+    """Send the destination's next due batch; returns whether one was handled (sent, failed,
+    or all skipped), False when nothing was due or another sender holds the destination."""
+    now = timezone.now()
+    with transaction.atomic():
+        if not _try_lock(destination_id):
+            return False
+        destination = Destination.objects.filter(
+            pk=destination_id, status=Destination.Status.ACTIVE
+        ).first()
+        if destination is None:
+            return False
+        key = _batch_form(destination, now)
+    if key is None:
+        return False
+    with transaction.atomic():
+        if not _try_lock(destination_id):
+            return False
+        destination = Destination.objects.filter(
+            pk=destination_id, status=Destination.Status.ACTIVE
+        ).first()
+        if destination is None:  # paused or deleted meanwhile
+            return False
+        rows = list(
+            Delivery.objects.select_for_update(skip_locked=True)
+            .filter(destination=destination, batch_key=key, status=Delivery.Status.PENDING)
+            .order_by("id")
+        )
+        if not rows:
+            return False
+        _batch_send(destination, key, rows)
+    return True
+
+
+def _batch_send(destination: Destination, key: str, rows: list[Delivery]) -> None:
+    now = timezone.now()
+    allowed = deliverable_profiles(destination, {r.profile_id for r in rows if r.profile_id})
+    sendable = [r for r in rows if r.profile_id in allowed]
+    skipped = [r.pk for r in rows if r.profile_id not in allowed]
+    if skipped:
+        Delivery.objects.filter(pk__in=skipped).update(
+            status=Delivery.Status.SKIPPED,
+            last_error=f"not sent: no consent for {destination.purpose_code} when it was due, "
+            "or the person is gone",
+            updated_at=now,
+        )
+    if not sendable:
+        return
+    kind = kind_get(destination.kind)
+    items = [{**r.payload, "profileId": allowed[r.profile_id]} for r in sendable]
+    started = time.monotonic()
+    if kind is None:
+        result = SendResult(SendResult.PERMANENT, error=f"unknown kind {destination.kind!r}")
+    else:
+        result = kind.send(
+            Outgoing(
+                destination_id=destination.pk,
+                name=destination.name,
+                config=destination.config,
+                secret=destination.signing_secret,
+                items=items,
+                idempotency_key=key,
+            )
+        )
+    latency_ms = int((time.monotonic() - started) * 1000)
+    DeliveryAttempt.objects.create(
+        destination=destination,
+        batch_key=key,
+        items=len(sendable),
+        outcome=result.outcome,
+        status_code=result.status_code,
+        latency_ms=latency_ms,
+        error=result.error[:500],
+    )
+    ids = [r.pk for r in sendable]
+    batch = Delivery.objects.filter(pk__in=ids)
+    now = timezone.now()
+    if result.outcome == SendResult.DELIVERED:
+        batch.update(
+            status=Delivery.Status.DELIVERED,
+            attempts=F("attempts") + 1,
+            last_status_code=result.status_code,
+            last_error="",
+            delivered_at=now,
+            updated_at=now,
+        )
+        if destination.consecutive_failures:
+            Destination.objects.filter(pk=destination.pk).update(consecutive_failures=0)
+        return
+    attempts = max(r.attempts for r in sendable) + 1
+    common = {
+        "attempts": F("attempts") + 1,
+        "last_status_code": result.status_code,
+        "last_error": result.error[:500],
+        "updated_at": now,
+    }
+    if result.outcome == SendResult.TRANSIENT:
+        wait = backoff_seconds(attempts, result.retry_after)
+        batch.update(next_attempt_at=now + timedelta(seconds=wait), **common)
+    else:
+        batch.update(status=Delivery.Status.DEAD, response_body=result.response, **common)
+    failures = destination.consecutive_failures + 1
+    Destination.objects.filter(pk=destination.pk).update(consecutive_failures=failures)
+    destination.consecutive_failures = failures
+    if failures >= settings.CDPHUB_DELIVERY_PAUSE_AFTER_FAILURES:
+        destination_pause(
+            destination=destination,
+            reason=f"paused automatically after {failures} failed deliveries in a row; "
+            f"the last: {result.error}",
+        )
+
+
+def deliveries_send(*, destination_ids: Iterable[int] | None = None) -> int:
+    """Send every due batch of the active destinations (each in turn, so one slow receiver
+    does not hold the others back for more than a batch at a time); returns how many batches
+    were handled. What waits for a retry or to fill a batch is left for a later run."""
+    handled = 0
+    while True:
+        active = Destination.objects.filter(status=Destination.Status.ACTIVE)
+        if destination_ids is not None:
+            active = active.filter(pk__in=list(destination_ids))
+        progressed = False
+        for destination_id in active.order_by("pk").values_list("pk", flat=True):
+            if destination_send_batch(destination_id):
+                handled += 1
+                progressed = True
+        if not progressed:
+            return handled
+
+
+def deliveries_waiting() -> bool:
+    """Whether an active destination has rows waiting (due now or later)."""
+    return Delivery.objects.filter(
+        status=Delivery.Status.PENDING, destination__status=Destination.Status.ACTIVE
+    ).exists()
+
+
+# --- Dead letters and reads -----------------------------------------------------------------
+
+
+@transaction.atomic
+def deliveries_retry(*, deliveries: QuerySet[Delivery], actor=None) -> int:
+    """Send dead letters again (after the receiver was fixed): they wait in the outbox in their
+    original order, in a new batch. One audit row per destination. The caller queues the
+    sender after the commit (``deliveries_schedule``)."""
+    dead = deliveries.filter(status=Delivery.Status.DEAD)
+    per_destination = dict(
+        dead.order_by()
+        .values_list("destination")
+        .annotate(n=Count("id"))
+        .values_list("destination", "n")
+    )
+    retried = dead.update(
+        status=Delivery.Status.PENDING,
+        batch_key="",
+        next_attempt_at=timezone.now(),
+        updated_at=timezone.now(),
+    )
+    for destination in Destination.objects.filter(pk__in=per_destination):
+        audit_record(
+            actor=actor,
+            action="delivery.retry",
+            obj=destination,
+            note=f"{per_destination[destination.pk]} dead letters queued again",
+        )
+    return retried
+
+
+def delivery_counts(destination: Destination) -> dict[str, int]:
+    """Deliveries per status: delivered, retrying (failed at least once, waiting), waiting,
+    skipped, dead."""
+    rows = (
+        Delivery.objects.filter(destination=destination)
+        .order_by()
+        .values_list("status")
+        .annotate(n=Count("id"))
+    )
+    counts = {status: 0 for status in Delivery.Status.values}
+    counts.update(dict(rows))
+    counts["retrying"] = Delivery.objects.filter(
+        destination=destination, status=Delivery.Status.PENDING, attempts__gt=0
+    ).count()
+    return counts
+
+
+# --- Scheduling the sender ------------------------------------------------------------------
+
+
+def deliveries_schedule() -> None:
+    """Start the sender as CDPHUB_DELIVERY says; whoever wrote the outbox never waits for
+    it, except in "inline" mode."""
+    mode = settings.CDPHUB_DELIVERY
+    if mode == "celery":
+        _queue_task_throttled()
+    elif mode == "background":
+        _sender.wake()
+    elif mode == "inline":
+        deliveries_send()
+
+
+_last_queued = 0.0
+QUEUE_INTERVAL_SECONDS = 1.0
+
+
+def _queue_task_throttled() -> None:
+    """At most one task per second per process: one task sends everything due; the beat
+    entry catches retries that come due later."""
+    global _last_queued
+    now = time.monotonic()
+    if now - _last_queued < QUEUE_INTERVAL_SECONDS:
+        return
+    _last_queued = now
+    # Imported here: the tasks module imports this one.
+    from cdphub.tasks import send_deliveries_task
+
+    send_deliveries_task.delay()
+
+
+class _BackgroundSender:
+    """Without a broker: one daemon thread per process sends when woken, and looks again every
+    CDPHUB_DELIVERY_POLL_SECONDS while rows wait (retries, batches filling up)."""
+
+    def __init__(self) -> None:
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def wake(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="delivery-sender", daemon=True
+                )
+                self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        waiting = True
+        while True:
+            self._wake.wait(timeout=settings.CDPHUB_DELIVERY_POLL_SECONDS if waiting else None)
+            self._wake.clear()
+            try:
+                deliveries_send()
+                waiting = deliveries_waiting()
+            except Exception:
+                logger.exception("sending deliveries failed; they stay in the outbox")
+            finally:
+                connection.close()
+
+
+_sender = _BackgroundSender()

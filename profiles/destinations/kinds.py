@@ -1,0 +1,73 @@
+"""The interface of a destination kind and the registry of kinds.
+
+A kind knows one receiving system: it checks a destination's config when it is written (so a
+wrong URL is an error for the person typing it, not a dead letter later) and sends one batch,
+answering with a ``SendResult``. It never retries, sleeps or records anything: the delivery
+engine (``cdphub.delivery``) does that for every kind alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """How sending one batch ended.
+
+    - ``delivered``: the receiver accepted it;
+    - ``transient``: it may work later (no connection, timeout, 5xx, 429): retried with
+      backoff, at least ``retry_after`` seconds later when the receiver said so;
+    - ``permanent``: the receiver refused it (other 4xx): a dead letter, with ``response``."""
+
+    outcome: str
+    status_code: int | None = None
+    error: str = ""
+    retry_after: float | None = None
+    response: str = ""
+
+    DELIVERED = "delivered"
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """What a kind is given to send: the destination's settings and the batch."""
+
+    destination_id: int
+    name: str
+    config: dict
+    secret: str
+    items: list[dict]
+    idempotency_key: str
+
+
+class Kind(Protocol):
+    code: str
+    label: str
+    # Whether destinations of this kind get a signing secret at creation.
+    signs: bool
+
+    def config_validate(self, config: dict) -> dict:
+        """The config as stored; raises ``django.core.exceptions.ValidationError`` keyed by
+        config entry when it is wrong."""
+
+    def send(self, outgoing: Outgoing) -> SendResult:
+        """Send one batch; never raises for the receiver's sake."""
+
+
+_kinds: dict[str, Kind] = {}
+
+
+def register(kind: Kind) -> Kind:
+    _kinds[kind.code] = kind
+    return kind
+
+
+def kind_get(code: str) -> Kind | None:
+    return _kinds.get(code)
+
+
+def kind_choices() -> list[tuple[str, str]]:
+    return [(kind.code, kind.label) for kind in _kinds.values()]
