@@ -5,7 +5,16 @@
 - ``resolution``: merges (undo) and the merge conflict queue (approve / reject);
 - ``segments``: segments (rule, preview, refresh, static upload, export), membership history;
 - ``plans``: tracking plans (events and their schemas, the sources following each, violations),
-  the violations list, and what a source sends with a draft plan generated from it.
+  the violations list, and what a source sends with a draft plan generated from it;
+- ``destinations``: destinations (signing secret shown once, what each receives, pause and
+  resume, delivery counts and latest attempts) and their deliveries (dead letters retried).
 """
 
-from profiles.admin import plans, profiles, resolution, segments, sources  # noqa: F401 (registers)
+from profiles.admin import (  # noqa: F401 (registers)
+    destinations,
+    plans,
+    profiles,
+    resolution,
+    segments,
+    sources,
+)

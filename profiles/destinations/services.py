@@ -29,7 +29,9 @@ EDITABLE = (
 )
 
 
-def _checked(destination: Destination) -> None:
+def destination_validate(destination: Destination) -> None:
+    """Check a destination before it is saved (its kind's config, the purpose, the types);
+    raises ``ValidationError`` keyed by field. Normalises the config in place."""
     kind = kind_get(destination.kind)
     if kind is None:
         raise ValidationError({"kind": f"unknown destination kind {destination.kind!r}"})
@@ -72,7 +74,7 @@ def destination_create(
         batch_interval_seconds=batch_interval_seconds,
         created_by=actor if getattr(actor, "pk", None) else None,
     )
-    _checked(destination)
+    destination_validate(destination)
     secret = ""
     if kind_get(kind).signs:
         secret = new_secret("whsec")
@@ -92,7 +94,7 @@ def destination_update(*, destination: Destination, actor=None, **changes) -> De
         raise ValidationError({name: "cannot be changed" for name in sorted(refused)})
     for name, value in changes.items():
         setattr(destination, name, list(value) if name in ("event_types", "event_names") else value)
-    _checked(destination)
+    destination_validate(destination)
     destination.save()
     note = "changed: " + ", ".join(sorted(changes))
     audit_record(actor=actor, action="destination.update", obj=destination, note=note)

@@ -1,0 +1,285 @@
+"""Destinations (what each receives, its signing secret shown once, pause and resume, its
+deliveries counted and its latest attempts) and the deliveries themselves: the outbox, with
+the dead letters to retry one by one or in bulk.
+
+Permissions: a destination's own (``profiles.*_destination``: marketers and data engineers
+edit them); the deliveries follow them (seeing a destination lets one see its deliveries,
+changing it lets one retry them), so no role needs a separate grant. Event payloads are masked
+for roles without access to personal data."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
+
+from cdphub.admin_mixins import ReadableModelAdmin
+from cdphub.delivery import deliveries_retry, deliveries_schedule, delivery_counts
+from cdphub.models import Delivery, DeliveryAttempt
+from cdphub.pii import mask_text
+from profiles.destinations.kinds import kind_choices
+from profiles.destinations.services import (
+    EDITABLE,
+    destination_create,
+    destination_delete,
+    destination_pause,
+    destination_resume,
+    destination_update,
+    destination_validate,
+)
+from profiles.models import Destination, Event
+
+RECENT_ATTEMPTS = 20
+
+
+class DestinationForm(forms.ModelForm):
+    kind = forms.ChoiceField(choices=kind_choices)
+    event_types = forms.MultipleChoiceField(
+        choices=Event.Type.choices,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: every type.",
+    )
+
+    class Meta:
+        model = Destination
+        fields = [
+            "name",
+            "kind",
+            "config",
+            "source",
+            "event_types",
+            "event_names",
+            "purpose_code",
+            "batch_size",
+            "batch_interval_seconds",
+        ]
+        help_texts = {
+            "config": 'A webhook: {"url": "https://hooks.example.com/cdp", "headers": '
+            '{"Authorization": "Bearer ..."}}. The URL may not reach an internal address.',
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["kind"].disabled = True
+        elif not self.initial.get("config"):
+            self.initial["config"] = {"url": "", "headers": {}}
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        candidate = Destination(
+            pk=self.instance.pk,
+            kind=data.get("kind") or self.instance.kind,
+            **{name: data.get(name) for name in EDITABLE if name in data},
+        )
+        try:
+            destination_validate(candidate)
+        except ValidationError as error:
+            raise ValidationError(
+                {k: v for k, v in error.message_dict.items() if k in self.fields} or error.messages
+            ) from error
+        data["config"] = candidate.config
+        return data
+
+
+@admin.register(Destination)
+class DestinationAdmin(ReadableModelAdmin):
+    form = DestinationForm
+    list_display = [
+        "name",
+        "kind",
+        "status",
+        "purpose_code",
+        "source",
+        "deliveries",
+        "paused_reason",
+    ]
+    list_filter = ["kind", "status"]
+    search_fields = ["name"]
+    readonly_fields = [
+        "secret_prefix",
+        "status",
+        "paused_reason",
+        "paused_at",
+        "consecutive_failures",
+        "created_at",
+        "updated_at",
+    ]
+    activity_fields = ["deliveries", "recent_attempts"]
+    actions = ["pause", "resume", "retry_dead_letters"]
+
+    def get_fields(self, request, obj=None):
+        fields = list(self.form.Meta.fields)
+        if obj is None:
+            return fields
+        return [*fields, *self.readonly_fields, *self.activity_fields]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return [*self.readonly_fields, *self.activity_fields]
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        if change:
+            changes = {name: data[name] for name in form.changed_data if name in EDITABLE}
+            if changes:
+                destination_update(destination=obj, actor=request.user, **changes)
+            return
+        destination, secret = destination_create(
+            kind=data["kind"],
+            actor=request.user,
+            **{name: data[name] for name in EDITABLE},
+        )
+        obj.pk = destination.pk
+        obj.secret_prefix = destination.secret_prefix
+        if secret:
+            self.message_user(
+                request,
+                f"Signing secret for {destination.name}: {secret} (copy it to the receiver "
+                "now: it is shown only once). Receivers check the Cdphub-Signature header with "
+                "it.",
+                messages.WARNING,
+            )
+
+    def delete_model(self, request, obj):
+        destination_delete(destination=obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for destination in queryset:
+            destination_delete(destination=destination, actor=request.user)
+
+    @admin.action(permissions=["change"], description="Pause (what they receive waits)")
+    def pause(self, request, queryset):
+        for destination in queryset.filter(status=Destination.Status.ACTIVE):
+            destination_pause(
+                destination=destination, reason=f"paused by {request.user}", actor=request.user
+            )
+        self.message_user(request, "Paused: events wait for their resume.")
+
+    @admin.action(permissions=["change"], description="Resume (send what waited)")
+    def resume(self, request, queryset):
+        for destination in queryset.filter(status=Destination.Status.PAUSED):
+            destination_resume(destination=destination, actor=request.user)
+        transaction.on_commit(deliveries_schedule)
+        self.message_user(request, "Resumed: what waited is being sent.")
+
+    @admin.action(permissions=["change"], description="Retry their dead letters")
+    def retry_dead_letters(self, request, queryset):
+        retried = deliveries_retry(
+            deliveries=Delivery.objects.filter(destination__in=queryset), actor=request.user
+        )
+        transaction.on_commit(deliveries_schedule)
+        self.message_user(request, f"{retried} dead letters queued again.")
+
+    @admin.display(description="deliveries")
+    def deliveries(self, destination):
+        counts = delivery_counts(destination)
+        link = (
+            reverse("admin:cdphub_delivery_changelist")
+            + f"?destination__id__exact={destination.pk}"
+        )
+        return format_html(
+            '<a href="{}">{} delivered, {} waiting, {} retrying, {} dead, {} skipped</a>',
+            link,
+            counts["delivered"],
+            counts["pending"] - counts["retrying"],
+            counts["retrying"],
+            counts["dead"],
+            counts["skipped"],
+        )
+
+    @admin.display(description=f"latest {RECENT_ATTEMPTS} attempts")
+    def recent_attempts(self, destination):
+        attempts = DeliveryAttempt.objects.filter(destination=destination)[:RECENT_ATTEMPTS]
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ms</td><td>{}</td></tr>",
+            (
+                (
+                    a.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                    a.get_outcome_display(),
+                    a.status_code or "-",
+                    a.items,
+                    a.latency_ms,
+                    a.error,
+                )
+                for a in attempts
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>when</th><th>outcome</th><th>status</th><th>events</th>"
+            "<th>latency</th><th>error</th></tr></thead><tbody>{}</tbody></table>",
+            rows or mark_safe("<tr><td colspan=6>none yet</td></tr>"),  # noqa: S308
+        )
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ReadableModelAdmin):
+    """The outbox: read only; dead letters are retried with the action."""
+
+    list_display = [
+        "id",
+        "destination",
+        "status",
+        "attempts",
+        "last_status_code",
+        "last_error",
+        "created_at",
+        "delivered_at",
+    ]
+    list_filter = ["status", "destination"]
+    list_select_related = ["destination"]
+    fields = [
+        "destination",
+        "profile_id",
+        "status",
+        "batch_key",
+        "attempts",
+        "next_attempt_at",
+        "last_status_code",
+        "last_error",
+        "response",
+        "payload",
+        "created_at",
+        "delivered_at",
+    ]
+    readonly_fields = fields
+    pii_json_fields = ("payload",)
+    pii_displays = ("response",)
+    actions = ["retry"]
+
+    @admin.display(description="response")
+    def response(self, delivery, pii: bool):
+        return delivery.response_body if pii else mask_text(delivery.response_body)
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("profiles.view_destination")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_retry_permission(self, request):
+        return request.user.has_perm("profiles.change_destination")
+
+    @admin.action(permissions=["retry"], description="Retry (dead letters only)")
+    def retry(self, request, queryset):
+        retried = deliveries_retry(deliveries=queryset, actor=request.user)
+        transaction.on_commit(deliveries_schedule)
+        self.message_user(request, f"{retried} dead letters queued again.")
