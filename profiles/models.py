@@ -12,6 +12,7 @@ from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import BrinIndex, GinIndex
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -922,7 +923,9 @@ class Destination(models.Model):
         default=0, editable=False, help_text="Failed delivery attempts in a row."
     )
     batch_size = models.PositiveIntegerField(
-        default=100, help_text="Events per request, at most (1 to 1000)."
+        default=100,
+        validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="Events per request, at most (1 to 1000).",
     )
     batch_interval_seconds = models.PositiveIntegerField(
         default=0,

@@ -3,9 +3,12 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from cdphub.api import PiiMaskedSerializerMixin, caller_may_see_pii
+from cdphub.delivery import delivery_counts
+from cdphub.models import Delivery, DeliveryAttempt
 from cdphub.pii import can_view_pii, mask_value
 from profiles.ingest.plans import examples_shown
 from profiles.models import (
+    Destination,
     Event,
     Identity,
     MergeConflict,
@@ -505,3 +508,115 @@ class ObservedSerializer(serializers.Serializer):
         help_text="Events read: at most 10,000 of the last days, the newest days first."
     )
     events = ObservedEventSerializer(many=True)
+
+
+# --- destinations ---------------------------------------------------------------------------------
+
+
+class DestinationSerializer(serializers.ModelSerializer):
+    """A destination; its signing secret is in the answer to its creation only."""
+
+    event_types = serializers.ListField(
+        child=serializers.ChoiceField(choices=Event.Type.choices), required=False
+    )
+    deliveries = serializers.SerializerMethodField(
+        help_text="Deliveries per status: pending (of them retrying), delivered, skipped, dead."
+    )
+
+    class Meta:
+        model = Destination
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "config",
+            "secret_prefix",
+            "source",
+            "event_types",
+            "event_names",
+            "purpose_code",
+            "batch_size",
+            "batch_interval_seconds",
+            "status",
+            "paused_reason",
+            "paused_at",
+            "consecutive_failures",
+            "deliveries",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [
+            "secret_prefix",
+            "status",
+            "paused_reason",
+            "paused_at",
+            "consecutive_failures",
+            "created_at",
+            "updated_at",
+        ]
+
+    def get_deliveries(self, destination) -> dict[str, int]:
+        return delivery_counts(destination)
+
+
+class DestinationCreatedSerializer(DestinationSerializer):
+    signing_secret = serializers.CharField(
+        read_only=True, help_text="Shown once: give it to the receiver to check signatures."
+    )
+
+    class Meta(DestinationSerializer.Meta):
+        fields = [*DestinationSerializer.Meta.fields, "signing_secret"]
+
+
+class DestinationPauseSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, default="paused over the API")
+
+
+class DeliveryRetrySerializer(serializers.Serializer):
+    deliveries = serializers.ListField(
+        child=serializers.IntegerField(),
+        required=False,
+        help_text="Ids of the dead letters to retry; left out: every dead letter.",
+    )
+
+
+class DeliveryRetriedSerializer(serializers.Serializer):
+    retried = serializers.IntegerField()
+
+
+class DeliverySerializer(PiiMaskedSerializerMixin, serializers.ModelSerializer):
+    class Meta:
+        model = Delivery
+        fields = [
+            "id",
+            "destination",
+            "profile_id",
+            "status",
+            "batch_key",
+            "attempts",
+            "next_attempt_at",
+            "last_status_code",
+            "last_error",
+            "response_body",
+            "payload",
+            "created_at",
+            "delivered_at",
+        ]
+        read_only_fields = fields
+        pii_json_fields = ("payload",)
+
+
+class DeliveryAttemptSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DeliveryAttempt
+        fields = [
+            "id",
+            "batch_key",
+            "items",
+            "outcome",
+            "status_code",
+            "latency_ms",
+            "error",
+            "created_at",
+        ]
+        read_only_fields = fields

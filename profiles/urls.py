@@ -12,3 +12,4 @@ def register(router) -> None:
     router.register("rejected-messages", views.RejectedMessageViewSet)
     router.register("tracking-plans", views.TrackingPlanViewSet)
     router.register("tracking-plan-violations", views.TrackingPlanViolationViewSet)
+    router.register("destinations", views.DestinationViewSet)

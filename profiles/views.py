@@ -16,8 +16,17 @@ from rest_framework.response import Response
 
 from cdphub.api import ErrorSerializer, Pagination, ProtectedDestroyMixin, refuse_unknown_parameters
 from cdphub.deletion import DeleteProtected, delete_blockers
+from cdphub.delivery import deliveries_retry, deliveries_schedule
+from cdphub.models import ApiKey, Delivery, DeliveryAttempt
 from cdphub.parsers import FormParser, MultiPartParser
 from cdphub.pii import can_view_pii
+from profiles.destinations.services import (
+    destination_create,
+    destination_delete,
+    destination_pause,
+    destination_resume,
+    destination_update,
+)
 from profiles.filters import (
     EventFilter,
     IdentityFilter,
@@ -31,6 +40,7 @@ from profiles.filters import (
 from profiles.ingest import plans
 from profiles.ingest.collect import rejected_message_retry
 from profiles.models import (
+    Destination,
     Event,
     Identity,
     MergeConflict,
@@ -60,6 +70,13 @@ from profiles.segments.membership import (
 )
 from profiles.selectors import profile_resolve
 from profiles.serializers import (
+    DeliveryAttemptSerializer,
+    DeliveryRetriedSerializer,
+    DeliveryRetrySerializer,
+    DeliverySerializer,
+    DestinationCreatedSerializer,
+    DestinationPauseSerializer,
+    DestinationSerializer,
     EventSerializer,
     IdentitySerializer,
     MergeConflictSerializer,
@@ -491,3 +508,136 @@ class TrackingPlanViolationViewSet(viewsets.ReadOnlyModelViewSet):
         "property": ["exact"],
         "day": ["exact", "gte", "lte"],
     }
+
+
+class DestinationViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
+    """Destinations: where collected events are sent (a webhook: signed JSON batches), what
+    each receives, and its deliveries. Every write goes through
+    ``profiles.destinations.services``; pausing, resuming and retrying need the permission to
+    change destinations (people) or ``profiles:write`` (API keys)."""
+
+    queryset = Destination.objects.all()
+    serializer_class = DestinationSerializer
+    filterset_fields = {"kind": ["exact"], "status": ["exact"], "name": ["exact", "icontains"]}
+    ordering_fields = ["id", "name", "created_at"]
+
+    def check_change_permission(self, request) -> None:
+        if isinstance(request.auth, ApiKey):
+            return  # profiles:write, checked for every POST
+        if not request.user.has_perm("profiles.change_destination"):
+            raise PermissionDenied("You may not change destinations.")
+
+    @extend_schema(responses={201: DestinationCreatedSerializer})
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        destination, secret = destination_create(
+            **serializer.validated_data, actor=acting_user(request)
+        )
+        destination.signing_secret = secret
+        return Response(
+            DestinationCreatedSerializer(destination, context=self.get_serializer_context()).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+    def perform_update(self, serializer):
+        changes = dict(serializer.validated_data)
+        if "kind" in changes and changes["kind"] != serializer.instance.kind:
+            raise ValidationError({"kind": ["cannot be changed"]})
+        changes.pop("kind", None)
+        serializer.instance = destination_update(
+            destination=serializer.instance, actor=acting_user(self.request), **changes
+        )
+
+    def perform_destroy(self, instance):
+        blockers = delete_blockers(instance)
+        if blockers:
+            raise DeleteProtected(instance, blockers)
+        destination_delete(destination=instance, actor=acting_user(self.request))
+
+    @extend_schema(
+        request=DestinationPauseSerializer,
+        responses=DestinationSerializer,
+        summary="Pause: nothing is sent; what it receives meanwhile waits for the resume",
+    )
+    @action(detail=True, methods=["post"])
+    def pause(self, request, pk=None):
+        self.check_change_permission(request)
+        destination = self.get_object()
+        params = DestinationPauseSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        destination_pause(
+            destination=destination,
+            reason=params.validated_data["reason"],
+            actor=acting_user(request),
+        )
+        return Response(self.get_serializer(destination).data)
+
+    @extend_schema(
+        request=None,
+        responses=DestinationSerializer,
+        summary="Resume: send what waited, then new events",
+    )
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        self.check_change_permission(request)
+        destination = destination_resume(destination=self.get_object(), actor=acting_user(request))
+        transaction.on_commit(deliveries_schedule)
+        return Response(self.get_serializer(destination).data)
+
+    @extend_schema(
+        request=DeliveryRetrySerializer,
+        responses=DeliveryRetriedSerializer,
+        summary="Retry dead letters (the given ones, or all) after the receiver was fixed",
+    )
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        self.check_change_permission(request)
+        destination = self.get_object()
+        params = DeliveryRetrySerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        deliveries = Delivery.objects.filter(destination=destination)
+        if "deliveries" in params.validated_data:
+            deliveries = deliveries.filter(pk__in=params.validated_data["deliveries"])
+        retried = deliveries_retry(deliveries=deliveries, actor=acting_user(request))
+        transaction.on_commit(deliveries_schedule)
+        return Response({"retried": retried})
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "status",
+                str,
+                enum=Delivery.Status.values,
+                description="Only deliveries in this status (dead: the dead letters).",
+            )
+        ],
+        responses=DeliverySerializer(many=True),
+        summary="The destination's deliveries, newest first",
+    )
+    @action(detail=True, methods=["get"], filterset_fields=None)
+    def deliveries(self, request, pk=None):
+        destination = self.get_object()
+        refuse_unknown_parameters(request, None, self, takes=("status", "page", "page_size"))
+        deliveries = Delivery.objects.filter(destination=destination).order_by("-id")
+        wanted = request.query_params.get("status")
+        if wanted is not None:
+            if wanted not in Delivery.Status.values:
+                raise ValidationError({"status": [f"one of {', '.join(Delivery.Status.values)}"]})
+            deliveries = deliveries.filter(status=wanted)
+        page = self.paginate_queryset(deliveries)
+        context = self.get_serializer_context()
+        return self.get_paginated_response(
+            DeliverySerializer(page, many=True, context=context).data
+        )
+
+    @extend_schema(
+        responses=DeliveryAttemptSerializer(many=True),
+        summary="The destination's delivery attempts, newest first (status, latency, error)",
+    )
+    @action(detail=True, methods=["get"], filterset_fields=None)
+    def attempts(self, request, pk=None):
+        destination = self.get_object()
+        refuse_unknown_parameters(request, None, self, takes=("page", "page_size"))
+        page = self.paginate_queryset(DeliveryAttempt.objects.filter(destination=destination))
+        return self.get_paginated_response(DeliveryAttemptSerializer(page, many=True).data)

@@ -51,8 +51,8 @@ def destination_create(
     *,
     name: str,
     kind: str,
-    config: dict,
     purpose_code: str,
+    config: dict | None = None,
     source: Source | None = None,
     event_types: Iterable[str] = (),
     event_names: Iterable[str] = (),
@@ -65,7 +65,7 @@ def destination_create(
     destination = Destination(
         name=name,
         kind=kind,
-        config=config,
+        config=config if config is not None else {},
         purpose_code=purpose_code,
         source=source,
         event_types=list(event_types),

@@ -3,6 +3,7 @@
 import django.contrib.postgres.fields
 import django.db.models.deletion
 from django.conf import settings
+import django.core.validators
 from django.db import migrations, models
 
 
@@ -30,7 +31,7 @@ class Migration(migrations.Migration):
                 ('paused_reason', models.CharField(blank=True, max_length=500)),
                 ('paused_at', models.DateTimeField(blank=True, null=True)),
                 ('consecutive_failures', models.PositiveIntegerField(default=0, editable=False, help_text='Failed delivery attempts in a row.')),
-                ('batch_size', models.PositiveIntegerField(default=100, help_text='Events per request, at most (1 to 1000).')),
+                ('batch_size', models.PositiveIntegerField(default=100, help_text='Events per request, at most (1 to 1000).', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(1000)])),
                 ('batch_interval_seconds', models.PositiveIntegerField(default=0, help_text='Wait up to this many seconds to fill a batch; 0: send as soon as events arrive.')),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('updated_at', models.DateTimeField(auto_now=True)),

@@ -74,7 +74,7 @@ def test_an_invalid_or_internal_url_is_refused_when_configured(engine, url, mess
             "config",
             "headers: Idempotency-Key is set by cdphub itself",
         ),
-        ({"batch_size": 0}, "__all__", "batch_size"),
+        ({"batch_size": 0}, "batch_size", "greater than or equal to 1"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_field(options, field, message):
