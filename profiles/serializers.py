@@ -38,6 +38,9 @@ class SourceSerializer(serializers.ModelSerializer):
             "write_key_prefix",
             "is_active",
             "allowed_origins",
+            "rate_limit_per_second",
+            "rate_limit_burst",
+            "identifier_limit_per_minute",
             "created_at",
             "updated_at",
         ]

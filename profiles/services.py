@@ -178,16 +178,23 @@ def source_create(
     kind: str = Source.Kind.WEBSITE,
     is_active: bool = True,
     allowed_origins: list[str] | None = None,
+    rate_limit_per_second: int | None = None,
+    rate_limit_burst: int | None = None,
+    identifier_limit_per_minute: int | None = None,
     actor=None,
 ) -> tuple[Source, str]:
     """Create a source; returns it with its write key, which is shown once and stored hashed.
-    ``allowed_origins``: the web origins whose pages may send with it (none by default)."""
+    ``allowed_origins``: the web origins whose pages may send with it (none by default); the
+    rate limits: None for the defaults, 0 for none."""
     write_key = new_secret("wk")
     source = Source(
         name=name,
         kind=kind,
         is_active=is_active,
         allowed_origins=allowed_origins or [],
+        rate_limit_per_second=rate_limit_per_second,
+        rate_limit_burst=rate_limit_burst,
+        identifier_limit_per_minute=identifier_limit_per_minute,
         write_key_hash=secret_hash(write_key),
         write_key_prefix=write_key[:9],
     )

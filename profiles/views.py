@@ -132,8 +132,8 @@ class SourceViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
     @extend_schema(
         request=None,
         responses={200: SourceCreatedSerializer},
-        summary="Rotate the write key: the old key is refused within 30 seconds; the new one "
-        "is in this answer only",
+        summary="Rotate the write key: the old key is refused within a second; the new one is "
+        "in this answer only",
     )
     @action(detail=True, methods=["post"], url_path="rotate-write-key")
     def rotate_write_key(self, request, pk=None):

@@ -53,7 +53,13 @@ class SourceAdmin(ReadableModelAdmin):
         if change:
             return super().save_model(request, obj, form, change)
         source, write_key = source_create(
-            name=obj.name, kind=obj.kind, allowed_origins=obj.allowed_origins, actor=request.user
+            name=obj.name,
+            kind=obj.kind,
+            allowed_origins=obj.allowed_origins,
+            rate_limit_per_second=obj.rate_limit_per_second,
+            rate_limit_burst=obj.rate_limit_burst,
+            identifier_limit_per_minute=obj.identifier_limit_per_minute,
+            actor=request.user,
         )
         obj.pk = source.pk
         obj.write_key_hash = source.write_key_hash

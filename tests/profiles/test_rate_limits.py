@@ -222,3 +222,44 @@ def test_a_deactivated_source_is_refused_by_every_process_within_a_second():
         time.sleep(1.0)
         statuses = list(pool.map(lambda _: send(f"{url}/v1/t", body=body)[0], range(20)))
     assert set(statuses) == {401}
+
+
+# --- Setting a source's limits ------------------------------------------------------------------
+
+
+def test_the_api_sets_a_sources_limits_and_refuses_a_negative_one(api_client_with_scopes):
+    api = api_client_with_scopes("profiles:read", "profiles:write")
+    created = api.post(
+        "/api/sources/",
+        {"name": "Backfill", "rate_limit_per_second": 0, "identifier_limit_per_minute": 0},
+        format="json",
+    )
+    assert created.status_code == 201
+    source = Source.objects.get(pk=created.json()["id"])
+    assert (source.rate_limit_per_second, source.identifier_limit_per_minute) == (0, 0)
+    assert source.rate_limit_burst is None
+    refused = api.patch(f"/api/sources/{source.pk}/", {"rate_limit_burst": -5}, format="json")
+    assert refused.status_code == 400
+    assert "rate_limit_burst" in refused.json()["errors"]
+    changed = api.patch(f"/api/sources/{source.pk}/", {"rate_limit_burst": 50}, format="json")
+    assert changed.status_code == 200 and changed.json()["rate_limit_burst"] == 50
+
+
+def test_a_source_added_in_the_admin_keeps_its_limits(admin_client):
+    response = admin_client.post(
+        "/admin/profiles/source/add/",
+        {
+            "name": "Kiosk",
+            "kind": "pos",
+            "allowed_origins": "",
+            "rate_limit_per_second": "5",
+            "rate_limit_burst": "",
+            "identifier_limit_per_minute": "30",
+        },
+    )
+    assert response.status_code == 302, response.content[:2000]
+    source = Source.objects.get(name="Kiosk")
+    assert (source.rate_limit_per_second, source.rate_limit_burst) == (5, None)
+    assert source.identifier_limit_per_minute == 30
+    page = admin_client.get(f"/admin/profiles/source/{source.pk}/change/")
+    assert b"refused for rate limits" in page.content.lower()
