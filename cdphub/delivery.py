@@ -34,19 +34,20 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from celery import current_app
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Count, F, QuerySet
 from django.utils import timezone
 
 from cdphub.audit import audit_record
+from cdphub.background import BackgroundThread, Throttle
 from cdphub.models import Delivery, DeliveryAttempt
 from cdphub.sql import query
 from profiles.destinations.kinds import Outgoing, SendResult, kind_get
@@ -319,61 +320,23 @@ def deliveries_schedule() -> None:
     it, except in "inline" mode."""
     mode = settings.CDPHUB_DELIVERY
     if mode == "celery":
-        _queue_task_throttled()
+        if _task_throttle.ready():
+            # By name: the tasks module imports this one.
+            current_app.send_task(SEND_TASK)
     elif mode == "background":
         _sender.wake()
     elif mode == "inline":
         deliveries_send()
 
 
-_last_queued = 0.0
-QUEUE_INTERVAL_SECONDS = 1.0
-
-
-def _queue_task_throttled() -> None:
-    """At most one task per second per process: one task sends everything due; the beat
-    entry catches retries that come due later."""
-    global _last_queued
-    now = time.monotonic()
-    if now - _last_queued < QUEUE_INTERVAL_SECONDS:
-        return
-    _last_queued = now
-    # Imported here: the tasks module imports this one.
-    from cdphub.tasks import send_deliveries_task
-
-    send_deliveries_task.delay()
-
-
-class _BackgroundSender:
-    """Without a broker: one daemon thread per process sends when woken, and looks again every
-    CDPHUB_DELIVERY_POLL_SECONDS while rows wait (retries, batches filling up)."""
-
-    def __init__(self) -> None:
-        self._wake = threading.Event()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-
-    def wake(self) -> None:
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="delivery-sender", daemon=True
-                )
-                self._thread.start()
-        self._wake.set()
-
-    def _run(self) -> None:
-        waiting = True
-        while True:
-            self._wake.wait(timeout=settings.CDPHUB_DELIVERY_POLL_SECONDS if waiting else None)
-            self._wake.clear()
-            try:
-                deliveries_send()
-                waiting = deliveries_waiting()
-            except Exception:
-                logger.exception("sending deliveries failed; they stay in the outbox")
-            finally:
-                connection.close()
-
-
-_sender = _BackgroundSender()
+SEND_TASK = "cdphub.tasks.send_deliveries_task"
+_task_throttle = Throttle()
+# Without a broker it looks again every CDPHUB_DELIVERY_POLL_SECONDS while rows wait (retries,
+# batches filling up): nothing else would wake it for those.
+_sender = BackgroundThread(
+    "delivery-sender",
+    lambda: deliveries_send(),
+    failure="sending deliveries failed; they stay in the outbox",
+    waiting=lambda: deliveries_waiting(),
+    poll_seconds=lambda: settings.CDPHUB_DELIVERY_POLL_SECONDS,
+)

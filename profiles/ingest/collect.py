@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import threading
 import time
 import uuid
 import zlib
@@ -19,9 +18,10 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
+from cdphub.background import BackgroundThread, Throttle
 from cdphub.hashing import secret_hash
 from cdphub.parsers import NUL, nul_paths
 from cdphub.sql import execute
@@ -512,7 +512,10 @@ def processing_schedule() -> None:
     staged them never waits for it, except in "inline" mode."""
     mode = settings.CDPHUB_INGEST_PROCESSING
     if mode == "celery":
-        _queue_task_throttled()
+        if _task_throttle.ready():
+            from profiles.tasks import process_pending_task
+
+            process_pending_task.delay()
     elif mode == "background":
         _drainer.wake()
     elif mode == "inline":
@@ -521,54 +524,15 @@ def processing_schedule() -> None:
         pending_process()
 
 
-_last_queued = 0.0
-QUEUE_INTERVAL_SECONDS = 1.0
+def _process_pending() -> None:
+    from profiles.ingest.processing import pending_process
+
+    pending_process()
 
 
-def _queue_task_throttled() -> None:
-    """At most one task per second per web process: one task drains everything waiting, so a
-    task per request would only flood the broker. The beat schedule catches the rest."""
-    global _last_queued
-    now = time.monotonic()
-    if now - _last_queued < QUEUE_INTERVAL_SECONDS:
-        return
-    _last_queued = now
-    from profiles.tasks import process_pending_task
-
-    process_pending_task.delay()
-
-
-class _BackgroundDrainer:
-    """Without a broker: one daemon thread per web process drains the staging table when woken,
-    so collection stays fast and every message still gets processed on a fresh machine."""
-
-    def __init__(self) -> None:
-        self._wake = threading.Event()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-
-    def wake(self) -> None:
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="pending-drainer", daemon=True
-                )
-                self._thread.start()
-        self._wake.set()
-
-    def _run(self) -> None:
-        from profiles.ingest.processing import pending_process
-
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            try:
-                pending_process()
-            except Exception:
-                logger.exception("processing collected messages failed; they stay staged")
-            finally:
-                # This thread's own connection: closed between drains, never left idle open.
-                connection.close()
-
-
-_drainer = _BackgroundDrainer()
+_task_throttle = Throttle()
+_drainer = BackgroundThread(
+    "pending-drainer",
+    _process_pending,
+    failure="processing collected messages failed; they stay staged",
+)

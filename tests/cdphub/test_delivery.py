@@ -478,3 +478,23 @@ def test_without_a_broker_a_background_thread_delivers(source, engine):
         while not any(i.get("event") == "Signed Up" for b in receiver.batches for i in b):
             assert time.monotonic() < deadline, receiver.requests
             time.sleep(0.1)
+
+
+def test_celery_mode_queues_the_send_task_by_name_once_per_interval(settings, monkeypatch):
+    from celery import current_app
+
+    from cdphub import delivery
+    from cdphub.background import Throttle
+
+    settings.CDPHUB_DELIVERY = "celery"
+    monkeypatch.setattr(delivery, "_task_throttle", Throttle())
+    sent = []
+    monkeypatch.setattr(current_app, "send_task", lambda name, *a, **k: sent.append(name))
+    delivery.deliveries_schedule()
+    delivery.deliveries_schedule()
+    assert sent == [delivery.SEND_TASK]
+    # The name is the task's (a worker finds cdphub.tasks by autodiscovery; beat uses it too).
+    from cdphub.tasks import send_deliveries_task
+
+    assert send_deliveries_task.name == delivery.SEND_TASK
+    assert settings.CELERY_BEAT_SCHEDULE["send-deliveries"]["task"] == delivery.SEND_TASK

@@ -7,7 +7,8 @@ import threading
 import pytest
 from django.utils import timezone
 
-from profiles.ingest import collect
+from cdphub.background import BackgroundThread, Throttle
+from profiles.ingest import collect, processing
 from profiles.ingest.collect import messages_collect
 from profiles.models import Event, PendingMessage
 from profiles.tasks import process_pending_task
@@ -30,7 +31,7 @@ def test_celery_mode_queues_one_task_per_interval(
     settings, django_capture_on_commit_callbacks, monkeypatch
 ):
     settings.CDPHUB_INGEST_PROCESSING = "celery"
-    monkeypatch.setattr(collect, "_last_queued", 0.0)
+    monkeypatch.setattr(collect, "_task_throttle", Throttle())
     queued = []
     monkeypatch.setattr(process_pending_task, "delay", lambda: queued.append(1))
     source = SourceFactory()
@@ -77,24 +78,18 @@ def test_off_only_stages(settings, django_capture_on_commit_callbacks):
 def test_background_mode_drains_in_a_thread_without_blocking(settings, monkeypatch):
     settings.CDPHUB_INGEST_PROCESSING = "background"
     drained = threading.Event()
-    original = collect._BackgroundDrainer._run
+    real = processing.pending_process
 
-    def run_and_signal(self):
-        from profiles.ingest import processing
+    def process_and_signal(**kwargs):
+        done = real(**kwargs)
+        if done:
+            drained.set()
+        return done
 
-        real = processing.pending_process
-
-        def process_and_signal(**kwargs):
-            done = real(**kwargs)
-            if done:
-                drained.set()
-            return done
-
-        monkeypatch.setattr(processing, "pending_process", process_and_signal)
-        original(self)
-
-    monkeypatch.setattr(collect._BackgroundDrainer, "_run", run_and_signal)
-    monkeypatch.setattr(collect, "_drainer", collect._BackgroundDrainer())
+    monkeypatch.setattr(processing, "pending_process", process_and_signal)
+    # A thread of its own: none started by an earlier test.
+    drainer = BackgroundThread("pending-drainer", collect._process_pending, failure="failed")
+    monkeypatch.setattr(collect, "_drainer", drainer)
     source = SourceFactory()
     messages_collect(source_id=source.pk, messages=[dict(MESSAGE)])
     assert drained.wait(timeout=60), "the background thread did not process the message"
