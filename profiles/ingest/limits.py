@@ -18,6 +18,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from django.conf import settings
 from django.utils import timezone
@@ -30,23 +31,22 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Limit:
-    """``rate`` messages per ``period`` seconds on average, ``burst`` of them at once."""
+    """``rate`` messages per ``period`` seconds on average, ``burst`` of them at once; a
+    message moves the bucket one ``interval`` on, and it holds ``tolerance`` seconds of them."""
 
     rate: int
     period: float
     burst: int
+    interval: float = field(init=False)
+    tolerance: float = field(init=False)
 
-    @property
-    def interval(self) -> float:
-        return self.period / self.rate
-
-    @property
-    def tolerance(self) -> float:
-        return self.burst * self.interval
+    def __post_init__(self) -> None:
+        # Computed once: every message of every request reads them.
+        object.__setattr__(self, "interval", self.period / self.rate)
+        object.__setattr__(self, "tolerance", self.burst * self.interval)
 
 
-@dataclass(frozen=True)
-class Take:
+class Take(NamedTuple):
     """Of ``cost`` messages asked for, ``allowed`` may pass; the rest may be sent again after
     ``retry_after`` seconds."""
 
