@@ -5,11 +5,13 @@ sender killed mid-batch loses nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +20,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from django.db import connection
 
 from cdphub.delivery import (
     backoff_seconds,
@@ -390,18 +391,33 @@ def test_a_destination_deleted_with_deliveries_pending_sends_nothing(source, sup
 
 
 def test_a_non_http_port_is_a_transient_failure(source):
-    port = connection.settings_dict.get("PORT") or 5432
-    host = connection.settings_dict.get("HOST") or ""
-    if host.startswith("/"):
-        pytest.skip("the database listens on a Unix socket")
+    # A server that speaks another protocol (an SSH greeting) and hangs up.
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    port = listener.getsockname()[1]
+    done = threading.Event()
+
+    def greet_and_close():
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                connection_, _ = listener.accept()
+                with connection_:
+                    connection_.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+
+    greeter = threading.Thread(target=greet_and_close, daemon=True)
+    greeter.start()
     destination, _ = webhook(f"http://127.0.0.1:{port}/")
     collect(source, "A")
 
     deliveries_send()
+    done.set()
+    greeter.join(timeout=10)
+    listener.close()
 
     attempt = DeliveryAttempt.objects.filter(destination=destination).first()
     assert attempt.outcome == "transient"
-    assert "could not connect to 127.0.0.1" in attempt.error
+    assert attempt.error
+    assert Delivery.objects.get().status == "pending"
 
 
 def test_backoff_grows_exponentially_with_jitter_and_honours_retry_after(settings):
