@@ -6,6 +6,7 @@ from cdphub.api import PiiMaskedSerializerMixin, caller_may_see_pii
 from cdphub.delivery import delivery_counts
 from cdphub.models import Delivery, DeliveryAttempt
 from cdphub.pii import can_view_pii, mask_value
+from profiles.destinations.kinds import config_shown
 from profiles.ingest.plans import examples_shown
 from profiles.models import (
     Destination,
@@ -560,6 +561,22 @@ class DestinationSerializer(serializers.ModelSerializer):
 
     def get_deliveries(self, destination) -> dict[str, int]:
         return delivery_counts(destination)
+
+    def to_representation(self, destination):
+        data = super().to_representation(destination)
+        data["config"] = config_shown(destination, may_change_destinations(self.context))
+        return data
+
+
+def may_change_destinations(context: dict) -> bool:
+    """Whether the request may change destinations: an API key with ``profiles:write``, or a
+    user with the permission to change them (the view checks the same before a change)."""
+    request = context.get("request")
+    if request is None:
+        return True
+    if hasattr(request.auth, "has_scope"):
+        return request.auth.has_scope("profiles:write")
+    return request.user.has_perm("profiles.change_destination")
 
 
 class DestinationCreatedSerializer(DestinationSerializer):

@@ -9,6 +9,8 @@ for roles without access to personal data."""
 
 from __future__ import annotations
 
+import json
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
@@ -21,7 +23,7 @@ from cdphub.admin_mixins import ReadableModelAdmin
 from cdphub.delivery import deliveries_retry, deliveries_schedule, delivery_counts
 from cdphub.models import Delivery, DeliveryAttempt
 from cdphub.pii import mask_text
-from profiles.destinations.kinds import kind_choices
+from profiles.destinations.kinds import config_shown, kind_choices
 from profiles.destinations.services import (
     EDITABLE,
     destination_create,
@@ -119,12 +121,20 @@ class DestinationAdmin(ReadableModelAdmin):
         fields = list(self.form.Meta.fields)
         if obj is None:
             return fields
+        if not self.has_change_permission(request, obj):
+            # Seen, not changed: the receiver's credentials in the config are masked.
+            fields = ["config_shown" if name == "config" else name for name in fields]
         return [*fields, *self.readonly_fields, *self.activity_fields]
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return []
-        return [*self.readonly_fields, *self.activity_fields]
+        shown = [] if self.has_change_permission(request, obj) else ["config_shown"]
+        return [*self.readonly_fields, *self.activity_fields, *shown]
+
+    @admin.display(description="config")
+    def config_shown(self, destination):
+        return format_html("<code>{}</code>", json.dumps(config_shown(destination, False)))
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data

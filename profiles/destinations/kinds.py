@@ -56,6 +56,10 @@ class Kind(Protocol):
     def send(self, outgoing: Outgoing) -> SendResult:
         """Send one batch; never raises for the receiver's sake."""
 
+    def config_masked(self, config: dict) -> dict:
+        """The config as shown to those who may see a destination but not change it: the
+        receiver's credentials in it masked."""
+
 
 _kinds: dict[str, Kind] = {}
 
@@ -71,3 +75,12 @@ def kind_get(code: str) -> Kind | None:
 
 def kind_choices() -> list[tuple[str, str]]:
     return [(kind.code, kind.label) for kind in _kinds.values()]
+
+
+def config_shown(destination, may_change: bool) -> dict:
+    """A destination's config as one may see it: whole for those who may change the
+    destination (they could set it anyway), its credentials masked for the others."""
+    kind = kind_get(destination.kind)
+    if may_change or kind is None:
+        return destination.config
+    return kind.config_masked(destination.config)

@@ -26,6 +26,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from cdphub.outbound import OutboundRefused, outbound_destination, pinned_connection
+from cdphub.pii import MASK
 from profiles.destinations.kinds import Outgoing, SendResult, register
 
 SIGNATURE_HEADER = "Cdphub-Signature"
@@ -87,6 +88,11 @@ class Webhook:
             if name.lower() in RESERVED_HEADERS:
                 raise ValidationError({"config": f"headers: {name} is set by cdphub itself"})
         return {"url": url.strip(), "headers": headers}
+
+    def config_masked(self, config: dict) -> dict:
+        """Header values are the receiver's credentials (an API token): names only."""
+        headers = config.get("headers") or {}
+        return {**config, "headers": dict.fromkeys(headers, MASK)}
 
     def send(self, outgoing: Outgoing) -> SendResult:
         body = orjson.dumps(

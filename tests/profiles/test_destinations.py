@@ -235,3 +235,16 @@ def test_the_pages_need_the_destination_permissions(client, user_with_role):
     )
     assert response.status_code == 302
     assert Destination.objects.get(pk=destination.pk).status == "paused"
+
+
+def test_the_receivers_credentials_are_masked_for_those_who_may_only_look(client, user_with_role):
+    destination, _ = create(
+        config={"url": "http://127.0.0.1:9/hook", "headers": {"Authorization": "Bearer tok-42"}}
+    )
+    page = reverse("admin:profiles_destination_change", args=[destination.pk])
+    client.force_login(user_with_role("Sales"))
+    seen = client.get(page)
+    assert seen.status_code == 200
+    assert b"Authorization" in seen.content and b"tok-42" not in seen.content
+    client.force_login(user_with_role("Marketer"))
+    assert b"tok-42" in client.get(page).content  # who may change it sees what it sends

@@ -114,3 +114,14 @@ def test_pause_and_resume_need_the_change_permission(user_with_role):
     assert (paused.json()["status"], paused.json()["paused_reason"]) == ("paused", "migration")
     resumed = marketer.post(f"/api/destinations/{destination_id}/resume/")
     assert resumed.json()["status"] == "active"
+
+
+def test_header_values_are_masked_for_a_key_that_may_only_read(api_client_with_scopes):
+    writer = api_client_with_scopes("profiles:read", "profiles:write")
+    created = writer.post("/api/destinations/", body("http://127.0.0.1:9/hook"), format="json")
+    url = f"/api/destinations/{created.json()['id']}/"
+    assert writer.get(url).json()["config"]["headers"] == {"X-Token": "abc"}
+    reader = api_client_with_scopes("profiles:read")
+    shown = reader.get(url).json()
+    assert shown["config"]["headers"] == {"X-Token": "•••"}
+    assert "abc" not in str(reader.get("/api/destinations/").json())
