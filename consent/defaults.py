@@ -83,4 +83,6 @@ DEFAULT_RETENTION_DAYS: dict[str, int] = {
     "rejected_messages": 30,
     "import_files": 90,
     "exports": 30,
+    # The outbox of destinations once sent: copies of events, kept to answer "was it sent?".
+    "deliveries": 14,
 }

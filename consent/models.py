@@ -250,6 +250,7 @@ class RetentionPolicy(models.Model):
         REJECTED_MESSAGES = "rejected_messages", "Rejected messages"
         IMPORT_FILES = "import_files", "Import files"
         EXPORTS = "exports", "Export files"
+        DELIVERIES = "deliveries", "Deliveries to destinations (sent or skipped)"
 
     category = models.CharField(max_length=30, choices=Category.choices, unique=True)
     retention_days = models.PositiveIntegerField(default=90, validators=[MinValueValidator(1)])

@@ -6,7 +6,7 @@ from functools import partial
 
 from django.db.models import Q
 
-from cdphub.models import Delivery
+from cdphub.models import Delivery, DeliveryAttempt
 from consent import registry
 from consent.registry import Subject, delete_rows
 from consent.retention import delete_in_batches, register_purger
@@ -267,3 +267,15 @@ def _purge_violations(cutoff, batch_size: int) -> int:
 
 
 register_purger("rejected_messages", _purge_violations)
+
+
+def _purge_deliveries(cutoff, batch_size: int) -> int:
+    # Only what is done with: waiting rows and dead letters stay until they are sent or retried.
+    done = Delivery.objects.filter(
+        status__in=[Delivery.Status.DELIVERED, Delivery.Status.SKIPPED], created_at__lt=cutoff
+    )
+    attempts = DeliveryAttempt.objects.filter(created_at__lt=cutoff)
+    return delete_in_batches(done, batch_size) + delete_in_batches(attempts, batch_size)
+
+
+register_purger("deliveries", _purge_deliveries)

@@ -116,6 +116,7 @@ def test_run_all_reports_every_active_category(purposes):
         "rejected_messages",
         "import_files",
         "exports",
+        "deliveries",
     }
     assert RetentionPolicy.objects.filter(last_run_at__isnull=True).count() == 0
 
@@ -217,3 +218,42 @@ def wait_for_run(category: str, attempts: int = 300) -> RetentionPolicy:
             return policy
         time.sleep(0.1)
     raise AssertionError(f"the worker did not purge {category} within {attempts / 10:.0f} s")
+
+
+def test_every_retention_category_has_a_purger():
+    from consent.retention import purgers
+
+    assert [c for c in RetentionPolicy.Category.values if not purgers(c)] == []
+
+
+@pytest.mark.django_db
+def test_deliveries_done_with_are_purged_and_waiting_or_dead_ones_kept(purposes, settings):
+    from cdphub.models import Delivery, DeliveryAttempt
+    from profiles.destinations.services import destination_create
+
+    settings.CDPHUB_OUTBOUND_ALLOWLIST = ["127.0.0.1"]
+    destination, _ = destination_create(
+        name="Partner",
+        kind="webhook",
+        config={"url": "http://127.0.0.1:9/"},
+        purpose_code="analytics",
+    )
+    rows = {
+        status: Delivery.objects.create(destination=destination, payload={}, status=status)
+        for status in ("delivered", "skipped", "pending", "dead")
+    }
+    attempt = DeliveryAttempt.objects.create(
+        destination=destination, batch_key="k", items=1, outcome="delivered", latency_ms=3
+    )
+    old = timezone.now() - timedelta(days=15)  # past the 14-day policy
+    Delivery.objects.update(created_at=old)
+    DeliveryAttempt.objects.filter(pk=attempt.pk).update(created_at=old)
+    fresh = Delivery.objects.create(destination=destination, payload={}, status="delivered")
+
+    assert retention_purge(category="deliveries") == 3
+    assert set(Delivery.objects.values_list("pk", flat=True)) == {
+        rows["pending"].pk,
+        rows["dead"].pk,
+        fresh.pk,
+    }
+    assert not DeliveryAttempt.objects.exists()
