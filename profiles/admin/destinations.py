@@ -62,7 +62,9 @@ class DestinationForm(forms.ModelForm):
         ]
         help_texts = {
             "config": 'A webhook: {"url": "https://hooks.example.com/cdp", "headers": '
-            '{"Authorization": "Bearer ..."}}. The URL may not reach an internal address.',
+            '{"Authorization": "Bearer ..."}}. A Segment-compatible forward: {"url": '
+            '"https://api.segment.io", "write_key": "..."}. The URL may not reach an internal '
+            "address.",
         }
 
     def __init__(self, *args, **kwargs):

@@ -3,8 +3,10 @@
 1. ``kinds``: the one interface a kind implements (check its config; send a batch and say
    whether it was delivered, failed for now, or was refused for good) and the registry of kinds.
    Adding a kind is one module that registers itself, imported below.
-2. ``webhook``: JSON batches POSTed to a URL through the outbound guard, signed with
-   HMAC-SHA256 (``Cdphub-Signature: t=<unix>,v1=<hex>``), one ``Idempotency-Key`` per batch.
+2. The kinds, each one module: ``webhook`` (JSON batches signed with HMAC-SHA256,
+   ``Cdphub-Signature: t=<unix>,v1=<hex>``, one ``Idempotency-Key`` per batch) and
+   ``segment_forward`` (the events as collected, to any ``/v1/batch`` with a write key); both
+   send through ``http``, one JSON POST through the outbound guard, its answer classified.
 3. ``services``: create (the signing secret shown once), update, pause, resume, delete; each
    takes the acting user and writes one audit row.
 4. ``stream``: the processing hook that writes one outbox row per processed message a
@@ -16,4 +18,4 @@ The outbox, the sender, retries, dead letters and automatic pausing are the shar
 engine's (``cdphub.delivery``): every kind gets them without writing any.
 """
 
-from profiles.destinations import webhook  # noqa: F401 (registers the kind)
+from profiles.destinations import segment_forward, webhook  # noqa: F401 (register the kinds)

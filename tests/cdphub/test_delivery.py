@@ -72,7 +72,12 @@ class ScriptedReceiver:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 receiver.requests.append(
-                    {"headers": dict(self.headers), "body": body, "at": time.monotonic()}
+                    {
+                        "path": self.path,
+                        "headers": dict(self.headers),
+                        "body": body,
+                        "at": time.monotonic(),
+                    }
                 )
                 answer = receiver.script.pop(0) if receiver.script else receiver.default
                 receiver.arrived.set()
