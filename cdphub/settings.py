@@ -345,6 +345,8 @@ CDPHUB_DELIVERY_BACKOFF_SECONDS = env_int("CDPHUB_DELIVERY_BACKOFF_SECONDS", 5)
 CDPHUB_DELIVERY_BACKOFF_MAX_SECONDS = env_int("CDPHUB_DELIVERY_BACKOFF_MAX_SECONDS", 900)
 CDPHUB_DELIVERY_PAUSE_AFTER_FAILURES = env_int("CDPHUB_DELIVERY_PAUSE_AFTER_FAILURES", 15)
 CDPHUB_DELIVERY_POLL_SECONDS = env_int("CDPHUB_DELIVERY_POLL_SECONDS", 2)
+# A replay of a time range to a destination queues at most this many events (split larger ones).
+CDPHUB_REPLAY_MAX_EVENTS = env_int("CDPHUB_REPLAY_MAX_EVENTS", 100_000)
 # Safety net: processing queues the sender itself; this sends retries as they come due.
 CELERY_BEAT_SCHEDULE["send-deliveries"] = {
     "task": "cdphub.tasks.send_deliveries_task",

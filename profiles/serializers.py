@@ -592,6 +592,15 @@ class DestinationPauseSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=500, default="paused over the API")
 
 
+class DestinationReplaySerializer(serializers.Serializer):
+    since = serializers.DateTimeField(help_text="The first event time sent again.")
+    until = serializers.DateTimeField(help_text="Events before this time are sent again.")
+
+
+class DestinationReplayedSerializer(serializers.Serializer):
+    queued = serializers.IntegerField(help_text="Events queued for the destination, in order.")
+
+
 class DeliveryRetrySerializer(serializers.Serializer):
     deliveries = serializers.ListField(
         child=serializers.IntegerField(),

@@ -27,6 +27,7 @@ from profiles.destinations.services import (
     destination_resume,
     destination_update,
 )
+from profiles.destinations.stream import destination_replay
 from profiles.filters import (
     EventFilter,
     IdentityFilter,
@@ -76,6 +77,8 @@ from profiles.serializers import (
     DeliverySerializer,
     DestinationCreatedSerializer,
     DestinationPauseSerializer,
+    DestinationReplayedSerializer,
+    DestinationReplaySerializer,
     DestinationSerializer,
     EventSerializer,
     IdentitySerializer,
@@ -584,6 +587,26 @@ class DestinationViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
         destination = destination_resume(destination=self.get_object(), actor=acting_user(request))
         transaction.on_commit(deliveries_schedule)
         return Response(self.get_serializer(destination).data)
+
+    @extend_schema(
+        request=DestinationReplaySerializer,
+        responses=DestinationReplayedSerializer,
+        summary="Replay: send the events of a time range again (a backfill, or after an outage)",
+        description="Queues the stored events of [since, until) the destination receives, in "
+        "order, with their messageId; consent is checked when they are sent. At most "
+        "CDPHUB_REPLAY_MAX_EVENTS (100,000) events: a larger range is a 400, replay it in parts.",
+    )
+    @action(detail=True, methods=["post"])
+    def replay(self, request, pk=None):
+        self.check_change_permission(request)
+        destination = self.get_object()
+        params = DestinationReplaySerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        queued = destination_replay(
+            destination=destination, **params.validated_data, actor=acting_user(request)
+        )
+        transaction.on_commit(deliveries_schedule)
+        return Response({"queued": queued})
 
     @extend_schema(
         request=DeliveryRetrySerializer,

@@ -13,9 +13,11 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.urls import reverse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
@@ -33,9 +35,21 @@ from profiles.destinations.services import (
     destination_update,
     destination_validate,
 )
+from profiles.destinations.stream import destination_replay
 from profiles.models import Destination, Event
 
 RECENT_ATTEMPTS = 20
+
+
+class ReplayForm(forms.Form):
+    since = forms.DateTimeField(
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        help_text="The first event time sent again.",
+    )
+    until = forms.DateTimeField(
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        help_text="Events before this time are sent again (at most 100,000 per replay).",
+    )
 
 
 class DestinationForm(forms.ModelForm):
@@ -116,7 +130,7 @@ class DestinationAdmin(ReadableModelAdmin):
         "created_at",
         "updated_at",
     ]
-    activity_fields = ["deliveries", "recent_attempts"]
+    activity_fields = ["deliveries", "replay_link", "recent_attempts"]
     actions = ["pause", "resume", "retry_dead_letters"]
 
     def get_fields(self, request, obj=None):
@@ -190,6 +204,47 @@ class DestinationAdmin(ReadableModelAdmin):
         )
         transaction.on_commit(deliveries_schedule)
         self.message_user(request, f"{retried} dead letters queued again.")
+
+    def get_urls(self):
+        replay = self.admin_site.admin_view(self.replay_view)
+        return [
+            path("<int:object_id>/replay/", replay, name="profiles_destination_replay"),
+            *super().get_urls(),
+        ]
+
+    def replay_view(self, request, object_id: int):
+        """Send the events of a time range again: a backfill of a new tool, or an outage."""
+        destination = get_object_or_404(Destination, pk=object_id)
+        if not self.has_change_permission(request, destination):
+            raise PermissionDenied
+        form = ReplayForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                queued = destination_replay(
+                    destination=destination, **form.cleaned_data, actor=request.user
+                )
+            except ValidationError as error:
+                for field, problems in error.message_dict.items():
+                    form.add_error(field if field in form.fields else None, problems)
+            else:
+                transaction.on_commit(deliveries_schedule)
+                self.message_user(request, f"{queued} events queued for {destination}.")
+                return redirect("admin:profiles_destination_change", destination.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": destination,
+            "form": form,
+            "title": f"Replay events to {destination}",
+        }
+        return TemplateResponse(request, "admin/profiles/destination/replay.html", context)
+
+    @admin.display(description="replay")
+    def replay_link(self, destination):
+        return format_html(
+            '<a href="{}">Send the events of a time range again</a>',
+            reverse("admin:profiles_destination_replay", args=[destination.pk]),
+        )
 
     @admin.display(description="deliveries")
     def deliveries(self, destination):

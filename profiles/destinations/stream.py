@@ -1,14 +1,21 @@
 """Event streams: every processed message a destination receives becomes one outbox row,
-inside the processing transaction (a processing hook), with the resolved profile id. Consent
-is not asked here but when the row is sent: it may change while the row waits."""
+inside the processing transaction (a processing hook), with the resolved profile id; a replay
+queues stored events of a time range again the same way. Consent is not asked here but when
+the row is sent: it may change while the row waits."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q
+
+from cdphub.audit import audit_record
 from cdphub.delivery import outbox_add
 from profiles.ingest.hooks import ProcessedMessage
-from profiles.models import Destination
+from profiles.models import Destination, Event
 
 
 def message_name(message: ProcessedMessage) -> str:
@@ -33,3 +40,79 @@ def events_to_outbox(messages: Sequence[ProcessedMessage]) -> int:
         )
     ]
     return outbox_add(rows)
+
+
+def event_message(event: Event) -> dict:
+    """A stored event as the message it came from, for a replay: the same ``messageId``, so a
+    receiver that has it already can drop it."""
+    message = {
+        "type": event.type,
+        "messageId": event.message_id,
+        "timestamp": event.timestamp.isoformat(),
+        "context": event.context,
+    }
+    if event.user_id:
+        message["userId"] = event.user_id
+    if event.anonymous_id:
+        message["anonymousId"] = event.anonymous_id
+    if event.type == Event.Type.TRACK:
+        message.update(event=event.name, properties=event.properties)
+    elif event.type in (Event.Type.PAGE, Event.Type.SCREEN):
+        message.update(name=event.name, properties=event.properties)
+    elif event.type == Event.Type.IDENTIFY:
+        message["traits"] = event.properties
+    elif event.type == Event.Type.GROUP:
+        message.update(groupId=event.name, traits=event.properties)
+    elif event.type == Event.Type.ALIAS:
+        message["previousId"] = event.properties.get("previousId")
+    return message
+
+
+REPLAY_CHUNK = 5000
+
+
+def replay_events(destination: Destination, since, until):
+    """The stored events of [since, until) this destination receives, oldest first."""
+    events = Event.objects.filter(timestamp__gte=since, timestamp__lt=until)
+    if destination.source_id is not None:
+        events = events.filter(source_id=destination.source_id)
+    if destination.event_types:
+        events = events.filter(type__in=destination.event_types)
+    if destination.event_names:
+        events = events.filter(name__in=destination.event_names)
+    return events.order_by("timestamp", "id")
+
+
+def destination_replay(*, destination: Destination, since, until, actor=None) -> int:
+    """Send the destination again the events of [since, until) it receives (a backfill of a
+    new tool, or what an outage lost): queued in the outbox in order, a chunk per transaction,
+    consent checked when they are sent as for any delivery. Refused, changing nothing, for an
+    empty range or one of more than CDPHUB_REPLAY_MAX_EVENTS events (replay it in parts).
+    Returns how many were queued."""
+    if since >= until:
+        raise ValidationError({"until": "must be after since"})
+    events = replay_events(destination, since, until)
+    limit = settings.CDPHUB_REPLAY_MAX_EVENTS
+    if events[limit : limit + 1].exists():
+        raise ValidationError(
+            {"until": f"more than {limit} events in this range: replay it in parts"}
+        )
+    audit_record(
+        actor=actor,
+        action="destination.replay",
+        obj=destination,
+        note=f"events from {since.isoformat()} to {until.isoformat()}",
+    )
+    queued, after = 0, None
+    while True:
+        chunk = events
+        if after is not None:
+            chunk = chunk.filter(Q(timestamp__gt=after[0]) | Q(timestamp=after[0], id__gt=after[1]))
+        chunk = list(chunk[:REPLAY_CHUNK])
+        if not chunk:
+            return queued
+        with transaction.atomic():
+            queued += outbox_add(
+                (destination.pk, event.profile_id, event_message(event)) for event in chunk
+            )
+        after = (chunk[-1].timestamp, chunk[-1].id)
