@@ -53,3 +53,18 @@ def api_client_with_scopes(db):
         return client
 
     return make
+
+
+@pytest.fixture
+def delivery_engine(settings):
+    """Collection, processing and destinations' sending run when the test says so; retries
+    are due at once, a receiver has two seconds, and local receivers are allowed."""
+    from consent.services import purposes_ensure_defaults
+
+    settings.CDPHUB_INGEST_PROCESSING = "off"
+    settings.CDPHUB_DELIVERY = "off"
+    settings.CDPHUB_OUTBOUND_ALLOWLIST = ["127.0.0.1"]
+    settings.CDPHUB_DELIVERY_BACKOFF_SECONDS = 0
+    settings.CDPHUB_DELIVERY_TIMEOUT_SECONDS = 2
+    purposes_ensure_defaults()
+    return settings

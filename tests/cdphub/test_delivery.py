@@ -29,7 +29,7 @@ from cdphub.delivery import (
 )
 from cdphub.models import AuditEntry, Delivery, DeliveryAttempt
 from consent.dsar import dsar_create, dsar_process, dsar_verify
-from consent.services import consent_record, purposes_ensure_defaults
+from consent.services import consent_record
 from profiles.destinations.services import (
     destination_create,
     destination_delete,
@@ -132,15 +132,8 @@ def signature_valid(request: dict, secret: str, tolerance: int = 300) -> bool:
 
 
 @pytest.fixture
-def engine(settings):
-    """Processing and sending run when the test says so; the local receiver is allowed."""
-    settings.CDPHUB_INGEST_PROCESSING = "off"
-    settings.CDPHUB_DELIVERY = "off"
-    settings.CDPHUB_OUTBOUND_ALLOWLIST = ["127.0.0.1"]
-    settings.CDPHUB_DELIVERY_BACKOFF_SECONDS = 0
-    settings.CDPHUB_DELIVERY_TIMEOUT_SECONDS = 2
-    purposes_ensure_defaults()
-    return settings
+def engine(delivery_engine):
+    return delivery_engine
 
 
 @pytest.fixture

@@ -21,15 +21,8 @@ from tests.server import current_database_url, running_server
 
 
 @pytest.fixture(autouse=True)
-def engine(settings):
-    from consent.services import purposes_ensure_defaults
-
-    settings.CDPHUB_INGEST_PROCESSING = "off"
-    settings.CDPHUB_DELIVERY = "off"
-    settings.CDPHUB_OUTBOUND_ALLOWLIST = ["127.0.0.1"]
-    settings.CDPHUB_DELIVERY_BACKOFF_SECONDS = 0
-    purposes_ensure_defaults()
-    return settings
+def engine(delivery_engine):
+    return delivery_engine
 
 
 def forward(url: str, write_key: str, **options):

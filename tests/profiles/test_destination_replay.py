@@ -23,14 +23,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def engine(settings):
-    from consent.services import purposes_ensure_defaults
-
-    settings.CDPHUB_INGEST_PROCESSING = "off"
-    settings.CDPHUB_DELIVERY = "off"
-    settings.CDPHUB_OUTBOUND_ALLOWLIST = ["127.0.0.1"]
-    purposes_ensure_defaults()
-    return settings
+def engine(delivery_engine):
+    return delivery_engine
 
 
 def window(hours: int = 1) -> dict:

@@ -11,7 +11,6 @@ from django.urls import reverse
 
 from cdphub.delivery import deliveries_send
 from cdphub.models import AuditEntry, Delivery
-from consent.services import purposes_ensure_defaults
 from profiles.destinations.services import (
     destination_create,
     destination_pause,
@@ -25,13 +24,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def engine(settings):
-    settings.CDPHUB_INGEST_PROCESSING = "off"
-    settings.CDPHUB_DELIVERY = "off"
-    settings.CDPHUB_OUTBOUND_ALLOWLIST = ["127.0.0.1"]
-    settings.CDPHUB_DELIVERY_BACKOFF_SECONDS = 0
-    purposes_ensure_defaults()
-    return settings
+def engine(delivery_engine):
+    return delivery_engine
 
 
 def create(url="http://127.0.0.1:9/hook", **options):

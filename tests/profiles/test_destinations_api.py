@@ -9,7 +9,6 @@ from rest_framework.test import APIClient
 
 from cdphub.delivery import deliveries_send
 from cdphub.models import Delivery
-from consent.services import purposes_ensure_defaults
 from profiles.models import Destination
 from profiles.services import source_create
 from tests.cdphub.test_delivery import Answer, ScriptedReceiver, collect
@@ -18,12 +17,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def engine(settings):
-    settings.CDPHUB_INGEST_PROCESSING = "off"
-    settings.CDPHUB_DELIVERY = "off"
-    settings.CDPHUB_OUTBOUND_ALLOWLIST = ["127.0.0.1"]
-    purposes_ensure_defaults()
-    return settings
+def engine(delivery_engine):
+    return delivery_engine
 
 
 def body(url: str, **extra) -> dict:
