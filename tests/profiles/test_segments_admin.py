@@ -119,7 +119,10 @@ def test_static_upload_page_replaces_members(admin_client):
     known = IdentityFactory(kind=Identity.Kind.USER_ID, value="u-42")
     segment = SegmentFactory(kind=Segment.Kind.STATIC, rule={})
     url = reverse("admin:profiles_segment_upload", args=[segment.pk])
-    assert admin_client.get(url).status_code == 200
+    page = admin_client.get(url)
+    assert page.status_code == 200
+    # A browser sends the file only from a multipart form.
+    assert 'enctype="multipart/form-data"' in page.content.decode()
     response = admin_client.post(
         url,
         {
