@@ -24,7 +24,7 @@ from django.utils import timezone
 from cdphub.background import BackgroundThread, Throttle
 from cdphub.hashing import secret_hash
 from cdphub.parsers import NUL, nul_paths
-from cdphub.sql import execute
+from cdphub.sql import execute, execute_together
 from profiles.ingest.limits import SourceLimits
 from profiles.models import Event, PendingMessage, RejectedMessage, Source
 from profiles.resolution.normalize import junk_values
@@ -352,17 +352,25 @@ def usable_id(value: object, junk: frozenset[str]) -> bool:
 
 # --- Staging --------------------------------------------------------------------------------
 
-# Parameters are bound server-side in binary (%b): arrays of strings are sent as they are,
-# without client-side quoting, which costs more than the INSERT itself for 100 JSON payloads.
+# A batch's messages are bound server-side in binary (%b), as arrays: arrays of strings are
+# sent as they are, without client-side quoting, which costs more than the INSERT itself for 100
+# JSON payloads. A single message (a browser's call) is one row of values, sent with the
+# duplicates' check in one round trip (_stage_one): its round trips cost more than its SQL.
 STAGE_SQL = f"""
     INSERT INTO {PENDING_TABLE}
         (source_id, message_id, type, payload, timestamp, original_timestamp, sent_at,
          received_at)
-    SELECT %b, m, t, p::jsonb, ts, ot, sa, %b
-    FROM unnest(%b::text[], %b::text[], %b::text[], %b::timestamptz[], %b::timestamptz[],
-        %b::timestamptz[]) AS u(m, t, p, ts, ot, sa)
+    SELECT {{p}}, m, t, p::jsonb, ts, ot, sa, {{p}}
+    FROM {{rows}} AS u(m, t, p, ts, ot, sa)
     ON CONFLICT (source_id, message_id) DO NOTHING
 """  # noqa: S608 - table names from model metadata; values are parameters
+BATCH_ROWS = (
+    "unnest(%b::text[], %b::text[], %b::text[],"
+    " %b::timestamptz[], %b::timestamptz[], %b::timestamptz[])"
+)
+ONE_ROW = (
+    "(VALUES (%s::text, %s::text, %s::text, %s::timestamptz, %s::timestamptz, %s::timestamptz))"
+)
 # Messages whose event is stored already are duplicates. A statement of its own, after the
 # INSERT: if a worker was moving a copy from staging to events, the INSERT waited for it to
 # commit, and only a new statement sees the event it committed. The copies are looked up in
@@ -373,12 +381,20 @@ STAGE_SQL = f"""
 UNSTAGE_DUPLICATES_SQL = f"""
     WITH copies AS MATERIALIZED (
         SELECT e.message_id FROM {EVENT_TABLE} e
-        WHERE e.source_id = %b AND e.message_id = ANY(%b::text[])
+        WHERE e.source_id = {{p}} AND e.message_id = ANY({{ids}})
     )
     DELETE FROM {PENDING_TABLE} pm
     USING copies
-    WHERE pm.source_id = %b AND pm.message_id = copies.message_id AND pm.received_at = %b
+    WHERE pm.source_id = {{p}} AND pm.message_id = copies.message_id AND pm.received_at = {{p}}
 """  # noqa: S608 - table names from model metadata; values are parameters
+STAGE_BATCH_SQL = STAGE_SQL.format(p="%b", rows=BATCH_ROWS)
+UNSTAGE_BATCH_SQL = UNSTAGE_DUPLICATES_SQL.format(p="%b", ids="%b::text[]")
+STAGE_ONE_SQL = ";".join(
+    (
+        STAGE_SQL.format(p="%s", rows=ONE_ROW),
+        UNSTAGE_DUPLICATES_SQL.format(p="%s", ids="ARRAY[%s::text]"),
+    )
+)
 
 
 def messages_collect(
@@ -386,7 +402,8 @@ def messages_collect(
 ) -> CollectResult:
     """Validate and store messages: good ones in the staging table (duplicates of any earlier
     message of this source are skipped), bad ones as RejectedMessage with their reason, all or
-    nothing in one transaction. Processing is scheduled once the rows are committed.
+    nothing in one transaction (one round trip for a single valid message). Processing is
+    scheduled once the rows are committed.
     ``rate_limited``: the indexes of messages refused for a rate limit, with the reason; they
     are neither stored nor kept, only reported back (and counted by the caller)."""
     received_at = timezone.now()
@@ -404,15 +421,50 @@ def messages_collect(
             reason = f"message {index}: {exc}" if len(messages) > 1 else str(exc)
             result.rejected.append({"index": index, "reason": reason})
             rejected.append(rejected_message_build(source_id, message, reason, received_at))
-    with transaction.atomic():
-        if valid:
-            result.accepted = _stage(source_id, valid, received_at)
-            result.duplicates = len(valid) - result.accepted
-        if rejected:
-            RejectedMessage.objects.bulk_create(rejected)
+    if len(valid) == 1 and not rejected:
+        result.accepted = _stage_one(source_id, valid[0], received_at)
+        result.duplicates = 1 - result.accepted
+    else:
+        result.accepted, result.duplicates = _store(source_id, valid, rejected, received_at)
     if result.accepted:
         transaction.on_commit(processing_schedule)
     return result
+
+
+@transaction.atomic
+def _store(
+    source_id: int, valid: list[ValidMessage], rejected: list[RejectedMessage], received_at
+) -> tuple[int, int]:
+    """Stage the valid messages and keep the rejected ones, all or nothing; how many were
+    staged and how many were duplicates."""
+    accepted = 0
+    if valid:
+        accepted = _stage(source_id, valid, received_at)
+    if rejected:
+        RejectedMessage.objects.bulk_create(rejected)
+    return accepted, len(valid) - accepted
+
+
+def _stage_one(source_id: int, message: ValidMessage, received_at: datetime) -> int:
+    """Stage one message, unless it is a duplicate: 1 or 0."""
+    staged, copies = execute_together(
+        STAGE_ONE_SQL,
+        [
+            source_id,
+            received_at,
+            message.message_id,
+            message.type,
+            message.payload,
+            message.timestamp,
+            message.original_timestamp,
+            message.sent_at,
+            source_id,
+            message.message_id,
+            source_id,
+            received_at,
+        ],
+    )
+    return staged - copies
 
 
 def _stage(source_id: int, valid: list[ValidMessage], received_at: datetime) -> int:
@@ -420,7 +472,7 @@ def _stage(source_id: int, valid: list[ValidMessage], received_at: datetime) -> 
     stored (see UNSTAGE_DUPLICATES_SQL)."""
     message_ids = [m.message_id for m in valid]
     staged = execute(
-        STAGE_SQL,
+        STAGE_BATCH_SQL,
         [
             source_id,
             received_at,
@@ -434,7 +486,7 @@ def _stage(source_id: int, valid: list[ValidMessage], received_at: datetime) -> 
     )
     if staged:
         duplicates = [source_id, message_ids, source_id, received_at]
-        staged -= execute(UNSTAGE_DUPLICATES_SQL, duplicates)
+        staged -= execute(UNSTAGE_BATCH_SQL, duplicates)
     return staged
 
 
