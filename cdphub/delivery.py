@@ -51,7 +51,7 @@ from cdphub.background import BackgroundThread, Throttle
 from cdphub.models import Delivery, DeliveryAttempt
 from cdphub.sql import query
 from profiles.destinations.kinds import Outgoing, SendResult, kind_get
-from profiles.destinations.selectors import deliverable_profiles
+from profiles.destinations.selectors import deliverable_profiles, survivors
 from profiles.destinations.services import destination_pause
 from profiles.models import Destination
 
@@ -63,21 +63,32 @@ LOCK_CLASS = 0x0DE1
 
 @dataclass(frozen=True)
 class OutboxRow:
+    """One item for one destination, about one person (the profile as resolved when it was
+    queued). ``requires_consent``: False for what takes data away (a removal from a synced
+    audience), sent whatever the person's consent."""
+
     destination_id: int
     profile_id: int | None
     payload: dict
+    requires_consent: bool = True
 
 
 # --- The outbox -----------------------------------------------------------------------------
 
 
-def outbox_add(rows: Iterable[tuple[int, int | None, dict]]) -> int:
-    """Write (destination id, profile id, payload) rows to the outbox, in the caller's
-    transaction; the sender is queued after it commits. Returns how many were written."""
+def outbox_add(rows: Iterable[OutboxRow]) -> int:
+    """Write rows to the outbox, in the caller's transaction and in their order; the sender is
+    queued after it commits. Returns how many were written."""
     now = timezone.now()
     deliveries = [
-        Delivery(destination_id=d, profile_id=p, payload=payload, next_attempt_at=now)
-        for d, p, payload in rows
+        Delivery(
+            destination_id=row.destination_id,
+            profile_id=row.profile_id,
+            payload=row.payload,
+            requires_consent=row.requires_consent,
+            next_attempt_at=now,
+        )
+        for row in rows
     ]
     if not deliveries:
         return 0
@@ -161,11 +172,30 @@ def destination_send_batch(destination_id: int) -> bool:
     return True
 
 
+def _recipients(destination: Destination, rows: list[Delivery]) -> dict[int, int]:
+    """Each row that may be sent now, with the profile id it is sent as (the survivor of
+    merges): a row that requires consent when its person has the destination's purpose, a
+    removal always (as the person it was queued for when they are gone)."""
+    consented = deliverable_profiles(
+        destination, {r.profile_id for r in rows if r.profile_id and r.requires_consent}
+    )
+    removed = survivors(r.profile_id for r in rows if r.profile_id and not r.requires_consent)
+    sent_as = {}
+    for row in rows:
+        if row.requires_consent:
+            profile_id = consented.get(row.profile_id)
+        else:
+            profile_id = removed.get(row.profile_id, row.profile_id)
+        if profile_id:
+            sent_as[row.pk] = profile_id
+    return sent_as
+
+
 def _batch_send(destination: Destination, key: str, rows: list[Delivery]) -> None:
     now = timezone.now()
-    allowed = deliverable_profiles(destination, {r.profile_id for r in rows if r.profile_id})
-    sendable = [r for r in rows if r.profile_id in allowed]
-    skipped = [r.pk for r in rows if r.profile_id not in allowed]
+    sent_as = _recipients(destination, rows)
+    sendable = [r for r in rows if sent_as.get(r.pk)]
+    skipped = [r.pk for r in rows if not sent_as.get(r.pk)]
     if skipped:
         Delivery.objects.filter(pk__in=skipped).update(
             status=Delivery.Status.SKIPPED,
@@ -176,7 +206,7 @@ def _batch_send(destination: Destination, key: str, rows: list[Delivery]) -> Non
     if not sendable:
         return
     kind = kind_get(destination.kind)
-    items = [{**r.payload, "profileId": allowed[r.profile_id]} for r in sendable]
+    items = [{**r.payload, "profileId": sent_as[r.pk]} for r in sendable]
     started = time.monotonic()
     if kind is None:
         result = SendResult(SendResult.PERMANENT, error=f"unknown kind {destination.kind!r}")

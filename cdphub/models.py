@@ -82,6 +82,11 @@ class Delivery(models.Model):
     # foreign key: an erased person's rows are deleted with them (the personal data registry).
     profile_id = models.BigIntegerField(null=True, blank=True, db_index=True)
     payload = models.JSONField(help_text="What is sent (an event as collected).")
+    requires_consent = models.BooleanField(
+        default=True,
+        help_text="Sent only if the person has the destination's purpose when it is due; a "
+        "removal from a synced audience is sent whatever it is: it takes data away.",
+    )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     batch_key = models.CharField(
         max_length=64,

@@ -20,3 +20,12 @@ class ProfilesConfig(AppConfig):
         from profiles.ingest import hooks
 
         hooks.register(events_to_outbox)
+
+        # Audience syncs: a segment's entries and exits, and consent changes of its members,
+        # reach the destinations that sync it.
+        from consent import changes as consent_changes
+        from profiles.destinations.audience import consent_follow, segment_members_changed
+        from profiles.segments import changes as segment_changes
+
+        segment_changes.register(segment_members_changed)
+        consent_changes.register(consent_follow)

@@ -911,10 +911,30 @@ class Destination(models.Model):
         blank=True,
         help_text="Only these event names (track events, pages, screens); empty: every name.",
     )
+    segment = models.ForeignKey(
+        Segment,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="destinations",
+        help_text="An audience sync: this segment's members are sent instead of events (all "
+        "of them first, then who enters and exits). Set at creation; empty: an event stream.",
+    )
     purpose_code = models.CharField(
         max_length=64,
         help_text="The consent purpose a person must have granted for their data to be sent "
         "(checked when it is sent, not when it was collected).",
+    )
+    # Where an audience sync stands: loaded (every member queued once), then the id of the
+    # last membership change queued, advanced in the transaction that queues the next ones.
+    sync_loaded_at = models.DateTimeField(null=True, blank=True, editable=False)
+    synced_change_id = models.BigIntegerField(default=0, editable=False)
+    sync_waiting_reason = models.CharField(
+        max_length=300,
+        blank=True,
+        editable=False,
+        help_text="Why an audience sync sends nothing yet (a segment under the minimum "
+        "audience size).",
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     paused_reason = models.CharField(max_length=500, blank=True)
@@ -949,10 +969,16 @@ class Destination(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def is_audience_sync(self) -> bool:
+        return self.segment_id is not None
+
     def receives(self, *, source_id: int, message_type: str, name: str) -> bool:
-        """Whether a processed message passes this destination's filters."""
+        """Whether a processed message passes this destination's filters (an audience sync
+        receives no events)."""
         return (
-            (self.source_id is None or self.source_id == source_id)
+            self.segment_id is None
+            and (self.source_id is None or self.source_id == source_id)
             and (not self.event_types or message_type in self.event_types)
             and (not self.event_names or name in self.event_names)
         )

@@ -535,6 +535,9 @@ class DestinationSerializer(serializers.ModelSerializer):
             "kind",
             "config",
             "secret_prefix",
+            "segment",
+            "sync_loaded_at",
+            "sync_waiting_reason",
             "source",
             "event_types",
             "event_names",
@@ -551,6 +554,8 @@ class DestinationSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = [
             "secret_prefix",
+            "sync_loaded_at",
+            "sync_waiting_reason",
             "status",
             "paused_reason",
             "paused_at",

@@ -545,9 +545,9 @@ class DestinationViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
 
     def perform_update(self, serializer):
         changes = dict(serializer.validated_data)
-        if "kind" in changes and changes["kind"] != serializer.instance.kind:
-            raise ValidationError({"kind": ["cannot be changed"]})
-        changes.pop("kind", None)
+        for fixed in ("kind", "segment"):
+            if fixed in changes and changes.pop(fixed) != getattr(serializer.instance, fixed):
+                raise ValidationError({fixed: ["cannot be changed"]})
         serializer.instance = destination_update(
             destination=serializer.instance, actor=acting_user(self.request), **changes
         )

@@ -66,6 +66,7 @@ class DestinationForm(forms.ModelForm):
         fields = [
             "name",
             "kind",
+            "segment",
             "config",
             "source",
             "event_types",
@@ -85,6 +86,8 @@ class DestinationForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             self.fields["kind"].disabled = True
+            if "segment" in self.fields:  # not for those who may only look
+                self.fields["segment"].disabled = True
         elif not self.initial.get("config"):
             self.initial["config"] = {"url": "", "headers": {}}
 
@@ -95,6 +98,7 @@ class DestinationForm(forms.ModelForm):
         candidate = Destination(
             pk=self.instance.pk,
             kind=data.get("kind") or self.instance.kind,
+            segment=self.instance.segment if self.instance.pk else data.get("segment"),
             **{name: data.get(name) for name in EDITABLE if name in data},
         )
         try:
@@ -115,11 +119,12 @@ class DestinationAdmin(ReadableModelAdmin):
         "kind",
         "status",
         "purpose_code",
-        "source",
+        "receives",
         "deliveries",
         "paused_reason",
     ]
     list_filter = ["kind", "status"]
+    list_select_related = ["segment", "source"]
     search_fields = ["name"]
     readonly_fields = [
         "secret_prefix",
@@ -127,6 +132,8 @@ class DestinationAdmin(ReadableModelAdmin):
         "paused_reason",
         "paused_at",
         "consecutive_failures",
+        "sync_loaded_at",
+        "sync_waiting_reason",
         "created_at",
         "updated_at",
     ]
@@ -161,6 +168,7 @@ class DestinationAdmin(ReadableModelAdmin):
             return
         destination, secret = destination_create(
             kind=data["kind"],
+            segment=data.get("segment"),
             actor=request.user,
             **{name: data[name] for name in EDITABLE},
         )
@@ -245,6 +253,15 @@ class DestinationAdmin(ReadableModelAdmin):
             '<a href="{}">Send the events of a time range again</a>',
             reverse("admin:profiles_destination_replay", args=[destination.pk]),
         )
+
+    @admin.display(description="receives")
+    def receives(self, destination):
+        if destination.segment_id:
+            waiting = (
+                f" ({destination.sync_waiting_reason})" if destination.sync_waiting_reason else ""
+            )
+            return f"Audience sync of {destination.segment}{waiting}"
+        return f"Events of {destination.source or 'every source'}"
 
     @admin.display(description="deliveries")
     def deliveries(self, destination):

@@ -11,7 +11,10 @@
    takes the acting user and writes one audit row.
 4. ``stream``: the processing hook that writes one outbox row per processed message a
    destination receives, inside the processing transaction, with the resolved profile id.
-5. ``selectors``: at send time, which of a batch's people may still receive it (the consent
+5. ``audience``: audience syncs, a destination with a segment: its members loaded once, then
+   who enters and exits (from the membership history, each change once), and the members whose
+   consent to the destination's purpose changes.
+6. ``selectors``: at send time, which of a batch's people may still receive it (the consent
    selector for the destination's purpose, following merges; erased people are gone).
 
 The outbox, the sender, retries, dead letters and automatic pausing are the shared delivery

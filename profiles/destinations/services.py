@@ -14,7 +14,8 @@ from cdphub.audit import audit_record
 from cdphub.hashing import new_secret
 from consent.selectors import purpose_is_active
 from profiles.destinations.kinds import kind_get
-from profiles.models import Destination, Event, Source
+from profiles.models import Destination, Event, Segment, Source
+from profiles.segments import changes as segment_changes
 
 # What a marketer may change after creation; the kind is fixed (its config would not fit).
 EDITABLE = (
@@ -43,6 +44,18 @@ def destination_validate(destination: Destination) -> None:
     unknown = set(destination.event_types) - set(Event.Type.values)
     if unknown:
         raise ValidationError({"event_types": f"unknown types: {', '.join(sorted(unknown))}"})
+    if destination.segment_id is not None:
+        filters = [
+            name for name in ("source", "event_types", "event_names") if getattr(destination, name)
+        ]
+        if filters:
+            raise ValidationError(
+                dict.fromkeys(
+                    filters,
+                    "an audience sync receives its segment's members, not events: leave "
+                    "the event filters empty",
+                )
+            )
     destination.full_clean(exclude=["signing_secret", "secret_prefix"])
 
 
@@ -58,15 +71,18 @@ def destination_create(
     event_names: Iterable[str] = (),
     batch_size: int = 100,
     batch_interval_seconds: int = 0,
+    segment: Segment | None = None,
     actor=None,
 ) -> tuple[Destination, str]:
     """Create a destination; returns it with its signing secret (empty for a kind that does
-    not sign), which is shown once: copy it to the receiver now."""
+    not sign), which is shown once: copy it to the receiver now. With a ``segment`` it is an
+    audience sync, whose initial load is queued once it is committed."""
     destination = Destination(
         name=name,
         kind=kind,
         config=config if config is not None else {},
         purpose_code=purpose_code,
+        segment=segment,
         source=source,
         event_types=list(event_types),
         event_names=list(event_names),
@@ -82,6 +98,10 @@ def destination_create(
         destination.secret_prefix = secret[:10]
     destination.save()
     audit_record(actor=actor, action="destination.create", obj=destination, note=kind)
+    if segment is not None:
+        # The segment's syncs catch up after the commit, as after a change of its members:
+        # this new one queues its initial load.
+        segment_changes.notify_after_commit(segment.pk)
     return destination, secret
 
 

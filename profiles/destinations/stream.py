@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from cdphub.audit import audit_record
-from cdphub.delivery import outbox_add
+from cdphub.delivery import OutboxRow, outbox_add
 from profiles.ingest.hooks import ProcessedMessage
 from profiles.models import Destination, Event
 
@@ -28,11 +28,15 @@ def events_to_outbox(messages: Sequence[ProcessedMessage]) -> int:
     receive too: what they miss waits for their resume."""
     if not messages:
         return 0
-    destinations = list(Destination.objects.only("pk", "source_id", "event_types", "event_names"))
+    destinations = list(
+        Destination.objects.filter(segment=None).only(
+            "pk", "segment_id", "source_id", "event_types", "event_names"
+        )
+    )
     if not destinations:
         return 0
     rows = [
-        (destination.pk, message.profile, message.payload)
+        OutboxRow(destination.pk, message.profile, message.payload)
         for message in messages
         for destination in destinations
         if destination.receives(
@@ -113,6 +117,6 @@ def destination_replay(*, destination: Destination, since, until, actor=None) ->
             return queued
         with transaction.atomic():
             queued += outbox_add(
-                (destination.pk, event.profile_id, event_message(event)) for event in chunk
+                OutboxRow(destination.pk, event.profile_id, event_message(event)) for event in chunk
             )
         after = (chunk[-1].timestamp, chunk[-1].id)

@@ -24,13 +24,20 @@ def export_rows(segment: Segment, purpose_code: str) -> Iterator[dict]:
     """One row per member allowed for the purpose, with the identifiers a channel needs."""
     profiles = members_for_purpose(segment, purpose_code).order_by("pk").only("pk")
     for chunk in chunked(profiles.values_list("pk", flat=True).iterator(chunk_size=2000), 2000):
-        identities: dict[int, dict] = {pk: {"profile_id": pk} for pk in chunk}
-        rows = Identity.objects.filter(
-            profile_id__in=chunk, kind__in=("email", "user_id", "phone")
-        ).order_by("profile_id", "-last_seen_at")
-        for profile_id, kind, value in rows.values_list("profile_id", "kind", "value"):
-            identities[profile_id].setdefault(kind, value)
-        yield from identities.values()
+        identifiers = channel_identifiers(chunk)
+        yield from ({"profile_id": pk, **identifiers[pk]} for pk in chunk)
+
+
+def channel_identifiers(profile_ids: Iterable[int]) -> dict[int, dict[str, str]]:
+    """Per profile, what a channel matches people on: its user id, e-mail and phone (the
+    most recently seen of each kind), in one query."""
+    identifiers: dict[int, dict[str, str]] = {pk: {} for pk in profile_ids}
+    rows = Identity.objects.filter(
+        profile_id__in=list(identifiers), kind__in=("email", "user_id", "phone")
+    ).order_by("profile_id", "-last_seen_at")
+    for profile_id, kind, value in rows.values_list("profile_id", "kind", "value"):
+        identifiers[profile_id].setdefault(kind, value)
+    return identifiers
 
 
 def chunked(items: Iterable, size: int) -> Iterator[list]:

@@ -34,6 +34,7 @@ from profiles.models import (
     SegmentSizeSnapshot,
 )
 from profiles.resolution.normalize import InvalidIdentifier, normalize_identifier
+from profiles.segments import changes
 from profiles.segments.rules import personal_conditions, rule_queryset
 
 logger = logging.getLogger(__name__)
@@ -212,12 +213,16 @@ def membership_sync(
         # (creating and dropping one per call costs more than the rule itself).
         target = f"segment_target (id) AS MATERIALIZED ({target_sql}),"
         ((entered, exited, counted),) = query(diff.format(target=target), [*target_params, *params])
-        return entered, exited, counted
-    execute("DROP TABLE IF EXISTS pg_temp.segment_target")
-    execute(f"CREATE TEMP TABLE segment_target (id) ON COMMIT DROP AS {target_sql}", target_params)
-    execute("ANALYZE segment_target")
-    ((entered, exited, counted),) = query(diff.format(target=""), params)
-    execute("DROP TABLE segment_target")
+    else:
+        execute("DROP TABLE IF EXISTS pg_temp.segment_target")
+        execute(
+            f"CREATE TEMP TABLE segment_target (id) ON COMMIT DROP AS {target_sql}", target_params
+        )
+        execute("ANALYZE segment_target")
+        ((entered, exited, counted),) = query(diff.format(target=""), params)
+        execute("DROP TABLE segment_target")
+    if entered or exited:
+        changes.notify_after_commit(segment_id)
     return entered, exited, counted
 
 
