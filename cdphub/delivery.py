@@ -36,7 +36,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -98,6 +98,16 @@ def outbox_add(rows: Iterable[OutboxRow]) -> int:
 
 
 # --- The sender -----------------------------------------------------------------------------
+
+# listener(destination, rows sent, result): told how each attempt ended, in its transaction (the
+# consent app logs a destination's answer to an erasure on the request).
+OutcomeListener = Callable[[Destination, list[Delivery], SendResult], None]
+_outcome_listeners: list[OutcomeListener] = []
+
+
+def register_outcome_listener(listener: OutcomeListener) -> None:
+    if listener not in _outcome_listeners:
+        _outcome_listeners.append(listener)
 
 
 def _try_lock(destination_id: int) -> bool:
@@ -174,28 +184,27 @@ def destination_send_batch(destination_id: int) -> bool:
 
 def _recipients(destination: Destination, rows: list[Delivery]) -> dict[int, int]:
     """Each row that may be sent now, with the profile id it is sent as (the survivor of
-    merges): a row that requires consent when its person has the destination's purpose, a
-    removal always (as the person it was queued for when they are gone)."""
+    merges): a row that requires consent when its person has the destination's purpose; one
+    that takes data away (a removal, a deletion) always, as the person it was queued for when
+    they are gone, or as nobody (an erasure's deletion names the people itself)."""
     consented = deliverable_profiles(
         destination, {r.profile_id for r in rows if r.profile_id and r.requires_consent}
     )
     removed = survivors(r.profile_id for r in rows if r.profile_id and not r.requires_consent)
     sent_as = {}
     for row in rows:
-        if row.requires_consent:
-            profile_id = consented.get(row.profile_id)
-        else:
-            profile_id = removed.get(row.profile_id, row.profile_id)
-        if profile_id:
-            sent_as[row.pk] = profile_id
+        if not row.requires_consent:
+            sent_as[row.pk] = removed.get(row.profile_id, row.profile_id)
+        elif row.profile_id in consented:
+            sent_as[row.pk] = consented[row.profile_id]
     return sent_as
 
 
 def _batch_send(destination: Destination, key: str, rows: list[Delivery]) -> None:
     now = timezone.now()
     sent_as = _recipients(destination, rows)
-    sendable = [r for r in rows if sent_as.get(r.pk)]
-    skipped = [r.pk for r in rows if not sent_as.get(r.pk)]
+    sendable = [r for r in rows if r.pk in sent_as]
+    skipped = [r.pk for r in rows if r.pk not in sent_as]
     if skipped:
         Delivery.objects.filter(pk__in=skipped).update(
             status=Delivery.Status.SKIPPED,
@@ -206,7 +215,9 @@ def _batch_send(destination: Destination, key: str, rows: list[Delivery]) -> Non
     if not sendable:
         return
     kind = kind_get(destination.kind)
-    items = [{**r.payload, "profileId": sent_as[r.pk]} for r in sendable]
+    items = [
+        {**r.payload, "profileId": sent_as[r.pk]} if sent_as[r.pk] else r.payload for r in sendable
+    ]
     started = time.monotonic()
     if kind is None:
         result = SendResult(SendResult.PERMANENT, error=f"unknown kind {destination.kind!r}")
@@ -231,6 +242,8 @@ def _batch_send(destination: Destination, key: str, rows: list[Delivery]) -> Non
         latency_ms=latency_ms,
         error=result.error[:500],
     )
+    for listener in _outcome_listeners:
+        listener(destination, sendable, result)
     ids = [r.pk for r in sendable]
     batch = Delivery.objects.filter(pk__in=ids)
     now = timezone.now()

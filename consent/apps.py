@@ -16,3 +16,9 @@ class ConsentConfig(AppConfig):
         from profiles.ingest import hooks
 
         hooks.register(consent_from_messages)
+
+        # A destination's answer to an erasure's deletion is written on the request.
+        from cdphub.delivery import register_outcome_listener
+        from consent.dsar import erasure_answer_log
+
+        register_outcome_listener(erasure_answer_log)

@@ -430,7 +430,32 @@ def _erase(request: DataSubjectRequest, subject: Subject, actor) -> str:
         changed = holder.erase(holder.find(subject), subject)
         if changed:
             counts.append(f"{holder.label}={changed}")
-    return f"suppressed {len(subject.identifiers())} identifier(s); erased " + ", ".join(counts)
+    told = [line for notify in registry.erasure_notifiers() for line in notify(subject, request.pk)]
+    note = f"suppressed {len(subject.identifiers())} identifier(s); erased " + ", ".join(counts)
+    return note + ("; " + "; ".join(told) if told else "")
+
+
+def erasure_answer_log(destination, rows, result) -> None:
+    """A delivery outcome listener (``cdphub.delivery``): a destination's answer to an
+    erasure's deletion, on the request's log, each attempt (a retry, then the delivery)."""
+    for row in rows:
+        request_id = (
+            row.payload.get("erasureRequest") if row.payload.get("type") == "delete" else None
+        )
+        request = DataSubjectRequest.objects.filter(pk=request_id).first() if request_id else None
+        if request is None:
+            continue
+        answer = f"answered {result.status_code}" if result.status_code else result.error
+        outcome = {
+            "delivered": "deleted",
+            "transient": "not yet: retried later",
+            "permanent": "refused: retry it from the destination's dead letters",
+        }[result.outcome]
+        dsar_log(
+            request=request,
+            action=Action.DESTINATION_ANSWER,
+            note=f"destination {destination.name}: {outcome}, {answer}"[:1000],
+        )
 
 
 def _rectify(request: DataSubjectRequest, subject: Subject, actor) -> str:

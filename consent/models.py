@@ -309,6 +309,7 @@ class DataSubjectRequestAction(models.Model):
         FAILED = "failed", "Processing failed"
         DOWNLOADED = "downloaded", "Result file downloaded"
         RESTRICTION_LIFTED = "restriction_lifted", "Restriction lifted"
+        DESTINATION_ANSWER = "destination_answer", "A destination answered the erasure"
 
     request = models.ForeignKey(
         DataSubjectRequest, on_delete=models.CASCADE, related_name="actions"

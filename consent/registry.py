@@ -135,6 +135,23 @@ def describers() -> list[Describe]:
     return list(_describers)
 
 
+# notify(subject, request id) -> one line per system told, for the request's log
+Notify = Callable[["Subject", int], list[str]]
+_erasure_notifiers: list[Notify] = []
+
+
+def register_erasure_notifier(notify: Notify) -> None:
+    """An app that sent the person's data to other systems (destinations) tells them of an
+    erasure: its notifier queues their deletions, in the erasure's transaction, and says what
+    it queued."""
+    if notify not in _erasure_notifiers:
+        _erasure_notifiers.append(notify)
+
+
+def erasure_notifiers() -> list[Notify]:
+    return list(_erasure_notifiers)
+
+
 def register(
     model: type[models.Model],
     *,

@@ -11,6 +11,7 @@ from consent import registry
 from consent.registry import Subject, delete_rows
 from consent.retention import delete_in_batches, register_purger
 from profiles import services
+from profiles.destinations.erasure import destinations_erase
 from profiles.models import (
     ComputedTraitQuantiles,
     Destination,
@@ -183,6 +184,8 @@ registry.register(
     erase_order=80,
 )
 registry.register_not_personal(ComputedTraitQuantiles, "bucket bounds over all profiles")
+# The systems the person's data was sent to are told to delete it too.
+registry.register_erasure_notifier(destinations_erase)
 registry.register_not_personal(EventDailyCount, "event counts per day and name, no person")
 registry.register_not_personal(EventCountDay, "when daily counts were computed")
 registry.register_not_personal(RateLimitedDay, "counts of refused messages per source and day")

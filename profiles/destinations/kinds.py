@@ -48,6 +48,9 @@ class Kind(Protocol):
     label: str
     # Whether destinations of this kind get a signing secret at creation.
     signs: bool
+    # Whether the receiving system can be told to delete a person (an erasure sends it a
+    # ``"type": "delete"`` item); if not, the request's log says to delete them there by hand.
+    deletes: bool
 
     def config_validate(self, config: dict) -> dict:
         """The config as stored; raises ``django.core.exceptions.ValidationError`` keyed by

@@ -25,6 +25,8 @@ class SegmentForward:
     code = "segment_forward"
     label = "Segment-compatible forward (/v1/batch: cdphub, RudderStack, Segment)"
     signs = False
+    # The tracking API has no deletion: a person is deleted there through its own API.
+    deletes = False
 
     def config_validate(self, config: dict) -> dict:
         if not isinstance(config, dict):

@@ -41,6 +41,7 @@ class Webhook:
     code = "webhook"
     label = "Webhook (signed JSON batches)"
     signs = True
+    deletes = True
 
     def config_validate(self, config: dict) -> dict:
         if not isinstance(config, dict):
