@@ -144,7 +144,9 @@ def _batch_form(destination: Destination, now) -> str | None:
     if len(rows) < destination.batch_size and rows[0][1] > now - interval:
         return None  # still filling the batch
     key = uuid.uuid4().hex
-    Delivery.objects.filter(pk__in=[pk for pk, _ in rows]).update(batch_key=key)
+    # The rows read, as an id range: under the lock no other sender gives them a key (and a
+    # range binds two values where a list of a thousand ids would bind a thousand).
+    pending.filter(batch_key="", id__gte=rows[0][0], id__lte=rows[-1][0]).update(batch_key=key)
     return key
 
 
@@ -175,6 +177,7 @@ def destination_send_batch(destination_id: int) -> bool:
             Delivery.objects.select_for_update(skip_locked=True)
             .filter(destination=destination, batch_key=key, status=Delivery.Status.PENDING)
             .order_by("id")
+            .only("id", "profile_id", "payload", "requires_consent", "attempts")
         )
         if not rows:
             return False
@@ -244,8 +247,10 @@ def _batch_send(destination: Destination, key: str, rows: list[Delivery]) -> Non
     )
     for listener in _outcome_listeners:
         listener(destination, sendable, result)
-    ids = [r.pk for r in sendable]
-    batch = Delivery.objects.filter(pk__in=ids)
+    # The rows sent: the batch's rows still pending (the skipped ones are not any more).
+    batch = Delivery.objects.filter(
+        destination=destination, batch_key=key, status=Delivery.Status.PENDING
+    )
     now = timezone.now()
     if result.outcome == SendResult.DELIVERED:
         batch.update(
