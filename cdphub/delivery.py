@@ -177,7 +177,11 @@ def destination_send_batch(destination_id: int) -> bool:
             Delivery.objects.select_for_update(skip_locked=True)
             .filter(destination=destination, batch_key=key, status=Delivery.Status.PENDING)
             .order_by("id")
-            .only("id", "profile_id", "payload", "requires_consent", "attempts")
+            .only("id", "profile_id", "payload", "requires_consent", "attempts")[
+                # A batch is the head of the destination's queue: in id order, the outbox index
+                # finds its rows first and stops there, whatever waits behind them.
+                : destination.batch_size
+            ]
         )
         if not rows:
             return False
@@ -247,9 +251,14 @@ def _batch_send(destination: Destination, key: str, rows: list[Delivery]) -> Non
     )
     for listener in _outcome_listeners:
         listener(destination, sendable, result)
-    # The rows sent: the batch's rows still pending (the skipped ones are not any more).
+    # The rows sent: the batch's rows still pending (the skipped ones are not any more), by
+    # their id range so that the outbox index is read no further.
     batch = Delivery.objects.filter(
-        destination=destination, batch_key=key, status=Delivery.Status.PENDING
+        destination=destination,
+        status=Delivery.Status.PENDING,
+        id__gte=sendable[0].pk,
+        id__lte=sendable[-1].pk,
+        batch_key=key,
     )
     now = timezone.now()
     if result.outcome == SendResult.DELIVERED:

@@ -115,6 +115,12 @@ class Delivery(models.Model):
                 condition=models.Q(status="pending"),
             ),
             models.Index(fields=["destination", "status", "-id"], name="delivery_by_status"),
+            # The batch being sent: a handful of rows per destination, found by its key.
+            models.Index(
+                fields=["batch_key"],
+                name="delivery_batch",
+                condition=models.Q(status="pending") & ~models.Q(batch_key=""),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from cdphub.sql import any_of
 from consent.selectors import profiles_with_consent
 from profiles.models import Destination, Profile
 
@@ -20,7 +21,9 @@ def survivors(profile_ids: Iterable[int]) -> dict[int, int]:
         if not current:
             break
         merged_into = dict(
-            Profile.objects.filter(pk__in=set(current.values())).values_list("pk", "merged_into")
+            Profile.objects.filter(pk__in=any_of(set(current.values()))).values_list(
+                "pk", "merged_into"
+            )
         )
         following = {}
         for original, pk in current.items():
