@@ -180,11 +180,11 @@ def membership_sync(
             RETURNING m.profile_id
         ),
         entered AS (
+            -- Who is a member already is the conflict, found in the unique index row by row.
+            -- (An anti-join against the memberships instead is planned from their statistics:
+            -- analyzed empty, a first refresh read the whole table once per target row.)
             INSERT INTO {membership} (segment_id, profile_id, entered_at)
             SELECT %b, t.id, %b FROM segment_target t
-            WHERE NOT EXISTS (
-                SELECT 1 FROM {membership} m WHERE m.segment_id = %b AND m.profile_id = t.id
-            )
             ON CONFLICT (segment_id, profile_id) DO NOTHING
             RETURNING profile_id
         ),
@@ -203,7 +203,6 @@ def membership_sync(
         segment_id,
         now,
         segment_id,
-        segment_id,
         now,
         segment_id,
         now,
@@ -218,6 +217,8 @@ def membership_sync(
         execute(
             f"CREATE TEMP TABLE segment_target (id) ON COMMIT DROP AS {target_sql}", target_params
         )
+        # Indexed, so that no plan of the exits' anti-join can read it once per member.
+        execute("CREATE INDEX ON segment_target (id)")
         execute("ANALYZE segment_target")
         ((entered, exited, counted),) = query(diff.format(target=""), params)
         execute("DROP TABLE segment_target")
