@@ -9,6 +9,7 @@ from django.utils.text import capfirst
 
 from cdphub import charts, dashboard, jobs
 from cdphub.admin_mixins import PiiMaskedAdminMixin
+from cdphub.delivery import destinations_in_trouble
 
 # The order a marketer works in: people first, then sales, advertising, privacy, access.
 APP_ORDER = ["profiles", "crm", "audiences", "consent", "cdphub", "auth"]
@@ -98,5 +99,8 @@ def dashboard_context(request) -> dict:
         ]
     if user.has_perm("consent.view_datasubjectrequest"):
         panels["requests"] = dashboard.open_requests()
+    if user.has_perm("profiles.view_destination"):
+        panels["destinations_in_trouble"] = destinations_in_trouble()
+        panels["shows_destinations"] = True
     panels["jobs"] = jobs.recent_jobs(user, limit=5)
     return context

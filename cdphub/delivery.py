@@ -43,7 +43,8 @@ from datetime import timedelta
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from cdphub.audit import audit_record
@@ -360,6 +361,76 @@ def delivery_counts(destination: Destination) -> dict[str, int]:
         **{status: Count("id", filter=Q(status=status)) for status in Delivery.Status.values},
         retrying=Count("id", filter=Q(status=Delivery.Status.PENDING, attempts__gt=0)),
     )
+
+
+HISTORY_SQL = f"""
+    SELECT date_trunc('hour', created_at) AS hour,
+        coalesce(sum(items) FILTER (WHERE outcome = 'delivered'), 0),
+        coalesce(sum(items) FILTER (WHERE outcome = 'transient'), 0),
+        coalesce(sum(items) FILTER (WHERE outcome = 'permanent'), 0),
+        percentile_disc(0.5) WITHIN GROUP (ORDER BY latency_ms),
+        percentile_disc(0.99) WITHIN GROUP (ORDER BY latency_ms)
+    FROM {DeliveryAttempt._meta.db_table}
+    WHERE destination_id = %b AND created_at >= %b
+    GROUP BY 1 ORDER BY 1
+"""  # noqa: S608 - table name from model metadata; values are parameters
+
+
+def delivery_history(destination: Destination, *, hours: int = 48) -> list[dict]:
+    """Per hour of the last ``hours`` (oldest first, hours without a request as zeros): the
+    items delivered, failed for now (sent again later) and refused (dead letters), and how
+    long the receiver took to answer (p50, p99 in ms). From the attempts, kept as long as the
+    deliveries."""
+    now = timezone.now().replace(minute=0, second=0, microsecond=0)
+    since = now - timedelta(hours=hours - 1)
+    found = {
+        hour: (delivered, retried, refused, p50, p99)
+        for hour, delivered, retried, refused, p50, p99 in query(
+            HISTORY_SQL, [destination.pk, since]
+        )
+    }
+    history = []
+    for step in range(hours):
+        hour = since + timedelta(hours=step)
+        delivered, retried, refused, p50, p99 = found.get(hour, (0, 0, 0, None, None))
+        history.append(
+            {
+                "hour": hour,
+                "delivered": delivered,
+                "retried": retried,
+                "refused": refused,
+                "latency_p50_ms": p50,
+                "latency_p99_ms": p99,
+            }
+        )
+    return history
+
+
+def destinations_in_trouble() -> list[dict]:
+    """Destinations that need a look, for the dashboard: paused, holding dead letters,
+    retrying, or an audience sync waiting; with those counts. Never cached."""
+    dead = Delivery.objects.filter(destination=OuterRef("pk"), status=Delivery.Status.DEAD)
+    retrying = Delivery.objects.filter(
+        destination=OuterRef("pk"), status=Delivery.Status.PENDING, attempts__gt=0
+    )
+    destinations = Destination.objects.annotate(
+        dead=Coalesce(Subquery(dead.values("destination").annotate(n=Count("id")).values("n")), 0),
+        retrying=Exists(retrying),
+    ).filter(
+        Q(status=Destination.Status.PAUSED)
+        | Q(dead__gt=0)
+        | Q(retrying=True)
+        | ~Q(sync_waiting_reason="")
+    )
+    return [
+        {
+            "destination": destination,
+            "dead": destination.dead,
+            "retrying": destination.retrying,
+            "reason": destination.paused_reason or destination.sync_waiting_reason,
+        }
+        for destination in destinations.order_by("name")
+    ]
 
 
 # --- Scheduling the sender ------------------------------------------------------------------

@@ -148,7 +148,11 @@ class DeliveryAttempt(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["destination", "-id"], name="delivery_attempt_recent")]
+        indexes = [
+            models.Index(fields=["destination", "-id"], name="delivery_attempt_recent"),
+            # A destination's history by hour (delivery_history).
+            models.Index(fields=["destination", "created_at"], name="delivery_attempt_time"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.outcome} {self.status_code or ''} ({self.items} items)"

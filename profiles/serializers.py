@@ -640,6 +640,17 @@ class DeliverySerializer(PiiMaskedSerializerMixin, serializers.ModelSerializer):
         pii_json_fields = ("payload",)
 
 
+class DeliveryHourSerializer(serializers.Serializer):
+    hour = serializers.DateTimeField(help_text="The start of the hour.")
+    delivered = serializers.IntegerField(help_text="Events (or items) the receiver accepted.")
+    retried = serializers.IntegerField(help_text="Items in requests that failed for now.")
+    refused = serializers.IntegerField(help_text="Items the receiver refused (dead letters).")
+    latency_p50_ms = serializers.IntegerField(
+        allow_null=True, help_text="Median time the receiver took to answer; null: no request."
+    )
+    latency_p99_ms = serializers.IntegerField(allow_null=True)
+
+
 class DeliveryAttemptSerializer(serializers.ModelSerializer):
     class Meta:
         model = DeliveryAttempt

@@ -16,7 +16,7 @@ from rest_framework.response import Response
 
 from cdphub.api import ErrorSerializer, Pagination, ProtectedDestroyMixin, refuse_unknown_parameters
 from cdphub.deletion import DeleteProtected, delete_blockers
-from cdphub.delivery import deliveries_retry, deliveries_schedule
+from cdphub.delivery import deliveries_retry, deliveries_schedule, delivery_history
 from cdphub.models import ApiKey, Delivery, DeliveryAttempt
 from cdphub.parsers import FormParser, MultiPartParser
 from cdphub.pii import can_view_pii
@@ -72,6 +72,7 @@ from profiles.segments.membership import (
 from profiles.selectors import profile_resolve
 from profiles.serializers import (
     DeliveryAttemptSerializer,
+    DeliveryHourSerializer,
     DeliveryRetriedSerializer,
     DeliveryRetrySerializer,
     DeliverySerializer,
@@ -410,6 +411,8 @@ class RejectedMessageViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(self.get_serializer(rejected).data)
 
 
+# A destination's history per hour goes back as far as its attempts are kept by default.
+MAX_HISTORY_HOURS = 14 * 24
 DAYS_PARAMETER = OpenApiParameter(
     "days", int, description="The last days counted (1 to 90; default 7), today included."
 )
@@ -653,6 +656,25 @@ class DestinationViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
         return self.get_paginated_response(
             DeliverySerializer(page, many=True, context=context).data
         )
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "hours", int, description="Hours back, 1 to 336 (14 days); 48 if not given."
+            )
+        ],
+        responses=DeliveryHourSerializer(many=True),
+        summary="Per hour: events delivered, retried and refused, and the receiver's latency",
+    )
+    @action(detail=True, methods=["get"], filterset_fields=None)
+    def history(self, request, pk=None):
+        destination = self.get_object()
+        refuse_unknown_parameters(request, None, self, takes=("hours",))
+        hours = request.query_params.get("hours", "48")
+        if not hours.isdigit() or not 1 <= int(hours) <= MAX_HISTORY_HOURS:
+            raise ValidationError({"hours": [f"a whole number from 1 to {MAX_HISTORY_HOURS}"]})
+        history = delivery_history(destination, hours=int(hours))
+        return Response(DeliveryHourSerializer(history, many=True).data)
 
     @extend_schema(
         responses=DeliveryAttemptSerializer(many=True),

@@ -22,7 +22,13 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from cdphub.admin_mixins import ReadableModelAdmin
-from cdphub.delivery import deliveries_retry, deliveries_schedule, delivery_counts
+from cdphub.charts import stacked_bar_chart
+from cdphub.delivery import (
+    deliveries_retry,
+    deliveries_schedule,
+    delivery_counts,
+    delivery_history,
+)
 from cdphub.models import Delivery, DeliveryAttempt
 from cdphub.pii import mask_text
 from profiles.destinations.kinds import config_shown, kind_choices
@@ -137,7 +143,7 @@ class DestinationAdmin(ReadableModelAdmin):
         "created_at",
         "updated_at",
     ]
-    activity_fields = ["deliveries", "replay_link", "recent_attempts"]
+    activity_fields = ["deliveries", "history", "replay_link", "recent_attempts"]
     actions = ["pause", "resume", "retry_dead_letters"]
 
     def get_fields(self, request, obj=None):
@@ -278,6 +284,34 @@ class DestinationAdmin(ReadableModelAdmin):
             counts["retrying"],
             counts["dead"],
             counts["skipped"],
+        )
+
+    @admin.display(description="last 48 hours")
+    def history(self, destination):
+        hours = delivery_history(destination, hours=48)
+        chart = stacked_bar_chart(
+            [
+                (
+                    hour["hour"].strftime("%d %H:00"),
+                    {
+                        "delivered": hour["delivered"],
+                        "failed, retried": hour["retried"],
+                        "refused (dead)": hour["refused"],
+                    },
+                )
+                for hour in hours
+            ],
+            title="Events sent per hour: delivered, failed and retried, refused",
+        )
+        answered = [hour for hour in hours[-24:] if hour["latency_p50_ms"] is not None]
+        if not answered:
+            return format_html("{}<p>No request in the last 24 hours.</p>", chart)
+        return format_html(
+            "{}<p>The receiver answered in {} ms (median of the hourly medians), at worst "
+            "{} ms (the slowest hour's 99th percentile), over the last 24 hours.</p>",
+            chart,
+            sorted(hour["latency_p50_ms"] for hour in answered)[len(answered) // 2],
+            max(hour["latency_p99_ms"] for hour in answered),
         )
 
     @admin.display(description=f"latest {RECENT_ATTEMPTS} attempts")
