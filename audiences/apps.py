@@ -14,3 +14,6 @@ class AudiencesConfig(AppConfig):
         hooks.register(visitors_from_messages)
         # Visitor links follow the person's advertising/personalisation consent at once.
         changes.register(visitor_links_follow_consent)
+
+        # The ad platforms' destination kinds (a Meta Custom Audience kept in sync).
+        import audiences.destinations  # noqa: F401

@@ -84,8 +84,9 @@ class DestinationForm(forms.ModelForm):
         help_texts = {
             "config": 'A webhook: {"url": "https://hooks.example.com/cdp", "headers": '
             '{"Authorization": "Bearer ..."}}. A Segment-compatible forward: {"url": '
-            '"https://api.segment.io", "write_key": "..."}. The URL may not reach an internal '
-            "address.",
+            '"https://api.segment.io", "write_key": "..."}. A Meta Custom Audience (with a '
+            'segment): {"audience_id": "2385...", "access_token": "..."}. The URL may not '
+            "reach an internal address.",
         }
 
     def __init__(self, *args, **kwargs):

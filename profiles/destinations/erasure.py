@@ -6,7 +6,8 @@ it takes data away). Each answer is written to the request's log (``consent.dsar
 The item names the person by what the destination received: the cdphub profile ids (every item
 carried one as ``profileId``, merged profiles included) and SHA-256 hashes of their normalised
 e-mails, phones and user ids, for systems keyed on those. No identifier in clear: a destination
-that never had the person learns nothing it could use."""
+that never had the person learns nothing it could use. A kind that matches people its own way
+(an ad platform) builds its own item (``deletion_item``)."""
 
 from __future__ import annotations
 
@@ -51,7 +52,9 @@ def destinations_erase(subject, request_id: int) -> list[str]:
         OutboxRow(
             destination.pk,
             None,
-            deletion_item(subject, request_id, destination.pk),
+            getattr(kind_get(destination.kind), "deletion_item", deletion_item)(
+                subject, request_id, destination.pk
+            ),
             requires_consent=False,
         )
         for destination in deleting

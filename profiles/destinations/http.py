@@ -49,6 +49,12 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 def json_post(url: str, body: bytes, headers: dict[str, str]) -> SendResult:
     """POST ``body`` to ``url`` and say how it ended; never raises for the receiver's sake."""
+    return json_request("POST", url, body, headers)
+
+
+def json_request(method: str, url: str, body: bytes, headers: dict[str, str]) -> SendResult:
+    """Send ``body`` to ``url`` with ``method`` (an API that removes with DELETE) and say how
+    it ended; never raises for the receiver's sake."""
     try:
         target = outbound_destination(url)
     except OutboundRefused as error:
@@ -63,7 +69,7 @@ def json_post(url: str, body: bytes, headers: dict[str, str]) -> SendResult:
     connection = pinned_connection(target, timeout)
     where = f"{target.host}:{target.port}"
     try:
-        connection.request("POST", target.target, body=body, headers=headers)
+        connection.request(method, target.target, body=body, headers=headers)
         response = connection.getresponse()
         answer = response.read(RESPONSE_KEPT_BYTES).decode(errors="replace")
     except TimeoutError:

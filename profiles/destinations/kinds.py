@@ -51,6 +51,8 @@ class Kind(Protocol):
     # Whether the receiving system can be told to delete a person (an erasure sends it a
     # ``"type": "delete"`` item); if not, the request's log says to delete them there by hand.
     deletes: bool
+    # Whether it takes events; if not (an ad platform's audience), only audience syncs.
+    receives_events: bool
 
     def config_validate(self, config: dict) -> dict:
         """The config as stored; raises ``django.core.exceptions.ValidationError`` keyed by
@@ -62,6 +64,10 @@ class Kind(Protocol):
     def config_masked(self, config: dict) -> dict:
         """The config as shown to those who may see a destination but not change it: the
         receiver's credentials in it masked."""
+
+    # Optional: ``deletion_item(subject, request_id, destination_id) -> dict``, the item an
+    # erasure sends, when the kind needs the person named its own way (an ad platform's
+    # normalisation and hashing); otherwise ``profiles.destinations.erasure.deletion_item``.
 
 
 _kinds: dict[str, Kind] = {}

@@ -27,6 +27,7 @@ class SegmentForward:
     signs = False
     # The tracking API has no deletion: a person is deleted there through its own API.
     deletes = False
+    receives_events = True
 
     def config_validate(self, config: dict) -> dict:
         if not isinstance(config, dict):

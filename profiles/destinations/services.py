@@ -37,6 +37,10 @@ def destination_validate(destination: Destination) -> None:
     if kind is None:
         raise ValidationError({"kind": f"unknown destination kind {destination.kind!r}"})
     destination.config = kind.config_validate(destination.config)
+    if not kind.receives_events and destination.segment_id is None:
+        raise ValidationError(
+            {"segment": f"a {kind.label} receives an audience, not events: choose a segment"}
+        )
     if not purpose_is_active(destination.purpose_code):
         raise ValidationError(
             {"purpose_code": f"{destination.purpose_code!r} is not an active consent purpose"}

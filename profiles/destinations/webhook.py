@@ -42,6 +42,7 @@ class Webhook:
     label = "Webhook (signed JSON batches)"
     signs = True
     deletes = True
+    receives_events = True
 
     def config_validate(self, config: dict) -> dict:
         if not isinstance(config, dict):
