@@ -42,8 +42,8 @@ def deliverable_profiles(destination: Destination, profile_ids: Iterable[int]) -
     one consent selector, for the destination's purpose), each with its surviving profile."""
     survivor_of = survivors(profile_ids)
     allowed = set(
-        profiles_with_consent(destination.purpose_code)
-        .filter(pk__in=set(survivor_of.values()))
-        .values_list("pk", flat=True)
+        profiles_with_consent(destination.purpose_code, among=survivor_of.values()).values_list(
+            "pk", flat=True
+        )
     )
     return {original: pk for original, pk in survivor_of.items() if pk in allowed}

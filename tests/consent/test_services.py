@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from consent.models import ConsentRecord, ConsentState, ConsentText
+from consent.models import ConsentRecord, ConsentState, ConsentText, ProcessingRestriction
 from consent.selectors import profile_has_consent, profiles_with_consent
 from consent.services import (
     ConsentError,
@@ -178,6 +178,23 @@ def test_profiles_with_consent_is_granted_now_and_not_merged(purposes):
     granted.merged_into = survivor
     granted.save()
     assert list(profiles_with_consent("email_marketing")) == []
+
+
+def test_among_some_ids_the_answer_is_the_same_rule(purposes):
+    """The form for a batch of ids (looked up by those ids) answers as the whole selector."""
+    granted, withdrawn, never, restricted, merged, outside = ProfileFactory.create_batch(6)
+    for profile in (granted, withdrawn, restricted, merged, outside):
+        grant(profile)
+    consent_withdraw(profile=withdrawn, purpose="email_marketing", method="api")
+    ProcessingRestriction.objects.create(profile=restricted, reason="contested accuracy")
+    merged.merged_into = never
+    merged.save()
+    among = [granted.pk, withdrawn.pk, never.pk, restricted.pk, merged.pk]
+
+    everyone = set(profiles_with_consent("email_marketing").values_list("pk", flat=True))
+    assert everyone == {granted.pk, outside.pk}
+    some = profiles_with_consent("email_marketing", among=among).values_list("pk", flat=True)
+    assert set(some) == everyone & set(among) == {granted.pk}
 
 
 def test_profile_merge_moves_consent_and_newest_fact_wins(purposes):
