@@ -335,12 +335,16 @@ def run() -> None:
             deadline = time.monotonic() + 60
             while receiver.items < steady_sent and time.monotonic() < deadline:
                 time.sleep(0.2)
+        from cdphub.models import Delivery
+
+        not_sent = Delivery.objects.filter(status=Delivery.Status.SKIPPED).count()
         latencies = sorted(receiver.latencies)
         print(
             f"  latency:   p50 {percentile(latencies, 0.5):.2f} s, p99 "
             f"{percentile(latencies, 0.99):.2f} s from collection to receipt at "
             f"{steady_sent / steady_elapsed:,.0f} events/s ({len(latencies):,} of "
-            f"{steady_sent:,} received, {steady_failures} failed requests; goal p99 < 5 s)"
+            f"{steady_sent:,} received, {not_sent} not sent: people new to the hub, without "
+            f"consent; {steady_failures} failed requests; goal p99 < 5 s)"
         )
 
         settings.CDPHUB_MIN_AUDIENCE_SIZE = 100
