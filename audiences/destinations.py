@@ -22,7 +22,7 @@ from django.core.exceptions import ValidationError
 from audiences.hashing import hashed_email, hashed_phone
 from cdphub.pii import MASK
 from profiles.destinations.http import json_request, url_validate
-from profiles.destinations.kinds import Outgoing, SendResult, register
+from profiles.destinations.kinds import Outgoing, SendResult, config_checked, register
 from profiles.resolution.normalize import InvalidIdentifier
 
 META_SCHEMA = ["EMAIL_SHA256", "PHONE_SHA256"]
@@ -70,11 +70,11 @@ class MetaCustomAudience:
     receives_events = False
 
     def config_validate(self, config: dict) -> dict:
-        if not isinstance(config, dict):
-            raise ValidationError({"config": "must be an object with audience_id, access_token"})
-        unknown = set(config) - {"audience_id", "access_token", "api_url", "api_version"}
-        if unknown:
-            raise ValidationError({"config": f"unknown settings: {', '.join(sorted(unknown))}"})
+        config = config_checked(
+            config,
+            {"audience_id", "access_token", "api_url", "api_version"},
+            "audience_id and access_token",
+        )
         audience_id = str(config.get("audience_id") or "")
         if not audience_id.isdigit():
             raise ValidationError({"config": "audience_id: the Custom Audience's numeric id"})

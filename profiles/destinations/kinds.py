@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from django.core.exceptions import ValidationError
+
 
 @dataclass(frozen=True)
 class SendResult:
@@ -68,6 +70,16 @@ class Kind(Protocol):
     # Optional: ``deletion_item(subject, request_id, destination_id) -> dict``, the item an
     # erasure sends, when the kind needs the person named its own way (an ad platform's
     # normalisation and hashing); otherwise ``profiles.destinations.erasure.deletion_item``.
+
+
+def config_checked(config: object, allowed: set[str], needs: str) -> dict:
+    """The config if it is an object of known entries; ``needs`` says what it must hold."""
+    if not isinstance(config, dict):
+        raise ValidationError({"config": f"must be an object with {needs}"})
+    unknown = set(config) - allowed
+    if unknown:
+        raise ValidationError({"config": f"unknown settings: {', '.join(sorted(unknown))}"})
+    return config
 
 
 _kinds: dict[str, Kind] = {}

@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 
 from cdphub.pii import MASK
 from profiles.destinations.http import json_post, url_validate
-from profiles.destinations.kinds import Outgoing, SendResult, register
+from profiles.destinations.kinds import Outgoing, SendResult, config_checked, register
 
 
 class SegmentForward:
@@ -30,11 +30,7 @@ class SegmentForward:
     receives_events = True
 
     def config_validate(self, config: dict) -> dict:
-        if not isinstance(config, dict):
-            raise ValidationError({"config": "must be an object with a url and a write_key"})
-        unknown = set(config) - {"url", "write_key"}
-        if unknown:
-            raise ValidationError({"config": f"unknown settings: {', '.join(sorted(unknown))}"})
+        config = config_checked(config, {"url", "write_key"}, "a url and a write_key")
         url = url_validate(
             config.get("url"), "the receiver's address, e.g. https://api.segment.io"
         ).rstrip("/")

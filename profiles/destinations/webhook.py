@@ -24,7 +24,7 @@ from django.core.exceptions import ValidationError
 
 from cdphub.pii import MASK
 from profiles.destinations.http import json_post, url_validate
-from profiles.destinations.kinds import Outgoing, SendResult, register
+from profiles.destinations.kinds import Outgoing, SendResult, config_checked, register
 
 SIGNATURE_HEADER = "Cdphub-Signature"
 RESERVED_HEADERS = frozenset(
@@ -45,11 +45,7 @@ class Webhook:
     receives_events = True
 
     def config_validate(self, config: dict) -> dict:
-        if not isinstance(config, dict):
-            raise ValidationError({"config": "must be an object with a url"})
-        unknown = set(config) - {"url", "headers"}
-        if unknown:
-            raise ValidationError({"config": f"unknown settings: {', '.join(sorted(unknown))}"})
+        config = config_checked(config, {"url", "headers"}, "a url")
         url = url_validate(config.get("url"), "a webhook needs the URL to POST to")
         headers = config.get("headers") or {}
         if not isinstance(headers, dict):

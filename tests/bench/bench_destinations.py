@@ -35,8 +35,8 @@ from django.db import connection
 
 from tests.bench.bench_ingest import (
     BATCH,
+    batch_clients,
     bench_database,
-    client_process,
     env_int,
     percentile,
     use_database,
@@ -128,19 +128,7 @@ def forwarding(ctx, url, key, total, people) -> tuple[float, int]:
     """Accepted events per second; then the events processed into the outbox."""
     clients = 8
     batches = total // BATCH // clients
-    start, results = ctx.Barrier(clients + 1), ctx.Queue()
-    procs = [
-        ctx.Process(target=client_process, args=(url, key, batches, people, seed, start, results))
-        for seed in range(clients)
-    ]
-    for proc in procs:
-        proc.start()
-    start.wait()
-    started = time.perf_counter()
-    failures = sum(results.get() for _ in procs)
-    seconds = time.perf_counter() - started
-    for proc in procs:
-        proc.join()
+    failures, seconds = batch_clients(ctx, url, key, batches, people, clients)
     if failures:
         raise RuntimeError(f"{failures} requests failed")
     return batches * clients * BATCH / seconds, batches * clients * BATCH
@@ -215,7 +203,7 @@ def audience_sync(receiver: Receiver, size: int) -> dict:
         config={"url": receiver.url},
         purpose_code=PURPOSE,
         segment=segment,
-        batch_size=1000,
+        batch_size=SENDER_BATCH,
     )
     audience_syncs_queue(segment.pk)
     load_queued = Delivery.objects.filter(destination=destination).count()

@@ -100,6 +100,25 @@ def client_process(url, key, batches, people, seed, start, results):
     results.put(failures)
 
 
+def batch_clients(ctx, url, key, batches, people, clients) -> tuple[int, float]:
+    """``clients`` processes posting ``batches`` batches each, started together; how many
+    requests failed and how many seconds they took."""
+    start, results = ctx.Barrier(clients + 1), ctx.Queue()
+    procs = [
+        ctx.Process(target=client_process, args=(url, key, batches, people, seed, start, results))
+        for seed in range(clients)
+    ]
+    for proc in procs:
+        proc.start()
+    start.wait()
+    started = time.perf_counter()
+    failures = sum(results.get() for _ in procs)
+    seconds = time.perf_counter() - started
+    for proc in procs:
+        proc.join()
+    return failures, seconds
+
+
 def single_call(rng: random.Random, key: str, people: int) -> bytes:
     """One analytics.js call as a browser sends it: the message with the write key, as
     text/plain JSON, to /v1/t."""
@@ -322,22 +341,7 @@ def run() -> None:
         with running_server(
             database_url=database_url, workers=workers, threads=threads, env=env
         ) as url:
-            start, results = ctx.Barrier(clients + 1), ctx.Queue()
-            procs = [
-                ctx.Process(
-                    target=client_process,
-                    args=(url, key, batches, people, seed, start, results),
-                )
-                for seed in range(clients)
-            ]
-            for proc in procs:
-                proc.start()
-            start.wait()
-            started = time.perf_counter()
-            failures = sum(results.get() for _ in procs)
-            accept_seconds = time.perf_counter() - started
-            for proc in procs:
-                proc.join()
+            failures, accept_seconds = batch_clients(ctx, url, key, batches, people, clients)
         sent = batches * clients * BATCH
         accepted = sent / accept_seconds
         # Measured on the rows just staged, before processing consumes them.
