@@ -927,6 +927,13 @@ class Destination(models.Model):
     )
     # Where an audience sync stands: loaded (every member queued once), then the id of the
     # last membership change queued, advanced in the transaction that queues the next ones.
+    audience_key = models.CharField(
+        max_length=200,
+        blank=True,
+        editable=False,
+        help_text="What an audience sync's items call the audience (the segment's name in snake "
+        "case when it was created; a renamed segment keeps it).",
+    )
     sync_loaded_at = models.DateTimeField(null=True, blank=True, editable=False)
     synced_change_id = models.BigIntegerField(default=0, editable=False)
     sync_waiting_reason = models.CharField(

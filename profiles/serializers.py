@@ -536,6 +536,7 @@ class DestinationSerializer(serializers.ModelSerializer):
             "config",
             "secret_prefix",
             "segment",
+            "audience_key",
             "sync_loaded_at",
             "sync_waiting_reason",
             "source",
@@ -554,6 +555,7 @@ class DestinationSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = [
             "secret_prefix",
+            "audience_key",
             "sync_loaded_at",
             "sync_waiting_reason",
             "status",

@@ -139,6 +139,7 @@ class DestinationAdmin(ReadableModelAdmin):
         "paused_reason",
         "paused_at",
         "consecutive_failures",
+        "audience_key",
         "sync_loaded_at",
         "sync_waiting_reason",
         "created_at",

@@ -30,12 +30,12 @@ from datetime import datetime
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from django.utils.text import slugify
 
 from cdphub.delivery import OutboxRow, outbox_add
 from cdphub.models import Delivery
 from cdphub.sql import query
 from consent.selectors import profiles_with_consent
+from profiles.destinations.services import audience_key
 from profiles.models import Destination, Segment, SegmentMembershipChange
 from profiles.segments.exports import channel_identifiers
 from profiles.segments.membership import REFRESH_LOCK, members_for_purpose
@@ -45,14 +45,15 @@ EXITED = "Audience Exited"
 CHUNK = 5000
 
 
-def audience_key(segment: Segment) -> str:
-    return slugify(segment.name).replace("-", "_") or f"segment_{segment.pk}"
-
-
 def audience_item(
-    segment: Segment, event: str, identifiers: dict[str, str], message_id: str, at: datetime
+    destination: Destination,
+    event: str,
+    identifiers: dict[str, str],
+    message_id: str,
+    at: datetime,
 ) -> dict:
-    key = audience_key(segment)
+    segment = destination.segment
+    key = destination.audience_key or audience_key(segment)
     item = {
         "type": "track",
         "event": event,
@@ -79,12 +80,11 @@ def _rows(
     """Outbox rows of (profile id, event, message id, time) changes, in their order."""
     changes = list(changes)
     identifiers = channel_identifiers({profile_id for profile_id, *_ in changes})
-    segment = destination.segment
     return [
         OutboxRow(
             destination.pk,
             profile_id,
-            audience_item(segment, event, identifiers[profile_id], message_id, at),
+            audience_item(destination, event, identifiers[profile_id], message_id, at),
             requires_consent=event == ENTERED,
         )
         for profile_id, event, message_id, at in changes

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.text import slugify
 
 from cdphub.audit import audit_record
 from cdphub.hashing import new_secret
@@ -28,6 +29,12 @@ EDITABLE = (
     "batch_size",
     "batch_interval_seconds",
 )
+
+
+def audience_key(segment: Segment) -> str:
+    """The key a receiver files a synced audience under: the segment's name in snake case
+    when the sync is created, kept by the destination (a renamed segment keeps its key)."""
+    return slugify(segment.name).replace("-", "_") or f"segment_{segment.pk}"
 
 
 def destination_validate(destination: Destination) -> None:
@@ -87,6 +94,7 @@ def destination_create(
         config=config if config is not None else {},
         purpose_code=purpose_code,
         segment=segment,
+        audience_key=audience_key(segment) if segment is not None else "",
         source=source,
         event_types=list(event_types),
         event_names=list(event_names),

@@ -18,6 +18,11 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name='destination',
+            name='audience_key',
+            field=models.CharField(blank=True, editable=False, help_text="What an audience sync's items call the audience (the segment's name in snake case when it was created; a renamed segment keeps it).", max_length=200),
+        ),
+        migrations.AddField(
+            model_name='destination',
             name='sync_loaded_at',
             field=models.DateTimeField(blank=True, editable=False, null=True),
         ),

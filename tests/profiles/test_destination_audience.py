@@ -103,6 +103,8 @@ def test_loaded_once_then_only_who_enters_and_exits(
         assert item["context"]["traits"]["email"] == "u-1@example.com"
         assert item["messageId"].startswith(f"audience-{gold.pk}-load-")
 
+        gold.name = "Best customers"  # renamed: the receiver's audience keeps its key
+        gold.save()
         with django_capture_on_commit_callbacks(execute=True):
             identify(source, "u-5", "gold", 1)
             identify(source, "u-1", "silver", 1)
@@ -112,6 +114,7 @@ def test_loaded_once_then_only_who_enters_and_exits(
     assert sent(receiver)[3:] == [("Audience Entered", "u-5"), ("Audience Exited", "u-1")]
     [_, changes] = receiver.batches
     assert changes[1]["properties"]["gold_customers"] is False
+    assert {item["properties"]["audience_key"] for item in changes} == {"gold_customers"}
     assert delivery_counts(destination)["delivered"] == 5
     assert audience_syncs_queue() == 0  # nothing left behind, nothing queued twice
 
