@@ -36,7 +36,7 @@ from cdphub.models import Delivery
 from cdphub.sql import query
 from consent.selectors import profiles_with_consent
 from profiles.destinations.services import audience_key
-from profiles.models import Destination, Segment, SegmentMembershipChange
+from profiles.models import Destination, SegmentMembershipChange
 from profiles.segments.exports import channel_identifiers
 from profiles.segments.membership import REFRESH_LOCK, members_for_purpose
 
@@ -93,9 +93,10 @@ def _rows(
 
 def _segment_try_lock(segment_id: int) -> bool:
     """The lock every writer of the segment's memberships holds (membership.refresh_lock)."""
-    return query("SELECT pg_try_advisory_xact_lock(%b::int, %b::int)", [REFRESH_LOCK, segment_id])[
-        0
-    ][0]
+    [(locked,)] = query(
+        "SELECT pg_try_advisory_xact_lock(%b::int, %b::int)", [REFRESH_LOCK, segment_id]
+    )
+    return locked
 
 
 def audience_sync_queue(destination_id: int) -> int:
@@ -126,7 +127,9 @@ def audience_sync_queue(destination_id: int) -> int:
 
 
 def _size_allows(destination: Destination) -> bool:
-    segment = Segment.objects.get(pk=destination.segment_id)
+    """Whether the segment is large enough to be sent; says on the destination why not.
+    Read under the segment's lock: its size is that of the members about to be read."""
+    segment = destination.segment
     minimum = settings.CDPHUB_MIN_AUDIENCE_SIZE
     reason = ""
     if segment.size < minimum:
