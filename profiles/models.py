@@ -911,6 +911,12 @@ class Destination(models.Model):
         blank=True,
         help_text="Only these event names (track events, pages, screens); empty: every name.",
     )
+    profile_rule = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Only events of people this rule selects (the segment rule language, on the "
+        "profile as the event is processed); empty: everyone.",
+    )
     segment = models.ForeignKey(
         Segment,
         null=True,

@@ -542,6 +542,7 @@ class DestinationSerializer(serializers.ModelSerializer):
             "source",
             "event_types",
             "event_names",
+            "profile_rule",
             "purpose_code",
             "batch_size",
             "batch_interval_seconds",

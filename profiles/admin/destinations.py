@@ -77,6 +77,7 @@ class DestinationForm(forms.ModelForm):
             "source",
             "event_types",
             "event_names",
+            "profile_rule",
             "purpose_code",
             "batch_size",
             "batch_interval_seconds",

@@ -17,6 +17,7 @@ from consent.selectors import purpose_is_active
 from profiles.destinations.kinds import kind_get
 from profiles.models import Destination, Event, Segment, Source
 from profiles.segments import changes as segment_changes
+from profiles.segments.rules import rule_errors
 
 # What a marketer may change after creation; the kind is fixed (its config would not fit).
 EDITABLE = (
@@ -25,6 +26,7 @@ EDITABLE = (
     "source",
     "event_types",
     "event_names",
+    "profile_rule",
     "purpose_code",
     "batch_size",
     "batch_interval_seconds",
@@ -55,16 +57,22 @@ def destination_validate(destination: Destination) -> None:
     unknown = set(destination.event_types) - set(Event.Type.values)
     if unknown:
         raise ValidationError({"event_types": f"unknown types: {', '.join(sorted(unknown))}"})
+    if destination.profile_rule:
+        problems = rule_errors(destination.profile_rule)
+        if problems:
+            raise ValidationError({"profile_rule": problems})
     if destination.segment_id is not None:
         filters = [
-            name for name in ("source", "event_types", "event_names") if getattr(destination, name)
+            name
+            for name in ("source", "event_types", "event_names", "profile_rule")
+            if getattr(destination, name)
         ]
         if filters:
             raise ValidationError(
                 dict.fromkeys(
                     filters,
                     "an audience sync receives its segment's members, not events: leave "
-                    "the event filters empty",
+                    "the event filters and the profile rule empty",
                 )
             )
     destination.full_clean(exclude=["signing_secret", "secret_prefix"])
@@ -80,6 +88,7 @@ def destination_create(
     source: Source | None = None,
     event_types: Iterable[str] = (),
     event_names: Iterable[str] = (),
+    profile_rule: dict | None = None,
     batch_size: int = 100,
     batch_interval_seconds: int = 0,
     segment: Segment | None = None,
@@ -98,6 +107,7 @@ def destination_create(
         source=source,
         event_types=list(event_types),
         event_names=list(event_names),
+        profile_rule=profile_rule or {},
         batch_size=batch_size,
         batch_interval_seconds=batch_interval_seconds,
         created_by=actor if getattr(actor, "pk", None) else None,

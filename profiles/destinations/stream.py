@@ -5,6 +5,7 @@ the row is sent: it may change while the row waits."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from django.conf import settings
@@ -14,8 +15,13 @@ from django.db.models import Q
 
 from cdphub.audit import audit_record
 from cdphub.delivery import OutboxRow, outbox_add
+from profiles.destinations.services import destination_pause
 from profiles.ingest.hooks import ProcessedMessage
+from profiles.ingest.processing import first_line
 from profiles.models import Destination, Event
+from profiles.segments.rules import rule_queryset
+
+logger = logging.getLogger(__name__)
 
 
 def message_name(message: ProcessedMessage) -> str:
@@ -30,20 +36,49 @@ def events_to_outbox(messages: Sequence[ProcessedMessage]) -> int:
         return 0
     destinations = list(
         Destination.objects.filter(segment=None).only(
-            "pk", "segment_id", "source_id", "event_types", "event_names"
+            "pk", "name", "segment_id", "source_id", "event_types", "event_names", "profile_rule"
         )
     )
-    if not destinations:
-        return 0
-    rows = [
-        OutboxRow(destination.pk, message.profile, message.payload)
-        for message in messages
-        for destination in destinations
-        if destination.receives(
-            source_id=message.source_id, message_type=message.type, name=message_name(message)
-        )
-    ]
+    rows = []
+    for destination in destinations:
+        passing = [
+            message
+            for message in messages
+            if destination.receives(
+                source_id=message.source_id, message_type=message.type, name=message_name(message)
+            )
+        ]
+        if passing and destination.profile_rule:
+            passing = _selected_by_rule(destination, passing)
+        rows.extend(OutboxRow(destination.pk, m.profile, m.payload) for m in passing)
     return outbox_add(rows)
+
+
+def _selected_by_rule(
+    destination: Destination, messages: list[ProcessedMessage]
+) -> list[ProcessedMessage]:
+    """The messages whose person the destination's profile rule selects, on their profile as
+    it is now, in the processing transaction (traits just applied; computed traits and
+    segments as of their last refresh). A rule that fails (a segment it names was deleted)
+    must not fail processing: the destination is paused with the reason and receives none of
+    these; once the rule is fixed, a replay sends them."""
+    profile_ids = sorted({message.profile for message in messages})
+    try:
+        with transaction.atomic():
+            selected = set(
+                rule_queryset(destination.profile_rule, profile_ids=profile_ids).values_list(
+                    "pk", flat=True
+                )
+            )
+    except Exception as error:  # any failure of the rule: reported on the destination
+        logger.exception("profile rule of destination %s failed", destination.pk)
+        destination_pause(
+            destination=destination,
+            reason=f"its profile rule failed ({first_line(error)}): fix it, resume it and "
+            "replay the time since",
+        )
+        return []
+    return [message for message in messages if message.profile in selected]
 
 
 def event_message(event: Event) -> dict:
@@ -84,6 +119,9 @@ def replay_events(destination: Destination, since, until):
         events = events.filter(type__in=destination.event_types)
     if destination.event_names:
         events = events.filter(name__in=destination.event_names)
+    if destination.profile_rule:
+        # The people the rule selects now (their profiles as they are, not as they were).
+        events = events.filter(profile__in=rule_queryset(destination.profile_rule).values("pk"))
     return events.order_by("timestamp", "id")
 
 
