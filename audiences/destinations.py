@@ -22,7 +22,13 @@ from django.core.exceptions import ValidationError
 from audiences.hashing import hashed_email, hashed_phone
 from cdphub.pii import MASK
 from profiles.destinations.http import json_request, url_validate
-from profiles.destinations.kinds import Outgoing, SendResult, config_checked, register
+from profiles.destinations.kinds import (
+    Outgoing,
+    SendResult,
+    audience_changes,
+    config_checked,
+    register,
+)
 from profiles.resolution.normalize import InvalidIdentifier
 
 META_SCHEMA = ["EMAIL_SHA256", "PHONE_SHA256"]
@@ -30,8 +36,6 @@ META_API_URL = "https://graph.facebook.com"
 META_API_VERSION = "v19.0"
 # Marketing API error codes of limits and passing trouble: try again later.
 META_TRANSIENT_CODES = frozenset({1, 2, 4, 17, 32, 341, 613, 80003})
-ENTERED = "Audience Entered"
-EXITED = "Audience Exited"
 
 
 def meta_row(emails: list[str], phones: list[str]) -> list[list[str]]:
@@ -115,24 +119,20 @@ class MetaCustomAudience:
         return result
 
     def changes(self, items: list[dict]) -> tuple[list[list[str]], list[list[str]]]:
-        """The rows to add and to remove: each person's last change in the batch."""
-        last: dict[object, tuple[bool, list[list[str]]]] = {}
-        for item in items:
-            if item.get("type") == "delete":
-                last[("erasure", item.get("erasureRequest"))] = (False, item.get("rows") or [])
-                continue
-            if item.get("event") not in (ENTERED, EXITED):
-                continue
-            traits = (item.get("context") or {}).get("traits") or {}
-            rows = meta_row(
-                [traits["email"]] if traits.get("email") else [],
-                [traits["phone"]] if traits.get("phone") else [],
-            )
-            person = item.get("profileId") or item.get("userId") or str(rows)
-            last[person] = (item["event"] == ENTERED, rows)
-        adding = [row for entered, rows in last.values() if entered for row in rows]
-        removing = [row for entered, rows in last.values() if not entered for row in rows]
+        """The rows to add and to remove: each person's last change in the batch, and the
+        erasures' removals."""
+        entered, exited, deletions = audience_changes(items)
+        adding = [row for item in entered for row in self.rows(item)]
+        removing = [row for item in exited for row in self.rows(item)]
+        removing += [row for item in deletions for row in item.get("rows") or []]
         return adding, removing
+
+    def rows(self, item: dict) -> list[list[str]]:
+        traits = (item.get("context") or {}).get("traits") or {}
+        return meta_row(
+            [traits["email"]] if traits.get("email") else [],
+            [traits["phone"]] if traits.get("phone") else [],
+        )
 
     def request(self, method: str, outgoing: Outgoing, rows: list[list[str]]) -> SendResult:
         config = outgoing.config

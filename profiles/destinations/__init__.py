@@ -5,8 +5,10 @@
    Adding a kind is one module that registers itself, imported below.
 2. The kinds, each one module: ``webhook`` (JSON batches signed with HMAC-SHA256,
    ``Cdphub-Signature: t=<unix>,v1=<hex>``, one ``Idempotency-Key`` per batch) and
-   ``segment_forward`` (the events as collected, to any ``/v1/batch`` with a write key); both
-   send through ``http``, one JSON POST through the outbound guard, its answer classified.
+   ``segment_forward`` (the events as collected, to any ``/v1/batch`` with a write key),
+   ``mailchimp`` (an audience sync as a tag of a Mailchimp list); they send through ``http``,
+   one JSON request through the outbound guard, its answer classified. The ad platforms' kinds
+   are the DMP's (``audiences.destinations``), registered the same way.
 3. ``services``: create (the signing secret shown once), update, pause, resume, delete; each
    takes the acting user and writes one audit row.
 4. ``stream``: the processing hook that writes one outbox row per processed message a
@@ -21,4 +23,4 @@ The outbox, the sender, retries, dead letters and automatic pausing are the shar
 engine's (``cdphub.delivery``): every kind gets them without writing any.
 """
 
-from profiles.destinations import segment_forward, webhook  # noqa: F401 (register the kinds)
+from profiles.destinations import mailchimp, segment_forward, webhook  # noqa: F401 (register the kinds)

@@ -35,13 +35,14 @@ from cdphub.delivery import OutboxRow, outbox_add
 from cdphub.models import Delivery
 from cdphub.sql import query
 from consent.selectors import profiles_with_consent
+from profiles.destinations.kinds import AUDIENCE_ENTERED, AUDIENCE_EXITED
 from profiles.destinations.services import audience_key
 from profiles.models import Destination, SegmentMembershipChange
 from profiles.segments.exports import channel_identifiers
 from profiles.segments.membership import REFRESH_LOCK, members_for_purpose
 
-ENTERED = "Audience Entered"
-EXITED = "Audience Exited"
+ENTERED = AUDIENCE_ENTERED
+EXITED = AUDIENCE_EXITED
 CHUNK = 5000
 
 

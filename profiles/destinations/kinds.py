@@ -82,6 +82,26 @@ def config_checked(config: object, allowed: set[str], needs: str) -> dict:
     return config
 
 
+AUDIENCE_ENTERED = "Audience Entered"
+AUDIENCE_EXITED = "Audience Exited"
+
+
+def audience_changes(items: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
+    """An audience sync's batch as a list tool needs it: the items of who is in and who is out
+    (each person's last change in the batch counts: entered then exited is out), and the
+    erasures' deletions, in their order."""
+    last: dict[object, dict] = {}
+    deletions = []
+    for item in items:
+        if item.get("type") == "delete":
+            deletions.append(item)
+        elif item.get("event") in (AUDIENCE_ENTERED, AUDIENCE_EXITED):
+            last[item.get("profileId") or item.get("userId") or id(item)] = item
+    entered = [item for item in last.values() if item["event"] == AUDIENCE_ENTERED]
+    exited = [item for item in last.values() if item["event"] == AUDIENCE_EXITED]
+    return entered, exited, deletions
+
+
 _kinds: dict[str, Kind] = {}
 
 
