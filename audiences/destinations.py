@@ -1,7 +1,7 @@
 """Ad platforms as destination kinds: an audience sync kept in step with a Meta Custom Audience
-through the Marketing API. Registered with the destination kinds (``profiles.destinations``)
-from this app, which knows each platform's normalisation and hashing (``audiences.hashing``,
-the same as its files use).
+(Marketing API) or a Google Customer Match list (Google Ads API). Registered with the
+destination kinds (``profiles.destinations``) from this app, which knows each platform's
+normalisation and hashing (``audiences.hashing``, the same as its files use).
 
 Meta, per batch of a sync: every person's last change in the batch counts (entered then exited
 is a removal); additions are one ``POST /<version>/<audience id>/users``, removals one
@@ -42,8 +42,8 @@ def meta_row(emails: list[str], phones: list[str]) -> list[list[str]]:
     """Rows of the Meta schema for one person: their first e-mail and phone hashed as Meta
     normalises them, then one row per other value; none when nothing can be matched."""
     # Unique: two spellings of one address are one hash.
-    email_hashes = list(dict.fromkeys(h for h in (_hashed(hashed_email, v) for v in emails) if h))
-    phone_hashes = list(dict.fromkeys(h for h in (_hashed(hashed_phone, v) for v in phones) if h))
+    email_hashes = list(dict.fromkeys(h for v in emails if (h := _hashed(hashed_email, "meta", v))))
+    phone_hashes = list(dict.fromkeys(h for v in phones if (h := _hashed(hashed_phone, "meta", v))))
     if not email_hashes and not phone_hashes:
         return []
     first = [email_hashes[0] if email_hashes else "", phone_hashes[0] if phone_hashes else ""]
@@ -51,9 +51,10 @@ def meta_row(emails: list[str], phones: list[str]) -> list[list[str]]:
     return [first, *rest]
 
 
-def _hashed(hasher, value: str) -> str:
+def _hashed(hasher, platform: str, value: str) -> str:
+    """The value normalised and hashed for the platform; empty if it is no usable value."""
     try:
-        return hasher("meta", value)
+        return hasher(platform, value)
     except InvalidIdentifier:
         return ""
 
@@ -165,3 +166,187 @@ class MetaCustomAudience:
 
 
 register(MetaCustomAudience())
+
+
+# --- Google Customer Match ----------------------------------------------------------------------
+
+GOOGLE_API_URL = "https://googleads.googleapis.com"
+GOOGLE_API_VERSION = "v17"
+
+
+def google_identifiers(emails: list[str], phones: list[str]) -> list[dict]:
+    """A person's ``userIdentifiers`` as Customer Match matches them: e-mails trimmed and
+    lower-cased, phones in E.164 with the ``+``, each SHA-256 hex, each value once."""
+    hashed = dict.fromkeys(
+        [("hashedEmail", h) for v in emails if (h := _hashed(hashed_email, "google", v))]
+        + [("hashedPhoneNumber", h) for v in phones if (h := _hashed(hashed_phone, "google", v))]
+    )
+    return [{key: value} for key, value in hashed]
+
+
+class GoogleCustomerMatch:
+    """An audience sync kept in step with a Customer Match user list through the Google Ads
+    API. Per batch, one offline user data job for the additions and one for the removals:
+    ``POST /<version>/customers/<customer>/offlineUserDataJobs:create`` (type
+    ``CUSTOMER_MATCH_USER_LIST``, the list, and the EU consent signals ``adUserData`` and
+    ``adPersonalization``, GRANTED: only people with the destination's purpose are added),
+    then ``:addOperations`` (``create`` or ``remove`` of each person's hashed identifiers,
+    partial failure enabled: an identifier Google cannot use does not refuse the batch), then
+    ``:run``. Headers: the OAuth ``Authorization: Bearer``, ``developer-token`` and, for a
+    manager account, ``login-customer-id``. A 429 (``RESOURCE_EXHAUSTED``) and 5xx are
+    retried; other refusals are dead letters with Google's message."""
+
+    code = "google_customer_match"
+    label = "Google Customer Match (Google Ads API)"
+    signs = False
+    deletes = True
+    receives_events = False
+
+    def config_validate(self, config: dict) -> dict:
+        config = config_checked(
+            config,
+            {
+                "customer_id",
+                "user_list_id",
+                "developer_token",
+                "access_token",
+                "login_customer_id",
+                "api_url",
+                "api_version",
+            },
+            "customer_id, user_list_id, developer_token and access_token",
+        )
+        customer = str(config.get("customer_id") or "").replace("-", "")
+        if not re.fullmatch(r"\d{10}", customer):
+            raise ValidationError({"config": "customer_id: the Google Ads account, 10 digits"})
+        user_list = str(config.get("user_list_id") or "")
+        if not user_list.isdigit():
+            raise ValidationError({"config": "user_list_id: the Customer Match list's id"})
+        for name in ("developer_token", "access_token"):
+            value = config.get(name)
+            if not isinstance(value, str) or not value.strip():
+                raise ValidationError({"config": f"{name}: required"})
+        login = str(config.get("login_customer_id") or "").replace("-", "")
+        if login and not re.fullmatch(r"\d{10}", login):
+            raise ValidationError({"config": "login_customer_id: a manager account, 10 digits"})
+        version = config.get("api_version") or GOOGLE_API_VERSION
+        if not isinstance(version, str) or not re.fullmatch(r"v\d+", version):
+            raise ValidationError({"config": "api_version: like v17"})
+        api_url = url_validate(config.get("api_url") or GOOGLE_API_URL, "the Google Ads API")
+        return {
+            "customer_id": customer,
+            "user_list_id": user_list,
+            "developer_token": config["developer_token"].strip(),
+            "access_token": config["access_token"].strip(),
+            "login_customer_id": login,
+            "api_url": api_url.rstrip("/"),
+            "api_version": version,
+        }
+
+    def config_masked(self, config: dict) -> dict:
+        return {**config, "developer_token": MASK, "access_token": MASK}
+
+    def deletion_item(self, subject, request_id: int, destination_id: int) -> dict:
+        """An erasure: the person's every e-mail and phone, hashed as Google matches them."""
+        return {
+            "type": "delete",
+            "messageId": f"erasure-{request_id}-{destination_id}",
+            "erasureRequest": request_id,
+            "userIdentifiers": google_identifiers(sorted(subject.emails), sorted(subject.phones)),
+        }
+
+    def send(self, outgoing: Outgoing) -> SendResult:
+        entered, exited, deletions = audience_changes(outgoing.items)
+        adding = [ids for ids in map(self.identifiers, entered) if ids]
+        removing = [ids for ids in map(self.identifiers, exited) if ids]
+        removing += [item["userIdentifiers"] for item in deletions if item.get("userIdentifiers")]
+        result = SendResult(SendResult.DELIVERED, status_code=200)
+        for operation, people in (("create", adding), ("remove", removing)):
+            if people:
+                result = self.job(outgoing.config, operation, people)
+                if result.outcome != SendResult.DELIVERED:
+                    return result  # the batch is sent again whole: a job can be repeated
+        return result
+
+    def identifiers(self, item: dict) -> list[dict]:
+        traits = (item.get("context") or {}).get("traits") or {}
+        return google_identifiers(
+            [traits["email"]] if traits.get("email") else [],
+            [traits["phone"]] if traits.get("phone") else [],
+        )
+
+    def job(self, config: dict, operation: str, people: list[list[dict]]) -> SendResult:
+        base = f"{config['api_url']}/{config['api_version']}/customers/{config['customer_id']}"
+        user_list = f"customers/{config['customer_id']}/userLists/{config['user_list_id']}"
+        created, name = self.call(
+            config,
+            f"{base}/offlineUserDataJobs:create",
+            {
+                "job": {
+                    "type": "CUSTOMER_MATCH_USER_LIST",
+                    "customerMatchUserListMetadata": {
+                        "userList": user_list,
+                        "consent": {"adUserData": "GRANTED", "adPersonalization": "GRANTED"},
+                    },
+                }
+            },
+        )
+        if created.outcome != SendResult.DELIVERED:
+            return created
+        if not re.fullmatch(r"customers/\d+/offlineUserDataJobs/\d+", name):
+            return SendResult(
+                SendResult.TRANSIENT, status_code=created.status_code, error="no job was created"
+            )
+        job = f"{config['api_url']}/{config['api_version']}/{name}"
+        operations = [{operation: {"userIdentifiers": identifiers}} for identifiers in people]
+        added, _ = self.call(
+            config,
+            f"{job}:addOperations",
+            {"operations": operations, "enablePartialFailure": True},
+        )
+        if added.outcome != SendResult.DELIVERED:
+            return added
+        ran, _ = self.call(config, f"{job}:run", {})
+        return ran
+
+    def call(self, config: dict, url: str, body: dict) -> tuple[SendResult, str]:
+        """One request; its outcome, and the resource name it answered (a job's)."""
+        headers = {
+            "Authorization": f"Bearer {config['access_token']}",
+            "developer-token": config["developer_token"],
+            "Content-Type": "application/json",
+            "User-Agent": "cdphub-google-ads/1",
+        }
+        if config.get("login_customer_id"):
+            headers["login-customer-id"] = config["login_customer_id"]
+        result = json_request("POST", url, orjson.dumps(body), headers)
+        if result.outcome == SendResult.DELIVERED:
+            return result, google_resource(result.response)
+        message = google_message(result.response)
+        if not message:
+            return result, ""
+        return SendResult(
+            result.outcome,
+            status_code=result.status_code,
+            error=f"{result.error}: {message}"[:500],
+            retry_after=result.retry_after,
+            response=result.response,
+        ), ""
+
+
+def google_resource(answer: str) -> str:
+    try:
+        return str(orjson.loads(answer).get("resourceName") or "")
+    except (orjson.JSONDecodeError, AttributeError):
+        return ""
+
+
+def google_message(answer: str) -> str:
+    try:
+        error = orjson.loads(answer).get("error") or {}
+    except (orjson.JSONDecodeError, AttributeError):
+        return ""
+    return str(error.get("message") or "") if isinstance(error, dict) else ""
+
+
+register(GoogleCustomerMatch())

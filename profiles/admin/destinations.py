@@ -86,7 +86,9 @@ class DestinationForm(forms.ModelForm):
             "config": 'A webhook: {"url": "https://hooks.example.com/cdp", "headers": '
             '{"Authorization": "Bearer ..."}}. A Segment-compatible forward: {"url": '
             '"https://api.segment.io", "write_key": "..."}. A Meta Custom Audience (with a '
-            'segment): {"audience_id": "2385...", "access_token": "..."}. A Mailchimp list '
+            'segment): {"audience_id": "2385...", "access_token": "..."}. A Google Customer '
+            'Match list (with a segment): {"customer_id": "123-456-7890", "user_list_id": '
+            '"...", "developer_token": "...", "access_token": "..."}. A Mailchimp list '
             'tag (with a segment): {"api_key": "...-us21", "list_id": "9e67587f52", "tag_id": '
             '"4321"}. The URL may not reach an internal address.',
         }

@@ -13,9 +13,9 @@
    (as any delivery); an exit is sent whatever their consent, it takes data away. A person who
    withdraws the purpose is removed from every audience synced for it at once, and added back
    on a new grant while still a member (``consent_follow``, a consent listener).
-5. Size: while the segment has fewer members than CDPHUB_MIN_AUDIENCE_SIZE nothing is sent
-   (entries and exits wait) and the destination says why: an ad platform must not learn who
-   the few are.
+5. Size: while the segment has fewer members than CDPHUB_MIN_AUDIENCE_SIZE it is not loaded
+   and no one is added (entries wait) and the destination says why: an ad platform must not
+   learn who the few are. Exits still go, up to the first entry waiting.
 
 Items follow the convention of audiences sent to event destinations (Segment's Engage): a track
 "Audience Entered" / "Audience Exited" with ``audience_key`` (and the key itself as a true or
@@ -103,8 +103,8 @@ def _segment_try_lock(segment_id: int) -> bool:
 def audience_sync_queue(destination_id: int) -> int:
     """Queue what the audience sync has not sent yet: the initial load, or the membership
     changes since the last ones queued, a chunk per transaction. Returns how many rows were
-    queued; 0 when the segment is being refreshed (its commit calls again) or under the
-    minimum size (the destination says so)."""
+    queued; 0 when the segment is being refreshed (its commit calls again), or under the
+    minimum size before its load (the destination says so)."""
     queued = 0
     while True:
         with transaction.atomic():
@@ -117,11 +117,10 @@ def audience_sync_queue(destination_id: int) -> int:
             )
             if destination is None or not _segment_try_lock(destination.segment_id):
                 return queued
-            if not _size_allows(destination):
-                return queued
+            large_enough = _size_allows(destination)
             if destination.sync_loaded_at is None:
-                return queued + _load(destination)
-            done = _changes(destination)
+                return queued + (_load(destination) if large_enough else 0)
+            done = _changes(destination, exits_only=not large_enough)
         if not done:
             return queued
         queued += done
@@ -172,7 +171,10 @@ def _load(destination: Destination) -> int:
     return queued
 
 
-def _changes(destination: Destination) -> int:
+def _changes(destination: Destination, *, exits_only: bool = False) -> int:
+    """Queue the next chunk of changes; ``exits_only`` (a segment under the minimum size):
+    the exits up to the first entry, which waits with everything behind it (an exit behind it
+    may be the same person's, and must not pass it)."""
     changes = list(
         SegmentMembershipChange.objects.filter(
             segment_id=destination.segment_id, id__gt=destination.synced_change_id
@@ -180,6 +182,9 @@ def _changes(destination: Destination) -> int:
         .order_by("id")
         .values_list("id", "profile_id", "kind", "changed_at")[:CHUNK]
     )
+    if exits_only:
+        entries = [i for i, c in enumerate(changes) if c[2] == SegmentMembershipChange.Kind.ENTERED]
+        changes = changes[: entries[0]] if entries else changes
     if not changes:
         return 0
     event = {

@@ -83,7 +83,8 @@ def json_request(method: str, url: str, body: bytes, headers: dict[str, str]) ->
         connection.close()
     status = response.status
     if 200 <= status < 300:
-        return SendResult(SendResult.DELIVERED, status_code=status)
+        # The answer too: an API's next call may need what it created.
+        return SendResult(SendResult.DELIVERED, status_code=status, response=answer)
     if status >= 500 or status in TRANSIENT_STATUSES:
         return SendResult(
             SendResult.TRANSIENT,

@@ -20,7 +20,9 @@ class SendResult:
     - ``delivered``: the receiver accepted it;
     - ``transient``: it may work later (no connection, timeout, 5xx, 429): retried with
       backoff, at least ``retry_after`` seconds later when the receiver said so;
-    - ``permanent``: the receiver refused it (other 4xx): a dead letter, with ``response``."""
+    - ``permanent``: the receiver refused it (other 4xx): a dead letter, with ``response``
+      (what it answered, kept for a dead letter; given for a delivery too, for a kind whose
+      next request needs it)."""
 
     outcome: str
     status_code: int | None = None

@@ -192,6 +192,37 @@ def test_under_the_minimum_size_nothing_is_sent_and_the_destination_says_why(
         ("Audience Entered", "u-3"),
     ]
 
+    # Under the minimum again: an exit still goes, an entry waits until it is large enough.
+    with django_capture_on_commit_callbacks(execute=True):
+        identify(source, "u-1", "silver", 1)
+    with django_capture_on_commit_callbacks(execute=True):
+        identify(source, "u-1", "gold", 2)  # back: three members, the entry goes
+    assert [(d.payload["event"], d.payload["userId"]) for d in queued.all()][3:] == [
+        ("Audience Exited", "u-1"),
+        ("Audience Entered", "u-1"),
+    ]
+    with django_capture_on_commit_callbacks(execute=True):
+        identify(source, "u-2", "silver", 1)
+        identify(source, "u-4", "gold")  # in the same refreshes: two members, then three
+    assert [(d.payload["event"], d.payload["userId"]) for d in queued.all()][5:] == [
+        ("Audience Exited", "u-2"),
+        ("Audience Entered", "u-4"),
+    ]
+    engine.CDPHUB_MIN_AUDIENCE_SIZE = 5
+    with django_capture_on_commit_callbacks(execute=True):
+        identify(source, "u-5", "gold")  # four members: the entry waits
+    assert queued.all().count() == 7
+    destination.refresh_from_db()
+    assert "has 4 members, fewer than the minimum audience size (5)" in (
+        destination.sync_waiting_reason
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        identify(source, "u-6", "gold")  # five: both entries go, in order
+    assert [(d.payload["event"], d.payload["userId"]) for d in queued.all()][7:] == [
+        ("Audience Entered", "u-5"),
+        ("Audience Entered", "u-6"),
+    ]
+
 
 def test_a_sync_receives_no_events_and_refuses_event_filters(source, gold):
     identify(source, "u-1", "gold")
