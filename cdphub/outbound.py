@@ -94,19 +94,9 @@ def allowlist() -> tuple[set[str], list[ipaddress.IPv4Network | ipaddress.IPv6Ne
     return hosts, networks
 
 
-def outbound_destination(url: str) -> Destination:
-    """Check ``url`` for an outbound request; raises ``OutboundRefused`` naming the reason."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as error:
-        raise OutboundRefused(f"the URL is not valid: {error}") from error
-    if parts.scheme not in ("http", "https"):
-        raise OutboundRefused("the URL must start with https:// or http://")
-    host = (parts.hostname or "").rstrip(".")
-    if not host:
-        raise OutboundRefused("the URL has no host")
-    port = port or (443 if parts.scheme == "https" else 80)
+def host_addresses(host: str, port: int) -> list[str]:
+    """The addresses ``host`` resolves to, each checked by the rule for outbound connections
+    (an HTTP request or another database); raises ``OutboundRefused`` naming the reason."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as error:
@@ -126,6 +116,23 @@ def outbound_destination(url: str) -> Destination:
                     f"{shown} is {reason}: requests to internal networks are refused "
                     "(an operator can allow it with CDPHUB_OUTBOUND_ALLOWLIST)"
                 )
+    return [str(address) for address in addresses]
+
+
+def outbound_destination(url: str) -> Destination:
+    """Check ``url`` for an outbound request; raises ``OutboundRefused`` naming the reason."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as error:
+        raise OutboundRefused(f"the URL is not valid: {error}") from error
+    if parts.scheme not in ("http", "https"):
+        raise OutboundRefused("the URL must start with https:// or http://")
+    host = (parts.hostname or "").rstrip(".")
+    if not host:
+        raise OutboundRefused("the URL has no host")
+    port = port or (443 if parts.scheme == "https" else 80)
+    addresses = host_addresses(host, port)
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
@@ -135,7 +142,7 @@ def outbound_destination(url: str) -> Destination:
         host=host,
         port=port,
         target=target,
-        addresses=tuple(str(address) for address in addresses),
+        addresses=tuple(addresses),
     )
 
 

@@ -446,6 +446,7 @@ def erasure_answer_log(destination, rows, result) -> None:
         if request is None:
             continue
         answer = f"answered {result.status_code}" if result.status_code else result.error
+        answer = f", {answer}" if answer else ""
         outcome = {
             "delivered": "deleted",
             "transient": "not yet: retried later",
@@ -454,7 +455,7 @@ def erasure_answer_log(destination, rows, result) -> None:
         dsar_log(
             request=request,
             action=Action.DESTINATION_ANSWER,
-            note=f"destination {destination.name}: {outcome}, {answer}"[:1000],
+            note=f"destination {destination.name}: {outcome}{answer}"[:1000],
         )
 
 

@@ -90,7 +90,8 @@ class DestinationForm(forms.ModelForm):
             'Match list (with a segment): {"customer_id": "123-456-7890", "user_list_id": '
             '"...", "developer_token": "...", "access_token": "..."}. A Mailchimp list '
             'tag (with a segment): {"api_key": "...-us21", "list_id": "9e67587f52", "tag_id": '
-            '"4321"}. The URL may not reach an internal address.',
+            '"4321"}. A warehouse: {"database_url": "postgres://user:password@host/db", '
+            '"schema": "cdphub"}. The URL may not reach an internal address.',
         }
 
     def __init__(self, *args, **kwargs):

@@ -6,7 +6,9 @@
 2. The kinds, each one module: ``webhook`` (JSON batches signed with HMAC-SHA256,
    ``Cdphub-Signature: t=<unix>,v1=<hex>``, one ``Idempotency-Key`` per batch) and
    ``segment_forward`` (the events as collected, to any ``/v1/batch`` with a write key),
-   ``mailchimp`` (an audience sync as a tag of a Mailchimp list); they send through ``http``,
+   ``mailchimp`` (an audience sync as a tag of a Mailchimp list), ``warehouse`` (events,
+   profiles and identities copied into another PostgreSQL database); the HTTP ones send
+   through ``http``,
    one JSON request through the outbound guard, its answer classified. The ad platforms' kinds
    are the DMP's (``audiences.destinations``), registered the same way.
 3. ``services``: create (the signing secret shown once), update, pause, resume, delete; each
@@ -23,4 +25,9 @@ The outbox, the sender, retries, dead letters and automatic pausing are the shar
 engine's (``cdphub.delivery``): every kind gets them without writing any.
 """
 
-from profiles.destinations import mailchimp, segment_forward, webhook  # noqa: F401 (register the kinds)
+from profiles.destinations import (  # noqa: F401 (register the kinds)
+    mailchimp,
+    segment_forward,
+    warehouse,
+    webhook,
+)
