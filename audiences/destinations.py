@@ -27,6 +27,7 @@ from profiles.destinations.kinds import (
     SendResult,
     audience_changes,
     config_checked,
+    deletion,
     register,
 )
 from profiles.resolution.normalize import InvalidIdentifier
@@ -102,12 +103,8 @@ class MetaCustomAudience:
 
     def deletion_item(self, subject, request_id: int, destination_id: int) -> dict:
         """An erasure: the person's every e-mail and phone, hashed the way Meta matches."""
-        return {
-            "type": "delete",
-            "messageId": f"erasure-{request_id}-{destination_id}",
-            "erasureRequest": request_id,
-            "rows": meta_row(sorted(subject.emails), sorted(subject.phones)),
-        }
+        rows = meta_row(sorted(subject.emails), sorted(subject.phones))
+        return deletion(request_id, destination_id, rows=rows)
 
     def send(self, outgoing: Outgoing) -> SendResult:
         adding, removing = self.changes(outgoing.items)
@@ -248,12 +245,8 @@ class GoogleCustomerMatch:
 
     def deletion_item(self, subject, request_id: int, destination_id: int) -> dict:
         """An erasure: the person's every e-mail and phone, hashed as Google matches them."""
-        return {
-            "type": "delete",
-            "messageId": f"erasure-{request_id}-{destination_id}",
-            "erasureRequest": request_id,
-            "userIdentifiers": google_identifiers(sorted(subject.emails), sorted(subject.phones)),
-        }
+        identifiers = google_identifiers(sorted(subject.emails), sorted(subject.phones))
+        return deletion(request_id, destination_id, userIdentifiers=identifiers)
 
     def send(self, outgoing: Outgoing) -> SendResult:
         entered, exited, deletions = audience_changes(outgoing.items)

@@ -16,7 +16,7 @@ import hashlib
 from django.utils import timezone
 
 from cdphub.delivery import OutboxRow, outbox_add
-from profiles.destinations.kinds import kind_get
+from profiles.destinations.kinds import deletion, kind_get
 from profiles.models import Destination
 
 
@@ -25,18 +25,17 @@ def sha256(value: str) -> str:
 
 
 def deletion_item(subject, request_id: int, destination_id: int) -> dict:
-    return {
-        "type": "delete",
-        "messageId": f"erasure-{request_id}-{destination_id}",
-        "timestamp": timezone.now().isoformat(),
-        "erasureRequest": request_id,
-        "profileIds": sorted(subject.profile_ids),
-        "identifiers": {
+    return deletion(
+        request_id,
+        destination_id,
+        timestamp=timezone.now().isoformat(),
+        profileIds=sorted(subject.profile_ids),
+        identifiers={
             "email_sha256": sorted(sha256(v) for v in subject.emails),
             "phone_sha256": sorted(sha256(v) for v in subject.phones),
             "user_id_sha256": sorted(sha256(v) for v in subject.user_ids),
         },
-    }
+    )
 
 
 def destinations_erase(subject, request_id: int) -> list[str]:

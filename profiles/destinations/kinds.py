@@ -84,6 +84,17 @@ def config_checked(config: object, allowed: set[str], needs: str) -> dict:
     return config
 
 
+def deletion(request_id: int, destination_id: int, **names) -> dict:
+    """An erasure's item for one destination, naming the person as ``names`` say (each kind
+    its own way), with a messageId every resend repeats."""
+    return {
+        "type": "delete",
+        "messageId": f"erasure-{request_id}-{destination_id}",
+        "erasureRequest": request_id,
+        **names,
+    }
+
+
 AUDIENCE_ENTERED = "Audience Entered"
 AUDIENCE_EXITED = "Audience Exited"
 

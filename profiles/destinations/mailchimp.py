@@ -34,6 +34,7 @@ from profiles.destinations.kinds import (
     SendResult,
     audience_changes,
     config_checked,
+    deletion,
     register,
 )
 
@@ -88,12 +89,8 @@ class Mailchimp:
         return {**config, "api_key": MASK}
 
     def deletion_item(self, subject, request_id: int, destination_id: int) -> dict:
-        return {
-            "type": "delete",
-            "messageId": f"erasure-{request_id}-{destination_id}",
-            "erasureRequest": request_id,
-            "subscriberHashes": sorted({subscriber_hash(e) for e in subject.emails}),
-        }
+        hashes = sorted({subscriber_hash(e) for e in subject.emails})
+        return deletion(request_id, destination_id, subscriberHashes=hashes)
 
     def send(self, outgoing: Outgoing) -> SendResult:
         entered, exited, deletions = audience_changes(outgoing.items)

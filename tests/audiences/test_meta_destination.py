@@ -17,15 +17,10 @@ from audiences.hashing import sha256_hex
 from cdphub.delivery import deliveries_send
 from cdphub.models import Delivery
 from consent.dsar import dsar_create, dsar_process, dsar_verify
-from consent.services import consent_record
 from profiles.destinations.kinds import config_shown
 from profiles.destinations.services import destination_create
-from profiles.ingest.collect import messages_collect
-from profiles.ingest.processing import pending_process
-from profiles.models import Identity
-from profiles.segments.membership import segment_refresh
 from profiles.services import source_create
-from tests.factories import SegmentFactory
+from tests.audience_sync import gold_segment, identify
 
 pytestmark = pytest.mark.django_db
 
@@ -113,26 +108,13 @@ def source(delivery_engine):
 
 @pytest.fixture
 def gold(source):
-    segment = SegmentFactory(name="Gold", rule={"trait": "plan", "op": "eq", "value": "gold"})
-    for user, phone in (("u-1", "+31612345671"), ("u-2", "+31612345672"), ("u-3", None)):
-        identify(source, user, "gold", phone=phone)
-        consent_record(
-            profile=Identity.objects.get(value=user).profile,
-            purpose="advertising",
-            status="granted",
-            method="web_form",
-        )
-    segment_refresh(segment=segment)
-    return segment
+    # Addresses spelt as people type them: hashed as Meta normalises them.
+    phones = {"u-1": "+31612345671", "u-2": "+31612345672", "u-3": None}
+    return gold_segment(source, "advertising", phones, email=spelt)
 
 
-def identify(source, user: str, plan: str, n: int = 0, phone: str | None = None) -> None:
-    traits = {"plan": plan, "email": f" {user.upper()}@Example.com "}
-    if phone:
-        traits["phone"] = phone
-    message = {"type": "identify", "userId": user, "traits": traits, "messageId": f"{user}-{n}"}
-    assert not messages_collect(source_id=source.pk, messages=[message]).rejected
-    pending_process()
+def spelt(user: str) -> str:
+    return f" {user.upper()}@Example.com "
 
 
 def meta(fake, segment, token=TOKEN):
