@@ -242,3 +242,24 @@ def test_the_receivers_credentials_are_masked_for_those_who_may_only_look(client
     assert b"Authorization" in seen.content and b"tok-42" not in seen.content
     client.force_login(user_with_role("Marketer"))
     assert b"tok-42" in client.get(page).content  # who may change it sees what it sends
+
+
+def test_every_kind_says_what_it_takes_and_what_it_can_do():
+    """The interface every kind implements: a registered kind missing one of these would fail
+    a destination's checks, its sending or an erasure at run time instead."""
+    from profiles.destinations.kinds import _kinds
+
+    assert set(_kinds) == {
+        "webhook",
+        "segment_forward",
+        "mailchimp",
+        "warehouse",
+        "meta_custom_audience",
+        "google_customer_match",
+    }
+    for code, kind in _kinds.items():
+        assert kind.code == code and kind.label
+        for flag in ("signs", "deletes", "receives_events"):
+            assert isinstance(getattr(kind, flag), bool), (code, flag)
+        for method in ("config_validate", "config_masked", "send"):
+            assert callable(getattr(kind, method)), (code, method)
