@@ -158,21 +158,25 @@ class Warehouse:
         return SendResult(SendResult.DELIVERED)
 
     def write(self, connection, schema: str, items: list[dict]) -> None:
+        """The batch in its order: events stored, then the erasures' people deleted from every
+        table (after, so that none of their events in the same batch is left behind)."""
         for statement in table_ddl(schema):
             connection.execute(statement)
-        deleted = sorted({pk for item in items if item.get("type") == "delete"
-                          for pk in item.get("profileIds") or []})  # fmt: skip
+        erased: set[int] = set()
         for item in items:
             if item.get("type") in TABLES:
                 self.insert(connection, schema, item)
-        for table in [spec[0] for spec in TABLES.values()] + ["profiles", "identities"]:
-            if deleted:
-                connection.execute(
-                    sql.SQL("DELETE FROM {}.{} WHERE profile_id = ANY(%s)").format(
-                        sql.Identifier(schema), sql.Identifier(table)
-                    ),
-                    [deleted],
-                )
+            elif item.get("type") == "delete":
+                erased.update(item.get("profileIds") or [])
+        if not erased:
+            return
+        for table in [*(spec[0] for spec in TABLES.values()), "profiles", "identities"]:
+            connection.execute(
+                sql.SQL("DELETE FROM {}.{} WHERE profile_id = ANY(%s)").format(
+                    sql.Identifier(schema), sql.Identifier(table)
+                ),
+                [sorted(erased)],
+            )
 
     def insert(self, connection, schema: str, message: dict) -> None:
         table, name_column, name_key, data_column, data_key = TABLES[message["type"]]
