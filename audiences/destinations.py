@@ -146,20 +146,10 @@ class MetaCustomAudience:
         if result.outcome != SendResult.PERMANENT or result.status_code != 400:
             return result
         error = meta_error(result.response)
-        message = f"Meta answered 400: {error.get('message') or 'no message'}"
+        detail = f"{error.get('message') or 'no message'} (code {error.get('code')})"
         if error.get("code") in META_TRANSIENT_CODES or error.get("is_transient"):
-            return SendResult(
-                SendResult.TRANSIENT,
-                status_code=400,
-                error=f"{message} (code {error.get('code')}: a limit, retried later)",
-                response=result.response,
-            )
-        return SendResult(
-            SendResult.PERMANENT,
-            status_code=400,
-            error=f"{message} (code {error.get('code')})",
-            response=result.response,
-        )
+            return result.explained(f"{detail}: a limit, retried later", SendResult.TRANSIENT)
+        return result.explained(detail)
 
 
 register(MetaCustomAudience())
@@ -316,15 +306,7 @@ class GoogleCustomerMatch:
         if result.outcome == SendResult.DELIVERED:
             return result, google_resource(result.response)
         message = google_message(result.response)
-        if not message:
-            return result, ""
-        return SendResult(
-            result.outcome,
-            status_code=result.status_code,
-            error=f"{result.error}: {message}"[:500],
-            retry_after=result.retry_after,
-            response=result.response,
-        ), ""
+        return (result.explained(message) if message else result), ""
 
 
 def google_resource(answer: str) -> str:

@@ -7,7 +7,7 @@ engine (``cdphub.delivery``) does that for every kind alike."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from django.core.exceptions import ValidationError
@@ -33,6 +33,11 @@ class SendResult:
     DELIVERED = "delivered"
     TRANSIENT = "transient"
     PERMANENT = "permanent"
+
+    def explained(self, detail: str, outcome: str | None = None) -> SendResult:
+        """The same result with the receiver's own words added to its error (an API's
+        message), and another outcome when its words say so (a limit: try again later)."""
+        return replace(self, outcome=outcome or self.outcome, error=f"{self.error}: {detail}"[:500])
 
 
 @dataclass(frozen=True)

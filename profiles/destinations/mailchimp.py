@@ -137,15 +137,7 @@ class Mailchimp:
             detail = orjson.loads(result.response).get("detail")
         except (orjson.JSONDecodeError, AttributeError):
             detail = None
-        if not detail:
-            return result
-        return SendResult(
-            result.outcome,
-            status_code=result.status_code,
-            error=f"{result.error}: {detail}"[:500],
-            retry_after=result.retry_after,
-            response=result.response,
-        )
+        return result.explained(detail) if detail else result
 
 
 register(Mailchimp())
