@@ -34,7 +34,7 @@ from django.utils import timezone
 from cdphub.delivery import OutboxRow, outbox_add
 from cdphub.models import Delivery
 from cdphub.sql import query
-from consent.selectors import profiles_with_consent
+from consent.selectors import profile_has_consent
 from profiles.destinations.kinds import AUDIENCE_ENTERED, AUDIENCE_EXITED
 from profiles.destinations.services import audience_key
 from profiles.models import Destination, SegmentMembershipChange
@@ -228,7 +228,7 @@ def consent_follow(profile_id: int, purpose_code: str) -> None:
     )
     if not syncs:
         return
-    allowed = profiles_with_consent(purpose_code).filter(pk=profile_id).exists()
+    allowed = profile_has_consent(profile_id, purpose_code)
     event = ENTERED if allowed else EXITED
     now = timezone.now()
     for destination in syncs:
