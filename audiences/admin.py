@@ -19,6 +19,7 @@ from audiences.models import (
     Audience,
     AudienceExport,
     AudienceMembership,
+    AudienceSync,
     Category,
     DataProvider,
     JobStatus,
@@ -37,9 +38,10 @@ from audiences.services import (
     provider_file_import_create,
     taxonomy_import,
 )
+from audiences.syncs import audience_sync_link
 from audiences.tasks import lookalike_build_later, provider_file_import_later
 from cdphub.admin_mixins import ReadableModelAdmin
-from profiles.models import Segment
+from profiles.models import Destination, Segment
 
 
 class TraitHitInline(admin.TabularInline):
@@ -163,6 +165,40 @@ class AudienceAdminForm(forms.ModelForm):
         return cleaned
 
 
+class AudienceSyncInline(admin.TabularInline):
+    """The destinations that keep this audience's visitors in step: pick a destination created
+    to receive a DMP audience (in Destinations); its initial load starts when saved. A link
+    stays: to stop, pause or delete the destination."""
+
+    model = AudienceSync
+    fk_name = "audience"
+    fields = ["destination", "sync_state", "created_by", "created_at"]
+    readonly_fields = ["sync_state", "created_by", "created_at"]
+    extra = 0
+    can_delete = False
+    verbose_name = "sync to a destination"
+    verbose_name_plural = "syncs to destinations"
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "destination":
+            kwargs["queryset"] = Destination.objects.filter(
+                receiving=Destination.Receiving.AUDIENCE, dmp_audience_sync__isnull=True
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    @admin.display(description="state")
+    def sync_state(self, sync):
+        destination = sync.destination
+        if destination.sync_waiting_reason:
+            return destination.sync_waiting_reason
+        if destination.sync_loaded_at is None:
+            return "loading"
+        return f"loaded {destination.sync_loaded_at:%Y-%m-%d %H:%M}; changes follow"
+
+
 @admin.register(Audience)
 class AudienceAdmin(ReadableModelAdmin):
     list_display = [
@@ -193,6 +229,15 @@ class AudienceAdmin(ReadableModelAdmin):
 
     actions = ["refresh_members", "build_lookalike", "export_google", "export_meta", "export_ids"]
     form = AudienceAdminForm
+    inlines = [AudienceSyncInline]
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not AudienceSync:
+            return super().save_formset(request, form, formset, change)
+        for sync in formset.save(commit=False):  # only new links: they cannot be changed
+            audience_sync_link(
+                audience=form.instance, destination=sync.destination, actor=request.user
+            )
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)

@@ -17,3 +17,8 @@ class AudiencesConfig(AppConfig):
 
         # The ad platforms' destination kinds (a Meta Custom Audience kept in sync).
         import audiences.destinations  # noqa: F401
+
+        # Audience syncs of visitors: the audience's side, and their consent at once.
+        from audiences.syncs import visitors_consent_follow
+
+        changes.register(visitors_consent_follow)

@@ -3,14 +3,17 @@
 destination kinds (``profiles.destinations``) from this app, which knows each platform's
 normalisation and hashing (``audiences.hashing``, the same as its files use).
 
-Meta, per batch of a sync: every person's last change in the batch counts (entered then exited
+Meta, per batch of a sync: every member's last change in the batch counts (entered then exited
 is a removal); additions are one ``POST /<version>/<audience id>/users``, removals one
 ``DELETE`` of the same, each with ``{"payload": {"schema": ["EMAIL_SHA256", "PHONE_SHA256"],
-"data": [[<hash or "">, <hash or "">], ...]}, "access_token": ...}``. A person with neither an
-e-mail nor a phone cannot be matched and is left out. Meta answers a rate limit or a passing
+"data": [[<hash or "">, <hash or "">], ...]}, "access_token": ...}``; the devices of a DMP
+audience's sync go the same way with the schema ``["MADID"]`` (advertising ids as they are,
+lower-cased). A person with neither an e-mail nor a phone, or a visitor known by a cookie
+only, cannot be matched and is left out. Meta answers a rate limit or a passing
 problem with a 400 whose ``error.code`` says so (4, 17, 32, 613, 80003) or ``is_transient``:
 retried later like a 429; any other 400 (an expired token: 190) is a dead letter with Meta's
-message. An erasure removes the person's hashed e-mails and phones from the audience."""
+message. An erasure removes the person's hashed e-mails and phones, and their devices, from
+the audience."""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from profiles.destinations.http import json_request, url_validate
 from profiles.destinations.kinds import (
     Outgoing,
     SendResult,
+    advertising_id,
     audience_changes,
     config_checked,
     deletion,
@@ -33,6 +37,8 @@ from profiles.destinations.kinds import (
 from profiles.resolution.normalize import InvalidIdentifier
 
 META_SCHEMA = ["EMAIL_SHA256", "PHONE_SHA256"]
+# Devices (visitors of an audience): mobile advertising ids, sent as they are, lower-cased.
+MADID_SCHEMA = ["MADID"]
 META_API_URL = "https://graph.facebook.com"
 META_API_VERSION = "v19.0"
 # Marketing API error codes of limits and passing trouble: try again later.
@@ -58,6 +64,17 @@ def _hashed(hasher, platform: str, value: str) -> str:
         return hasher(platform, value)
     except InvalidIdentifier:
         return ""
+
+
+def devices(items: list[dict]) -> list[str]:
+    """The advertising ids of the visitors these items name (a device's, lower-cased)."""
+    return list(dict.fromkeys(madid.lower() for item in items if (madid := advertising_id(item))))
+
+
+def subject_devices(subject) -> list[str]:
+    """A person's devices' advertising ids, as an erasure names them to an ad platform."""
+    ids = {value.lower() for kind, value in subject.other_identifiers if kind == "device_id"}
+    return sorted(ids)
 
 
 def meta_error(answer: str) -> dict:
@@ -102,28 +119,32 @@ class MetaCustomAudience:
         return {**config, "access_token": MASK}
 
     def deletion_item(self, subject, request_id: int, destination_id: int) -> dict:
-        """An erasure: the person's every e-mail and phone, hashed the way Meta matches."""
+        """An erasure: the person's every e-mail and phone, hashed the way Meta matches, and
+        their devices' advertising ids."""
         rows = meta_row(sorted(subject.emails), sorted(subject.phones))
-        return deletion(request_id, destination_id, rows=rows)
+        return deletion(request_id, destination_id, rows=rows, madids=subject_devices(subject))
 
     def send(self, outgoing: Outgoing) -> SendResult:
-        adding, removing = self.changes(outgoing.items)
+        entered, exited, deletions = audience_changes(outgoing.items)
+        removed_devices = [madid for item in deletions for madid in item.get("madids") or []]
+        requests = (
+            ("POST", META_SCHEMA, [row for item in entered for row in self.rows(item)]),
+            ("POST", MADID_SCHEMA, [[madid] for madid in devices(entered)]),
+            (
+                "DELETE",
+                META_SCHEMA,
+                [row for item in exited for row in self.rows(item)]
+                + [row for item in deletions for row in item.get("rows") or []],
+            ),
+            ("DELETE", MADID_SCHEMA, [[m] for m in devices(exited) + removed_devices]),
+        )
         result = SendResult(SendResult.DELIVERED, status_code=200)
-        for method, rows in (("POST", adding), ("DELETE", removing)):
+        for method, schema, rows in requests:
             if rows:
-                result = self.request(method, outgoing, rows)
+                result = self.request(method, outgoing, schema, rows)
                 if result.outcome != SendResult.DELIVERED:
                     return result  # the batch is sent again whole: adding twice is harmless
         return result
-
-    def changes(self, items: list[dict]) -> tuple[list[list[str]], list[list[str]]]:
-        """The rows to add and to remove: each person's last change in the batch, and the
-        erasures' removals."""
-        entered, exited, deletions = audience_changes(items)
-        adding = [row for item in entered for row in self.rows(item)]
-        removing = [row for item in exited for row in self.rows(item)]
-        removing += [row for item in deletions for row in item.get("rows") or []]
-        return adding, removing
 
     def rows(self, item: dict) -> list[list[str]]:
         traits = (item.get("context") or {}).get("traits") or {}
@@ -132,12 +153,14 @@ class MetaCustomAudience:
             [traits["phone"]] if traits.get("phone") else [],
         )
 
-    def request(self, method: str, outgoing: Outgoing, rows: list[list[str]]) -> SendResult:
+    def request(
+        self, method: str, outgoing: Outgoing, schema: list[str], rows: list[list[str]]
+    ) -> SendResult:
         config = outgoing.config
         url = f"{config['api_url']}/{config['api_version']}/{config['audience_id']}/users"
         body = orjson.dumps(
             {
-                "payload": {"schema": META_SCHEMA, "data": rows},
+                "payload": {"schema": schema, "data": rows},
                 "access_token": config["access_token"],
             }
         )
@@ -236,6 +259,7 @@ class GoogleCustomerMatch:
     def deletion_item(self, subject, request_id: int, destination_id: int) -> dict:
         """An erasure: the person's every e-mail and phone, hashed as Google matches them."""
         identifiers = google_identifiers(sorted(subject.emails), sorted(subject.phones))
+        identifiers += [{"mobileId": madid} for madid in subject_devices(subject)]
         return deletion(request_id, destination_id, userIdentifiers=identifiers)
 
     def send(self, outgoing: Outgoing) -> SendResult:
@@ -252,6 +276,10 @@ class GoogleCustomerMatch:
         return result
 
     def identifiers(self, item: dict) -> list[dict]:
+        """A person's hashed identifiers, or a visitor's device (its ``mobileId``, for a list
+        of mobile advertising ids; a visitor known by a cookie only is left out)."""
+        if madid := advertising_id(item):
+            return [{"mobileId": madid.lower()}]
         traits = (item.get("context") or {}).get("traits") or {}
         return google_identifiers(
             [traits["email"]] if traits.get("email") else [],

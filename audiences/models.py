@@ -272,6 +272,62 @@ class AudienceMembership(models.Model):
         return f"{self.visitor_id} in {self.audience_id}"
 
 
+class AudienceMembershipChange(models.Model):
+    """History: a visitor entered or exited an audience (written by whatever set its members,
+    and by the retention purge for the visitors it deletes). It keeps the visitor's key, so an
+    exit can still be sent after the visitor is gone; kept as long as visitors are."""
+
+    class Kind(models.TextChoices):
+        ENTERED = "entered", "Entered"
+        EXITED = "exited", "Exited"
+
+    audience = models.ForeignKey(
+        Audience, on_delete=models.CASCADE, related_name="changes", db_index=False
+    )
+    # Not a foreign key: the change outlives the visitor it is about.
+    visitor_id = models.BigIntegerField()
+    key_kind = models.CharField(max_length=10, choices=Visitor.KeyKind.choices)
+    key = models.CharField(max_length=255)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    changed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["audience", "id"], name="audience_change_order"),
+            models.Index(fields=["key"], name="audience_change_key"),
+            models.Index(fields=["changed_at"], name="audience_change_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} {self.kind} {self.audience_id}"
+
+
+class AudienceSync(models.Model):
+    """A destination that keeps an audience's visitors in step with the system it sends to
+    (the destination receives a DMP audience; ``audiences.syncs``). Where the sync stands is
+    the destination's (loaded, last change queued), as for a segment's sync."""
+
+    destination = models.OneToOneField(
+        "profiles.Destination",
+        on_delete=models.CASCADE,
+        related_name="dmp_audience_sync",
+        limit_choices_to={"receiving": "audience"},
+        help_text="A destination that receives a DMP audience and has none yet.",
+    )
+    audience = models.ForeignKey(Audience, on_delete=models.PROTECT, related_name="syncs")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["destination__name"]
+
+    def __str__(self) -> str:
+        return f"{self.audience} to {self.destination}"
+
+
 class JobStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     RUNNING = "running", "Running"

@@ -11,6 +11,8 @@ from audiences import hashing
 from audiences.models import (
     Audience,
     AudienceExport,
+    AudienceMembershipChange,
+    AudienceSync,
     Category,
     DataProvider,
     ProviderFileImport,
@@ -113,6 +115,27 @@ registry.register(
     erase_order=15,  # before the visitors whose keys it looks for
     export=False,  # hashes of identifiers the access file holds in full
 )
+
+VISITOR_KEY_KINDS = ("anonymous_id", "device_id")
+
+
+def _visitor_keys(subject: Subject) -> set[str]:
+    """The person's cookie and device ids: their visitors' keys and their own identifiers."""
+    keys = set(
+        Visitor.objects.filter(profile_id__in=subject.profile_ids).values_list("key", flat=True)
+    )
+    return keys | {v for kind, v in subject.other_identifiers if kind in VISITOR_KEY_KINDS}
+
+
+# The history of the person's visitors in audiences (a visitor's key, kept past the visitor).
+registry.register(
+    AudienceMembershipChange,
+    find=lambda subject: AudienceMembershipChange.objects.filter(key__in=_visitor_keys(subject)),
+    erase=delete_rows,
+    personal_fields=("key",),
+    erase_order=25,  # before the visitors whose keys it looks for
+)
+registry.register_not_personal(AudienceSync, "which destination receives an audience")
 registry.register_not_personal(DataProvider, "data suppliers")
 registry.register_not_personal(Category, "taxonomy")
 registry.register_not_personal(Audience, "an audience's name and rule")
@@ -126,10 +149,10 @@ def _purge_visitor_data(cutoff, batch_size: int) -> int:
     within the policy's retention period, with what hangs off them."""
     from audiences.services import visitor_data_purge
 
-    expired = sum(visitor_data_purge(batch_size=batch_size).values())
-    stale = Visitor.objects.filter(last_seen_at__lt=cutoff)
-    stale_hits = delete_in_batches(VisitorTraitHit.objects.filter(visitor__in=stale), batch_size)
-    return expired + stale_hits + delete_in_batches(stale, batch_size)
+    purged = sum(visitor_data_purge(unseen_since=cutoff, batch_size=batch_size).values())
+    # The audiences' history keeps visitors' keys: no longer than the visitors themselves.
+    old_changes = AudienceMembershipChange.objects.filter(changed_at__lt=cutoff)
+    return purged + delete_in_batches(old_changes, batch_size)
 
 
 register_purger("visitor_data", _purge_visitor_data)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.db.models import Q, QuerySet
 
 from audiences.models import Visitor
-from profiles.models import Profile
+from cdphub.sql import any_of
+from profiles.models import Identity, Profile
 
 ADVERTISING_PURPOSE = "advertising"
 # A visitor may be linked to a known person only under one of these purposes.
@@ -26,6 +27,56 @@ def segment_profiles(segment_id: int) -> QuerySet[Profile]:
 
 def audience_visitors(audience_id: int) -> QuerySet[Visitor]:
     return Visitor.objects.filter(memberships__audience_id=audience_id)
+
+
+def person_visitor_keys(profile_id: int) -> tuple[list[str], list[str]]:
+    """The cookie ids and device ids the person was seen with (their identities)."""
+    keys = Identity.objects.filter(
+        profile_id=profile_id, kind__in=[Identity.Kind.ANONYMOUS_ID, Identity.Kind.DEVICE_ID]
+    ).values_list("kind", "value")
+    cookies = [value for kind, value in keys if kind == Identity.Kind.ANONYMOUS_ID]
+    devices = [value for kind, value in keys if kind == Identity.Kind.DEVICE_ID]
+    return cookies, devices
+
+
+def person_visitors(profile_id: int) -> QuerySet[Visitor]:
+    """The person's visitors: linked to them, or keyed by a cookie or device id of theirs
+    (whether or not their consent lets them be linked now)."""
+    cookies, devices = person_visitor_keys(profile_id)
+    return Visitor.objects.filter(
+        Q(profile_id=profile_id)
+        | Q(key_kind=Visitor.KeyKind.COOKIE, key__in=cookies)
+        | Q(key_kind=Visitor.KeyKind.DEVICE, key__in=devices)
+    )
+
+
+# A visitor's key kind -> the identity kind of the same id on a profile.
+IDENTITY_OF_KEY = {
+    Visitor.KeyKind.COOKIE: Identity.Kind.ANONYMOUS_ID,
+    Visitor.KeyKind.DEVICE: Identity.Kind.DEVICE_ID,
+}
+
+
+def visitor_people(visitors: list[tuple[int, str, str]]) -> dict[int, int]:
+    """Whose each (id, key kind, key) visitor is: the person it is linked to, or else the
+    person whose cookie or device id it is (a known person's visitor follows their consent,
+    linked or not: links exist only under consent). Visitors of no one known are left out."""
+    linked = dict(
+        Visitor.objects.filter(
+            pk__in=any_of(pk for pk, _, _ in visitors), profile__isnull=False
+        ).values_list("pk", "profile_id")
+    )
+    by_key = {(IDENTITY_OF_KEY[kind], key): pk for pk, kind, key in visitors if pk not in linked}
+    for kind in IDENTITY_OF_KEY.values():
+        values = [key for identity_kind, key in by_key if identity_kind == kind]
+        if not values:
+            continue
+        identities = Identity.objects.filter(kind=kind, value__in=values).values_list(
+            "value", "profile_id"
+        )
+        for value, profile_id in identities:
+            linked[by_key[(kind, value)]] = profile_id
+    return linked
 
 
 def profiles_allowed_for_linking(queryset: QuerySet[Profile]) -> QuerySet[Profile]:

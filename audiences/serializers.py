@@ -5,6 +5,7 @@ from rest_framework import serializers
 from audiences.models import (
     Audience,
     AudienceExport,
+    AudienceSync,
     Category,
     DataProvider,
     ProviderFileImport,
@@ -217,3 +218,25 @@ class AudiencePreviewInputSerializer(serializers.Serializer):
 class AudiencePreviewSerializer(serializers.Serializer):
     count = serializers.IntegerField()
     sample = serializers.ListField(child=serializers.DictField())
+
+
+class AudienceSyncSerializer(serializers.ModelSerializer):
+    """A destination that keeps an audience's visitors in step (a destination created to
+    receive a DMP audience); where it stands is the destination's."""
+
+    sync_loaded_at = serializers.DateTimeField(source="destination.sync_loaded_at", read_only=True)
+    sync_waiting_reason = serializers.CharField(
+        source="destination.sync_waiting_reason", read_only=True
+    )
+
+    class Meta:
+        model = AudienceSync
+        fields = [
+            "destination",
+            "audience",
+            "sync_loaded_at",
+            "sync_waiting_reason",
+            "created_by",
+            "created_at",
+        ]
+        read_only_fields = ["created_by", "created_at"]

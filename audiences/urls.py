@@ -9,3 +9,4 @@ def register(router) -> None:
     router.register("audiences/audiences", views.AudienceViewSet)
     router.register("audiences/provider-imports", views.ProviderFileImportViewSet)
     router.register("audiences/exports", views.AudienceExportViewSet)
+    router.register("audiences/syncs", views.AudienceSyncViewSet)

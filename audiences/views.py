@@ -16,6 +16,7 @@ from audiences.lookalike import lookalike_build_request
 from audiences.models import (
     Audience,
     AudienceExport,
+    AudienceSync,
     Category,
     DataProvider,
     ProviderFileImport,
@@ -28,6 +29,7 @@ from audiences.serializers import (
     AudiencePreviewInputSerializer,
     AudiencePreviewSerializer,
     AudienceSerializer,
+    AudienceSyncSerializer,
     CategorySerializer,
     DataProviderSerializer,
     ProviderFileImportSerializer,
@@ -39,6 +41,7 @@ from audiences.services import (
     audience_refresh,
     provider_file_import_create,
 )
+from audiences.syncs import audience_sync_link
 from audiences.tasks import lookalike_build_later, provider_file_import_later
 from cdphub.api import ProtectedDestroyMixin
 from cdphub.parsers import FormParser, MultiPartParser
@@ -151,3 +154,26 @@ class AudienceExportViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = AudienceExport.objects.all()
     serializer_class = AudienceExportSerializer
     filterset_fields = ["destination", "status", "audience", "segment"]
+
+
+class AudienceSyncViewSet(
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Audience syncs of visitors: link a destination created to receive a DMP audience
+    (``receiving: "audience"`` on ``/api/destinations/``) to an audience; its initial load
+    starts, then who enters and exits. A link stays: pause or delete the destination to stop."""
+
+    queryset = AudienceSync.objects.select_related("destination")
+    serializer_class = AudienceSyncSerializer
+    filterset_fields = ["audience", "destination"]
+
+    def perform_create(self, serializer):
+        user = self.request.user
+        serializer.instance = audience_sync_link(
+            audience=serializer.validated_data["audience"],
+            destination=serializer.validated_data["destination"],
+            actor=user if getattr(user, "pk", None) else None,
+        )

@@ -917,6 +917,19 @@ class Destination(models.Model):
         help_text="Only events of people this rule selects (the segment rule language, on the "
         "profile as the event is processed); empty: everyone.",
     )
+
+    class Receiving(models.TextChoices):
+        EVENTS = "events", "Events"
+        SEGMENT = "segment", "A segment's members (an audience sync)"
+        AUDIENCE = "audience", "A DMP audience's visitors (an audience sync)"
+
+    receiving = models.CharField(
+        max_length=10,
+        choices=Receiving.choices,
+        default=Receiving.EVENTS,
+        help_text="What it receives, set at creation: events, a segment's members, or a DMP "
+        "audience's visitors (the audience is chosen on the audience's page).",
+    )
     segment = models.ForeignKey(
         Segment,
         null=True,
@@ -977,6 +990,11 @@ class Destination(models.Model):
                 condition=Q(batch_size__gte=1, batch_size__lte=1000),
                 name="destination_batch_size_range",
             ),
+            models.CheckConstraint(
+                condition=Q(receiving="segment", segment__isnull=False)
+                | (~Q(receiving="segment") & Q(segment__isnull=True)),
+                name="destination_segment_iff_receiving_segment",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -984,13 +1002,13 @@ class Destination(models.Model):
 
     @property
     def is_audience_sync(self) -> bool:
-        return self.segment_id is not None
+        return self.receiving != self.Receiving.EVENTS
 
     def receives(self, *, source_id: int, message_type: str, name: str) -> bool:
         """Whether a processed message passes this destination's filters (an audience sync
         receives no events)."""
         return (
-            self.segment_id is None
+            not self.is_audience_sync
             and (self.source_id is None or self.source_id == source_id)
             and (not self.event_types or message_type in self.event_types)
             and (not self.event_names or name in self.event_names)

@@ -535,6 +535,7 @@ class DestinationSerializer(serializers.ModelSerializer):
             "kind",
             "config",
             "secret_prefix",
+            "receiving",
             "segment",
             "audience_key",
             "sync_loaded_at",

@@ -548,7 +548,7 @@ class DestinationViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
 
     def perform_update(self, serializer):
         changes = dict(serializer.validated_data)
-        for fixed in ("kind", "segment"):
+        for fixed in ("kind", "receiving", "segment"):
             if fixed in changes and changes.pop(fixed) != getattr(serializer.instance, fixed):
                 raise ValidationError({fixed: ["cannot be changed"]})
         serializer.instance = destination_update(

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
 
-from audiences.models import Audience, AudienceMembership, Visitor, VisitorTraitHit
-from audiences.selectors import profiles_allowed_for_linking
+from audiences.models import (
+    Audience,
+    AudienceMembership,
+    AudienceMembershipChange,
+    Visitor,
+    VisitorTraitHit,
+)
+from audiences.selectors import person_visitor_keys, profiles_allowed_for_linking
+from audiences.syncs import audience_syncs_queue
 from cdphub.sql import execute, query
 from profiles.models import Identity, Profile
 
@@ -126,13 +133,7 @@ def visitor_links_sync(*, profile: Profile) -> dict[str, int]:
             "linked": 0,
             "unlinked": Visitor.objects.filter(profile=profile).update(profile=None),
         }
-    keys = list(
-        Identity.objects.filter(
-            profile=profile, kind__in=[Identity.Kind.ANONYMOUS_ID, Identity.Kind.DEVICE_ID]
-        ).values_list("kind", "value")
-    )
-    cookies = [value for kind, value in keys if kind == Identity.Kind.ANONYMOUS_ID]
-    devices = [value for kind, value in keys if kind == Identity.Kind.DEVICE_ID]
+    cookies, devices = person_visitor_keys(profile.pk)
     # A visitor already linked to someone else (a shared device) is left alone.
     unlinked = Visitor.objects.filter(profile__isnull=True)
     linked = unlinked.filter(key_kind=Visitor.KeyKind.COOKIE, key__in=cookies).update(
@@ -144,83 +145,161 @@ def visitor_links_sync(*, profile: Profile) -> dict[str, int]:
 # --- audience membership -------------------------------------------------------------------
 
 
+MEMBERSHIP = AudienceMembership._meta.db_table
+CHANGE = AudienceMembershipChange._meta.db_table
+# Who leaves, and who comes in, each recorded in the history in the same statement (with the
+# visitor's key: an exit outlives its visitor). Lookalikes update the score of who stays.
+MEMBERS_EXIT_SQL = f"""
+WITH gone AS (
+    DELETE FROM {MEMBERSHIP}
+    WHERE audience_id = %b AND NOT (visitor_id = ANY(%b::bigint[]))
+    RETURNING visitor_id
+)
+INSERT INTO {CHANGE} (audience_id, visitor_id, key_kind, key, kind, changed_at)
+SELECT %b, v.id, v.key_kind, v.key, 'exited', %b
+FROM gone JOIN {VISITOR} v ON v.id = gone.visitor_id
+ORDER BY v.id
+"""  # noqa: S608 - table names from model metadata; values are parameters
+MEMBERS_ENTER_SQL = f"""
+WITH upserted AS (
+    INSERT INTO {MEMBERSHIP} (audience_id, visitor_id, score, entered_at)
+    SELECT %b, t.visitor_id, t.score, %b
+    FROM unnest(%b::bigint[], %b::float8[]) AS t(visitor_id, score)
+    ON CONFLICT (audience_id, visitor_id) DO {{on_conflict}}
+    RETURNING visitor_id, xmax = 0 AS inserted
+)
+INSERT INTO {CHANGE} (audience_id, visitor_id, key_kind, key, kind, changed_at)
+SELECT %b, v.id, v.key_kind, v.key, 'entered', %b
+FROM upserted JOIN {VISITOR} v ON v.id = upserted.visitor_id
+WHERE upserted.inserted
+ORDER BY v.id
+"""  # noqa: S608 - table names from model metadata; values are parameters
+
+
 @transaction.atomic
 def audience_members_set(
     *, audience: Audience, visitor_ids: Iterable[int], scores: dict[int, float] | None = None
 ) -> int:
-    """Replace the audience's members; keeps the entry time of visitors who stay."""
-    wanted = set(visitor_ids)
+    """Replace the audience's members; keeps the entry time of visitors who stay, and records
+    who entered and exited (the history the audience's syncs send, ``audiences.syncs``)."""
+    wanted = sorted(set(visitor_ids))
     now = timezone.now()
-    # An array parameter, not IN (...): audiences can exceed the query parameter limit.
+    # The audience's row lock: one writer of its members at a time, and the syncs read its
+    # history only while no writer holds it (a change committed later with a smaller id
+    # would be skipped).
+    Audience.objects.select_for_update().filter(pk=audience.pk).exists()
+    # Arrays, not IN (...): audiences can exceed the query parameter limit.
+    execute(MEMBERS_EXIT_SQL, [audience.pk, wanted, audience.pk, now])
+    on_conflict = "UPDATE SET score = EXCLUDED.score" if scores else "NOTHING"
     execute(
-        f"DELETE FROM {AudienceMembership._meta.db_table} "  # noqa: S608 - table names from model metadata; values are parameters
-        "WHERE audience_id = %b AND NOT (visitor_id = ANY(%b::bigint[]))",
-        [audience.pk, list(wanted)],
-    )
-    AudienceMembership.objects.bulk_create(
+        MEMBERS_ENTER_SQL.format(on_conflict=on_conflict),
         [
-            AudienceMembership(
-                audience=audience,
-                visitor_id=visitor_id,
-                entered_at=now,
-                score=(scores or {}).get(visitor_id),
-            )
-            for visitor_id in wanted
+            audience.pk,
+            now,
+            wanted,
+            [(scores or {}).get(pk) for pk in wanted],
+            audience.pk,
+            now,
         ],
-        batch_size=5000,
-        update_conflicts=bool(scores),
-        ignore_conflicts=not scores,
-        unique_fields=["audience", "visitor"] if scores else None,
-        update_fields=["score"] if scores else None,
     )
     audience.size = len(wanted)
     audience.refreshed_at = now
     audience.save(update_fields=["size", "refreshed_at", "updated_at"])
+    transaction.on_commit(lambda: audience_syncs_queue([audience.pk]))
     return audience.size
 
 
 # --- retention -----------------------------------------------------------------------------
 
+EXPIRED_EXIT_SQL = f"""
+WITH gone AS (
+    DELETE FROM {MEMBERSHIP} WHERE visitor_id = ANY(%b::bigint[])
+    RETURNING audience_id, visitor_id
+), logged AS (
+    INSERT INTO {CHANGE} (audience_id, visitor_id, key_kind, key, kind, changed_at)
+    SELECT gone.audience_id, v.id, v.key_kind, v.key, 'exited', %b
+    FROM gone JOIN {VISITOR} v ON v.id = gone.visitor_id
+    ORDER BY gone.audience_id, v.id
+)
+UPDATE {Audience._meta.db_table} a SET size = GREATEST(a.size - left_.n, 0)
+FROM (SELECT audience_id, count(*) AS n FROM gone GROUP BY audience_id) left_
+WHERE a.id = left_.audience_id
+RETURNING a.id
+"""  # noqa: S608 - table names from model metadata; values are parameters
 
-def visitor_data_purge(*, now: datetime | None = None, batch_size: int = 5000) -> dict[str, int]:
-    """Delete expired trait hits, then expired visitors (with their remaining hits and
-    memberships), ``batch_size`` rows per transaction so locks stay short and a purge of
-    millions of rows never holds one giant transaction."""
+
+def members_of_expired_exit(visitor_ids: list[int], now: datetime) -> list[int]:
+    """Take expired visitors out of their audiences as exits in the history (their syncs tell
+    the receivers) and the audiences' sizes; returns the audiences. Each audience's row is
+    locked first, as by every writer of its members."""
+    audiences = Audience.objects.filter(memberships__visitor_id__in=visitor_ids).distinct()
+    locked = list(
+        Audience.objects.select_for_update()
+        .filter(pk__in=audiences.values("pk"))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    if not locked:
+        return []
+    return [row[0] for row in query(EXPIRED_EXIT_SQL, [visitor_ids, now])]
+
+
+def visitor_data_purge(
+    *, now: datetime | None = None, unseen_since: datetime | None = None, batch_size: int = 5000
+) -> dict[str, int]:
+    """Delete expired trait hits, then expired visitors and those not seen since
+    ``unseen_since`` (with their remaining hits and memberships: exits in the audiences'
+    history), ``batch_size`` rows per transaction so locks stay short and a purge of millions
+    of rows never holds one giant transaction."""
     now = now or timezone.now()
-    return {
-        "trait_hits": expired_rows_delete(VisitorTraitHit, now, batch_size),
-        "visitors": expired_rows_delete(Visitor, now, batch_size),
-    }
+    hits = expired_hits_delete(now, batch_size)
+    visitors, their_hits = expired_visitors_delete(now, unseen_since, batch_size)
+    return {"trait_hits": hits + their_hits, "visitors": visitors}
 
 
-def expired_rows_delete(model, now: datetime, batch_size: int) -> int:
-    table = model._meta.db_table
+def expired_hits_delete(now: datetime, batch_size: int) -> int:
+    table = VisitorTraitHit._meta.db_table
     deleted = 0
     while True:
-        with transaction.atomic():
-            if model is Visitor:
-                # ON DELETE CASCADE is emulated by Django, not the database: clear children.
-                rows = query(
-                    f"SELECT id FROM {table} WHERE expires_at <= %b "  # noqa: S608 - table names from model metadata; values are parameters
-                    "ORDER BY id LIMIT %b FOR UPDATE SKIP LOCKED",
-                    [now, batch_size],
-                )
-                ids = [row[0] for row in rows]
-                if ids:
-                    for child in (VisitorTraitHit, AudienceMembership):
-                        execute(
-                            f"DELETE FROM {child._meta.db_table}"  # noqa: S608 - table names from model metadata; values are parameters
-                            " WHERE visitor_id = ANY(%b::bigint[])",
-                            [ids],
-                        )
-                    execute(f"DELETE FROM {table} WHERE id = ANY(%b::bigint[])", [ids])  # noqa: S608 - table names from model metadata; values are parameters
-                count = len(ids)
-            else:
-                count = execute(
-                    f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} "  # noqa: S608
-                    "WHERE expires_at <= %b ORDER BY id LIMIT %b FOR UPDATE SKIP LOCKED)",
-                    [now, batch_size],
-                )
+        count = execute(
+            f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} "  # noqa: S608 - table names from model metadata; values are parameters
+            "WHERE expires_at <= %b ORDER BY id LIMIT %b FOR UPDATE SKIP LOCKED)",
+            [now, batch_size],
+        )
         deleted += count
         if count < batch_size:
             return deleted
+
+
+def expired_visitors_delete(
+    now: datetime, unseen_since: datetime | None, batch_size: int
+) -> tuple[int, int]:
+    """Visitors expired or unseen since then, a batch per transaction, their trait hits and
+    memberships with them (ON DELETE CASCADE is emulated by Django, not the database: the
+    children are cleared here); their audiences' syncs are told after. Returns how many
+    visitors and trait hits were deleted."""
+    unseen_since = unseen_since or datetime.min.replace(tzinfo=UTC)
+    visitors = hits = 0
+    left: set[int] = set()  # audiences that the deleted visitors left
+    while True:
+        with transaction.atomic():
+            ids = [
+                row[0]
+                for row in query(
+                    f"SELECT id FROM {VISITOR} WHERE expires_at <= %b OR last_seen_at < %b "  # noqa: S608 - table names from model metadata; values are parameters
+                    "ORDER BY id LIMIT %b FOR UPDATE SKIP LOCKED",
+                    [now, unseen_since, batch_size],
+                )
+            ]
+            if ids:
+                left.update(members_of_expired_exit(ids, now))
+                hits += execute(
+                    f"DELETE FROM {VisitorTraitHit._meta.db_table}"  # noqa: S608 - table names from model metadata; values are parameters
+                    " WHERE visitor_id = ANY(%b::bigint[])",
+                    [ids],
+                )
+                execute(f"DELETE FROM {VISITOR} WHERE id = ANY(%b::bigint[])", [ids])  # noqa: S608 - table names from model metadata; values are parameters
+        visitors += len(ids)
+        if len(ids) < batch_size:
+            audience_syncs_queue(left)
+            return visitors, hits

@@ -40,6 +40,7 @@ from profiles.destinations.services import (
     destination_resume,
     destination_update,
     destination_validate,
+    receiving_of,
 )
 from profiles.destinations.stream import destination_replay
 from profiles.models import Destination, Event
@@ -72,6 +73,7 @@ class DestinationForm(forms.ModelForm):
         fields = [
             "name",
             "kind",
+            "receiving",
             "segment",
             "config",
             "source",
@@ -96,10 +98,14 @@ class DestinationForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if "receiving" in self.fields:
+            # Left out: events, or a segment's members when a segment is chosen.
+            self.fields["receiving"].required = False
         if self.instance.pk:
             self.fields["kind"].disabled = True
-            if "segment" in self.fields:  # not for those who may only look
-                self.fields["segment"].disabled = True
+            for name in ("receiving", "segment"):
+                if name in self.fields:  # not for those who may only look
+                    self.fields[name].disabled = True
         elif not self.initial.get("config"):
             self.initial["config"] = {"url": "", "headers": {}}
 
@@ -111,6 +117,9 @@ class DestinationForm(forms.ModelForm):
             pk=self.instance.pk,
             kind=data.get("kind") or self.instance.kind,
             segment=self.instance.segment if self.instance.pk else data.get("segment"),
+            receiving=self.instance.receiving
+            if self.instance.pk
+            else receiving_of(data.get("segment"), data.get("receiving")),
             **{name: data.get(name) for name in EDITABLE if name in data},
         )
         try:
@@ -182,6 +191,7 @@ class DestinationAdmin(ReadableModelAdmin):
         destination, secret = destination_create(
             kind=data["kind"],
             segment=data.get("segment"),
+            receiving=data.get("receiving") or "",
             actor=request.user,
             **{name: data[name] for name in EDITABLE},
         )
@@ -269,11 +279,13 @@ class DestinationAdmin(ReadableModelAdmin):
 
     @admin.display(description="receives")
     def receives(self, destination):
+        waiting = f" ({destination.sync_waiting_reason})" if destination.sync_waiting_reason else ""
         if destination.segment_id:
-            waiting = (
-                f" ({destination.sync_waiting_reason})" if destination.sync_waiting_reason else ""
-            )
             return f"Audience sync of {destination.segment}{waiting}"
+        if destination.receiving == Destination.Receiving.AUDIENCE:
+            if not destination.audience_key:
+                return "A DMP audience: none linked yet (link one on the audience's page)"
+            return f"Audience sync of the DMP audience {destination.audience_key}{waiting}"
         return f"Events of {destination.source or 'every source'}"
 
     @admin.display(description="deliveries")

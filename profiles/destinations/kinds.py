@@ -104,9 +104,26 @@ AUDIENCE_ENTERED = "Audience Entered"
 AUDIENCE_EXITED = "Audience Exited"
 
 
+def advertising_id(item: dict) -> str:
+    """A device's advertising id, as a visitor's item names it (``context.device``)."""
+    device = (item.get("context") or {}).get("device") or {}
+    return str(device.get("advertisingId") or "") if isinstance(device, dict) else ""
+
+
+def audience_member(item: dict) -> object:
+    """Who an audience sync's item is about: a visitor (its cookie or device id) or a person."""
+    return (
+        advertising_id(item)
+        or item.get("anonymousId")
+        or item.get("profileId")
+        or item.get("userId")
+        or id(item)
+    )
+
+
 def audience_changes(items: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
     """An audience sync's batch as a list tool needs it: the items of who is in and who is out
-    (each person's last change in the batch counts: entered then exited is out), and the
+    (each member's last change in the batch counts: entered then exited is out), and the
     erasures' deletions, in their order."""
     last: dict[object, dict] = {}
     deletions = []
@@ -114,7 +131,7 @@ def audience_changes(items: list[dict]) -> tuple[list[dict], list[dict], list[di
         if item.get("type") == "delete":
             deletions.append(item)
         elif item.get("event") in (AUDIENCE_ENTERED, AUDIENCE_EXITED):
-            last[item.get("profileId") or item.get("userId") or id(item)] = item
+            last[audience_member(item)] = item
     entered = [item for item in last.values() if item["event"] == AUDIENCE_ENTERED]
     exited = [item for item in last.values() if item["event"] == AUDIENCE_EXITED]
     return entered, exited, deletions

@@ -39,6 +39,14 @@ def audience_key(segment: Segment) -> str:
     return slugify(segment.name).replace("-", "_") or f"segment_{segment.pk}"
 
 
+def receiving_of(segment: Segment | None, receiving: str = "") -> str:
+    """What a new destination receives: a segment's members when one is chosen, otherwise
+    as asked (events by default)."""
+    if segment is not None:
+        return Destination.Receiving.SEGMENT
+    return receiving or Destination.Receiving.EVENTS
+
+
 def destination_validate(destination: Destination) -> None:
     """Check a destination before it is saved (its kind's config, the purpose, the types);
     raises ``ValidationError`` keyed by field. Normalises the config in place."""
@@ -46,9 +54,17 @@ def destination_validate(destination: Destination) -> None:
     if kind is None:
         raise ValidationError({"kind": f"unknown destination kind {destination.kind!r}"})
     destination.config = kind.config_validate(destination.config)
-    if not kind.receives_events and destination.segment_id is None:
+    Receiving = Destination.Receiving
+    if destination.receiving == Receiving.SEGMENT and destination.segment_id is None:
+        raise ValidationError({"segment": "an audience sync of a segment: choose the segment"})
+    if destination.receiving == Receiving.AUDIENCE and destination.segment_id is not None:
+        raise ValidationError({"segment": "a DMP audience's sync takes no segment"})
+    if not kind.receives_events and not destination.is_audience_sync:
         raise ValidationError(
-            {"segment": f"a {kind.label} receives an audience, not events: choose a segment"}
+            {
+                "segment": f"a {kind.label} receives an audience, not events: choose a segment "
+                "(or receive a DMP audience)"
+            }
         )
     if not purpose_is_active(destination.purpose_code):
         raise ValidationError(
@@ -61,7 +77,7 @@ def destination_validate(destination: Destination) -> None:
         problems = rule_errors(destination.profile_rule)
         if problems:
             raise ValidationError({"profile_rule": problems})
-    if destination.segment_id is not None:
+    if destination.is_audience_sync:
         filters = [
             name
             for name in ("source", "event_types", "event_names", "profile_rule")
@@ -71,7 +87,8 @@ def destination_validate(destination: Destination) -> None:
             raise ValidationError(
                 dict.fromkeys(
                     filters,
-                    "an audience sync receives its segment's members, not events: leave "
+                    f"an audience sync receives its {destination.receiving}'s members, not "
+                    "events: leave "
                     "the event filters and the profile rule empty",
                 )
             )
@@ -92,16 +109,19 @@ def destination_create(
     batch_size: int = 100,
     batch_interval_seconds: int = 0,
     segment: Segment | None = None,
+    receiving: str = "",
     actor=None,
 ) -> tuple[Destination, str]:
     """Create a destination; returns it with its signing secret (empty for a kind that does
     not sign), which is shown once: copy it to the receiver now. With a ``segment`` it is an
-    audience sync, whose initial load is queued once it is committed."""
+    audience sync, whose initial load is queued once it is committed. ``receiving`` a DMP
+    audience: a sync whose audience is linked on the audience's side (``audiences.syncs``)."""
     destination = Destination(
         name=name,
         kind=kind,
         config=config if config is not None else {},
         purpose_code=purpose_code,
+        receiving=receiving_of(segment, receiving),
         segment=segment,
         audience_key=audience_key(segment) if segment is not None else "",
         source=source,

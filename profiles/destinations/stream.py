@@ -35,8 +35,8 @@ def events_to_outbox(messages: Sequence[ProcessedMessage]) -> int:
     if not messages:
         return 0
     destinations = list(
-        Destination.objects.filter(segment=None).only(
-            "pk", "name", "segment_id", "source_id", "event_types", "event_names", "profile_rule"
+        Destination.objects.filter(receiving=Destination.Receiving.EVENTS).only(
+            "pk", "name", "receiving", "source_id", "event_types", "event_names", "profile_rule"
         )
     )
     rows = []

@@ -73,19 +73,35 @@ def test_sales_does_not_see_audiences(client, user_with_role):
     assert client.get(reverse("admin:audiences_audience_changelist")).status_code == 403
 
 
+# The page's inline of syncs to destinations, left empty.
+no_syncs = {
+    "syncs-TOTAL_FORMS": "0",
+    "syncs-INITIAL_FORMS": "0",
+    "syncs-MIN_NUM_FORMS": "0",
+    "syncs-MAX_NUM_FORMS": "1000",
+}
+
+
 def test_lookalike_without_seed_is_a_form_error(admin_client):
     response = admin_client.post(
         reverse("admin:audiences_audience_add"),
-        {"name": "Like buyers", "kind": "lookalike", "rule": "{}", "reach_percent": 5},
+        {"name": "Like buyers", "kind": "lookalike", "rule": "{}", "reach_percent": 5, **no_syncs},
     )
     assert response.status_code == 200  # the form again, with the error
+    assert "seed" in str(response.context["adminform"].form.errors)
     assert not Audience.objects.exists()
 
 
 def test_audience_created_in_admin_records_its_author(admin_client, superuser):
     response = admin_client.post(
         reverse("admin:audiences_audience_add"),
-        {"name": "Hikers", "kind": "rule", "rule": '{"category": "INT"}', "reach_percent": 5},
+        {
+            "name": "Hikers",
+            "kind": "rule",
+            "rule": '{"category": "INT"}',
+            "reach_percent": 5,
+            **no_syncs,
+        },
     )
     assert response.status_code == 302
     assert Audience.objects.get(name="Hikers").created_by == superuser

@@ -27,6 +27,7 @@ pytestmark = pytest.mark.django_db
 TOKEN = "EAAB-test-token"
 AUDIENCE = "23851234567890"
 HEX64 = re.compile(r"[0-9a-f]{64}")
+MADID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class FakeMeta:
@@ -35,7 +36,7 @@ class FakeMeta:
 
     def __init__(self, *errors: tuple[int, dict]) -> None:
         self.errors = list(errors)
-        self.members: set[tuple[str, str]] = set()
+        self.members: set[tuple[str, ...]] = set()
         self.requests: list[tuple[str, dict]] = []
         fake = self
 
@@ -74,12 +75,17 @@ class FakeMeta:
             return status, {"error": error}
         payload = body.get("payload") or {}
         schema, data = payload.get("schema"), payload.get("data")
-        if schema != ["EMAIL_SHA256", "PHONE_SHA256"] or not isinstance(data, list):
+        if schema not in (["EMAIL_SHA256", "PHONE_SHA256"], ["MADID"]) or not isinstance(
+            data, list
+        ):
             return 400, {"error": {"message": "Invalid schema", "code": 100}}
         if not 0 < len(data) <= 10_000:
             return 400, {"error": {"message": "Between 1 and 10000 rows", "code": 100}}
         for row in data:
-            if len(row) != 2 or not all(v == "" or HEX64.fullmatch(v) for v in row):
+            if schema == ["MADID"]:  # advertising ids as they are, lower-cased
+                if len(row) != 1 or not MADID.fullmatch(row[0]):
+                    return 400, {"error": {"message": f"Not an advertising id: {row}", "code": 100}}
+            elif len(row) != 2 or not all(v == "" or HEX64.fullmatch(v) for v in row):
                 return 400, {"error": {"message": f"Not hashed: {row}", "code": 100}}
         rows = {tuple(row) for row in data}
         if method == "POST":
