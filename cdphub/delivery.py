@@ -39,6 +39,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NamedTuple
 
 from celery import current_app
 from django.conf import settings
@@ -50,7 +51,7 @@ from django.utils import timezone
 from cdphub.audit import audit_record
 from cdphub.background import BackgroundThread, Throttle
 from cdphub.models import Delivery, DeliveryAttempt
-from cdphub.sql import query
+from cdphub.sql import execute, query
 from profiles.destinations.kinds import Outgoing, SendResult, kind_get
 from profiles.destinations.selectors import deliverable_profiles, survivors
 from profiles.destinations.services import destination_pause
@@ -100,9 +101,21 @@ def outbox_add(rows: Iterable[OutboxRow]) -> int:
 
 # --- The sender -----------------------------------------------------------------------------
 
+
+class Queued(NamedTuple):
+    """A row of a batch being sent, as the sender reads it (a thousand of them per batch:
+    tuples, not model instances)."""
+
+    pk: int
+    profile_id: int | None
+    payload: dict
+    requires_consent: bool
+    attempts: int
+
+
 # listener(destination, rows sent, result): told how each attempt ended, in its transaction (the
 # consent app logs a destination's answer to an erasure on the request).
-OutcomeListener = Callable[[Destination, list[Delivery], SendResult], None]
+OutcomeListener = Callable[[Destination, list[Queued], SendResult], None]
 _outcome_listeners: list[OutcomeListener] = []
 
 
@@ -136,19 +149,35 @@ def _batch_form(destination: Destination, now) -> str | None:
         return None  # empty, or the head waits for its retry: nothing behind it may pass
     if head["batch_key"]:
         return head["batch_key"]
-    rows = list(
-        pending.filter(batch_key="")
-        .order_by("id")
-        .values_list("id", "created_at")[: destination.batch_size]
-    )
-    interval = timedelta(seconds=destination.batch_interval_seconds)
-    if len(rows) < destination.batch_size and rows[0][1] > now - interval:
-        return None  # still filling the batch
     key = uuid.uuid4().hex
-    # The rows read, as an id range: under the lock no other sender gives them a key (and a
-    # range binds two values where a list of a thousand ids would bind a thousand).
-    pending.filter(batch_key="", id__gte=rows[0][0], id__lte=rows[-1][0]).update(batch_key=key)
-    return key
+    formed = execute(
+        BATCH_FORM_SQL,
+        [
+            destination.pk,
+            destination.batch_size,
+            destination.batch_size,
+            now - timedelta(seconds=destination.batch_interval_seconds),
+            key,
+        ],
+    )
+    return key if formed else None  # nothing formed: still filling the batch
+
+
+# The next rows without a batch, given the key in one statement when they fill a batch or the
+# first has waited the destination's interval (under the destination's lock: no other sender
+# gives them a key). The outbox index reads them in order and stops there.
+BATCH_FORM_SQL = f"""
+WITH head AS (
+    SELECT id, created_at FROM {Delivery._meta.db_table}
+    WHERE destination_id = %b AND status = 'pending' AND batch_key = ''
+    ORDER BY id LIMIT %b
+), due AS (
+    SELECT id FROM head
+    WHERE (SELECT count(*) FROM head) >= %b OR (SELECT min(created_at) FROM head) <= %b
+)
+UPDATE {Delivery._meta.db_table} d SET batch_key = %b
+FROM due WHERE d.id = due.id
+"""  # noqa: S608 - table names from model metadata; values are parameters
 
 
 def destination_send_batch(destination_id: int) -> bool:
@@ -174,23 +203,24 @@ def destination_send_batch(destination_id: int) -> bool:
         ).first()
         if destination is None:  # paused or deleted meanwhile
             return False
-        rows = list(
-            Delivery.objects.select_for_update(skip_locked=True)
+        rows = [
+            Queued(*row)
+            for row in Delivery.objects.select_for_update(skip_locked=True)
             .filter(destination=destination, batch_key=key, status=Delivery.Status.PENDING)
             .order_by("id")
-            .only("id", "profile_id", "payload", "requires_consent", "attempts")[
+            .values_list("id", "profile_id", "payload", "requires_consent", "attempts")[
                 # A batch is the head of the destination's queue: in id order, the outbox index
                 # finds its rows first and stops there, whatever waits behind them.
                 : destination.batch_size
             ]
-        )
+        ]
         if not rows:
             return False
         _batch_send(destination, key, rows)
     return True
 
 
-def _recipients(destination: Destination, rows: list[Delivery]) -> dict[int, int]:
+def _recipients(destination: Destination, rows: list[Queued]) -> dict[int, int]:
     """Each row that may be sent now, with the profile id it is sent as (the survivor of
     merges): a row that requires consent when its person has the destination's purpose; one
     that takes data away (a removal, a deletion) always, as the person it was queued for when
@@ -208,7 +238,7 @@ def _recipients(destination: Destination, rows: list[Delivery]) -> dict[int, int
     return sent_as
 
 
-def _batch_send(destination: Destination, key: str, rows: list[Delivery]) -> None:
+def _batch_send(destination: Destination, key: str, rows: list[Queued]) -> None:
     now = timezone.now()
     sent_as = _recipients(destination, rows)
     sendable = [r for r in rows if r.pk in sent_as]
