@@ -19,6 +19,7 @@ from audiences.models import (
     Audience,
     AudienceExport,
     AudienceMembership,
+    AudienceMembershipChange,
     AudienceSync,
     Category,
     DataProvider,
@@ -321,6 +322,23 @@ class AudienceMembershipAdmin(ReadableModelAdmin):
     list_select_related = ["audience", "visitor"]
     raw_id_fields = ["visitor"]
     autocomplete_fields = ["audience"]
+
+
+@admin.register(AudienceMembershipChange)
+class AudienceMembershipChangeAdmin(ReadableModelAdmin):
+    """Who entered and exited each audience, as its syncs send it."""
+
+    list_display = ["id", "audience", "key_kind", "key", "kind", "changed_at"]
+    list_filter = ["kind", "audience"]
+    list_select_related = ["audience"]
+    search_fields = ["=key"]
+    readonly_fields = ["audience", "visitor_id", "key_kind", "key", "kind", "changed_at"]
+
+    def has_add_permission(self, request):
+        return False  # written by whatever sets the audience's members
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 class ProviderFileUploadForm(forms.ModelForm):

@@ -41,11 +41,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import NamedTuple
 
+import orjson
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, TextField
+from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from cdphub.audit import audit_record
@@ -139,12 +140,24 @@ def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
     return max(delay, retry_after or 0)
 
 
+def outbox_queue(destination_id: int) -> QuerySet[Delivery]:
+    """The destination's waiting rows in queue order, read through the outbox index. The
+    destination is a range of one and the order names it, so that the order is the index's
+    own: with an equality the planner may take the primary key's order instead whenever most
+    rows look pending (a backlog, or statistics taken before it was sent), and then read
+    every row already delivered on the way to the head, for each batch."""
+    return Delivery.objects.filter(
+        destination__gte=destination_id,
+        destination__lte=destination_id,
+        status=Delivery.Status.PENDING,
+    ).order_by("destination_id", "id")
+
+
 def _batch_form(destination: Destination, now) -> str | None:
     """The key of the destination's next batch, formed now if none waits; None when nothing
     is due. Runs under the destination's lock and commits on its own, so that a batch keeps
     its rows and key whatever happens to the attempt that follows."""
-    pending = Delivery.objects.filter(destination=destination, status=Delivery.Status.PENDING)
-    head = pending.order_by("id").values("batch_key", "next_attempt_at").first()
+    head = outbox_queue(destination.pk).values("batch_key", "next_attempt_at").first()
     if head is None or (head["next_attempt_at"] and head["next_attempt_at"] > now):
         return None  # empty, or the head waits for its retry: nothing behind it may pass
     if head["batch_key"]:
@@ -153,6 +166,7 @@ def _batch_form(destination: Destination, now) -> str | None:
     formed = execute(
         BATCH_FORM_SQL,
         [
+            destination.pk,
             destination.pk,
             destination.batch_size,
             destination.batch_size,
@@ -165,12 +179,12 @@ def _batch_form(destination: Destination, now) -> str | None:
 
 # The next rows without a batch, given the key in one statement when they fill a batch or the
 # first has waited the destination's interval (under the destination's lock: no other sender
-# gives them a key). The outbox index reads them in order and stops there.
+# gives them a key). The outbox index reads them in order and stops there (as in outbox_queue).
 BATCH_FORM_SQL = f"""
 WITH head AS (
     SELECT id, created_at FROM {Delivery._meta.db_table}
-    WHERE destination_id = %b AND status = 'pending' AND batch_key = ''
-    ORDER BY id LIMIT %b
+    WHERE destination_id BETWEEN %b AND %b AND status = 'pending' AND batch_key = ''
+    ORDER BY destination_id, id LIMIT %b
 ), due AS (
     SELECT id FROM head
     WHERE (SELECT count(*) FROM head) >= %b OR (SELECT min(created_at) FROM head) <= %b
@@ -204,15 +218,16 @@ def destination_send_batch(destination_id: int) -> bool:
         if destination is None:  # paused or deleted meanwhile
             return False
         rows = [
-            Queued(*row)
-            for row in Delivery.objects.select_for_update(skip_locked=True)
-            .filter(destination=destination, batch_key=key, status=Delivery.Status.PENDING)
-            .order_by("id")
-            .values_list("id", "profile_id", "payload", "requires_consent", "attempts")[
-                # A batch is the head of the destination's queue: in id order, the outbox index
-                # finds its rows first and stops there, whatever waits behind them.
-                : destination.batch_size
-            ]
+            Queued(pk, profile_id, orjson.loads(payload), requires_consent, attempts)
+            for pk, profile_id, payload, requires_consent, attempts in (
+                Delivery.objects.select_for_update(skip_locked=True)
+                .filter(destination=destination, batch_key=key, status=Delivery.Status.PENDING)
+                .order_by("id")
+                # The payload as text, decoded here: a thousand of them per batch.
+                .values_list(
+                    "id", "profile_id", Cast("payload", TextField()), "requires_consent", "attempts"
+                )[: destination.batch_size]
+            )
         ]
         if not rows:
             return False
