@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from audiences.models import Visitor
 from cdphub.sql import any_of
@@ -55,6 +55,26 @@ IDENTITY_OF_KEY = {
     Visitor.KeyKind.COOKIE: Identity.Kind.ANONYMOUS_ID,
     Visitor.KeyKind.DEVICE: Identity.Kind.DEVICE_ID,
 }
+
+
+def visitors_allowed(visitors: QuerySet[Visitor], purpose_code: str) -> QuerySet[Visitor]:
+    """The visitors that may be used for the purpose now: those of a person (linked to them,
+    or keyed by one of their cookie or device ids: links exist only under consent) who has
+    it, and those of no one known. The one answer for the DMP's files and syncs alike."""
+    from consent.selectors import profiles_with_consent
+
+    consenting = profiles_with_consent(purpose_code).values("pk")
+
+    def someone_elses(kind: str) -> Exists:
+        identities = Identity.objects.filter(kind=kind, value=OuterRef("key"))
+        return Exists(identities.exclude(profile__in=consenting))
+
+    return visitors.filter(
+        Q(profile__in=consenting)
+        | Q(profile__isnull=True)
+        & ~(Q(key_kind=Visitor.KeyKind.COOKIE) & someone_elses(Identity.Kind.ANONYMOUS_ID))
+        & ~(Q(key_kind=Visitor.KeyKind.DEVICE) & someone_elses(Identity.Kind.DEVICE_ID))
+    )
 
 
 def visitor_people(visitors: list[tuple[int, str, str]]) -> dict[int, int]:

@@ -33,10 +33,10 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from audiences.models import Audience, AudienceMembershipChange, AudienceSync, Visitor
-from audiences.selectors import person_visitors, visitor_people
+from audiences.selectors import person_visitors, visitor_people, visitors_allowed
 from cdphub.audit import audit_record
 from cdphub.delivery import OutboxRow, outbox_add
-from consent.selectors import profile_has_consent, profiles_with_consent
+from consent.selectors import profile_has_consent
 from profiles.destinations.audience import (
     Change,
     audience_sync_queue,
@@ -78,22 +78,14 @@ class AudienceGroup:
         return changes.values_list("id", flat=True).first() or 0
 
     def members(self, purpose_code: str) -> list[Member]:
+        members = Visitor.objects.filter(memberships__audience=self.audience)
         visitors = list(
-            Visitor.objects.filter(memberships__audience=self.audience)
+            visitors_allowed(members, purpose_code)
             .order_by("pk")
             .values_list("pk", "key_kind", "key")
         )
         people = visitor_people(visitors)
-        allowed = set(
-            profiles_with_consent(purpose_code, among=set(people.values())).values_list(
-                "pk", flat=True
-            )
-        )
-        return [
-            Member(pk, key_kind, key, people.get(pk))
-            for pk, key_kind, key in visitors
-            if pk not in people or people[pk] in allowed
-        ]
+        return [Member(pk, key_kind, key, people.get(pk)) for pk, key_kind, key in visitors]
 
     def changes(self, after: int, limit: int) -> list[tuple[int, Member, bool, datetime]]:
         changes = list(

@@ -7,12 +7,16 @@ from collections.abc import Iterable, Iterator
 
 from django.conf import settings
 from django.core.files import File
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from audiences import hashing
 from audiences.models import Audience, AudienceExport, JobStatus, Visitor
-from audiences.selectors import profiles_allowed_for_advertising
+from audiences.selectors import (
+    ADVERTISING_PURPOSE,
+    profiles_allowed_for_advertising,
+    visitors_allowed,
+)
 from cdphub.csv_export import SafeCsvWriter
 from cdphub.errors import DomainError
 from profiles.models import Identity, Profile
@@ -90,10 +94,8 @@ def export_rows(destination, profiles, visitors) -> tuple[list[str], Iterator[tu
         if destination == "ids":
             return ["id", "id_type"], profile_id_rows(allowed)
         return hashing.person_columns(destination), profile_hashed_rows(destination, allowed)
-    members = visitor_queryset(visitors)
-    # Linked visitors are people: they follow the person's advertising consent.
-    consenting = profiles_allowed_for_advertising(Profile.objects.all()).values("pk")
-    members = members.filter(Q(profile__isnull=True) | Q(profile__in=consenting))
+    # A known person's visitors follow the person's advertising consent.
+    members = visitors_allowed(visitor_queryset(visitors), ADVERTISING_PURPOSE)
     if destination == "ids":
         keys = members.order_by("pk").values_list("pk", "profile_id", "key", "key_kind")
         return ["id", "id_type"], (

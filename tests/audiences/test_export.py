@@ -197,12 +197,14 @@ def test_audience_ids_leave_out_people_without_advertising_consent(advertising):
     members = [VisitorFactory(key="ck-a"), VisitorFactory(key="ck-b")]
     members += [VisitorFactory(key="linked-ok", profile=granted)]
     members += [VisitorFactory(key="linked-no", profile=withdrawn)]
+    # Not linked (links need consent), but the cookies of known people: theirs all the same.
+    members += [VisitorFactory(key="anon-1"), VisitorFactory(key="anon-2")]
     audience_members_set(audience=audience, visitor_ids=[v.pk for v in members])
 
     job = audience_export(destination="ids", visitors=audience_visitors(audience.pk))
 
     keys = {row[0] for row in read_csv(job)[1:]}
-    assert keys == {"ck-a", "ck-b", "linked-ok"}
+    assert keys == {"ck-a", "ck-b", "linked-ok", "anon-1"}
 
 
 def test_ad_platform_files_have_no_byte_order_mark(segment):
