@@ -38,7 +38,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 import orjson
@@ -112,6 +112,7 @@ class Queued(NamedTuple):
     payload: dict
     requires_consent: bool
     attempts: int
+    created_at: datetime
 
 
 # listener(destination, rows sent, result): told how each attempt ended, in its transaction (the
@@ -218,14 +219,19 @@ def destination_send_batch(destination_id: int) -> bool:
         if destination is None:  # paused or deleted meanwhile
             return False
         rows = [
-            Queued(pk, profile_id, orjson.loads(payload), requires_consent, attempts)
-            for pk, profile_id, payload, requires_consent, attempts in (
+            Queued(pk, profile_id, orjson.loads(payload), requires_consent, attempts, created)
+            for pk, profile_id, payload, requires_consent, attempts, created in (
                 Delivery.objects.select_for_update(skip_locked=True)
                 .filter(destination=destination, batch_key=key, status=Delivery.Status.PENDING)
                 .order_by("id")
                 # The payload as text, decoded here: a thousand of them per batch.
                 .values_list(
-                    "id", "profile_id", Cast("payload", TextField()), "requires_consent", "attempts"
+                    "id",
+                    "profile_id",
+                    Cast("payload", TextField()),
+                    "requires_consent",
+                    "attempts",
+                    "created_at",
                 )[: destination.batch_size]
             )
         ]
@@ -271,6 +277,7 @@ def _batch_send(destination: Destination, key: str, rows: list[Queued]) -> None:
     items = [
         {**r.payload, "profileId": sent_as[r.pk]} if sent_as[r.pk] else r.payload for r in sendable
     ]
+    waited = now - min(r.created_at for r in sendable)
     started = time.monotonic()
     if kind is None:
         result = SendResult(SendResult.PERMANENT, error=f"unknown kind {destination.kind!r}")
@@ -293,6 +300,7 @@ def _batch_send(destination: Destination, key: str, rows: list[Queued]) -> None:
         outcome=result.outcome,
         status_code=result.status_code,
         latency_ms=latency_ms,
+        waited_ms=max(0, int(waited.total_seconds() * 1000)),
         error=result.error[:500],
     )
     for listener in _outcome_listeners:
@@ -414,7 +422,9 @@ HISTORY_SQL = f"""
         coalesce(sum(items) FILTER (WHERE outcome = 'transient'), 0),
         coalesce(sum(items) FILTER (WHERE outcome = 'permanent'), 0),
         percentile_disc(0.5) WITHIN GROUP (ORDER BY latency_ms),
-        percentile_disc(0.99) WITHIN GROUP (ORDER BY latency_ms)
+        percentile_disc(0.99) WITHIN GROUP (ORDER BY latency_ms),
+        percentile_disc(0.5) WITHIN GROUP (ORDER BY waited_ms),
+        percentile_disc(0.99) WITHIN GROUP (ORDER BY waited_ms)
     FROM {DeliveryAttempt._meta.db_table}
     WHERE destination_id = %b AND created_at >= %b
     GROUP BY 1 ORDER BY 1
@@ -423,31 +433,26 @@ HISTORY_SQL = f"""
 
 def delivery_history(destination: Destination, *, hours: int = 48) -> list[dict]:
     """Per hour of the last ``hours`` (oldest first, hours without a request as zeros): the
-    items delivered, failed for now (sent again later) and refused (dead letters), and how
-    long the receiver took to answer (p50, p99 in ms). From the attempts, kept as long as the
-    deliveries."""
+    items delivered, failed for now (sent again later) and refused (dead letters), how long
+    the receiver took to answer, and how long each request's oldest item had waited since it
+    was queued (p50, p99 in ms). From the attempts, kept as long as the deliveries."""
     now = timezone.now().replace(minute=0, second=0, microsecond=0)
     since = now - timedelta(hours=hours - 1)
-    found = {
-        hour: (delivered, retried, refused, p50, p99)
-        for hour, delivered, retried, refused, p50, p99 in query(
-            HISTORY_SQL, [destination.pk, since]
-        )
-    }
+    found = {hour: figures for hour, *figures in query(HISTORY_SQL, [destination.pk, since])}
+    names = (
+        "delivered",
+        "retried",
+        "refused",
+        "latency_p50_ms",
+        "latency_p99_ms",
+        "waited_p50_ms",
+        "waited_p99_ms",
+    )
+    quiet = (0, 0, 0, None, None, None, None)
     history = []
     for step in range(hours):
         hour = since + timedelta(hours=step)
-        delivered, retried, refused, p50, p99 = found.get(hour, (0, 0, 0, None, None))
-        history.append(
-            {
-                "hour": hour,
-                "delivered": delivered,
-                "retried": retried,
-                "refused": refused,
-                "latency_p50_ms": p50,
-                "latency_p99_ms": p99,
-            }
-        )
+        history.append({"hour": hour, **dict(zip(names, found.get(hour, quiet), strict=True))})
     return history
 
 

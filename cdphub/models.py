@@ -142,7 +142,13 @@ class DeliveryAttempt(models.Model):
     items = models.PositiveIntegerField()
     outcome = models.CharField(max_length=10, choices=Outcome.choices)
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    latency_ms = models.PositiveIntegerField()
+    latency_ms = models.PositiveIntegerField(help_text="How long the receiver took to answer.")
+    waited_ms = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="How long the batch's oldest item had waited, from being queued (its event "
+        "processed) to this request.",
+    )
     error = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -653,6 +653,12 @@ class DeliveryHourSerializer(serializers.Serializer):
         allow_null=True, help_text="Median time the receiver took to answer; null: no request."
     )
     latency_p99_ms = serializers.IntegerField(allow_null=True)
+    waited_p50_ms = serializers.IntegerField(
+        allow_null=True,
+        help_text="Median, over the hour's requests, of how long their oldest item had waited "
+        "from being queued (its event processed) to being sent; null: no request.",
+    )
+    waited_p99_ms = serializers.IntegerField(allow_null=True)
 
 
 class DeliveryAttemptSerializer(serializers.ModelSerializer):

@@ -132,6 +132,15 @@ class DestinationForm(forms.ModelForm):
         return data
 
 
+def hourly_median(hours: list[dict], name: str) -> int:
+    values = sorted(hour[name] or 0 for hour in hours)
+    return values[len(values) // 2]
+
+
+def duration(ms: int) -> str:
+    return f"{ms} ms" if ms < 10_000 else f"{ms / 1000:.0f} s"
+
+
 @admin.register(Destination)
 class DestinationAdmin(ReadableModelAdmin):
     form = DestinationForm
@@ -327,10 +336,14 @@ class DestinationAdmin(ReadableModelAdmin):
             return format_html("{}<p>No request in the last 24 hours.</p>", chart)
         return format_html(
             "{}<p>The receiver answered in {} ms (median of the hourly medians), at worst "
-            "{} ms (the slowest hour's 99th percentile), over the last 24 hours.</p>",
+            "{} ms (the slowest hour's 99th percentile), over the last 24 hours. Events "
+            "reached it {} after they were processed (median of the hourly medians), at worst "
+            "{}.</p>",
             chart,
-            sorted(hour["latency_p50_ms"] for hour in answered)[len(answered) // 2],
+            hourly_median(answered, "latency_p50_ms"),
             max(hour["latency_p99_ms"] for hour in answered),
+            duration(hourly_median(answered, "waited_p50_ms")),
+            duration(max(hour["waited_p99_ms"] or 0 for hour in answered)),
         )
 
     @admin.display(description=f"latest {RECENT_ATTEMPTS} attempts")

@@ -50,6 +50,8 @@ def test_the_history_counts_each_outcome_in_its_hour(sent):
     busy = [hour for hour in history if hour["latency_p50_ms"] is not None]
     assert busy
     assert all(hour["latency_p99_ms"] >= hour["latency_p50_ms"] for hour in busy)
+    # The rows were queued before the first request: every request's oldest item waited.
+    assert all(hour["waited_p99_ms"] >= hour["waited_p50_ms"] > 0 for hour in busy)
     assert history[0]["latency_p50_ms"] is None  # no request two hours ago
     assert [hour["hour"] for hour in history] == sorted(hour["hour"] for hour in history)
 
@@ -62,6 +64,7 @@ def test_the_destination_page_charts_it_and_the_api_gives_it(
     assert "Events sent per hour: delivered, failed and retried, refused" in html
     assert "<svg" in html
     assert "The receiver answered in" in html
+    assert "Events reached it" in html
 
     client = api_client_with_scopes("profiles:read")
     answer = client.get(f"/api/destinations/{sent.pk}/history/?hours=2")
@@ -69,6 +72,7 @@ def test_the_destination_page_charts_it_and_the_api_gives_it(
     assert len(answer.json()) == 2
     assert sum(hour["delivered"] for hour in answer.json()) == 2
     assert sum(hour["refused"] for hour in answer.json()) == 1
+    assert any(hour["waited_p99_ms"] for hour in answer.json())
     for bad in ("0", "337", "two"):
         refused = client.get(f"/api/destinations/{sent.pk}/history/?hours={bad}")
         assert refused.status_code == 400
