@@ -50,6 +50,8 @@ DEFAULT_ORDER_GAP_DAYS = 90
 
 PROFILE = Profile._meta.db_table
 EVENT = Event._meta.db_table
+# A row of per_name counting as orders (the order event's name is a parameter).
+ORDERS = "type = 'track' AND name = %b"
 
 
 def revenue_sql() -> tuple[str, list[str]]:
@@ -95,28 +97,31 @@ def computed_sql(scope_sql: str, scope_params: list, now: datetime) -> tuple[str
             SELECT p.id FROM {PROFILE} p WHERE p.merged_into_id IS NULL AND {scope_sql}
             ORDER BY p.id FOR NO KEY UPDATE
         ),
-        -- One pass over the profiles' events, per event name; everything else is derived
-        -- from these rows (a second pass would read every event again).
+        -- One pass over the profiles' events, per type and name; everything else is derived
+        -- from these rows (a second pass would read every event again). Orders and the event
+        -- counts are track events only: a page named like the order event is no order, and a
+        -- group call's name is an account's id.
         per_name AS (
-            SELECT e.profile_id, e.name,
+            SELECT e.profile_id, e.type, e.name,
                    min(e.timestamp) AS first_at,
                    max(e.timestamp) AS last_at,
                    count(*) AS n,
-                   sum({revenue}) FILTER (WHERE e.name = %b) AS revenue,
+                   sum({revenue}) FILTER (WHERE e.type = 'track' AND e.name = %b) AS revenue,
                    {window_columns}
             FROM {EVENT} e JOIN scope s ON s.id = e.profile_id
-            GROUP BY e.profile_id, e.name
+            GROUP BY e.profile_id, e.type, e.name
         ),
         agg AS (
             SELECT profile_id,
                    min(first_at) AS first_seen_at,
                    max(last_at) AS last_seen_at,
-                   COALESCE(sum(n) FILTER (WHERE name = %b), 0)::bigint AS order_count,
+                   COALESCE(sum(n) FILTER (WHERE {ORDERS}), 0)::bigint AS order_count,
                    sum(revenue) AS revenue,
-                   min(first_at) FILTER (WHERE name = %b) AS first_order_at,
-                   max(last_at) FILTER (WHERE name = %b) AS last_order_at,
+                   min(first_at) FILTER (WHERE {ORDERS}) AS first_order_at,
+                   max(last_at) FILTER (WHERE {ORDERS}) AS last_order_at,
                    jsonb_object_agg(name, jsonb_build_object({window_object}))
-                       FILTER (WHERE name <> '' AND c{max(WINDOWS)} > 0) AS event_counts
+                       FILTER (WHERE type = 'track' AND name <> '' AND c{max(WINDOWS)} > 0)
+                       AS event_counts
             FROM per_name
             GROUP BY profile_id
         ),
@@ -218,7 +223,7 @@ def rfm_bounds_refresh(*, now: datetime | None = None) -> dict[str, list]:
                    count(*)::numeric AS frequency,
                    sum({revenue}) AS monetary
             FROM {EVENT} e JOIN {PROFILE} p ON p.id = e.profile_id AND p.merged_into_id IS NULL
-            WHERE e.name = %b
+            WHERE e.type = 'track' AND e.name = %b
             GROUP BY e.profile_id
         ),
         tiles AS (

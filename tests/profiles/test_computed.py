@@ -157,3 +157,29 @@ def test_recompute_traits_command(shoppers, capsys):
     assert traits(customers[3])["order_count"] == 4
     call_command("recompute_traits", profile=[customers[3].pk])
     assert "changed for 0 profiles" in capsys.readouterr().out
+
+
+def test_only_track_events_count_as_orders_and_in_the_event_counts():
+    """A page or screen that happens to be named like the order event is no order, and a
+    group call (whose name is the account's id) is no event a person did."""
+    profile = ProfileFactory()
+    order(profile, 5, revenue=40)
+    now = timezone.now()
+    for kind, name in (
+        ("page", "Order Completed"),
+        ("screen", "Order Completed"),
+        ("group", "acme"),
+    ):
+        EventFactory(
+            profile=profile,
+            type=kind,
+            name=name,
+            properties={"revenue": 1000},
+            timestamp=now - timedelta(days=1),
+            received_at=now,
+        )
+    computed_traits_update(profile_ids=[profile.pk])
+    result = traits(profile)
+    assert (result["order_count"], result["lifetime_value"]) == (1, 40)
+    assert result["event_counts"] == {"Order Completed": {"7d": 1, "30d": 1, "90d": 1}}
+    assert result["last_order_at"] < result["last_seen_at"]  # the page was still seen
