@@ -1,11 +1,16 @@
-"""The CRM's leaf in the segment rule language: ``{"crm": "<field>", "op": ..., "value": ...}``,
-a field of one of the person's contacts (or an open deal's stage)."""
+"""The CRM's leaves in the segment rule language:
+
+- ``{"crm": "<field>", "op": ..., "value": ...}``: a field of one of the person's contacts (or
+  an open deal's stage);
+- ``{"account": "<field>", "op": ..., "value": ...}``: a field of one of the person's accounts
+  (the companies of their group calls): ``name``, ``industry``, ``size``, ``country``,
+  ``group_id``, or ``trait.<key>`` for a kept group trait (``trait.plan``)."""
 
 from __future__ import annotations
 
 from django.db.models import Exists, OuterRef, Q
 
-from crm.models import Contact, Deal
+from crm.models import AccountMember, Contact, Deal
 from profiles.segments.rules.language import Context, Leaf, comparison_check, join
 from profiles.segments.rules.profile_target import (
     COMPARISON_KEYS,
@@ -59,3 +64,57 @@ def crm_compile(node: dict, ctx: Context) -> Q:
 
 
 register_leaf("crm", Leaf(COMPARISON_KEYS, crm_validate, crm_compile, "a CRM contact field"))
+
+
+ACCOUNT_FIELDS = ("name", "industry", "size", "country", "group_id")
+ACCOUNT_OPERATORS = ("eq", "neq", "in", "not_in", "contains", "starts_with", "exists")
+
+
+def account_lookup(name: str) -> str:
+    if name.startswith("trait."):
+        return "company__group_traits__" + name.removeprefix("trait.")
+    return f"company__{name}"
+
+
+def account_validate(node: dict, path: str, ctx: Context) -> None:
+    name = node["account"]
+    key = name.removeprefix("trait.") if isinstance(name, str) else ""
+    if not isinstance(name, str) or (
+        name not in ACCOUNT_FIELDS
+        and not (name.startswith("trait.") and key and "__" not in key and "." not in key)
+    ):
+        ctx.error(
+            path,
+            f"unknown account field {name!r}; expected one of: {', '.join(ACCOUNT_FIELDS)}, "
+            "or trait.<key> (a group trait, e.g. trait.plan)",
+        )
+        return
+    comparison_check(node, path, ctx, operators=ACCOUNT_OPERATORS)
+    op = node.get("op", "eq" if "value" in node else "exists")
+    value = node.get("value")
+    values = value if isinstance(value, list) else [value]
+    if op in ("contains", "starts_with") and not isinstance(value, str):
+        ctx.error(join(path, "value"), f"{op} compares with a string")
+    elif (
+        op != "exists"
+        and not name.startswith("trait.")
+        and any(not isinstance(v, str) for v in values)
+    ):
+        ctx.error(join(path, "value"), "account fields compare with strings")
+
+
+def account_compile(node: dict, ctx: Context) -> Q:
+    op = node.get("op", "eq" if "value" in node else "exists")
+    condition = field_condition(account_lookup(node["account"]), op, node.get("value"))
+    return Q(Exists(AccountMember.objects.filter(profile=OuterRef("pk")).filter(condition)))
+
+
+register_leaf(
+    "account",
+    Leaf(
+        COMPARISON_KEYS,
+        account_validate,
+        account_compile,
+        "a field of one of the person's accounts",
+    ),
+)

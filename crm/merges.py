@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from crm.models import Contact
+from crm.models import AccountMember, Contact
 from profiles.resolution import followers
 
 followers.register(Contact, key="crm_contacts")
+# The merged person's accounts become the survivor's (an account both had keeps the survivor's
+# link; the merged one's stays with it for an undo).
+followers.register(AccountMember, key="account_members", unique_with="company_id")

@@ -101,6 +101,19 @@ class Company(models.Model):
     industry = models.CharField(max_length=120, blank=True)
     size = models.CharField(max_length=10, choices=Size.choices, blank=True)
     country = models.CharField(max_length=2, blank=True, help_text="ISO 3166 alpha-2 code.")
+    group_id = models.CharField(
+        max_length=255,
+        null=True,
+        blank=True,
+        unique=True,
+        help_text="The account's id in your product: the groupId of its group calls, which "
+        "create the company or find it by this id (set it to attach an existing company).",
+    )
+    group_traits = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The latest value of each group call trait no field takes (plan, ...).",
+    )
     owner = models.ForeignKey(
         OWNER, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_companies"
     )
@@ -115,6 +128,28 @@ class Company(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class AccountMember(models.Model):
+    """A person of an account: a CDP profile that made a group call with the company's group
+    id (Segment's group). Personal data of the person (the company's is not): erased with them,
+    moved with them when profiles merge."""
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="members")
+    profile = models.ForeignKey(
+        "profiles.Profile", on_delete=models.CASCADE, related_name="account_members"
+    )
+    first_seen_at = models.DateTimeField(help_text="Their first group call with this account.")
+    last_seen_at = models.DateTimeField(help_text="Their latest group call with this account.")
+
+    class Meta:
+        ordering = ["-last_seen_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["company", "profile"], name="account_member_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"profile {self.profile_id} at {self.company_id}"
 
 
 @nameless_out_of_sight

@@ -10,6 +10,7 @@ from consent.registry import Subject, delete_rows, scrub_fields
 from consent.retention import register_purger
 from crm import services
 from crm.models import (
+    AccountMember,
     Activity,
     Company,
     Contact,
@@ -90,6 +91,13 @@ registry.register(
     erase=lambda rows, subject: scrub_fields(rows, subject, ("name", "lost_reason")),
     personal_fields=("name",),
     erase_order=40,
+)
+# Who belongs to which account: the person's, not the company's.
+registry.register(
+    AccountMember,
+    find=lambda subject: AccountMember.objects.filter(profile_id__in=subject.profile_ids),
+    erase=delete_rows,
+    erase_order=20,
 )
 registry.register_not_personal(Company, "organisations, not people")
 registry.register_not_personal(Tag, "labels")

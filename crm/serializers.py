@@ -71,11 +71,17 @@ class CompanySerializer(VisibleRelationsMixin, serializers.ModelSerializer):
             "industry",
             "size",
             "country",
+            "group_id",
+            "group_traits",
             "owner",
             "tags",
             *TIMESTAMPS,
         ]
-        read_only_fields = TIMESTAMPS
+        read_only_fields = ["group_traits", *TIMESTAMPS]
+
+    def validate_group_id(self, value):
+        value = (value or "").strip()
+        return value or None  # no group id: null, never an empty string (it is unique)
 
     def validate_domain(self, value):
         if value in (None, ""):

@@ -7,6 +7,8 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.forms.models import BaseInlineFormSet
+from django.urls import reverse
+from django.utils.html import format_html
 
 from cdphub.admin_mixins import ReadableModelAdmin
 from cdphub.pii import can_view_pii, mask_value
@@ -26,6 +28,7 @@ from crm.admin.visibility import (
     visible_count,
 )
 from crm.models import (
+    AccountMember,
     Activity,
     Company,
     Contact,
@@ -101,17 +104,43 @@ class CompanyContactInline(ContactSummaryInline):
     fk_name = "company"
 
 
+class AccountMemberInline(admin.TabularInline):
+    """The people of the account (profiles that made a group call with its group id), latest
+    first: written by processing, read here."""
+
+    model = AccountMember
+    extra = 0
+    can_delete = False
+    fields = ["person", "first_seen_at", "last_seen_at"]
+    readonly_fields = fields
+    verbose_name_plural = "people at this account (from group calls)"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="profile")
+    def person(self, member):
+        return format_html(
+            '<a href="{}">profile #{}</a>',
+            reverse("admin:profiles_profile_change", args=[member.profile_id]),
+            member.profile_id,
+        )
+
+
 @admin.register(Company)
 class CompanyAdmin(VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmin):
     resource_classes = [CompanyResource]
     list_display = ["name", "domain", "industry", "size", "country", "owner", "updated_at"]
     list_filter = [("owner", admin.RelatedOnlyFieldListFilter), "size", "country", "industry"]
-    search_fields = ["name", "domain"]
+    search_fields = ["name", "domain", "=group_id"]
     list_select_related = ["owner"]
     raw_id_fields = ["owner"]
     autocomplete_fields = ["tags"]
-    readonly_fields = ["created_at", "updated_at"]
-    inlines = [CompanyContactInline]
+    readonly_fields = ["group_traits", "created_at", "updated_at"]
+    inlines = [CompanyContactInline, AccountMemberInline]
     action_form = TaggableActionForm
     actions = [assign_owner, add_tag]
 
