@@ -16,9 +16,22 @@ company's."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import (
+    Count,
+    DateTimeField,
+    DecimalField,
+    IntegerField,
+    Max,
+    OuterRef,
+    QuerySet,
+    Subquery,
+    Sum,
+)
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from cdphub.sql import execute
@@ -130,3 +143,42 @@ def company_apply(company: Company, traits: dict) -> bool:
     }
     company.group_traits = {**company.group_traits, **kept}
     return (company.name, company.industry, company.size, company.group_traits) != before
+
+
+# --- Account figures ------------------------------------------------------------------------
+
+ACTIVE_DAYS = 30
+# name -> what it says, for the admin, the API schema and the rule language
+ACCOUNT_FIGURES = {
+    "people": "people linked to the account",
+    "active_people_30d": f"of them, seen in the last {ACTIVE_DAYS} days",
+    "revenue": "the lifetime value of its people, summed",
+    "last_activity_at": "when one of its people was last seen",
+}
+
+
+def with_account_figures(companies: QuerySet[Company], now: datetime | None = None) -> QuerySet:
+    """The companies annotated with their account figures (``account_<name>``), from the
+    computed traits of their people: one subquery each, read through the members' index."""
+    since = (now or timezone.now()) - timedelta(days=ACTIVE_DAYS)
+    members = AccountMember.objects.filter(company=OuterRef("pk")).order_by().values("company")
+    last_seen = Cast(KeyTextTransform("last_seen_at", "profile__computed_traits"), DateTimeField())
+    money = DecimalField(max_digits=18, decimal_places=2)
+    revenue = Cast(KeyTextTransform("lifetime_value", "profile__computed_traits"), money)
+
+    def figure(rows, aggregate, output):
+        return Subquery(rows.annotate(value=aggregate).values("value")[:1], output_field=output)
+
+    return companies.annotate(
+        account_people=Coalesce(figure(members, Count("pk"), IntegerField()), 0),
+        account_active_people_30d=Coalesce(
+            figure(
+                members.alias(seen=last_seen).filter(seen__gte=since),
+                Count("pk"),
+                IntegerField(),
+            ),
+            0,
+        ),
+        account_revenue=figure(members, Sum(revenue), DecimalField()),
+        account_last_activity_at=figure(members, Max(last_seen), DateTimeField()),
+    )

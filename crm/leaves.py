@@ -4,13 +4,16 @@
   an open deal's stage);
 - ``{"account": "<field>", "op": ..., "value": ...}``: a field of one of the person's accounts
   (the companies of their group calls): ``name``, ``industry``, ``size``, ``country``,
-  ``group_id``, or ``trait.<key>`` for a kept group trait (``trait.plan``)."""
+  ``group_id``, ``trait.<key>`` for a kept group trait (``trait.plan``), or an account figure
+  compared with a number (``people``, ``active_people_30d``, ``revenue``): "people at accounts
+  on plan X with more than 5 active people" is one rule, one query."""
 
 from __future__ import annotations
 
 from django.db.models import Exists, OuterRef, Q
 
-from crm.models import AccountMember, Contact, Deal
+from crm.accounts import with_account_figures
+from crm.models import AccountMember, Company, Contact, Deal
 from profiles.segments.rules.language import Context, Leaf, comparison_check, join
 from profiles.segments.rules.profile_target import (
     COMPARISON_KEYS,
@@ -68,6 +71,8 @@ register_leaf("crm", Leaf(COMPARISON_KEYS, crm_validate, crm_compile, "a CRM con
 
 ACCOUNT_FIELDS = ("name", "industry", "size", "country", "group_id")
 ACCOUNT_OPERATORS = ("eq", "neq", "in", "not_in", "contains", "starts_with", "exists")
+ACCOUNT_NUMBERS = ("people", "active_people_30d", "revenue")
+NUMBER_OPERATORS = ("eq", "neq", "gt", "gte", "lt", "lte")
 
 
 def account_lookup(name: str) -> str:
@@ -78,6 +83,12 @@ def account_lookup(name: str) -> str:
 
 def account_validate(node: dict, path: str, ctx: Context) -> None:
     name = node["account"]
+    if name in ACCOUNT_NUMBERS:
+        comparison_check(node, path, ctx, operators=NUMBER_OPERATORS)
+        value = node.get("value")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            ctx.error(join(path, "value"), f"{name} compares with a number")
+        return
     key = name.removeprefix("trait.") if isinstance(name, str) else ""
     if not isinstance(name, str) or (
         name not in ACCOUNT_FIELDS
@@ -85,8 +96,9 @@ def account_validate(node: dict, path: str, ctx: Context) -> None:
     ):
         ctx.error(
             path,
-            f"unknown account field {name!r}; expected one of: {', '.join(ACCOUNT_FIELDS)}, "
-            "or trait.<key> (a group trait, e.g. trait.plan)",
+            f"unknown account field {name!r}; expected one of: "
+            f"{', '.join(ACCOUNT_FIELDS + ACCOUNT_NUMBERS)}, or trait.<key> (a group trait, "
+            "e.g. trait.plan)",
         )
         return
     comparison_check(node, path, ctx, operators=ACCOUNT_OPERATORS)
@@ -104,9 +116,18 @@ def account_validate(node: dict, path: str, ctx: Context) -> None:
 
 
 def account_compile(node: dict, ctx: Context) -> Q:
+    name, value = node["account"], node.get("value")
     op = node.get("op", "eq" if "value" in node else "exists")
-    condition = field_condition(account_lookup(node["account"]), op, node.get("value"))
-    return Q(Exists(AccountMember.objects.filter(profile=OuterRef("pk")).filter(condition)))
+    accounts = AccountMember.objects.filter(profile=OuterRef("pk"))
+    if name in ACCOUNT_NUMBERS:
+        figure = f"account_{name}"
+        condition = Q(**{figure: value}) if op in ("eq", "neq") else Q(**{f"{figure}__{op}": value})
+        matching = with_account_figures(Company.objects.all(), ctx.now).filter(
+            ~condition if op == "neq" else condition
+        )
+        return Q(Exists(accounts.filter(company__in=matching.values("pk"))))
+    condition = field_condition(account_lookup(name), op, value)
+    return Q(Exists(accounts.filter(condition)))
 
 
 register_leaf(

@@ -7,6 +7,7 @@ from rest_framework.relations import ManyRelatedField, RelatedField
 
 from cdphub.api import PiiMaskedSerializerMixin
 from crm import services
+from crm.accounts import ACCOUNT_FIGURES, with_account_figures
 from crm.models import Activity, Company, Contact, Deal, Pipeline, Stage, Tag, Task, Ticket
 from crm.selectors import VISIBILITY_RULES, visible_to
 
@@ -73,11 +74,23 @@ class CompanySerializer(VisibleRelationsMixin, serializers.ModelSerializer):
             "country",
             "group_id",
             "group_traits",
+            "account",
             "owner",
             "tags",
             *TIMESTAMPS,
         ]
         read_only_fields = ["group_traits", *TIMESTAMPS]
+
+    account = serializers.SerializerMethodField(
+        help_text="The account's figures, from the computed traits of its people: "
+        + "; ".join(f"{name}: {meaning}" for name, meaning in ACCOUNT_FIGURES.items())
+        + "."
+    )
+
+    def get_account(self, company) -> dict:
+        if not hasattr(company, "account_people"):  # a company just written
+            company = with_account_figures(Company.objects.filter(pk=company.pk)).get()
+        return {name: getattr(company, f"account_{name}") for name in ACCOUNT_FIGURES}
 
     def validate_group_id(self, value):
         value = (value or "").strip()

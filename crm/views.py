@@ -9,6 +9,7 @@ from rest_framework.exceptions import PermissionDenied
 from cdphub.api import ProtectedDestroyMixin, refuse_unknown_parameters
 from cdphub.pii import can_view_pii
 from crm import filters, selectors, serializers, services
+from crm.accounts import with_account_figures
 from crm.models import Activity, Company, Contact, Deal, Pipeline, Stage, Tag, Task, Ticket
 
 ORDERING = ["id", "created_at", "updated_at"]
@@ -35,6 +36,9 @@ class CompanyViewSet(ProtectedDestroyMixin, VisibleRecordsMixin, viewsets.ModelV
     serializer_class = serializers.CompanySerializer
     filterset_class = filters.CompanyFilter
     ordering_fields = [*ORDERING, "name"]
+
+    def get_queryset(self):
+        return with_account_figures(super().get_queryset())
 
 
 class ContactViewSet(ProtectedDestroyMixin, VisibleRecordsMixin, viewsets.ModelViewSet):

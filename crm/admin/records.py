@@ -13,6 +13,7 @@ from django.utils.html import format_html
 from cdphub.admin_mixins import ReadableModelAdmin
 from cdphub.pii import can_view_pii, mask_value
 from crm import services
+from crm.accounts import ACTIVE_DAYS, with_account_figures
 from crm.admin.actions import (
     ContactActionForm,
     TaggableActionForm,
@@ -139,8 +140,24 @@ class CompanyAdmin(VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmin
     list_select_related = ["owner"]
     raw_id_fields = ["owner"]
     autocomplete_fields = ["tags"]
-    readonly_fields = ["group_traits", "created_at", "updated_at"]
+    readonly_fields = ["group_traits", "account_figures", "created_at", "updated_at"]
     inlines = [CompanyContactInline, AccountMemberInline]
+
+    @admin.display(description="account")
+    def account_figures(self, company):
+        if company.pk is None:
+            return "-"
+        figures = with_account_figures(Company.objects.filter(pk=company.pk)).get()
+        last = figures.account_last_activity_at
+        return format_html(
+            "{} people ({} seen in the last {} days); their lifetime value {}; last seen {}",
+            figures.account_people,
+            figures.account_active_people_30d,
+            ACTIVE_DAYS,
+            figures.account_revenue if figures.account_revenue is not None else 0,
+            f"{last:%Y-%m-%d %H:%M}" if last else "never",
+        )
+
     action_form = TaggableActionForm
     actions = [assign_owner, add_tag]
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from crm.models import Company
 from profiles.ingest.processing import pending_process
 from profiles.models import Event, Identity, PendingMessage, RejectedMessage
 from profiles.services import source_create
@@ -272,6 +273,9 @@ def assert_visit_on_one_profile(source) -> None:
     identify, group = events.get(type="identify"), events.get(type="group")
     assert identify.properties["email"] == "Anna.Visser@Example.com"
     assert (group.name, group.properties, group.user_id) == ("acme", {"name": "Acme"}, USER)
+    account = Company.objects.get(group_id="acme")
+    assert account.name == "Acme"
+    assert list(account.members.values_list("profile_id", flat=True)) == [profile.pk]
 
 
 @pytest.mark.parametrize("sdk", ["analytics-js", "rudderstack"])

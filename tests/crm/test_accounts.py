@@ -5,8 +5,11 @@ page and the profile page."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from consent.dsar import dsar_create, dsar_process, dsar_verify
 from crm.accounts import size_band
@@ -15,6 +18,7 @@ from profiles.ingest.collect import messages_collect
 from profiles.ingest.processing import pending_process
 from profiles.models import Identity, Profile
 from profiles.resolution.merges import profile_merge
+from profiles.segments.computed import computed_traits_update
 from profiles.segments.rules import rule_errors, rule_queryset
 from profiles.services import source_create
 
@@ -202,3 +206,40 @@ def test_the_api_gives_the_group_id_and_traits_and_refuses_a_taken_group_id(
     assert taken.status_code == 400 and "group_id" in taken.json()["errors"]
     blank = client.post("/api/crm/companies/", {"name": "Blank", "group_id": ""})
     assert blank.status_code == 201 and blank.json()["group_id"] is None
+
+
+def days_ago(days: int) -> str:
+    return (timezone.now() - timedelta(days=days)).isoformat()
+
+
+def test_account_figures_come_from_its_peoples_computed_traits(source, api_client_with_scopes):
+    """Two people at Acme, one active (an order this week), one last seen two months ago;
+    one at Beta: the figures, over the API and in a rule."""
+    order = {"type": "track", "event": "Order Completed", "properties": {"revenue": 40}}
+    send(
+        source,
+        group("ann", "acme-1", timestamp=days_ago(3), plan="pro"),
+        {**order, "userId": "ann", "messageId": "o-1", "timestamp": days_ago(2)},
+        group("bob", "acme-1", timestamp=days_ago(60)),
+        group("cid", "beta-2", timestamp=days_ago(1), plan="pro"),
+    )
+    computed_traits_update(profile_ids=list(Profile.objects.values_list("pk", flat=True)))
+    client = api_client_with_scopes("crm:read")
+    companies = {c["group_id"]: c for c in client.get("/api/crm/companies/").json()["results"]}
+    acme = companies["acme-1"]["account"]
+    assert (acme["people"], acme["active_people_30d"], acme["revenue"]) == (2, 1, 40)
+    assert acme["last_activity_at"].startswith(days_ago(2)[:10])
+    assert companies["beta-2"]["account"]["revenue"] == 0  # no order: a value of 0
+
+    busy_pro = {
+        "all": [
+            {"account": "trait.plan", "op": "eq", "value": "pro"},
+            {"account": "people", "op": "gte", "value": 2},
+        ]
+    }
+    assert rule_errors(busy_pro) == []
+    people = set(rule_queryset(busy_pro).values_list("identities__value", flat=True))
+    assert people == {"ann", "bob"}
+    active = {"account": "active_people_30d", "op": "gt", "value": 0}
+    assert rule_queryset(active).count() == 3
+    assert "compares with a number" in str(rule_errors({"account": "people", "value": "2"}))

@@ -6,6 +6,7 @@ import pytest
 from rudderstack.analytics.client import Client as RudderClient
 from segment.analytics.client import Client as SegmentClient
 
+from crm.models import Company
 from profiles.ingest.processing import pending_process
 from profiles.models import Event, Identity, PendingMessage, RejectedMessage
 from profiles.services import source_create
@@ -56,6 +57,10 @@ def assert_delivered(source, user: str) -> None:
     assert events.get(type="screen").properties == {"items": 2, "category": "App"}
     # The sender's clock readings are kept beside the corrected time.
     assert all(e.original_timestamp and e.sent_at for e in events)
+    # The group call made the account and linked the person to it.
+    account = Company.objects.get(group_id="company-1")
+    assert account.name == "Acme"
+    assert list(account.members.values_list("profile_id", flat=True)) == [profile.pk]
 
 
 def test_segment_sdk_delivers_every_call(server):
