@@ -22,6 +22,8 @@ CURSOR_ALLOWED = {
     "import's transaction",
     Path("cdphub/paginators.py"): "EXPLAIN of a queryset on that queryset's database "
     "(connections[queryset.db]), with Django's own SQL and parameters",
+    Path("cdphub/health.py"): "the readiness probe's SELECT 1 on the connection it is given "
+    "(a test gives it one to a server that does not answer)",
 }
 
 SQL_WORDS = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|FROM|JOIN)\b")

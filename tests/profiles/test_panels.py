@@ -18,6 +18,7 @@ def test_every_app_has_its_panel_on_the_profile_page_in_order():
         "consent",
         "computed",
         "crm",
+        "accounts",
         "segments",
         "audiences",
         "merges",
