@@ -265,6 +265,10 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "profiles.tasks.recompute_traits_task",
         "schedule": crontab(minute=30, hour=2),
     },
+    "expire-trait-windows": {
+        "task": "profiles.tasks.expire_trait_windows_task",
+        "schedule": crontab(minute=10),
+    },
     "purge-expired-data": {
         "task": "consent.tasks.purge_expired_data_task",
         "schedule": crontab(minute=15, hour=3),

@@ -5,12 +5,16 @@ element into the SQL text, which then costs more than the database's own work.""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 import psycopg
 from django.db import connection
+from django.db.models import QuerySet
 from django.db.models.expressions import RawSQL
+
+ORM_PLACEHOLDER = re.compile(r"%([%s])")
 
 
 def query(sql: str, params: Sequence = (), *, fetch: bool = True) -> list[tuple]:
@@ -61,3 +65,11 @@ def any_of(ids: Iterable[int]) -> RawSQL:
     """For ``pk__in=any_of(ids)``: the ids as one array parameter, not one placeholder each
     (a thousand placeholders cost the client more to write than the database to read)."""
     return RawSQL("SELECT unnest(%s::bigint[])", [sorted(ids)])
+
+
+def orm_sql(queryset: QuerySet) -> tuple[str, tuple]:
+    """The queryset's SQL with ``%b`` placeholders, to embed in a statement run by ``query``
+    or ``execute`` (Django writes ``%s``, and ``%%`` for a literal ``%``, which server-side
+    binding reads the same way)."""
+    sql, params = queryset.query.sql_with_params()
+    return ORM_PLACEHOLDER.sub(lambda m: "%%" if m.group(1) == "%" else "%b", sql), params

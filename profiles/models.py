@@ -620,6 +620,101 @@ class ComputedTraitQuantiles(models.Model):
         return self.metric
 
 
+class ComputedTrait(models.Model):
+    """A computed trait a marketer defines: an aggregate of a profile's events of one type (and
+    name), filtered by their properties, over all time or the last N days. Its value is kept in
+    ``Profile.computed_traits[key]`` next to the built-in ones, so rules (``computed`` leaf),
+    destinations and the profile page read it like them."""
+
+    class Kind(models.TextChoices):
+        COUNT = "count", "Count of events"
+        SUM = "sum", "Sum of a property"
+        AVERAGE = "average", "Average of a property"
+        MIN = "min", "Minimum of a property"
+        MAX = "max", "Maximum of a property"
+        FIRST = "first", "First value of a property"
+        LAST = "last", "Last value of a property"
+        MOST_FREQUENT = "most_frequent", "Most frequent value of a property"
+        UNIQUE = "unique", "Unique values of a property (a list)"
+
+    class Status(models.TextChoices):
+        NEW = "new", "Not computed yet"
+        CALCULATING = "calculating", "Computing for every profile"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    key = models.CharField(
+        max_length=64,
+        unique=True,
+        help_text="Where the value is kept: computed_traits.<key>, and the name a rule's "
+        "computed leaf uses. Lower-case letters, digits and _; cannot change once saved.",
+    )
+    name = models.CharField(max_length=200, help_text="The label shown on profiles.")
+    description = models.TextField(blank=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.COUNT)
+    event_type = models.CharField(
+        max_length=10, choices=Event.Type.choices, default=Event.Type.TRACK
+    )
+    event_name = models.CharField(
+        max_length=255, blank=True, help_text="Empty: every event of the type."
+    )
+    property = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="The event property aggregated (dots for nesting); every kind but count.",
+    )
+    where = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Property filters, as in a rule\'s event leaf: [{"property": "currency", '
+        '"op": "eq", "value": "EUR"}].',
+    )
+    window_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(3660)],
+        help_text="Only events of the last N days; empty: all time.",
+    )
+    unique_limit = models.PositiveSmallIntegerField(
+        default=20,
+        validators=[MinValueValidator(1), MaxValueValidator(500)],
+        help_text="Unique values: at most this many are kept (the first in sort order).",
+    )
+    status = models.CharField(
+        max_length=12, choices=Status.choices, default=Status.NEW, editable=False
+    )
+    last_error = models.TextField(blank=True, editable=False)
+    computed_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When every profile was last computed."
+    )
+    windows_checked_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Events older than the window up to this time are out of the values.",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind="count") | ~Q(property=""),
+                name="computed_trait_property_unless_count",
+            ),
+            models.CheckConstraint(
+                condition=Q(key__regex=r"^[a-z][a-z0-9_]*$"), name="computed_trait_key_format"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 # --- Rollups for the dashboard --------------------------------------------------------------------
 
 

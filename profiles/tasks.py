@@ -7,7 +7,7 @@ from celery.signals import worker_ready
 from django.db import transaction
 
 from profiles.ingest.processing import pending_process
-from profiles.models import Segment, SegmentExport
+from profiles.models import ComputedTrait, Segment, SegmentExport
 
 
 # Requeued if the process running it dies: processing is safe to run twice, and a lost drain
@@ -47,10 +47,36 @@ def refresh_due_segments_task() -> None:
 
 @shared_task(ignore_result=True)
 def recompute_traits_task() -> None:
-    """Nightly: every profile's computed traits, with new RFM bounds."""
+    """Nightly: every profile's computed traits (built-in, with new RFM bounds, and defined)."""
     from profiles.segments.computed import computed_traits_recompute_all
 
     computed_traits_recompute_all()
+
+
+@shared_task(ignore_result=True)
+def recompute_defined_trait_task(trait_id: int) -> None:
+    """A new or changed computed trait, for every profile."""
+    from profiles.segments.defined_traits import defined_trait_recompute
+
+    trait = ComputedTrait.objects.filter(pk=trait_id).first()
+    if trait is not None:  # deleted meanwhile: nothing to compute
+        defined_trait_recompute(trait)
+
+
+@shared_task(ignore_result=True)
+def remove_defined_trait_values_task(key: str) -> None:
+    """A deleted computed trait's values leave the profiles."""
+    from profiles.segments.defined_traits import defined_trait_values_remove
+
+    defined_trait_values_remove(key)
+
+
+@shared_task(ignore_result=True)
+def expire_trait_windows_task() -> None:
+    """Hourly: windowed computed traits of the profiles whose events left the window."""
+    from profiles.segments.defined_traits import defined_windows_expire
+
+    defined_windows_expire()
 
 
 @shared_task(ignore_result=True)

@@ -12,7 +12,8 @@ disagree:
 Keys written: lifetime_value, order_count, average_order_value, first_order_at, last_order_at,
 first_seen_at, last_seen_at, event_counts ({name: {"7d", "30d", "90d"}}), rfm_recency,
 rfm_frequency, rfm_monetary (1-5, 5 best), rfm_score ("555"), churn_risk (low/medium/high, for
-customers). Keys without a value (no orders) are left out.
+customers). Keys without a value (no orders) are left out. The traits marketers define
+(``defined_traits``) are kept in the same document, and computed by the same two entry points.
 """
 
 from __future__ import annotations
@@ -183,20 +184,28 @@ def computed_sql(scope_sql: str, scope_params: list, now: datetime) -> tuple[str
 
 
 def computed_traits_update(*, profile_ids: Iterable[int], now: datetime | None = None) -> int:
-    """Recompute the computed traits of these profiles (call after their events were
-    processed). Returns the number of profiles whose traits changed."""
+    """Recompute the computed traits of these profiles, built-in and defined (call after their
+    events were processed). Returns the number of profiles whose built-in traits changed."""
+    from profiles.segments.defined_traits import defined_traits_update
+
     ids = sorted({int(pk) for pk in profile_ids})
     if not ids:
         return 0
-    sql, params = computed_sql("p.id = ANY(%b::bigint[])", [ids], now or timezone.now())
-    return execute(sql, params)
+    now = now or timezone.now()
+    sql, params = computed_sql("p.id = ANY(%b::bigint[])", [ids], now)
+    changed = execute(sql, params)
+    defined_traits_update(profile_ids=ids, now=now)
+    return changed
 
 
 def computed_traits_recompute_all(
     *, batch_size: int | None = None, now: datetime | None = None
 ) -> int:
     """Take new RFM bounds, then recompute every active profile in id-range batches (each its
-    own transaction, so a long run never holds locks on all profiles)."""
+    own transaction, so a long run never holds locks on all profiles), then the defined
+    traits the same way."""
+    from profiles.segments.defined_traits import defined_traits_recompute
+
     now = now or timezone.now()
     batch_size = batch_size or settings.CDPHUB_COMPUTED_TRAITS_BATCH
     rfm_bounds_refresh(now=now)
@@ -208,6 +217,7 @@ def computed_traits_recompute_all(
         sql, params = computed_sql("p.id >= %b AND p.id < %b", [start, start + batch_size], now)
         with transaction.atomic():
             changed += execute(sql, params)
+    defined_traits_recompute(now=now, batch_size=batch_size)
     return changed
 
 

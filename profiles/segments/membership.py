@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,7 +23,7 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 
-from cdphub.sql import execute, query
+from cdphub.sql import execute, orm_sql, query
 from profiles.models import (
     Identity,
     Profile,
@@ -41,7 +40,6 @@ logger = logging.getLogger(__name__)
 
 # Advisory-lock namespace of segment refreshes (the second key is the segment id).
 REFRESH_LOCK = 0x5E6
-ORM_PLACEHOLDER = re.compile(r"%([%s])")
 # Profiles per statement when a segment is re-evaluated for the profiles events touched.
 PROFILE_BATCH = 5000
 UPLOAD_KINDS = (Identity.Kind.EMAIL, Identity.Kind.USER_ID)
@@ -143,13 +141,6 @@ def segment_is_due(segment: Segment, now: datetime, stale: timedelta) -> bool:
 
 
 # --- refresh ------------------------------------------------------------------------------------
-
-
-def orm_sql(queryset: QuerySet) -> tuple[str, tuple]:
-    """The queryset's SQL with ``%b`` placeholders (Django writes ``%s``, and ``%%`` for a
-    literal ``%``, which server-side binding reads the same way)."""
-    sql, params = queryset.query.sql_with_params()
-    return ORM_PLACEHOLDER.sub(lambda m: "%%" if m.group(1) == "%" else "%b", sql), params
 
 
 def membership_sync(

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.db.models import Count, Exists, OuterRef, Q
 
-from profiles.models import Event, Profile, Segment, SegmentMembership
+from profiles.models import ComputedTrait, Event, Profile, Segment, SegmentMembership
 from profiles.segments.computed import COMPUTED_KEYS
 from profiles.segments.rules.jsonvalue import value_compare
 from profiles.segments.rules.language import (
@@ -35,7 +35,8 @@ from profiles.segments.rules.language import (
 COUNT_OPERATORS = ("eq", "neq", "gt", "gte", "lt", "lte", "in", "not_in")
 MAX_WINDOW_DAYS = 3660
 
-# Computed traits a rule may name (the first segment of a ``computed`` path): those computed.
+# Computed traits a rule may name (the first segment of a ``computed`` path): the built-in
+# ones, and those defined (``ComputedTrait``).
 COMPUTED_TRAITS = COMPUTED_KEYS
 
 
@@ -59,10 +60,12 @@ def compare(node: dict, field: str, path: str) -> Q:
 def computed_validate(node: dict, path: str, ctx: Context) -> None:
     name = node["computed"]
     path_check(name, path, ctx, "computed trait")
-    if isinstance(name, str) and name.split(".")[0] not in COMPUTED_TRAITS:
-        ctx.error(
-            path, f"unknown computed trait {name!r}; expected one of: {', '.join(COMPUTED_TRAITS)}"
-        )
+    key = name.split(".")[0] if isinstance(name, str) else None
+    if key is not None and key not in COMPUTED_TRAITS:
+        defined = list(ComputedTrait.objects.order_by("key").values_list("key", flat=True))
+        if key not in defined:
+            known = ", ".join([*COMPUTED_TRAITS, *defined])
+            ctx.error(path, f"unknown computed trait {name!r}; expected one of: {known}")
     comparison_check(node, path, ctx)
 
 
