@@ -174,7 +174,7 @@ def test_recompute_gives_the_incremental_values_on_generated_data():
         define("cats", "unique", property="category", unique_limit=3),
         define("pages", "count", event_type="page", event_name=""),
     ]
-    for round_ in range(3):
+    for _round in range(3):
         touched = rng.sample(profiles, 12)
         for profile in touched:
             for _ in range(rng.randint(1, 6)):
