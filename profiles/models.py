@@ -705,9 +705,13 @@ class ComputedTrait(models.Model):
             models.CheckConstraint(
                 condition=Q(kind="count") | ~Q(property=""),
                 name="computed_trait_property_unless_count",
+                violation_error_message="Every kind but count needs the property to aggregate.",
             ),
             models.CheckConstraint(
-                condition=Q(key__regex=r"^[a-z][a-z0-9_]*$"), name="computed_trait_key_format"
+                condition=Q(key__regex=r"^[a-z][a-z0-9_]*$"),
+                name="computed_trait_key_format",
+                violation_error_message="The key is lower-case letters, digits and _, starting "
+                "with a letter.",
             ),
         ]
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cdphub.pii import mask_value
-from profiles.models import Profile, ProfileMerge, SegmentMembership
+import orjson
+
+from cdphub.pii import mask_trait, mask_value
+from profiles.models import ComputedTrait, Profile, ProfileMerge, SegmentMembership
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ KEY_COMPUTED_TRAITS = (
     "order_count",
     "average_order_value",
     "last_order_at",
-    "rfm_segment",
+    "rfm_score",
     "churn_risk",
 )
 
@@ -101,10 +103,26 @@ def identities_panel(profile: Profile, viewer: Viewer) -> list[dict]:
 
 
 def computed_panel(profile: Profile, viewer: Viewer) -> list[tuple[str, object]]:
+    """The key built-in traits, then those defined, by their names (values a defined trait
+    took from a personal property are masked for viewers without personal data access)."""
     computed = profile.computed_traits or {}
-    return [
+    rows = [
         (key.replace("_", " "), computed[key]) for key in KEY_COMPUTED_TRAITS if key in computed
     ]
+    for name, key in ComputedTrait.objects.order_by("name").values_list("name", "key"):
+        if key in computed:
+            value = computed[key] if viewer.pii else mask_trait(key, computed[key])
+            rows.append((name, readable(value)))
+    return rows
+
+
+def readable(value: object) -> object:
+    """A list as its items separated by commas; other JSON as JSON."""
+    if isinstance(value, list):
+        return ", ".join(str(readable(item)) for item in value)
+    if isinstance(value, dict):
+        return orjson.dumps(value).decode()
+    return value
 
 
 def segments_panel(profile: Profile, viewer: Viewer) -> list[dict]:

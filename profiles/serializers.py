@@ -94,7 +94,8 @@ class ProfileSerializer(PiiMaskedSerializerMixin, serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
-        pii_json_fields = ("traits",)
+        # Defined computed traits may take their values from personal properties.
+        pii_json_fields = ("traits", "computed_traits")
 
     def validate_traits(self, value):
         if not isinstance(value, dict):

@@ -107,7 +107,8 @@ class ProfileAdmin(ReadableModelAdmin):
         "updated_at",
         "latest_events",
     ]
-    pii_json_fields = ("traits",)
+    # Defined computed traits may take their values from personal properties.
+    pii_json_fields = ("traits", "computed_traits")
     pii_displays = ("name", "email", "latest_events")
     inlines = [IdentityInline]
 

@@ -1,0 +1,179 @@
+"""Computed traits that marketers define: the form (checked by the service that the API also
+calls), a preview of the values on a sample of profiles before saving, and the state of the
+computation for every profile."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.db import transaction
+from django.http import JsonResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from cdphub.admin_mixins import ReadableModelAdmin
+from cdphub.pii import mask_trait
+from profiles.models import ComputedTrait
+from profiles.segments.defined_traits import (
+    computed_trait_delete,
+    computed_trait_errors,
+    computed_trait_save,
+    defined_trait_preview,
+)
+from profiles.tasks import recompute_defined_trait_task
+
+FORM_FIELDS = [
+    "name",
+    "key",
+    "description",
+    "kind",
+    "event_type",
+    "event_name",
+    "property",
+    "where",
+    "window_days",
+    "unique_limit",
+]
+
+
+class ComputedTraitForm(forms.ModelForm):
+    class Meta:
+        model = ComputedTrait
+        fields = FORM_FIELDS
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        trait = self.instance
+        for name, value in cleaned.items():
+            setattr(trait, name, value)
+        for field, problems in computed_trait_errors(trait).items():
+            for problem in problems:
+                self.add_error(field if field in self.fields else None, problem)
+        return cleaned
+
+
+@admin.register(ComputedTrait)
+class ComputedTraitAdmin(ReadableModelAdmin):
+    form = ComputedTraitForm
+    change_form_template = "admin/profiles/computedtrait/change_form.html"
+    list_display = ["name", "key", "kind", "reads", "window_days", "status", "computed_at"]
+    list_filter = ["kind", "event_type", "status"]
+    search_fields = ["name", "key", "event_name"]
+    actions = ["recompute_selected"]
+    fieldsets = [
+        (None, {"fields": ["name", "key", "description"]}),
+        (
+            "What it computes",
+            {
+                "fields": [
+                    "kind",
+                    "event_type",
+                    "event_name",
+                    "property",
+                    "where",
+                    "window_days",
+                    "unique_limit",
+                ]
+            },
+        ),
+        ("Computation", {"fields": ["status", "last_error", "computed_at", "in_a_rule"]}),
+        ("Record", {"fields": ["created_by", "created_at", "updated_at"]}),
+    ]
+    readonly_fields = [
+        "status",
+        "last_error",
+        "computed_at",
+        "in_a_rule",
+        "created_by",
+        "created_at",
+        "updated_at",
+    ]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = super().get_readonly_fields(request, obj)
+        return [*fields, "key"] if obj is not None else fields
+
+    @admin.display(description="reads")
+    def reads(self, trait):
+        name = trait.event_name or "any name"
+        return f"{trait.get_event_type_display()}: {name}"
+
+    @admin.display(description="in a segment rule")
+    def in_a_rule(self, trait):
+        return format_html(
+            '<code>{{"computed": "{}", "op": "gte", "value": ...}}</code>', trait.key
+        )
+
+    def save_model(self, request, obj, form, change):
+        computed_trait_save(trait=obj, by=request.user)
+
+    def delete_model(self, request, obj):
+        computed_trait_delete(trait=obj)
+
+    def delete_queryset(self, request, queryset):
+        for trait in queryset:
+            computed_trait_delete(trait=trait)
+
+    @admin.action(
+        description="Compute selected traits again for every profile", permissions=["change"]
+    )
+    def recompute_selected(self, request, queryset):
+        ids = list(queryset.values_list("pk", flat=True))
+        queryset.update(status=ComputedTrait.Status.NEW)
+        for pk in ids:
+            transaction.on_commit(lambda pk=pk: recompute_defined_trait_task.delay(pk))
+        self.message_user(request, f"{len(ids)} trait(s) queued for computation.", messages.SUCCESS)
+
+    def get_urls(self):
+        preview = self.admin_site.admin_view(self.preview_view)
+        return [
+            path("preview/", preview, name="profiles_computedtrait_preview"),
+            *super().get_urls(),
+        ]
+
+    def preview_view(self, request):
+        """JSON for the preview on the form: the definition as typed, computed (not saved) for
+        a sample of profiles, or what is wrong with it per field."""
+        if request.method != "POST" or not (
+            self.has_add_permission(request) or self.has_change_permission(request)
+        ):
+            return JsonResponse({"errors": {"": ["not allowed"]}}, status=403)
+        instance = ComputedTrait.objects.filter(pk=request.POST.get("id") or None).first()
+        form = ComputedTraitForm(request.POST, instance=instance or ComputedTrait())
+        if instance is not None:
+            form.data = form.data.copy()
+            form.data["key"] = instance.key  # read-only on the change form
+        if not form.is_valid():
+            return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
+        preview = defined_trait_preview(form.instance)
+        pii = self.may_view_pii(request)
+        key = form.instance.property or form.instance.key
+
+        def shown(value):
+            return value if pii else mask_trait(key, value)
+
+        return JsonResponse(
+            {
+                "sampled": preview["sampled"],
+                "with_value": preview["with_value"],
+                "numbers": preview["numbers"],
+                "top": [[shown(value), count] for value, count in preview["top"]],
+                "examples": [
+                    {
+                        "profile": pk,
+                        "url": reverse("admin:profiles_profile_change", args=[pk]),
+                        "value": shown(value),
+                    }
+                    for pk, value in preview["examples"]
+                ],
+            }
+        )
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "preview_url": reverse("admin:profiles_computedtrait_preview"),
+        }
+        return super().changeform_view(request, object_id, form_url, extra_context)
