@@ -9,6 +9,7 @@ from cdphub.pii import can_view_pii, mask_value
 from profiles.destinations.kinds import config_shown
 from profiles.ingest.plans import examples_shown
 from profiles.models import (
+    ComputedTrait,
     Destination,
     Event,
     Identity,
@@ -26,6 +27,7 @@ from profiles.models import (
     TrackingPlanSource,
     TrackingPlanViolation,
 )
+from profiles.segments.defined_traits import computed_trait_errors
 from profiles.segments.rules import rule_errors
 
 
@@ -676,3 +678,82 @@ class DeliveryAttemptSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = fields
+
+
+# --- computed traits defined by marketers -----------------------------------------------------
+
+
+class ComputedTraitSerializer(serializers.ModelSerializer):
+    """A computed trait's definition, checked by ``profiles.segments.defined_traits`` as the
+    admin form is; its value is ``computed_traits.<key>`` on profiles and in rules."""
+
+    where = serializers.JSONField(
+        required=False,
+        help_text='Property filters, as in a rule\'s event leaf: [{"property": "currency", '
+        '"op": "eq", "value": "EUR"}].',
+    )
+
+    class Meta:
+        model = ComputedTrait
+        fields = [
+            "id",
+            "key",
+            "name",
+            "description",
+            "kind",
+            "event_type",
+            "event_name",
+            "property",
+            "where",
+            "window_days",
+            "unique_limit",
+            "status",
+            "last_error",
+            "computed_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["status", "last_error", "computed_at", "created_at", "updated_at"]
+
+    def validate(self, attrs):
+        trait = ComputedTrait(**{**self.initial_definition(), **attrs})
+        trait.pk = self.instance.pk if self.instance else None
+        errors = computed_trait_errors(trait)
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+    def initial_definition(self) -> dict:
+        if self.instance is None:
+            return {}
+        return {field: getattr(self.instance, field) for field in DEFINITION_FIELDS}
+
+
+DEFINITION_FIELDS = [
+    "key",
+    "name",
+    "description",
+    "kind",
+    "event_type",
+    "event_name",
+    "property",
+    "where",
+    "window_days",
+    "unique_limit",
+]
+
+
+class ComputedTraitPreviewSerializer(serializers.Serializer):
+    sampled = serializers.IntegerField(help_text="Recently active profiles computed.")
+    with_value = serializers.IntegerField(help_text="How many of them have a value.")
+    numbers = serializers.DictField(
+        child=serializers.DecimalField(max_digits=30, decimal_places=10),
+        allow_null=True,
+        help_text="min, p25, median, p75 and max of numeric values (null without numbers).",
+    )
+    top = serializers.ListField(
+        child=serializers.ListField(), help_text="The most common values: [value, profiles]."
+    )
+    examples = serializers.ListField(
+        child=serializers.DictField(), help_text="A few profiles with their value."
+    )

@@ -7,6 +7,7 @@ def register(router) -> None:
     router.register("identities", views.IdentityViewSet)
     router.register("events", views.EventViewSet)
     router.register("segments", views.SegmentViewSet)
+    router.register("computed-traits", views.ComputedTraitViewSet)
     router.register("profile-merges", views.ProfileMergeViewSet)
     router.register("merge-conflicts", views.MergeConflictViewSet)
     router.register("rejected-messages", views.RejectedMessageViewSet)

@@ -41,6 +41,7 @@ from profiles.filters import (
 from profiles.ingest import plans
 from profiles.ingest.collect import rejected_message_retry
 from profiles.models import (
+    ComputedTrait,
     Destination,
     Event,
     Identity,
@@ -61,6 +62,7 @@ from profiles.resolution.merges import (
     profile_merge_undo,
     profiles_merge_manual,
 )
+from profiles.segments import defined_traits
 from profiles.segments.exports import segment_export_csv, segment_export_request
 from profiles.segments.membership import (
     segment_is_personal,
@@ -71,6 +73,8 @@ from profiles.segments.membership import (
 )
 from profiles.selectors import profile_resolve
 from profiles.serializers import (
+    ComputedTraitPreviewSerializer,
+    ComputedTraitSerializer,
     DeliveryAttemptSerializer,
     DeliveryHourSerializer,
     DeliveryRetriedSerializer,
@@ -110,7 +114,11 @@ from profiles.serializers import (
     TrackingPlanViolationSummarySerializer,
 )
 from profiles.services import source_create, source_rotate_write_key
-from profiles.tasks import refresh_segment_task, run_segment_export_task
+from profiles.tasks import (
+    recompute_defined_trait_task,
+    refresh_segment_task,
+    run_segment_export_task,
+)
 
 REFUSED = OpenApiResponse(ErrorSerializer, description="The merge or decision is not possible.")
 
@@ -416,6 +424,60 @@ MAX_HISTORY_HOURS = 14 * 24
 DAYS_PARAMETER = OpenApiParameter(
     "days", int, description="The last days counted (1 to 90; default 7), today included."
 )
+
+
+class ComputedTraitViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
+    """Computed traits that marketers define. Saving one computes it for every profile in the
+    background (``status`` says how far); deleting one removes its values from profiles.
+    Every write goes through ``profiles.segments.defined_traits``."""
+
+    queryset = ComputedTrait.objects.all()
+    serializer_class = ComputedTraitSerializer
+    filterset_fields = {"kind": ["exact"], "status": ["exact"], "key": ["exact"]}
+    ordering_fields = ["id", "name", "key", "updated_at"]
+
+    def perform_create(self, serializer):
+        trait = ComputedTrait(**serializer.validated_data)
+        serializer.instance = defined_traits.computed_trait_save(
+            trait=trait, by=acting_user(self.request)
+        )
+
+    def perform_update(self, serializer):
+        trait = serializer.instance
+        for field, value in serializer.validated_data.items():
+            setattr(trait, field, value)
+        serializer.instance = defined_traits.computed_trait_save(trait=trait)
+
+    def perform_destroy(self, instance):
+        # A segment or destination whose rule reads the trait refuses the delete (a 409).
+        defined_traits.computed_trait_delete(trait=instance)
+
+    @extend_schema(
+        request=ComputedTraitSerializer,
+        responses=ComputedTraitPreviewSerializer,
+        summary="A definition computed for a sample of recently active profiles, not saved",
+    )
+    @action(detail=False, methods=["post"], filterset_fields=None)
+    def preview(self, request):
+        """Values are masked unless the caller may see personal data (pii:read)."""
+        definition = ComputedTraitSerializer(data=request.data)
+        definition.is_valid(raise_exception=True)
+        preview = defined_traits.defined_trait_preview(
+            ComputedTrait(**definition.validated_data),
+            pii=can_view_pii(request.user, request.auth),
+        )
+        examples = [{"profile": pk, "value": value} for pk, value in preview["examples"]]
+        return Response({**preview, "examples": examples})
+
+    @extend_schema(request=None, responses=ComputedTraitSerializer)
+    @action(detail=True, methods=["post"], filterset_fields=None)
+    def recompute(self, request, pk=None):
+        """Compute the trait again for every profile, in the background."""
+        trait = self.get_object()
+        ComputedTrait.objects.filter(pk=trait.pk).update(status=ComputedTrait.Status.NEW)
+        transaction.on_commit(lambda: recompute_defined_trait_task.delay(trait.pk))
+        trait.refresh_from_db()
+        return Response(self.get_serializer(trait).data, status=status.HTTP_202_ACCEPTED)
 
 
 class TrackingPlanViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):

@@ -12,12 +12,12 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from cdphub.admin_mixins import ReadableModelAdmin
-from cdphub.pii import mask_trait
 from profiles.models import ComputedTrait
 from profiles.segments.defined_traits import (
     computed_trait_delete,
     computed_trait_errors,
     computed_trait_save,
+    computed_trait_users,
     defined_trait_preview,
 )
 from profiles.tasks import recompute_defined_trait_task
@@ -109,6 +109,15 @@ class ComputedTraitAdmin(ReadableModelAdmin):
     def save_model(self, request, obj, form, change):
         computed_trait_save(trait=obj, by=request.user)
 
+    def get_deleted_objects(self, objs, request):
+        """The delete page lists the segments and destinations whose rules read a trait as
+        protected: it cannot be deleted until they stop."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        for trait in objs:
+            for label, names in computed_trait_users(trait).items():
+                protected.extend(f"{label[:-1].capitalize()}: {name}" for name in names)
+        return deleted, counts, perms_needed, protected
+
     def delete_model(self, request, obj):
         computed_trait_delete(trait=obj)
 
@@ -147,29 +156,16 @@ class ComputedTraitAdmin(ReadableModelAdmin):
             form.data["key"] = instance.key  # read-only on the change form
         if not form.is_valid():
             return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
-        preview = defined_trait_preview(form.instance)
-        pii = self.may_view_pii(request)
-        key = form.instance.property or form.instance.key
-
-        def shown(value):
-            return value if pii else mask_trait(key, value)
-
-        return JsonResponse(
+        preview = defined_trait_preview(form.instance, pii=self.may_view_pii(request))
+        examples = [
             {
-                "sampled": preview["sampled"],
-                "with_value": preview["with_value"],
-                "numbers": preview["numbers"],
-                "top": [[shown(value), count] for value, count in preview["top"]],
-                "examples": [
-                    {
-                        "profile": pk,
-                        "url": reverse("admin:profiles_profile_change", args=[pk]),
-                        "value": shown(value),
-                    }
-                    for pk, value in preview["examples"]
-                ],
+                "profile": pk,
+                "url": reverse("admin:profiles_profile_change", args=[pk]),
+                "value": value,
             }
-        )
+            for pk, value in preview["examples"]
+        ]
+        return JsonResponse({**preview, "examples": examples})
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         extra_context = {

@@ -35,12 +35,27 @@ from django.contrib.postgres.aggregates import ArrayAgg
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Aggregate, Avg, Count, DecimalField, Func, JSONField, Max, Min, Q, Sum
+from django.db.models import (
+    Aggregate,
+    Avg,
+    BooleanField,
+    Count,
+    DecimalField,
+    Func,
+    JSONField,
+    Max,
+    Min,
+    Q,
+    Sum,
+)
+from django.db.models.expressions import RawSQL
 from django.db.models.lookups import In
 from django.utils import timezone
 
+from cdphub.deletion import DeleteProtected
+from cdphub.pii import mask_trait
 from cdphub.sql import any_of, execute, orm_sql, query
-from profiles.models import ComputedTrait, Event, Profile
+from profiles.models import ComputedTrait, Destination, Event, Profile, Segment
 from profiles.segments.computed import COMPUTED_KEYS
 from profiles.segments.rules.jsonvalue import json_number, json_type, json_value, value_compare
 from profiles.segments.rules.language import Context, path_check
@@ -123,11 +138,34 @@ def computed_trait_save(*, trait: ComputedTrait, by=None) -> ComputedTrait:
     return trait
 
 
+def computed_trait_users(trait: ComputedTrait) -> dict[str, list[str]]:
+    """The segments and destinations whose rules read the trait (``computed`` leaves naming
+    its key, anywhere in the rule), by plural label: deleting it would change what they
+    select without anyone editing them."""
+    key = trait.key if _is_key(trait.key) else ""  # a key that can go into a JSON path
+    path = f'$.** ? (@.computed == "{key}" || @.computed starts with "{key}.")'
+
+    def reads(field: str) -> Q:
+        # The column is ours and the path a parameter.
+        return Q(RawSQL(f"{field} @? %s::jsonpath", [path], output_field=BooleanField()))  # noqa: S611
+
+    users = {
+        "segments": Segment.objects.filter(reads("rule")),
+        "destinations": Destination.objects.filter(reads("profile_rule")),
+    }
+    found = {label: [str(row) for row in rows.order_by("pk")[:20]] for label, rows in users.items()}
+    return {label: names for label, names in found.items() if names}
+
+
 @transaction.atomic
 def computed_trait_delete(*, trait: ComputedTrait) -> None:
-    """Delete a definition; its values leave the profiles in the background."""
+    """Delete a definition (refused while a rule reads it); its values leave the profiles in
+    the background."""
     from profiles.tasks import remove_defined_trait_values_task
 
+    users = computed_trait_users(trait)
+    if users:
+        raise DeleteProtected(trait, {label: len(names) for label, names in users.items()})
     key = trait.key
     trait.delete()
     transaction.on_commit(lambda: remove_defined_trait_values_task.delay(key))
@@ -366,11 +404,16 @@ def defined_windows_expire(*, now: dt.datetime | None = None) -> int:
 
 
 def defined_trait_preview(
-    trait: ComputedTrait, *, sample_size: int = PREVIEW_SAMPLE, now: dt.datetime | None = None
+    trait: ComputedTrait,
+    *,
+    pii: bool,
+    sample_size: int = PREVIEW_SAMPLE,
+    now: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """The definition computed (not saved) for a sample of the profiles that recently had
     events it reads: how many have a value, the distribution (numbers: min, quartiles, max;
-    other values: the most common) and a few examples."""
+    other values: the most common) and a few examples. Without ``pii`` (the viewer may not
+    see personal data) values are masked by the property's name and by what they look like."""
     now = now or timezone.now()
     reads = Event.objects.filter(kind_of_events(trait))
     recent = reads.order_by("-timestamp").values_list("profile_id", flat=True)[: sample_size * 5]
@@ -382,6 +425,9 @@ def defined_trait_preview(
     if trait.kind in ZERO_KINDS:
         values = {pk: values.get(pk) or 0 for pk in ids}
     present = {pk: value for pk, value in values.items() if value not in (None, [])}
+    if not pii:
+        key = trait.property or trait.key
+        present = {pk: mask_trait(key, value) for pk, value in present.items()}
     return {
         "sampled": len(ids),
         "with_value": len(present),

@@ -12,10 +12,13 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from cdphub.deletion import DeleteProtected
+
 from profiles.models import ComputedTrait, Event, Profile
 from profiles.segments.computed import computed_traits_recompute_all, computed_traits_update
 from profiles.segments.defined_traits import (
     computed_trait_delete,
+    computed_trait_users,
     computed_trait_errors,
     computed_trait_save,
     defined_trait_preview,
@@ -26,7 +29,7 @@ from profiles.segments.defined_traits import (
     defined_windows_expire,
 )
 from profiles.segments.rules import rule_errors, rule_queryset
-from tests.factories import EventFactory, ProfileFactory
+from tests.factories import EventFactory, ProfileFactory, SegmentFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -279,17 +282,21 @@ def test_preview_on_a_sample_with_the_distribution(shopper):
     for n, profile in enumerate(others):
         event(profile, total=10 * (n + 1), category="shoes")
     preview = defined_trait_preview(
-        ComputedTrait(key="x", kind="sum", property="total", event_name="Order Completed")
+        ComputedTrait(key="x", kind="sum", property="total", event_name="Order Completed"),
+        pii=True,
     )
     assert preview["sampled"] == 4
     assert preview["with_value"] == 4
     assert preview["numbers"]["min"] == 10
     assert preview["numbers"]["max"] == Decimal("65.5")
     categories = defined_trait_preview(
-        ComputedTrait(key="x", kind="unique", property="category", event_name="Order Completed")
+        ComputedTrait(key="x", kind="unique", property="category", event_name="Order Completed"),
+        pii=True,
     )
     assert categories["top"][0] == ("shoes", 4)
-    nothing = defined_trait_preview(ComputedTrait(key="x", kind="count", event_name="Never Sent"))
+    nothing = defined_trait_preview(
+        ComputedTrait(key="x", kind="count", event_name="Never Sent"), pii=True
+    )
     assert nothing["sampled"] == 0
 
 
@@ -303,3 +310,16 @@ def test_a_segment_rule_uses_a_defined_trait(shopper):
     assert list(rule_queryset(rule).values_list("pk", flat=True)) == [shopper.pk]
     unknown = rule_errors({"computed": "eur_order", "op": "gte", "value": 3})
     assert "unknown computed trait" in unknown[0] and "eur_orders" in unknown[0]
+
+
+def test_a_trait_a_rule_reads_cannot_be_deleted():
+    trait = define("orders", "count")
+    SegmentFactory(
+        name="Loyal", rule={"all": [{"not": {"computed": "orders", "op": "lt", "value": 3}}]}
+    )
+    SegmentFactory(name="Other", rule={"computed": "orders_total", "op": "gt", "value": 1})
+    with pytest.raises(DeleteProtected) as refused:
+        computed_trait_delete(trait=trait)
+    assert refused.value.blockers == {"segments": 1}
+    assert computed_trait_users(trait) == {"segments": ["Loyal"]}
+    assert ComputedTrait.objects.filter(pk=trait.pk).exists()

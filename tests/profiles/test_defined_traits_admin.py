@@ -163,3 +163,15 @@ def test_deleting_in_the_admin_removes_the_values(
         )
     assert response.status_code == 302
     assert not any("orders" in p.computed_traits for p in Profile.objects.all())
+
+
+def test_the_delete_page_names_the_segments_that_read_the_trait(admin_client):
+    from tests.factories import SegmentFactory
+
+    trait = ComputedTrait.objects.create(key="orders", name="Orders", kind="count")
+    SegmentFactory(name="Repeat buyers", rule={"computed": "orders", "op": "gte", "value": 2})
+    url = reverse("admin:profiles_computedtrait_delete", args=[trait.pk])
+    page = admin_client.get(url).content.decode()
+    assert "Segment: Repeat buyers" in page
+    admin_client.post(url, {"post": "yes"})
+    assert ComputedTrait.objects.filter(pk=trait.pk).exists()
