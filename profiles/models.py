@@ -646,7 +646,7 @@ class ComputedTrait(models.Model):
     key = models.CharField(
         max_length=64,
         unique=True,
-        help_text="Where the value is kept: computed_traits.<key>, and the name a rule's "
+        help_text="The name of the value in the profile's computed traits, which a rule's "
         "computed leaf uses. Lower-case letters, digits and _; cannot change once saved.",
     )
     name = models.CharField(max_length=200, help_text="The label shown on profiles.")

@@ -102,6 +102,8 @@ class ComputedTraitAdmin(ReadableModelAdmin):
 
     @admin.display(description="in a segment rule")
     def in_a_rule(self, trait):
+        if trait.pk is None:
+            return "Shown once the trait is saved."
         return format_html(
             '<code>{{"computed": "{}", "op": "gte", "value": ...}}</code>', trait.key
         )

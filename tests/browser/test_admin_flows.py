@@ -142,6 +142,39 @@ def test_marketer_builds_a_segment_with_a_live_count(page, user_with_role, scree
     assert Segment.objects.get(name="Dutch customers").rule["value"] == "NL"
 
 
+def test_marketer_defines_a_computed_trait_sees_it_on_a_profile_and_segments_on_it(
+    page, user_with_role, screenshot, customer
+):
+    from profiles.models import ComputedTrait
+
+    user_with_role("Marketer")
+    log_in(page, "marketer")
+
+    page.goto("/admin/profiles/computedtrait/add/")
+    page.get_by_role("textbox", name="Name:", exact=True).fill("Orders placed")
+    page.get_by_role("textbox", name="Key:", exact=True).fill("orders_placed")
+    page.get_by_role("combobox", name="Kind:", exact=True).select_option("count")
+    page.get_by_label("Event name").fill("Order Completed")
+    page.get_by_role("button", name="Preview on a sample of profiles").click()
+    page.wait_for_selector("text=1 of 1 recently active profiles have a value.")
+    screenshot(page, "computed-trait-preview")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Save", exact=True).click()
+    assert ComputedTrait.objects.get(key="orders_placed").status == "ready"
+
+    page.goto(f"/admin/profiles/profile/{customer.pk}/change/")
+    row = page.locator("tr", has=page.locator("th", has_text="Orders placed"))
+    assert row.locator("td").inner_text().strip() == "1"
+    screenshot(page, "computed-trait-on-profile")
+
+    page.goto("/admin/profiles/segment/add/")
+    page.get_by_label("Name").fill("Buyers")
+    page.get_by_label("Rule").fill('{"computed": "orders_placed", "op": "gte", "value": 1}')
+    page.get_by_role("button", name="Preview members").click()
+    page.wait_for_selector("text=1 profile(s) match now")
+    screenshot(page, "computed-trait-in-segment")
+
+
 def test_privacy_officer_handles_an_access_request(page, user_with_role, screenshot, customer):
     from consent.models import DataSubjectRequest
 
@@ -185,6 +218,7 @@ UNLABELLED_CONTROLS = """
         "/admin/",
         "/admin/profiles/profile/",
         "/admin/profiles/segment/add/",
+        "/admin/profiles/computedtrait/add/",
         "/admin/crm/importjob/add/",
         "/admin/consent/datasubjectrequest/add/",
     ],
