@@ -13,14 +13,13 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from cdphub.deletion import DeleteProtected
-
 from profiles.models import ComputedTrait, Event, Profile
 from profiles.segments.computed import computed_traits_recompute_all, computed_traits_update
 from profiles.segments.defined_traits import (
     computed_trait_delete,
-    computed_trait_users,
     computed_trait_errors,
     computed_trait_save,
+    computed_trait_users,
     defined_trait_preview,
     defined_trait_recompute,
     defined_trait_values_remove,
