@@ -13,6 +13,7 @@ from consent.retention import delete_in_batches, register_purger
 from profiles import services
 from profiles.destinations.erasure import destinations_erase
 from profiles.models import (
+    ComputedTrait,
     ComputedTraitQuantiles,
     Destination,
     Event,
@@ -184,6 +185,9 @@ registry.register(
     erase_order=80,
 )
 registry.register_not_personal(ComputedTraitQuantiles, "bucket bounds over all profiles")
+registry.register_not_personal(
+    ComputedTrait, "a definition (its name labels the trait); the values are on the profiles"
+)
 # The systems the person's data was sent to are told to delete it too.
 registry.register_erasure_notifier(destinations_erase)
 registry.register_not_personal(EventDailyCount, "event counts per day and name, no person")
