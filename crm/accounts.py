@@ -11,7 +11,8 @@ Traits: ``name`` and ``industry`` set the company's fields, ``employees`` (a num
 band, as the latest call gives them (a company is named by its group id until a call names it);
 every other trait is kept in ``group_traits`` (the latest value of each). The website or domain
 of a call is kept as a trait, never written over a company's domain: that may be another
-company's."""
+company's. Instead, the companies with that domain, or whose contacts write from it, are
+suggested (``AccountSuggestion``) for someone in sales to accept or dismiss."""
 
 from __future__ import annotations
 
@@ -34,8 +35,10 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
+from cdphub.audit import audit_record
 from cdphub.sql import execute
-from crm.models import AccountMember, Company
+from crm.models import EMAIL_DOMAIN, AccountMember, AccountSuggestion, Company, Contact
+from crm.services import web_domain
 from profiles.ingest.hooks import ProcessedMessage
 
 GROUP_ID_MAX = Company._meta.get_field("group_id").max_length
@@ -116,6 +119,7 @@ def companies_upsert(traits: dict[str, dict]) -> dict[str, int]:
         ignore_conflicts=True,
     )
     companies = list(Company.objects.select_for_update().filter(group_id__in=traits).order_by("pk"))
+    domains_before = {company.pk: account_domain(company.group_traits) for company in companies}
     changed = [company for company in companies if company_apply(company, traits[company.group_id])]
     now = timezone.now()
     for company in changed:
@@ -123,6 +127,10 @@ def companies_upsert(traits: dict[str, dict]) -> dict[str, int]:
     Company.objects.bulk_update(
         changed, ["name", "industry", "size", "group_traits", "updated_at"], batch_size=500
     )
+    for company in changed:
+        domain = account_domain(company.group_traits)
+        if domain and domain != domains_before[company.pk]:
+            account_suggestions_make(account=company, domain=domain)
     return {company.group_id: company.pk for company in companies}
 
 
@@ -182,3 +190,126 @@ def with_account_figures(companies: QuerySet[Company], now: datetime | None = No
         account_revenue=figure(members, Sum(revenue), DecimalField()),
         account_last_activity_at=figure(members, Max(last_seen), DateTimeField()),
     )
+
+
+# --- Suggestions: the existing company an account may be ------------------------------------
+
+DOMAIN_TRAITS = ("domain", "website")
+
+
+def account_domain(group_traits: dict) -> str:
+    """The web domain an account's group calls gave ('' when none)."""
+    for trait in DOMAIN_TRAITS:
+        domain = web_domain(group_traits.get(trait))
+        if domain:
+            return domain
+    return ""
+
+
+def account_suggestions_make(*, account: Company, domain: str) -> int:
+    """Suggest the companies with ``domain``, or with contacts writing from it, for the
+    account (each pair once: a dismissed suggestion is not made again). Returns how many
+    are new. Reads the contacts through their e-mail domain index."""
+    reasons: dict[int, str] = {}
+    for pk in (
+        Company.objects.filter(domain=domain).exclude(pk=account.pk).values_list("pk", flat=True)
+    ):
+        reasons[pk] = f"its domain is {domain}"
+    writers = (
+        Contact.objects.alias(email_domain=EMAIL_DOMAIN)
+        .filter(email_domain=domain, company__isnull=False)
+        .exclude(company=account)
+        .values("company")
+        .annotate(contacts=Count("pk"))
+        .order_by("-contacts")[:SUGGESTIONS_MAX]
+    )
+    for row in writers:
+        n = row["contacts"]
+        people = "contact writes" if n == 1 else "contacts write"
+        reasons.setdefault(row["company"], f"{n} of its {people} from {domain}")
+    made = AccountSuggestion.objects.bulk_create(
+        [
+            AccountSuggestion(account=account, company_id=pk, domain=domain, reason=reason)
+            for pk, reason in sorted(reasons.items())[:SUGGESTIONS_MAX]
+        ],
+        ignore_conflicts=True,
+    )
+    return len(made)
+
+
+SUGGESTIONS_MAX = 10
+
+
+class SuggestionRefused(Exception):
+    pass
+
+
+@transaction.atomic
+def account_suggestion_accept(*, suggestion: AccountSuggestion, by=None) -> Company:
+    """The suggested company becomes the account: it takes the account's group id, the traits
+    it does not have, the fields it leaves empty and the account's people; the company the
+    group calls made is deleted. Refused when that company has CRM records of its own (they
+    would go with it: merge those by hand) or the suggested one is another account already."""
+    account = Company.objects.select_for_update().get(pk=suggestion.account_id)
+    company = Company.objects.select_for_update().get(pk=suggestion.company_id)
+    if suggestion.status != AccountSuggestion.Status.OPEN:
+        raise SuggestionRefused(f"this suggestion was {suggestion.get_status_display().lower()}")
+    if company.group_id:
+        raise SuggestionRefused(f"{company} is the account {company.group_id!r} already")
+    own = records_of(account)
+    if own:
+        raise SuggestionRefused(
+            f"{account} has {', '.join(own)} of its own: move them to {company} first"
+        )
+    execute(MEMBERS_MOVE_SQL, [company.pk, account.pk])
+    group_id, traits = account.group_id, account.group_traits
+    fields = {field: getattr(account, field) for field in ("industry", "size")}
+    audit_record(
+        actor=by,
+        action="account_suggestion.accept",
+        obj=company,
+        note=f"took account {group_id!r} (company {account.pk}, deleted) for {suggestion.domain}",
+    )
+    account.delete()  # with its people's links (moved above) and suggestions
+    company.group_id = group_id
+    company.group_traits = {**traits, **company.group_traits}
+    for field, value in fields.items():
+        if value and not getattr(company, field):
+            setattr(company, field, value)
+    company.save()
+    return company
+
+
+@transaction.atomic
+def account_suggestion_dismiss(*, suggestion: AccountSuggestion, by=None) -> AccountSuggestion:
+    if suggestion.status != AccountSuggestion.Status.OPEN:
+        raise SuggestionRefused(f"this suggestion was {suggestion.get_status_display().lower()}")
+    suggestion.status = AccountSuggestion.Status.DISMISSED
+    suggestion.decided_at = timezone.now()
+    suggestion.decided_by = by if getattr(by, "pk", None) else None
+    suggestion.save(update_fields=["status", "decided_at", "decided_by"])
+    return suggestion
+
+
+def records_of(company: Company) -> list[str]:
+    """The CRM records that refer to the company (its contacts, deals, ...), by kind: every
+    relation to it, so a kind added later is counted too; the account's own links and
+    suggestions are not records."""
+    found = []
+    for relation in Company._meta.related_objects:
+        if relation.related_model in (AccountMember, AccountSuggestion) or relation.many_to_many:
+            continue
+        rows = relation.related_model._base_manager.filter(**{relation.field.name: company})
+        if rows.exists():
+            found.append(str(relation.related_model._meta.verbose_name_plural))
+    return found
+
+
+MEMBERS_MOVE_SQL = f"""
+INSERT INTO {MEMBERS} (company_id, profile_id, first_seen_at, last_seen_at)
+SELECT %b, profile_id, first_seen_at, last_seen_at FROM {MEMBERS} WHERE company_id = %b
+ORDER BY profile_id
+ON CONFLICT (company_id, profile_id) DO UPDATE SET
+    first_seen_at = LEAST({MEMBERS}.first_seen_at, EXCLUDED.first_seen_at),
+    last_seen_at = GREATEST({MEMBERS}.last_seen_at, EXCLUDED.last_seen_at)
+"""  # noqa: S608 - table name from model metadata; values are parameters

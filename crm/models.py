@@ -9,7 +9,8 @@ from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Func, Q, Value
+from django.db.models.functions import Lower
 
 OWNER = settings.AUTH_USER_MODEL
 
@@ -152,6 +153,47 @@ class AccountMember(models.Model):
         return f"profile {self.profile_id} at {self.company_id}"
 
 
+class AccountSuggestion(models.Model):
+    """An existing company that may be the same organisation as an account made from group
+    calls: its domain, or the e-mail domain of its contacts, is the website or domain the calls
+    gave. Suggested, never linked by itself: someone in sales accepts (the company takes the
+    account's group id, traits and people) or dismisses it."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        ACCEPTED = "accepted", "Accepted"
+        DISMISSED = "dismissed", "Dismissed"
+
+    account = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="suggestions")
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
+    domain = models.CharField(max_length=255, help_text="The domain the group calls gave.")
+    reason = models.CharField(
+        max_length=200, help_text="Why: the company's own domain, or its contacts' e-mails."
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        OWNER, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "company"], name="account_suggestion_once")
+        ]
+        indexes = [models.Index(fields=["status", "-created_at"], name="account_suggestion_open")]
+
+    def __str__(self) -> str:
+        return f"{self.company} for account {self.account}"
+
+
+# The domain of a contact's e-mail address, lower-cased (indexed: ``contact_email_domain``).
+EMAIL_DOMAIN = Lower(
+    Func(F("email"), Value("@"), Value(2), function="split_part", output_field=models.CharField())
+)
+
+
 @nameless_out_of_sight
 class Contact(models.Model):
     class LifecycleStage(models.TextChoices):
@@ -218,7 +260,11 @@ class Contact(models.Model):
         ordering = ["last_name", "first_name", "id"]
         # owner and profile are indexed as foreign keys already: a second index on each would
         # only slow down every import and edit.
-        indexes = [models.Index(fields=["lifecycle_stage"], name="contact_lifecycle")]
+        indexes = [
+            models.Index(fields=["lifecycle_stage"], name="contact_lifecycle"),
+            # The companies whose people write from a domain (account suggestions).
+            models.Index(EMAIL_DOMAIN, name="contact_email_domain"),
+        ]
 
     def __str__(self) -> str:
         if self.__dict__.get("pii_masked"):

@@ -11,6 +11,7 @@ from consent.retention import register_purger
 from crm import services
 from crm.models import (
     AccountMember,
+    AccountSuggestion,
     Activity,
     Company,
     Contact,
@@ -100,6 +101,9 @@ registry.register(
     erase_order=20,
 )
 registry.register_not_personal(Company, "organisations, not people")
+registry.register_not_personal(
+    AccountSuggestion, "two organisations and a domain; counts of contacts, no person"
+)
 registry.register_not_personal(Tag, "labels")
 registry.register_not_personal(Pipeline, "sales process configuration")
 registry.register_not_personal(Stage, "sales process configuration")

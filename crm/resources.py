@@ -22,6 +22,7 @@ from import_export import resources
 from cdphub.csv_export import neutralise
 from crm.models import OUT_OF_SIGHT, Activity, Company, Contact, Deal
 from crm.selectors import links_out_of_sight
+from crm.services import web_domain
 from profiles.resolution.normalize import InvalidIdentifier, normalize_email, normalize_phone
 
 EMAIL_MAX_LENGTH = Contact._meta.get_field("email").max_length
@@ -134,9 +135,8 @@ def country(value: str) -> str:
 
 
 def domain(value: str) -> str:
-    cleaned = value.strip().lower()
-    cleaned = re.sub(r"^[a-z]+://", "", cleaned).removeprefix("www.").split("/")[0]
-    if not re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)+", cleaned):
+    cleaned = web_domain(value)
+    if not cleaned:
         raise CellError(f"{value!r} is not a web domain (example.com)")
     return cleaned
 

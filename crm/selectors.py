@@ -6,6 +6,7 @@ from django.db.models import Count, DecimalField, ExpressionWrapper, F, Model, Q
 
 from cdphub.api_auth import ApiKeyUser
 from crm.models import (
+    AccountSuggestion,
     Activity,
     Company,
     Contact,
@@ -92,6 +93,11 @@ def _pair_q(owner_ids: Collection[int], prefix: str = "") -> Q:
     return owned_q(owner_ids, f"{prefix}contact_a__") & owned_q(owner_ids, f"{prefix}contact_b__")
 
 
+def _suggestion_q(owner_ids: Collection[int], prefix: str = "") -> Q:
+    # A suggestion names two companies: both must be visible.
+    return owned_q(owner_ids, f"{prefix}account__") & owned_q(owner_ids, f"{prefix}company__")
+
+
 def _merge_q(owner_ids: Collection[int], prefix: str = "") -> Q:
     # The merged person's data went to the survivor; with the survivor gone, only people who
     # see everything read it.
@@ -106,6 +112,7 @@ VISIBILITY_RULES: dict[type[Model], Callable[[Collection[int], str], Q]] = {
     Task: on_visible_record_q(("contact", "deal")),
     Ticket: on_visible_record_q(("contact", "company")),
     DuplicateCandidate: _pair_q,
+    AccountSuggestion: _suggestion_q,
     ContactMerge: _merge_q,
 }
 

@@ -8,7 +8,18 @@ from rest_framework.relations import ManyRelatedField, RelatedField
 from cdphub.api import PiiMaskedSerializerMixin
 from crm import services
 from crm.accounts import ACCOUNT_FIGURES, with_account_figures
-from crm.models import Activity, Company, Contact, Deal, Pipeline, Stage, Tag, Task, Ticket
+from crm.models import (
+    AccountSuggestion,
+    Activity,
+    Company,
+    Contact,
+    Deal,
+    Pipeline,
+    Stage,
+    Tag,
+    Task,
+    Ticket,
+)
 from crm.selectors import VISIBILITY_RULES, visible_to
 
 TIMESTAMPS = ["created_at", "updated_at"]
@@ -99,8 +110,10 @@ class CompanySerializer(VisibleRelationsMixin, serializers.ModelSerializer):
     def validate_domain(self, value):
         if value in (None, ""):
             return None
-        domain = value.strip().lower().removeprefix("https://").removeprefix("http://")
-        return domain.removeprefix("www.").rstrip("/")
+        domain = services.web_domain(value)
+        if not domain:
+            raise serializers.ValidationError(f"{value!r} is not a web domain (example.com)")
+        return domain
 
 
 class ContactSerializer(
@@ -286,3 +299,20 @@ class MailingListContactSerializer(VisibleRelationsMixin, serializers.ModelSeria
     class Meta:
         model = Contact
         fields = ["id", "email", "first_name", "last_name", "profile"]
+
+
+class AccountSuggestionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AccountSuggestion
+        fields = [
+            "id",
+            "account",
+            "company",
+            "domain",
+            "reason",
+            "status",
+            "created_at",
+            "decided_at",
+            "decided_by",
+        ]
+        read_only_fields = fields

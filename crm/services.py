@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
@@ -39,6 +40,18 @@ TRAIT_FIELDS = {
 
 class ContactSuppressed(ValidationError):
     """The person was erased on request; their identifiers may not be brought back."""
+
+
+def web_domain(value: object) -> str:
+    """A web domain as companies keep it: lower-case, without scheme, www, port or path
+    ('' when the value is not a domain)."""
+    if not isinstance(value, str):
+        return ""
+    cleaned = re.sub(r"^[a-z][a-z0-9+.-]*://", "", value.strip().lower())
+    cleaned = cleaned.split("/")[0].split("?")[0].split(":")[0].removeprefix("www.")
+    if not re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)+", cleaned) or len(cleaned) > 255:
+        return ""
+    return cleaned
 
 
 def contact_identifiers_normalize(*, email: str, phone: str) -> tuple[str, str]:

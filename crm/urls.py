@@ -11,3 +11,4 @@ def register(router) -> None:
     router.register("crm/activities", views.ActivityViewSet)
     router.register("crm/tickets", views.TicketViewSet)
     router.register("crm/tasks", views.TaskViewSet)
+    router.register("crm/account-suggestions", views.AccountSuggestionViewSet)

@@ -5,12 +5,29 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.response import Response
 
-from cdphub.api import ProtectedDestroyMixin, refuse_unknown_parameters
+from cdphub.api import Conflict, ProtectedDestroyMixin, refuse_unknown_parameters
 from cdphub.pii import can_view_pii
 from crm import filters, selectors, serializers, services
-from crm.accounts import with_account_figures
-from crm.models import Activity, Company, Contact, Deal, Pipeline, Stage, Tag, Task, Ticket
+from crm.accounts import (
+    SuggestionRefused,
+    account_suggestion_accept,
+    account_suggestion_dismiss,
+    with_account_figures,
+)
+from crm.models import (
+    AccountSuggestion,
+    Activity,
+    Company,
+    Contact,
+    Deal,
+    Pipeline,
+    Stage,
+    Tag,
+    Task,
+    Ticket,
+)
 
 ORDERING = ["id", "created_at", "updated_at"]
 
@@ -137,3 +154,37 @@ class TaskViewSet(ProtectedDestroyMixin, VisibleRecordsMixin, viewsets.ModelView
     serializer_class = serializers.TaskSerializer
     filterset_class = filters.TaskFilter
     ordering_fields = [*ORDERING, "due_at"]
+
+
+class AccountSuggestionViewSet(VisibleRecordsMixin, viewsets.ReadOnlyModelViewSet):
+    """Existing companies an account from group calls may be (its website or domain is their
+    domain, or their contacts' e-mail domain): accept or dismiss each."""
+
+    queryset = AccountSuggestion.objects.select_related("account", "company")
+    serializer_class = serializers.AccountSuggestionSerializer
+    filterset_fields = {"status": ["exact"], "account": ["exact"], "company": ["exact"]}
+    ordering_fields = ["id", "created_at"]
+
+    def decide(self, service):
+        try:
+            return service(suggestion=self.get_object(), by=self.request.user)
+        except SuggestionRefused as refused:
+            raise Conflict(str(refused)) from refused
+
+    @extend_schema(
+        request=None,
+        responses=serializers.CompanySerializer,
+        summary="The company becomes the account (its group id, traits and people); the "
+        "company the group calls made is deleted. A 409 says why when refused.",
+    )
+    @action(detail=True, methods=["post"], filterset_fields=None)
+    def accept(self, request, pk=None):
+        company = self.decide(account_suggestion_accept)
+        context = self.get_serializer_context()
+        return Response(serializers.CompanySerializer(company, context=context).data)
+
+    @extend_schema(request=None, responses=serializers.AccountSuggestionSerializer)
+    @action(detail=True, methods=["post"], filterset_fields=None)
+    def dismiss(self, request, pk=None):
+        """Not the same organisation: not suggested again."""
+        return Response(self.get_serializer(self.decide(account_suggestion_dismiss)).data)

@@ -1,17 +1,24 @@
-"""The review queue of likely duplicate contacts: merge or dismiss."""
+"""The review queues: likely duplicate contacts (merge or dismiss), and existing companies an
+account from group calls may be (accept or dismiss)."""
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
 from cdphub.admin_mixins import ReadableModelAdmin
 from crm import services
+from crm.accounts import (
+    SuggestionRefused,
+    account_suggestion_accept,
+    account_suggestion_dismiss,
+)
 from crm.admin.visibility import (
     VisibleRecordsAdminMixin,
 )
 from crm.models import (
+    AccountSuggestion,
     ContactMerge,
     DuplicateCandidate,
 )
@@ -94,3 +101,47 @@ class ContactMergeAdmin(VisibleRecordsAdminMixin, ReadableModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+@admin.register(AccountSuggestion)
+class AccountSuggestionAdmin(VisibleRecordsAdminMixin, ReadableModelAdmin):
+    """Existing companies an account from group calls may be: accept (the company becomes the
+    account, the one the calls made is deleted) or dismiss (not suggested again)."""
+
+    list_display = ["account", "company", "domain", "reason", "status", "created_at"]
+    list_filter = ["status"]
+    list_select_related = ["account", "company"]
+    search_fields = ["domain", "account__name", "company__name", "=account__group_id"]
+    readonly_fields = [
+        "account",
+        "company",
+        "domain",
+        "reason",
+        "status",
+        "created_at",
+        "decided_at",
+        "decided_by",
+    ]
+    actions = ["accept", "dismiss"]
+
+    def has_add_permission(self, request):
+        return False  # made by processing, from group calls
+
+    @admin.action(description="Accept: the company becomes the account", permissions=["change"])
+    def accept(self, request, queryset):
+        self.decide(request, queryset, account_suggestion_accept, "accepted")
+
+    @admin.action(description="Dismiss: not the same organisation", permissions=["change"])
+    def dismiss(self, request, queryset):
+        self.decide(request, queryset, account_suggestion_dismiss, "dismissed")
+
+    def decide(self, request, queryset, service, done: str) -> None:
+        decided = 0
+        for suggestion in queryset.select_related("account", "company").order_by("pk"):
+            try:
+                service(suggestion=suggestion, by=request.user)
+            except SuggestionRefused as refused:
+                self.message_user(request, f"{suggestion}: {refused}", messages.WARNING)
+            else:
+                decided += 1
+        self.message_user(request, f"{decided} suggestion(s) {done}.")

@@ -30,6 +30,7 @@ from crm.admin.visibility import (
 )
 from crm.models import (
     AccountMember,
+    AccountSuggestion,
     Activity,
     Company,
     Contact,
@@ -140,8 +141,31 @@ class CompanyAdmin(VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmin
     list_select_related = ["owner"]
     raw_id_fields = ["owner"]
     autocomplete_fields = ["tags"]
-    readonly_fields = ["group_traits", "account_figures", "created_at", "updated_at"]
+    readonly_fields = [
+        "group_traits",
+        "account_figures",
+        "suggested_companies",
+        "created_at",
+        "updated_at",
+    ]
     inlines = [CompanyContactInline, AccountMemberInline]
+
+    @admin.display(description="may be the same as")
+    def suggested_companies(self, company):
+        """How many existing companies may be this account (their domain, or their contacts'
+        e-mails, match its website), linking to the suggestions page, which shows those the
+        user may see and where they are accepted or dismissed."""
+        if company.pk is None:
+            return "-"
+        count = company.suggestions.filter(status=AccountSuggestion.Status.OPEN).count()
+        if not count:
+            return "-"
+        return format_html(
+            '<a href="{}?account__id__exact={}&status__exact=open">{} open suggestion(s)</a>',
+            reverse("admin:crm_accountsuggestion_changelist"),
+            company.pk,
+            count,
+        )
 
     @admin.display(description="account")
     def account_figures(self, company):

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 from django.contrib.auth import get_user_model
 
-from crm.models import ContactMerge, DuplicateCandidate
+from crm.models import AccountSuggestion, ContactMerge, DuplicateCandidate
 from crm.selectors import VISIBILITY_RULES, visible_to
 from tests import factories
 
@@ -48,6 +48,12 @@ def hidden_records(sales_org, fresh):
             factories.TaskFactory(owner=rival, contact=contact),
             DuplicateCandidate.objects.create(contact_a=contact, contact_b=other, score=0.9),
             ContactMerge.objects.create(survivor=contact, merged_id=0, merged_data={}),
+            AccountSuggestion.objects.create(
+                account=factories.CompanyFactory(owner=None, group_id="acct-1"),
+                company=contact.company,
+                domain="rival.example",
+                reason="its domain is rival.example",
+            ),
         )
     }
     assert set(records) == set(VISIBILITY_RULES), "add a hidden record of the new model"
