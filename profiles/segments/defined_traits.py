@@ -54,7 +54,7 @@ from django.utils import timezone
 
 from cdphub.deletion import DeleteProtected
 from cdphub.pii import mask_trait
-from cdphub.sql import any_of, execute, orm_sql, query
+from cdphub.sql import any_of, execute, execute_without_jit, orm_sql, query
 from profiles.models import ComputedTrait, Destination, Event, Profile, Segment
 from profiles.segments.computed import COMPUTED_KEYS
 from profiles.segments.rules.jsonvalue import json_number, json_type, json_value, value_compare
@@ -318,7 +318,7 @@ def defined_traits_update(
     sql, params = values_update_sql(
         traits, "p.id = ANY(%b::bigint[])", [ids], events, now or timezone.now()
     )
-    return execute(sql, params)
+    return execute_without_jit(sql, params)
 
 
 def id_ranges(batch_size: int) -> Iterable[tuple[int, int]]:
@@ -348,8 +348,7 @@ def defined_traits_recompute(
         sql, params = values_update_sql(
             traits, "p.id >= %b AND p.id < %b", [start, end], events, now
         )
-        with transaction.atomic():
-            changed += execute(sql, params)
+        changed += execute_without_jit(sql, params)
     return changed
 
 
