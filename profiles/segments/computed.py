@@ -26,7 +26,7 @@ from django.db import transaction
 from django.db.models import Max, Min
 from django.utils import timezone
 
-from cdphub.sql import execute, query
+from cdphub.sql import execute_without_jit, query
 from profiles.models import ComputedTraitQuantiles, Event, Profile
 
 COMPUTED_KEYS = (
@@ -76,7 +76,9 @@ def quantile_bounds() -> dict[str, list]:
 
 
 def computed_sql(scope_sql: str, scope_params: list, now: datetime) -> tuple[str, list]:
-    """The UPDATE for the active profiles selected by ``scope_sql`` (a condition on ``p``)."""
+    """The UPDATE for the active profiles whose id meets ``scope_sql`` (a condition on
+    ``{id}``, applied to the profiles and, again, to the events: joined only through the
+    scope, a batch's events were found by hashing the whole event table)."""
     revenue, revenue_params = revenue_sql()
     bounds = quantile_bounds()
     recency, recency_params = score_sql(
@@ -95,7 +97,8 @@ def computed_sql(scope_sql: str, scope_params: list, now: datetime) -> tuple[str
         WITH scope AS MATERIALIZED (
             -- Locked in id order first, as event processing locks them: the UPDATE alone
             -- would lock them in join order and could deadlock with a processing batch.
-            SELECT p.id FROM {PROFILE} p WHERE p.merged_into_id IS NULL AND {scope_sql}
+            SELECT p.id FROM {PROFILE} p
+            WHERE p.merged_into_id IS NULL AND {scope_sql.format(id="p.id")}
             ORDER BY p.id FOR NO KEY UPDATE
         ),
         -- One pass over the profiles' events, per type and name; everything else is derived
@@ -110,6 +113,7 @@ def computed_sql(scope_sql: str, scope_params: list, now: datetime) -> tuple[str
                    sum({revenue}) FILTER (WHERE e.type = 'track' AND e.name = %b) AS revenue,
                    {window_columns}
             FROM {EVENT} e JOIN scope s ON s.id = e.profile_id
+            WHERE {scope_sql.format(id="e.profile_id")}
             GROUP BY e.profile_id, e.type, e.name
         ),
         agg AS (
@@ -170,6 +174,7 @@ def computed_sql(scope_sql: str, scope_params: list, now: datetime) -> tuple[str
         *revenue_params,
         order,
         *([now] * 2 * len(WINDOWS)),
+        *scope_params,  # the events' condition
         order,
         order,
         order,
@@ -192,8 +197,8 @@ def computed_traits_update(*, profile_ids: Iterable[int], now: datetime | None =
     if not ids:
         return 0
     now = now or timezone.now()
-    sql, params = computed_sql("p.id = ANY(%b::bigint[])", [ids], now)
-    changed = execute(sql, params)
+    sql, params = computed_sql("{id} = ANY(%b::bigint[])", [ids], now)
+    changed = execute_without_jit(sql, params)
     defined_traits_update(profile_ids=ids, now=now)
     return changed
 
@@ -214,9 +219,8 @@ def computed_traits_recompute_all(
         return 0
     changed = 0
     for start in range(span["low"], span["high"] + 1, batch_size):
-        sql, params = computed_sql("p.id >= %b AND p.id < %b", [start, start + batch_size], now)
-        with transaction.atomic():
-            changed += execute(sql, params)
+        sql, params = computed_sql("{id} >= %b AND {id} < %b", [start, start + batch_size], now)
+        changed += execute_without_jit(sql, params)
     defined_traits_recompute(now=now, batch_size=batch_size)
     return changed
 
