@@ -267,9 +267,7 @@ def values_update_sql(
     """The UPDATE writing ``traits`` to the active profiles selected by ``scope_sql`` (a
     condition on ``p``), from ``events`` (the same profiles' events)."""
     values_sql, values_params = orm_sql(values_queryset(traits, events, now))
-    pairs = ", ".join(
-        f"(%b, to_jsonb({value_column(trait, index)}))" for index, trait in enumerate(traits)
-    )
+    doc, doc_params = doc_sql(traits)
     sql = f"""
         WITH scope AS MATERIALIZED (
             -- Locked in id order, as event processing locks them (no deadlock with it).
@@ -278,11 +276,7 @@ def values_update_sql(
         ),
         trait_values AS ({values_sql}),
         docs AS (
-            SELECT s.id,
-                   (SELECT COALESCE(jsonb_object_agg(k, v), '{{}}'::jsonb)
-                    FROM (VALUES {pairs}) AS kv(k, v)
-                    WHERE v IS NOT NULL AND v <> 'null'::jsonb) AS doc
-            FROM scope s LEFT JOIN trait_values a ON a.profile_id = s.id
+            SELECT s.id, {doc} AS doc FROM scope s LEFT JOIN trait_values a ON a.profile_id = s.id
         )
         UPDATE {PROFILE} p SET computed_traits = (p.computed_traits - %b::text[]) || d.doc
         FROM docs d
@@ -290,7 +284,18 @@ def values_update_sql(
           AND p.computed_traits IS DISTINCT FROM (p.computed_traits - %b::text[]) || d.doc
     """  # noqa: S608 - table names are ours; keys and values are parameters
     keys = [trait.key for trait in traits]
-    return sql, [*scope_params, *values_params, *keys, keys, keys]
+    return sql, [*scope_params, *values_params, *doc_params, keys, keys]
+
+
+def doc_sql(traits: Sequence[ComputedTrait]) -> tuple[str, list]:
+    """The JSON object of the traits' values (columns ``a.v<i>``), without those that have
+    none."""
+    pairs = ", ".join(
+        f"(%b, to_jsonb({value_column(trait, index)}))" for index, trait in enumerate(traits)
+    )
+    doc = f"""(SELECT COALESCE(jsonb_object_agg(k, v), '{{}}'::jsonb)
+               FROM (VALUES {pairs}) AS kv(k, v) WHERE v IS NOT NULL AND v <> 'null'::jsonb)"""  # noqa: S608 - column names are ours; keys are parameters
+    return doc, [trait.key for trait in traits]
 
 
 def value_column(trait: ComputedTrait, index: int) -> str:
@@ -329,26 +334,76 @@ def id_ranges(batch_size: int) -> Iterable[tuple[int, int]]:
         yield start, start + batch_size
 
 
+# The values of every profile, taken in one pass over the events: a batch of profiles reading
+# its own events would read most of the event table each time (its rows are in time order).
+SNAPSHOT_TABLE = "cdphub_defined_trait_values"
+SNAPSHOT_SQL = f"""
+    CREATE TEMP TABLE {SNAPSHOT_TABLE} AS
+    SELECT p.id, p.xmin AS seen, {{doc}} AS doc
+    FROM {PROFILE} p LEFT JOIN ({{values_sql}}) a ON a.profile_id = p.id
+    WHERE p.merged_into_id IS NULL
+"""  # noqa: S608 - table names are ours; values are parameters
+# A batch writes the values of the profiles that nothing changed since the snapshot (their row
+# version is the one it read); the others are queued for the refresh that follows new events,
+# which reads their events as they are now. So a value computed from newer events is never
+# overwritten with the snapshot's.
+APPLY_SQL = f"""
+    WITH scope AS MATERIALIZED (
+        SELECT p.id, p.xmin AS current FROM {PROFILE} p
+        WHERE p.id >= %b AND p.id < %b ORDER BY p.id FOR NO KEY UPDATE
+    ),
+    stale AS (
+        SELECT s.id FROM scope s JOIN {SNAPSHOT_TABLE} t ON t.id = s.id
+        WHERE s.current <> t.seen
+    ),
+    written AS (
+        UPDATE {PROFILE} p SET computed_traits = (p.computed_traits - %b::text[]) || t.doc
+        FROM scope s JOIN {SNAPSHOT_TABLE} t ON t.id = s.id AND s.current = t.seen
+        WHERE p.id = s.id
+          AND p.computed_traits IS DISTINCT FROM (p.computed_traits - %b::text[]) || t.doc
+        RETURNING p.id
+    )
+    SELECT (SELECT count(*) FROM written), array(SELECT id FROM stale ORDER BY id)
+"""  # noqa: S608 - table names are ours; values are parameters
+
+
 def defined_traits_recompute(
     traits: Sequence[ComputedTrait] | None = None,
     *,
     batch_size: int | None = None,
     now: dt.datetime | None = None,
 ) -> int:
-    """Compute the definitions for every active profile, in id-range batches each in its own
-    transaction (a long run never holds every profile locked). Returns how many changed."""
+    """Compute the definitions for every active profile: their values in one pass over the
+    events, without locks, then written in id-range batches each in its own transaction (a
+    long run never holds every profile locked). Returns how many changed."""
+    from profiles.ingest.refresh import profiles_refresh_queue, queued_profiles_refresh
+
     traits = defined_traits() if traits is None else list(traits)
     if not traits:
         return 0
     now = now or timezone.now()
     batch_size = batch_size or settings.CDPHUB_COMPUTED_TRAITS_BATCH
-    changed = 0
-    for start, end in id_ranges(batch_size):
-        events = Event.objects.filter(profile_id__gte=start, profile_id__lt=end)
-        sql, params = values_update_sql(
-            traits, "p.id >= %b AND p.id < %b", [start, end], events, now
+    keys = [trait.key for trait in traits]
+    values_sql, values_params = orm_sql(values_queryset(traits, Event.objects.all(), now))
+    doc, doc_params = doc_sql(traits)
+    changed = stale_count = 0
+    execute(f"DROP TABLE IF EXISTS {SNAPSHOT_TABLE}")
+    try:
+        execute_without_jit(
+            SNAPSHOT_SQL.format(doc=doc, values_sql=values_sql), [*doc_params, *values_params]
         )
-        changed += execute_without_jit(sql, params)
+        execute(f"CREATE INDEX ON {SNAPSHOT_TABLE} (id)")
+        execute(f"ANALYZE {SNAPSHOT_TABLE}")
+        for start, end in id_ranges(batch_size):
+            with transaction.atomic():
+                ((written, stale),) = query(APPLY_SQL, [start, end, keys, keys])
+                profiles_refresh_queue(profile_ids=stale)
+            changed += written
+            stale_count += len(stale)
+    finally:
+        execute(f"DROP TABLE IF EXISTS {SNAPSHOT_TABLE}")
+    if stale_count:
+        queued_profiles_refresh()
     return changed
 
 

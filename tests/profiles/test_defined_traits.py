@@ -322,3 +322,36 @@ def test_a_trait_a_rule_reads_cannot_be_deleted():
     assert refused.value.blockers == {"segments": 1}
     assert computed_trait_users(trait) == {"segments": ["Loyal"]}
     assert ComputedTrait.objects.filter(pk=trait.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_value_refreshed_while_everyone_is_computed_is_not_overwritten(monkeypatch):
+    """The computation for everyone takes its values in one pass, then writes them batch by
+    batch: a profile whose events were processed (and refreshed) in between keeps the newer
+    value; the others get theirs."""
+    from profiles.models import ProfileRefresh
+    from profiles.segments import defined_traits as service
+
+    busy, quiet = ProfileFactory(traits={}), ProfileFactory(traits={})
+    event(busy)
+    event(quiet)
+    trait = define("orders", "count")
+    ranges = service.id_ranges
+
+    def a_second_order_processed_meanwhile(batch_size):
+        event(busy, days_ago=0)
+        defined_traits_update(profile_ids=[busy.pk])
+        yield from ranges(batch_size)
+
+    monkeypatch.setattr(service, "id_ranges", a_second_order_processed_meanwhile)
+    refreshes = []
+    monkeypatch.setattr(
+        "profiles.ingest.refresh.queued_profiles_refresh", lambda: refreshes.append(1)
+    )
+    defined_traits_recompute([trait])
+
+    assert values(busy)["orders"] == 2  # not the snapshot's 1
+    assert values(quiet)["orders"] == 1
+    # And the busy one is refreshed once more from its events as they are now.
+    assert list(ProfileRefresh.objects.values_list("profile_id", flat=True)) == [busy.pk]
+    assert refreshes == [1]
