@@ -71,8 +71,9 @@ fuzz: install
 	CDPHUB_FUZZ_MAX_EXAMPLES=$(FUZZ_EXAMPLES) CDPHUB_FUZZ_MAX_TIME=$(FUZZ_SECONDS) \
 	  $(VENV)/bin/pytest -p no:cacheprovider tests/cdphub/test_api_schema.py
 
+# Every workload's queue, or those given: make worker QUEUES=ingest,refresh
 worker: install
-	$(VENV)/bin/celery -A cdphub worker --loglevel=info
+	$(VENV)/bin/celery -A cdphub worker --loglevel=info $(if $(QUEUES),-Q $(QUEUES))
 
 beat: install
 	$(VENV)/bin/celery -A cdphub beat --loglevel=info

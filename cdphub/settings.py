@@ -12,6 +12,7 @@ from pathlib import Path
 import dj_database_url
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -247,6 +248,47 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
+# A queue per workload, so that a million-row import or a long export never delays event
+# processing: a worker takes the queues it is given (``-Q ingest,refresh``), all of them by
+# default. Every task is routed (tests/cdphub/test_task_routes.py checks it).
+WORKLOADS = {
+    "ingest": "processing of collected messages",
+    "refresh": "segments, computed traits, lookalikes and rollups",
+    "imports": "spreadsheet and data provider imports",
+    "delivery": "destinations and segment exports",
+    "privacy": "data subject requests, retention and purges",
+}
+CELERY_TASK_QUEUES = [Queue(name) for name in WORKLOADS]
+CELERY_TASK_DEFAULT_QUEUE = "refresh"
+CELERY_TASK_ROUTES = {
+    task: {"queue": queue}
+    for queue, tasks in {
+        "ingest": ["profiles.tasks.process_pending_task"],
+        "refresh": [
+            "profiles.tasks.refresh_segment_task",
+            "profiles.tasks.refresh_due_segments_task",
+            "profiles.tasks.recompute_traits_task",
+            "profiles.tasks.recompute_defined_trait_task",
+            "profiles.tasks.remove_defined_trait_values_task",
+            "profiles.tasks.expire_trait_windows_task",
+            "profiles.tasks.refresh_event_counts_task",
+            "audiences.tasks.build_lookalike_task",
+        ],
+        "imports": [
+            "crm.tasks.run_import_job_task",
+            "crm.tasks.link_import_profiles_task",
+            "audiences.tasks.import_provider_file_task",
+        ],
+        "delivery": ["cdphub.tasks.send_deliveries_task", "profiles.tasks.run_segment_export_task"],
+        "privacy": [
+            "consent.tasks.process_data_subject_request_task",
+            "consent.tasks.purge_expired_data_task",
+            "consent.tasks.purge_retention_category_task",
+            "audiences.tasks.purge_visitor_data_task",
+        ],
+    }.items()
+    for task in tasks
+}
 CELERY_BEAT_SCHEDULE: dict = {
     "refresh-event-counts": {
         "task": "profiles.tasks.refresh_event_counts_task",
