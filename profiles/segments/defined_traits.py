@@ -334,14 +334,19 @@ def id_ranges(batch_size: int) -> Iterable[tuple[int, int]]:
         yield start, start + batch_size
 
 
-# The values of every profile, taken in one pass over the events: a batch of profiles reading
-# its own events would read most of the event table each time (its rows are in time order).
+# The values of every profile, taken in one pass over the events (a batch of profiles reading
+# its own events would read most of the event table each time: its rows are in time order),
+# kept for the profiles whose values change.
 SNAPSHOT_TABLE = "cdphub_defined_trait_values"
 SNAPSHOT_SQL = f"""
     CREATE TEMP TABLE {SNAPSHOT_TABLE} AS
-    SELECT p.id, p.xmin AS seen, {{doc}} AS doc
-    FROM {PROFILE} p LEFT JOIN ({{values_sql}}) a ON a.profile_id = p.id
-    WHERE p.merged_into_id IS NULL
+    SELECT v.id, v.seen, v.doc FROM (
+        SELECT p.id, p.xmin AS seen, p.computed_traits AS current, {{doc}} AS doc
+        FROM {PROFILE} p LEFT JOIN ({{values_sql}}) a ON a.profile_id = p.id
+        WHERE p.merged_into_id IS NULL
+        OFFSET 0  -- each document built once
+    ) v
+    WHERE v.current IS DISTINCT FROM (v.current - %b::text[]) || v.doc
 """  # noqa: S608 - table names are ours; values are parameters
 # A batch writes the values of the profiles that nothing changed since the snapshot (their row
 # version is the one it read); the others are queued for the refresh that follows new events,
@@ -350,7 +355,8 @@ SNAPSHOT_SQL = f"""
 APPLY_SQL = f"""
     WITH scope AS MATERIALIZED (
         SELECT p.id, p.xmin AS current FROM {PROFILE} p
-        WHERE p.id >= %b AND p.id < %b ORDER BY p.id FOR NO KEY UPDATE
+        WHERE p.id IN (SELECT id FROM {SNAPSHOT_TABLE} WHERE id >= %b AND id < %b)
+        ORDER BY p.id FOR NO KEY UPDATE
     ),
     stale AS (
         SELECT s.id FROM scope s JOIN {SNAPSHOT_TABLE} t ON t.id = s.id
@@ -360,7 +366,6 @@ APPLY_SQL = f"""
         UPDATE {PROFILE} p SET computed_traits = (p.computed_traits - %b::text[]) || t.doc
         FROM scope s JOIN {SNAPSHOT_TABLE} t ON t.id = s.id AND s.current = t.seen
         WHERE p.id = s.id
-          AND p.computed_traits IS DISTINCT FROM (p.computed_traits - %b::text[]) || t.doc
         RETURNING p.id
     )
     SELECT (SELECT count(*) FROM written), array(SELECT id FROM stale ORDER BY id)
@@ -374,8 +379,8 @@ def defined_traits_recompute(
     now: dt.datetime | None = None,
 ) -> int:
     """Compute the definitions for every active profile: their values in one pass over the
-    events, without locks, then written in id-range batches each in its own transaction (a
-    long run never holds every profile locked). Returns how many changed."""
+    events, without locks, then those that change written in id-range batches each in its own
+    transaction (a long run never holds every profile locked). Returns how many changed."""
     from profiles.ingest.refresh import profiles_refresh_queue, queued_profiles_refresh
 
     traits = defined_traits() if traits is None else list(traits)
@@ -390,13 +395,15 @@ def defined_traits_recompute(
     execute(f"DROP TABLE IF EXISTS {SNAPSHOT_TABLE}")
     try:
         execute_without_jit(
-            SNAPSHOT_SQL.format(doc=doc, values_sql=values_sql), [*doc_params, *values_params]
+            SNAPSHOT_SQL.format(doc=doc, values_sql=values_sql),
+            [*doc_params, *values_params, keys],
         )
         execute(f"CREATE INDEX ON {SNAPSHOT_TABLE} (id)")
         execute(f"ANALYZE {SNAPSHOT_TABLE}")
-        for start, end in id_ranges(batch_size):
+        ((changing,),) = query(f"SELECT count(*) FROM {SNAPSHOT_TABLE}")  # noqa: S608
+        for start, end in id_ranges(batch_size) if changing else ():
             with transaction.atomic():
-                ((written, stale),) = query(APPLY_SQL, [start, end, keys, keys])
+                ((written, stale),) = query(APPLY_SQL, [start, end, keys])
                 profiles_refresh_queue(profile_ids=stale)
             changed += written
             stale_count += len(stale)
