@@ -51,6 +51,7 @@ from django.utils import timezone
 
 from cdphub.audit import audit_record
 from cdphub.background import BackgroundThread, Throttle
+from cdphub.metrics import DELIVERED_ITEMS, DELIVERIES
 from cdphub.models import Delivery, DeliveryAttempt
 from cdphub.sql import execute, query
 from profiles.destinations.kinds import Outgoing, SendResult, kind_get
@@ -303,6 +304,8 @@ def _batch_send(destination: Destination, key: str, rows: list[Queued]) -> None:
         waited_ms=max(0, int(waited.total_seconds() * 1000)),
         error=result.error[:500],
     )
+    DELIVERIES.labels(destination.kind, result.outcome).inc()
+    DELIVERED_ITEMS.labels(destination.kind, result.outcome).inc(len(sendable))
     for listener in _outcome_listeners:
         listener(destination, sendable, result)
     # The rows sent: the batch's rows still pending (the skipped ones are not any more), by

@@ -6,6 +6,7 @@ without a real secret key and explicit allowed hosts.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -79,6 +80,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: load balancers' probes (/healthz, /readyz) by address and over plain HTTP.
     "cdphub.health.HealthCheckMiddleware",
+    # Then /metrics (also by address), and the count and time of every other request.
+    "cdphub.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -235,6 +238,18 @@ SPECTACULAR_SETTINGS = {
         "rest_framework.authentication.SessionAuthentication",
     ],
 }
+
+# --- Metrics (Prometheus, at /metrics) ----------------------------------------------------------
+# Off unless one is set: a bearer token scrapers send, and/or networks allowed without one.
+CDPHUB_METRICS_TOKEN = env("CDPHUB_METRICS_TOKEN", "")
+CDPHUB_METRICS_NETWORKS = env_list("CDPHUB_METRICS_NETWORKS")
+for _network in CDPHUB_METRICS_NETWORKS:
+    try:
+        ipaddress.ip_network(_network)
+    except ValueError as _error:
+        raise ImproperlyConfigured(f"CDPHUB_METRICS_NETWORKS: {_error}") from None
+if not DEBUG and CDPHUB_METRICS_TOKEN and len(CDPHUB_METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured("CDPHUB_METRICS_TOKEN must be at least 32 characters.")
 
 # --- Celery -----------------------------------------------------------------------------------
 # Without a broker tasks run in-process (eagerly), so every feature works on a fresh machine.

@@ -18,6 +18,7 @@ from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 
+from cdphub.metrics import MESSAGES
 from profiles.ingest.collect import (
     CollectError,
     batch_messages,
@@ -203,6 +204,12 @@ class CollectView(APIView):
             rate_limited_count(
                 source.id, source_limited=0, identifier_limited=len(result.rate_limited)
             )
+        messages_counted(
+            accepted=result.accepted,
+            duplicate=result.duplicates,
+            rejected=len(result.rejected),
+            rate_limited=len(result.rate_limited),
+        )
         if self.message_type is not None and result.rejected:
             return error(400, "invalid_message", result.rejected[0]["reason"])
         return JsonResponse(
@@ -230,10 +237,18 @@ def rate_limited(source, verdict, count: int) -> JsonResponse:
         message = f"{next(iter(verdict.refused.values()))}: send again after "
         message += f"{verdict.retry_after_header} s"
         rate_limited_count(source.id, source_limited=0, identifier_limited=count)
+    messages_counted(rate_limited=count)
     response = error(429, "rate_limited", message)
     # Every SDK reads Retry-After; older analytics.js releases read X-RateLimit-Reset.
     response["Retry-After"] = response["X-RateLimit-Reset"] = verdict.retry_after_header
     return response
+
+
+def messages_counted(**outcomes: int) -> None:
+    """The collected messages' outcomes, for the metrics."""
+    for outcome, count in outcomes.items():
+        if count:
+            MESSAGES.labels(outcome).inc(count)
 
 
 def path_slug(path: str, separator: str = "_") -> str:

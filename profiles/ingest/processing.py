@@ -17,6 +17,7 @@ import orjson
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 
+from cdphub.metrics import PROCESSED
 from cdphub.sql import query
 from profiles.ingest import hooks, plans
 from profiles.ingest.refresh import profiles_refresh_queue, queued_profiles_refresh
@@ -88,6 +89,7 @@ def pending_process(*, batch_size: int | None = None, max_batches: int | None = 
             time.sleep(DEFERRED_PAUSE_SECONDS)  # another worker holds these people: let it commit
         after_id = last_id
         total += done
+        PROCESSED.inc(done)
         batches += 1 if done else 0
     queued_profiles_refresh()
     return total

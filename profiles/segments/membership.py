@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,6 +24,7 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 
+from cdphub.metrics import SEGMENT_REFRESH_SECONDS
 from cdphub.sql import execute, orm_sql, query
 from profiles.models import (
     Identity,
@@ -231,6 +233,7 @@ def segment_refresh(*, segment: Segment) -> RefreshResult:
     Segment.objects.filter(pk=segment.pk).update(
         status=Segment.Status.CALCULATING, refresh_started_at=timezone.now()
     )
+    started = time.perf_counter()
     try:
         with transaction.atomic():
             segment_refresh_locked(segment, result)
@@ -240,6 +243,8 @@ def segment_refresh(*, segment: Segment) -> RefreshResult:
         Segment.objects.filter(pk=segment.pk).update(
             status=Segment.Status.FAILED, last_error=result.error
         )
+    outcome = "failed" if result.error else "ok"
+    SEGMENT_REFRESH_SECONDS.labels(outcome).observe(time.perf_counter() - started)
     segment.refresh_from_db()
     return result
 
