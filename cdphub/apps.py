@@ -7,6 +7,11 @@ class CdphubConfig(AppConfig):
     name = "cdphub"
     verbose_name = "Access"
 
+    def ready(self) -> None:
+        from cdphub.logs import record_factory_install
+
+        record_factory_install()  # every log line carries its request id
+
 
 class CdphubAdminConfig(admin_apps.AdminConfig):
     default = False

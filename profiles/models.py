@@ -408,6 +408,13 @@ class PendingMessage(models.Model):
     original_timestamp = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     received_at = models.DateTimeField()
+    request_id = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The collection request's id, carried into the logs of its processing.",
+    )
 
     class Meta:
         constraints = [

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from cdphub.background import BackgroundThread, Throttle
 from cdphub.hashing import secret_hash
+from cdphub.logs import current_request_id
 from cdphub.parsers import NUL, nul_paths
 from cdphub.sql import execute, execute_together
 from profiles.ingest.limits import SourceLimits
@@ -359,8 +360,8 @@ def usable_id(value: object, junk: frozenset[str]) -> bool:
 STAGE_SQL = f"""
     INSERT INTO {PENDING_TABLE}
         (source_id, message_id, type, payload, timestamp, original_timestamp, sent_at,
-         received_at)
-    SELECT {{p}}, m, t, p::jsonb, ts, ot, sa, {{p}}
+         received_at, request_id)
+    SELECT {{p}}, m, t, p::jsonb, ts, ot, sa, {{p}}, {{p}}
     FROM {{rows}} AS u(m, t, p, ts, ot, sa)
     ON CONFLICT (source_id, message_id) DO NOTHING
 """  # noqa: S608 - table names from model metadata; values are parameters
@@ -452,6 +453,7 @@ def _stage_one(source_id: int, message: ValidMessage, received_at: datetime) -> 
         [
             source_id,
             received_at,
+            current_request_id(),
             message.message_id,
             message.type,
             message.payload,
@@ -476,6 +478,7 @@ def _stage(source_id: int, valid: list[ValidMessage], received_at: datetime) -> 
         [
             source_id,
             received_at,
+            current_request_id(),
             message_ids,
             [m.type for m in valid],
             [m.payload for m in valid],

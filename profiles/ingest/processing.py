@@ -17,6 +17,7 @@ import orjson
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 
+from cdphub.logs import request_id_set
 from cdphub.metrics import PROCESSED
 from cdphub.sql import query
 from profiles.ingest import hooks, plans
@@ -143,12 +144,19 @@ def _process_isolating(ids: list[int]) -> tuple[int, int]:
         raise
     except Exception as exc:
         if len(ids) == 1:
-            logger.warning("collected message %s could not be processed: %s", ids[0], exc)
+            with request_id_set(staged_request_id(ids[0])):
+                logger.warning("collected message %s could not be processed: %s", ids[0], exc)
             return _reject_staged(ids[0], f"processing failed: {first_line(exc)}"), 0
     middle = len(ids) // 2
     first_done, first_deferred = _process_isolating(ids[:middle])
     second_done, second_deferred = _process_isolating(ids[middle:])
     return first_done + second_done, first_deferred + second_deferred
+
+
+def staged_request_id(staged_id: int) -> str:
+    """The id of the request that sent a staged message ('' when unknown)."""
+    rows = query(f"SELECT request_id FROM {PENDING_TABLE} WHERE id = %b", [staged_id])  # noqa: S608
+    return rows[0][0] if rows else ""
 
 
 def _claim(claim_sql: str, params: list) -> list[Staged]:
