@@ -491,7 +491,8 @@ def destinations_in_trouble() -> list[dict]:
 
 def deliveries_schedule() -> None:
     """Start the sender as CDPHUB_DELIVERY says; whoever wrote the outbox never waits for
-    it, except in "inline" mode."""
+    it, except in "inline" mode. In "process" mode the processing process looks for them
+    itself, and in "off" mode nothing is started."""
     mode = settings.CDPHUB_DELIVERY
     if mode == "celery":
         if _task_throttle.ready():

@@ -385,9 +385,14 @@ CDPHUB_REDIS_URL = env("CDPHUB_REDIS_URL")
 # broker), "background" (a thread in the web process drains the staging table, the default
 # without a broker: the request never waits), "inline" (in the request, after commit: tests and
 # debugging) or "off" (only `manage.py process_pending` processes them).
+# "process": one processing process beside the web workers does it (``manage.py
+# run_processing``, which cdphub/gunicorn_conf.py starts when there is no broker).
 CDPHUB_INGEST_PROCESSING = env(
     "CDPHUB_INGEST_PROCESSING", "celery" if CELERY_BROKER_URL else "background"
 )
+PROCESSING_MODES = ("celery", "background", "process", "inline", "off")
+# How often the processing process looks for new messages when none wait.
+CDPHUB_PROCESSING_POLL_SECONDS = float(env("CDPHUB_PROCESSING_POLL_SECONDS", "0.5"))
 # Messages claimed per processing transaction.
 CDPHUB_INGEST_PROCESS_BATCH_SIZE = env_int("CDPHUB_INGEST_PROCESS_BATCH_SIZE", 2000)
 # Computed traits and segments of the profiles processing touched are refreshed at most this
@@ -399,11 +404,17 @@ CDPHUB_PROFILE_REFRESH_BATCH = env_int("CDPHUB_PROFILE_REFRESH_BATCH", 5000)
 CDPHUB_SHARED_ID_MAX_USERS = env_int("CDPHUB_SHARED_ID_MAX_USERS", 2)
 
 # Destinations (cdphub.delivery): how the outbox is sent, like CDPHUB_INGEST_PROCESSING
-# ("celery", "background", "inline" or "off"); seconds a receiver has to answer; the first retry
-# after this many seconds, doubling up to the maximum (with jitter); a destination is paused after
-# this many failed attempts in a row; without a broker the sender looks again this often while
-# deliveries wait.
+# ("celery", "background", "process", "inline" or "off"); seconds a receiver has to answer; the
+# first retry after this many seconds, doubling up to the maximum (with jitter); a destination
+# is paused after this many failed attempts in a row; without a broker the sender looks again
+# this often while deliveries wait.
 CDPHUB_DELIVERY = env("CDPHUB_DELIVERY", "celery" if CELERY_BROKER_URL else "background")
+for _name, _mode in (
+    ("CDPHUB_INGEST_PROCESSING", CDPHUB_INGEST_PROCESSING),
+    ("CDPHUB_DELIVERY", CDPHUB_DELIVERY),
+):
+    if _mode not in PROCESSING_MODES:
+        raise ImproperlyConfigured(f"{_name} must be one of {', '.join(PROCESSING_MODES)}.")
 CDPHUB_DELIVERY_TIMEOUT_SECONDS = env_int("CDPHUB_DELIVERY_TIMEOUT_SECONDS", 10)
 CDPHUB_DELIVERY_BACKOFF_SECONDS = env_int("CDPHUB_DELIVERY_BACKOFF_SECONDS", 5)
 CDPHUB_DELIVERY_BACKOFF_MAX_SECONDS = env_int("CDPHUB_DELIVERY_BACKOFF_MAX_SECONDS", 900)

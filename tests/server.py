@@ -40,9 +40,15 @@ def current_database_url(name: str | None = None) -> str:
 
 @contextlib.contextmanager
 def running_server(
-    *, database_url: str, workers: int = 2, threads: int = 1, env: dict[str, str] | None = None
+    *,
+    database_url: str,
+    workers: int = 2,
+    threads: int = 1,
+    env: dict[str, str] | None = None,
+    config: str | None = None,
 ) -> Iterator[str]:
-    """Start gunicorn on a free port; yields its base URL and stops it on exit."""
+    """Start gunicorn on a free port (with ``config``, e.g. ``python:cdphub.gunicorn_conf``);
+    yields its base URL and stops it on exit."""
     port = free_port()
     process_env = {
         **os.environ,
@@ -64,6 +70,7 @@ def running_server(
             str(threads),
             "--log-level",
             "warning",
+            *(["--config", config] if config else []),
         ],
         cwd=BASE_DIR,
         env=process_env,

@@ -564,7 +564,8 @@ def rejected_message_retry(*, rejected: RejectedMessage) -> str | None:
 
 def processing_schedule() -> None:
     """Start processing of staged messages as CDPHUB_INGEST_PROCESSING says. The request that
-    staged them never waits for it, except in "inline" mode."""
+    staged them never waits for it, except in "inline" mode. In "process" mode the processing
+    process looks for them itself, and in "off" mode nothing is started."""
     mode = settings.CDPHUB_INGEST_PROCESSING
     if mode == "celery":
         if _task_throttle.ready():
