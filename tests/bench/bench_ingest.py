@@ -7,7 +7,9 @@ default as many as the run, processed and analyzed before the clock starts). Pri
 events/s (HTTP, validated and staged), processed events/s (identity resolution, events, traits,
 DMP visitors, then the computed traits and segment memberships of the touched profiles: the
 clock stops when all of it is done) and PostgreSQL's raw COPY rate for the same rows in the
-same run, with the ratios; then the requests/s of single calls (BENCH_SINGLE_CALLS, staged
+same run, with the ratios; the accepted rate again with the README's deployment without a
+broker (gunicorn_conf: processing in one process beside the web workers, busy meanwhile);
+then the requests/s of single calls (BENCH_SINGLE_CALLS, staged
 after the processing above) and their p50/p99 latency at half that rate. Tune with
 BENCH_INGEST_EVENTS, BENCH_INGEST_CLIENTS, BENCH_INGEST_SERVER_WORKERS,
 BENCH_INGEST_SERVER_THREADS, BENCH_INGEST_PROCESSORS and BENCH_INGEST_PROCESS_BATCH (messages
@@ -375,6 +377,20 @@ def run() -> None:
             paced_rate, latencies, paced_failures = single_calls(
                 ctx, url, key, people, clients, single_count // 2, rate=single_rate / 2
             )
+        # The deployment the README recommends without a broker: gunicorn with cdphub's
+        # configuration, which runs processing in one process beside the web workers.
+        beside_env = {**env, "CDPHUB_INGEST_PROCESSING": "process", "CDPHUB_DELIVERY": "process"}
+        with running_server(
+            database_url=database_url,
+            workers=workers,
+            threads=threads,
+            env=beside_env,
+            config="python:cdphub.gunicorn_conf",
+        ) as url:
+            beside_failures, beside_seconds = batch_clients(
+                ctx, url, key, max(batches // 2, 1), people, clients
+            )
+        beside = max(batches // 2, 1) * clients * BATCH / beside_seconds
         with psycopg.connect(database_url) as conn:
             events, profiles, identities = conn.execute(
                 "SELECT (SELECT count(*) FROM profiles_event), "
@@ -387,6 +403,11 @@ def run() -> None:
             f"{failures} failed requests"
         )
         print(f"  accepted:  {accepted:10,.0f} events/s  ({accepted / copy:.3f} x COPY)")
+        print(
+            f"  beside:    {beside:10,.0f} events/s accepted while the processing process of "
+            f"gunicorn_conf processes them ({beside / accepted:.2f} x the rate with processing "
+            f"off), {beside_failures} failed requests"
+        )
         print(
             f"  processed: {processed:10,.0f} events/s  ({processed / copy:.3f} x COPY), "
             f"{processors} processes: {events} events, {profiles} profiles, "
