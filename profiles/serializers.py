@@ -27,7 +27,7 @@ from profiles.models import (
     TrackingPlanSource,
     TrackingPlanViolation,
 )
-from profiles.segments.defined_traits import computed_trait_errors
+from profiles.segments.defined_traits import DEFINITION_FIELDS, computed_trait_errors
 from profiles.segments.rules import rule_errors
 
 
@@ -697,16 +697,7 @@ class ComputedTraitSerializer(serializers.ModelSerializer):
         model = ComputedTrait
         fields = [
             "id",
-            "key",
-            "name",
-            "description",
-            "kind",
-            "event_type",
-            "event_name",
-            "property",
-            "where",
-            "window_days",
-            "unique_limit",
+            *DEFINITION_FIELDS,
             "status",
             "last_error",
             "computed_at",
@@ -727,20 +718,6 @@ class ComputedTraitSerializer(serializers.ModelSerializer):
         if self.instance is None:
             return {}
         return {field: getattr(self.instance, field) for field in DEFINITION_FIELDS}
-
-
-DEFINITION_FIELDS = [
-    "key",
-    "name",
-    "description",
-    "kind",
-    "event_type",
-    "event_name",
-    "property",
-    "where",
-    "window_days",
-    "unique_limit",
-]
 
 
 class ComputedTraitPreviewSerializer(serializers.Serializer):

@@ -14,6 +14,7 @@ from django.utils.html import format_html
 from cdphub.admin_mixins import ReadableModelAdmin
 from profiles.models import ComputedTrait
 from profiles.segments.defined_traits import (
+    DEFINITION_FIELDS,
     computed_trait_delete,
     computed_trait_errors,
     computed_trait_save,
@@ -22,24 +23,11 @@ from profiles.segments.defined_traits import (
 )
 from profiles.tasks import recompute_defined_trait_task
 
-FORM_FIELDS = [
-    "name",
-    "key",
-    "description",
-    "kind",
-    "event_type",
-    "event_name",
-    "property",
-    "where",
-    "window_days",
-    "unique_limit",
-]
-
 
 class ComputedTraitForm(forms.ModelForm):
     class Meta:
         model = ComputedTrait
-        fields = FORM_FIELDS
+        fields = DEFINITION_FIELDS
 
     def clean(self):
         cleaned = super().clean()

@@ -79,6 +79,20 @@ VALUE_TYPES = ["string", "number", "boolean", "object", "array"]
 
 # --- definitions ---------------------------------------------------------------------------
 
+# What a definition is made of: what the admin form and the API write, and what is checked.
+DEFINITION_FIELDS = (
+    "key",
+    "name",
+    "description",
+    "kind",
+    "event_type",
+    "event_name",
+    "property",
+    "where",
+    "window_days",
+    "unique_limit",
+)
+
 
 def computed_trait_errors(trait: ComputedTrait) -> dict[str, list[str]]:
     """What is wrong with a definition, per field (empty when it can be saved)."""
