@@ -153,6 +153,7 @@ class AccountMember(models.Model):
         return f"profile {self.profile_id} at {self.company_id}"
 
 
+@nameless_out_of_sight
 class AccountSuggestion(models.Model):
     """An existing company that may be the same organisation as an account made from group
     calls: its domain, or the e-mail domain of its contacts, is the website or domain the calls
