@@ -109,6 +109,25 @@ class ProfileQuerySet(models.QuerySet):
         return self.filter(merged_into__isnull=True)
 
 
+# The computed traits the hub computes itself (profiles.segments.computed), in
+# ``Profile.computed_traits``; those marketers define (``ComputedTrait``) sit beside them.
+BUILT_IN_COMPUTED_KEYS = (
+    "lifetime_value",
+    "order_count",
+    "average_order_value",
+    "first_order_at",
+    "last_order_at",
+    "first_seen_at",
+    "last_seen_at",
+    "event_counts",
+    "rfm_recency",
+    "rfm_frequency",
+    "rfm_monetary",
+    "rfm_score",
+    "churn_risk",
+)
+
+
 class Profile(models.Model):
     """One known person, unified from every source: the CDP's unit."""
 

@@ -117,6 +117,7 @@ from profiles.services import source_create, source_rotate_write_key
 from profiles.tasks import (
     recompute_defined_trait_task,
     refresh_segment_task,
+    remove_defined_trait_values_task,
     run_segment_export_task,
 )
 
@@ -438,19 +439,22 @@ class ComputedTraitViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
 
     def perform_create(self, serializer):
         trait = ComputedTrait(**serializer.validated_data)
-        serializer.instance = defined_traits.computed_trait_save(
-            trait=trait, by=acting_user(self.request)
-        )
+        self.saved(defined_traits.computed_trait_save(trait=trait, by=acting_user(self.request)))
+        serializer.instance = trait
 
     def perform_update(self, serializer):
         trait = serializer.instance
         for field, value in serializer.validated_data.items():
             setattr(trait, field, value)
-        serializer.instance = defined_traits.computed_trait_save(trait=trait)
+        self.saved(defined_traits.computed_trait_save(trait=trait))
+
+    def saved(self, trait: ComputedTrait) -> None:
+        transaction.on_commit(lambda: recompute_defined_trait_task.delay(trait.pk))
 
     def perform_destroy(self, instance):
         # A segment or destination whose rule reads the trait refuses the delete (a 409).
-        defined_traits.computed_trait_delete(trait=instance)
+        key = defined_traits.computed_trait_delete(trait=instance)
+        transaction.on_commit(lambda: remove_defined_trait_values_task.delay(key))
 
     @extend_schema(
         request=ComputedTraitSerializer,

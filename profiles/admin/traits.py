@@ -21,7 +21,7 @@ from profiles.segments.defined_traits import (
     computed_trait_users,
     defined_trait_preview,
 )
-from profiles.tasks import recompute_defined_trait_task
+from profiles.tasks import recompute_defined_trait_task, remove_defined_trait_values_task
 
 
 class ComputedTraitForm(forms.ModelForm):
@@ -97,7 +97,8 @@ class ComputedTraitAdmin(ReadableModelAdmin):
         )
 
     def save_model(self, request, obj, form, change):
-        computed_trait_save(trait=obj, by=request.user)
+        trait = computed_trait_save(trait=obj, by=request.user)
+        transaction.on_commit(lambda: recompute_defined_trait_task.delay(trait.pk))
 
     def get_deleted_objects(self, objs, request):
         """The delete page lists the segments and destinations whose rules read a trait as
@@ -109,11 +110,12 @@ class ComputedTraitAdmin(ReadableModelAdmin):
         return deleted, counts, perms_needed, protected
 
     def delete_model(self, request, obj):
-        computed_trait_delete(trait=obj)
+        key = computed_trait_delete(trait=obj)
+        transaction.on_commit(lambda: remove_defined_trait_values_task.delay(key))
 
     def delete_queryset(self, request, queryset):
         for trait in queryset:
-            computed_trait_delete(trait=trait)
+            self.delete_model(request, trait)
 
     @admin.action(
         description="Compute selected traits again for every profile", permissions=["change"]

@@ -27,23 +27,10 @@ from django.db.models import Max, Min
 from django.utils import timezone
 
 from cdphub.sql import execute_without_jit, query
-from profiles.models import ComputedTraitQuantiles, Event, Profile
+from profiles.models import BUILT_IN_COMPUTED_KEYS, ComputedTraitQuantiles, Event, Profile
+from profiles.segments.defined_traits import defined_traits_recompute, defined_traits_update
 
-COMPUTED_KEYS = (
-    "lifetime_value",
-    "order_count",
-    "average_order_value",
-    "first_order_at",
-    "last_order_at",
-    "first_seen_at",
-    "last_seen_at",
-    "event_counts",
-    "rfm_recency",
-    "rfm_frequency",
-    "rfm_monetary",
-    "rfm_score",
-    "churn_risk",
-)
+COMPUTED_KEYS = BUILT_IN_COMPUTED_KEYS
 RFM_METRICS = ("recency", "frequency", "monetary")
 WINDOWS = (7, 30, 90)
 # A one-time buyer is expected back within this many days (churn risk).
@@ -191,8 +178,6 @@ def computed_sql(scope_sql: str, scope_params: list, now: datetime) -> tuple[str
 def computed_traits_update(*, profile_ids: Iterable[int], now: datetime | None = None) -> int:
     """Recompute the computed traits of these profiles, built-in and defined (call after their
     events were processed). Returns the number of profiles whose built-in traits changed."""
-    from profiles.segments.defined_traits import defined_traits_update
-
     ids = sorted({int(pk) for pk in profile_ids})
     if not ids:
         return 0
@@ -209,8 +194,6 @@ def computed_traits_recompute_all(
     """Take new RFM bounds, then recompute every active profile in id-range batches (each its
     own transaction, so a long run never holds locks on all profiles), then the defined
     traits the same way."""
-    from profiles.segments.defined_traits import defined_traits_recompute
-
     now = now or timezone.now()
     batch_size = batch_size or settings.CDPHUB_COMPUTED_TRAITS_BATCH
     rfm_bounds_refresh(now=now)

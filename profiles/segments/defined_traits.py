@@ -7,7 +7,8 @@ becomes one aggregate column of a single grouped query over the profiles' events
 into one ``UPDATE``, so ten definitions read the events once, not ten times:
 
 - ``defined_traits_update(profile_ids=...)``: incremental, after events are processed (the
-  coalesced refresh calls it through ``computed_traits_update``);
+  coalesced refresh calls it through ``computed_traits_update``, which computes the built-in
+  traits and then these);
 - ``defined_traits_recompute(traits)``: every active profile in id-range batches (a new or
   changed definition, the nightly recompute); the same statement, so both agree;
 - ``defined_windows_expire()``: a windowed value changes when events leave the window, not
@@ -55,8 +56,14 @@ from django.utils import timezone
 from cdphub.deletion import DeleteProtected
 from cdphub.pii import mask_trait
 from cdphub.sql import any_of, execute, execute_without_jit, orm_sql, query
-from profiles.models import ComputedTrait, Destination, Event, Profile, Segment
-from profiles.segments.computed import COMPUTED_KEYS
+from profiles.models import (
+    BUILT_IN_COMPUTED_KEYS,
+    ComputedTrait,
+    Destination,
+    Event,
+    Profile,
+    Segment,
+)
 from profiles.segments.rules.jsonvalue import json_number, json_type, json_value, value_compare
 from profiles.segments.rules.language import Context, path_check
 from profiles.segments.rules.profile_target import PROFILES, where_validate
@@ -101,7 +108,7 @@ def computed_trait_errors(trait: ComputedTrait) -> dict[str, list[str]]:
     def add(field: str, message: str) -> None:
         errors.setdefault(field, []).append(message)
 
-    if trait.key in COMPUTED_KEYS:
+    if trait.key in BUILT_IN_COMPUTED_KEYS:
         add("key", f"{trait.key!r} is a built-in computed trait; choose another key")
     elif not trait.key or not trait.key[0].isalpha() or not _is_key(trait.key):
         add("key", "lower-case letters, digits and _, starting with a letter (e.g. orders_eur)")
@@ -138,17 +145,14 @@ def computed_trait_validate(trait: ComputedTrait) -> None:
 
 @transaction.atomic
 def computed_trait_save(*, trait: ComputedTrait, by=None) -> ComputedTrait:
-    """Validate and save a definition, then compute it for every profile in the background
-    (a changed definition makes every value stale)."""
-    from profiles.tasks import recompute_defined_trait_task
-
+    """Validate and save a definition. Its values are then stale: the caller queues its
+    computation for every profile once the save commits (``recompute_defined_trait_task``)."""
     computed_trait_validate(trait)
     if trait.pk is None and by is not None and getattr(by, "pk", None):
         trait.created_by = by
     trait.status = ComputedTrait.Status.NEW
     trait.last_error = ""
     trait.save()
-    transaction.on_commit(lambda: recompute_defined_trait_task.delay(trait.pk))
     return trait
 
 
@@ -172,17 +176,16 @@ def computed_trait_users(trait: ComputedTrait) -> dict[str, list[str]]:
 
 
 @transaction.atomic
-def computed_trait_delete(*, trait: ComputedTrait) -> None:
-    """Delete a definition (refused while a rule reads it); its values leave the profiles in
-    the background."""
-    from profiles.tasks import remove_defined_trait_values_task
-
+def computed_trait_delete(*, trait: ComputedTrait) -> str:
+    """Delete a definition (refused while a rule reads it); returns its key, whose values the
+    caller has removed from the profiles once the delete commits
+    (``remove_defined_trait_values_task``)."""
     users = computed_trait_users(trait)
     if users:
         raise DeleteProtected(trait, {label: len(names) for label, names in users.items()})
     key = trait.key
     trait.delete()
-    transaction.on_commit(lambda: remove_defined_trait_values_task.delay(key))
+    return key
 
 
 def defined_trait_values_remove(key: str, *, batch_size: int | None = None) -> int:
@@ -363,9 +366,8 @@ SNAPSHOT_SQL = f"""
     WHERE v.current IS DISTINCT FROM (v.current - %b::text[]) || v.doc
 """  # noqa: S608 - table names are ours; values are parameters
 # A batch writes the values of the profiles that nothing changed since the snapshot (their row
-# version is the one it read); the others are queued for the refresh that follows new events,
-# which reads their events as they are now. So a value computed from newer events is never
-# overwritten with the snapshot's.
+# version is the one it read); the others are computed again from their events as they are
+# now. So a value computed from newer events is never overwritten with the snapshot's.
 APPLY_SQL = f"""
     WITH scope AS MATERIALIZED (
         SELECT p.id, p.xmin AS current FROM {PROFILE} p
@@ -395,8 +397,6 @@ def defined_traits_recompute(
     """Compute the definitions for every active profile: their values in one pass over the
     events, without locks, then those that change written in id-range batches each in its own
     transaction (a long run never holds every profile locked). Returns how many changed."""
-    from profiles.ingest.refresh import profiles_refresh_queue, queued_profiles_refresh
-
     traits = defined_traits() if traits is None else list(traits)
     if not traits:
         return 0
@@ -405,7 +405,7 @@ def defined_traits_recompute(
     keys = [trait.key for trait in traits]
     values_sql, values_params = orm_sql(values_queryset(traits, Event.objects.all(), now))
     doc, doc_params = doc_sql(traits)
-    changed = stale_count = 0
+    changed = 0
     execute(f"DROP TABLE IF EXISTS {SNAPSHOT_TABLE}")
     try:
         execute_without_jit(
@@ -418,13 +418,11 @@ def defined_traits_recompute(
         for start, end in id_ranges(batch_size) if changing else ():
             with transaction.atomic():
                 ((written, stale),) = query(APPLY_SQL, [start, end, keys])
-                profiles_refresh_queue(profile_ids=stale)
+                # Changed since the snapshot: computed again from their events as they are now.
+                written += defined_traits_update(profile_ids=stale, traits=traits, now=now)
             changed += written
-            stale_count += len(stale)
     finally:
         execute(f"DROP TABLE IF EXISTS {SNAPSHOT_TABLE}")
-    if stale_count:
-        queued_profiles_refresh()
     return changed
 
 

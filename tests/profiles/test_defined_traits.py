@@ -240,19 +240,19 @@ def test_the_key_cannot_change_once_saved():
     assert "cannot change" in computed_trait_errors(trait)["key"][0]
 
 
-def test_saving_computes_for_every_profile_and_deleting_removes_the_values(
-    shopper, django_capture_on_commit_callbacks
-):
+def test_saving_then_its_task_computes_for_everyone_and_deleting_then_its_task_removes(shopper):
+    from profiles.tasks import recompute_defined_trait_task, remove_defined_trait_values_task
+
     computed_traits_update(profile_ids=[shopper.pk])
     trait = ComputedTrait(key="orders", name="Orders", kind="count", event_name="Order Completed")
-    with django_capture_on_commit_callbacks(execute=True):
-        computed_trait_save(trait=trait)
+    computed_trait_save(trait=trait)
+    assert trait.status == ComputedTrait.Status.NEW
+    recompute_defined_trait_task(trait.pk)
     trait.refresh_from_db()
     assert trait.status == ComputedTrait.Status.READY
     assert trait.computed_at is not None
     assert values(shopper)["orders"] == 4
-    with django_capture_on_commit_callbacks(execute=True):
-        computed_trait_delete(trait=trait)
+    remove_defined_trait_values_task(computed_trait_delete(trait=trait))
     assert "orders" not in values(shopper)
     assert values(shopper)["order_count"] == 4  # the rest of the document stays
 
@@ -329,7 +329,6 @@ def test_a_value_refreshed_while_everyone_is_computed_is_not_overwritten(monkeyp
     """The computation for everyone takes its values in one pass, then writes them batch by
     batch: a profile whose events were processed (and refreshed) in between keeps the newer
     value; the others get theirs."""
-    from profiles.models import ProfileRefresh
     from profiles.segments import defined_traits as service
 
     busy, quiet = ProfileFactory(traits={}), ProfileFactory(traits={})
@@ -344,14 +343,15 @@ def test_a_value_refreshed_while_everyone_is_computed_is_not_overwritten(monkeyp
         yield from ranges(batch_size)
 
     monkeypatch.setattr(service, "id_ranges", a_second_order_processed_meanwhile)
-    refreshes = []
+    computed_again = []
+    update = service.defined_traits_update
     monkeypatch.setattr(
-        "profiles.ingest.refresh.queued_profiles_refresh", lambda: refreshes.append(1)
+        service,
+        "defined_traits_update",
+        lambda **kwargs: computed_again.extend(kwargs["profile_ids"]) or update(**kwargs),
     )
     defined_traits_recompute([trait])
 
     assert values(busy)["orders"] == 2  # not the snapshot's 1
     assert values(quiet)["orders"] == 1
-    # And the busy one is refreshed once more from its events as they are now.
-    assert list(ProfileRefresh.objects.values_list("profile_id", flat=True)) == [busy.pk]
-    assert refreshes == [1]
+    assert computed_again == [busy.pk]  # from its events as they are now

@@ -15,8 +15,14 @@ from typing import Any
 
 from django.db.models import Count, Exists, OuterRef, Q
 
-from profiles.models import ComputedTrait, Event, Profile, Segment, SegmentMembership
-from profiles.segments.computed import COMPUTED_KEYS
+from profiles.models import (
+    BUILT_IN_COMPUTED_KEYS,
+    ComputedTrait,
+    Event,
+    Profile,
+    Segment,
+    SegmentMembership,
+)
 from profiles.segments.rules.jsonvalue import value_compare
 from profiles.segments.rules.language import (
     LIST_OPERATORS,
@@ -37,7 +43,7 @@ MAX_WINDOW_DAYS = 3660
 
 # Computed traits a rule may name (the first segment of a ``computed`` path): the built-in
 # ones, and those defined (``ComputedTrait``).
-COMPUTED_TRAITS = COMPUTED_KEYS
+COMPUTED_TRAITS = BUILT_IN_COMPUTED_KEYS
 
 
 # --- trait and computed -------------------------------------------------------------------------
