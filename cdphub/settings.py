@@ -240,6 +240,24 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+# --- E-mail (task reminders) ------------------------------------------------------------------
+# The console in development; in production Django's SMTP settings (EMAIL_HOST, EMAIL_PORT,
+# EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS) from the environment.
+EMAIL_BACKEND = env(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend"
+    if DEBUG
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "cdphub <cdphub@localhost>")
+# Where e-mails link to: the admin's address as users reach it.
+CDPHUB_ADMIN_URL = env("CDPHUB_ADMIN_URL", "http://127.0.0.1:8000" if DEBUG else "").rstrip("/")
+
 # --- Metrics (Prometheus, at /metrics) ----------------------------------------------------------
 # Off unless one is set: a bearer token scrapers send, and/or networks allowed without one.
 CDPHUB_METRICS_TOKEN = env("CDPHUB_METRICS_TOKEN", "")
@@ -271,7 +289,7 @@ WORKLOADS = {
     "ingest": "processing of collected messages",
     "refresh": "segments, computed traits, lookalikes and rollups",
     "imports": "spreadsheet and data provider imports",
-    "delivery": "destinations and segment exports",
+    "delivery": "destinations, segment exports and e-mailed task reminders",
     "privacy": "data subject requests, retention and purges",
 }
 CELERY_TASK_QUEUES = [Queue(name) for name in WORKLOADS]
@@ -295,7 +313,11 @@ CELERY_TASK_ROUTES = {
             "crm.tasks.link_import_profiles_task",
             "audiences.tasks.import_provider_file_task",
         ],
-        "delivery": ["cdphub.tasks.send_deliveries_task", "profiles.tasks.run_segment_export_task"],
+        "delivery": [
+            "cdphub.tasks.send_deliveries_task",
+            "profiles.tasks.run_segment_export_task",
+            "crm.tasks.send_task_reminders_task",
+        ],
         "privacy": [
             "consent.tasks.process_data_subject_request_task",
             "consent.tasks.purge_expired_data_task",
@@ -322,6 +344,10 @@ CELERY_BEAT_SCHEDULE: dict = {
     "recompute-computed-traits": {
         "task": "profiles.tasks.recompute_traits_task",
         "schedule": crontab(minute=30, hour=2),
+    },
+    "send-task-reminders": {
+        "task": "crm.tasks.send_task_reminders_task",
+        "schedule": crontab(minute="*"),
     },
     "expire-trait-windows": {
         "task": "profiles.tasks.expire_trait_windows_task",

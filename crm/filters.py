@@ -1,6 +1,7 @@
 import django_filters
 
 from crm.models import Activity, Company, Contact, Deal, Pipeline, Stage, Tag, Task, Ticket
+from crm.reminders import DUE_CHOICES, tasks_due
 from crm.selectors import VISIBILITY_RULES, visible_to
 from profiles.filters import refuse_personal_lookup
 
@@ -121,6 +122,22 @@ class TicketFilter(VisibleFilterSet):
 
 class TaskFilter(VisibleFilterSet):
     done = django_filters.BooleanFilter(field_name="done_at", lookup_expr="isnull", exclude=True)
+    mine = django_filters.BooleanFilter(method="mine_filter", help_text="Only the caller's tasks.")
+    due = django_filters.ChoiceFilter(
+        choices=list(DUE_CHOICES.items()),
+        method="due_filter",
+        help_text="Open tasks past their due time, due today (in the site's time zone), or "
+        "all open ones.",
+    )
+
+    def mine_filter(self, queryset, name, value):
+        user = self.request.user if self.request else None
+        if value and getattr(user, "pk", None):
+            return queryset.filter(owner=user)
+        return queryset.none() if value else queryset
+
+    def due_filter(self, queryset, name, value):
+        return tasks_due(queryset, value)
 
     class Meta:
         model = Task

@@ -472,12 +472,37 @@ class Task(models.Model):
     )
     due_at = models.DateTimeField(null=True, blank=True)
     done_at = models.DateTimeField(null=True, blank=True)
+    remind_minutes_before = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(60 * 24 * 30)],
+        help_text="E-mail the owner this many minutes before the due time (0: at the due "
+        "time); empty: no reminder.",
+    )
+    reminder_sent_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When the reminder went out (a new due time or reminder sends it again).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["due_at", "id"]
-        indexes = [models.Index(fields=["owner", "done_at"], name="task_owner_open")]
+        indexes = [
+            models.Index(fields=["owner", "done_at"], name="task_owner_open"),
+            # The reminders to send: open tasks with a reminder not sent yet, by due time.
+            models.Index(
+                fields=["due_at"],
+                name="task_reminder_due",
+                condition=Q(
+                    done_at__isnull=True,
+                    reminder_sent_at__isnull=True,
+                    remind_minutes_before__isnull=False,
+                ),
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.title

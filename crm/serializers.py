@@ -279,9 +279,11 @@ class TaskSerializer(VisibleRelationsMixin, serializers.ModelSerializer):
             "owner",
             "due_at",
             "done_at",
+            "remind_minutes_before",
+            "reminder_sent_at",
             *TIMESTAMPS,
         ]
-        read_only_fields = TIMESTAMPS
+        read_only_fields = ["reminder_sent_at", *TIMESTAMPS]
 
 
 class MailingListQuerySerializer(serializers.Serializer):

@@ -29,6 +29,14 @@ def link_import_profiles_task(job_id: int) -> None:
         import_job_link_profiles(job=job)
 
 
+@shared_task(ignore_result=True)
+def send_task_reminders_task() -> int:
+    """Beat, every minute: the task reminders that have come due, each sent once."""
+    from crm.reminders import reminders_send
+
+    return reminders_send()
+
+
 def profiles_link_later(job: ImportJob) -> None:
     """After an applied contact import commits, link its contacts to CDP profiles in the
     background: identity work is heavier than the import and must not hold its transaction."""

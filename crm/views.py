@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.db.models import Prefetch
+from django.db.models import F, Prefetch
 from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
 from rest_framework.decorators import action
@@ -9,7 +9,7 @@ from rest_framework.response import Response
 
 from cdphub.api import Conflict, ProtectedDestroyMixin, refuse_unknown_parameters
 from cdphub.pii import can_view_pii
-from crm import filters, selectors, serializers, services
+from crm import filters, reminders, selectors, serializers, services
 from crm.accounts import (
     SuggestionRefused,
     account_suggestion_accept,
@@ -150,10 +150,33 @@ class TicketViewSet(ProtectedDestroyMixin, VisibleRecordsMixin, viewsets.ModelVi
 
 
 class TaskViewSet(ProtectedDestroyMixin, VisibleRecordsMixin, viewsets.ModelViewSet):
-    queryset = Task.objects.all()
+    """Tasks, open ones first; ``remind_minutes_before`` e-mails the owner before the due time
+    (a new due time or reminder sends it again)."""
+
+    queryset = Task.objects.order_by(
+        F("done_at").asc(nulls_first=True), F("due_at").asc(nulls_last=True), "pk"
+    )
     serializer_class = serializers.TaskSerializer
     filterset_class = filters.TaskFilter
     ordering_fields = [*ORDERING, "due_at"]
+
+    def perform_create(self, serializer):
+        serializer.instance = reminders.task_save(task=Task(**serializer.validated_data))
+
+    def perform_update(self, serializer):
+        task = serializer.instance
+        for field, value in serializer.validated_data.items():
+            setattr(task, field, value)
+        reminders.task_save(task=task)
+
+    @extend_schema(request=None, responses=serializers.TaskSerializer)
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def done(self, request, pk=None):
+        """Mark the task done (a task done already keeps its time)."""
+        task = self.get_object()
+        reminders.tasks_mark_done(tasks=Task.objects.filter(pk=task.pk))
+        task.refresh_from_db()
+        return Response(self.get_serializer(task).data)
 
 
 class AccountSuggestionViewSet(VisibleRecordsMixin, viewsets.ReadOnlyModelViewSet):

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import F
+from django.http import HttpResponseNotAllowed
+from django.shortcuts import redirect
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from cdphub.admin_mixins import ReadableModelAdmin
 from crm.admin.actions import (
@@ -18,6 +26,7 @@ from crm.models import (
     Task,
     Ticket,
 )
+from crm.reminders import DUE_CHOICES, task_save, tasks_due, tasks_mark_done
 from crm.resources import ActivityResource
 
 # --- Activities, tickets, tasks -----------------------------------------------------------------
@@ -56,11 +65,37 @@ class TicketAdmin(VisibleRecordsAdminMixin, ReadableModelAdmin):
     actions = [assign_owner]
 
 
+class MineFilter(admin.SimpleListFilter):
+    title = "owner"
+    parameter_name = "mine"
+
+    def lookups(self, request, model_admin):
+        return [("1", "My tasks")]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(owner=request.user) if self.value() == "1" else queryset
+
+
+class DueFilter(admin.SimpleListFilter):
+    """Open tasks by when they are due (in the site's time zone)."""
+
+    title = "due"
+    parameter_name = "due"
+
+    def lookups(self, request, model_admin):
+        return list(DUE_CHOICES.items())
+
+    def queryset(self, request, queryset):
+        return tasks_due(queryset, self.value()) if self.value() in DUE_CHOICES else queryset
+
+
 @admin.register(Task)
 class TaskAdmin(VisibleRecordsAdminMixin, ReadableModelAdmin):
     pii_fields = ("contact",)  # a contact shows as its name
-    list_display = ["title", "priority", "contact", "deal", "owner", "due_at", "done_at"]
+    list_display = ["title", "due_at", "done_button", "priority", "contact", "deal", "owner"]
     list_filter = [
+        MineFilter,
+        DueFilter,
         "priority",
         ("owner", admin.RelatedOnlyFieldListFilter),
         ("done_at", admin.EmptyFieldListFilter),
@@ -69,6 +104,43 @@ class TaskAdmin(VisibleRecordsAdminMixin, ReadableModelAdmin):
     list_select_related = ["contact", "deal", "owner"]
     raw_id_fields = ["owner"]
     autocomplete_fields = ["contact", "deal"]
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = ["reminder_sent_at", "created_at", "updated_at"]
     action_form = OwnerActionForm
-    actions = [assign_owner]
+    actions = ["mark_done", assign_owner]
+    # Open tasks first, the soonest due first; done ones after.
+    ordering = [F("done_at").asc(nulls_first=True), F("due_at").asc(nulls_last=True), "pk"]
+
+    def save_model(self, request, obj, form, change):
+        task_save(task=obj)
+
+    @admin.display(description="done")
+    def done_button(self, task):
+        if task.done_at:
+            return timezone.localtime(task.done_at).strftime("%Y-%m-%d %H:%M")
+        return format_html(
+            '<button type="submit" class="button" form="task-done" formaction="{}">Done</button>',
+            reverse("admin:crm_task_done", args=[task.pk]),
+        )
+
+    @admin.action(description="Mark done", permissions=["change"])
+    def mark_done(self, request, queryset):
+        done = tasks_mark_done(tasks=queryset)
+        self.message_user(request, f"{done} task(s) marked done.")
+
+    def get_urls(self):
+        done = self.admin_site.admin_view(self.done_view)
+        return [path("<int:object_id>/done/", done, name="crm_task_done"), *super().get_urls()]
+
+    def done_view(self, request, object_id: int):
+        """One click on a task's Done button (a POST: it changes the task)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        task = self.get_queryset(request).filter(pk=object_id).first()
+        if task is None or not self.has_change_permission(request, task):
+            raise PermissionDenied
+        tasks_mark_done(tasks=Task.objects.filter(pk=task.pk))
+        self.message_user(request, f"Done: {task.title}", messages.SUCCESS)
+        back = request.POST.get("next", "")
+        if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+            back = reverse("admin:crm_task_changelist")
+        return redirect(back)
