@@ -12,6 +12,7 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage, get_connection
 from django.db import transaction
 from django.db.models import DateTimeField, ExpressionWrapper, F, Q, Value
@@ -27,8 +28,25 @@ BATCH = 200
 LONGEST = timedelta(days=30)
 
 
+def task_errors(task: Task) -> dict[str, list[str]]:
+    """What stops the task's reminder from reaching anyone, by field (empty when nothing)."""
+    if task.remind_minutes_before is None:
+        return {}
+    if task.due_at is None:
+        return {"due_at": ["a reminder needs a due time"]}
+    if task.owner_id is None:
+        return {"owner": ["a reminder goes to the task's owner: choose one"]}
+    if not task.owner.email:
+        return {"owner": [f"{task.owner} has no e-mail address to be reminded at"]}
+    return {}
+
+
 def task_save(*, task: Task) -> Task:
-    """Save a task; a new due time or reminder makes a sent reminder due again."""
+    """Save a task (refused when its reminder could reach no one); a new due time or reminder
+    makes a sent reminder due again."""
+    errors = task_errors(task)
+    if errors:
+        raise ValidationError(errors)
     if task.pk is not None:
         before = Task.objects.filter(pk=task.pk).values("due_at", "remind_minutes_before").first()
         if before and (before["due_at"], before["remind_minutes_before"]) != (

@@ -6,7 +6,7 @@ from rest_framework import serializers
 from rest_framework.relations import ManyRelatedField, RelatedField
 
 from cdphub.api import PiiMaskedSerializerMixin
-from crm import services
+from crm import reminders, services
 from crm.accounts import ACCOUNT_FIGURES, with_account_figures
 from crm.models import (
     AccountSuggestion,
@@ -284,6 +284,19 @@ class TaskSerializer(VisibleRelationsMixin, serializers.ModelSerializer):
             *TIMESTAMPS,
         ]
         read_only_fields = ["reminder_sent_at", *TIMESTAMPS]
+
+    def validate(self, attrs):
+        task = Task(**{**self.current(), **attrs})
+        errors = reminders.task_errors(task)
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+    def current(self) -> dict:
+        if self.instance is None:
+            return {}
+        fields = ("due_at", "owner", "remind_minutes_before")
+        return {field: getattr(self.instance, field) for field in fields}
 
 
 class MailingListQuerySerializer(serializers.Serializer):

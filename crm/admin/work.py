@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import F
@@ -26,7 +27,7 @@ from crm.models import (
     Task,
     Ticket,
 )
-from crm.reminders import DUE_CHOICES, task_save, tasks_due, tasks_mark_done
+from crm.reminders import DUE_CHOICES, task_errors, task_save, tasks_due, tasks_mark_done
 from crm.resources import ActivityResource
 
 # --- Activities, tickets, tasks -----------------------------------------------------------------
@@ -89,8 +90,22 @@ class DueFilter(admin.SimpleListFilter):
         return tasks_due(queryset, self.value()) if self.value() in DUE_CHOICES else queryset
 
 
+class TaskForm(forms.ModelForm):
+    def clean(self):
+        cleaned = super().clean()
+        task = self.instance
+        for field in ("due_at", "owner", "remind_minutes_before"):
+            if field in cleaned:
+                setattr(task, field, cleaned[field])
+        for field, problems in task_errors(task).items():
+            for problem in problems:
+                self.add_error(field if field in self.fields else None, problem)
+        return cleaned
+
+
 @admin.register(Task)
 class TaskAdmin(VisibleRecordsAdminMixin, ReadableModelAdmin):
+    form = TaskForm
     pii_fields = ("contact",)  # a contact shows as its name
     list_display = ["title", "due_at", "done_button", "priority", "contact", "deal", "owner"]
     list_filter = [

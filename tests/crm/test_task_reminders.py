@@ -207,3 +207,37 @@ def test_api_reminders_filters_and_done(rep, api_client_with_scopes):
         "/api/crm/tasks/", {"title": "x", "remind_minutes_before": -5}, format="json"
     )
     assert refused.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"owner": None}, "owner", "choose one"),
+        ({"due_at": None}, "due_at", "needs a due time"),
+        ({"owner": "mute"}, "owner", "no e-mail address"),
+    ],
+)
+def test_a_reminder_that_could_reach_no_one_is_refused(
+    rep, user_with_role, api_client_with_scopes, admin_client, fields, field, message
+):
+    mute = user_with_role("Sales", "mute")
+    body = {
+        "title": "Follow up",
+        "owner": rep.pk,
+        "due_at": (timezone.now() + timedelta(hours=1)).isoformat(),
+        "remind_minutes_before": 10,
+    }
+    body.update({k: (mute.pk if v == "mute" else v) for k, v in fields.items()})
+    api = api_client_with_scopes("crm:read", "crm:write")
+    response = api.post("/api/crm/tasks/", body, format="json")
+    assert response.status_code == 400
+    assert message in str(response.json()["errors"][field])
+
+    form = {"title": "Follow up", "priority": "normal", "remind_minutes_before": 10}
+    form["owner"] = "" if body["owner"] is None else body["owner"]
+    form["due_at_0"], form["due_at_1"] = (
+        ("", "") if body["due_at"] is None else ("2030-01-01", "10:00")
+    )
+    page = admin_client.post(reverse("admin:crm_task_add"), form)
+    assert page.status_code == 200 and message in page.content.decode()
+    assert not Task.objects.exists()
