@@ -195,6 +195,11 @@ def cell_text(value) -> str:
     return str(value)
 
 
+# The last column of a rejected rows file (crm.imports.jobs.rejected_rows_file): why the row
+# was left out.
+REJECTED_REASON_COLUMN = "import error"
+
+
 def column_map(
     spec: ImportSpec, headers: list[str], overrides: dict[str, str] | None = None
 ) -> tuple[dict[str, str], list[str]]:
@@ -205,6 +210,8 @@ def column_map(
         for name in (column.name, *column.synonyms):
             tokens.setdefault(header_token(name), column.name)
     overrides = {header_token(h): field for h, field in (overrides or {}).items()}
+    # A rejected rows file, fixed, is imported again as it is: its reason column is ignored.
+    overrides.setdefault(header_token(REJECTED_REASON_COLUMN), "-")
     mapping, problems, used = {}, [], {}
     for position, header in enumerate(headers, start=1):
         token = header_token(header)

@@ -511,7 +511,7 @@ class Task(models.Model):
 class ImportJobManager(models.Manager):
     def get_queryset(self):
         # The file can be 100+ MB: it is read in slices by the importer, never loaded whole.
-        return super().get_queryset().defer("file_data")
+        return super().get_queryset().defer("file_data", "rejected_file")
 
 
 class ImportJob(models.Model):
@@ -566,6 +566,18 @@ class ImportJob(models.Model):
         default=list, blank=True, help_text="First rows of the check: outcome and field changes."
     )
     message = models.TextField(blank=True)
+    valid_rows_only = models.BooleanField(
+        default=False,
+        help_text="Applied in the mode that writes the valid rows and leaves the others in the "
+        "rejected rows file; otherwise all rows or none.",
+    )
+    rejected_file = models.BinaryField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="The rows left out (valid rows only): the original columns and the reason, "
+        "as CSV to fix and import again.",
+    )
     created_by = models.ForeignKey(
         OWNER, null=True, blank=True, on_delete=models.SET_NULL, related_name="crm_import_jobs"
     )

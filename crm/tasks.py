@@ -9,12 +9,16 @@ from crm.models import ImportJob
 
 
 @shared_task(ignore_result=True)
-def run_import_job_task(job_id: int, apply: bool = False) -> None:
-    """Check (or, with ``apply``, write) one import job; progress is kept on the job."""
+def run_import_job_task(job_id: int, apply: bool = False, valid_rows_only: bool = False) -> None:
+    """Check (or, with ``apply``, write) one import job; progress is kept on the job. With
+    ``valid_rows_only`` the valid rows are written and the others given back in a file."""
     job = ImportJob.objects.filter(pk=job_id).first()
     if job is None:
         return  # deleted meanwhile
-    if apply:
+    if apply and valid_rows_only:
+        if job.status in (ImportJob.Status.VALIDATED, ImportJob.Status.INVALID):
+            profiles_link_later(import_job_apply(job=job, valid_rows_only=True))
+    elif apply:
         if job.status == ImportJob.Status.VALIDATED:
             profiles_link_later(import_job_apply(job=job))
     elif job.status == ImportJob.Status.PENDING:

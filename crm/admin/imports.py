@@ -10,7 +10,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -19,13 +19,15 @@ from cdphub.admin_mixins import ReadableModelAdmin
 from cdphub.csv_export import SafeCsvWriter
 from cdphub.pii import MASK, mask_text, mask_value
 from crm.importfiles import ImportRefused
-from crm.imports.jobs import import_job_check_actor, import_job_create
+from crm.imports.jobs import import_job_check_actor, import_job_create, import_preview_summary
 from crm.imports.revert import import_job_revert
 from crm.models import DataExport, ImportJob
 from crm.resources import SPECS
 from crm.tasks import run_import_job_task
 
 RUNNING = (ImportJob.Status.PENDING, ImportJob.Status.VALIDATING, ImportJob.Status.APPLYING)
+# Checked, not applied: either apply mode may follow.
+CHECKED = (ImportJob.Status.VALIDATED, ImportJob.Status.INVALID)
 KEY_CHOICES = sorted({(key, key) for spec in SPECS.values() for key in spec.keys})
 
 
@@ -91,8 +93,10 @@ def parse_column_map(text: str) -> dict[str, str]:
     return overrides
 
 
-def queue_job(job: ImportJob, *, apply: bool) -> None:
-    transaction.on_commit(lambda: run_import_job_task.delay(job.pk, apply=apply))
+def queue_job(job: ImportJob, *, apply: bool, valid_rows_only: bool = False) -> None:
+    transaction.on_commit(
+        lambda: run_import_job_task.delay(job.pk, apply=apply, valid_rows_only=valid_rows_only)
+    )
 
 
 @admin.register(ImportJob)
@@ -141,6 +145,11 @@ class ImportJobAdmin(ReadableModelAdmin):
             path("<int:pk>/revert/", view(self.revert_view), name="crm_importjob_revert"),
             path("<int:pk>/remap/", view(self.remap_view), name="crm_importjob_remap"),
             path("<int:pk>/errors.csv", view(self.errors_view), name="crm_importjob_errors"),
+            path(
+                "<int:pk>/rows-to-fix.csv",
+                view(self.rejected_view),
+                name="crm_importjob_rejected",
+            ),
             *super().get_urls(),
         ]
 
@@ -192,6 +201,14 @@ class ImportJobAdmin(ReadableModelAdmin):
             "errors": masked_errors(job.errors[:100], self.may_view_pii(request)),
             "preview": masked_preview(job, self.may_view_pii(request)),
             "can_apply": job.status == ImportJob.Status.VALIDATED and self.may_act(request, job),
+            "can_apply_valid": job.status in CHECKED
+            and job.error_count > 0
+            and job.created_count + job.updated_count > 0
+            and self.may_act(request, job),
+            "summary": import_preview_summary(job) if job.status in CHECKED else "",
+            "has_rejected_file": ImportJob.objects.filter(
+                pk=job.pk, rejected_file__isnull=False
+            ).exists(),
             "can_revert": job.status == ImportJob.Status.APPLIED and self.may_act(request, job),
             "can_remap": job.status in (ImportJob.Status.INVALID, ImportJob.Status.VALIDATED)
             and self.may_act(request, job),
@@ -223,7 +240,16 @@ class ImportJobAdmin(ReadableModelAdmin):
         job = self._job_for_post(request, pk)
         if job is None:
             return job_page(pk)
-        if job.status != ImportJob.Status.VALIDATED:
+        if request.POST.get("valid_rows_only"):
+            if job.status not in CHECKED:
+                self.message_user(request, "Check the import first.", messages.ERROR)
+            else:
+                queue_job(job, apply=True, valid_rows_only=True)
+                self.message_user(
+                    request,
+                    "The valid rows are being applied; the others will be in a file to fix.",
+                )
+        elif job.status != ImportJob.Status.VALIDATED:
             self.message_user(
                 request, "Only a checked import without errors can be applied.", messages.ERROR
             )
@@ -258,6 +284,20 @@ class ImportJobAdmin(ReadableModelAdmin):
             job.refresh_from_db(fields=["message"])
             self.message_user(request, job.message)
         return job_page(pk)
+
+    def rejected_view(self, request, pk: int):
+        """The rows left out by an apply of the valid rows, as they were in the file with the
+        reason: personal data, for those who may see it."""
+        job = get_object_or_404(ImportJob.objects.defer("file_data"), pk=pk)
+        if not self.has_view_permission(request, job) or not self.may_view_pii(request):
+            raise PermissionDenied
+        data = ImportJob.objects.filter(pk=pk).values_list("rejected_file", flat=True).first()
+        if data is None:
+            raise Http404("This import left no rows out.")
+        response = HttpResponse(bytes(data), content_type="text/csv; charset=utf-8")
+        name = f"import-{job.pk}-rows-to-fix.csv"
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response
 
     def errors_view(self, request, pk: int):
         job = get_object_or_404(ImportJob.objects.defer("file_data"), pk=pk)

@@ -1,7 +1,8 @@
 """The job's life as callers see it: ``import_job_create`` checks the uploaded file and stores it
 with the job, ``import_job_validate`` is the dry run (every row checked and previewed),
-``import_job_apply`` writes the whole file in one transaction (its caller then queues the linking
-of contacts to CDP profiles: ``crm.tasks.profiles_link_later``); ``import_job_check_actor`` says
+``import_job_apply`` writes the whole file in one transaction, all rows or none, or the valid
+rows with the others given back in a file (its caller then queues the linking of contacts to CDP
+profiles: ``crm.tasks.profiles_link_later``); ``import_job_check_actor`` says
 who may act on a job. The pass over the file
 itself is ``crm.imports.run``."""
 
@@ -13,7 +14,15 @@ from typing import BinaryIO
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from crm.importfiles import HEAD, ImportRefused, file_check, file_store
+from cdphub.csv_export import SafeCsvWriter
+from crm.importfiles import (
+    HEAD,
+    REJECTED_REASON_COLUMN,
+    ImportRefused,
+    file_check,
+    file_store,
+    iter_table,
+)
 from crm.imports.rows import Progress
 from crm.imports.run import ImportRun
 from crm.models import ImportJob
@@ -90,13 +99,18 @@ def import_job_apply(
     job: ImportJob,
     progress: Progress | None = None,
     checked_first: bool = True,
+    valid_rows_only: bool = False,
 ) -> ImportJob:
     """Write the whole file in one transaction: every row is checked again and any error rolls
-    everything back. Imported contacts are linked to CDP profiles afterwards, by the task the
+    everything back. With ``valid_rows_only`` the valid rows are written and the others left
+    out, in the job's rejected rows file (their original columns and the reason), to fix and
+    import again. Imported contacts are linked to CDP profiles afterwards, by the task the
     caller queues (``crm.tasks.profiles_link_later``). Without ``checked_first`` (scripts that
     need no preview) a new job is applied directly: one pass over the file instead of two, with
     the same checks."""
     allowed = [ImportJob.Status.VALIDATED, ImportJob.Status.FAILED]
+    if valid_rows_only:
+        allowed.append(ImportJob.Status.INVALID)
     if not checked_first:
         allowed.append(ImportJob.Status.PENDING)
     if job.status not in allowed:
@@ -106,15 +120,22 @@ def import_job_apply(
     job.status = ImportJob.Status.APPLYING
     try:
         with transaction.atomic():
-            run = ImportRun(job, apply=True, progress=progress)
+            run = ImportRun(job, apply=True, progress=progress, valid_rows_only=valid_rows_only)
             run.execute()
-            if job.error_count:
+            if job.error_count and not valid_rows_only:
                 raise ImportFailed
             job.status, job.finished_at = ImportJob.Status.APPLIED, timezone.now()
+            job.valid_rows_only = valid_rows_only
             job.message = (
                 f"Applied: {job.created_count} created, {job.updated_count} updated, "
                 f"{job.skipped_count} skipped."
             )
+            if run.rejected:
+                job.rejected_file = rejected_rows_file(job, run.rejected)
+                job.message += (
+                    f" {len(run.rejected)} row(s) with errors were left out: download them, "
+                    "fix them and import them again."
+                )
             job.save()
     except ImportFailed:
         job.status = ImportJob.Status.FAILED
@@ -135,6 +156,33 @@ def import_job_apply(
         )
         raise
     return job
+
+
+def rejected_rows_file(job: ImportJob, rejected: dict[int, str]) -> bytes:
+    """The rows left out, as CSV: the file's header and their cells as they were, and a last
+    column ``error`` with the reason; read from the stored file again, one row at a time."""
+    out = io.StringIO()
+    writer = SafeCsvWriter(out)
+    rows = iter_table(job)
+    number, header = next(rows)
+    writer.writerow([*header, REJECTED_REASON_COLUMN])
+    for number, cells in rows:
+        if number in rejected:
+            writer.writerow([*cells, rejected[number]])
+    return out.getvalue().encode()
+
+
+def import_preview_summary(job: ImportJob) -> str:
+    """What each apply mode would write, after the check."""
+    writes = f"{job.created_count + job.updated_count} rows ({job.created_count} new, "
+    writes += f"{job.updated_count} updated)"
+    if not job.error_count:
+        return f"Applying writes {writes}, all or nothing."
+    rows = job.rows_done - job.created_count - job.updated_count - job.skipped_count
+    return (
+        f"All or nothing writes nothing: {rows} rows have errors. Valid rows only writes "
+        f"{writes} and gives the {rows} others back in a file to fix."
+    )
 
 
 def job_refused(job: ImportJob, exc: ImportRefused, status=ImportJob.Status.INVALID) -> ImportJob:

@@ -57,8 +57,21 @@ def progress_channel(job: ImportJob):
 
 
 class ImportRun:
-    def __init__(self, job: ImportJob, *, apply: bool, progress: Progress | None):
+    """With ``valid_rows_only`` an apply writes every valid row, and keeps the reasons of the
+    others (``rejected``, by row number) for the rejected rows file; otherwise nothing is
+    written after the first error (the whole apply is rolled back)."""
+
+    def __init__(
+        self,
+        job: ImportJob,
+        *,
+        apply: bool,
+        progress: Progress | None,
+        valid_rows_only: bool = False,
+    ):
         self.job, self.apply, self.progress = job, apply, progress
+        self.valid_rows_only = valid_rows_only
+        self.rejected: dict[int, str] = {}
         self.spec: ImportSpec = SPECS[job.resource]
         self.references = References(self.spec)
 
@@ -126,10 +139,13 @@ class ImportRun:
         self.seen.check(rows)
         Classifier(self.spec, self.job).classify(rows)
         # After the first error nothing more is written (it will be rolled back anyway), but
-        # the rest of the file is still checked so every error is reported at once.
-        if self.apply and not self.job.error_count and not any(row.errors for row in rows):
+        # the rest of the file is still checked so every error is reported at once; with
+        # valid rows only, the valid rows of every batch are written.
+        valid = [row for row in rows if not row.errors]
+        writes = self.valid_rows_only or (not self.job.error_count and len(valid) == len(rows))
+        if self.apply and valid and writes:
             writing.enter_context(pipeline())
-            Writer(self.spec, self.job).write(rows)
+            Writer(self.spec, self.job).write(valid)
         self.record(rows)
 
     def parse(self, number: int, cells: list[str]) -> Row:
@@ -160,6 +176,10 @@ class ImportRun:
                 for error in row.errors:
                     error["column"] = self.column_names.get(error["column"], error["column"])
                 job.error_count += len(row.errors)
+                self.rejected[row.number] = "; ".join(
+                    f"{e['column']}: {e['message']}" if e["column"] else e["message"]
+                    for e in row.errors
+                )
                 room = MAX_STORED_ERRORS - len(job.errors)
                 job.errors.extend(row.errors[: max(room, 0)])
             elif row.outcome == "new":

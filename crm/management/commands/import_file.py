@@ -26,6 +26,13 @@ class Command(BaseCommand):
         parser.add_argument("--key", required=True, help="Field matching existing rows.")
         parser.add_argument("--dry-run", action="store_true", help="Check only; write nothing.")
         parser.add_argument(
+            "--valid-rows-only",
+            type=Path,
+            metavar="REJECTED_CSV",
+            help="Write the valid rows and save the others, with the reason, to this CSV file "
+            "(to fix and import again); without it, all rows or none.",
+        )
+        parser.add_argument(
             "--map",
             action="append",
             default=[],
@@ -59,14 +66,34 @@ class Command(BaseCommand):
                 raise CommandError(f"The file has errors. {job.message}".strip())
             self.stdout.write("Dry run: nothing was written.")
             return
-        # Applying checks every row too, and writes nothing if any row fails: one pass.
-        self.stdout.write(f"Import job {job.pk}: importing {job.file_name} (all or nothing)")
-        job = import_job_apply(job=job, progress=self.progress, checked_first=False)
+        # Applying checks every row too, and writes nothing if any row fails (unless the valid
+        # rows only are wanted): one pass.
+        rejected_path = options["valid_rows_only"]
+        how = "valid rows only" if rejected_path else "all or nothing"
+        self.stdout.write(f"Import job {job.pk}: importing {job.file_name} ({how})")
+        job = import_job_apply(
+            job=job,
+            progress=self.progress,
+            checked_first=False,
+            valid_rows_only=rejected_path is not None,
+        )
         profiles_link_later(job)
         self.report(job)
         if job.status != ImportJob.Status.APPLIED:
             raise CommandError(f"Nothing was written. {job.message}".strip())
+        if rejected_path is not None:
+            self.save_rejected(job, rejected_path)
         self.stdout.write(self.style.SUCCESS(job.message))
+
+    def save_rejected(self, job: ImportJob, path: Path) -> None:
+        data = ImportJob.objects.filter(pk=job.pk).values_list("rejected_file", flat=True).get()
+        if data is None:
+            return
+        try:
+            path.write_bytes(bytes(data))
+        except OSError as exc:
+            raise CommandError(f"Cannot write {path}: {exc.strerror}") from None
+        self.stdout.write(f"The rows left out are in {path}.")
 
     def progress(self, job: ImportJob) -> None:
         total = max(job.rows_total, job.rows_done, 1)
