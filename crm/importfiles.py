@@ -201,10 +201,15 @@ REJECTED_REASON_COLUMN = "import error"
 
 
 def column_map(
-    spec: ImportSpec, headers: list[str], overrides: dict[str, str] | None = None
+    spec: ImportSpec,
+    headers: list[str],
+    overrides: dict[str, str] | None = None,
+    *,
+    skip_unknown: bool = False,
 ) -> tuple[dict[str, str], list[str]]:
     """Header -> field ("-" to ignore), matched by name and synonyms, then the explicit
-    overrides; returns the map and the problems (unknown or doubly mapped columns)."""
+    overrides; returns the map and the problems (unknown or doubly mapped columns). With
+    ``skip_unknown`` a column that is no field is ignored instead (the caller warns)."""
     tokens = {}
     for column in spec.columns:
         for name in (column.name, *column.synonyms):
@@ -219,6 +224,8 @@ def column_map(
         where = f"Column {column_letter(position)} ({header!r})"
         if not header:
             problems.append(f"{where} has no header.")
+        elif field is None and skip_unknown:
+            mapping[header] = "-"
         elif field is None:
             problems.append(
                 f"{where} is not a {spec.resource} field; map it with {header}=FIELD or ignore it "

@@ -43,6 +43,7 @@ def import_job_create(
     data: bytes | BinaryIO,
     created_by=None,
     overrides: dict[str, str] | None = None,
+    skip_unknown: bool = False,
 ) -> ImportJob:
     """Store the upload (bytes, or a binary file read a slice at a time) with the job;
     file-level problems are refused here, before anything is kept."""
@@ -64,7 +65,7 @@ def import_job_create(
         key_field=key_field,
         file_name=file_name[:255],
         file_size=size,
-        column_map={"overrides": overrides or {}},
+        column_map={"overrides": overrides or {}, "skip_unknown": skip_unknown},
         created_by=created_by,
     )
     lines = file_store(job.pk, stream, size)

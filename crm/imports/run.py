@@ -15,13 +15,19 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from cdphub.bulk import quote
 from cdphub.sql import pipeline, query
-from crm.importfiles import ImportRefused, column_letter, column_map, iter_table
+from crm.importfiles import (
+    REJECTED_REASON_COLUMN,
+    ImportRefused,
+    column_letter,
+    column_map,
+    iter_table,
+)
 from crm.imports.classify import Classifier
 from crm.imports.references import References
 from crm.imports.rows import Progress, Row, batched, json_value
 from crm.imports.write import Writer
 from crm.models import ImportJob
-from crm.resources import SPECS, CellError, ImportSpec
+from crm.resources import SPECS, CellError, ImportSpec, header_token
 
 BATCH_SIZE = 2000
 MAX_STORED_ERRORS = 10_000
@@ -117,7 +123,10 @@ class ImportRun:
 
     def checked_mapping(self) -> dict[str, str]:
         overrides = (self.job.column_map or {}).get("overrides", {})
-        mapping, problems = column_map(self.spec, self.headers, overrides)
+        skip_unknown = bool((self.job.column_map or {}).get("skip_unknown"))
+        mapping, problems = column_map(
+            self.spec, self.headers, overrides, skip_unknown=skip_unknown
+        )
         mapped = set(mapping.values())
         if self.job.key_field not in mapped and self.job.mode != ImportJob.Mode.CREATE:
             problems.append(
@@ -130,6 +139,15 @@ class ImportRun:
                         f"Column {required!r} is required to create {self.spec.resource}."
                     )
         self.job.column_map = {"overrides": overrides, "columns": mapping}
+        if skip_unknown:
+            self.job.column_map["skip_unknown"] = True
+            self.job.column_map["ignored"] = [
+                header
+                for header, field in mapping.items()
+                if field == "-"
+                and header not in overrides
+                and header_token(header) != header_token(REJECTED_REASON_COLUMN)
+            ]
         if problems:
             raise ImportRefused(problems)
         return mapping

@@ -126,3 +126,18 @@ def test_the_command_line_writes_the_valid_rows_and_saves_the_rest(tmp_path):
     assert Contact.objects.count() == 3
     assert "The rows left out are in" in out.getvalue()
     assert "not-an-email" in rejected.read_text(encoding="utf-8-sig")
+
+
+def test_the_command_line_can_ignore_unknown_columns_with_a_warning(tmp_path):
+    from django.core.management.base import CommandError
+
+    source = tmp_path / "people.csv"
+    source.write_bytes(csv_bytes("email,first_name,Favourite colour", "anna@example.com,Anna,red"))
+    arguments = [str(source), "--resource=contacts", "--mode=upsert", "--key=email"]
+    with pytest.raises(CommandError, match="Favourite colour"):
+        call_command("import_file", *arguments, stdout=io.StringIO(), stderr=io.StringIO())
+    assert not Contact.objects.exists()
+    err = io.StringIO()
+    call_command("import_file", *arguments, "--skip-unknown", stdout=io.StringIO(), stderr=err)
+    assert Contact.objects.get().first_name == "Anna"
+    assert "ignored: 'Favourite colour'" in err.getvalue()

@@ -39,6 +39,12 @@ class Command(BaseCommand):
             metavar="HEADER=FIELD",
             help="Map a column to a field ('-' ignores it); repeatable.",
         )
+        parser.add_argument(
+            "--skip-unknown",
+            action="store_true",
+            help="Ignore the columns that are no field (with a warning) instead of refusing "
+            "the file.",
+        )
 
     def handle(self, *args, **options):
         overrides = parse_maps(options["map"])
@@ -55,6 +61,7 @@ class Command(BaseCommand):
                     file_name=options["file"].name,
                     data=file,
                     overrides=overrides,
+                    skip_unknown=options["skip_unknown"],
                 )
         except ImportRefused as exc:
             raise CommandError(" ".join(exc.messages)) from None
@@ -104,6 +111,10 @@ class Command(BaseCommand):
 
     def report(self, job: ImportJob) -> None:
         sys.stderr.write("\n")
+        ignored = (job.column_map or {}).get("ignored", [])
+        if ignored:
+            names = ", ".join(repr(header) for header in ignored)
+            self.stderr.write(f"Warning: columns that are no field were ignored: {names}")
         self.stdout.write(
             f"{job.rows_done} rows: {job.created_count} new, {job.updated_count} updated, "
             f"{job.skipped_count} skipped, {job.error_count} errors"
