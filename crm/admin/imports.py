@@ -20,7 +20,7 @@ from cdphub.csv_export import SafeCsvWriter
 from cdphub.pii import MASK, mask_text, mask_value
 from crm.importfiles import ImportRefused
 from crm.imports.jobs import import_job_check_actor, import_job_create, import_preview_summary
-from crm.imports.revert import import_job_revert
+from crm.imports.revert import import_job_revert, import_job_revert_preview
 from crm.models import DataExport, ImportJob
 from crm.resources import SPECS
 from crm.tasks import run_import_job_task
@@ -273,6 +273,12 @@ class ImportJobAdmin(ReadableModelAdmin):
         return job_page(pk)
 
     def revert_view(self, request, pk: int):
+        """GET: what reverting would undo, and a button to confirm; POST: revert."""
+        if request.method == "GET":
+            job = get_object_or_404(ImportJob.objects.defer("file_data"), pk=pk)
+            if not self.may_act(request, job):
+                raise PermissionDenied
+            return self.revert_confirmation(request, [job], action_url=request.path)
         job = self._job_for_post(request, pk)
         if job is None:
             return job_page(pk)
@@ -312,8 +318,27 @@ class ImportJobAdmin(ReadableModelAdmin):
         response["Content-Disposition"] = f'attachment; filename="import-{job.pk}-errors.csv"'
         return response
 
+    def revert_confirmation(self, request, jobs, *, action_url: str, selected=()):
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Revert the import?" if len(jobs) == 1 else "Revert these imports?",
+            "jobs": [(job, import_job_revert_preview(job)) for job in jobs],
+            "action_url": action_url,
+            "selected": selected,
+        }
+        return TemplateResponse(request, "admin/crm/importjob/revert.html", context)
+
     @admin.action(description="Revert the selected imports", permissions=["add"])
     def revert(self, request, queryset):
+        """Asks first, saying what each revert would undo; reverts once confirmed."""
+        if request.POST.get("confirmed") != "yes":
+            return self.revert_confirmation(
+                request,
+                list(queryset.defer("file_data")),
+                action_url=request.get_full_path(),
+                selected=[str(pk) for pk in queryset.values_list("pk", flat=True)],
+            )
         for job in queryset:
             try:
                 import_job_revert(job=job, actor=request.user)

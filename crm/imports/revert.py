@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from django.apps import apps
 from django.db import transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, Func, IntegerField, OuterRef, QuerySet, Sum
 from django.utils import timezone
 
 from cdphub.bulk import objects_update
@@ -24,11 +25,38 @@ from profiles.services import (
 )
 
 
+class Cardinality(Func):
+    function = "cardinality"
+    output_field = IntegerField()
+
+
 def created_batches(changes, label: str) -> Iterator[list[int]]:
     """The ids of the rows of one model the import created, a logged batch at a time."""
     created = changes.filter(model=label, action=ImportChange.Action.CREATED)
     for change_id in created.values_list("pk", flat=True):
         yield ImportChange.objects.values_list("object_ids", flat=True).get(pk=change_id)
+
+
+def import_job_revert_preview(job: ImportJob) -> list[str]:
+    """What reverting the import would undo, in words, counted from its change journal (one
+    line per model and action: "delete 120 contacts it created")."""
+    counts = (
+        job.changes.order_by()
+        .values("model", "action")
+        .annotate(rows=Sum(Cardinality("object_ids")))
+        .order_by("model", "action")
+    )
+    lines = []
+    for row in counts:
+        if not row["rows"]:
+            continue
+        model = apps.get_model(row["model"])
+        noun = model._meta.verbose_name if row["rows"] == 1 else model._meta.verbose_name_plural
+        if row["action"] == ImportChange.Action.CREATED:
+            lines.append(f"delete {row['rows']} {noun} it created")
+        else:
+            lines.append(f"give {row['rows']} {noun} it {row['action']} their previous values")
+    return lines
 
 
 @transaction.atomic

@@ -141,3 +141,32 @@ def test_the_command_line_can_ignore_unknown_columns_with_a_warning(tmp_path):
     call_command("import_file", *arguments, "--skip-unknown", stdout=io.StringIO(), stderr=err)
     assert Contact.objects.get().first_name == "Anna"
     assert "ignored: 'Favourite colour'" in err.getvalue()
+
+
+def test_revert_asks_first_and_says_what_it_will_undo(
+    admin_client, django_capture_on_commit_callbacks
+):
+    Contact.objects.create(email="anna@example.com", first_name="Old")
+    with django_capture_on_commit_callbacks(execute=True):
+        upload(admin_client, FILE)
+    job = ImportJob.objects.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(
+            reverse("admin:crm_importjob_apply", args=[job.pk]), {"valid_rows_only": "1"}
+        )
+    url = reverse("admin:crm_importjob_revert", args=[job.pk])
+    page = admin_client.get(url).content.decode()
+    assert "delete 2 contacts it created" in page
+    assert "contacts it updated their previous values" in page  # by the import and linking
+    assert "profiles it created" in page  # profile linking is undone too
+    assert Contact.objects.count() == 3  # asking changed nothing
+
+    changelist = reverse("admin:crm_importjob_changelist")
+    asked = admin_client.post(changelist, {"action": "revert", "_selected_action": [job.pk]})
+    assert "Yes, revert" in asked.content.decode()
+    assert ImportJob.objects.get().status == ImportJob.Status.APPLIED
+    admin_client.post(
+        changelist, {"action": "revert", "_selected_action": [job.pk], "confirmed": "yes"}
+    )
+    assert ImportJob.objects.get().status == ImportJob.Status.REVERTED
+    assert list(Contact.objects.values_list("first_name", flat=True)) == ["Old"]
