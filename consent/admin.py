@@ -6,6 +6,8 @@ One module: the classes are short, and a privacy officer's whole workflow reads 
 
 from __future__ import annotations
 
+import re
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -19,6 +21,7 @@ from django.utils.html import format_html
 from cdphub.admin_mixins import ReadableModelAdmin, ViewOnlyAdminMixin
 from consent.dsar import DsarError, dsar_create, dsar_result_open, dsar_verify, restriction_lift
 from consent.exports import write_register_csv
+from consent.hashing import suppression_hash
 from consent.models import (
     ConsentRecord,
     ConsentState,
@@ -33,6 +36,7 @@ from consent.models import (
 )
 from consent.services import ConsentError, consent_record
 from consent.tasks import process_data_subject_request_task, purge_retention_category_task
+from profiles.models import Identity
 
 OVERDUE_STYLE = "color:#ba2121;font-weight:bold"
 
@@ -443,8 +447,23 @@ class SuppressionAdmin(ViewOnlyAdminMixin, ReadableModelAdmin):
     list_display = ["id", "identifier_kind", "short_hash", "reason", "request", "created_at"]
     list_filter = ["identifier_kind"]
     search_fields = ["=value_hash"]
+    search_help_text = (
+        "Type the e-mail address, phone number or user id as you know it: it is normalised and "
+        "hashed the same way before the look-up (a hash is found too)."
+    )
     list_select_related = ["request"]
     raw_id_fields = ["request"]
+
+    def get_search_results(self, request, queryset, search_term):
+        """The identifier typed, hashed as erasure hashed it (its kind is not needed: each kind
+        is tried); nothing typed is stored or logged."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        hashes = {suppression_hash(kind, term) for kind in Identity.Kind.values}
+        if re.fullmatch(r"[0-9a-f]{64}", term):
+            hashes.add(term)
+        return queryset.filter(value_hash__in=hashes), False
 
     @admin.display(description="hash")
     def short_hash(self, suppression):

@@ -244,3 +244,27 @@ def test_process_action_refuses_unverified_requests(admin_client):
     assert "verify it first" in response.content.decode()
     request_.refresh_from_db()
     assert request_.status == "received"
+
+
+def test_the_suppression_list_is_searched_by_the_identifier_a_privacy_officer_types(
+    client, user_with_role
+):
+    from consent.hashing import suppression_hash
+
+    Suppression.objects.create(
+        identifier_kind="email", value_hash=suppression_hash("email", "anna@example.com")
+    )
+    Suppression.objects.create(
+        identifier_kind="phone", value_hash=suppression_hash("phone", "+31612345678")
+    )
+    client.force_login(user_with_role("Privacy officer"))
+    url = "/admin/consent/suppression/"
+
+    def found(term: str) -> list[str]:
+        page = client.get(url, {"q": term})
+        return list(page.context["cl"].result_list.values_list("identifier_kind", flat=True))
+
+    assert found("  Anna@Example.COM ") == ["email"]  # normalised, then hashed
+    assert found("06 12345678") == ["phone"]  # a national number, in the default region
+    assert found(suppression_hash("email", "anna@example.com")) == ["email"]
+    assert found("bob@example.com") == []
