@@ -313,6 +313,19 @@ class DataSubjectRequestAdmin(ReadableModelAdmin):
         "updated_at",
     ]
 
+    # A request that was completed or rejected is the evidence of how it was handled: locked.
+    LOCKED = (DataSubjectRequest.Status.COMPLETED, DataSubjectRequest.Status.REJECTED)
+
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and obj.status in self.LOCKED:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.status in self.LOCKED:
+            return False
+        return super().has_delete_permission(request, obj)
+
     @admin.display(description="result file")
     def result_download(self, request_, pii: bool):
         if not request_.result_file:

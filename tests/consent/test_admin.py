@@ -268,3 +268,24 @@ def test_the_suppression_list_is_searched_by_the_identifier_a_privacy_officer_ty
     assert found("06 12345678") == ["phone"]  # a national number, in the default region
     assert found(suppression_hash("email", "anna@example.com")) == ["email"]
     assert found("bob@example.com") == []
+
+
+def test_a_completed_or_rejected_request_is_locked_as_evidence(admin_client):
+    from django.urls import reverse
+
+    done = DataSubjectRequestFactory(status=DataSubjectRequest.Status.COMPLETED)
+    refused = DataSubjectRequestFactory(status=DataSubjectRequest.Status.REJECTED)
+    open_one = DataSubjectRequestFactory()
+    for locked in (done, refused):
+        change = reverse("admin:consent_datasubjectrequest_change", args=[locked.pk])
+        page = admin_client.get(change).content.decode()
+        assert 'name="_save"' not in page  # shown read-only
+        delete = reverse("admin:consent_datasubjectrequest_delete", args=[locked.pk])
+        assert admin_client.post(delete, {"post": "yes"}).status_code == 403
+    admin_client.post(
+        reverse("admin:consent_datasubjectrequest_changelist"),
+        {"action": "delete_selected", "_selected_action": [done.pk], "post": "yes"},
+    )
+    assert DataSubjectRequest.objects.filter(pk__in=[done.pk, refused.pk]).count() == 2
+    delete = reverse("admin:consent_datasubjectrequest_delete", args=[open_one.pk])
+    assert admin_client.post(delete, {"post": "yes"}).status_code == 302
