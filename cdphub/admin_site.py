@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.apps import apps
 from django.contrib import admin
 from django.contrib.admin.views.autocomplete import AutocompleteJsonView
 from django.http import JsonResponse
@@ -37,6 +38,7 @@ class CdphubAdminSite(admin.AdminSite):
     site_title = "cdphub"
     index_title = "Dashboard"
     index_template = "admin/dashboard.html"
+    site_url = "/admin/"  # "View site": the admin is the product's site
 
     def get_app_list(self, request, app_label=None):
         app_list = super().get_app_list(request, app_label)
@@ -104,3 +106,43 @@ def dashboard_context(request) -> dict:
         panels["shows_destinations"] = True
     panels["jobs"] = jobs.recent_jobs(user, limit=5)
     return context
+
+
+# --- A refusal that says whom to ask --------------------------------------------------------
+
+ACTIONS_BY_VIEW = {"changelist": "view", "add": "add", "change": "change", "delete": "delete"}
+
+
+def refused_action(request) -> tuple[str, str, str] | None:
+    """(app label, model, action) of the admin page refused, from its URL name
+    (``crm_contact_change``): a model page's own action, any other page of a model "change"."""
+    match = getattr(request, "resolver_match", None)
+    if match is None or not match.url_name or "admin" not in match.namespaces:
+        return None
+    for model in admin.site._registry:
+        prefix = f"{model._meta.app_label}_{model._meta.model_name}_"
+        if match.url_name.startswith(prefix):
+            view = match.url_name.removeprefix(prefix)
+            return (
+                model._meta.app_label,
+                model._meta.model_name,
+                ACTIONS_BY_VIEW.get(view, "change"),
+            )
+    return None
+
+
+def permission_denied(request, exception=None):
+    """The 403 page: styled like the admin, saying what was refused and which roles may do it."""
+    from cdphub.roles import roles_granting
+
+    context = {**admin.site.each_context(request), "title": "Not allowed", "roles": []}
+    refused = refused_action(request)
+    if refused is not None:
+        app_label, model_name, action = refused
+        model = apps.get_model(app_label, model_name)
+        context["what"] = f"{ACTION_WORDS[action]} {model._meta.verbose_name_plural}"
+        context["roles"] = roles_granting(app_label, model_name, action)
+    return TemplateResponse(request, "403.html", context, status=403)
+
+
+ACTION_WORDS = {"view": "see", "add": "add", "change": "change", "delete": "delete"}

@@ -59,23 +59,37 @@ ROLES: dict[str, dict] = {
 FORBIDDEN = {"consent.change_consentrecord", "consent.delete_consentrecord"}
 
 
+def grants(role: str, app: str, model: str, action: str) -> bool:
+    """Whether the role's matrix gives ``action`` (view, add, change, delete) on the model."""
+    spec = ROLES[role]
+    if app not in spec["apps"] or f"{app}.{action}_{model}" in FORBIDDEN:
+        return False
+    allowed_models = spec.get("only", {}).get(app)
+    if allowed_models is not None and model not in allowed_models:
+        return False
+    return action in spec.get("models", {}).get(f"{app}.{model}", spec["apps"][app])
+
+
+def roles_granting(app: str, model: str, action: str) -> list[str]:
+    """The roles that may do ``action`` on the model (for a refusal to say whom to ask)."""
+    return [role for role in ROLES if grants(role, app, model, action)]
+
+
 def role_permissions(role: str) -> list[Permission]:
     spec = ROLES[role]
-    permissions = []
     candidates = Permission.objects.select_related("content_type").filter(
         content_type__app_label__in=spec["apps"].keys()
     )
-    for permission in candidates:
-        app = permission.content_type.app_label
-        action = permission.codename.split("_", 1)[0]
-        full = f"{app}.{permission.codename}"
-        allowed_models = spec.get("only", {}).get(app)
-        if allowed_models is not None and permission.content_type.model not in allowed_models:
-            continue
-        model = f"{app}.{permission.content_type.model}"
-        actions = spec.get("models", {}).get(model, spec["apps"][app])
-        if action in actions and full not in FORBIDDEN:
-            permissions.append(permission)
+    permissions = [
+        permission
+        for permission in candidates
+        if grants(
+            role,
+            permission.content_type.app_label,
+            permission.content_type.model,
+            permission.codename.split("_", 1)[0],
+        )
+    ]
     app_label, codename = PII_PERMISSION.split(".")
     permissions = [p for p in permissions if p.codename != codename]
     if spec["pii"]:

@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
@@ -12,7 +13,12 @@ router = DefaultRouter(trailing_slash=True)
 for register in (register_profiles, register_crm, register_audiences, register_consent):
     register(router)
 
+# A refused admin page says which roles may open it (cdphub.admin_site.permission_denied).
+handler403 = "cdphub.admin_site.permission_denied"
+
 urlpatterns = [
+    # The admin is the product: the site's root goes there.
+    path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -121,3 +121,22 @@ def test_admin_index_lists_apps_in_a_marketers_order(admin_client):
     ]
     assert positions == sorted(positions)
     assert "<title>Dashboard | cdphub</title>" in page
+
+
+def test_a_refused_admin_page_says_which_roles_may_open_it(client, user_with_role):
+    client.force_login(user_with_role("Analyst"))
+    response = client.get("/admin/crm/contact/add/")
+    assert response.status_code == 403
+    page = response.content.decode()
+    assert "You may not add contacts" in page
+    assert "This needs one of these roles: <strong>Sales, Sales manager</strong>" in page
+    assert 'id="site-name"' in page  # the admin's own look
+    response = client.get("/admin/consent/suppression/")
+    assert "You may not see suppressions" in response.content.decode()
+    assert "Privacy officer" in response.content.decode()
+
+
+def test_the_site_root_and_view_site_lead_to_the_admin(admin_client):
+    response = admin_client.get("/")
+    assert response.status_code == 302 and response["Location"] == "/admin/"
+    assert 'href="/admin/">View site' in admin_client.get("/admin/").content.decode()
