@@ -566,6 +566,23 @@ class ImportJob(models.Model):
         default=list, blank=True, help_text="First rows of the check: outcome and field changes."
     )
     message = models.TextField(blank=True)
+    new_records_owner = models.ForeignKey(
+        OWNER,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Owner of the records the import creates without an owner column value.",
+    )
+    new_records_team = models.ForeignKey(
+        "SalesTeam",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Or: the records it creates without an owner are shared round-robin among "
+        "this team's members.",
+    )
     valid_rows_only = models.BooleanField(
         default=False,
         help_text="Applied in the mode that writes the valid rows and leaves the others in the "

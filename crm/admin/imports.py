@@ -8,6 +8,7 @@ import io
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import Http404, HttpResponse, HttpResponseRedirect
@@ -21,7 +22,7 @@ from cdphub.pii import MASK, mask_text, mask_value
 from crm.importfiles import ImportRefused
 from crm.imports.jobs import import_job_check_actor, import_job_create, import_preview_summary
 from crm.imports.revert import import_job_revert, import_job_revert_preview
-from crm.models import DataExport, ImportJob
+from crm.models import DataExport, ImportJob, SalesTeam
 from crm.resources import SPECS
 from crm.tasks import run_import_job_task
 
@@ -48,6 +49,21 @@ class ImportUploadForm(forms.Form):
         label="Column mapping",
         help_text="Optional, one 'Header=field' per line ('Header=-' ignores a column). Headers "
         "are otherwise matched by name and common synonyms (Voornaam, E-mail address...).",
+    )
+
+    new_records_owner = forms.ModelChoiceField(
+        queryset=get_user_model()
+        .objects.filter(is_active=True, is_staff=True)
+        .order_by("username"),
+        required=False,
+        label="Owner of new records",
+        help_text="Who owns the records the import creates without an owner column value.",
+    )
+    new_records_team = forms.ModelChoiceField(
+        queryset=SalesTeam.objects.order_by("name"),
+        required=False,
+        label="Or share them in a team",
+        help_text="Round-robin among the team's members.",
     )
 
     def clean_file(self):
@@ -168,9 +184,11 @@ class ImportJobAdmin(ReadableModelAdmin):
                     data=data["file"],  # streamed into the database, not read whole
                     created_by=request.user,
                     overrides=data["column_map"],
+                    new_records_owner=data["new_records_owner"],
+                    new_records_team=data["new_records_team"],
                 )
             except ImportRefused as exc:
-                form.add_error("file", exc.messages)
+                form.add_error(None, exc.messages)
             else:
                 queue_job(job, apply=False)
                 return HttpResponseRedirect(reverse("admin:crm_importjob_change", args=[job.pk]))

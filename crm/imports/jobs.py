@@ -44,6 +44,8 @@ def import_job_create(
     created_by=None,
     overrides: dict[str, str] | None = None,
     skip_unknown: bool = False,
+    new_records_owner=None,
+    new_records_team=None,
 ) -> ImportJob:
     """Store the upload (bytes, or a binary file read a slice at a time) with the job;
     file-level problems are refused here, before anything is kept."""
@@ -54,6 +56,12 @@ def import_job_create(
         raise ImportRefused(
             f"{key_field!r} cannot key a {resource} import; use one of {', '.join(spec.keys)}."
         )
+    if (new_records_owner or new_records_team) and "owner" not in spec.names:
+        raise ImportRefused(f"{resource} have no owner: choose no owner for new records.")
+    if new_records_owner and new_records_team:
+        raise ImportRefused("Choose an owner for new records, or a team to share them, not both.")
+    if new_records_team and not new_records_team.members.exists():
+        raise ImportRefused(f"The team {new_records_team} has no members to share records among.")
     stream = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
     size = stream.seek(0, io.SEEK_END)
     stream.seek(0)
@@ -67,6 +75,8 @@ def import_job_create(
         file_size=size,
         column_map={"overrides": overrides or {}, "skip_unknown": skip_unknown},
         created_by=created_by,
+        new_records_owner=new_records_owner,
+        new_records_team=new_records_team,
     )
     lines = file_store(job.pk, stream, size)
     # A first estimate for the progress bar (lines of a CSV); the check makes it exact.

@@ -80,6 +80,7 @@ class ImportRun:
         self.rejected: dict[int, str] = {}
         self.spec: ImportSpec = SPECS[job.resource]
         self.references = References(self.spec)
+        self.new_owners = NewRecordsOwners(job)
 
     def execute(self) -> None:
         job = self.job
@@ -156,6 +157,7 @@ class ImportRun:
         self.references.resolve(rows, create=self.apply)
         self.seen.check(rows)
         Classifier(self.spec, self.job).classify(rows)
+        self.new_owners.assign(rows)
         # After the first error nothing more is written (it will be rolled back anyway), but
         # the rest of the file is still checked so every error is reported at once; with
         # valid rows only, the valid rows of every batch are written.
@@ -217,6 +219,33 @@ def preview_entry(row: Row) -> dict:
         "reason": row.reason or "; ".join(f"{e['column']}: {e['message']}" for e in row.errors),
         "changes": {name: [json_value(a), json_value(b)] for name, (a, b) in row.changes.items()},
     }
+
+
+class NewRecordsOwners:
+    """The owner of each record the import creates without an owner column value: the job's
+    chosen owner, or its team's members in turn (round-robin, in a fixed order, across the
+    whole file)."""
+
+    def __init__(self, job: ImportJob):
+        if job.new_records_owner_id:
+            self.owners = [job.new_records_owner_id]
+        elif job.new_records_team_id:
+            self.owners = list(
+                job.new_records_team.members.order_by("pk").values_list("pk", flat=True)
+            )
+        else:
+            self.owners = []
+        self.turn = 0
+
+    def assign(self, rows: list[Row]) -> None:
+        if not self.owners:
+            return
+        for row in rows:
+            if row.outcome == "new" and not row.errors and row.values.get("owner_id") is None:
+                owner = self.owners[self.turn % len(self.owners)]
+                self.turn += 1
+                row.values["owner_id"] = owner
+                row.changes["owner_id"] = [None, owner]
 
 
 class SeenKeys:

@@ -170,3 +170,39 @@ def test_revert_asks_first_and_says_what_it_will_undo(
     )
     assert ImportJob.objects.get().status == ImportJob.Status.REVERTED
     assert list(Contact.objects.values_list("first_name", flat=True)) == ["Old"]
+
+
+def test_records_created_without_an_owner_get_the_chosen_one_or_a_team_in_turn(
+    user_with_role, admin_client, django_capture_on_commit_callbacks
+):
+    from crm.models import SalesTeam
+
+    ann, bob = user_with_role("Sales", "ann"), user_with_role("Sales", "bob")
+    team = SalesTeam.objects.create(name="North")
+    team.members.set([ann, bob])
+    data = csv_bytes(
+        "email,first_name,owner",
+        "a@example.com,A,",
+        "b@example.com,B,",
+        "c@example.com,C,bob",
+        "d@example.com,D,",
+    )
+    job = import_job_apply(job=checked(data, new_records_team=team))
+    owners = dict(Contact.objects.values_list("first_name", "owner__username"))
+    assert owners == {"A": "ann", "B": "bob", "C": "bob", "D": "ann"}
+
+    with django_capture_on_commit_callbacks(execute=True):
+        upload(
+            admin_client,
+            csv_bytes("email,first_name", "e@example.com,E"),
+            new_records_owner=bob.pk,
+        )
+    upload_job = ImportJob.objects.exclude(pk=job.pk).get()
+    assert upload_job.new_records_owner == bob
+    both = upload(
+        admin_client,
+        csv_bytes("email", "f@example.com"),
+        new_records_owner=bob.pk,
+        new_records_team=team.pk,
+    )
+    assert "not both" in both.content.decode()

@@ -3,11 +3,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from crm.importfiles import ImportRefused
 from crm.imports.jobs import import_job_apply, import_job_create, import_job_validate
-from crm.models import ImportJob
+from crm.models import ImportJob, SalesTeam
 from crm.resources import SPECS
 from crm.tasks import profiles_link_later
 
@@ -40,6 +41,14 @@ class Command(BaseCommand):
             help="Map a column to a field ('-' ignores it); repeatable.",
         )
         parser.add_argument(
+            "--owner", metavar="USERNAME", help="Owner of the records created without one."
+        )
+        parser.add_argument(
+            "--owner-team",
+            metavar="TEAM",
+            help="Share the records created without an owner round-robin in this sales team.",
+        )
+        parser.add_argument(
             "--skip-unknown",
             action="store_true",
             help="Ignore the columns that are no field (with a warning) instead of refusing "
@@ -62,6 +71,8 @@ class Command(BaseCommand):
                     data=file,
                     overrides=overrides,
                     skip_unknown=options["skip_unknown"],
+                    new_records_owner=named(get_user_model(), "username", options["owner"]),
+                    new_records_team=named(SalesTeam, "name", options["owner_team"]),
                 )
         except ImportRefused as exc:
             raise CommandError(" ".join(exc.messages)) from None
@@ -124,6 +135,16 @@ class Command(BaseCommand):
             self.stderr.write(f"  {where}{error['message']}")
         if job.error_count > 50:
             self.stderr.write(f"  ... and {job.error_count - 50} more (see the job in the admin)")
+
+
+def named(model, field: str, value: str | None):
+    """The record named ``value`` (None for none), or a clear error."""
+    if value is None:
+        return None
+    found = model.objects.filter(**{field: value}).first()
+    if found is None:
+        raise CommandError(f"No {model._meta.verbose_name} with {field} {value!r}.")
+    return found
 
 
 def parse_maps(values: list[str]) -> dict[str, str]:
