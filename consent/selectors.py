@@ -56,6 +56,21 @@ def profile_has_consent(profile: Profile | int, purpose_code: str) -> bool:
     return profiles_with_consent(purpose_code).filter(pk=survivor.pk).exists()
 
 
+def marketing_consents(profile_id: int | None) -> list[tuple[str, str]]:
+    """(purpose name, "granted" / "denied" / "withdrawn" / "unknown") of every active marketing
+    purpose for a profile: whether sales may call, e-mail or text the person (unknown: no
+    consent recorded, so no)."""
+    purposes = Purpose.objects.filter(is_marketing=True, is_active=True).order_by("name")
+    states = {}
+    if profile_id is not None:
+        states = dict(
+            ConsentState.objects.filter(profile_id=profile_id, purpose__in=purposes).values_list(
+                "purpose_id", "status"
+            )
+        )
+    return [(purpose.name, states.get(purpose.pk, "unknown")) for purpose in purposes]
+
+
 def is_suppressed(kind: str, value: str) -> bool:
     """Whether an identifier belongs to an erased person: ingestion and imports must not bring
     it back."""

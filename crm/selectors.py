@@ -14,6 +14,7 @@ from crm.models import (
     Deal,
     DuplicateCandidate,
     SalesTeam,
+    Stage,
     Task,
     Ticket,
 )
@@ -189,3 +190,44 @@ def contacts_for_mailing(purpose_code: str) -> QuerySet[Contact]:
 
     allowed = profiles_with_consent(purpose_code).values("pk")
     return Contact.objects.exclude(email="").filter(profile_id__in=allowed).order_by("pk")
+
+
+# --- A contact's timeline ----------------------------------------------------------------------
+
+TIMELINE_LENGTH = 30
+
+
+def activities_and_stage_changes(*, contact: Contact) -> list[dict]:
+    """The contact's activities and what happened to its deals (opened, moved to a stage,
+    won or lost), newest first: ``at``, ``what``, ``detail``."""
+    from cdphub.models import AuditEntry
+
+    entries = [
+        {
+            "at": activity.done_at or activity.due_at or activity.created_at,
+            "what": activity.get_kind_display(),
+            "detail": activity.subject,
+        }
+        for activity in contact.activities.order_by("-created_at")[:TIMELINE_LENGTH]
+    ]
+    deals = {deal.pk: deal for deal in contact.deals.select_related("stage")}
+    for deal in deals.values():
+        entries.append({"at": deal.created_at, "what": "Deal opened", "detail": deal.name})
+        if deal.closed_at:
+            outcome = "Deal won" if deal.status == Deal.Status.WON else "Deal lost"
+            entries.append({"at": deal.closed_at, "what": outcome, "detail": deal.name})
+    moves = AuditEntry.objects.filter(
+        action="stage.move",
+        object_type=Deal._meta.label_lower,
+        object_id__in=[str(pk) for pk in deals],
+    ).order_by("-created_at")[:TIMELINE_LENGTH]
+    stages = dict(Stage.objects.values_list("pk", "name"))
+    for move in moves:
+        stage_id = move.note.rsplit("#", 1)[-1]
+        stage = stages.get(int(stage_id)) if stage_id.isdigit() else None
+        deal = deals[int(move.object_id)]
+        entries.append(
+            {"at": move.created_at, "what": "Deal moved", "detail": f"{deal.name} to {stage}"}
+        )
+    entries.sort(key=lambda entry: entry["at"], reverse=True)
+    return entries[:TIMELINE_LENGTH]

@@ -8,10 +8,12 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.forms.models import BaseInlineFormSet
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 
 from cdphub.admin_mixins import ReadableModelAdmin
 from cdphub.pii import can_view_pii, mask_value
+from consent.selectors import marketing_consents
 from crm import services
 from crm.accounts import ACTIVE_DAYS, with_account_figures
 from crm.admin.actions import (
@@ -38,6 +40,7 @@ from crm.models import (
     Tag,
 )
 from crm.resources import CompanyResource, ContactResource
+from crm.selectors import activities_and_stage_changes
 
 # --- Tags, companies, contacts -----------------------------------------------------------------
 
@@ -239,6 +242,44 @@ class ContactActivityInline(VisibleRecordsInlineMixin, admin.TabularInline):
         return super().get_queryset(request).select_related("owner")
 
 
+CONSENT_WORDS = {
+    "granted": "yes (consent given)",
+    "denied": "no (refused)",
+    "withdrawn": "no (withdrawn)",
+    "unknown": "no (no consent recorded)",
+}
+
+
+def activity_buttons(**links) -> str:
+    """Links to the activity form, one per kind, filled in with ``links`` (contact, company,
+    deal ids; owner: the person logging it, set by the form)."""
+    base = reverse("admin:crm_activity_add")
+    query = {name: pk for name, pk in links.items() if pk}
+    return format_html_join(
+        " ",
+        '<a class="button" href="{}?{}">Log {}</a>',
+        (
+            (base, urlencode({**query, "kind": kind}), label.lower())
+            for kind, label in Activity.Kind.choices
+        ),
+    )
+
+
+def timeline_html(entries: list[dict]) -> str:
+    if not entries:
+        return "Nothing yet."
+    rows = format_html_join(
+        "",
+        "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+        ((f"{entry['at']:%Y-%m-%d %H:%M}", entry["what"], entry["detail"]) for entry in entries),
+    )
+    return format_html(
+        "<table><thead><tr><th>when</th><th>what</th><th></th></tr></thead>"
+        "<tbody>{}</tbody></table>",
+        rows,
+    )
+
+
 @admin.register(Contact)
 class ContactAdmin(VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmin):
     resource_classes = [ContactResource]
@@ -266,13 +307,64 @@ class ContactAdmin(VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmin
     list_select_related = ["company", "owner"]
     raw_id_fields = ["owner", "profile"]
     autocomplete_fields = ["company", "tags"]
-    readonly_fields = ["profile", "created_at", "updated_at"]
+    readonly_fields = [
+        "profile",
+        "created_at",
+        "updated_at",
+        "may_contact",
+        "cdp_profile",
+        "log_activity",
+        "timeline",
+    ]
     fieldsets = [
         (None, {"fields": ["first_name", "last_name", "email", "phone", "company", "job_title"]}),
+        ("Reach them", {"fields": ["may_contact", "log_activity"]}),
         ("Sales", {"fields": ["lifecycle_stage", "owner", "tags", "external_id"]}),
+        ("Timeline", {"fields": ["timeline"]}),
         ("Address", {"fields": ["street", "postal_code", "city", "country", "date_of_birth"]}),
-        ("Links", {"fields": ["profile", "created_at", "updated_at"]}),
+        ("Links", {"fields": ["cdp_profile", "profile", "created_at", "updated_at"]}),
     ]
+
+    @admin.display(description="may we call, e-mail or text them?")
+    def may_contact(self, contact):
+        """Their consent per marketing purpose, from the CDP profile the contact is linked to."""
+        if contact.pk is None:
+            return "-"
+        rows = format_html_join(
+            "",
+            '<tr><th scope="row">{}</th><td class="consent-{}">{}</td></tr>',
+            (
+                (name, status, CONSENT_WORDS.get(status, status))
+                for name, status in marketing_consents(contact.profile_id)
+            ),
+        )
+        return format_html("<table>{}</table>", rows)
+
+    @admin.display(description="CDP profile")
+    def cdp_profile(self, contact):
+        if not contact.profile_id:
+            return "Not linked yet (linked when the contact is saved or imported)."
+        url = reverse("admin:profiles_profile_change", args=[contact.profile_id])
+        return format_html('<a href="{}">Open the 360° profile #{}</a>', url, contact.profile_id)
+
+    @admin.display(description="log")
+    def log_activity(self, contact):
+        """One click to a small activity form: the kind chosen, linked to the contact, its
+        company and its open deal, owned by whoever logs it."""
+        if contact.pk is None:
+            return "-"
+        return activity_buttons(
+            contact=contact.pk,
+            company=contact.company_id,
+            deal=contact.deals.filter(status=Deal.Status.OPEN).values_list("pk", flat=True).first(),
+        )
+
+    @admin.display(description="activities and deal stage changes, newest first")
+    def timeline(self, contact):
+        if contact.pk is None:
+            return "-"
+        return timeline_html(activities_and_stage_changes(contact=contact))
+
     pii_fields = Contact.PII_FIELDS
     inlines = [ContactDealInline, ContactActivityInline]
     action_form = ContactActionForm

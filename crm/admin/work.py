@@ -51,6 +51,15 @@ class ActivityAdmin(VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmi
     action_form = OwnerActionForm
     actions = [assign_owner]
 
+    def get_changeform_initial_data(self, request):
+        """Logged from a contact's page (kind, contact, company, deal given): owned by the
+        person logging it, done now."""
+        initial = super().get_changeform_initial_data(request)
+        initial.setdefault("owner", request.user.pk)
+        if "kind" in initial:
+            initial.setdefault("done_at", timezone.now())
+        return initial
+
 
 @admin.register(Ticket)
 class TicketAdmin(VisibleRecordsAdminMixin, ReadableModelAdmin):

@@ -1,0 +1,59 @@
+"""The contact page for a sales rep's day: may I call, e-mail or text them (their consent, from
+the CDP profile), the profile one click away, log a call / e-mail / meeting / note in one click
+(linked to the contact, its company and its open deal, owned by me, done now), and one timeline
+of activities and deal changes."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from django.urls import reverse
+
+from consent.services import consent_record
+from crm.models import Activity, Deal
+from tests.factories import ActivityFactory, ContactFactory, DealFactory, ProfileFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def contact():
+    profile = ProfileFactory()
+    person = ContactFactory(first_name="Anna", profile=profile)
+    consent_record(profile=profile, purpose="email_marketing", status="granted", method="web_form")
+    consent_record(profile=profile, purpose="phone", status="denied", method="web_form")
+    return person
+
+
+def test_the_page_says_whether_we_may_reach_them_and_links_the_profile(admin_client, contact):
+    page = admin_client.get(reverse("admin:crm_contact_change", args=[contact.pk]))
+    html = page.content.decode()
+    assert 'E-mail marketing</th><td class="consent-granted">yes (consent given)' in html
+    assert 'Phone marketing</th><td class="consent-denied">no (refused)' in html
+    assert 'SMS marketing</th><td class="consent-unknown">no (no consent recorded)' in html
+    assert reverse("admin:profiles_profile_change", args=[contact.profile_id]) in html
+
+
+def test_logging_a_call_is_one_click_to_a_filled_in_form(admin_client, superuser, contact):
+    deal = DealFactory(contact=contact, company=contact.company, name="Renewal")
+    html = admin_client.get(reverse("admin:crm_contact_change", args=[contact.pk])).content.decode()
+    link = next(
+        part.split('"')[0]
+        for part in html.split('href="')
+        if part.startswith(reverse("admin:crm_activity_add")) and "kind=call" in part.split('"')[0]
+    ).replace("&amp;", "&")
+    query = parse_qs(urlsplit(link).query)
+    assert query["contact"] == [str(contact.pk)] and query["deal"] == [str(deal.pk)]
+    form = admin_client.get(link)
+    initial = form.context["adminform"].form.initial
+    assert initial["owner"] == superuser.pk and initial["kind"] == "call"
+    assert initial["done_at"] is not None
+
+
+def test_one_timeline_of_activities_and_deal_changes(admin_client, contact):
+    ActivityFactory(contact=contact, kind=Activity.Kind.CALL, subject="Intro call")
+    deal = DealFactory(contact=contact, name="Big one")
+    Deal.objects.filter(pk=deal.pk).update(status=Deal.Status.WON, closed_at=deal.created_at)
+    html = admin_client.get(reverse("admin:crm_contact_change", args=[contact.pk])).content.decode()
+    assert "Intro call" in html and "Deal opened" in html and "Deal won" in html
