@@ -12,6 +12,8 @@ from django.db import models
 from django.db.models import F, Func, Q, Value
 from django.db.models.functions import Lower
 
+from profiles.models import validate_origins
+
 OWNER = settings.AUTH_USER_MODEL
 
 # How a linked record shows to someone whose sales teams do not let them see it.
@@ -506,6 +508,95 @@ class Task(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+class WebForm(models.Model):
+    """A form on a website that posts leads into the hub (``POST /forms/<key>/``): each post
+    creates or updates the contact and its CDP profile, and records the consent its checkbox
+    gave with the proof."""
+
+    name = models.CharField(max_length=200, unique=True)
+    key = models.CharField(
+        max_length=40, unique=True, editable=False, help_text="The form's public id, in its URL."
+    )
+    is_active = models.BooleanField(default=True)
+    allowed_origins = ArrayField(
+        models.CharField(max_length=300),
+        default=list,
+        blank=True,
+        validators=[validate_origins],
+        help_text="Web origins whose pages may post to it (https://shop.example.com), one per "
+        "line, or *; pages of other origins are refused.",
+    )
+    consent_purpose = models.ForeignKey(
+        "consent.Purpose",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="What its consent checkbox (field 'consent') agrees to.",
+    )
+    consent_required = models.BooleanField(
+        default=False, help_text="Refuse a post without the consent checkbox ticked."
+    )
+    consent_text = models.ForeignKey(
+        "consent.ConsentText",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The wording shown next to the checkbox, recorded as proof.",
+    )
+    lifecycle_stage = models.CharField(
+        max_length=20, choices=Contact.LifecycleStage.choices, default="lead"
+    )
+    owner = models.ForeignKey(
+        OWNER,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Owner of the contacts it creates.",
+    )
+    posts_per_hour = models.PositiveIntegerField(
+        default=10,
+        validators=[MinValueValidator(1)],
+        help_text="Posts accepted per hour from one address (more: refused as a flood).",
+    )
+    success_url = models.URLField(
+        blank=True, help_text="Where a browser goes after a plain (non-script) post."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def allows_origin(self, origin: str) -> bool:
+        return "*" in self.allowed_origins or origin.rstrip("/") in self.allowed_origins
+
+
+class WebFormPost(models.Model):
+    """A post a web form accepted: which contact it made or updated, and from where (the
+    flood limit counts these)."""
+
+    form = models.ForeignKey(WebForm, on_delete=models.CASCADE, related_name="posts")
+    contact = models.ForeignKey(
+        Contact, null=True, on_delete=models.SET_NULL, related_name="web_form_posts"
+    )
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["form", "ip_address", "created_at"], name="webformpost_flood")
+        ]
+
+    def __str__(self) -> str:
+        return f"post to {self.form} at {self.created_at:%Y-%m-%d %H:%M}"
 
 
 class ImportJobManager(models.Manager):

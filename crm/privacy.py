@@ -27,6 +27,8 @@ from crm.models import (
     Tag,
     Task,
     Ticket,
+    WebForm,
+    WebFormPost,
 )
 from profiles.models import Identity
 
@@ -71,6 +73,15 @@ registry.register(
     personal_fields=("subject", "body"),
     erase_order=40,
 )
+# A form post's address is the person's; the form itself is configuration.
+registry.register(
+    WebFormPost,
+    find=lambda subject: WebFormPost.objects.filter(contact__in=_contacts(subject)),
+    erase=delete_rows,
+    personal_fields=("ip_address",),
+    erase_order=40,
+)
+registry.register_not_personal(WebForm, "a form's settings: no person")
 registry.register(
     Task,
     find=lambda subject: Task.objects.filter(contact__in=_contacts(subject)),

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from cdphub.audit import audit_record, audit_record_many
 from cdphub.sql import execute
-from crm.models import Contact, Deal, Stage, Tag
+from crm.models import Company, Contact, Deal, Stage, Tag
 from profiles.resolution.resolver import profiles_resolve
 from profiles.services import identities_remove, profile_traits_merge, traits_normalize
 
@@ -90,6 +90,13 @@ def contact_save(*, contact: Contact) -> Contact:
     contact.save()
     contact_profiles_link(contacts=[contact])
     return contact
+
+
+def company_by_name(name: str) -> Company:
+    """The company of this name (any case), created when there is none."""
+    name = name[: Company._meta.get_field("name").max_length]
+    company = Company.objects.filter(name__iexact=name).order_by("pk").first()
+    return company or Company.objects.create(name=name)
 
 
 def contact_create(*, tags: Sequence[Tag] | None = None, **fields) -> Contact:

@@ -5,8 +5,17 @@
 - ``actions``: the bulk actions and the action bar's inputs;
 - ``records``: tags, companies, contacts; ``deals``: pipelines, stages, deals; ``work``:
   activities, tickets, tasks; ``duplicates``: the duplicate review queue;
-- ``teams``: sales teams; ``imports``: spreadsheet import jobs.
+- ``teams``: sales teams; ``imports``: spreadsheet import jobs; ``webforms``: a website's
+  lead forms (the snippet to embed).
 
 The CRM's part of the profile page is its panel (``crm/panels.py``)."""
 
-from crm.admin import deals, duplicates, imports, records, teams, work  # noqa: F401 (registers)
+from crm.admin import (  # noqa: F401 (registers)
+    deals,
+    duplicates,
+    imports,
+    records,
+    teams,
+    webforms,
+    work,
+)
