@@ -13,6 +13,7 @@ from crm.admin.actions import (
     assign_owner,
     change_stage,
 )
+from crm.admin.records import activity_buttons
 from crm.admin.visibility import (
     SafeExportMixin,
     VisibleLinksAdminMixin,
@@ -116,7 +117,14 @@ class DealAdmin(VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmin):
     list_select_related = ["stage__pipeline", "company", "contact", "owner"]
     raw_id_fields = ["owner"]
     autocomplete_fields = ["pipeline", "stage", "company", "contact"]
-    readonly_fields = ["closed_at", "created_at", "updated_at"]
+    readonly_fields = ["log_activity", "closed_at", "created_at", "updated_at"]
+
+    @admin.display(description="log")
+    def log_activity(self, deal):
+        if deal.pk is None:
+            return "-"
+        return activity_buttons(deal=deal.pk, contact=deal.contact_id, company=deal.company_id)
+
     date_hierarchy = "expected_close_date"
     action_form = DealActionForm
     actions = [assign_owner, change_stage]

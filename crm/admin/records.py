@@ -145,6 +145,7 @@ class CompanyAdmin(VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmin
     raw_id_fields = ["owner"]
     autocomplete_fields = ["tags"]
     readonly_fields = [
+        "log_activity",
         "group_traits",
         "account_figures",
         "suggested_companies",
@@ -152,6 +153,10 @@ class CompanyAdmin(VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmin
         "updated_at",
     ]
     inlines = [CompanyContactInline, AccountMemberInline]
+
+    @admin.display(description="log")
+    def log_activity(self, company):
+        return activity_buttons(company=company.pk) if company.pk else "-"
 
     @admin.display(description="may be the same as")
     def suggested_companies(self, company):

@@ -57,3 +57,12 @@ def test_one_timeline_of_activities_and_deal_changes(admin_client, contact):
     Deal.objects.filter(pk=deal.pk).update(status=Deal.Status.WON, closed_at=deal.created_at)
     html = admin_client.get(reverse("admin:crm_contact_change", args=[contact.pk])).content.decode()
     assert "Intro call" in html and "Deal opened" in html and "Deal won" in html
+
+
+def test_company_and_deal_pages_log_an_activity_in_one_click(admin_client, contact):
+    deal = DealFactory(contact=contact, company=contact.company)
+    company_page = admin_client.get(reverse("admin:crm_company_change", args=[contact.company_id]))
+    assert f"company={contact.company_id}&amp;kind=meeting" in company_page.content.decode()
+    deal_page = admin_client.get(reverse("admin:crm_deal_change", args=[deal.pk])).content.decode()
+    assert f"contact={contact.pk}&amp;company={deal.company_id}&amp;kind=note" in deal_page
+    assert f"deal={deal.pk}" in deal_page
