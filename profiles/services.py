@@ -85,6 +85,28 @@ def traits_normalize(traits: dict) -> dict:
 
 
 @transaction.atomic
+def profile_traits_edit(*, profile: Profile, traits: dict, actor=None) -> list[str]:
+    """Replace a profile's given traits by hand (the admin's explicit edit): identifiers
+    normalised like any trait, and an audit entry naming the keys changed, never their
+    values. Returns the keys changed."""
+    if not isinstance(traits, dict):
+        raise ValidationError({"traits": "traits are a JSON object"})
+    traits = traits_normalize(traits)
+    before = profile.traits or {}
+    changed = sorted(key for key in {*before, *traits} if before.get(key) != traits.get(key))
+    if changed:
+        profile.traits = traits
+        profile.save(update_fields=["traits", "updated_at"])
+        audit_record(
+            actor=actor,
+            action="profile.traits_edit",
+            obj=profile,
+            note=f"changed {len(changed)} trait(s): {', '.join(changed)}"[:500],
+        )
+    return changed
+
+
+@transaction.atomic
 def profiles_rectify(*, profiles: QuerySet, corrections: dict) -> int:
     """Correct the given traits of these profiles (a rectification request). A corrected e-mail
     or phone replaces the old one as an identity too, so the person is found by the new value

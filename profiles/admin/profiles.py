@@ -8,9 +8,11 @@ from datetime import datetime, time, timedelta
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import BooleanField, Q, Value
+from django.db.models import Q
 from django.http import Http404, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -29,35 +31,12 @@ from profiles.resolution.merges import (
 )
 from profiles.resolution.normalize import lookup_candidates, lookup_condition
 from profiles.selectors import profile_overview, profile_resolve
+from profiles.services import profile_traits_edit
 
 SOURCE_DAYS = 14
 TIMELINE_PAGE_SIZE = 50
 
 TIMELINE_PAGE_SIZE = 50
-
-
-class IdentityInline(admin.TabularInline):
-    model = Identity
-    extra = 0
-    fields = ["kind", "shown_value", "source", "first_seen_at", "last_seen_at"]
-    readonly_fields = fields
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def get_queryset(self, request):
-        # Whether the viewer may see personal data rides on each row: an admin instance is
-        # shared, so no request state is kept on it.
-        pii = Value(can_view_pii(request.user), output_field=BooleanField())
-        return super().get_queryset(request).select_related("source").annotate(viewer_pii=pii)
-
-    @admin.display(description="value")
-    def shown_value(self, identity):
-        if identity.is_personal and not getattr(identity, "viewer_pii", False):
-            return mask_value(identity.value)
-        return identity.value
 
 
 class TimelineFilterForm(forms.Form):
@@ -90,16 +69,17 @@ class ProfileAdmin(ReadableModelAdmin):
     list_select_related = ["merged_into"]
     raw_id_fields = ["merged_into"]
     readonly_fields = [
+        "given_traits",
         "first_seen_at",
         "last_seen_at",
         "created_at",
         "updated_at",
-        "computed_traits",
         "latest_events",
     ]
+    # Given traits are read as a table and changed by the explicit "Edit traits" action (with
+    # an audit entry), not in a JSON box; computed traits and identities have their panels.
     fields = [
-        "traits",
-        "computed_traits",
+        "given_traits",
         "first_seen_at",
         "last_seen_at",
         "merged_into",
@@ -109,8 +89,17 @@ class ProfileAdmin(ReadableModelAdmin):
     ]
     # Defined computed traits may take their values from personal properties.
     pii_json_fields = ("traits", "computed_traits")
-    pii_displays = ("name", "email", "latest_events")
-    inlines = [IdentityInline]
+    pii_displays = ("name", "email", "latest_events", "given_traits")
+
+    @admin.display(description="given traits")
+    def given_traits(self, profile, pii: bool):
+        traits = profile.traits or {}
+        shown = traits if pii else mask_traits(traits)
+        table = readable_table(shown) if shown else "None yet."
+        if profile.pk is None or not pii:
+            return table
+        url = reverse("admin:profiles_profile_traits", args=[profile.pk])
+        return format_html('{}<p><a class="button" href="{}">Edit traits</a></p>', table, url)
 
     @admin.display(description="name")
     def name(self, profile, pii: bool):
@@ -209,7 +198,42 @@ class ProfileAdmin(ReadableModelAdmin):
             self.admin_site.admin_view(self.timeline_view),
             name="profiles_profile_timeline",
         )
-        return [timeline, *super().get_urls()]
+        traits = path(
+            "<int:profile_id>/traits/",
+            self.admin_site.admin_view(self.traits_view),
+            name="profiles_profile_traits",
+        )
+        return [timeline, traits, *super().get_urls()]
+
+    def traits_view(self, request, profile_id: int):
+        """Edit the given traits, as an explicit action: for those who may change profiles and
+        see personal data; recorded in the audit trail (the keys changed)."""
+        profile = get_object_or_404(Profile, pk=profile_id)
+        if not (self.has_change_permission(request, profile) and self.may_view_pii(request)):
+            raise PermissionDenied
+        form = TraitsForm(request.POST or None, initial={"traits": profile.traits or {}})
+        if request.method == "POST" and form.is_valid():
+            try:
+                changed = profile_traits_edit(
+                    profile=profile, traits=form.cleaned_data["traits"], actor=request.user
+                )
+            except ValidationError as exc:
+                for message in exc.messages:
+                    form.add_error("traits", message)
+            else:
+                words = f"changed: {', '.join(changed)}" if changed else "nothing changed"
+                self.message_user(request, f"Traits saved ({words}).", messages.SUCCESS)
+                return HttpResponseRedirect(
+                    reverse("admin:profiles_profile_change", args=[profile.pk])
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Edit the traits of {profile.display_name or profile}",
+            "profile": profile,
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/profiles/profile/traits.html", context)
 
     def timeline_view(self, request, profile_id: int):
         profile = profile_resolve(profile_id)
@@ -245,6 +269,37 @@ class ProfileAdmin(ReadableModelAdmin):
             "filter_query": query.urlencode(),
         }
         return TemplateResponse(request, "admin/profiles/profile/timeline.html", context)
+
+
+class TraitsForm(forms.Form):
+    traits = forms.JSONField(
+        widget=forms.Textarea(attrs={"rows": 16, "cols": 80}),
+        help_text='A JSON object: {"firstName": "Anna", "address": {"city": "Utrecht"}}. An '
+        "e-mail or phone is normalised; an invalid one is refused.",
+    )
+
+    def clean_traits(self):
+        traits = self.cleaned_data["traits"]
+        if not isinstance(traits, dict):
+            raise forms.ValidationError("Traits are a JSON object ({...}).")
+        return traits
+
+
+def readable_table(value) -> str:
+    """A JSON document as nested tables and lists a person reads, not as JSON."""
+    if isinstance(value, dict):
+        rows = format_html_join(
+            "",
+            '<tr><th scope="row">{}</th><td>{}</td></tr>',
+            ((key, readable_table(item)) for key, item in value.items()),
+        )
+        return format_html('<table class="cdp-traits">{}</table>', rows)
+    if isinstance(value, list):
+        items = format_html_join("", "<li>{}</li>", ((readable_table(i),) for i in value))
+        return format_html("<ul>{}</ul>", items)
+    if value is None or value == "":
+        return "-"
+    return format_html("{}", value)
 
 
 class IdentityAdminForm(forms.ModelForm):

@@ -1,6 +1,7 @@
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from django.urls import reverse
 
 from cdphub.hashing import secret_hash
 from cdphub.paginators import EstimatedCountPaginator
@@ -136,3 +137,39 @@ def test_erase_action_opens_a_prefilled_request(client, user_with_role):
 
     assert form.initial["kind"] == "erasure"
     assert str(form.initial["profile"]) == str(profile.pk)
+
+
+def test_given_traits_read_as_a_table_and_are_edited_as_an_explicit_audited_action(
+    client, user_with_role
+):
+    from cdphub.models import AuditEntry
+
+    profile = ProfileFactory(
+        traits={"email": "anna@example.com", "address": {"city": "Utrecht"}, "tags": ["a", "b"]}
+    )
+    client.force_login(user_with_role("Marketer"))
+    page = client.get(reverse("admin:profiles_profile_change", args=[profile.pk])).content.decode()
+    assert '<th scope="row">city</th><td>Utrecht</td>' in page  # nested, readable
+    assert "<li>a</li><li>b</li>" in page
+    assert 'name="traits"' not in page  # no JSON box on the page
+    edit = reverse("admin:profiles_profile_traits", args=[profile.pk])
+    assert edit in page
+
+    refused = client.post(edit, {"traits": '{"email": "not an address"}'})
+    assert refused.status_code == 200 and "not a valid" in refused.content.decode()
+    response = client.post(edit, {"traits": '{"email": "Anna@Example.com", "plan": "pro"}'})
+    assert response.status_code == 302
+    profile.refresh_from_db()
+    assert profile.traits == {"email": "anna@example.com", "plan": "pro"}
+    entry = AuditEntry.objects.get(action="profile.traits_edit")
+    assert entry.note == "changed 3 trait(s): address, plan, tags"  # keys, never values
+
+
+def test_editing_traits_needs_the_change_and_personal_data_permissions(client, user_with_role):
+    profile = ProfileFactory(traits={"email": "anna@example.com"})
+    edit = reverse("admin:profiles_profile_traits", args=[profile.pk])
+    for role in ("Analyst", "Data engineer"):  # no change / no personal data
+        client.force_login(user_with_role(role))
+        assert client.post(edit, {"traits": '{"email": "x@example.com"}'}).status_code == 403
+    profile.refresh_from_db()
+    assert profile.traits == {"email": "anna@example.com"}
