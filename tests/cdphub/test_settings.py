@@ -70,3 +70,20 @@ def test_development_defaults_are_local_only():
     )
     assert result.returncode == 0, result.stderr
     assert "True ['localhost', '127.0.0.1', '[::1]']" in result.stdout
+
+
+def test_every_setting_read_from_the_environment_is_in_env_example_and_the_readme():
+    """The two lists people read to configure cdphub cannot forget a setting."""
+    import re
+    from pathlib import Path
+
+    from django.conf import settings as django_settings
+
+    base = Path(django_settings.BASE_DIR)
+    source = (base / "cdphub" / "settings.py").read_text()
+    names = set(re.findall(r'env(?:_int|_bool|_list)?\(\s*"([A-Z0-9_]+)"', source))
+    example = (base / ".env.example").read_text()
+    readme = (base / "README.md").read_text()
+    assert len(names) > 30
+    assert sorted(n for n in names if not re.search(rf"^{n}=", example, re.MULTILINE)) == []
+    assert sorted(n for n in names if f"`{n}`" not in readme) == []
