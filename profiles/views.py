@@ -63,6 +63,7 @@ from profiles.resolution.merges import (
     profiles_merge_manual,
 )
 from profiles.segments import defined_traits
+from profiles.segments.defined_traits import DEFINITION_FIELDS
 from profiles.segments.exports import segment_export_csv, segment_export_request
 from profiles.segments.membership import (
     segment_is_personal,
@@ -463,12 +464,19 @@ class ComputedTraitViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
     )
     @action(detail=False, methods=["post"], filterset_fields=None)
     def preview(self, request):
-        """Values are masked unless the caller may see personal data (pii:read)."""
-        definition = ComputedTraitSerializer(data=request.data)
+        """Values are masked unless the caller may see personal data (pii:read). With ``id``,
+        the changes given are previewed on that saved trait (its key stays its own)."""
+        saved = ComputedTrait.objects.filter(pk=request.data.get("id") or None).first()
+        definition = ComputedTraitSerializer(saved, data=request.data, partial=saved is not None)
         definition.is_valid(raise_exception=True)
+        trait = ComputedTrait(
+            **{
+                **{field: getattr(saved, field) for field in DEFINITION_FIELDS if saved},
+                **definition.validated_data,
+            }
+        )
         preview = defined_traits.defined_trait_preview(
-            ComputedTrait(**definition.validated_data),
-            pii=can_view_pii(request.user, request.auth),
+            trait, pii=can_view_pii(request.user, request.auth)
         )
         examples = [{"profile": pk, "value": value} for pk, value in preview["examples"]]
         return Response({**preview, "examples": examples})

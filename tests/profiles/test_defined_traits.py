@@ -355,3 +355,14 @@ def test_a_value_refreshed_while_everyone_is_computed_is_not_overwritten(monkeyp
     assert values(busy)["orders"] == 2  # not the snapshot's 1
     assert values(quiet)["orders"] == 1
     assert computed_again == [busy.pk]  # from its events as they are now
+
+
+def test_the_preview_samples_recent_events_only():
+    old, recent = ProfileFactory(traits={}), ProfileFactory(traits={})
+    event(old, days_ago=200)
+    event(recent, days_ago=3)
+    preview = defined_trait_preview(
+        ComputedTrait(key="x", kind="count", event_name="Order Completed"), pii=True
+    )
+    assert preview["sampled"] == 1
+    assert preview["examples"] == [(recent.pk, 1)]

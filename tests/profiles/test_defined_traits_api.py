@@ -151,3 +151,19 @@ def test_a_trait_a_segment_reads_is_a_409(writer, django_capture_on_commit_callb
     response = writer.delete(f"{URL}{created['id']}/")
     assert response.status_code == 409
     assert "1 segments refer to it" in str(response.json())
+
+
+def test_a_change_to_a_saved_trait_is_previewed_before_saving(
+    writer, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        created = writer.post(URL, DEFINITION, format="json").json()
+    profile = ProfileFactory(traits={})
+    EventFactory(
+        profile=profile, name="Order Completed", properties={"revenue": 7, "currency": "EUR"}
+    )
+    change = {"id": created["id"], "kind": "count", "property": ""}
+    response = writer.post(f"{URL}preview/", change, format="json")
+    assert response.status_code == 200, response.json()
+    assert response.json()["examples"] == [{"profile": profile.pk, "value": 1}]
+    assert ComputedTrait.objects.get().kind == "sum"  # nothing saved
