@@ -197,20 +197,21 @@ def contacts_for_mailing(purpose_code: str) -> QuerySet[Contact]:
 TIMELINE_LENGTH = 30
 
 
-def activities_and_stage_changes(*, contact: Contact) -> list[dict]:
+def activities_and_stage_changes(*, contact: Contact, user) -> list[dict]:
     """The contact's activities and what happened to its deals (opened, moved to a stage,
-    won or lost), newest first: ``at``, ``what``, ``detail``."""
+    won or lost) that ``user`` may see, newest first: ``at``, ``what``, ``detail``."""
     from cdphub.models import AuditEntry
 
+    activities = visible_to(user, contact.activities.all())
     entries = [
         {
             "at": activity.done_at or activity.due_at or activity.created_at,
             "what": activity.get_kind_display(),
             "detail": activity.subject,
         }
-        for activity in contact.activities.order_by("-created_at")[:TIMELINE_LENGTH]
+        for activity in activities.order_by("-created_at")[:TIMELINE_LENGTH]
     ]
-    deals = {deal.pk: deal for deal in contact.deals.select_related("stage")}
+    deals = {deal.pk: deal for deal in visible_to(user, contact.deals.all())}
     for deal in deals.values():
         entries.append({"at": deal.created_at, "what": "Deal opened", "detail": deal.name})
         if deal.closed_at:

@@ -319,13 +319,11 @@ class ContactAdmin(VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmin
         "may_contact",
         "cdp_profile",
         "log_activity",
-        "timeline",
     ]
     fieldsets = [
         (None, {"fields": ["first_name", "last_name", "email", "phone", "company", "job_title"]}),
         ("Reach them", {"fields": ["may_contact", "log_activity"]}),
         ("Sales", {"fields": ["lifecycle_stage", "owner", "tags", "external_id"]}),
-        ("Timeline", {"fields": ["timeline"]}),
         ("Address", {"fields": ["street", "postal_code", "city", "country", "date_of_birth"]}),
         ("Links", {"fields": ["cdp_profile", "profile", "created_at", "updated_at"]}),
     ]
@@ -364,11 +362,16 @@ class ContactAdmin(VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmin
             deal=contact.deals.filter(status=Deal.Status.OPEN).values_list("pk", flat=True).first(),
         )
 
-    @admin.display(description="activities and deal stage changes, newest first")
-    def timeline(self, contact):
-        if contact.pk is None:
-            return "-"
-        return timeline_html(activities_and_stage_changes(contact=contact))
+    # The timeline is rendered by the page's template: it depends on whose records the viewer
+    # sees (sales teams), which a display method cannot know.
+    change_form_template = "admin/crm/contact/change_form.html"
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        contact = self.get_object(request, object_id)
+        if contact is not None:
+            entries = activities_and_stage_changes(contact=contact, user=request.user)
+            extra_context = {**(extra_context or {}), "timeline": timeline_html(entries)}
+        return super().change_view(request, object_id, form_url, extra_context)
 
     pii_fields = Contact.PII_FIELDS
     inlines = [ContactDealInline, ContactActivityInline]

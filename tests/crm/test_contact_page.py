@@ -66,3 +66,18 @@ def test_company_and_deal_pages_log_an_activity_in_one_click(admin_client, conta
     deal_page = admin_client.get(reverse("admin:crm_deal_change", args=[deal.pk])).content.decode()
     assert f"contact={contact.pk}&amp;company={deal.company_id}&amp;kind=note" in deal_page
     assert f"deal={deal.pk}" in deal_page
+
+
+def test_the_timeline_shows_only_what_the_viewer_s_team_sees(client, sales_org):
+    shared = sales_org.contacts["nobody"]  # unassigned: every team sees it
+    # An activity on a record the viewer sees is seen with it (the activities' visibility rule);
+    # another team's deal is not, nor what happened to it.
+    ActivityFactory(contact=shared, owner=sales_org.rival, subject="Call on the shared contact")
+    DealFactory(contact=shared, company=shared.company, owner=sales_org.rival, name="Rival deal")
+    client.force_login(sales_org.me)
+    page = client.get(reverse("admin:crm_contact_change", args=[shared.pk])).content.decode()
+    assert "Call on the shared contact" in page
+    assert "Rival deal" not in page
+    client.force_login(sales_org.rival)
+    page = client.get(reverse("admin:crm_contact_change", args=[shared.pk])).content.decode()
+    assert "Rival deal" in page
