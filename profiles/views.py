@@ -466,7 +466,7 @@ class ComputedTraitViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
     def preview(self, request):
         """Values are masked unless the caller may see personal data (pii:read). With ``id``,
         the changes given are previewed on that saved trait (its key stays its own)."""
-        saved = ComputedTrait.objects.filter(pk=request.data.get("id") or None).first()
+        saved = self.saved_trait(request.data)
         definition = ComputedTraitSerializer(saved, data=request.data, partial=saved is not None)
         definition.is_valid(raise_exception=True)
         trait = ComputedTrait(
@@ -480,6 +480,18 @@ class ComputedTraitViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
         )
         examples = [{"profile": pk, "value": value} for pk, value in preview["examples"]]
         return Response({**preview, "examples": examples})
+
+    def saved_trait(self, data) -> ComputedTrait | None:
+        """The saved trait a preview changes (``id``), or None for a new definition."""
+        identifier = data.get("id") if isinstance(data, dict) else None
+        if identifier in (None, ""):
+            return None
+        trait = None
+        if str(identifier).isdigit() and not isinstance(identifier, bool):
+            trait = ComputedTrait.objects.filter(pk=int(identifier)).first()
+        if trait is None:
+            raise ValidationError({"id": [f"no saved computed trait has the id {identifier!r}"]})
+        return trait
 
     @extend_schema(request=None, responses=ComputedTraitSerializer)
     @action(detail=True, methods=["post"], filterset_fields=None)

@@ -167,3 +167,9 @@ def test_a_change_to_a_saved_trait_is_previewed_before_saving(
     assert response.status_code == 200, response.json()
     assert response.json()["examples"] == [{"profile": profile.pk, "value": 1}]
     assert ComputedTrait.objects.get().kind == "sum"  # nothing saved
+
+
+@pytest.mark.parametrize("body", [[1, 2], {"id": "abc", "kind": "count"}, {"id": 999999}])
+def test_a_preview_of_something_that_is_no_definition_is_a_400(writer, body):
+    response = writer.post(f"{URL}preview/", body, format="json")
+    assert response.status_code == 400
