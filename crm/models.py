@@ -11,6 +11,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Func, Q, Value
 from django.db.models.functions import Lower
+from django.utils import timezone
 
 from profiles.models import validate_origins
 
@@ -347,6 +348,9 @@ class Deal(models.Model):
     owner = models.ForeignKey(
         OWNER, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_deals"
     )
+    stage_entered_at = models.DateTimeField(
+        default=timezone.now, help_text="When the deal entered its current stage."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -363,6 +367,31 @@ class Deal(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class DealStageChange(models.Model):
+    """A deal entering a stage (``from_stage`` empty when it was created there): the deal's
+    history on its timeline, and how long deals stay in a stage."""
+
+    deal = models.ForeignKey(Deal, on_delete=models.CASCADE, related_name="stage_changes")
+    from_stage = models.ForeignKey(
+        Stage, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # A stage deleted later leaves the history in place, naming no stage.
+    to_stage = models.ForeignKey(
+        Stage, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    changed_at = models.DateTimeField(default=timezone.now)
+    changed_by = models.ForeignKey(
+        OWNER, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-changed_at"]
+        indexes = [models.Index(fields=["deal", "-changed_at"], name="deal_stage_change_deal")]
+
+    def __str__(self) -> str:
+        return f"{self.deal_id}: {self.from_stage_id} -> {self.to_stage_id}"
 
 
 @nameless_out_of_sight

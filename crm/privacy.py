@@ -18,6 +18,7 @@ from crm.models import (
     ContactMerge,
     DataExport,
     Deal,
+    DealStageChange,
     DuplicateCandidate,
     ImportChange,
     ImportJob,
@@ -118,6 +119,7 @@ registry.register_not_personal(
 registry.register_not_personal(Tag, "labels")
 registry.register_not_personal(Pipeline, "sales process configuration")
 registry.register_not_personal(Stage, "sales process configuration")
+registry.register_not_personal(DealStageChange, "stages a deal went through, and when")
 registry.register_not_personal(
     SalesTeam, "sales organisation: a team name and links to staff users"
 )

@@ -12,9 +12,9 @@ from crm.models import (
     Contact,
     ContactMerge,
     Deal,
+    DealStageChange,
     DuplicateCandidate,
     SalesTeam,
-    Stage,
     Task,
     Ticket,
 )
@@ -200,8 +200,6 @@ TIMELINE_LENGTH = 30
 def activities_and_stage_changes(*, contact: Contact, user) -> list[dict]:
     """The contact's activities and what happened to its deals (opened, moved to a stage,
     won or lost) that ``user`` may see, newest first: ``at``, ``what``, ``detail``."""
-    from cdphub.models import AuditEntry
-
     activities = visible_to(user, contact.activities.all())
     entries = [
         {
@@ -217,18 +215,16 @@ def activities_and_stage_changes(*, contact: Contact, user) -> list[dict]:
         if deal.closed_at:
             outcome = "Deal won" if deal.status == Deal.Status.WON else "Deal lost"
             entries.append({"at": deal.closed_at, "what": outcome, "detail": deal.name})
-    moves = AuditEntry.objects.filter(
-        action="stage.move",
-        object_type=Deal._meta.label_lower,
-        object_id__in=[str(pk) for pk in deals],
-    ).order_by("-created_at")[:TIMELINE_LENGTH]
-    stages = dict(Stage.objects.values_list("pk", "name"))
+    moves = (
+        DealStageChange.objects.filter(deal_id__in=list(deals), from_stage__isnull=False)
+        .select_related("to_stage")
+        .order_by("-changed_at")[:TIMELINE_LENGTH]
+    )
     for move in moves:
-        stage_id = move.note.rsplit("#", 1)[-1]
-        stage = stages.get(int(stage_id)) if stage_id.isdigit() else None
-        deal = deals[int(move.object_id)]
+        stage = move.to_stage.name if move.to_stage else "a stage since deleted"
+        deal = deals[move.deal_id]
         entries.append(
-            {"at": move.created_at, "what": "Deal moved", "detail": f"{deal.name} to {stage}"}
+            {"at": move.changed_at, "what": "Deal moved", "detail": f"{deal.name} to {stage}"}
         )
     entries.sort(key=lambda entry: entry["at"], reverse=True)
     return entries[:TIMELINE_LENGTH]

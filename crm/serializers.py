@@ -212,9 +212,40 @@ class DealSerializer(VisibleRelationsMixin, serializers.ModelSerializer):
             "lost_reason",
             "closed_at",
             "owner",
+            "stage_entered_at",
             *TIMESTAMPS,
         ]
-        read_only_fields = ["status", "closed_at", *TIMESTAMPS]
+        read_only_fields = ["status", "closed_at", "stage_entered_at", *TIMESTAMPS]
+
+
+class DealMoveSerializer(serializers.Serializer):
+    stage = serializers.PrimaryKeyRelatedField(
+        queryset=Stage.objects.select_related("pipeline"),
+        help_text="The stage to move the deal into: a stage of the deal's pipeline.",
+    )
+    from_stage = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        help_text="The stage the caller saw the deal in: when the deal is no longer there "
+        "(moved by someone else meanwhile) the move is a 409. Omit it to move regardless.",
+    )
+
+
+class BoardAmountSerializer(serializers.Serializer):
+    currency = serializers.CharField()
+    amount = serializers.DecimalField(max_digits=16, decimal_places=2)
+
+
+class BoardColumnSerializer(serializers.Serializer):
+    stage = StageSerializer()
+    count = serializers.IntegerField(help_text="Deals in the column, with the filters.")
+    amounts = serializers.SerializerMethodField()
+    deals = DealSerializer(many=True, help_text="The first page of the column's deals.")
+    has_more = serializers.BooleanField()
+
+    def get_amounts(self, column) -> list[dict]:
+        data = [{"currency": c, "amount": a} for c, a in column.amounts]
+        return BoardAmountSerializer(data, many=True).data
 
 
 class ActivitySerializer(VisibleRelationsMixin, serializers.ModelSerializer):

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from cdphub.audit import audit_record, audit_record_many
 from cdphub.sql import execute
-from crm.models import Company, Contact, Deal, Stage, Tag
+from crm.models import Company, Contact, Deal, DealStageChange, Stage, Tag
 from profiles.resolution.resolver import profiles_resolve
 from profiles.services import identities_remove, profile_traits_merge, traits_normalize
 
@@ -301,21 +301,49 @@ def contacts_change_lifecycle(*, queryset: QuerySet, lifecycle_stage: str, actor
 def deal_stage_fields(stage: Stage) -> dict:
     """What moving a deal into ``stage`` implies: pipeline, default probability, status."""
     status = Deal.Status.WON if stage.is_won else Deal.Status.LOST if stage.is_lost else "open"
+    now = timezone.now()
     return {
         "pipeline_id": stage.pipeline_id,
         "stage": stage,
         "probability": 100 if stage.is_won else 0 if stage.is_lost else stage.probability,
         "status": status,
-        "closed_at": timezone.now() if status != Deal.Status.OPEN else None,
+        "closed_at": now if status != Deal.Status.OPEN else None,
+        "stage_entered_at": now,
     }
+
+
+class DealMoveRefused(ValidationError):
+    """A move the board cannot make: it shows the reason and puts the card back."""
+
+
+class DealMoveConflict(DealMoveRefused):
+    """The deal is no longer in the stage the board showed: someone moved it meanwhile."""
+
+
+def stage_changes_record(moves: Iterable[tuple[int, int | None, int]], actor=None) -> list[int]:
+    """History rows for deals entering a stage: ``(deal id, from stage id, to stage id)``;
+    returns their ids (an import logs them, so reverting it removes them)."""
+    changed_by = actor if getattr(actor, "pk", None) else None
+    rows = DealStageChange.objects.bulk_create(
+        DealStageChange(deal_id=deal, from_stage_id=old, to_stage_id=new, changed_by=changed_by)
+        for deal, old, new in moves
+    )
+    return [row.pk for row in rows]
 
 
 @transaction.atomic
 def deals_move_to_stage(*, queryset: QuerySet, stage: Stage, actor=None) -> int:
+    """Move the deals of ``queryset`` not yet in ``stage`` into it; returns how many moved."""
     fields = deal_stage_fields(stage)
     fields["stage_id"] = fields.pop("stage").pk
-    ids = list(queryset.values_list("pk", flat=True))
+    moving = list(
+        Deal.objects.select_for_update()
+        .filter(pk__in=queryset.exclude(stage=stage).values("pk"))
+        .values_list("pk", "stage_id")
+    )
+    ids = [pk for pk, _ in moving]
     count = Deal.objects.filter(pk__in=ids).update(**fields, updated_at=timezone.now())
+    stage_changes_record([(pk, old, stage.pk) for pk, old in moving], actor)
     audit_record_many(
         actor=actor, action="stage.move", model=Deal, ids=ids, note=f"moved to stage #{stage.pk}"
     )
@@ -323,20 +351,57 @@ def deals_move_to_stage(*, queryset: QuerySet, stage: Stage, actor=None) -> int:
 
 
 @transaction.atomic
-def deal_save(*, deal: Deal, stage_changed: bool = True) -> Deal:
-    """Save a deal whose stage must belong to its pipeline. Entering a stage sets the status
-    (a won stage wins the deal, a lost stage loses it); an open stage keeps the given
-    probability."""
+def deal_move(*, deal: Deal, stage: Stage, from_stage_id: int | None, actor=None) -> Deal:
+    """Move one deal into another stage of its pipeline, as the board does: refused when the
+    stage belongs to another pipeline, or when the deal is no longer in ``from_stage_id``
+    (the stage the mover saw it in; None skips that check)."""
+    deal = Deal.objects.select_for_update().select_related("stage", "pipeline").get(pk=deal.pk)
+    if stage.pipeline_id != deal.pipeline_id:
+        raise DealMoveRefused(
+            f"Stage {stage.name!r} belongs to pipeline {stage.pipeline}, and deal "
+            f"{deal.name!r} to pipeline {deal.pipeline}: change a deal's pipeline on its page."
+        )
+    if from_stage_id is not None and deal.stage_id != from_stage_id:
+        raise DealMoveConflict(deal_moved_meanwhile(deal))
+    if deal.stage_id == stage.pk:
+        return deal
+    deal.stage = stage
+    deal.probability = deal_stage_fields(stage)["probability"]  # the new stage's default
+    deal_save(deal=deal, actor=actor)
+    audit_record(actor=actor, action="stage.move", obj=deal, note=f"moved to stage #{stage.pk}")
+    return deal
+
+
+def deal_moved_meanwhile(deal: Deal) -> str:
+    last = deal.stage_changes.select_related("changed_by").first()
+    who = (last.changed_by.get_username() if last and last.changed_by else "someone") + " "
+    when = f" at {timezone.localtime(last.changed_at):%H:%M}" if last else ""
+    return (
+        f"Deal {deal.name!r} is no longer where the board showed it: {who}moved it to "
+        f"{deal.stage.name!r}{when}. Reload the board to see the deals as they are now."
+    )
+
+
+@transaction.atomic
+def deal_save(*, deal: Deal, actor=None) -> Deal:
+    """Save a deal whose stage must belong to its pipeline. Entering a stage (compared with
+    the stored deal) sets the status (a won stage wins the deal, a lost stage loses it),
+    keeps the given probability in an open stage, and is recorded in the deal's history."""
     if deal.pipeline_id is None and deal.stage_id is not None:
         deal.pipeline_id = deal.stage.pipeline_id
     if deal.stage.pipeline_id != deal.pipeline_id:
         raise ValidationError(
             {"stage": f"Stage {deal.stage.name!r} is not a stage of pipeline {deal.pipeline}."}
         )
+    stored_stage_id = (
+        Deal.objects.select_for_update().filter(pk=deal.pk).values_list("stage_id", flat=True)
+    ).first()
+    stage_changed = deal.pk is None or stored_stage_id != deal.stage_id
     if stage_changed:
         implied = deal_stage_fields(deal.stage)
         deal.status = implied["status"]
         deal.closed_at = deal.closed_at or implied["closed_at"]
+        deal.stage_entered_at = implied["stage_entered_at"]
         if deal.status != Deal.Status.OPEN:
             deal.probability = implied["probability"]
     if deal.status == Deal.Status.OPEN:
@@ -344,6 +409,8 @@ def deal_save(*, deal: Deal, stage_changed: bool = True) -> Deal:
     elif deal.closed_at is None:
         deal.closed_at = timezone.now()
     deal.save()
+    if stage_changed:
+        stage_changes_record([(deal.pk, stored_stage_id, deal.stage_id)], actor)
     return deal
 
 

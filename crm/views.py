@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 from django.db.models import F, Prefetch
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 
-from cdphub.api import Conflict, ProtectedDestroyMixin, refuse_unknown_parameters
+from cdphub.api import Conflict, ErrorSerializer, ProtectedDestroyMixin, refuse_unknown_parameters
+from cdphub.models import ApiKey
 from cdphub.pii import can_view_pii
 from crm import filters, reminders, selectors, serializers, services
 from crm.accounts import (
@@ -16,6 +18,7 @@ from crm.accounts import (
     account_suggestion_dismiss,
     with_account_figures,
 )
+from crm.board import BoardFilterForm, board_columns, board_deals, column_page
 from crm.models import (
     AccountSuggestion,
     Activity,
@@ -105,6 +108,49 @@ class PipelineViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
     filterset_class = filters.PipelineFilter
     ordering_fields = ["id", "name"]
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("owner", str, description='A user id, or "me".'),
+            OpenApiParameter("team", int, description="A sales team's id: its people's deals."),
+            OpenApiParameter("close_after", OpenApiTypes.DATE),
+            OpenApiParameter("close_before", OpenApiTypes.DATE),
+            OpenApiParameter("stage", int, description="Only this column, from `offset`."),
+            OpenApiParameter("offset", int, description="Where the column's page starts."),
+        ],
+        responses=serializers.BoardColumnSerializer(many=True),
+        summary="The pipeline as a board: per stage its totals and a page of its deals",
+    )
+    @action(detail=True, methods=["get"], filterset_class=None, pagination_class=None)
+    def board(self, request, pk=None):
+        """Per stage: the number and amount (per currency) of the deals the caller sees,
+        open ones and, in won and lost stages, those closed in the last 30 days, and the first
+        page of them, closing soonest first. ``stage`` and ``offset`` page one column."""
+        if not isinstance(request.auth, ApiKey) and not request.user.has_perm("crm.view_deal"):
+            raise PermissionDenied("Reading the board needs the permission to view deals.")
+        refuse_unknown_parameters(
+            request,
+            None,
+            self,
+            takes=("owner", "team", "close_after", "close_before", "stage", "offset"),
+        )
+        pipeline = self.get_object()
+        form = BoardFilterForm(request.query_params, user=request.user)
+        if not form.is_valid():
+            raise ValidationError({name: list(errors) for name, errors in form.errors.items()})
+        filters = form.cleaned_data
+        columns = board_columns(pipeline=pipeline, user=request.user, filters=filters)
+        stage, offset = request.query_params.get("stage"), request.query_params.get("offset", "0")
+        if not offset.isdigit():
+            raise ValidationError({"offset": ["A whole number, 0 or more."]})
+        if stage is not None:
+            columns = [column for column in columns if str(column.stage.pk) == stage]
+            if not columns:
+                raise ValidationError({"stage": [f"No stage {stage} in pipeline {pipeline}."]})
+            deals = board_deals(pipeline=pipeline, user=request.user, filters=filters)
+            columns[0].deals = column_page(deals, columns[0].stage, int(offset))
+        context = self.get_serializer_context()
+        return Response(serializers.BoardColumnSerializer(columns, many=True, context=context).data)
+
 
 class StageViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
     queryset = Stage.objects.all()
@@ -122,17 +168,43 @@ class DealViewSet(ProtectedDestroyMixin, VisibleRecordsMixin, viewsets.ModelView
     ordering_fields = [*ORDERING, "amount", "expected_close_date"]
 
     def perform_create(self, serializer):
-        self._save(serializer, Deal(**serializer.validated_data), stage_changed=True)
+        deal = Deal(**serializer.validated_data)
+        serializer.instance = services.deal_save(deal=deal, actor=self.request.user)
 
     def perform_update(self, serializer):
         deal = serializer.instance
-        old_stage = deal.stage_id
         for name, value in serializer.validated_data.items():
             setattr(deal, name, value)
-        self._save(serializer, deal, stage_changed=deal.stage_id != old_stage)
+        serializer.instance = services.deal_save(deal=deal, actor=self.request.user)
 
-    def _save(self, serializer, deal, *, stage_changed):
-        serializer.instance = services.deal_save(deal=deal, stage_changed=stage_changed)
+    @extend_schema(
+        request=serializers.DealMoveSerializer,
+        responses={
+            200: serializers.DealSerializer,
+            409: OpenApiResponse(ErrorSerializer, description="The deal was moved meanwhile."),
+        },
+        summary="Move the deal to another stage of its pipeline, as the board does. A stage "
+        "of another pipeline is a 400; a deal no longer in `from_stage` is a 409.",
+    )
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def move(self, request, pk=None):
+        if not isinstance(request.auth, ApiKey) and not request.user.has_perm("crm.change_deal"):
+            raise PermissionDenied("Moving a deal needs the permission to change deals.")
+        deal = self.get_object()
+        move = serializers.DealMoveSerializer(data=request.data)
+        move.is_valid(raise_exception=True)
+        try:
+            deal = services.deal_move(
+                deal=deal,
+                stage=move.validated_data["stage"],
+                from_stage_id=move.validated_data.get("from_stage"),
+                actor=request.user,
+            )
+        except services.DealMoveConflict as conflict:
+            raise Conflict(" ".join(conflict.messages)) from conflict
+        except services.DealMoveRefused as refused:
+            raise ValidationError({"stage": refused.messages}) from refused
+        return Response(self.get_serializer(deal).data)
 
 
 class ActivityViewSet(ProtectedDestroyMixin, VisibleRecordsMixin, viewsets.ModelViewSet):
@@ -196,7 +268,10 @@ class AccountSuggestionViewSet(VisibleRecordsMixin, viewsets.ReadOnlyModelViewSe
 
     @extend_schema(
         request=None,
-        responses=serializers.CompanySerializer,
+        responses={
+            200: serializers.CompanySerializer,
+            409: OpenApiResponse(ErrorSerializer, description="Refused: `errors` says why."),
+        },
         summary="The company becomes the account (its group id, traits and people); the "
         "company the group calls made is deleted. A 409 says why when refused.",
     )

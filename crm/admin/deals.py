@@ -5,6 +5,8 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin
 from django.db.models import Count
+from django.urls import reverse
+from django.utils.html import format_html
 
 from cdphub.admin_mixins import ReadableModelAdmin
 from crm import services
@@ -13,6 +15,7 @@ from crm.admin.actions import (
     assign_owner,
     change_stage,
 )
+from crm.admin.board import PipelineBoardMixin
 from crm.admin.records import activity_buttons
 from crm.admin.visibility import (
     SafeExportMixin,
@@ -43,7 +46,7 @@ class StageInline(VisibleLinksInlineMixin, admin.TabularInline):
 
 @admin.register(Pipeline)
 class PipelineAdmin(VisibleLinksAdminMixin, ReadableModelAdmin):
-    list_display = ["name", "stage_count", "deal_count", "created_at"]
+    list_display = ["name", "stage_count", "deal_count", "board", "created_at"]
     search_fields = ["name"]
     inlines = [StageInline]
 
@@ -64,6 +67,11 @@ class PipelineAdmin(VisibleLinksAdminMixin, ReadableModelAdmin):
     @admin.display(description="deals", ordering="deal_total")
     def deal_count(self, pipeline):
         return pipeline.deal_total
+
+    @admin.display(description="board")
+    def board(self, pipeline):
+        url = reverse("admin:crm_deal_board")
+        return format_html('<a href="{}?pipeline={}">Open the board</a>', url, pipeline.pk)
 
 
 @admin.register(Stage)
@@ -89,7 +97,7 @@ class DealAdminForm(forms.ModelForm):
 
 
 @admin.register(Deal)
-class DealAdmin(VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmin):
+class DealAdmin(PipelineBoardMixin, VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmin):
     resource_classes = [DealResource]
     pii_fields = ("contact",)  # a contact shows as its name
     form = DealAdminForm
@@ -117,7 +125,7 @@ class DealAdmin(VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmin):
     list_select_related = ["stage__pipeline", "company", "contact", "owner"]
     raw_id_fields = ["owner"]
     autocomplete_fields = ["pipeline", "stage", "company", "contact"]
-    readonly_fields = ["log_activity", "closed_at", "created_at", "updated_at"]
+    readonly_fields = ["log_activity", "closed_at", "stage_entered_at", "created_at", "updated_at"]
 
     @admin.display(description="log")
     def log_activity(self, deal):
@@ -130,7 +138,7 @@ class DealAdmin(VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmin):
     actions = [assign_owner, change_stage]
 
     def save_model(self, request, obj, form, change):
-        services.deal_save(deal=obj, stage_changed=not change or "stage" in form.changed_data)
+        services.deal_save(deal=obj, actor=request.user)
 
     def changelist_view(self, request, extra_context=None):
         response = super().changelist_view(request, extra_context)

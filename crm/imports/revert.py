@@ -13,7 +13,7 @@ from django.utils import timezone
 from cdphub.bulk import objects_update
 from crm.importfiles import ImportRefused
 from crm.imports.jobs import import_job_check_actor
-from crm.models import Company, Contact, ImportChange, ImportJob, Tag
+from crm.models import Company, Contact, DealStageChange, ImportChange, ImportJob, Tag
 from crm.resources import SPECS
 from crm.selectors import visible_to
 from profiles.models import Event, Profile
@@ -83,6 +83,8 @@ def import_job_revert(*, job: ImportJob, actor=None) -> dict[str, int]:
         through = model.tags.through
         for ids in created_batches(changes, through._meta.label_lower):
             through.objects.filter(pk__in=ids).delete()
+    for ids in created_batches(changes, "crm.dealstagechange"):
+        DealStageChange.objects.filter(pk__in=ids).delete()
     deleted = 0
     for label in ("crm.activity", "crm.deal", "crm.contact", "crm.company"):
         model = SPECS_BY_LABEL[label]

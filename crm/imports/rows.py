@@ -37,7 +37,7 @@ def attname(name: str) -> str:
 
 
 # The columns a deal's stage decides: loaded by the classifier, written by the writer.
-STAGE_IMPLIED = ("pipeline_id", "status", "closed_at", "probability")
+STAGE_IMPLIED = ("pipeline_id", "status", "closed_at", "probability", "stage_entered_at")
 
 
 def json_value(value):

@@ -26,6 +26,8 @@ class Writer:
         self.create(new)
         self.update(updated)
         self.add_tags(new + updated)
+        if self.model is Deal:
+            self.record_stage_changes(new, updated)
         created = ImportChange.Action.CREATED
         change_log(self.job, self.label, created, [r.pk for r in new], [r.number for r in new])
         change_log(
@@ -63,6 +65,7 @@ class Writer:
             values["stage_id"] = stage.pk
             values.setdefault("pipeline_id", stage.pipeline_id)
             values["status"], values["closed_at"] = implied["status"], implied["closed_at"]
+            values["stage_entered_at"] = implied["stage_entered_at"]
             if implied["status"] != Deal.Status.OPEN or "probability" not in values:
                 values["probability"] = implied["probability"]
         return values
@@ -85,6 +88,18 @@ class Writer:
             if fields:
                 written.append((row.pk, fields))
         values_update(self.model, written)
+
+    def record_stage_changes(self, new: list[Row], updated: list[Row]) -> None:
+        """The deals' history: created in their stage, or moved by the file (logged, so a
+        revert removes the moves along with the values)."""
+        moves = [(row.pk, None, self.fields_of(row)["stage_id"]) for row in new]
+        moves += [
+            (row.pk, row.current["stage_id"], self.fields_of(row)["stage_id"])
+            for row in updated
+            if "stage" in row.changes or "stage_id" in row.changes
+        ]
+        ids = services.stage_changes_record(moves, self.job.created_by)
+        change_log(self.job, "crm.dealstagechange", ImportChange.Action.CREATED, ids)
 
     def add_tags(self, rows: list[Row]) -> None:
         """Links rows to their tags (creating the tags that do not exist); the links and tags

@@ -1,0 +1,99 @@
+"""A sales rep's day in the admin, in a real browser: the pipeline board."""
+
+import pytest
+
+from crm import services
+from crm.models import Deal
+from tests import factories
+from tests.browser.conftest import log_in
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
+
+
+@pytest.fixture
+def rep(user_with_role):
+    return user_with_role("Sales", "rep")
+
+
+@pytest.fixture
+def pipeline(rep):
+    sales = factories.PipelineFactory(name="New business")
+    stages = [
+        factories.StageFactory(pipeline=sales, name=name, order=order, probability=probability)
+        for order, (name, probability) in enumerate([("Lead", 10), ("Proposal", 60)])
+    ]
+    factories.StageFactory(pipeline=sales, name="Won", order=9, is_won=True)
+    for number, amount in enumerate([1200, 800]):
+        deal = factories.DealFactory.build(
+            name=f"Acme {number}", stage=stages[0], pipeline=sales, amount=amount, owner=rep
+        )
+        deal.company.save()
+        deal.contact.company = deal.company
+        deal.contact.save()
+        deal.company_id, deal.contact_id = deal.company.pk, deal.contact.pk
+        services.deal_save(deal=deal)
+    return sales
+
+
+def column(page, name):
+    return page.locator(".board-column", has=page.get_by_role("heading", name=name, exact=True))
+
+
+def test_rep_drags_a_deal_to_the_next_stage(page, rep, pipeline, screenshot):
+    log_in(page, "rep")
+    page.goto(f"/admin/crm/deal/board/?pipeline={pipeline.pk}")
+    lead, proposal = column(page, "Lead"), column(page, "Proposal")
+    assert lead.locator(".board-count").inner_text() == "2 deals"
+    assert lead.locator(".board-amounts").inner_text() == "EUR 2,000"
+    screenshot(page, "board")
+
+    card = lead.locator(".board-card", has_text="Acme 0")
+    card.drag_to(proposal.locator(".board-cards"))
+
+    page.wait_for_selector("#board-message:has-text('Acme 0 moved to Proposal.')")
+    assert proposal.locator(".board-card", has_text="Acme 0").is_visible()
+    assert lead.locator(".board-count").inner_text() == "1 deal"
+    assert proposal.locator(".board-amounts").inner_text() == "EUR 1,200"
+    assert Deal.objects.get(name="Acme 0").stage.name == "Proposal"
+    screenshot(page, "board-after-drag")
+
+
+def test_rep_moves_a_deal_with_the_keyboard(page, rep, pipeline):
+    log_in(page, "rep")
+    page.goto(f"/admin/crm/deal/board/?pipeline={pipeline.pk}")
+    move_to = page.get_by_label("Move to").first  # the first card, Acme 0 or Acme 1
+    deal_name = page.locator(".board-card").first.locator(".board-card-name").inner_text()
+
+    move_to.focus()
+    move_to.select_option(label="Won")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+
+    page.wait_for_selector(f"#board-message:has-text('{deal_name} moved to Won.')")
+    assert column(page, "Won").locator(".board-card", has_text=deal_name).is_visible()
+    assert Deal.objects.get(name=deal_name).status == "won"
+
+
+def test_a_deal_moved_meanwhile_snaps_back_with_the_reason(page, rep, pipeline, screenshot):
+    log_in(page, "rep")
+    page.goto(f"/admin/crm/deal/board/?pipeline={pipeline.pk}")
+    stale = Deal.objects.get(name="Acme 1")
+    services.deal_move(deal=stale, stage=pipeline.stages.get(name="Won"), from_stage_id=None)
+    lead, proposal = column(page, "Lead"), column(page, "Proposal")
+
+    lead.locator(".board-card", has_text="Acme 1").drag_to(proposal.locator(".board-cards"))
+
+    page.wait_for_selector("#board-message:has-text('Not moved')")
+    assert "no longer where the board showed it" in page.locator("#board-message").inner_text()
+    assert lead.locator(".board-card", has_text="Acme 1").is_visible()
+    assert proposal.locator(".board-card").count() == 0
+    screenshot(page, "board-refused-move")
+
+
+def test_every_board_control_has_a_label(page, rep, pipeline):
+    from tests.browser.test_admin_flows import UNLABELLED_CONTROLS
+
+    log_in(page, "rep")
+    page.goto(f"/admin/crm/deal/board/?pipeline={pipeline.pk}")
+
+    assert page.evaluate(UNLABELLED_CONTROLS) == []
