@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Func, Q, Value
@@ -402,9 +403,32 @@ class Activity(models.Model):
         MEETING = "meeting", "Meeting"
         NOTE = "note", "Note"
 
+    class Outcome(models.TextChoices):
+        CONNECTED = "connected", "Connected"
+        LEFT_VOICEMAIL = "left_voicemail", "Left voicemail"
+        NO_ANSWER = "no_answer", "No answer"
+        BUSY = "busy", "Busy"
+        WRONG_NUMBER = "wrong_number", "Wrong number"
+        HELD = "held", "Held"
+        NO_SHOW = "no_show", "No show"
+        RESCHEDULED = "rescheduled", "Rescheduled"
+        CANCELLED = "cancelled", "Cancelled"
+        SENT = "sent", "Sent"
+        REPLIED = "replied", "Replied"
+        BOUNCED = "bounced", "Bounced"
+
+    # Which outcomes each kind of activity can have (a note has none).
+    OUTCOMES = {
+        Kind.CALL: ("connected", "left_voicemail", "no_answer", "busy", "wrong_number"),
+        Kind.MEETING: ("held", "no_show", "rescheduled", "cancelled"),
+        Kind.EMAIL: ("sent", "replied", "bounced"),
+        Kind.NOTE: (),
+    }
+
     kind = models.CharField(max_length=10, choices=Kind.choices)
     subject = models.CharField(max_length=255)
-    body = models.TextField(blank=True)
+    body = models.TextField(blank=True, verbose_name="notes")
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, blank=True)
     contact = models.ForeignKey(
         Contact, null=True, blank=True, on_delete=models.CASCADE, related_name="activities"
     )
@@ -433,6 +457,23 @@ class Activity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.subject}"
+
+    def clean(self):
+        super().clean()
+        if error := activity_outcome_error(self.kind, self.outcome):
+            raise ValidationError({"outcome": error})
+
+
+def activity_outcome_error(kind: str, outcome: str) -> str | None:
+    """Why ``outcome`` does not fit an activity of ``kind`` (None when it does): the one rule
+    behind the admin form and the API."""
+    allowed = Activity.OUTCOMES.get(kind, ())
+    if not outcome or outcome in allowed:
+        return None
+    if not allowed:
+        return f"A {kind} has no outcome."
+    labels = dict(Activity.Outcome.choices)
+    return f"A {kind}'s outcome is one of: " + ", ".join(labels[value] for value in allowed) + "."
 
 
 @nameless_out_of_sight

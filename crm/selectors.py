@@ -204,7 +204,11 @@ def activities_and_stage_changes(*, contact: Contact, user) -> list[dict]:
     entries = [
         {
             "at": activity.done_at or activity.due_at or activity.created_at,
-            "what": activity.get_kind_display(),
+            "what": " - ".join(
+                part
+                for part in (activity.get_kind_display(), activity.get_outcome_display())
+                if part
+            ),
             "detail": activity.subject,
         }
         for activity in activities.order_by("-created_at")[:TIMELINE_LENGTH]

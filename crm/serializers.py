@@ -19,6 +19,7 @@ from crm.models import (
     Tag,
     Task,
     Ticket,
+    activity_outcome_error,
 )
 from crm.selectors import VISIBILITY_RULES, visible_to
 
@@ -256,6 +257,7 @@ class ActivitySerializer(VisibleRelationsMixin, serializers.ModelSerializer):
             "kind",
             "subject",
             "body",
+            "outcome",
             "contact",
             "deal",
             "company",
@@ -272,6 +274,9 @@ class ActivitySerializer(VisibleRelationsMixin, serializers.ModelSerializer):
             raise serializers.ValidationError(
                 {"non_field_errors": ["Link the activity to a contact, a deal or a company."]}
             )
+        kind, outcome = (attrs.get(n, getattr(self.instance, n, "")) for n in ("kind", "outcome"))
+        if error := activity_outcome_error(kind, outcome):
+            raise serializers.ValidationError({"outcome": [error]})
         return attrs
 
 

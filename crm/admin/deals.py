@@ -16,7 +16,6 @@ from crm.admin.actions import (
     change_stage,
 )
 from crm.admin.board import PipelineBoardMixin
-from crm.admin.records import activity_buttons
 from crm.admin.visibility import (
     SafeExportMixin,
     VisibleLinksAdminMixin,
@@ -24,6 +23,7 @@ from crm.admin.visibility import (
     VisibleRecordsAdminMixin,
     visible_count,
 )
+from crm.admin.work import activity_buttons
 from crm.models import (
     Deal,
     Pipeline,
@@ -131,7 +131,10 @@ class DealAdmin(PipelineBoardMixin, VisibleRecordsAdminMixin, SafeExportMixin, R
     def log_activity(self, deal):
         if deal.pk is None:
             return "-"
-        return activity_buttons(deal=deal.pk, contact=deal.contact_id, company=deal.company_id)
+        page = reverse("admin:crm_deal_change", args=[deal.pk])
+        return activity_buttons(
+            page, deal=deal.pk, contact=deal.contact_id, company=deal.company_id
+        )
 
     date_hierarchy = "expected_close_date"
     action_form = DealActionForm

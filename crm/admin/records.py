@@ -9,7 +9,6 @@ from django.db.models import Count
 from django.forms.models import BaseInlineFormSet
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
-from django.utils.http import urlencode
 
 from cdphub.admin_mixins import ReadableModelAdmin
 from cdphub.pii import can_view_pii, mask_value
@@ -30,6 +29,7 @@ from crm.admin.visibility import (
     VisibleRecordsInlineMixin,
     visible_count,
 )
+from crm.admin.work import activity_buttons
 from crm.models import (
     AccountMember,
     AccountSuggestion,
@@ -156,7 +156,10 @@ class CompanyAdmin(VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmin
 
     @admin.display(description="log")
     def log_activity(self, company):
-        return activity_buttons(company=company.pk) if company.pk else "-"
+        if company.pk is None:
+            return "-"
+        page = reverse("admin:crm_company_change", args=[company.pk])
+        return activity_buttons(page, company=company.pk)
 
     @admin.display(description="may be the same as")
     def suggested_companies(self, company):
@@ -255,21 +258,6 @@ CONSENT_WORDS = {
 }
 
 
-def activity_buttons(**links) -> str:
-    """Links to the activity form, one per kind, filled in with ``links`` (contact, company,
-    deal ids; owner: the person logging it, set by the form)."""
-    base = reverse("admin:crm_activity_add")
-    query = {name: pk for name, pk in links.items() if pk}
-    return format_html_join(
-        " ",
-        '<a class="button" href="{}?{}">Log {}</a>',
-        (
-            (base, urlencode({**query, "kind": kind}), label.lower())
-            for kind, label in Activity.Kind.choices
-        ),
-    )
-
-
 def timeline_html(entries: list[dict]) -> str:
     if not entries:
         return "Nothing yet."
@@ -357,6 +345,7 @@ class ContactAdmin(VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmin
         if contact.pk is None:
             return "-"
         return activity_buttons(
+            reverse("admin:crm_contact_change", args=[contact.pk]),
             contact=contact.pk,
             company=contact.company_id,
             deal=contact.deals.filter(status=Deal.Status.OPEN).values_list("pk", flat=True).first(),

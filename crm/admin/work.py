@@ -6,12 +6,12 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import F
-from django.http import HttpResponseNotAllowed
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.html import format_html, format_html_join
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
 from cdphub.admin_mixins import ReadableModelAdmin
 from crm.admin.actions import (
@@ -32,6 +32,23 @@ from crm.resources import ActivityResource
 
 # --- Activities, tickets, tasks -----------------------------------------------------------------
 
+RETURN_TO = "return_to"  # the page an activity is logged from, to go back to
+
+
+def activity_buttons(page: str, **links) -> str:
+    """Links to the activity form, one per kind, filled in with ``links`` (contact, company,
+    deal ids; owner: the person logging it, set by the form); saving goes back to ``page``."""
+    base = reverse("admin:crm_activity_add")
+    query = {name: pk for name, pk in links.items() if pk}
+    return format_html_join(
+        " ",
+        '<a class="button" href="{}?{}">Log {}</a>',
+        (
+            (base, urlencode({**query, "kind": kind, RETURN_TO: page}), label.lower())
+            for kind, label in Activity.Kind.choices
+        ),
+    )
+
 
 @admin.register(Activity)
 class ActivityAdmin(VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmin):
@@ -48,17 +65,33 @@ class ActivityAdmin(VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmi
     raw_id_fields = ["owner"]
     autocomplete_fields = ["contact", "deal", "company"]
     readonly_fields = ["created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["kind", "subject", "outcome", "body", "done_at", "owner"]}),
+        ("About", {"fields": ["contact", "company", "deal"]}),
+        ("Planned", {"fields": ["due_at"], "classes": ["collapse"]}),
+        ("Record", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
+    ]
     action_form = OwnerActionForm
     actions = [assign_owner]
 
     def get_changeform_initial_data(self, request):
-        """Logged from a contact's page (kind, contact, company, deal given): owned by the
-        person logging it, done now."""
+        """Logged from a contact's, company's or deal's page (kind, contact, company, deal
+        given): owned by the person logging it, done now."""
         initial = super().get_changeform_initial_data(request)
+        initial.pop(RETURN_TO, None)
         initial.setdefault("owner", request.user.pk)
         if "kind" in initial:
             initial.setdefault("done_at", timezone.now())
         return initial
+
+    def response_add(self, request, obj, post_url_continue=None):
+        """Back to the page the activity was logged from, where its timeline shows it."""
+        back = request.GET.get(RETURN_TO, "")
+        plain_save = not {"_addanother", "_continue", "_popup"} & set(request.POST)
+        if plain_save and back and url_has_allowed_host_and_scheme(back, {request.get_host()}):
+            self.message_user(request, f"{obj.get_kind_display()} logged.", messages.SUCCESS)
+            return HttpResponseRedirect(back)
+        return super().response_add(request, obj, post_url_continue)
 
 
 @admin.register(Ticket)

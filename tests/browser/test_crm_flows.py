@@ -97,3 +97,26 @@ def test_every_board_control_has_a_label(page, rep, pipeline):
     page.goto(f"/admin/crm/deal/board/?pipeline={pipeline.pk}")
 
     assert page.evaluate(UNLABELLED_CONTROLS) == []
+
+
+def test_rep_logs_a_call_from_the_contact_page(page, rep, pipeline, screenshot):
+    contact = Deal.objects.get(name="Acme 0").contact
+    log_in(page, "rep")
+    page.goto(f"/admin/crm/contact/{contact.pk}/change/")
+
+    page.get_by_role("link", name="Log call").click()
+    page.get_by_label("Subject").fill("Called about the renewal")
+    page.get_by_label("Outcome").select_option(label="Left voicemail")
+    page.get_by_label("Notes").fill("Call back on Monday.")
+    screenshot(page, "log-a-call")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Save", exact=True).click()
+
+    assert page.url.endswith(f"/admin/crm/contact/{contact.pk}/change/")
+    assert page.get_by_text("Call logged.").is_visible()
+    timeline = page.locator("#contact-timeline")
+    assert timeline.get_by_text("Call - Left voicemail").is_visible()
+    assert timeline.get_by_text("Called about the renewal").is_visible()
+    call = contact.activities.get()
+    assert (call.owner, call.deal.name, call.outcome) == (rep, "Acme 0", "left_voicemail")
+    screenshot(page, "contact-after-logging-a-call")

@@ -81,3 +81,64 @@ def test_the_timeline_shows_only_what_the_viewer_s_team_sees(client, sales_org):
     client.force_login(sales_org.rival)
     page = client.get(reverse("admin:crm_contact_change", args=[shared.pk])).content.decode()
     assert "Rival deal" in page
+
+
+def log_call_form(contact, **fields):
+    return {
+        "kind": "call",
+        "subject": "Talked about the renewal",
+        "outcome": "connected",
+        "body": "Wants a quote by Friday.",
+        "done_at_0": "2026-12-01",
+        "done_at_1": "10:30:00",
+        "contact": contact.pk,
+        "company": contact.company_id,
+        **fields,
+    }
+
+
+def test_a_logged_call_goes_back_to_the_contact_page_and_shows_on_its_timeline(
+    admin_client, contact
+):
+    page = reverse("admin:crm_contact_change", args=[contact.pk])
+    add = reverse("admin:crm_activity_add") + f"?contact={contact.pk}&kind=call&return_to={page}"
+
+    answer = admin_client.post(add, log_call_form(contact), follow=True)
+
+    assert answer.redirect_chain[-1][0] == page
+    html = answer.content.decode()
+    assert "Call logged." in html
+    assert "Call - Connected" in html and "Talked about the renewal" in html
+
+
+def test_a_return_address_on_another_site_is_ignored(admin_client, contact):
+    add = reverse("admin:crm_activity_add") + "?kind=call&return_to=https://evil.example/"
+
+    answer = admin_client.post(add, log_call_form(contact))
+
+    assert answer.status_code == 302
+    assert "evil.example" not in answer["Location"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "outcome", "message"),
+    [
+        ("call", "held", "A call's outcome is one of: Connected, Left voicemail"),
+        ("note", "connected", "A note has no outcome."),
+    ],
+)
+def test_an_outcome_that_does_not_fit_the_kind_is_refused(
+    admin_client, api_client_with_scopes, contact, kind, outcome, message
+):
+    form = log_call_form(contact, kind=kind, outcome=outcome)
+    page = admin_client.post(reverse("admin:crm_activity_add"), form)
+    api = api_client_with_scopes("crm:write").post(
+        "/api/crm/activities/",
+        {"kind": kind, "outcome": outcome, "subject": "x", "contact": contact.pk},
+        format="json",
+    )
+
+    assert page.status_code == 200
+    assert message in " ".join(page.context["adminform"].form.errors["outcome"])
+    assert api.status_code == 400 and message in str(api.json())
+    assert not Activity.objects.exists()
