@@ -190,9 +190,11 @@ def import_preview_summary(job: ImportJob) -> str:
     if not job.error_count:
         return f"Applying writes {writes}, all or nothing."
     rows = job.rows_done - job.created_count - job.updated_count - job.skipped_count
+    bad = f"{rows} row has an error" if rows == 1 else f"{rows} rows have errors"
+    back = "the other one" if rows == 1 else f"the {rows} others"
     return (
-        f"All or nothing writes nothing: {rows} rows have errors. Valid rows only writes "
-        f"{writes} and gives the {rows} others back in a file to fix."
+        f"All or nothing writes nothing: {bad}. Valid rows only writes "
+        f"{writes} and gives {back} back in a file to fix."
     )
 
 

@@ -120,3 +120,40 @@ def test_rep_logs_a_call_from_the_contact_page(page, rep, pipeline, screenshot):
     call = contact.activities.get()
     assert (call.owner, call.deal.name, call.outcome) == (rep, "Acme 0", "left_voicemail")
     screenshot(page, "contact-after-logging-a-call")
+
+
+def test_rep_imports_the_valid_rows_and_downloads_the_rest(page, rep, screenshot, tmp_path):
+    from crm.models import Contact
+
+    upload = tmp_path / "leads.csv"
+    upload.write_text(
+        "First Name,Last Name,E-mail address\n"
+        "Sanne,de Boer,sanne.deboer@example.com\n"
+        "Broken,Row,not-an-address\n"
+        "Joost,Bakker,joost.bakker@example.com\n"
+    )
+    log_in(page, "rep")
+    page.goto("/admin/crm/importjob/add/")
+    page.get_by_label("Resource").select_option("contacts")
+    page.get_by_label("Key").select_option("email")
+    page.get_by_label("File").set_input_files(str(upload))
+    with page.expect_navigation():
+        page.get_by_role("button", name="Upload and check").click()
+    page.wait_for_selector("#job-modes")
+    assert "2" in page.locator("#job-modes").inner_text()
+    screenshot(page, "import-keep-good-rows-preview")
+
+    with page.expect_navigation():
+        page.get_by_role("button", name="Apply the valid rows").click()
+    page.wait_for_selector("text=Status: Applied")
+    assert set(Contact.objects.values_list("email", flat=True)) == {
+        "sanne.deboer@example.com",
+        "joost.bakker@example.com",
+    }
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download the rows left out").click()
+    rows = download.value.path().read_text(encoding="utf-8-sig").splitlines()
+    assert rows[0].startswith("First Name,Last Name,E-mail address,import error")
+    assert rows[1].startswith("Broken,Row,not-an-address,")
+    assert len(rows) == 2
+    screenshot(page, "import-keep-good-rows-applied")
