@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 
 from django.db.models import Count, DecimalField, ExpressionWrapper, F, Model, Q, QuerySet, Sum
 
@@ -197,10 +198,16 @@ def contacts_for_mailing(purpose_code: str) -> QuerySet[Contact]:
 TIMELINE_LENGTH = 30
 
 
-def activities_and_stage_changes(*, contact: Contact, user) -> list[dict]:
-    """The contact's activities and what happened to its deals (opened, moved to a stage,
-    won or lost) that ``user`` may see, newest first: ``at``, ``what``, ``detail``."""
-    activities = visible_to(user, contact.activities.all())
+# A company can have thousands of deals: the timeline reads the most recently changed.
+TIMELINE_DEALS = 500
+
+
+def record_timeline(*, record: Contact | Company | Deal, user) -> list[dict]:
+    """One timeline of a contact, company or deal, newest first, of what ``user`` may see: its
+    activities (a company's include those logged on its contacts), what happened to its deals
+    (opened, moved to a stage, won or lost) and its tickets (opened, resolved). Each entry has
+    ``at``, ``what``, ``detail`` and the ``record`` it is about."""
+    activities, deals, tickets = _timeline_sources(record)
     entries = [
         {
             "at": activity.done_at or activity.due_at or activity.created_at,
@@ -210,15 +217,39 @@ def activities_and_stage_changes(*, contact: Contact, user) -> list[dict]:
                 if part
             ),
             "detail": activity.subject,
+            "record": activity,
         }
-        for activity in activities.order_by("-created_at")[:TIMELINE_LENGTH]
+        for activity in visible_to(user, activities).order_by("-created_at")[:TIMELINE_LENGTH]
     ]
-    deals = {deal.pk: deal for deal in visible_to(user, contact.deals.all())}
+    for ticket in visible_to(user, tickets).order_by("-created_at")[:TIMELINE_LENGTH]:
+        entries.append(
+            {
+                "at": ticket.created_at,
+                "what": "Ticket opened",
+                "detail": ticket.subject,
+                "record": ticket,
+            }
+        )
+        if ticket.resolved_at:
+            entries.append(
+                {
+                    "at": ticket.resolved_at,
+                    "what": "Ticket resolved",
+                    "detail": ticket.subject,
+                    "record": ticket,
+                }
+            )
+    visible_deals = visible_to(user, deals).order_by("-updated_at")[:TIMELINE_DEALS]
+    deals = {deal.pk: deal for deal in visible_deals}
     for deal in deals.values():
-        entries.append({"at": deal.created_at, "what": "Deal opened", "detail": deal.name})
+        entries.append(
+            {"at": deal.created_at, "what": "Deal opened", "detail": deal.name, "record": deal}
+        )
         if deal.closed_at:
             outcome = "Deal won" if deal.status == Deal.Status.WON else "Deal lost"
-            entries.append({"at": deal.closed_at, "what": outcome, "detail": deal.name})
+            entries.append(
+                {"at": deal.closed_at, "what": outcome, "detail": deal.name, "record": deal}
+            )
     moves = (
         DealStageChange.objects.filter(deal_id__in=list(deals), from_stage__isnull=False)
         .select_related("to_stage")
@@ -227,8 +258,59 @@ def activities_and_stage_changes(*, contact: Contact, user) -> list[dict]:
     for move in moves:
         stage = move.to_stage.name if move.to_stage else "a stage since deleted"
         deal = deals[move.deal_id]
+        detail = f"{deal.name} to {stage}"
         entries.append(
-            {"at": move.changed_at, "what": "Deal moved", "detail": f"{deal.name} to {stage}"}
+            {"at": move.changed_at, "what": "Deal moved", "detail": detail, "record": deal}
         )
     entries.sort(key=lambda entry: entry["at"], reverse=True)
     return entries[:TIMELINE_LENGTH]
+
+
+def _timeline_sources(record) -> tuple[QuerySet, QuerySet, QuerySet]:
+    """The activities, deals and tickets on a record's timeline."""
+    if isinstance(record, Contact):
+        return record.activities.all(), record.deals.all(), record.tickets.all()
+    if isinstance(record, Company):
+        activities = Activity.objects.filter(Q(company=record) | Q(contact__company=record))
+        return activities, record.deals.all(), record.tickets.all()
+    return record.activities.all(), Deal.objects.filter(pk=record.pk), Ticket.objects.none()
+
+
+# --- A record's associations ---------------------------------------------------------------------
+
+ASSOCIATION_SAMPLE = 5
+
+
+@dataclass
+class Association:
+    """Records of one kind linked to a record: how many the viewer sees, the first few, and
+    the list filter that shows them all."""
+
+    model: type[Model]
+    count: int
+    records: list
+    lookup: str  # the list's filter: "contact__id__exact=12"
+
+
+def record_associations(*, record: Contact | Company | Deal, user) -> list[Association]:
+    """What is linked to a contact (deals, tickets, tasks), a company (deals, tickets) or a
+    deal (tasks), as ``user`` sees it, open ones first."""
+    kinds = {
+        Contact: [(Deal, "contact"), (Ticket, "contact"), (Task, "contact")],
+        Company: [(Deal, "company"), (Ticket, "company")],
+        Deal: [(Task, "deal")],
+    }[type(record)]
+    associations = []
+    for model, field in kinds:
+        linked = visible_to(user, model.objects.filter(**{field: record}))
+        first = list(linked.order_by(*ASSOCIATION_ORDER[model])[:ASSOCIATION_SAMPLE])
+        count = len(first) if len(first) < ASSOCIATION_SAMPLE else linked.count()
+        associations.append(Association(model, count, first, f"{field}__id__exact={record.pk}"))
+    return associations
+
+
+ASSOCIATION_ORDER = {
+    Deal: [F("closed_at").desc(nulls_first=True), "-updated_at"],
+    Ticket: [F("resolved_at").desc(nulls_first=True), "-created_at"],
+    Task: [F("done_at").desc(nulls_first=True), F("due_at").asc(nulls_last=True)],
+}

@@ -23,7 +23,7 @@ from crm.admin.visibility import (
     VisibleRecordsAdminMixin,
     visible_count,
 )
-from crm.admin.work import activity_buttons
+from crm.admin.work import RecordPageMixin, activity_buttons
 from crm.models import (
     Deal,
     Pipeline,
@@ -97,7 +97,13 @@ class DealAdminForm(forms.ModelForm):
 
 
 @admin.register(Deal)
-class DealAdmin(PipelineBoardMixin, VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmin):
+class DealAdmin(
+    PipelineBoardMixin,
+    RecordPageMixin,
+    VisibleRecordsAdminMixin,
+    SafeExportMixin,
+    ReadableModelAdmin,
+):
     resource_classes = [DealResource]
     pii_fields = ("contact",)  # a contact shows as its name
     form = DealAdminForm

@@ -29,18 +29,16 @@ from crm.admin.visibility import (
     VisibleRecordsInlineMixin,
     visible_count,
 )
-from crm.admin.work import activity_buttons
+from crm.admin.work import RecordPageMixin, activity_buttons
 from crm.models import (
     AccountMember,
     AccountSuggestion,
-    Activity,
     Company,
     Contact,
     Deal,
     Tag,
 )
 from crm.resources import CompanyResource, ContactResource
-from crm.selectors import activities_and_stage_changes
 
 # --- Tags, companies, contacts -----------------------------------------------------------------
 
@@ -136,7 +134,7 @@ class AccountMemberInline(admin.TabularInline):
 
 
 @admin.register(Company)
-class CompanyAdmin(VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmin):
+class CompanyAdmin(RecordPageMixin, VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmin):
     resource_classes = [CompanyResource]
     list_display = ["name", "domain", "industry", "size", "country", "owner", "updated_at"]
     list_filter = [("owner", admin.RelatedOnlyFieldListFilter), "size", "country", "industry"]
@@ -221,35 +219,6 @@ class ContactAdminForm(forms.ModelForm):
         return cleaned
 
 
-class ContactDealInline(VisibleRecordsInlineMixin, admin.TabularInline):
-    model = Deal
-    extra = 0
-    fields = ["name", "stage", "amount", "currency", "status", "expected_close_date", "owner"]
-    readonly_fields = fields
-    show_change_link = True
-    can_delete = False
-    verbose_name_plural = "deals (open one to edit it)"
-
-    def has_add_permission(self, request, obj=None):
-        return False  # deals follow stage rules: they are edited on their own page
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("stage__pipeline", "owner")
-
-
-class ContactActivityInline(VisibleRecordsInlineMixin, admin.TabularInline):
-    model = Activity
-    extra = 1
-    fields = ["kind", "subject", "owner", "due_at", "done_at"]
-    raw_id_fields = ["owner"]
-    fk_name = "contact"
-    show_change_link = True
-    ordering = ["-created_at"]
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("owner")
-
-
 CONSENT_WORDS = {
     "granted": "yes (consent given)",
     "denied": "no (refused)",
@@ -258,23 +227,8 @@ CONSENT_WORDS = {
 }
 
 
-def timeline_html(entries: list[dict]) -> str:
-    if not entries:
-        return "Nothing yet."
-    rows = format_html_join(
-        "",
-        "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-        ((f"{entry['at']:%Y-%m-%d %H:%M}", entry["what"], entry["detail"]) for entry in entries),
-    )
-    return format_html(
-        "<table><thead><tr><th>when</th><th>what</th><th></th></tr></thead>"
-        "<tbody>{}</tbody></table>",
-        rows,
-    )
-
-
 @admin.register(Contact)
-class ContactAdmin(VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmin):
+class ContactAdmin(RecordPageMixin, VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmin):
     resource_classes = [ContactResource]
     form = ContactAdminForm
     label_is_personal = True  # a contact is named by its full name
@@ -351,19 +305,7 @@ class ContactAdmin(VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmin
             deal=contact.deals.filter(status=Deal.Status.OPEN).values_list("pk", flat=True).first(),
         )
 
-    # The timeline is rendered by the page's template: it depends on whose records the viewer
-    # sees (sales teams), which a display method cannot know.
-    change_form_template = "admin/crm/contact/change_form.html"
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        contact = self.get_object(request, object_id)
-        if contact is not None:
-            entries = activities_and_stage_changes(contact=contact, user=request.user)
-            extra_context = {**(extra_context or {}), "timeline": timeline_html(entries)}
-        return super().change_view(request, object_id, form_url, extra_context)
-
     pii_fields = Contact.PII_FIELDS
-    inlines = [ContactDealInline, ContactActivityInline]
     action_form = ContactActionForm
     actions = [assign_owner, add_tag, change_lifecycle]
 

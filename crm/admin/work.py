@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import F
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
@@ -24,11 +25,13 @@ from crm.admin.visibility import (
 )
 from crm.models import (
     Activity,
+    Deal,
     Task,
     Ticket,
 )
 from crm.reminders import DUE_CHOICES, task_errors, task_save, tasks_due, tasks_mark_done
 from crm.resources import ActivityResource
+from crm.selectors import Association, record_associations, record_timeline
 
 # --- Activities, tickets, tasks -----------------------------------------------------------------
 
@@ -48,6 +51,98 @@ def activity_buttons(page: str, **links) -> str:
             for kind, label in Activity.Kind.choices
         ),
     )
+
+
+def timeline_html(entries: list[dict]) -> str:
+    if not entries:
+        return "Nothing yet."
+    rows = format_html_join(
+        "",
+        '<tr><td>{}</td><td>{}</td><td><a href="{}">{}</a></td></tr>',
+        (
+            (
+                f"{timezone.localtime(entry['at']):%Y-%m-%d %H:%M}",
+                entry["what"],
+                reverse(
+                    f"admin:crm_{entry['record']._meta.model_name}_change",
+                    args=[entry["record"].pk],
+                ),
+                entry["detail"],
+            )
+            for entry in entries
+        ),
+    )
+    return format_html(
+        "<table><thead><tr><th>when</th><th>what</th><th>about</th></tr></thead>"
+        "<tbody>{}</tbody></table>",
+        rows,
+    )
+
+
+def associations_html(request, record, associations: list[Association]) -> str:
+    """Per kind of linked record: how many, the first few linking to their pages, a link to
+    the list of all of them and one to add another, linked to this record."""
+    field = record._meta.model_name
+    parts = []
+    for association in associations:
+        opts = association.model._meta
+        noun = opts.verbose_name if association.count == 1 else opts.verbose_name_plural
+        items = format_html_join(
+            "",
+            '<li><a href="{}">{}</a> <span class="quiet">{}</span></li>',
+            (
+                (reverse(f"admin:crm_{opts.model_name}_change", args=[obj.pk]), obj, detail(obj))
+                for obj in association.records
+            ),
+        )
+        links = []
+        if association.count > len(association.records):
+            url = reverse(f"admin:crm_{opts.model_name}_changelist") + "?" + association.lookup
+            links.append(format_html('<a href="{}">All {} {}</a>', url, association.count, noun))
+        if request.user.has_perm(f"crm.add_{opts.model_name}"):
+            url = reverse(f"admin:crm_{opts.model_name}_add") + f"?{field}={record.pk}"
+            links.append(format_html('<a href="{}">Add a {}</a>', url, opts.verbose_name))
+        parts.append(
+            format_html(
+                '<section class="crm-association"><h3>{} {}</h3><ul>{}</ul><p>{}</p></section>',
+                association.count,
+                noun,
+                items or format_html("<li>{}</li>", "None yet."),
+                format_html_join(" · ", "{}", ((link,) for link in links)),
+            )
+        )
+    return format_html_join("", "{}", ((part,) for part in parts))
+
+
+def detail(obj) -> str:
+    """A linked record's state in a few words."""
+    if isinstance(obj, Deal):
+        return f"{obj.get_status_display()} · {obj.currency} {obj.amount:,.0f}"
+    if isinstance(obj, Ticket):
+        return f"{obj.get_status_display()} · {obj.get_priority_display()} priority"
+    if obj.done_at:
+        return f"done {timezone.localtime(obj.done_at):%Y-%m-%d}"
+    return f"due {timezone.localtime(obj.due_at):%Y-%m-%d %H:%M}" if obj.due_at else "open"
+
+
+class RecordPageMixin:
+    """Contact, company and deal pages: what is linked to the record and one timeline. Both
+    are rendered by the page's template with the viewer's sight (sales teams), which a
+    display method cannot know."""
+
+    change_form_template = "admin/crm/record_change_form.html"
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        record = self.get_object(request, unquote(object_id))
+        if record is not None:
+            entries = record_timeline(record=record, user=request.user)
+            linked = record_associations(record=record, user=request.user)
+            extra_context = {
+                **(extra_context or {}),
+                "timeline": timeline_html(entries),
+                "associations": associations_html(request, record, linked),
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
 
 
 @admin.register(Activity)

@@ -114,7 +114,7 @@ def test_rep_logs_a_call_from_the_contact_page(page, rep, pipeline, screenshot):
 
     assert page.url.endswith(f"/admin/crm/contact/{contact.pk}/change/")
     assert page.get_by_text("Call logged.").is_visible()
-    timeline = page.locator("#contact-timeline")
+    timeline = page.locator("#record-timeline")
     assert timeline.get_by_text("Call - Left voicemail").is_visible()
     assert timeline.get_by_text("Called about the renewal").is_visible()
     call = contact.activities.get()
