@@ -723,6 +723,13 @@ class ImportJob(models.Model):
     errors = models.JSONField(
         default=list, blank=True, help_text="Row errors: row, column, value, message (first 1000)."
     )
+    warning_count = models.PositiveIntegerField(default=0)
+    warnings = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Values kept with a warning (a phone number in no assigned range): row, "
+        "column, value, message (first 1000).",
+    )
     preview = models.JSONField(
         default=list, blank=True, help_text="First rows of the check: outcome and field changes."
     )

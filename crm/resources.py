@@ -22,14 +22,22 @@ from import_export import resources
 from cdphub.csv_export import neutralise
 from crm.models import OUT_OF_SIGHT, Activity, Company, Contact, Deal
 from crm.selectors import links_out_of_sight
-from crm.services import web_domain
-from profiles.resolution.normalize import InvalidIdentifier, normalize_email, normalize_phone
+from crm.services import phone_warning, record_phone, web_domain
+from profiles.resolution.normalize import InvalidIdentifier, normalize_email
 
 EMAIL_MAX_LENGTH = Contact._meta.get_field("email").max_length
 
 
 class CellError(ValueError):
     """A cell that cannot be read; the message says what was expected."""
+
+
+@dataclass(frozen=True, slots=True)
+class Warned:
+    """A cell read with a warning: the value is kept, the warning is reported with the row."""
+
+    value: object
+    message: str
 
 
 # --- Cell readers: text in, Python value out (or CellError) -----------------------------------
@@ -54,11 +62,14 @@ def email(value: str) -> str:
     return normalised
 
 
-def phone(value: str) -> str:
+def phone(value: str) -> str | Warned:
+    """Only an impossible number is an error; a possible one that is not valid is kept."""
     try:
-        return normalize_phone(value)
+        normalised = record_phone(value)
     except InvalidIdentifier as exc:
         raise CellError(str(exc)) from None
+    warning = phone_warning(normalised)
+    return Warned(normalised, warning) if warning else normalised
 
 
 DATE_FORMATS = ("%Y-%m-%d", "%d-%m-%Y", "%d/%m/%Y", "%d.%m.%Y", "%Y/%m/%d")

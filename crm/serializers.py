@@ -124,6 +124,11 @@ class ContactSerializer(
         slug_field="name", queryset=Tag.objects.all(), many=True, required=False
     )
 
+    warnings = serializers.SerializerMethodField(
+        help_text="Values kept that deserve a look, such as a phone number that is possible "
+        "but in no assigned range (kept, not used to find the person's CDP profile)."
+    )
+
     class Meta:
         model = Contact
         fields = [
@@ -144,10 +149,16 @@ class ContactSerializer(
             "owner",
             "tags",
             "profile",
+            "warnings",
             *TIMESTAMPS,
         ]
         read_only_fields = ["profile", *TIMESTAMPS]
         pii_fields = Contact.PII_FIELDS
+
+    def get_warnings(self, contact) -> list[str]:
+        """Values kept that deserve a look: a phone number in no assigned range."""
+        warning = services.phone_warning(contact.phone)
+        return [warning] if warning else []
 
     def validate_external_id(self, value):
         # Unique when given; "none" is NULL, or a second contact without one would collide.

@@ -7,6 +7,7 @@ package when a part (linking, merges) grows on its own."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -22,6 +23,7 @@ from django.utils import timezone
 from cdphub.audit import audit_record, audit_record_many
 from cdphub.sql import execute
 from crm.models import Company, Contact, Deal, DealStageChange, Stage, Tag
+from profiles.resolution.normalize import InvalidIdentifier, PhoneNotValid, normalize_phone
 from profiles.resolution.resolver import profiles_resolve
 from profiles.services import identities_remove, profile_traits_merge, traits_normalize
 
@@ -57,9 +59,55 @@ def web_domain(value: object) -> str:
 def contact_identifiers_normalize(*, email: str, phone: str) -> tuple[str, str]:
     """Both identifiers in their canonical form; blank stays blank. Raises ``ValidationError``
     keyed by field so forms, the API and imports can say which value is wrong. The profiles'
-    rule (``traits_normalize``), so a contact and its profile hold the same value."""
-    normalized = traits_normalize({"email": email, "phone": phone})
-    return normalized["email"] or "", normalized["phone"] or ""
+    rule (``traits_normalize``), so a contact and its profile hold the same value; except that
+    a contact keeps a possible phone number that is not valid (``record_phone``)."""
+    errors = {}
+    try:
+        email = traits_normalize({"email": email})["email"] or ""
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    try:
+        phone = record_phone(phone)
+    except InvalidIdentifier as exc:
+        errors["phone"] = [str(exc)]
+    if errors:
+        raise ValidationError(errors)
+    return email, phone
+
+
+def record_phone(value: object) -> str:
+    """A phone number as a CRM record keeps it: in E.164, also when it is possible for its
+    country but in no assigned range (reserved, or newer than the numbering metadata), which
+    ``phone_warning`` then points out; only an impossible value is refused
+    (``InvalidIdentifier``)."""
+    if value is None or not str(value).strip():
+        return ""
+    try:
+        return normalize_phone(value)
+    except PhoneNotValid as exc:
+        return exc.e164
+
+
+def phone_warning(phone: str) -> str | None:
+    """Why a contact's stored phone is not used to find or fill its CDP profile, or None."""
+    if not phone or phone_is_identifier(phone):
+        return None
+    return PHONE_NOT_VALID
+
+
+PHONE_NOT_VALID = (
+    "the phone number is possible but not valid in its country (a reserved or new range): kept "
+    "as given, but not used to find or fill the person's CDP profile"
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def phone_is_identifier(phone: str) -> bool:
+    try:
+        normalize_phone(phone)
+    except InvalidIdentifier:
+        return False
+    return True
 
 
 def contact_is_suppressed(email: str, phone: str) -> bool:
@@ -153,6 +201,8 @@ def contact_traits(contact: Contact, company_name: str | None = None) -> dict[st
         value = getattr(contact, field)
         if value not in (None, ""):
             traits[trait] = str(value)
+    if phone_warning(contact.phone):
+        del traits["phone"]
     if company_name:
         traits["company"] = company_name
     return traits
@@ -205,7 +255,8 @@ def contact_profiles_link(*, contacts: Sequence[Contact], source=None) -> Profil
 def contact_identifiers(contact: Contact) -> list[tuple[str, str]]:
     """The identifiers of a contact's person, strongest first (its identifiers are normalised
     when it is saved)."""
-    pairs = [("crm_contact", str(contact.pk)), ("email", contact.email), ("phone", contact.phone)]
+    phone = "" if phone_warning(contact.phone) else contact.phone
+    pairs = [("crm_contact", str(contact.pk)), ("email", contact.email), ("phone", phone)]
     return [(kind, value) for kind, value in pairs if value]
 
 

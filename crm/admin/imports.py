@@ -138,7 +138,7 @@ class ImportJobAdmin(ReadableModelAdmin):
     actions = ["revert"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).defer("file_data", "preview", "errors")
+        return super().get_queryset(request).defer("file_data", "preview", "errors", "warnings")
 
     @admin.display(description="progress")
     def progress(self, job):
@@ -217,6 +217,7 @@ class ImportJobAdmin(ReadableModelAdmin):
                 initial={"column_map": "\n".join(f"{h}={f}" for h, f in overrides.items())}
             ),
             "errors": masked_errors(job.errors[:100], self.may_view_pii(request)),
+            "warnings": masked_errors(job.warnings[:100], self.may_view_pii(request)),
             "preview": masked_preview(job, self.may_view_pii(request)),
             "can_apply": job.status == ImportJob.Status.VALIDATED and self.may_act(request, job),
             "can_apply_valid": job.status in CHECKED

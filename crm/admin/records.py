@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.forms.models import BaseInlineFormSet
@@ -317,3 +317,5 @@ class ContactAdmin(RecordPageMixin, VisibleRecordsAdminMixin, SafeExportMixin, R
 
     def save_model(self, request, obj, form, change):
         services.contact_save(contact=obj)
+        if warning := services.phone_warning(obj.phone):
+            self.message_user(request, f"Saved, but {warning}.", messages.WARNING)

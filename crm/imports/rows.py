@@ -19,6 +19,7 @@ class Row:
     number: int
     values: dict = field(default_factory=dict)  # field -> parsed value (non-blank cells only)
     errors: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)  # values kept, with something to point out
     outcome: str = ""  # new / updated / skipped / error
     reason: str = ""
     pk: int | None = None  # the row's record, existing or just inserted
@@ -28,6 +29,11 @@ class Row:
 
     def fail(self, column: str, message: str, value="") -> None:
         self.errors.append(
+            {"row": self.number, "column": column, "value": str(value), "message": message}
+        )
+
+    def warn(self, column: str, message: str, value="") -> None:
+        self.warnings.append(
             {"row": self.number, "column": column, "value": str(value), "message": message}
         )
 

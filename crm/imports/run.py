@@ -27,7 +27,7 @@ from crm.imports.references import References
 from crm.imports.rows import Progress, Row, batched, json_value
 from crm.imports.write import Writer
 from crm.models import ImportJob
-from crm.resources import SPECS, CellError, ImportSpec, header_token
+from crm.resources import SPECS, CellError, ImportSpec, Warned, header_token
 
 BATCH_SIZE = 2000
 MAX_STORED_ERRORS = 10_000
@@ -86,6 +86,7 @@ class ImportRun:
         job = self.job
         job.rows_done = job.created_count = job.updated_count = job.skipped_count = 0
         job.error_count, job.errors, job.preview = 0, [], []
+        job.warning_count, job.warnings = 0, []
         rows = iter_table(job)
         header = next(rows, None)
         if header is None:
@@ -185,6 +186,9 @@ class ImportRun:
                 values[name] = read(value)
             except CellError as exc:
                 row.fail(label, str(exc), value)
+            if isinstance(values.get(name), Warned):
+                row.warn(label, values[name].message, value)
+                values[name] = values[name].value
         return row
 
     def record(self, rows: list[Row]) -> None:
@@ -192,24 +196,38 @@ class ImportRun:
         for row in rows:
             job.rows_done += 1
             if row.errors:
-                row.outcome = "error"
-                for error in row.errors:
-                    error["column"] = self.column_names.get(error["column"], error["column"])
-                job.error_count += len(row.errors)
-                self.rejected[row.number] = "; ".join(
-                    f"{e['column']}: {e['message']}" if e["column"] else e["message"]
-                    for e in row.errors
-                )
-                room = MAX_STORED_ERRORS - len(job.errors)
-                job.errors.extend(row.errors[: max(room, 0)])
-            elif row.outcome == "new":
-                job.created_count += 1
-            elif row.outcome == "updated":
-                job.updated_count += 1
+                self.record_errors(row)
             else:
-                job.skipped_count += 1
+                self.record_warnings(row)
+                if row.outcome == "new":
+                    job.created_count += 1
+                elif row.outcome == "updated":
+                    job.updated_count += 1
+                else:
+                    job.skipped_count += 1
             if len(job.preview) < PREVIEW_ROWS:
                 job.preview.append(preview_entry(row))
+
+    def record_errors(self, row: Row) -> None:
+        job = self.job
+        row.outcome = "error"
+        for error in row.errors:
+            error["column"] = self.column_names.get(error["column"], error["column"])
+        job.error_count += len(row.errors)
+        self.rejected[row.number] = "; ".join(
+            f"{e['column']}: {e['message']}" if e["column"] else e["message"] for e in row.errors
+        )
+        room = MAX_STORED_ERRORS - len(job.errors)
+        job.errors.extend(row.errors[: max(room, 0)])
+
+    def record_warnings(self, row: Row) -> None:
+        """Values kept with something to point out (a phone number in no assigned range)."""
+        job = self.job
+        for warning in row.warnings:
+            warning["column"] = self.column_names.get(warning["column"], warning["column"])
+        job.warning_count += len(row.warnings)
+        room = MAX_STORED_ERRORS - len(job.warnings)
+        job.warnings.extend(row.warnings[: max(room, 0)])
 
 
 def preview_entry(row: Row) -> dict:

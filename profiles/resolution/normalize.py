@@ -97,6 +97,17 @@ def normalize_email(value: object) -> str:
     return _within_length("e-mail", text)
 
 
+class PhoneNotValid(InvalidIdentifier):
+    """A number of a possible length for its country, in no range its numbering plan assigns
+    (a reserved range, or one newer than the metadata). Not an identifier: fillers such as
+    +31 6 00000000 would join strangers into one profile. A CRM record may keep it as given
+    (``e164``), with a warning."""
+
+    def __init__(self, message: str, e164: str):
+        super().__init__(message)
+        self.e164 = e164
+
+
 def normalize_phone(value: object, region: str | None = None) -> str:
     """Phone number in E.164 (``+31612345678``); numbers without ``+`` use the default region."""
     text = str(value or "").strip()
@@ -106,11 +117,15 @@ def normalize_phone(value: object, region: str | None = None) -> str:
         number = phonenumbers.parse(text, region or settings.CDPHUB_DEFAULT_PHONE_REGION)
     except phonenumbers.NumberParseException:
         raise InvalidIdentifier(f"phone {value!r} is not a phone number") from None
-    if not phonenumbers.is_valid_number(number):
-        raise InvalidIdentifier(f"phone {value!r} is not a valid phone number")
-    return _within_length(
+    e164 = _within_length(
         "phone", phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     )
+    if not phonenumbers.is_valid_number(number):
+        message = f"phone {value!r} is not a valid phone number"
+        if phonenumbers.is_possible_number(number):
+            raise PhoneNotValid(message, e164)
+        raise InvalidIdentifier(message)
+    return e164
 
 
 def normalize_opaque_id(value: object, *, label: str = "id") -> str:

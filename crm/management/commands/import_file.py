@@ -135,6 +135,14 @@ class Command(BaseCommand):
             self.stderr.write(f"  {where}{error['message']}")
         if job.error_count > 50:
             self.stderr.write(f"  ... and {job.error_count - 50} more (see the job in the admin)")
+        if job.warning_count:
+            self.stderr.write(f"{job.warning_count} value(s) kept with a warning:")
+        for warning in job.warnings[:20]:
+            self.stderr.write(
+                f"  row {warning['row']}, column {warning['column']}: {warning['message']}"
+            )
+        if job.warning_count > 20:
+            self.stderr.write(f"  ... and {job.warning_count - 20} more (see the job in the admin)")
 
 
 def named(model, field: str, value: str | None):
