@@ -10,11 +10,11 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from crm import services
+from crm.imports.jobs import import_job_apply
+from crm.imports.linking import import_job_link_profiles
 from crm.models import Contact
 from profiles.models import Identity
 from profiles.resolution.normalize import InvalidIdentifier, PhoneNotValid, normalize_phone
-from crm.imports.jobs import import_job_apply
-from crm.imports.linking import import_job_link_profiles
 from tests.crm.test_imports import checked, csv_bytes
 
 pytestmark = pytest.mark.django_db
