@@ -16,8 +16,9 @@ VIEW = ("view",)
 CONSENT_LEDGER = {"purpose", "consenttext", "consentrecord", "consentstate"}
 
 # Sales teams decide whose CRM records a person sees: a role that edits the CRM must not
-# also be able to widen its own view, so only the Sales manager role edits them.
-SALES_TEAMS = {"crm.salesteam": VIEW}
+# also be able to widen its own view, so only the Sales manager role edits them. Custom fields
+# shape every record's form and import: the Sales manager defines them too.
+SALES_CONFIGURATION = {"crm.salesteam": VIEW, "crm.customfield": VIEW}
 
 # role -> {app label: actions}, "only" the listed models of an app, "models" with other actions
 # than their app's, and whether the role sees personal data.
@@ -30,7 +31,7 @@ ROLES: dict[str, dict] = {
     "Sales": {
         "apps": {"crm": ALL, "profiles": VIEW, "consent": VIEW},
         "only": {"consent": CONSENT_LEDGER},
-        "models": SALES_TEAMS,
+        "models": SALES_CONFIGURATION,
         "pii": True,
     },
     "Sales manager": {

@@ -1,7 +1,8 @@
 """The CRM's leaves in the segment rule language:
 
 - ``{"crm": "<field>", "op": ..., "value": ...}``: a field of one of the person's contacts (or
-  an open deal's stage);
+  an open deal's stage), or ``custom.<key>`` for a contact custom field, compared as its type
+  (numbers and dates with gt/lt, several choices with contains);
 - ``{"account": "<field>", "op": ..., "value": ...}``: a field of one of the person's accounts
   (the companies of their group calls): ``name``, ``industry``, ``size``, ``country``,
   ``group_id``, ``trait.<key>`` for a kept group trait (``trait.plan``), or an account figure
@@ -13,7 +14,9 @@ from __future__ import annotations
 from django.db.models import Exists, OuterRef, Q
 
 from crm.accounts import with_account_figures
+from crm.customfields import definitions
 from crm.models import AccountMember, Company, Contact, Deal
+from profiles.segments.rules.jsonvalue import value_compare
 from profiles.segments.rules.language import Context, Leaf, comparison_check, join
 from profiles.segments.rules.profile_target import (
     COMPARISON_KEYS,
@@ -34,10 +37,20 @@ CRM_FIELDS = {
 CRM_OPERATORS = ("eq", "neq", "in", "not_in", "contains", "starts_with", "exists")
 
 
+CUSTOM = "custom."
+
+
 def crm_validate(node: dict, path: str, ctx: Context) -> None:
     name = node["crm"]
+    if isinstance(name, str) and name.startswith(CUSTOM):
+        custom_validate(name.removeprefix(CUSTOM), node, path, ctx)
+        return
     if name not in CRM_FIELDS:
-        ctx.error(path, f"unknown CRM field {name!r}; expected one of: {', '.join(CRM_FIELDS)}")
+        ctx.error(
+            path,
+            f"unknown CRM field {name!r}; expected one of: {', '.join(CRM_FIELDS)}, or "
+            "custom.<key> (a contact custom field)",
+        )
         return
     comparison_check(node, path, ctx, operators=CRM_OPERATORS)
     value = node.get("value")
@@ -55,9 +68,23 @@ def crm_validate(node: dict, path: str, ctx: Context) -> None:
             )
 
 
+def custom_validate(key: str, node: dict, path: str, ctx: Context) -> None:
+    defined = {field.key: field for field in definitions(Contact)}
+    if key not in defined:
+        known = ", ".join(CUSTOM + k for k in defined) or "none are defined"
+        ctx.error(path, f"no contact custom field {key!r} (contact custom fields: {known})")
+        return
+    comparison_check(node, path, ctx)
+
+
 def crm_compile(node: dict, ctx: Context) -> Q:
     name, value = node["crm"], node.get("value")
     op = node.get("op", "eq" if "value" in node else "exists")
+    if name.startswith(CUSTOM):
+        condition = value_compare(
+            "custom_fields", name.removeprefix(CUSTOM), op, value, has_value="value" in node
+        )
+        return Q(Exists(Contact.objects.filter(condition, profile=OuterRef("pk"))))
     lookup = CRM_FIELDS[name]
     if name == "deal_stage":
         rows = Deal.objects.filter(contact__profile=OuterRef("pk"), status=Deal.Status.OPEN)

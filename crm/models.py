@@ -75,6 +75,57 @@ class SalesTeam(models.Model):
         return self.name
 
 
+class CustomField(models.Model):
+    """A field an administrator adds to contacts, companies or deals: stored in the record's
+    ``custom_fields`` (by ``key``), checked against this definition by
+    ``crm.customfields`` on every path (admin, API, import)."""
+
+    class Model(models.TextChoices):
+        CONTACT = "contact", "Contact"
+        COMPANY = "company", "Company"
+        DEAL = "deal", "Deal"
+
+    class Type(models.TextChoices):
+        TEXT = "text", "Text"
+        NUMBER = "number", "Whole number"
+        DECIMAL = "decimal", "Decimal number"
+        DATE = "date", "Date"
+        YES_NO = "yes_no", "Yes / no"
+        CHOICE = "choice", "Choice"
+        MULTI_CHOICE = "multi_choice", "Several choices"
+
+    model = models.CharField(max_length=10, choices=Model.choices, verbose_name="on")
+    label = models.CharField(max_length=100)
+    key = models.SlugField(
+        max_length=50,
+        help_text="Its name in the API, imports, exports and rules (letters, digits, _).",
+    )
+    type = models.CharField(max_length=15, choices=Type.choices, default=Type.TEXT)
+    choices = ArrayField(
+        models.CharField(max_length=100),
+        default=list,
+        blank=True,
+        help_text="The values a choice field offers, one per line.",
+    )
+    required = models.BooleanField(
+        default=False, help_text="Records cannot be saved or imported without a value."
+    )
+    help_text = models.CharField(max_length=255, blank=True)
+    order = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model", "order", "label"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "key"], name="custom_field_key_per_model"),
+            models.UniqueConstraint(fields=["model", "label"], name="custom_field_label_per_model"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_model_display()}: {self.label}"
+
+
 class Tag(models.Model):
     name = models.CharField(max_length=80, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -121,6 +172,9 @@ class Company(models.Model):
     )
     owner = models.ForeignKey(
         OWNER, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_companies"
+    )
+    custom_fields = models.JSONField(
+        default=dict, blank=True, help_text="Values of the custom fields defined for it."
     )
     tags = models.ManyToManyField(Tag, blank=True, related_name="companies")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -257,6 +311,9 @@ class Contact(models.Model):
     owner = models.ForeignKey(
         OWNER, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_contacts"
     )
+    custom_fields = models.JSONField(
+        default=dict, blank=True, help_text="Values of the custom fields defined for it."
+    )
     tags = models.ManyToManyField(Tag, blank=True, related_name="contacts")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -349,6 +406,9 @@ class Deal(models.Model):
     owner = models.ForeignKey(
         OWNER, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_deals"
     )
+    custom_fields = models.JSONField(
+        default=dict, blank=True, help_text="Values of the custom fields defined for it."
+    )
     stage_entered_at = models.DateTimeField(
         default=timezone.now, help_text="When the deal entered its current stage."
     )
@@ -428,7 +488,7 @@ class Activity(models.Model):
     kind = models.CharField(max_length=10, choices=Kind.choices)
     subject = models.CharField(max_length=255)
     body = models.TextField(blank=True, verbose_name="notes")
-    outcome = models.CharField(max_length=20, choices=Outcome.choices, blank=True)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, blank=True, default="")
     contact = models.ForeignKey(
         Contact, null=True, blank=True, on_delete=models.CASCADE, related_name="activities"
     )

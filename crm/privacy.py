@@ -16,6 +16,7 @@ from crm.models import (
     Company,
     Contact,
     ContactMerge,
+    CustomField,
     DataExport,
     Deal,
     DealStageChange,
@@ -119,6 +120,7 @@ registry.register_not_personal(
 registry.register_not_personal(Tag, "labels")
 registry.register_not_personal(Pipeline, "sales process configuration")
 registry.register_not_personal(Stage, "sales process configuration")
+registry.register_not_personal(CustomField, "definitions of custom fields, not their values")
 registry.register_not_personal(DealStageChange, "stages a deal went through, and when")
 registry.register_not_personal(
     SalesTeam, "sales organisation: a team name and links to staff users"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
@@ -18,8 +18,10 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from import_export import fields as ie_fields
 from import_export import resources
+from import_export import widgets as ie_widgets
 
 from cdphub.csv_export import neutralise
+from crm.customfields import MODELS, custom_value_parse, definitions
 from crm.models import OUT_OF_SIGHT, Activity, Company, Contact, Deal
 from crm.selectors import links_out_of_sight
 from crm.services import phone_warning, record_phone, web_domain
@@ -353,6 +355,36 @@ ACTIVITIES = ImportSpec(
 
 SPECS = {spec.resource: spec for spec in (CONTACTS, COMPANIES, DEALS, ACTIVITIES)}
 
+# A custom field's column: "custom.<key>", found by the field's label or key.
+CUSTOM = "custom."
+
+
+def spec_with_custom_fields(spec: ImportSpec) -> ImportSpec:
+    """The resource's columns and its custom fields' (contacts, companies, deals), each read
+    and checked by the custom fields' own rule."""
+    model_name = spec.model._meta.model_name
+    if model_name not in MODELS:
+        return spec
+    columns = tuple(
+        Column(
+            CUSTOM + field.key, custom_reader(field), (field.label, field.key, CUSTOM + field.key)
+        )
+        for field in definitions(model_name)
+    )
+    if not columns:
+        return spec
+    return replace(spec, columns=spec.columns + columns)
+
+
+def custom_reader(definition) -> Callable[[str], object]:
+    def read(value: str):
+        try:
+            return custom_value_parse(definition, value)
+        except ValueError as exc:
+            raise CellError(f"{definition.label} {exc}") from None
+
+    return read
+
 
 # --- Exports (django-import-export) ----------------------------------------------------------
 
@@ -366,6 +398,7 @@ class SafeExportResource(resources.ModelResource):
         self.include_pii = include_pii
         self.user = user  # None: the operator, who sees every record
         self.hidden_links: dict[str, frozenset] = {}
+        self.add_custom_fields()
 
     def before_export(self, queryset, **kwargs):
         super().before_export(queryset, **kwargs)
@@ -392,6 +425,33 @@ class SafeExportResource(resources.ModelResource):
             return export_fields
         hidden = set(getattr(self._meta.model, "PII_FIELDS", ()))
         return [f for f in export_fields if f.attribute not in hidden]
+
+    def add_custom_fields(self) -> None:
+        """A column per custom field, headed ``custom.<key>`` (which imports back); a
+        contact's values are personal data."""
+        model_name = self._meta.model._meta.model_name
+        if model_name not in MODELS or (self._meta.model is Contact and not self.include_pii):
+            return
+        for definition in definitions(model_name):
+            self.fields[CUSTOM + definition.key] = ie_fields.Field(
+                attribute=f"custom_fields__{definition.key}",
+                column_name=CUSTOM + definition.key,
+                widget=CustomValueWidget(),
+                readonly=True,
+            )
+
+
+class CustomValueWidget(ie_widgets.Widget):
+    """A custom field's value as the import reads it back: yes / no, choices joined by ", "."""
+
+    def render(self, value, obj=None, **kwargs):
+        if value is None:
+            return ""
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        if isinstance(value, list):
+            return ", ".join(str(item) for item in value)
+        return str(value)
 
 
 class ContactResource(SafeExportResource):

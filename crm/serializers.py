@@ -5,14 +5,17 @@ from django.db.models import QuerySet
 from rest_framework import serializers
 from rest_framework.relations import ManyRelatedField, RelatedField
 
-from cdphub.api import PiiMaskedSerializerMixin
+from cdphub.api import PII_WRITE_REFUSED, PiiMaskedSerializerMixin, caller_may_see_pii
+from cdphub.pii import mask_value
 from crm import reminders, services
 from crm.accounts import ACCOUNT_FIGURES, with_account_figures
+from crm.customfields import CustomValuesInvalid, custom_values_clean, records_using
 from crm.models import (
     AccountSuggestion,
     Activity,
     Company,
     Contact,
+    CustomField,
     Deal,
     Pipeline,
     Stage,
@@ -70,7 +73,56 @@ class TagSerializer(VisibleRelationsMixin, serializers.ModelSerializer):
         read_only_fields = ["created_at"]
 
 
-class CompanySerializer(VisibleRelationsMixin, serializers.ModelSerializer):
+class CustomFieldsSerializerMixin(serializers.Serializer):
+    """``custom_fields``: the record's custom field values by key, checked against their
+    definitions by ``crm.customfields`` (unknown keys, wrong types and required fields left
+    empty are a 400 naming the key). A write sends only the keys it changes; null clears one.
+    A contact's values are personal data: masked for callers without ``pii:read``, who cannot
+    change them."""
+
+    custom_fields = serializers.JSONField(
+        required=False,
+        help_text="Custom field values by key, as defined under CRM -> Custom fields (listed "
+        "by GET /api/crm/custom-fields/): text, whole numbers and yes/no (true/false) as "
+        "themselves, decimals as numbers, dates as YYYY-MM-DD, several choices as a list. "
+        "A write merges the keys it sends; null clears one.",
+    )
+    personal_custom_fields = False
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if self.personal_custom_fields and not caller_may_see_pii(self.context):
+            data["custom_fields"] = {k: mask_value(v) for k, v in data["custom_fields"].items()}
+        return data
+
+    def validate_custom_fields(self, value):
+        if self.personal_custom_fields and not caller_may_see_pii(self.context):
+            current = getattr(self.instance, "custom_fields", None) or {}
+            if value == {key: mask_value(v) for key, v in current.items()}:
+                return current  # what the caller was shown, sent back: unchanged
+            raise serializers.ValidationError(PII_WRITE_REFUSED)
+        return self.custom_values(value)
+
+    def custom_values(self, value) -> dict:
+        current = getattr(self.instance, "custom_fields", None)
+        try:
+            return custom_values_clean(self.Meta.model, value, current=current)
+        except CustomValuesInvalid as invalid:
+            raise serializers.ValidationError(invalid.errors) from invalid
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        if self.instance is None and "custom_fields" not in attrs:
+            try:  # required fields left out
+                attrs["custom_fields"] = custom_values_clean(self.Meta.model, {})
+            except CustomValuesInvalid as invalid:
+                raise serializers.ValidationError({"custom_fields": invalid.errors}) from invalid
+        return attrs
+
+
+class CompanySerializer(
+    CustomFieldsSerializerMixin, VisibleRelationsMixin, serializers.ModelSerializer
+):
     tags = serializers.SlugRelatedField(
         slug_field="name", queryset=Tag.objects.all(), many=True, required=False
     )
@@ -89,6 +141,7 @@ class CompanySerializer(VisibleRelationsMixin, serializers.ModelSerializer):
             "account",
             "owner",
             "tags",
+            "custom_fields",
             *TIMESTAMPS,
         ]
         read_only_fields = ["group_traits", *TIMESTAMPS]
@@ -118,8 +171,12 @@ class CompanySerializer(VisibleRelationsMixin, serializers.ModelSerializer):
 
 
 class ContactSerializer(
-    VisibleRelationsMixin, PiiMaskedSerializerMixin, serializers.ModelSerializer
+    CustomFieldsSerializerMixin,
+    VisibleRelationsMixin,
+    PiiMaskedSerializerMixin,
+    serializers.ModelSerializer,
 ):
+    personal_custom_fields = True
     tags = serializers.SlugRelatedField(
         slug_field="name", queryset=Tag.objects.all(), many=True, required=False
     )
@@ -149,6 +206,7 @@ class ContactSerializer(
             "owner",
             "tags",
             "profile",
+            "custom_fields",
             "warnings",
             *TIMESTAMPS,
         ]
@@ -165,6 +223,7 @@ class ContactSerializer(
         return value or None
 
     def validate(self, attrs):
+        attrs = super().validate(attrs)
         email = attrs.get("email", getattr(self.instance, "email", ""))
         phone = attrs.get("phone", getattr(self.instance, "phone", ""))
         # A Django ValidationError keyed by field becomes the serializer's error as it is.
@@ -198,7 +257,9 @@ class PipelineSerializer(VisibleRelationsMixin, serializers.ModelSerializer):
         read_only_fields = ["created_at"]
 
 
-class DealSerializer(VisibleRelationsMixin, serializers.ModelSerializer):
+class DealSerializer(
+    CustomFieldsSerializerMixin, VisibleRelationsMixin, serializers.ModelSerializer
+):
     pipeline = serializers.PrimaryKeyRelatedField(
         queryset=Pipeline.objects.all(),
         required=False,
@@ -225,6 +286,7 @@ class DealSerializer(VisibleRelationsMixin, serializers.ModelSerializer):
             "closed_at",
             "owner",
             "stage_entered_at",
+            "custom_fields",
             *TIMESTAMPS,
         ]
         read_only_fields = ["status", "closed_at", "stage_entered_at", *TIMESTAMPS]
@@ -378,3 +440,28 @@ class AccountSuggestionSerializer(serializers.ModelSerializer):
             "decided_by",
         ]
         read_only_fields = fields
+
+
+class CustomFieldSerializer(serializers.ModelSerializer):
+    records_with_a_value = serializers.SerializerMethodField()
+
+    class Meta:
+        model = CustomField
+        fields = [
+            "id",
+            "model",
+            "label",
+            "key",
+            "type",
+            "choices",
+            "required",
+            "help_text",
+            "order",
+            "records_with_a_value",
+            *TIMESTAMPS,
+        ]
+        read_only_fields = TIMESTAMPS
+        validators = []  # unique key and label: checked by the service, with the message
+
+    def get_records_with_a_value(self, field) -> int:
+        return records_using(field)

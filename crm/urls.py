@@ -12,3 +12,4 @@ def register(router) -> None:
     router.register("crm/tickets", views.TicketViewSet)
     router.register("crm/tasks", views.TaskViewSet)
     router.register("crm/account-suggestions", views.AccountSuggestionViewSet)
+    router.register("crm/custom-fields", views.CustomFieldViewSet)

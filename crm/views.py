@@ -19,11 +19,13 @@ from crm.accounts import (
     with_account_figures,
 )
 from crm.board import BoardFilterForm, board_columns, board_deals, column_page
+from crm.customfields import custom_field_delete, custom_field_save
 from crm.models import (
     AccountSuggestion,
     Activity,
     Company,
     Contact,
+    CustomField,
     Deal,
     Pipeline,
     Stage,
@@ -286,3 +288,30 @@ class AccountSuggestionViewSet(VisibleRecordsMixin, viewsets.ReadOnlyModelViewSe
     def dismiss(self, request, pk=None):
         """Not the same organisation: not suggested again."""
         return Response(self.get_serializer(self.decide(account_suggestion_dismiss)).data)
+
+
+class CustomFieldViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
+    """Custom fields of contacts, companies and deals. A change that would leave stored
+    values behind (another key or type while records have values, a choice in use removed,
+    required while records have none) is a 400 saying how many records; deleting a field
+    records have values for is a 409."""
+
+    queryset = CustomField.objects.all()
+    serializer_class = serializers.CustomFieldSerializer
+    filterset_fields = {"model": ["exact"], "type": ["exact"]}
+    ordering_fields = ["id", "order"]
+
+    def perform_create(self, serializer):
+        self._save(serializer, CustomField(**serializer.validated_data))
+
+    def perform_update(self, serializer):
+        field = serializer.instance
+        for name, value in serializer.validated_data.items():
+            setattr(field, name, value)
+        self._save(serializer, field)
+
+    def _save(self, serializer, field):
+        serializer.instance = custom_field_save(field=field, actor=self.request.user)
+
+    def perform_destroy(self, instance):
+        custom_field_delete(field=instance, actor=self.request.user)  # in use: a 409

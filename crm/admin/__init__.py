@@ -11,6 +11,7 @@
 The CRM's part of the profile page is its panel (``crm/panels.py``)."""
 
 from crm.admin import (  # noqa: F401 (registers)
+    customfields,
     deals,
     duplicates,
     imports,

@@ -16,6 +16,7 @@ from crm.admin.actions import (
     change_stage,
 )
 from crm.admin.board import PipelineBoardMixin
+from crm.admin.customfields import CustomFieldsAdminMixin
 from crm.admin.visibility import (
     SafeExportMixin,
     VisibleLinksAdminMixin,
@@ -99,6 +100,7 @@ class DealAdminForm(forms.ModelForm):
 @admin.register(Deal)
 class DealAdmin(
     PipelineBoardMixin,
+    CustomFieldsAdminMixin,
     RecordPageMixin,
     VisibleRecordsAdminMixin,
     SafeExportMixin,

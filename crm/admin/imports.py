@@ -20,10 +20,15 @@ from cdphub.admin_mixins import ReadableModelAdmin
 from cdphub.csv_export import SafeCsvWriter
 from cdphub.pii import MASK, mask_text, mask_value
 from crm.importfiles import ImportRefused
-from crm.imports.jobs import import_job_check_actor, import_job_create, import_preview_summary
+from crm.imports.jobs import (
+    import_job_check_actor,
+    import_job_create,
+    import_overrides,
+    import_preview_summary,
+)
 from crm.imports.revert import import_job_revert, import_job_revert_preview
-from crm.models import DataExport, ImportJob, SalesTeam
-from crm.resources import SPECS
+from crm.models import Contact, DataExport, ImportJob, SalesTeam
+from crm.resources import CUSTOM, SPECS
 from crm.tasks import run_import_job_task
 
 RUNNING = (ImportJob.Status.PENDING, ImportJob.Status.VALIDATING, ImportJob.Status.APPLYING)
@@ -285,7 +290,14 @@ class ImportJobAdmin(ReadableModelAdmin):
         if not form.is_valid():
             self.message_user(request, " ".join(form.errors["column_map"]), messages.ERROR)
         elif job.status in (ImportJob.Status.INVALID, ImportJob.Status.VALIDATED):
-            job.column_map = {"overrides": form.cleaned_data["column_map"]}
+            try:
+                overrides = import_overrides(
+                    SPECS[job.resource], form.cleaned_data["column_map"], actor=request.user
+                )
+            except ImportRefused as refused:
+                self.message_user(request, " ".join(refused.messages), messages.ERROR)
+                return job_page(pk)
+            job.column_map = {"overrides": overrides}
             job.status = ImportJob.Status.PENDING
             job.save(update_fields=["column_map", "status"])
             queue_job(job, apply=False)
@@ -392,13 +404,17 @@ def masked_errors(errors: list[dict], pii_allowed: bool) -> list[dict]:
 def masked_preview(job: ImportJob, pii_allowed: bool) -> list[dict]:
     if pii_allowed:
         return job.preview
-    hidden = set(getattr(SPECS[job.resource].model, "PII_FIELDS", ()))
+    model = SPECS[job.resource].model
+    hidden = set(getattr(model, "PII_FIELDS", ()))
+    personal_custom = model is Contact  # a contact's custom field values are personal data
     return [
         {
             **entry,
             "reason": mask_text(entry.get("reason") or ""),
             "changes": {
-                name: [mask_value(a), mask_value(b)] if name in hidden else [a, b]
+                name: [mask_value(a), mask_value(b)]
+                if name in hidden or (personal_custom and name.startswith(CUSTOM))
+                else [a, b]
                 for name, (a, b) in entry["changes"].items()
             },
         }

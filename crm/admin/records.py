@@ -22,6 +22,7 @@ from crm.admin.actions import (
     assign_owner,
     change_lifecycle,
 )
+from crm.admin.customfields import CustomFieldsAdminMixin
 from crm.admin.visibility import (
     SafeExportMixin,
     VisibleLinksAdminMixin,
@@ -134,7 +135,13 @@ class AccountMemberInline(admin.TabularInline):
 
 
 @admin.register(Company)
-class CompanyAdmin(RecordPageMixin, VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmin):
+class CompanyAdmin(
+    CustomFieldsAdminMixin,
+    RecordPageMixin,
+    VisibleRecordsAdminMixin,
+    SafeExportMixin,
+    ReadableModelAdmin,
+):
     resource_classes = [CompanyResource]
     list_display = ["name", "domain", "industry", "size", "country", "owner", "updated_at"]
     list_filter = [("owner", admin.RelatedOnlyFieldListFilter), "size", "country", "industry"]
@@ -228,7 +235,13 @@ CONSENT_WORDS = {
 
 
 @admin.register(Contact)
-class ContactAdmin(RecordPageMixin, VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmin):
+class ContactAdmin(
+    CustomFieldsAdminMixin,
+    RecordPageMixin,
+    VisibleRecordsAdminMixin,
+    SafeExportMixin,
+    ReadableModelAdmin,
+):
     resource_classes = [ContactResource]
     form = ContactAdminForm
     label_is_personal = True  # a contact is named by its full name

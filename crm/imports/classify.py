@@ -9,10 +9,11 @@ from collections import defaultdict
 from cdphub.bulk import array_type, quote
 from cdphub.sql import query
 from crm import services
+from crm.customfields import MODELS, definitions
 from crm.imports.references import RELATION_FIELDS
 from crm.imports.rows import STAGE_IMPLIED, Row, attname
 from crm.models import Company, Contact, ImportJob, Stage, Tag
-from crm.resources import ImportSpec
+from crm.resources import CUSTOM, ImportSpec
 from crm.selectors import visible_to
 
 
@@ -20,6 +21,11 @@ class Classifier:
     def __init__(self, spec: ImportSpec, job: ImportJob):
         self.spec, self.job = spec, job
         self.key = job.key_field
+        model_name = spec.model._meta.model_name
+        required = (
+            [f for f in definitions(model_name) if f.required] if model_name in MODELS else []
+        )
+        self.required_custom = required
 
     def classify(self, rows: list[Row]) -> None:
         live = [row for row in rows if not row.errors]
@@ -137,6 +143,9 @@ class Classifier:
         for required in self.spec.required_for_create:
             if required not in row.values and RELATION_FIELDS.get(required) not in row.values:
                 row.fail(required, f"is required to create {self.spec.resource}")
+        for required in self.required_custom:
+            if CUSTOM + required.key not in row.values:
+                row.fail(CUSTOM + required.key, f"{required.label} is required")
         if not row.errors:
             row.outcome = "new"
 
@@ -147,7 +156,10 @@ class Classifier:
                 if set(value) - current_tags:
                     row.changes["tags"] = [sorted(current_tags), sorted(current_tags | set(value))]
                 continue
-            old = record[attname(name)]
+            if name.startswith(CUSTOM):
+                old = (record["custom_fields"] or {}).get(name.removeprefix(CUSTOM))
+            else:
+                old = record[attname(name)]
             new = value.pk if isinstance(value, Stage) else value
             if isinstance(new, Company):
                 new = "(new company)"

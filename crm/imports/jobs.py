@@ -11,10 +11,12 @@ from __future__ import annotations
 import io
 from typing import BinaryIO
 
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from cdphub.csv_export import SafeCsvWriter
+from crm.customfields import mapped_custom_fields_create
 from crm.importfiles import (
     HEAD,
     REJECTED_REASON_COLUMN,
@@ -62,6 +64,7 @@ def import_job_create(
         raise ImportRefused("Choose an owner for new records, or a team to share them, not both.")
     if new_records_team and not new_records_team.members.exists():
         raise ImportRefused(f"The team {new_records_team} has no members to share records among.")
+    overrides = import_overrides(spec, overrides or {}, actor=created_by)
     stream = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
     size = stream.seek(0, io.SEEK_END)
     stream.seek(0)
@@ -86,6 +89,14 @@ def import_job_create(
     # never sends the file again.
     del job.file_data
     return job
+
+
+def import_overrides(spec, overrides: dict[str, str], *, actor=None) -> dict[str, str]:
+    """The column mapping, with the custom fields it asks for (``Header=new:<type>``) created."""
+    try:
+        return mapped_custom_fields_create(spec.model._meta.model_name, overrides, actor=actor)
+    except ValidationError as refused:
+        raise ImportRefused(refused.messages) from refused
 
 
 def import_job_validate(*, job: ImportJob, progress: Progress | None = None) -> ImportJob:

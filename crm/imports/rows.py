@@ -39,6 +39,9 @@ class Row:
 
 
 def attname(name: str) -> str:
+    """The column a file's field is stored in (a custom field's: the record's custom_fields)."""
+    if name.startswith("custom."):
+        return "custom_fields"
     return "stage_id" if name == "stage" else name
 
 

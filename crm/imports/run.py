@@ -27,7 +27,14 @@ from crm.imports.references import References
 from crm.imports.rows import Progress, Row, batched, json_value
 from crm.imports.write import Writer
 from crm.models import ImportJob
-from crm.resources import SPECS, CellError, ImportSpec, Warned, header_token
+from crm.resources import (
+    SPECS,
+    CellError,
+    ImportSpec,
+    Warned,
+    header_token,
+    spec_with_custom_fields,
+)
 
 BATCH_SIZE = 2000
 MAX_STORED_ERRORS = 10_000
@@ -78,7 +85,7 @@ class ImportRun:
         self.job, self.apply, self.progress = job, apply, progress
         self.valid_rows_only = valid_rows_only
         self.rejected: dict[int, str] = {}
-        self.spec: ImportSpec = SPECS[job.resource]
+        self.spec: ImportSpec = spec_with_custom_fields(SPECS[job.resource])
         self.references = References(self.spec)
         self.new_owners = NewRecordsOwners(job)
 

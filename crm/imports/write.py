@@ -11,7 +11,7 @@ from cdphub.sql import query
 from crm import services
 from crm.imports.rows import STAGE_IMPLIED, Row, attname, json_value
 from crm.models import Company, Deal, ImportChange, ImportJob, Stage, Tag
-from crm.resources import ImportSpec
+from crm.resources import CUSTOM, ImportSpec
 
 
 class Writer:
@@ -57,8 +57,16 @@ class Writer:
                     row.changes["company_id"][1] = row.values["company_id"]
 
     def fields_of(self, row: Row) -> dict:
-        """The row's values by attname, with what a deal's stage implies."""
-        values = {attname(k): v for k, v in row.values.items() if k not in ("tags", "id")}
+        """The row's values by attname, with what a deal's stage implies; its custom fields
+        merged into the record's others."""
+        custom = {k.removeprefix(CUSTOM): v for k, v in row.values.items() if k.startswith(CUSTOM)}
+        values = {
+            attname(k): v
+            for k, v in row.values.items()
+            if k not in ("tags", "id") and not k.startswith(CUSTOM)
+        }
+        if custom:
+            values["custom_fields"] = {**((row.current or {}).get("custom_fields") or {}), **custom}
         if isinstance(values.get("stage_id"), Stage):
             stage = values["stage_id"]
             implied = services.deal_stage_fields(stage)

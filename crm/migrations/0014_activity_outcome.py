@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='activity',
             name='outcome',
-            field=models.CharField(blank=True, choices=[('connected', 'Connected'), ('left_voicemail', 'Left voicemail'), ('no_answer', 'No answer'), ('busy', 'Busy'), ('wrong_number', 'Wrong number'), ('held', 'Held'), ('no_show', 'No show'), ('rescheduled', 'Rescheduled'), ('cancelled', 'Cancelled'), ('sent', 'Sent'), ('replied', 'Replied'), ('bounced', 'Bounced')], max_length=20),
+            field=models.CharField(blank=True, choices=[('connected', 'Connected'), ('left_voicemail', 'Left voicemail'), ('no_answer', 'No answer'), ('busy', 'Busy'), ('wrong_number', 'Wrong number'), ('held', 'Held'), ('no_show', 'No show'), ('rescheduled', 'Rescheduled'), ('cancelled', 'Cancelled'), ('sent', 'Sent'), ('replied', 'Replied'), ('bounced', 'Bounced')], default='', max_length=20),
         ),
         migrations.AlterField(
             model_name='activity',

@@ -47,7 +47,8 @@ def test_changelist_renders_with_bounded_queries(
     MAKERS[model]()
     url = reverse(f"admin:crm_{model}_changelist")
 
-    with django_assert_max_num_queries(15):
+    # Constant whatever the rows: one of them reads the custom fields' definitions.
+    with django_assert_max_num_queries(16):
         response = admin_client.get(url)
 
     assert response.status_code == 200

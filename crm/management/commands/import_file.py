@@ -38,7 +38,8 @@ class Command(BaseCommand):
             action="append",
             default=[],
             metavar="HEADER=FIELD",
-            help="Map a column to a field ('-' ignores it); repeatable.",
+            help="Map a column to a field ('-' ignores it, custom.KEY is a custom field, "
+            "new:TYPE creates a custom field of that type named after the column); repeatable.",
         )
         parser.add_argument(
             "--owner", metavar="USERNAME", help="Owner of the records created without one."

@@ -34,7 +34,7 @@ def _walk(node: Any, path: str, found: list[str], seen: frozenset[int]) -> None:
     if "trait" in node and _compares_personal(node, node["trait"]):
         found.append(join(path, "trait"))
     for key in ("crm", "computed", "page", "event", "visitor"):
-        if key in node and _compares_personal(node, None):
+        if key in node and (_compares_personal(node, None) or _contact_custom_field(node)):
             found.append(join(path, key))
     where = node.get("where")
     if isinstance(where, list):
@@ -56,6 +56,12 @@ def _compares_personal(node: dict, key_path: Any) -> bool:
     value = node.get("value")
     values = value if isinstance(value, list) else [value]
     return any(looks_personal(item) for item in values)
+
+
+def _contact_custom_field(node: dict) -> bool:
+    """A contact's custom field values are personal data, whatever their name."""
+    op = node.get("op", "eq" if "value" in node else "exists")
+    return op != "exists" and str(node.get("crm", "")).startswith("custom.")
 
 
 def _segment_is_personal(segment_id: int, seen: frozenset[int]) -> bool:
