@@ -31,11 +31,12 @@ REPEAT = int(os.environ.get("BENCH_REPEAT", 5))
 
 
 @contextmanager
-def sized_database(label: str, profiles: int):
-    """Point the default connection at a database holding ``profiles`` generated profiles."""
+def bench_database(suffix: str):
+    """Point the default connection at ``<database>_<suffix>`` (created and migrated when
+    needed), kept between runs so that generated data is reused."""
     settings_dict = connections["default"].settings_dict
     original = settings_dict["NAME"]
-    name = f"{original}_admin_{label}"
+    name = f"{original}_{suffix}"
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
         if cursor.fetchone() is None:
@@ -44,12 +45,19 @@ def sized_database(label: str, profiles: int):
     settings_dict["NAME"] = name
     try:
         call_command("migrate", verbosity=0)
-        if scalar("SELECT count(*) FROM profiles_profile") != profiles:
-            generate(profiles)
         yield
     finally:
         connection.close()
         settings_dict["NAME"] = original
+
+
+@contextmanager
+def sized_database(label: str, profiles: int):
+    """Point the default connection at a database holding ``profiles`` generated profiles."""
+    with bench_database(f"admin_{label}"):
+        if scalar("SELECT count(*) FROM profiles_profile") != profiles:
+            generate(profiles)
+        yield
 
 
 def scalar(sql: str, params=None):

@@ -19,10 +19,9 @@ from contextlib import contextmanager
 
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.db import connection, connections
 from django.test import Client
 
-from tests.bench.bench_admin import best_time, execute, scalar
+from tests.bench.bench_admin import bench_database, best_time, execute, scalar
 
 DEALS = int(os.environ.get("BENCH_BOARD_DEALS", 10_000))
 OPEN_STAGES = ["Lead", "Qualified", "Proposal", "Negotiation"]
@@ -30,23 +29,10 @@ OPEN_STAGES = ["Lead", "Qualified", "Proposal", "Negotiation"]
 
 @contextmanager
 def board_database():
-    settings_dict = connections["default"].settings_dict
-    original = settings_dict["NAME"]
-    name = f"{original}_board"
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
-        if cursor.fetchone() is None:
-            cursor.execute(f'CREATE DATABASE "{name}"')
-    connection.close()
-    settings_dict["NAME"] = name
-    try:
-        call_command("migrate", verbosity=0)
+    with bench_database("board"):
         if scalar("SELECT count(*) FROM crm_deal WHERE status = 'open'") != DEALS:
             generate()
         yield
-    finally:
-        connection.close()
-        settings_dict["NAME"] = original
 
 
 def generate() -> None:

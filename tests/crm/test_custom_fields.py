@@ -391,22 +391,29 @@ def test_exports_have_a_column_per_custom_field_that_imports_back(admin_client, 
     assert "custom.plan" not in export(client, "contact").content.decode()
 
 
-def test_a_column_maps_to_a_new_custom_field_created_from_the_mapping(user_with_role):
-    from crm.imports.jobs import import_job_create, import_job_validate
-    from tests.crm.test_imports import csv_bytes
+def companies_import(data: bytes, created_by, overrides: dict | None = None):
+    """An import of companies keyed by name, with a column mapping."""
+    from crm.imports.jobs import import_job_create
 
-    data = csv_bytes("name,Seats,Renewal date", "Acme,12,2027-01-31")
-    manager = user_with_role("Sales manager", "manager")
-    job = import_job_create(
+    return import_job_create(
         resource="companies",
         mode="upsert",
         key_field="name",
         file_name="c.csv",
         data=data,
-        overrides={"Seats": "new:number", "Renewal date": "new:date"},
-        created_by=manager,
+        overrides=overrides,
+        created_by=created_by,
     )
-    job = import_job_validate(job=job)
+
+
+def test_a_column_maps_to_a_new_custom_field_created_from_the_mapping(user_with_role):
+    from crm.imports.jobs import import_job_validate
+    from tests.crm.test_imports import csv_bytes
+
+    data = csv_bytes("name,Seats,Renewal date", "Acme,12,2027-01-31")
+    manager = user_with_role("Sales manager", "manager")
+    mapping = {"Seats": "new:number", "Renewal date": "new:date"}
+    job = import_job_validate(job=companies_import(data, manager, overrides=mapping))
 
     assert job.status == "validated", job.errors
     assert sorted(CustomField.objects.values_list("key", "type", "label")) == [
@@ -426,38 +433,23 @@ def test_creating_a_custom_field_from_a_mapping_is_refused_with_the_reason(
     user_with_role, role, mapping, message
 ):
     from crm.importfiles import ImportRefused
-    from crm.imports.jobs import import_job_create
     from tests.crm.test_imports import csv_bytes
 
+    data, someone = csv_bytes("name,Seats", "Acme,12"), user_with_role(role, "someone")
     with pytest.raises(ImportRefused, match=message):
-        import_job_create(
-            resource="companies",
-            mode="upsert",
-            key_field="name",
-            file_name="c.csv",
-            data=csv_bytes("name,Seats", "Acme,12"),
-            overrides=mapping,
-            created_by=user_with_role(role, "someone"),
-        )
+        companies_import(data, someone, overrides=mapping)
     assert not CustomField.objects.exists()
 
 
 def test_the_preview_remaps_a_column_to_a_new_custom_field(
     client, user_with_role, django_capture_on_commit_callbacks
 ):
-    from crm.imports.jobs import import_job_create, import_job_validate
+    from crm.imports.jobs import import_job_validate
     from crm.models import ImportJob
     from tests.crm.test_imports import csv_bytes
 
     manager = user_with_role("Sales manager", "manager")
-    job = import_job_create(
-        resource="companies",
-        mode="upsert",
-        key_field="name",
-        file_name="c.csv",
-        data=csv_bytes("name,Seats", "Acme,12"),
-        created_by=manager,
-    )
+    job = companies_import(csv_bytes("name,Seats", "Acme,12"), manager)
     assert import_job_validate(job=job).status == ImportJob.Status.INVALID  # Seats: no field
     client.force_login(manager)
 
