@@ -131,7 +131,6 @@ class DealAdmin(
     ]
     search_fields = ["name", "company__name"]
     list_select_related = ["stage__pipeline", "company", "contact", "owner"]
-    raw_id_fields = ["owner"]
     autocomplete_fields = ["pipeline", "stage", "company", "contact"]
     readonly_fields = ["log_activity", "closed_at", "stage_entered_at", "created_at", "updated_at"]
 

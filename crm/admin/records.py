@@ -147,7 +147,6 @@ class CompanyAdmin(
     list_filter = [("owner", admin.RelatedOnlyFieldListFilter), "size", "country", "industry"]
     search_fields = ["name", "domain", "=group_id"]
     list_select_related = ["owner"]
-    raw_id_fields = ["owner"]
     autocomplete_fields = ["tags"]
     readonly_fields = [
         "log_activity",
@@ -265,7 +264,7 @@ class ContactAdmin(
     ]
     search_fields = ["first_name", "last_name", "email", "=phone", "=external_id", "company__name"]
     list_select_related = ["company", "owner"]
-    raw_id_fields = ["owner", "profile"]
+    raw_id_fields = ["profile"]
     autocomplete_fields = ["company", "tags"]
     readonly_fields = [
         "profile",

@@ -7,7 +7,9 @@ from collections.abc import Iterable
 
 from django import forms
 from django.contrib.admin import widgets
+from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist, ObjectDoesNotExist, ValidationError
+from django.db.models import Case, When
 from django.http import Http404
 from import_export.admin import ExportMixin
 from import_export.formats.base_formats import CSV, XLSX
@@ -144,11 +146,34 @@ def mark_links_out_of_sight(user, records: Iterable) -> None:
                 getattr(record, name).out_of_sight = True
 
 
+class PersonChoiceField(forms.ModelChoiceField):
+    """A select of the people who use the admin, by name, the one choosing first as "me"."""
+
+    def __init__(self, *args, me=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.me = me
+        if me is not None:
+            self.queryset = self.queryset.order_by(
+                Case(When(pk=me.pk, then=0), default=1), "first_name", "last_name", "username"
+            )
+
+    def label_from_instance(self, person):
+        name = person.get_full_name() or person.get_username()
+        return f"me ({name})" if self.me is not None and person.pk == self.me.pk else name
+
+
 class VisibleLinksMixin:
     """Every link to a CRM record with a visibility rule (foreign key or many-to-many; select,
-    autocomplete or raw id input) offers and accepts only the records the user sees."""
+    autocomplete or raw id input) offers and accepts only the records the user sees. An owner
+    is picked by name from the people who use the admin, "me" first (and by default on a new
+    record), not typed as an id."""
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "owner" and db_field.related_model is get_user_model():
+            people = get_user_model().objects.filter(is_active=True, is_staff=True)
+            kwargs.setdefault("queryset", people)
+            kwargs["form_class"] = PersonChoiceField
+            return db_field.formfield(me=request.user, **kwargs)
         raw_id = db_field.name in self.raw_id_fields
         autocomplete = db_field.name in self.get_autocomplete_fields(request)
         if db_field.related_model in VISIBILITY_RULES and raw_id and not autocomplete:
@@ -172,6 +197,12 @@ class VisibleLinksAdminMixin(VisibleLinksMixin):
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         return keeping_held_links(super().get_form(request, obj, change=change, **kwargs))
+
+    def get_changeform_initial_data(self, request):
+        initial = super().get_changeform_initial_data(request)
+        if any(field.name == "owner" for field in self.model._meta.fields):
+            initial.setdefault("owner", request.user.pk)
+        return initial
 
     def get_changelist_instance(self, request):
         changelist = super().get_changelist_instance(request)

@@ -7,16 +7,16 @@ from django.contrib import admin
 from django.utils.html import format_html
 
 from cdphub.admin_mixins import ReadableModelAdmin
+from crm.admin.visibility import VisibleLinksMixin
 from crm.models import WebForm
 from crm.webforms import web_form_save, web_form_snippet
 
 
 @admin.register(WebForm)
-class WebFormAdmin(ReadableModelAdmin):
+class WebFormAdmin(VisibleLinksMixin, ReadableModelAdmin):
     list_display = ["name", "is_active", "consent_purpose", "consent_required", "posts_per_hour"]
     list_filter = ["is_active"]
     search_fields = ["name"]
-    raw_id_fields = ["owner"]
     readonly_fields = ["key", "snippet", "recent_posts", "created_at"]
     fieldsets = [
         (None, {"fields": ["name", "is_active", "allowed_origins"]}),

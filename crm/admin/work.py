@@ -157,7 +157,6 @@ class ActivityAdmin(VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmi
     ]
     search_fields = ["subject"]
     list_select_related = ["contact", "deal", "company", "owner"]
-    raw_id_fields = ["owner"]
     autocomplete_fields = ["contact", "deal", "company"]
     readonly_fields = ["created_at", "updated_at"]
     fieldsets = [
@@ -171,10 +170,9 @@ class ActivityAdmin(VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmi
 
     def get_changeform_initial_data(self, request):
         """Logged from a contact's, company's or deal's page (kind, contact, company, deal
-        given): owned by the person logging it, done now."""
+        given): owned by the person logging it (as every new record), done now."""
         initial = super().get_changeform_initial_data(request)
         initial.pop(RETURN_TO, None)
-        initial.setdefault("owner", request.user.pk)
         if "kind" in initial:
             initial.setdefault("done_at", timezone.now())
         return initial
@@ -196,7 +194,6 @@ class TicketAdmin(VisibleRecordsAdminMixin, ReadableModelAdmin):
     list_filter = ["status", "priority", "channel", ("owner", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["subject"]
     list_select_related = ["contact", "company", "owner"]
-    raw_id_fields = ["owner"]
     autocomplete_fields = ["contact", "company"]
     readonly_fields = ["created_at", "updated_at"]
     action_form = OwnerActionForm
@@ -254,7 +251,6 @@ class TaskAdmin(VisibleRecordsAdminMixin, ReadableModelAdmin):
     ]
     search_fields = ["title"]
     list_select_related = ["contact", "deal", "owner"]
-    raw_id_fields = ["owner"]
     autocomplete_fields = ["contact", "deal"]
     readonly_fields = ["reminder_sent_at", "created_at", "updated_at"]
     action_form = OwnerActionForm

@@ -257,3 +257,23 @@ def test_profile_page_has_no_crm_panel_without_the_crm_permission(client, django
 
     assert page.status_code == 200
     assert "<h2>CRM</h2>" not in page.content.decode()
+
+
+@pytest.mark.parametrize("model", ["contact", "company", "deal", "activity", "ticket", "task"])
+def test_owner_is_picked_by_name_me_first_and_me_by_default(model, client, user_with_role):
+    from django.contrib.auth import get_user_model
+
+    rep = user_with_role("Sales", "rep")
+    rep.first_name, rep.last_name = "Rita", "Rep"
+    rep.save()
+    user_with_role("Sales", "colleague")
+    get_user_model().objects.create_user("customer-login", is_staff=False)
+    client.force_login(rep)
+
+    form = client.get(reverse(f"admin:crm_{model}_add")).context["adminform"].form
+    owner = form.fields["owner"]
+
+    labels = [label for value, label in owner.choices if value]
+    assert labels[0] == "me (Rita Rep)" and "colleague" in labels
+    assert "customer-login" not in labels  # only the people who use the admin
+    assert form.initial["owner"] == rep.pk
