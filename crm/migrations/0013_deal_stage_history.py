@@ -28,7 +28,7 @@ SET stage_entered_at = coalesce(
 class Migration(migrations.Migration):
     dependencies = [
         ("crm", "0012_web_forms"),
-        ("cdphub", "0006_attempt_waited"),
+        ("cdphub", "0002_audit_entries"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
