@@ -41,7 +41,7 @@ from audiences.services import (
 )
 from audiences.syncs import audience_sync_link
 from audiences.tasks import lookalike_build_later, provider_file_import_later
-from cdphub.admin_mixins import ReadableModelAdmin
+from cdphub.admin_mixins import ReadableModelAdmin, presence_filter
 from profiles.models import Destination, Segment
 
 
@@ -73,7 +73,11 @@ class VisitorAdmin(ReadableModelAdmin):
         "expires_at",
     ]
     # No country filter: listing its values would scan the whole (large) visitor table.
-    list_filter = ["key_kind", "device_type", ("profile", admin.EmptyFieldListFilter)]
+    list_filter = [
+        "key_kind",
+        "device_type",
+        presence_filter("profile", "known person?", "linked to a profile", "anonymous"),
+    ]
     search_fields = ["=key"]
     search_help_text = "Exact cookie or device id."
     list_select_related = ["profile"]

@@ -215,3 +215,22 @@ class ReadableModelAdmin(
         models.URLField: {"assume_scheme": "https"},
         models.DateTimeField: {"widget": LabelledSplitDateTime},
     }
+
+
+def presence_filter(field: str, title: str, present: str, absent: str):
+    """A list filter on whether ``field`` has a value, in the words of what that means
+    ("done" / "open") rather than the admin's "Not empty" / "Empty"."""
+
+    class PresenceFilter(admin.SimpleListFilter):
+        parameter_name = field
+
+        def lookups(self, request, model_admin):
+            return [("yes", present), ("no", absent)]
+
+        def queryset(self, request, queryset):
+            if self.value() in ("yes", "no"):
+                return queryset.filter(**{f"{field}__isnull": self.value() == "no"})
+            return queryset
+
+    PresenceFilter.title = title
+    return PresenceFilter

@@ -24,7 +24,7 @@ from cdphub.csv_export import neutralise
 from crm.customfields import MODELS, custom_value_parse, definitions
 from crm.models import OUT_OF_SIGHT, Activity, Company, Contact, Deal
 from crm.selectors import links_out_of_sight
-from crm.services import phone_warning, record_phone, web_domain
+from crm.services import phone_for_record, web_domain
 from profiles.resolution.normalize import InvalidIdentifier, normalize_email
 
 EMAIL_MAX_LENGTH = Contact._meta.get_field("email").max_length
@@ -67,11 +67,10 @@ def email(value: str) -> str:
 def phone(value: str) -> str | Warned:
     """Only an impossible number is an error; a possible one that is not valid is kept."""
     try:
-        normalised = record_phone(value)
+        number, warning = phone_for_record(value)
     except InvalidIdentifier as exc:
         raise CellError(str(exc)) from None
-    warning = phone_warning(normalised)
-    return Warned(normalised, warning) if warning else normalised
+    return Warned(number, warning) if warning else number
 
 
 DATE_FORMATS = ("%Y-%m-%d", "%d-%m-%Y", "%d/%m/%Y", "%d.%m.%Y", "%Y/%m/%d")

@@ -76,16 +76,21 @@ def contact_identifiers_normalize(*, email: str, phone: str) -> tuple[str, str]:
 
 
 def record_phone(value: object) -> str:
-    """A phone number as a CRM record keeps it: in E.164, also when it is possible for its
-    country but in no assigned range (reserved, or newer than the numbering metadata), which
-    ``phone_warning`` then points out; only an impossible value is refused
+    """A phone number as a CRM record keeps it (``phone_for_record``)."""
+    return phone_for_record(value)[0]
+
+
+def phone_for_record(value: object) -> tuple[str, str | None]:
+    """A phone number as a CRM record keeps it, in E.164, and a warning when it is possible for
+    its country but in no assigned range (reserved, or newer than the numbering metadata): kept
+    too, never used as an identifier. Only an impossible value is refused
     (``InvalidIdentifier``)."""
     if value is None or not str(value).strip():
-        return ""
+        return "", None
     try:
-        return normalize_phone(value)
+        return normalize_phone(value), None
     except PhoneNotValid as exc:
-        return exc.e164
+        return exc.e164, PHONE_NOT_VALID
 
 
 def phone_warning(phone: str) -> str | None:

@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
-from cdphub.admin_mixins import ReadableModelAdmin
+from cdphub.admin_mixins import ReadableModelAdmin, presence_filter
 from crm.admin.actions import (
     OwnerActionForm,
     assign_owner,
@@ -153,7 +153,7 @@ class ActivityAdmin(VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmi
     list_filter = [
         "kind",
         ("owner", admin.RelatedOnlyFieldListFilter),
-        ("done_at", admin.EmptyFieldListFilter),
+        presence_filter("done_at", "done?", "done", "planned"),
     ]
     search_fields = ["subject"]
     list_select_related = ["contact", "deal", "company", "owner"]
@@ -247,7 +247,7 @@ class TaskAdmin(VisibleRecordsAdminMixin, ReadableModelAdmin):
         DueFilter,
         "priority",
         ("owner", admin.RelatedOnlyFieldListFilter),
-        ("done_at", admin.EmptyFieldListFilter),
+        presence_filter("done_at", "done?", "done", "open"),
     ]
     search_fields = ["title"]
     list_select_related = ["contact", "deal", "owner"]

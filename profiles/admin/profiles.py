@@ -18,7 +18,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from cdphub.admin_mixins import ReadableModelAdmin, masked_name
+from cdphub.admin_mixins import ReadableModelAdmin, masked_name, presence_filter
 from cdphub.pii import can_view_pii, mask_traits, mask_value
 from profiles.models import (
     Event,
@@ -63,7 +63,7 @@ class TimelineFilterForm(forms.Form):
 @admin.register(Profile)
 class ProfileAdmin(ReadableModelAdmin):
     list_display = ["id", "name", "email", "last_seen_at", "first_seen_at", "merged_into"]
-    list_filter = [("merged_into", admin.EmptyFieldListFilter)]
+    list_filter = [presence_filter("merged_into", "merged?", "merged into another", "active")]
     search_fields = ["id"]
     search_help_text = "Search by e-mail, phone, user id, anonymous id or profile id."
     list_select_related = ["merged_into"]

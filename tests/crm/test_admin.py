@@ -277,3 +277,18 @@ def test_owner_is_picked_by_name_me_first_and_me_by_default(model, client, user_
     assert labels[0] == "me (Rita Rep)" and "colleague" in labels
     assert "customer-login" not in labels  # only the people who use the admin
     assert form.initial["owner"] == rep.pk
+
+
+def test_done_filters_speak_of_done_and_open_not_empty(admin_client):
+    from django.utils import timezone
+
+    open_task = factories.TaskFactory(title="Call back")
+    factories.TaskFactory(title="Sent the quote", done_at=timezone.now())
+    url = reverse("admin:crm_task_changelist")
+
+    page = admin_client.get(url)
+    opened = admin_client.get(url, {"done_at": "no"})
+
+    filters = page.content.decode()
+    assert "By done?" in filters and ">open</a>" in filters and "Not empty" not in filters
+    assert list(opened.context["cl"].queryset) == [open_task]
