@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from django.utils import timezone
 
-from cdphub.bulk import objects_insert
+from cdphub.bulk import values_insert
 from cdphub.sql import query
 from profiles.models import Identity, Profile
 from profiles.resolution.identifiers import Identifier, identifiers_lock
@@ -94,28 +94,29 @@ def _live_profiles(profile_ids: set[int]) -> set[int]:
 
 
 def _profiles_create(traits_by_placeholder: dict[int, dict]) -> dict[int, int]:
-    """New profiles for the placeholders; returns placeholder -> profile id."""
+    """New profiles for the placeholders; returns placeholder -> profile id. Written from
+    values, not model instances: imports create tens of thousands."""
     now = timezone.now()
     placeholders = sorted(traits_by_placeholder, reverse=True)
-    profiles = [
-        Profile(traits=traits_by_placeholder[ref], first_seen_at=now, last_seen_at=now)
+    rows = [
+        {"traits": traits_by_placeholder[ref], "first_seen_at": now, "last_seen_at": now}
         for ref in placeholders
     ]
-    objects_insert(Profile, profiles)
-    return {ref: profile.pk for ref, profile in zip(placeholders, profiles, strict=True)}
+    return dict(zip(placeholders, values_insert(Profile, rows), strict=True))
 
 
 def _identities_create(claimed: dict[Identifier, int], source) -> list[int]:
     now = timezone.now()
-    identities = [
-        Identity(
-            profile_id=profile_id,
-            kind=kind,
-            value=value,
-            source=source,
-            first_seen_at=now,
-            last_seen_at=now,
-        )
+    source_id = source.pk if source is not None else None
+    rows = [
+        {
+            "profile_id": profile_id,
+            "kind": kind,
+            "value": value,
+            "source_id": source_id,
+            "first_seen_at": now,
+            "last_seen_at": now,
+        }
         for (kind, value), profile_id in sorted(claimed.items())
     ]
-    return objects_insert(Identity, identities)
+    return values_insert(Identity, rows)
