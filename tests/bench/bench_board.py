@@ -37,9 +37,9 @@ def board_database():
 
 def generate() -> None:
     started = time.perf_counter()
-    for table in ("crm_dealstagechange", "crm_deal", "crm_stage", "crm_pipeline", "crm_company"):
+    tables = ("crm_dealstagechange", "crm_deal", "crm_stage", "crm_pipeline", "crm_company")
+    for table in (*tables, "crm_salesteam"):
         execute(f"TRUNCATE {table} CASCADE")
-    execute("DELETE FROM crm_salesteam")
     execute("DELETE FROM auth_user WHERE username LIKE 'bench-%%'")
     User = get_user_model()
     owners = [
@@ -73,7 +73,7 @@ def generate() -> None:
              companies AS (SELECT min(id) AS first FROM crm_company)
         INSERT INTO crm_deal (name, pipeline_id, stage_id, company_id, amount, currency,
                               probability, expected_close_date, status, lost_reason, closed_at,
-                              owner_id, stage_entered_at, created_at, updated_at)
+                              owner_id, stage_entered_at, custom_fields, created_at, updated_at)
         SELECT 'Deal ' || g, stages.p,
                CASE WHEN g <= %(open)s THEN stages.open[1 + g %% 4]
                     WHEN g %% 2 = 0 THEN stages.won ELSE stages.lost END,
@@ -81,7 +81,7 @@ def generate() -> None:
                current_date + (g %% 180), CASE WHEN g <= %(open)s THEN 'open'
                WHEN g %% 2 = 0 THEN 'won' ELSE 'lost' END, '',
                CASE WHEN g > %(open)s THEN now() - (g %% 60) * interval '1 day' END,
-               (%(owners)s::bigint[])[1 + g %% 5], now() - (g %% 90) * interval '1 day',
+               (%(owners)s::bigint[])[1 + g %% 5], now() - (g %% 90) * interval '1 day', '{}',
                now() - (g %% 200) * interval '1 day', now()
         FROM generate_series(1, %(total)s) g, stages, companies
         """,
