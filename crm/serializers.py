@@ -9,7 +9,7 @@ from cdphub.api import PII_WRITE_REFUSED, PiiMaskedSerializerMixin, caller_may_s
 from cdphub.pii import mask_value
 from crm import reminders, services
 from crm.accounts import ACCOUNT_FIGURES, with_account_figures
-from crm.customfields import CustomValuesInvalid, custom_values_clean, records_using
+from crm.customfields import CustomValuesInvalid, custom_values_clean
 from crm.models import (
     AccountSuggestion,
     Activity,
@@ -443,8 +443,6 @@ class AccountSuggestionSerializer(serializers.ModelSerializer):
 
 
 class CustomFieldSerializer(serializers.ModelSerializer):
-    records_with_a_value = serializers.SerializerMethodField()
-
     class Meta:
         model = CustomField
         fields = [
@@ -457,11 +455,7 @@ class CustomFieldSerializer(serializers.ModelSerializer):
             "required",
             "help_text",
             "order",
-            "records_with_a_value",
             *TIMESTAMPS,
         ]
         read_only_fields = TIMESTAMPS
         validators = []  # unique key and label: checked by the service, with the message
-
-    def get_records_with_a_value(self, field) -> int:
-        return records_using(field)

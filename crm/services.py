@@ -93,26 +93,20 @@ def phone_for_record(value: object) -> tuple[str, str | None]:
         return exc.e164, PHONE_NOT_VALID
 
 
+@functools.lru_cache(maxsize=4096)
 def phone_warning(phone: str) -> str | None:
-    """Why a contact's stored phone is not used to find or fill its CDP profile, or None."""
-    if not phone or phone_is_identifier(phone):
-        return None
-    return PHONE_NOT_VALID
+    """Why a contact's stored phone is not used to find or fill its CDP profile, or None
+    (``phone_for_record``'s verdict; remembered, as linking asks twice per contact)."""
+    try:
+        return phone_for_record(phone)[1]
+    except InvalidIdentifier:
+        return PHONE_NOT_VALID  # stored before numbers were checked: no identifier either
 
 
 PHONE_NOT_VALID = (
     "the phone number is possible but not valid in its country (a reserved or new range): kept "
     "as given, but not used to find or fill the person's CDP profile"
 )
-
-
-@functools.lru_cache(maxsize=4096)
-def phone_is_identifier(phone: str) -> bool:
-    try:
-        normalize_phone(phone)
-    except InvalidIdentifier:
-        return False
-    return True
 
 
 def contact_is_suppressed(email: str, phone: str) -> bool:
@@ -449,9 +443,10 @@ def deal_save(*, deal: Deal, actor=None) -> Deal:
         raise ValidationError(
             {"stage": f"Stage {deal.stage.name!r} is not a stage of pipeline {deal.pipeline}."}
         )
-    stored_stage_id = (
-        Deal.objects.select_for_update().filter(pk=deal.pk).values_list("stage_id", flat=True)
-    ).first()
+    stored_stage_id = None
+    if deal.pk is not None:
+        stored = Deal.objects.select_for_update().filter(pk=deal.pk)
+        stored_stage_id = stored.values_list("stage_id", flat=True).first()
     stage_changed = deal.pk is None or stored_stage_id != deal.stage_id
     if stage_changed:
         implied = deal_stage_fields(deal.stage)

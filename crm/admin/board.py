@@ -54,7 +54,7 @@ class PipelineBoardMixin:
         return pipelines.first()
 
     @staticmethod
-    def _as_get_params(request):
+    def _board_query(request) -> str:
         """The board's own query string, carried through a move by the card's form."""
         return request.POST.get("board", "")
 
@@ -155,7 +155,7 @@ class PipelineBoardMixin:
             return JsonResponse(body, status=status)
         level = messages.SUCCESS if status == 200 else messages.ERROR
         self.message_user(request, message, level)
-        back = reverse("admin:crm_deal_board") + "?" + self._as_get_params(request)
+        back = reverse("admin:crm_deal_board") + "?" + self._board_query(request)
         if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
             back = reverse("admin:crm_deal_board")
         return HttpResponseRedirect(back)

@@ -59,14 +59,17 @@ class CustomFieldForm(forms.ModelForm):
 @admin.register(CustomField)
 class CustomFieldAdmin(ReadableModelAdmin):
     form = CustomFieldForm
-    list_display = ["label", "model", "key", "type", "required", "order", "records_with_a_value"]
+    # How many records have a value is counted on a field's page only: on a big table each
+    # count reads it whole, once per field of the list.
+    list_display = ["label", "model", "key", "type", "required", "order"]
+    readonly_fields = ["records_with_a_value"]
     list_filter = ["model", "type", "required"]
     search_fields = ["label", "key"]
     actions = ["remove_values"]
 
     @admin.display(description="records with a value")
     def records_with_a_value(self, field):
-        return records_using(field)
+        return records_using(field) if field.pk else 0
 
     def save_model(self, request, obj, form, change):
         custom_field_save(field=obj, actor=request.user)

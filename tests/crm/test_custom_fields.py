@@ -462,3 +462,15 @@ def test_the_preview_remaps_a_column_to_a_new_custom_field(
     job.refresh_from_db()
     assert job.status == ImportJob.Status.VALIDATED, job.errors
     assert job.column_map["columns"]["Seats"] == "custom.seats"
+
+
+def test_a_field_s_page_says_how_many_records_have_a_value(admin_client):
+    field = define(key="plan")
+    factories.ContactFactory(custom_fields={"plan": "Pro"})
+
+    page = admin_client.get(reverse("admin:crm_customfield_change", args=[field.pk]))
+    listing = admin_client.get(reverse("admin:crm_customfield_changelist"))
+
+    assert "Records with a value" in page.content.decode()
+    assert page.context["adminform"].form.instance == field
+    assert "records_with_a_value" not in listing.context["cl"].list_display  # a scan per row
