@@ -297,7 +297,10 @@ CELERY_TASK_DEFAULT_QUEUE = "refresh"
 CELERY_TASK_ROUTES = {
     task: {"queue": queue}
     for queue, tasks in {
-        "ingest": ["profiles.tasks.process_pending_task"],
+        "ingest": [
+            "profiles.tasks.process_pending_task",
+            "profiles.tasks.maintain_event_store_task",
+        ],
         "refresh": [
             "profiles.tasks.refresh_segment_task",
             "profiles.tasks.refresh_due_segments_task",
@@ -348,6 +351,10 @@ CELERY_BEAT_SCHEDULE: dict = {
     "send-task-reminders": {
         "task": "crm.tasks.send_task_reminders_task",
         "schedule": crontab(minute="*"),
+    },
+    "maintain-event-store": {
+        "task": "profiles.tasks.maintain_event_store_task",
+        "schedule": crontab(minute=5),
     },
     "expire-trait-windows": {
         "task": "profiles.tasks.expire_trait_windows_task",
@@ -426,6 +433,12 @@ CDPHUB_INGEST_PROCESS_BATCH_SIZE = env_int("CDPHUB_INGEST_PROCESS_BATCH_SIZE", 2
 # this many profiles per refresh transaction.
 CDPHUB_PROFILE_REFRESH_SECONDS = env_int("CDPHUB_PROFILE_REFRESH_SECONDS", 30)
 CDPHUB_PROFILE_REFRESH_BATCH = env_int("CDPHUB_PROFILE_REFRESH_BATCH", 5000)
+# The event table's partitions: one per "month", "week" or "day" (profiles.eventstore).
+CDPHUB_EVENT_PARTITION_INTERVAL = env("CDPHUB_EVENT_PARTITION_INTERVAL", "month")
+if CDPHUB_EVENT_PARTITION_INTERVAL not in ("day", "week", "month"):
+    raise ImproperlyConfigured("CDPHUB_EVENT_PARTITION_INTERVAL must be day, week or month")
+# A message sent again within this many days of the first is not stored twice.
+CDPHUB_EVENT_DEDUP_DAYS = env_int("CDPHUB_EVENT_DEDUP_DAYS", 30)
 # An anonymous or device id seen with more distinct user ids than this is no longer a merge key.
 CDPHUB_SHARED_ID_MAX_USERS = env_int("CDPHUB_SHARED_ID_MAX_USERS", 2)
 

@@ -294,11 +294,9 @@ class Event(models.Model):
 
     class Meta:
         ordering = ["-timestamp"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["source", "message_id"], name="event_message_id_per_source"
-            ),
-        ]
+        # Partitioned by range of timestamp (profiles.eventstore; migration 0022): the primary
+        # key in the database is (id, timestamp), ids are unique by their sequence, and
+        # messageId de-duplication is SeenMessage's.
         indexes = [
             models.Index(fields=["profile", "-timestamp"], name="event_profile_timeline"),
             # Covering: rule leaves ("did X in the last N days") read it without the heap.
@@ -444,6 +442,28 @@ class PendingMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.message_id}"
+
+
+class SeenMessage(models.Model):
+    """A message id stored as an event within the de-duplication window
+    (CDPHUB_EVENT_DEDUP_DAYS): the same message sent again is not stored twice, whichever
+    partition of the event table its timestamp falls in. Expired by profiles.eventstore."""
+
+    pk = models.CompositePrimaryKey("source_id", "message_id")
+    source = models.ForeignKey(
+        Source, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    message_id = models.CharField(max_length=255)
+    seen_at = models.DateTimeField(help_text="When the message was first received.")
+    # Where its event is: the admin finds an event by message id in the partition of its time
+    # (the event table has no index on message ids).
+    timestamp = models.DateTimeField(help_text="The time of the event stored for it.")
+
+    class Meta:
+        indexes = [BrinIndex(fields=["seen_at"], name="seen_message_seen_at_brin")]
+
+    def __str__(self) -> str:
+        return self.message_id
 
 
 class ProfileRefresh(models.Model):

@@ -12,6 +12,7 @@ from consent.registry import Subject, delete_rows
 from consent.retention import delete_in_batches, register_purger
 from profiles import services
 from profiles.destinations.erasure import destinations_erase
+from profiles.eventstore import events_purge_before
 from profiles.models import (
     ComputedTrait,
     ComputedTraitQuantiles,
@@ -26,6 +27,7 @@ from profiles.models import (
     ProfileMerge,
     RateLimitedDay,
     RejectedMessage,
+    SeenMessage,
     Segment,
     SegmentMembership,
     SegmentMembershipChange,
@@ -196,6 +198,9 @@ registry.register_not_personal(RateLimitedDay, "counts of refused messages per s
 registry.register_not_personal(Segment, "a segment's name; members are SegmentMembership rows")
 registry.register_not_personal(TrackingPlan, "a tracking plan's name")
 registry.register_not_personal(TrackingPlanEvent, "event names and JSON Schemas, no values")
+registry.register_not_personal(
+    SeenMessage, "message ids (random, chosen by the sending library) and when they came"
+)
 registry.register_not_personal(TrackingPlanSource, "which source follows which plan")
 
 
@@ -252,11 +257,7 @@ registry.register(
 )
 
 
-def _purge_raw_events(cutoff, batch_size: int) -> int:
-    return delete_in_batches(Event.objects.filter(timestamp__lt=cutoff), batch_size)
-
-
-register_purger("raw_events", _purge_raw_events)
+register_purger("raw_events", events_purge_before)
 
 
 def _purge_rejected_messages(cutoff, batch_size: int) -> int:

@@ -80,6 +80,16 @@ def expire_trait_windows_task() -> None:
 
 
 @shared_task(ignore_result=True)
+def maintain_event_store_task() -> None:
+    """Hourly: the event table's partitions ahead of time (and for events that came before
+    theirs was made), and the de-duplication window's expired message ids."""
+    from profiles.eventstore import event_partitions_maintain, seen_messages_expire
+
+    event_partitions_maintain()
+    seen_messages_expire()
+
+
+@shared_task(ignore_result=True)
 def run_segment_export_task(export_id: int) -> None:
     """Send a requested webhook export; its outcome is recorded on the export."""
     from profiles.segments.exports import segment_export_run

@@ -20,6 +20,7 @@ from django.utils.html import format_html, format_html_join
 
 from cdphub.admin_mixins import ReadableModelAdmin, masked_name, presence_filter
 from cdphub.pii import can_view_pii, mask_traits, mask_value
+from profiles.eventstore import event_message_condition
 from profiles.models import (
     Event,
     Identity,
@@ -385,11 +386,21 @@ class IdentityAdmin(ReadableModelAdmin):
 class EventAdmin(ReadableModelAdmin):
     list_display = ["id", "type", "name", "profile", "source", "timestamp", "received_at"]
     list_filter = ["type", "source"]
-    search_fields = ["=message_id", "=name"]
+    search_fields = ["=name"]  # and message ids: get_search_results
+    search_help_text = (
+        "An event name, or a message id (of the de-duplication window: the last 30 days unless "
+        "configured otherwise)."
+    )
     list_select_related = ["source", "profile"]
     raw_id_fields = ["profile"]
     autocomplete_fields = ["source"]
     pii_json_fields = ("properties", "context")
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(Q(name=term) | event_message_condition(term)), False
 
     def has_add_permission(self, request):
         return False  # events arrive through the collection API

@@ -27,11 +27,11 @@ from cdphub.logs import current_request_id
 from cdphub.parsers import NUL, nul_paths
 from cdphub.sql import execute, execute_together
 from profiles.ingest.limits import SourceLimits
-from profiles.models import Event, PendingMessage, RejectedMessage, Source
+from profiles.models import Event, PendingMessage, RejectedMessage, SeenMessage, Source
 from profiles.resolution.normalize import junk_values
 
 PENDING_TABLE = PendingMessage._meta.db_table
-EVENT_TABLE = Event._meta.db_table
+SEEN_TABLE = SeenMessage._meta.db_table
 
 logger = logging.getLogger(__name__)
 
@@ -372,17 +372,15 @@ BATCH_ROWS = (
 ONE_ROW = (
     "(VALUES (%s::text, %s::text, %s::text, %s::timestamptz, %s::timestamptz, %s::timestamptz))"
 )
-# Messages whose event is stored already are duplicates. A statement of its own, after the
-# INSERT: if a worker was moving a copy from staging to events, the INSERT waited for it to
-# commit, and only a new statement sees the event it committed. The copies are looked up in
-# the events first (an index probe per message, finding nothing but a copy), so staging rows
-# are read only for a copy. It costs the request path about a quarter of its throughput
-# (bench_ingest); the windowed de-duplication table planned for partitioned events makes it
-# one statement again.
+# Messages whose event is stored already (within the de-duplication window) are duplicates. A
+# statement of its own, after the INSERT: if a worker was moving a copy from staging to events,
+# the INSERT waited for it to commit, and only a new statement sees what it committed. The
+# copies are looked up among the seen message ids first (an index probe per message, finding
+# nothing but a copy), so staging rows are read only for a copy.
 UNSTAGE_DUPLICATES_SQL = f"""
     WITH copies AS MATERIALIZED (
-        SELECT e.message_id FROM {EVENT_TABLE} e
-        WHERE e.source_id = {{p}} AND e.message_id = ANY({{ids}})
+        SELECT s.message_id FROM {SEEN_TABLE} s
+        WHERE s.source_id = {{p}} AND s.message_id = ANY({{ids}})
     )
     DELETE FROM {PENDING_TABLE} pm
     USING copies

@@ -14,12 +14,14 @@ import orjson
 from django.conf import settings
 
 from cdphub.sql import query
+from profiles.eventstore import event_partitions_ensure_for
 from profiles.models import (
     Event,
     Identity,
     MergeConflict,
     PendingMessage,
     Profile,
+    SeenMessage,
     SharedIdentifier,
 )
 from profiles.resolution.identifiers import WEAK_KINDS
@@ -35,6 +37,7 @@ EVENT_TABLE = Event._meta.db_table
 IDENTITY_TABLE = Identity._meta.db_table
 SHARED_TABLE = SharedIdentifier._meta.db_table
 PROFILE_TABLE = Profile._meta.db_table
+SEEN_TABLE = SeenMessage._meta.db_table
 
 # Staged messages leave the queue and become event rows in one statement, per the Segment
 # spec: the track event name, the page/screen name, identify traits (at the root for Segment,
@@ -61,6 +64,13 @@ EVENTS_SQL = f"""
                     THEN payload->'context'->'traits'
                 ELSE '{{}}' END AS traits
         FROM processed
+    ), first_seen AS (
+        -- De-duplication (profiles.eventstore): an event is stored only for a message id not
+        -- seen within the window. Staged messages are unique per source and message id.
+        INSERT INTO {SEEN_TABLE} (source_id, message_id, seen_at, timestamp)
+        SELECT source_id, message_id, received_at, timestamp FROM processed
+        ON CONFLICT DO NOTHING
+        RETURNING source_id, message_id
     )
     INSERT INTO {EVENT_TABLE}
         (profile_id, source_id, type, name, properties, context, user_id, anonymous_id,
@@ -82,8 +92,7 @@ EVENTS_SQL = f"""
         CASE WHEN jsonb_typeof(payload->'context') = 'object'
             THEN payload->'context' ELSE '{{}}' END,
         user_id, anonymous_id, message_id, timestamp, original_timestamp, sent_at, received_at
-    FROM staged
-    ON CONFLICT (source_id, message_id) DO NOTHING
+    FROM staged JOIN first_seen USING (source_id, message_id)
 """  # noqa: S608 - table names from model metadata; values are parameters
 
 
@@ -386,6 +395,7 @@ class BatchResolver:
             )
 
     def _write_events(self) -> None:
+        event_partitions_ensure_for([row.timestamp for row in self.rows])
         query(
             EVENTS_SQL,
             [

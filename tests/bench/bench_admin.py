@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import time
 from contextlib import contextmanager
+from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
@@ -23,6 +24,7 @@ from django.core.management import call_command
 from django.db import connection, connections
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 SMALL = int(os.environ.get("BENCH_ADMIN_SMALL", 10_000))
 LARGE = int(os.environ.get("BENCH_ADMIN_LARGE", 1_000_000))
@@ -106,6 +108,9 @@ def generate(profiles: int) -> None:
         """,
         [source_ids[0], profiles],
     )
+    from profiles.eventstore import event_partitions_ensure
+
+    event_partitions_ensure(timezone.now() - timedelta(days=61), timezone.now())
     indexes = secondary_indexes("profiles_event")
     for name, _ in indexes:
         execute(f'DROP INDEX "{name}"')

@@ -24,9 +24,11 @@ import statistics
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from datetime import timedelta
 
 from django.core.management import call_command
 from django.db import connection, connections
+from django.utils import timezone
 
 PROFILES = int(os.environ.get("BENCH_PROFILES", 1_000_000))
 EVENTS = int(os.environ.get("BENCH_EVENTS", 10_000_000))
@@ -170,12 +172,14 @@ def data_matches() -> bool:
 def generate() -> None:
     started = time.perf_counter()
     execute("SET maintenance_work_mem = '1GB'")
+    from profiles.eventstore import event_partitions_ensure
     from profiles.models import Source
 
     # Through the model, so that the fields added to sources later get their defaults.
     Source.objects.create(
         name="bench", kind="website", write_key_hash="bench", write_key_prefix="bench"
     )
+    event_partitions_ensure(timezone.now() - timedelta(days=181), timezone.now())
     execute(
         "INSERT INTO consent_purpose (code, name, description, lawful_basis, is_marketing, "
         "requires_express_written, is_active, created_at) VALUES ('email_marketing', "

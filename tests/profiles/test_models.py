@@ -1,8 +1,9 @@
 import pytest
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
+from django.utils import timezone
 
-from profiles.models import Event, Identity
+from profiles.models import Event, Identity, SeenMessage
 from profiles.selectors import profile_resolve
 from tests.factories import EventFactory, IdentityFactory, ProfileFactory, SourceFactory
 
@@ -23,13 +24,17 @@ def test_same_value_may_exist_for_another_kind():
     assert Identity.objects.filter(value="42").count() == 2
 
 
-def test_event_message_id_is_unique_per_source():
-    source = SourceFactory()
-    EventFactory(source=source, message_id="m-1")
-    EventFactory(message_id="m-1")  # another source may reuse it
+def test_a_seen_message_id_is_unique_per_source():
+    # De-duplication's key (the event table, partitioned by time, has no unique index).
+    source, other = SourceFactory(), SourceFactory()
+    now = timezone.now()
+    SeenMessage.objects.create(source=source, message_id="m-1", seen_at=now, timestamp=now)
+    SeenMessage.objects.create(
+        source=other, message_id="m-1", seen_at=now, timestamp=now
+    )  # may reuse it
 
     with pytest.raises(IntegrityError), transaction.atomic():
-        EventFactory(source=source, message_id="m-1")
+        SeenMessage.objects.create(source=source, message_id="m-1", seen_at=now, timestamp=now)
 
 
 def test_merged_profiles_resolve_to_the_survivor_through_chains():

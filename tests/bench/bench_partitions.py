@@ -1,0 +1,273 @@
+"""The event table partitioned by month, next to a plain one: erasure at 1M and at 10M events,
+retention of one month out of 12 (dropping its partition next to a DELETE of the same rows), a
+7-day segment with and without partition pruning, and processing with 10M events stored.
+
+One database, ``<database>_partitions``, re-created each run. BENCH_PARTITION_EVENTS (default
+10,000,000) events over 12 months, one profile per 100 events, and one person with 10,000 events
+over the year. Erasure and retention are measured first at a tenth of the events, then with all
+of them; processing (BENCH_PARTITION_MESSAGES staged messages, default 20,000) on the
+partitioned table, then on the same events in a plain table (``events_unpartition``). Each
+timing is the best of BENCH_REPEAT (default 3) runs, rolled back, except the partition drop.
+
+    BENCH_PARTITION_EVENTS=2000000 python -m tests.bench bench_partitions
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+import uuid
+from datetime import timedelta
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from tests.bench.bench_admin import bench_database, execute, scalar, secondary_indexes
+
+EVENTS = int(os.environ.get("BENCH_PARTITION_EVENTS", 10_000_000))
+MESSAGES = int(os.environ.get("BENCH_PARTITION_MESSAGES", 20_000))
+REPEAT = int(os.environ.get("BENCH_REPEAT", 3))
+PERSON_EVENTS = 10_000
+MINUTES_A_YEAR = 365 * 24 * 60
+
+
+class Rollback(Exception):
+    pass
+
+
+def best(measure, repeat: int = REPEAT) -> float:
+    """The best time of ``measure`` run ``repeat`` times, each rolled back."""
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        try:
+            with transaction.atomic():
+                measure()
+                times.append(time.perf_counter() - started)
+                raise Rollback
+        except Rollback:
+            pass
+    return min(times)
+
+
+def generate(first: int, last: int, profiles: int, source_id: int) -> None:
+    """Events ``first``..``last`` of the series, spread over the last 12 months."""
+    indexes = secondary_indexes("profiles_event")
+    for name, _ in indexes:
+        execute(f'DROP INDEX "{name}"')
+    execute(
+        """
+        INSERT INTO profiles_event (profile_id, source_id, type, name, properties, context,
+                                    message_id, timestamp, received_at)
+        SELECT 1 + (g %% %(profiles)s), %(source)s, 'track',
+               (ARRAY['Page Viewed', 'Product Viewed', 'Added to Cart',
+                      'Order Completed'])[1 + g %% 4],
+               jsonb_build_object('sku', 'SKU-' || g %% 500), '{}'::jsonb, 'm' || g,
+               now() - ((g * 7919) %% %(minutes)s) * interval '1 minute', now()
+        FROM generate_series(%(first)s::bigint, %(last)s::bigint) g
+        """,
+        {
+            "profiles": profiles,
+            "source": source_id,
+            "minutes": MINUTES_A_YEAR,
+            "first": first,
+            "last": last,
+        },
+    )
+    for _, definition in indexes:
+        execute(definition)
+    execute("VACUUM ANALYZE profiles_event")
+
+
+def partitions_for_a_year() -> None:
+    from profiles.eventstore import event_partitions_ensure
+
+    now = timezone.now()
+    event_partitions_ensure(now - timedelta(days=366), now)
+
+
+def setup(profiles: int) -> tuple[int, int]:
+    """A source, ``profiles`` profiles with a user id each, and the person with 10,000 events;
+    the source's and the person's ids."""
+    from profiles.models import Source
+
+    partitions_for_a_year()
+    # Through the model, so that the fields added to sources later get their defaults.
+    source_id = Source.objects.create(
+        name="Web shop", kind="website", write_key_hash="bench-p", write_key_prefix="bench"
+    ).pk
+    execute(
+        """
+        INSERT INTO profiles_profile (id, traits, computed_traits, trait_timestamps,
+                                      first_seen_at, last_seen_at, created_at, updated_at)
+        SELECT g, '{}'::jsonb, '{}'::jsonb, '{}'::jsonb, now() - interval '1 year', now(),
+               now(), now()
+        FROM generate_series(1, %s::bigint + 1) g
+        """,
+        [profiles],
+    )
+    execute("SELECT setval(pg_get_serial_sequence('profiles_profile', 'id'), %s)", [profiles + 1])
+    execute(
+        """
+        INSERT INTO profiles_identity (profile_id, kind, value, source_id, first_seen_at,
+                                       last_seen_at, created_at)
+        SELECT g, 'user_id', 'user-' || g, %s, now(), now(), now()
+        FROM generate_series(1, %s::bigint) g
+        """,
+        [source_id, profiles],
+    )
+    person = profiles + 1
+    execute(
+        """
+        INSERT INTO profiles_event (profile_id, source_id, type, name, properties, context,
+                                    message_id, timestamp, received_at)
+        SELECT %s, %s, 'track', 'Page Viewed', '{}'::jsonb, '{}'::jsonb, 'person-' || g,
+               now() - (g * 52) * interval '1 minute', now()
+        FROM generate_series(1, %s) g
+        """,
+        [person, source_id, PERSON_EVENTS],
+    )
+    return source_id, person
+
+
+def erase(person: int) -> float:
+    from consent import registry
+    from consent.registry import Subject
+    from profiles.models import Event
+
+    holder = next(holder for holder in registry.holders() if holder.model is Event)
+    subject = Subject(profile_ids=frozenset([person]))
+    return best(lambda: holder.erase(holder.find(subject), subject))
+
+
+def retention() -> tuple[float, float, int]:
+    """DELETE of the oldest whole month's rows (rolled back), then the drop of its partition."""
+    from profiles.eventstore import event_partitions, events_purge_before
+
+    year_ago = timezone.now() - timedelta(days=365)
+    for partial in [p for p in event_partitions() if p.start < year_ago]:
+        events_purge_before(partial.end, batch_size=10_000)  # a few hours of events: untimed
+    oldest = event_partitions()[0]
+    rows = scalar(f'SELECT count(*) FROM "{oldest.name}"')  # noqa: S608 - a partition name
+    deleted = best(
+        lambda: execute(
+            "DELETE FROM profiles_event WHERE timestamp >= %s AND timestamp < %s",
+            [oldest.start, oldest.end],
+        ),
+        repeat=1,
+    )
+    started = time.perf_counter()
+    events_purge_before(oldest.end, batch_size=10_000)
+    return deleted, time.perf_counter() - started, rows
+
+
+def segment(pruning: bool) -> float:
+    from profiles.segments.rules import rule_queryset
+
+    rule = {"event": "Order Completed", "within_days": 7}
+
+    def count():
+        execute(f"SET LOCAL enable_partition_pruning = {'on' if pruning else 'off'}")
+        rule_queryset(rule).count()
+
+    return best(count)
+
+
+def process(source_id: int, profiles: int, label: str) -> float:
+    """Stage MESSAGES messages of known people, then time their processing (events, traits,
+    and the refresh of the profiles they touched), after a warm-up of 1,000 others."""
+    from profiles.ingest.processing import pending_process
+
+    stage(source_id, profiles, f"{label}-warm", 1_000)
+    pending_process()
+    stage(source_id, profiles, label, MESSAGES)
+    started = time.perf_counter()
+    processed = pending_process()
+    elapsed = time.perf_counter() - started
+    assert processed == MESSAGES, processed
+    return MESSAGES / elapsed
+
+
+def stage(source_id: int, profiles: int, label: str, count: int) -> None:
+    from profiles.ingest.collect import messages_collect
+
+    rng = random.Random(label)
+    for start in range(0, count, 500):
+        batch = []
+        for _ in range(min(500, count - start)):
+            person = 1 + rng.randrange(profiles)
+            message = {
+                "userId": f"user-{person}",
+                "messageId": f"{label}-{uuid.UUID(int=rng.getrandbits(128))}",
+            }
+            if rng.random() < 0.1:
+                message.update(type="identify", traits={"plan": rng.choice(["free", "pro"])})
+            else:
+                message.update(type="track", event="Order Completed", properties={"total": 10})
+            batch.append(message)
+        messages_collect(source_id=source_id, messages=batch)
+
+
+def run() -> None:
+    from profiles.eventstore import event_table_partitioned, events_unpartition
+
+    os.environ["CDPHUB_INGEST_PROCESSING"] = "off"
+    from django.conf import settings
+
+    settings.CDPHUB_INGEST_PROCESSING = "off"
+    small = EVENTS // 10
+    profiles = max(EVENTS // 100, 1)
+    with bench_database("partitions"):
+        execute("DROP SCHEMA public CASCADE")
+        execute("CREATE SCHEMA public")
+        connection.close()
+    with bench_database("partitions"):
+        assert event_table_partitioned()
+        source_id, person = setup(profiles)
+        figures = {}
+        started = time.perf_counter()
+        generate(1, small, profiles, source_id)
+        print(f"   generated {small:,} events in {time.perf_counter() - started:.0f} s")
+        figures["erase_small"] = erase(person)
+        figures["delete_small"], figures["drop_small"], figures["rows_small"] = retention()
+        partitions_for_a_year()
+        started = time.perf_counter()
+        generate(small + 1, EVENTS, profiles, source_id)
+        print(f"   generated {EVENTS - small:,} more in {time.perf_counter() - started:.0f} s")
+        figures["erase_large"] = erase(person)
+        figures["pruned"] = segment(pruning=True)
+        figures["unpruned"] = segment(pruning=False)
+        figures["processed_partitioned"] = process(source_id, profiles, "p")
+        figures["delete_large"], figures["drop_large"], figures["rows_large"] = retention()
+        started = time.perf_counter()
+        events_unpartition()
+        execute("VACUUM ANALYZE profiles_event")
+        print(f"   copied into a plain table in {time.perf_counter() - started:.0f} s")
+        figures["processed_plain"] = process(source_id, profiles, "u")
+    report(figures, small)
+
+
+def report(f: dict, small: int) -> None:
+    print(
+        f"   erasure of a person with {PERSON_EVENTS:,} events: "
+        f"{f['erase_small'] * 1000:,.0f} ms at {small:,} events, "
+        f"{f['erase_large'] * 1000:,.0f} ms at {EVENTS:,} "
+        f"({f['erase_large'] / f['erase_small']:.2f}x; goal < 1 s and <= 1.5x)"
+    )
+    for size, label in (("small", f"{small:,}"), ("large", f"{EVENTS:,}")):
+        print(
+            f"   retention of one month ({f[f'rows_{size}']:,} events) at {label} events: "
+            f"DELETE {f[f'delete_{size}']:.2f} s, partition drop "
+            f"{f[f'drop_{size}'] * 1000:.0f} ms "
+            f"({f[f'delete_{size}'] / f[f'drop_{size}']:,.0f}x faster; goal >= 100x)"
+        )
+    print(
+        f"   7-day segment at {EVENTS:,} events: {f['pruned'] * 1000:,.0f} ms with pruning, "
+        f"{f['unpruned'] * 1000:,.0f} ms without ({f['unpruned'] / f['pruned']:.1f}x)"
+    )
+    print(
+        f"   processing with {EVENTS:,} events stored: partitioned "
+        f"{f['processed_partitioned']:,.0f} messages/s, plain {f['processed_plain']:,.0f} "
+        f"({f['processed_partitioned'] / f['processed_plain']:.2f}x; goal >= 1.0x)"
+    )
