@@ -3,6 +3,8 @@ these classes from settings)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions, permissions
@@ -10,8 +12,11 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 
 from cdphub.hashing import secret_hash
 from cdphub.models import ApiKey
+from cdphub.replicas import bookkeeping
 
 API_APPS = ("profiles", "crm", "audiences", "consent")
+# An API key's last use is recorded at most this often: not a write per request.
+LAST_USED_STEP = timedelta(minutes=1)
 SCOPES = tuple(f"{app}:{access}" for app in API_APPS for access in ("read", "write")) + (
     "pii:read",
 )
@@ -36,7 +41,10 @@ class ApiKeyAuthentication(BaseAuthentication):
         )
         if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
-        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=timezone.now())
+        now = timezone.now()
+        if api_key.last_used_at is None or api_key.last_used_at < now - LAST_USED_STEP:
+            with bookkeeping():
+                ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         return (ApiKeyUser(api_key), api_key)
 
     def authenticate_header(self, request) -> str:

@@ -84,6 +84,8 @@ MIDDLEWARE = [
     "cdphub.metrics.MetricsMiddleware",
     "cdphub.logs.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Safe admin and API requests read from a replica (DATABASE_REPLICA_URLS), when there is one.
+    "cdphub.replicas.ReplicaReadsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "cdphub.api.ApiMiddleware",
@@ -122,6 +124,20 @@ else:
     DATABASES = {"default": database_settings(BASE_DIR)}
 if not DATABASES["default"]["ENGINE"].endswith("postgresql"):
     raise ImproperlyConfigured("cdphub needs PostgreSQL: DATABASE_URL must be postgres://...")
+
+# Streaming replicas of that database, comma-separated: the admin's and the API's reads (and
+# exports) go to them, writes and the reads that follow a write to the primary (cdphub.replicas).
+DATABASE_REPLICA_URLS = [
+    url.strip() for url in env("DATABASE_REPLICA_URLS", "").split(",") if url.strip()
+]
+for index, url in enumerate(DATABASE_REPLICA_URLS):
+    DATABASES[f"replica{index}"] = {
+        **dj_database_url.parse(url, conn_max_age=60),
+        "TEST": {"MIRROR": "default"},
+    }
+DATABASE_ROUTERS = ["cdphub.replicas.ReplicaRouter"]
+# After a browser's write, its reads go to the primary this long (a replica may lag behind).
+CDPHUB_REPLICA_STICKY_SECONDS = env_int("CDPHUB_REPLICA_STICKY_SECONDS", 10)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

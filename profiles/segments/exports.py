@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from cdphub.csv_export import SafeDictWriter
 from cdphub.outbound import OutboundFailed, OutboundRefused, outbound_destination, outbound_post
+from cdphub.replicas import replica_reads
 from profiles.models import Identity, Segment, SegmentExport
 from profiles.segments.membership import members_for_purpose
 
@@ -120,12 +121,14 @@ def segment_export_run(*, export: SegmentExport) -> SegmentExport:
         SegmentExport.objects.filter(pk=export.pk).update(sent=sent)
 
     try:
-        segment_export_webhook(
-            segment=export.segment,
-            purpose_code=export.purpose_code,
-            url=export.url,
-            progress=progress,
-        )
+        # The members may come from a replica: the export's own writes are its progress.
+        with replica_reads(pin_on_write=False):
+            segment_export_webhook(
+                segment=export.segment,
+                purpose_code=export.purpose_code,
+                url=export.url,
+                progress=progress,
+            )
     except (OutboundRefused, OutboundFailed) as error:
         status, message = SegmentExport.Status.FAILED, str(error)
     except Exception:

@@ -71,10 +71,12 @@ class UploadResult:
 
 
 def segment_preview(*, rule: dict, sample_size: int = 10, segment_id: int | None = None) -> dict:
-    """Count and a sample of who the rule selects now; raises ``RuleError`` for a bad rule."""
-    members = rule_queryset(rule, segment_id=segment_id)
-    sample = list(members.order_by("-id")[:sample_size])
-    return {"count": members.count(), "sample": sample}
+    """Count and a sample of who the rule selects now; raises ``RuleError`` for a bad rule.
+    Read from a replica, when there is one."""
+    with replica_reads():
+        members = rule_queryset(rule, segment_id=segment_id)
+        sample = list(members.order_by("-id")[:sample_size])
+        return {"count": members.count(), "sample": sample}
 
 
 def segment_rule_members(
