@@ -7,19 +7,30 @@ One module: the classes are short, and a privacy officer's whole workflow reads 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.http import FileResponse, Http404, HttpResponse
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from cdphub.admin_mixins import ReadableModelAdmin, ViewOnlyAdminMixin
-from consent.dsar import DsarError, dsar_create, dsar_result_open, dsar_verify, restriction_lift
+from consent.dsar import (
+    DsarError,
+    dsar_create,
+    dsar_erasure_preview,
+    dsar_extend,
+    dsar_reject,
+    dsar_result_open,
+    dsar_verify,
+    restriction_lift,
+)
 from consent.exports import write_register_csv
 from consent.hashing import suppression_hash
 from consent.models import (
@@ -277,6 +288,61 @@ class DataSubjectRequestActionInline(admin.TabularInline):
         return False
 
 
+class VerifyStepForm(forms.Form):
+    note = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="How the person's identity was checked, e.g. a reply from the e-mail address "
+        "on file, or an ID document seen (not kept). Kept in the request's trail.",
+    )
+
+
+class ExtendStepForm(forms.Form):
+    days = forms.IntegerField(min_value=1, max_value=62, help_text="Days added to the due date.")
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Why more time is needed (complexity, number of requests). The person is told.",
+    )
+
+
+class RejectStepForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Why the request is refused (manifestly unfounded, excessive, identity not "
+        "confirmed). The person is told.",
+    )
+
+
+class RunStepForm(forms.Form):
+    """Nothing to fill in: the page says what running does, the button confirms."""
+
+
+@dataclass(frozen=True)
+class RequestStep:
+    name: str
+    label: str
+    form: type[forms.Form] | None  # None: a page to read, no button
+    statuses: tuple[str, ...]
+    kinds: tuple[str, ...] = ()  # empty: every kind
+
+
+_Status = DataSubjectRequest.Status
+_OPEN = (_Status.RECEIVED, _Status.VERIFIED, _Status.IN_PROGRESS)
+# The steps a request's page offers, in order, and for which statuses (and kinds).
+REQUEST_STEPS = (
+    RequestStep("verify", "Verify identity", VerifyStepForm, (_Status.RECEIVED,)),
+    RequestStep(
+        "preview",
+        "Preview the erasure",
+        None,
+        _OPEN,
+        kinds=(DataSubjectRequest.Kind.ERASURE,),
+    ),
+    RequestStep("run", "Run", RunStepForm, (_Status.VERIFIED, _Status.IN_PROGRESS)),
+    RequestStep("extend", "Extend the due date", ExtendStepForm, _OPEN),
+    RequestStep("reject", "Reject", RejectStepForm, (_Status.RECEIVED, _Status.VERIFIED)),
+)
+
+
 @admin.register(DataSubjectRequest)
 class DataSubjectRequestAdmin(ReadableModelAdmin):
     """Requests are created here or by the API, verified, then run as a background job."""
@@ -341,7 +407,102 @@ class DataSubjectRequestAdmin(ReadableModelAdmin):
             self.admin_site.admin_view(self.result_view),
             name="consent_datasubjectrequest_result",
         )
-        return [result, *super().get_urls()]
+        steps = [
+            path(
+                f"<int:pk>/{step.name}/",
+                self.admin_site.admin_view(self.step_view),
+                {"step": step.name},
+                name=f"consent_datasubjectrequest_{step.name}",
+            )
+            for step in REQUEST_STEPS
+        ]
+        return [result, *steps, *super().get_urls()]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        request_ = self.get_object(request, object_id)
+        steps = []
+        if request_ is not None and self.has_change_permission(request, request_):
+            steps = [
+                {
+                    "label": step.label,
+                    "url": reverse(
+                        f"admin:consent_datasubjectrequest_{step.name}", args=[request_.pk]
+                    ),
+                }
+                for step in self._steps_of(request_)
+            ]
+        extra_context = {**(extra_context or {}), "request_steps": steps}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @staticmethod
+    def _steps_of(request_) -> list[RequestStep]:
+        return [
+            step
+            for step in REQUEST_STEPS
+            if request_.status in step.statuses and (not step.kinds or request_.kind in step.kinds)
+        ]
+
+    def step_view(self, request, pk: int, step: str):
+        """One step of handling a request, from its page: a form (or, for the preview, a page
+        to read) that calls the request service; its refusals show on the form."""
+        request_ = get_object_or_404(DataSubjectRequest, pk=pk)
+        if not self.has_change_permission(request, request_):
+            raise PermissionDenied  # completed and rejected requests are locked
+        found = [s for s in self._steps_of(request_) if s.name == step]
+        if not found:
+            self.message_user(
+                request,
+                f"Request #{request_.pk} is {request_.get_status_display().lower()}: "
+                f"it cannot be {step}.",
+                messages.ERROR,
+            )
+            return redirect("admin:consent_datasubjectrequest_change", request_.pk)
+        data = request.POST if request.method == "POST" else None  # the run form has no fields
+        form = found[0].form(data) if found[0].form else None
+        if form is not None and request.method == "POST" and form.is_valid():
+            try:
+                done = self._step_do(step, request_, form.cleaned_data, request.user)
+            except ConsentError as error:
+                form.add_error(error.field if error.field in form.fields else None, error.message)
+            else:
+                self.message_user(request, done, messages.SUCCESS)
+                return redirect("admin:consent_datasubjectrequest_change", request_.pk)
+        erasure = request_.kind == DataSubjectRequest.Kind.ERASURE
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": request_,
+            "form": form,
+            "step": found[0],
+            "preview": dsar_erasure_preview(request=request_) if erasure else None,
+            "may_run": "run" in [s.name for s in self._steps_of(request_)],
+            "title": f"{found[0].label}: request #{request_.pk}",
+        }
+        return TemplateResponse(request, "admin/consent/datasubjectrequest/step.html", context)
+
+    def _step_do(self, step: str, request_, data: dict, user) -> str:
+        if step == "verify":
+            dsar_verify(request=request_, actor=user, note=data["note"])
+            return f"Request #{request_.pk}: identity verified. It can be run now."
+        if step == "extend":
+            request_ = dsar_extend(
+                request=request_, days=data["days"], reason=data["reason"], actor=user
+            )
+            return f"Request #{request_.pk} is now due on {request_.due_at:%Y-%m-%d}."
+        if step == "reject":
+            dsar_reject(request=request_, reason=data["reason"], actor=user)
+            return f"Request #{request_.pk} was rejected."
+        self._run_queue(request_, user)
+        return f"Request #{request_.pk} was started; its status below says where it is."
+
+    @staticmethod
+    def _run_queue(request_, user) -> None:
+        if request_.status not in ("verified", "in_progress"):
+            raise DsarError(f"request #{request_.pk} is {request_.status}: verify it first")
+        actor_id = user.pk
+        transaction.on_commit(
+            lambda: process_data_subject_request_task.delay(request_.pk, actor_id)
+        )
 
     def result_view(self, request, pk: int):
         """The access/portability file, served only here (never from a public media URL) to
@@ -389,15 +550,7 @@ class DataSubjectRequestAdmin(ReadableModelAdmin):
 
     @admin.action(description="Run the selected verified requests (background job)")
     def process_requests(self, request, queryset):
-        def queue(request_):
-            if request_.status not in ("verified", "in_progress"):
-                raise DsarError(f"request #{request_.pk} is {request_.status}: verify it first")
-            actor_id = request.user.pk
-            transaction.on_commit(
-                lambda: process_data_subject_request_task.delay(request_.pk, actor_id)
-            )
-
-        self._each(request, queryset, queue)
+        self._each(request, queryset, lambda request_: self._run_queue(request_, request.user))
 
     def _each(self, request, queryset, step) -> None:
         done = 0

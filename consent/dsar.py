@@ -435,6 +435,30 @@ def _erase(request: DataSubjectRequest, subject: Subject, actor) -> str:
     return note + ("; " + "; ".join(told) if told else "")
 
 
+def dsar_erasure_preview(*, request: DataSubjectRequest) -> dict:
+    """What running this erasure would do, changing nothing: the identifiers put on the
+    suppression list, and per app and kind of record how many rows are deleted or anonymised
+    (each app's own rule decides which)."""
+    subject = subject_resolve(request)
+    rows = []
+    for holder in registry.holders():
+        count = holder.find(subject).count()
+        if count:
+            meta = holder.model._meta
+            rows.append(
+                {
+                    "app": meta.app_config.verbose_name,
+                    "records": meta.verbose_name_plural,
+                    "count": count,
+                }
+            )
+    return {
+        "profiles": len(subject.profile_ids),
+        "suppressed": len(subject.identifiers()),
+        "rows": sorted(rows, key=lambda row: (row["app"], row["records"])),
+    }
+
+
 def erasure_answer_log(destination, rows, result) -> None:
     """A delivery outcome listener (``cdphub.delivery``): a destination's answer to an
     erasure's deletion, on the request's log, each attempt (a retry, then the delivery)."""

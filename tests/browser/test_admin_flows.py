@@ -202,6 +202,36 @@ def test_privacy_officer_handles_an_access_request(page, user_with_role, screens
     screenshot(page, "dsar-completed")
 
 
+def test_privacy_officer_handles_an_erasure_from_its_page(
+    page, user_with_role, screenshot, customer
+):
+    from consent.dsar import dsar_create
+    from consent.models import DataSubjectRequest
+    from profiles.models import Event
+
+    request = dsar_create(kind="erasure", email="anna.visser@example.com")
+    user_with_role("Privacy officer")
+    log_in(page, "privacy_officer")
+    page.goto(f"/admin/consent/datasubjectrequest/{request.pk}/change/")
+
+    page.get_by_role("link", name="Verify identity").click()
+    page.get_by_label("Note").fill("Replied from the address on file")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Verify identity").click()
+    page.get_by_role("link", name="Run").click()
+    preview = page.locator("table.erasure-preview")
+    assert "Events" in preview.inner_text() and "3" in preview.inner_text()
+    screenshot(page, "dsar-erasure-preview")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Run").click()
+
+    request.refresh_from_db()
+    assert request.status == DataSubjectRequest.Status.COMPLETED
+    assert not Event.objects.filter(profile=customer).exists()
+    assert page.get_by_role("link", name="Run").count() == 0  # completed: locked
+    screenshot(page, "dsar-erasure-done")
+
+
 UNLABELLED_CONTROLS = """
 () => Array.from(document.querySelectorAll("input, select, textarea"))
   .filter(el => !["hidden", "submit", "button"].includes(el.type))
