@@ -185,11 +185,17 @@ class _Covered:
     """What this process knows of the partitions, so that a batch whose timestamps are all
     covered (nearly every batch) costs processing no query."""
 
+    # A plain event table (before ``partition_events``) is looked at again this often.
+    PLAIN_RECHECK_SECONDS = 60
+
     def __init__(self):
         self.partitions: list[Partition] = []
         self.outside: set[datetime] = set()  # intervals left to the default partition
+        self.plain_until = float("-inf")
 
     def missing(self, starts: set[datetime]) -> set[datetime]:
+        if time.monotonic() < self.plain_until:
+            return set()
         return {
             start
             for start in starts - self.outside
@@ -198,6 +204,8 @@ class _Covered:
 
     def reload(self) -> None:
         self.partitions = event_partitions()
+        if not self.partitions and not event_table_partitioned():
+            self.plain_until = time.monotonic() + self.PLAIN_RECHECK_SECONDS
 
 
 _covered = _Covered()

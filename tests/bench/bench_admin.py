@@ -147,14 +147,16 @@ def rollup_rebuild() -> None:
 
 
 def secondary_indexes(table: str) -> list[tuple[str, str]]:
-    """Indexes that back no constraint: dropped for a bulk load and rebuilt after (faster)."""
+    """Indexes that back no constraint: dropped for a bulk load and rebuilt after (faster).
+    The index of a partitioned table is defined ``ON ONLY`` the table: rebuilt without it, so
+    that every partition gets its own again."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s "
             "AND indexname NOT IN (SELECT conname FROM pg_constraint)",
             [table],
         )
-        return cursor.fetchall()
+        return [(name, sql.replace(" ON ONLY ", " ON ", 1)) for name, sql in cursor.fetchall()]
 
 
 def ids(table: str) -> list[int]:

@@ -231,12 +231,10 @@ def events_load() -> None:
     them row by row). Names: 50% page views (a third on /jackets), 25% product views, 10%
     e-mail opens, 10% carts, 5% orders; over the last 180 days, stored in time order as
     ingestion appends them, each to a pseudo-random profile."""
+    from tests.bench.bench_admin import secondary_indexes
+
+    indexes = secondary_indexes("profiles_event")
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'profiles_event' "
-            "AND indexname NOT IN (SELECT conname FROM pg_constraint)"
-        )
-        indexes = cursor.fetchall()
         for name, _ in indexes:
             cursor.execute(f'DROP INDEX "{name}"')
     batch = 2_000_000

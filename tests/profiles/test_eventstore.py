@@ -427,3 +427,35 @@ def test_the_admin_finds_an_event_by_its_message_id_in_the_partition_of_its_time
     assert [e.name for e in found.context["cl"].result_list] == ["Paid"]
     assert [e.name for e in by_name.context["cl"].result_list] == ["Other"]
     assert list(nothing.context["cl"].result_list) == []
+
+
+def test_processing_on_a_plain_event_table_stores_events_and_looks_for_partitions_rarely(
+    monkeypatch,
+):
+    events_unpartition()
+    source = SourceFactory()
+    old = iso(timezone.now() - dt.timedelta(days=100))
+    collect(source, {"type": "track", "userId": "u-1", "event": "First", "timestamp": old})
+    looked = []
+    monkeypatch.setattr(eventstore, "event_partitions", lambda *a: looked.append(a) or [])
+
+    collect(source, {"type": "track", "userId": "u-1", "event": "Then", "timestamp": old})
+
+    assert set(Event.objects.values_list("name", flat=True)) == {"First", "Then"}
+    assert not event_table_partitioned()
+    assert looked == []  # it found the table plain the first time: not again for a while
+
+
+def test_every_partition_has_the_event_tables_indexes_after_a_conversion():
+    events_unpartition()
+    EventFactory(timestamp=timezone.now() - dt.timedelta(days=45))
+    eventstore.events_partition()
+    event_partitions_ensure(timezone.now() - dt.timedelta(days=400), timezone.now())
+
+    for name in [*_partition_names(), DEFAULT_PARTITION]:
+        indexes = query(
+            "SELECT count(*) FROM pg_index WHERE indrelid = to_regclass(%b::text) "
+            "AND indisvalid",
+            [name],
+        )
+        assert indexes == [(4,)], name  # the primary key, timeline, name/time, time (BRIN)
