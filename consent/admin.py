@@ -288,27 +288,30 @@ class DataSubjectRequestActionInline(admin.TabularInline):
         return False
 
 
+def _text_field(help_text: str) -> forms.CharField:
+    return forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), help_text=help_text
+    )
+
+
 class VerifyStepForm(forms.Form):
-    note = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-        help_text="How the person's identity was checked, e.g. a reply from the e-mail address "
-        "on file, or an ID document seen (not kept). Kept in the request's trail.",
+    note = _text_field(
+        "How the person's identity was checked, e.g. a reply from the e-mail address on file, "
+        "or an ID document seen (not kept). Kept in the request's trail."
     )
 
 
 class ExtendStepForm(forms.Form):
     days = forms.IntegerField(min_value=1, max_value=62, help_text="Days added to the due date.")
-    reason = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-        help_text="Why more time is needed (complexity, number of requests). The person is told.",
+    reason = _text_field(
+        "Why more time is needed (complexity, number of requests). The person is told."
     )
 
 
 class RejectStepForm(forms.Form):
-    reason = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-        help_text="Why the request is refused (manifestly unfounded, excessive, identity not "
-        "confirmed). The person is told.",
+    reason = _text_field(
+        "Why the request is refused (manifestly unfounded, excessive, identity not confirmed). "
+        "The person is told."
     )
 
 

@@ -25,6 +25,7 @@ from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 
 from cdphub.metrics import SEGMENT_REFRESH_SECONDS
+from cdphub.replicas import replica_reads
 from cdphub.sql import execute, orm_sql, query
 from profiles.models import (
     Identity,

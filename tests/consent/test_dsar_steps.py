@@ -58,9 +58,7 @@ def test_verifying_needs_a_note_of_how_and_keeps_it(officer, erasure):
     assert step_url(erasure, "run") in officer.get(page_of(erasure)).content.decode()
 
 
-def test_the_preview_counts_what_the_erasure_removes_per_app_and_changes_nothing(
-    officer, erasure
-):
+def test_the_preview_counts_what_the_erasure_removes_per_app_and_changes_nothing(officer, erasure):
     page = officer.get(step_url(erasure, "preview"))
 
     rows = {(row["app"], row["records"]): row["count"] for row in page.context["preview"]["rows"]}

@@ -454,8 +454,7 @@ def test_every_partition_has_the_event_tables_indexes_after_a_conversion():
 
     for name in [*_partition_names(), DEFAULT_PARTITION]:
         indexes = query(
-            "SELECT count(*) FROM pg_index WHERE indrelid = to_regclass(%b::text) "
-            "AND indisvalid",
+            "SELECT count(*) FROM pg_index WHERE indrelid = to_regclass(%b::text) AND indisvalid",
             [name],
         )
         assert indexes == [(4,)], name  # the primary key, timeline, name/time, time (BRIN)
