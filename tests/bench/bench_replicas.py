@@ -54,7 +54,12 @@ def logged_in(url: str) -> requests.Session:
     ).group(1)
     session.post(
         login,
-        data={"username": "bench", "password": PASSWORD, "csrfmiddlewaretoken": token},
+        data={
+            "username": "bench",
+            "password": PASSWORD,
+            "csrfmiddlewaretoken": token,
+            "next": "/admin/",
+        },
         headers={"Referer": login},
         timeout=30,
     )
