@@ -30,8 +30,20 @@ from django.db import connections
 
 PRIMARY = "default"
 STICKY_COOKIE = "cdphub_primary_until"
-# Read from the primary whatever the context: what decides who may do what, now.
-PRIMARY_ONLY_MODELS = frozenset({"sessions.session", "auth.user", "cdphub.apikey"})
+# Read from the primary whatever the context: what decides who may do what, now (a logout, a
+# revoked key or a withdrawn permission takes effect at once).
+PRIMARY_ONLY_MODELS = frozenset(
+    {
+        "sessions.session",
+        "auth.user",
+        "auth.group",
+        "auth.permission",
+        "auth.user_groups",
+        "auth.user_user_permissions",
+        "auth.group_permissions",
+        "cdphub.apikey",
+    }
+)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 

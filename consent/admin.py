@@ -22,6 +22,7 @@ from django.utils.html import format_html
 
 from cdphub.admin_mixins import ReadableModelAdmin, ViewOnlyAdminMixin
 from consent.dsar import (
+    TRANSITIONS,
     DsarError,
     dsar_create,
     dsar_erasure_preview,
@@ -324,25 +325,25 @@ class RequestStep:
     name: str
     label: str
     form: type[forms.Form] | None  # None: a page to read, no button
-    statuses: tuple[str, ...]
+    # The statuses it moves the request towards: offered when the request service's
+    # transitions allow one of them from the request's status (empty: any open request).
+    leads_to: frozenset[str] = frozenset()
     kinds: tuple[str, ...] = ()  # empty: every kind
+
+    def offered(self, request_) -> bool:
+        allowed = TRANSITIONS[request_.status]
+        reachable = bool(allowed & self.leads_to) if self.leads_to else bool(allowed)
+        return reachable and (not self.kinds or request_.kind in self.kinds)
 
 
 _Status = DataSubjectRequest.Status
-_OPEN = (_Status.RECEIVED, _Status.VERIFIED, _Status.IN_PROGRESS)
-# The steps a request's page offers, in order, and for which statuses (and kinds).
+# The steps a request's page offers, in order.
 REQUEST_STEPS = (
-    RequestStep("verify", "Verify identity", VerifyStepForm, (_Status.RECEIVED,)),
-    RequestStep(
-        "preview",
-        "Preview the erasure",
-        None,
-        _OPEN,
-        kinds=(DataSubjectRequest.Kind.ERASURE,),
-    ),
-    RequestStep("run", "Run", RunStepForm, (_Status.VERIFIED, _Status.IN_PROGRESS)),
-    RequestStep("extend", "Extend the due date", ExtendStepForm, _OPEN),
-    RequestStep("reject", "Reject", RejectStepForm, (_Status.RECEIVED, _Status.VERIFIED)),
+    RequestStep("verify", "Verify identity", VerifyStepForm, frozenset({_Status.VERIFIED})),
+    RequestStep("preview", "Preview the erasure", None, kinds=(DataSubjectRequest.Kind.ERASURE,)),
+    RequestStep("run", "Run", RunStepForm, frozenset({_Status.IN_PROGRESS, _Status.COMPLETED})),
+    RequestStep("extend", "Extend the due date", ExtendStepForm),
+    RequestStep("reject", "Reject", RejectStepForm, frozenset({_Status.REJECTED})),
 )
 
 
@@ -439,11 +440,7 @@ class DataSubjectRequestAdmin(ReadableModelAdmin):
 
     @staticmethod
     def _steps_of(request_) -> list[RequestStep]:
-        return [
-            step
-            for step in REQUEST_STEPS
-            if request_.status in step.statuses and (not step.kinds or request_.kind in step.kinds)
-        ]
+        return [step for step in REQUEST_STEPS if step.offered(request_)]
 
     def step_view(self, request, pk: int, step: str):
         """One step of handling a request, from its page: a form (or, for the preview, a page

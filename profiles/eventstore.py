@@ -7,7 +7,7 @@ covers, so that no timestamp ever fails a batch. Partitions are made ahead of ti
 task (``event_partitions_maintain``) and by processing when a batch holds a timestamp no
 partition covers (``event_partitions_ensure_for``), within CREATE_PAST and CREATE_AHEAD of now:
 beyond, events stay in the default partition (a phone whose clock says 1970 must not create a
-partition). Retention drops whole partitions (``event_partitions_drop_before``).
+partition). Retention drops whole partitions (``events_purge_before``).
 
 A new partition is made as a plain table and then attached: ATTACH PARTITION needs only a SHARE
 UPDATE EXCLUSIVE lock on the event table, so reads and writes go on meanwhile, where CREATE TABLE
@@ -40,7 +40,6 @@ from profiles.models import Event, SeenMessage, Source
 EVENT_TABLE = Event._meta.db_table
 DEFAULT_PARTITION = f"{EVENT_TABLE}_default"
 SEEN_TABLE = SeenMessage._meta.db_table
-INTERVALS = ("day", "week", "month")
 CREATE_PAST = timedelta(days=731)
 CREATE_AHEAD = timedelta(days=62)
 # How many intervals ahead of now the scheduled task keeps made.
@@ -66,9 +65,9 @@ class Partition:
 # --- Intervals ------------------------------------------------------------------------------
 
 
-def interval_start(moment: datetime, interval: str | None = None) -> datetime:
+def interval_start(moment: datetime) -> datetime:
     """The start (UTC) of the partition interval that holds ``moment``."""
-    interval = interval or settings.CDPHUB_EVENT_PARTITION_INTERVAL
+    interval = settings.CDPHUB_EVENT_PARTITION_INTERVAL
     day = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     if interval == "day":
         return day
@@ -77,8 +76,8 @@ def interval_start(moment: datetime, interval: str | None = None) -> datetime:
     return day.replace(day=1)
 
 
-def interval_end(start: datetime, interval: str | None = None) -> datetime:
-    interval = interval or settings.CDPHUB_EVENT_PARTITION_INTERVAL
+def interval_end(start: datetime) -> datetime:
+    interval = settings.CDPHUB_EVENT_PARTITION_INTERVAL
     if interval == "day":
         return start + timedelta(days=1)
     if interval == "week":

@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
@@ -169,3 +171,20 @@ def test_profiles_can_be_found_by_any_form_of_an_identifier(api_client_with_scop
     assert found(" ANNA@example.com") == [wanted.pk]
     assert found("06 12345678") == [wanted.pk]
     assert found("nobody@example.com") == []
+
+
+def test_a_keys_last_use_is_recorded_at_most_once_a_minute(api_client_with_scopes):
+    client = api_client_with_scopes("profiles:read")
+    assert client.get("/api/profiles/").status_code == 200
+    key = ApiKey.objects.get()
+    first = key.last_used_at
+    assert first is not None
+
+    client.get("/api/profiles/")
+    key.refresh_from_db()
+    assert key.last_used_at == first  # not a write per request
+
+    ApiKey.objects.filter(pk=key.pk).update(last_used_at=first - timedelta(minutes=2))
+    client.get("/api/profiles/")
+    key.refresh_from_db()
+    assert key.last_used_at > first
