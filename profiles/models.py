@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
-from django.contrib.postgres.indexes import BrinIndex, GinIndex
+from django.contrib.postgres.indexes import BrinIndex, GinIndex, OpClass
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -128,6 +128,21 @@ BUILT_IN_COMPUTED_KEYS = (
 )
 
 
+class ProfileSearchText(models.Func):
+    """What a profile is found by when searched by a part of a name or e-mail: its given name,
+    first and last name and e-mail, lower-cased, in one expression. The trigram index
+    ``profile_search_trgm`` holds this same expression, which PostgreSQL uses only when a query
+    spells it identically: search through this class, never through a copy of the SQL."""
+
+    template = (
+        "lower(coalesce(%(expressions)s ->> 'name', '') || ' ' || "
+        "coalesce(%(expressions)s ->> 'firstName', '') || ' ' || "
+        "coalesce(%(expressions)s ->> 'lastName', '') || ' ' || "
+        "coalesce(%(expressions)s ->> 'email', ''))"
+    )
+    output_field = models.TextField()
+
+
 class Profile(models.Model):
     """One known person, unified from every source: the CDP's unit."""
 
@@ -165,6 +180,10 @@ class Profile(models.Model):
         ordering = ["-id"]
         indexes = [
             GinIndex(fields=["traits"], name="profile_traits_gin"),
+            GinIndex(
+                OpClass(ProfileSearchText("traits"), name="gin_trgm_ops"),
+                name="profile_search_trgm",
+            ),
             models.Index(fields=["last_seen_at"], name="profile_last_seen"),
             models.Index(fields=["created_at"], name="profile_created"),
             models.Index(

@@ -31,11 +31,13 @@ from profiles.resolution.merges import (
     profiles_merge_manual,
 )
 from profiles.resolution.normalize import lookup_candidates, lookup_condition
-from profiles.selectors import profile_overview, profile_resolve
+from profiles.selectors import (
+    profile_overview,
+    profile_resolve,
+    profile_search_condition,
+    profiles_similar,
+)
 from profiles.services import profile_traits_edit
-
-SOURCE_DAYS = 14
-TIMELINE_PAGE_SIZE = 50
 
 TIMELINE_PAGE_SIZE = 50
 
@@ -66,7 +68,10 @@ class ProfileAdmin(ReadableModelAdmin):
     list_display = ["id", "name", "email", "last_seen_at", "first_seen_at", "merged_into"]
     list_filter = [presence_filter("merged_into", "merged?", "merged into another", "active")]
     search_fields = ["id"]
-    search_help_text = "Search by e-mail, phone, user id, anonymous id or profile id."
+    search_help_text = (
+        "Search by name or part of an e-mail (3 letters or more), or by e-mail, phone, user id, "
+        "anonymous id or profile id."
+    )
     list_select_related = ["merged_into"]
     raw_id_fields = ["merged_into"]
     readonly_fields = [
@@ -116,18 +121,25 @@ class ProfileAdmin(ReadableModelAdmin):
         return value if pii else mask_value(value)
 
     def get_search_results(self, request, queryset, search_term):
-        """Exact identifier look-ups through the identity index, never a scan of traits."""
+        """Identifiers through the identity index, names and parts of e-mails through the
+        trigram index (``profile_search_condition``), never a scan of traits."""
         term = search_term.strip()
         if not term:
             return queryset, False
-        if not lookup_candidates(term, personal=self.may_view_pii(request)):
-            return queryset.none(), False
-        condition = lookup_condition(term, personal=self.may_view_pii(request))
-        owners = Identity.objects.filter(condition).values("profile_id")
-        matching = Q(pk__in=owners)
-        if term.isdigit():
-            matching |= Q(pk=int(term))
-        return queryset.filter(matching), False
+        return queryset.filter(profile_search_condition(term, personal=self.may_view_pii(request))), False
+
+    def changelist_view(self, request, extra_context=None):
+        """When a search finds nobody, the profiles with a name or e-mail most like it (for
+        those who may see names)."""
+        response = super().changelist_view(request, extra_context)
+        changelist = getattr(response, "context_data", {}).get("cl")
+        if changelist and changelist.query and not changelist.result_count:
+            pii = self.may_view_pii(request)
+            similar = profiles_similar(changelist.query) if pii else []
+            response.context_data["did_you_mean"] = [
+                (profile.pk, profile.display_name) for profile in similar
+            ]
+        return response
 
     @admin.display(description="latest events")
     def latest_events(self, profile, pii: bool):

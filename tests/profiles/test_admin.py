@@ -58,7 +58,7 @@ def test_profile_search_finds_by_normalised_identifier(admin_client, term):
     wanted = ProfileFactory()
     IdentityFactory(profile=wanted, kind="email", value="anna@example.com")
     IdentityFactory(profile=wanted, kind="phone", value="+31612345678")
-    ProfileFactory()
+    ProfileFactory(traits={"email": "bram@example.com"})
 
     response = admin_client.get("/admin/profiles/profile/", {"q": term})
 
