@@ -216,7 +216,67 @@ class ProfileAdmin(ReadableModelAdmin):
             self.admin_site.admin_view(self.traits_view),
             name="profiles_profile_traits",
         )
-        return [timeline, traits, *super().get_urls()]
+        merge = path(
+            "<int:profile_id>/merge/",
+            self.admin_site.admin_view(self.merge_view),
+            name="profiles_profile_merge",
+        )
+        return [timeline, traits, merge, *super().get_urls()]
+
+    def merge_view(self, request, profile_id: int):
+        """Merge with...: find the other profile (by name, part of an e-mail or an identifier),
+        compare the two side by side, then merge them (into the older, as every manual merge)."""
+        profile = profile_resolve(profile_id)
+        if profile is None:
+            raise Http404("No such profile.")
+        if not self.has_change_permission(request, profile):
+            raise PermissionDenied
+        if profile.pk != profile_id:
+            url = reverse("admin:profiles_profile_merge", args=[profile.pk])
+            return HttpResponseRedirect(f"{url}?{request.GET.urlencode()}")
+        pii = self.may_view_pii(request)
+        other = merge_partner(request, profile)
+        if request.method == "POST" and other is not None:
+            try:
+                merge, *_ = profiles_merge_manual(
+                    profile_ids=[profile.pk, other.pk], merged_by=request.user
+                )
+            except MergeRefused as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    f"Profile {merge.merged_id} merged into profile {merge.survivor_id}. The merge "
+                    "can be undone (split) from its row in Merges.",
+                    messages.SUCCESS,
+                )
+                url = reverse("admin:profiles_profile_change", args=[merge.survivor_id])
+                return HttpResponseRedirect(url)
+        term = request.GET.get("q", "").strip()
+        candidates = suggestions = []
+        if term and other is None:
+            others = Profile.objects.filter(merged_into__isnull=True).exclude(pk=profile.pk)
+            found = others.filter(profile_search_condition(term, personal=pii))
+            candidates = [merge_candidate(p, pii) for p in found.order_by("-id")[:20]]
+            if not candidates and pii:
+                similar = profiles_similar(term, limit=6)
+                suggestions = [merge_candidate(p, pii) for p in similar if p.pk != profile.pk]
+        comparison = None
+        if other is not None:
+            older, newer = sorted([profile, other], key=lambda p: p.pk)
+            comparison = [merge_side(request, p, pii) for p in (older, newer)]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Merge {profile.display_name if pii else profile} with another profile",
+            "profile": profile,
+            "other": other,
+            "term": term,
+            "candidates": candidates,
+            "suggestions": suggestions,
+            "comparison": comparison,
+        }
+        return TemplateResponse(request, "admin/profiles/profile/merge.html", context)
 
     def traits_view(self, request, profile_id: int):
         """Edit the given traits, as an explicit action: for those who may change profiles and
@@ -282,6 +342,37 @@ class ProfileAdmin(ReadableModelAdmin):
             "filter_query": query.urlencode(),
         }
         return TemplateResponse(request, "admin/profiles/profile/timeline.html", context)
+
+
+def merge_partner(request, profile: Profile) -> Profile | None:
+    """The profile chosen to merge with (``with`` in the query or the form), followed to its
+    survivor; None when none is chosen, or it is this very profile."""
+    chosen = request.POST.get("with") or request.GET.get("with") or ""
+    if not chosen.isdigit() or len(chosen) > 18:
+        return None
+    other = profile_resolve(int(chosen))
+    return other if other is not None and other.pk != profile.pk else None
+
+
+def merge_candidate(profile: Profile, pii: bool) -> dict:
+    traits = profile.traits or {}
+    return {
+        "pk": profile.pk,
+        "name": profile.display_name if pii else mask_value(profile.display_name),
+        "email": traits.get("email", "") if pii else mask_value(traits.get("email", "")),
+        "last_seen_at": profile.last_seen_at,
+    }
+
+
+def merge_side(request, profile: Profile, pii: bool) -> dict:
+    """One column of the side-by-side comparison: the profile page's overview and its traits."""
+    traits = profile.traits or {}
+    shown = traits if pii else mask_traits(traits)
+    return {
+        "profile": profile,
+        "overview": profile_overview(profile, pii=pii, user=request.user),
+        "traits": readable_table(shown) if shown else "None.",
+    }
 
 
 class TraitsForm(forms.Form):
