@@ -38,16 +38,12 @@ def profile_overview(profile: Profile, *, pii: bool, user) -> dict:
     }
 
 
-def profiles_search(term: str, *, personal: bool) -> QuerySet[Profile]:
-    return Profile.objects.filter(profile_search_condition(term, personal=personal))
-
-
 def profile_search_condition(term: str, *, personal: bool) -> Q:
-    """A ``Q`` for the profiles found by ``term``: an identifier of any kind (exactly, through the identity
-    index), a profile id, and, for viewers of personal data, any part of a name or e-mail of at
-    least three characters (through the trigram index on ``ProfileSearchText``). Without
-    ``personal`` nothing personal is looked up: finding a profile by a name would confirm the
-    name to someone who may not see it."""
+    """A ``Q`` for the profiles found by ``term``: an identifier of any kind (exactly, through
+    the identity index), a profile id, and, for viewers of personal data, any part of a name or
+    e-mail of at least three characters (through the trigram index on ``ProfileSearchText``).
+    Without ``personal`` nothing personal is looked up: finding a profile by a name would
+    confirm the name to someone who may not see it."""
     term = term.strip()
     ids = Identity.objects.none().values("profile_id")
     if lookup_candidates(term, personal=personal):

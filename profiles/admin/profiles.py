@@ -126,7 +126,8 @@ class ProfileAdmin(ReadableModelAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        return queryset.filter(profile_search_condition(term, personal=self.may_view_pii(request))), False
+        condition = profile_search_condition(term, personal=self.may_view_pii(request))
+        return queryset.filter(condition), False
 
     def changelist_view(self, request, extra_context=None):
         """When a search finds nobody, the profiles with a name or e-mail most like it (for
