@@ -11,7 +11,7 @@ from django.utils.html import format_html
 from django.utils.text import capfirst
 
 from cdphub.paginators import EstimatedCountPaginator
-from cdphub.pii import can_view_pii, mask_traits, mask_value
+from cdphub.pii import can_view_pii, mask_json, mask_value
 
 
 class FastChangeListMixin:
@@ -100,7 +100,7 @@ class PiiMaskedAdminMixin:
         def display(obj):
             value = getattr(obj, name)
             if is_json:
-                return format_html("<code>{}</code>", mask_traits(value))
+                return format_html("<code>{}</code>", mask_json(name, value))
             return mask_value(value)
 
         return display

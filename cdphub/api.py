@@ -28,7 +28,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from cdphub.deletion import DeleteProtected, delete_blockers
 from cdphub.errors import DomainError
 from cdphub.parsers import NUL, NUL_MESSAGE, nul_paths
-from cdphub.pii import MASK, can_view_pii, mask_traits, mask_value
+from cdphub.pii import MASK, can_view_pii, mask_json, mask_traits, mask_value
 
 # PostgreSQL's timestamptz takes UTC offsets up to 15:59:59 either way.
 MAX_UTC_OFFSET = timedelta(hours=16)
@@ -300,7 +300,7 @@ class PiiMaskedSerializerMixin:
                 data[field] = mask_value(data[field])
         for field in getattr(meta, "pii_json_fields", ()):
             if field in data:
-                data[field] = mask_traits(data[field])
+                data[field] = mask_json(field, data[field])
         return data
 
 

@@ -96,18 +96,40 @@ def mask_text(text: str) -> str:
 MASK_MAX_DEPTH = 64
 
 
-def mask_traits(traits: Any, depth: int = 0) -> Any:
-    """A copy of a traits/properties document with personal values masked, at any depth."""
+# Keys that are not personal in event properties, though they are in traits: a bare "name" there
+# is what the event is about (a product, a page, a screen, a plan: Segment's e-commerce and page
+# specs), while a person's name comes as firstName, lastName, fullName, customerName. Its value is
+# still masked when it is an e-mail or a phone number, like any text.
+PROPERTY_KEYS_NOT_PERSONAL = frozenset({"name"})
+
+
+def mask_traits(traits: Any, depth: int = 0, *, not_personal: frozenset = frozenset()) -> Any:
+    """A copy of a traits/properties document with personal values masked, at any depth;
+    ``not_personal`` keys are kept (their values still masked if they are e-mails or phones)."""
     if isinstance(traits, dict | list) and depth >= MASK_MAX_DEPTH:
         return MASK
     if isinstance(traits, dict):
-        return {key: mask_trait(key, value, depth) for key, value in traits.items()}
+        return {
+            key: mask_trait(key, value, depth, not_personal=not_personal)
+            for key, value in traits.items()
+        }
     if isinstance(traits, list):
-        return [mask_traits(item, depth + 1) for item in traits]
+        return [mask_traits(item, depth + 1, not_personal=not_personal) for item in traits]
     return mask_text(traits) if isinstance(traits, str) else traits
 
 
-def mask_trait(key: str, value: Any, depth: int = 0) -> Any:
-    if not is_pii_key(key):
-        return mask_traits(value, depth + 1)
+def mask_trait(key: str, value: Any, depth: int = 0, *, not_personal: frozenset = frozenset()):
+    if key in not_personal or not is_pii_key(key):
+        return mask_traits(value, depth + 1, not_personal=not_personal)
     return MASK if isinstance(value, dict | list) else mask_value(value)
+
+
+def mask_properties(properties: Any) -> Any:
+    """Event properties with personal values masked (products and pages keep their names)."""
+    return mask_traits(properties, not_personal=PROPERTY_KEYS_NOT_PERSONAL)
+
+
+def mask_json(field: str, value: Any) -> Any:
+    """The JSON field ``field`` of a record masked: a ``properties`` field holds event
+    properties, any other a document of traits."""
+    return mask_properties(value) if field == "properties" else mask_traits(value)

@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import timedelta
+
 from django.contrib.postgres.search import TrigramWordDistance
 from django.db.models import Q, QuerySet
+from django.utils.timezone import localtime
 
 from cdphub.paginators import fast_count
+from cdphub.pii import mask_properties
 from profiles.models import Identity, Profile, ProfileSearchText
 from profiles.panels import Viewer, panels_for
 from profiles.resolution.normalize import lookup_candidates, lookup_condition
@@ -77,3 +82,90 @@ def profiles_similar(term: str, *, limit: int = 5) -> QuerySet[Profile]:
 def search_words(term: str) -> str:
     """A search term as ``ProfileSearchText`` holds it: lower case, single spaces."""
     return " ".join(term.lower().split())
+
+
+# --- The activity feed of a profile's timeline ----------------------------------------------------
+
+# Without a session id from the client, a visit ends after this long without an event: the
+# inactivity timeout web analytics tools count visits with.
+SESSION_GAP = timedelta(minutes=30)
+
+# Segment's e-commerce spec names these events: they get the shopping icon.
+COMMERCE_PREFIXES = ("Order ", "Product ", "Products ", "Checkout ", "Cart ", "Payment ", "Coupon ")
+
+
+@dataclass
+class FeedGroup:
+    """A day or a session of the feed, its events newest first."""
+
+    label: str
+    entries: list[dict] = field(default_factory=list)
+
+
+def timeline_feed(events, *, group_by: str, pii: bool) -> list[FeedGroup]:
+    """``events`` (newest first) as the feed of the profile page: each with its icon, a title a
+    person reads and its properties (masked unless ``pii``), grouped by day or by session (the
+    events sharing the client's ``context.sessionId``, else those less than 30 minutes apart)."""
+    groups: list[FeedGroup] = []
+    newer = None
+    for event in events:
+        if newer is None or not same_group(newer, event, group_by):
+            groups.append(FeedGroup(label=""))
+        groups[-1].entries.append(feed_entry(event, pii=pii))
+        newer = event
+    for group in groups:
+        group.label = feed_group_label(group, group_by)
+    return groups
+
+
+def same_group(newer, older, group_by: str) -> bool:
+    if group_by != "session":
+        return localtime(newer.timestamp).date() == localtime(older.timestamp).date()
+    newer_session, older_session = session_id(newer), session_id(older)
+    if newer_session is not None and older_session is not None:
+        return newer_session == older_session
+    return newer.timestamp - older.timestamp <= SESSION_GAP
+
+
+def session_id(event):
+    context = event.context if isinstance(event.context, dict) else {}
+    return context.get("sessionId")
+
+
+def feed_entry(event, *, pii: bool) -> dict:
+    properties = event.properties if isinstance(event.properties, dict) else {}
+    return {
+        "event": event,
+        "icon": feed_icon(event),
+        "title": feed_title(event),
+        "properties": properties if pii else mask_properties(properties),
+    }
+
+
+def feed_icon(event) -> str:
+    if event.type == "track" and event.name.startswith(COMMERCE_PREFIXES):
+        return "commerce"
+    return event.type
+
+
+def feed_title(event) -> str:
+    titles = {
+        "identify": "Identified",
+        "group": "Joined a group",
+        "alias": "Linked an identity",
+        "page": "Viewed a page",
+        "screen": "Viewed a screen",
+    }
+    if event.type in ("track", "page", "screen") and event.name:
+        return event.name
+    return titles.get(event.type, event.type)
+
+
+def feed_group_label(group: FeedGroup, group_by: str) -> str:
+    newest = localtime(group.entries[0]["event"].timestamp)
+    oldest = localtime(group.entries[-1]["event"].timestamp)
+    count = len(group.entries)
+    events = f"{count} event{'s' if count != 1 else ''}"
+    if group_by != "session":
+        return f"{newest:%A %-d %B %Y} · {events}"
+    return f"Session on {oldest:%a %-d %b %Y}, {oldest:%H:%M}–{newest:%H:%M} · {events}"

@@ -3,7 +3,6 @@ events."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, time, timedelta
 
 from django import forms
@@ -13,10 +12,11 @@ from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 
 from cdphub.admin_mixins import ReadableModelAdmin, masked_name, presence_filter
 from cdphub.pii import can_view_pii, mask_traits, mask_value
@@ -36,14 +36,21 @@ from profiles.selectors import (
     profile_resolve,
     profile_search_condition,
     profiles_similar,
+    timeline_feed,
 )
 from profiles.services import profile_traits_edit
+from profiles.templatetags.profile_tags import readable_table
 
 TIMELINE_PAGE_SIZE = 50
+LATEST_EVENTS = 20
+FEED_TEMPLATE = "admin/profiles/profile/feed.html"
 
 
 class TimelineFilterForm(forms.Form):
     type = forms.ChoiceField(choices=[("", "all types"), *Event.Type.choices], required=False)
+    group = forms.ChoiceField(
+        choices=[("day", "by day"), ("session", "by session")], required=False, label="Group"
+    )
     name = forms.CharField(required=False, max_length=255, help_text="Exact event or page name.")
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
@@ -144,28 +151,9 @@ class ProfileAdmin(ReadableModelAdmin):
 
     @admin.display(description="latest events")
     def latest_events(self, profile, pii: bool):
-        events = profile.events.select_related("source").order_by("-timestamp")[:20]
-        rows = format_html_join(
-            "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
-            (
-                (
-                    e.timestamp.strftime("%Y-%m-%d %H:%M"),
-                    e.type,
-                    e.name,
-                    e.source.name,
-                    json.dumps(e.properties if pii else mask_traits(e.properties))[:200],
-                )
-                for e in events
-            ),
-        )
-        if not rows:
-            return "No events yet."
-        return format_html(
-            "<table><thead><tr><th>when</th><th>type</th><th>name</th><th>source</th>"
-            "<th>properties</th></tr></thead><tbody>{}</tbody></table>",
-            rows,
-        )
+        events = profile.events.select_related("source").order_by("-timestamp", "-id")
+        groups = timeline_feed(events[:LATEST_EVENTS], group_by="day", pii=pii)
+        return render_to_string(FEED_TEMPLATE, {"groups": groups})
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         profile = self.get_object(request, object_id) if object_id else None
@@ -322,8 +310,7 @@ class ProfileAdmin(ReadableModelAdmin):
             events = form.filter(events)
         page = Paginator(events, TIMELINE_PAGE_SIZE).get_page(request.GET.get("page"))
         pii = can_view_pii(request.user)
-        for event in page.object_list:
-            event.shown_properties = event.properties if pii else mask_traits(event.properties)
+        group_by = form.cleaned_data.get("group") if form.is_valid() else ""
         query = request.GET.copy()
         query.pop("page", None)
         context = {
@@ -333,13 +320,15 @@ class ProfileAdmin(ReadableModelAdmin):
             "profile": profile,
             "identities": [
                 (
-                    i.kind,
+                    i.get_kind_display(),
                     i.value if pii or not i.is_personal else mask_value(i.value),
                 )
                 for i in profile.identities.all()[:50]
             ],
             "form": form,
             "page": page,
+            "groups": timeline_feed(page.object_list, group_by=group_by or "day", pii=pii),
+            "filtered": any(request.GET.get(name) for name in ("type", "name", "since", "until")),
             "filter_query": query.urlencode(),
         }
         return TemplateResponse(request, "admin/profiles/profile/timeline.html", context)
@@ -388,23 +377,6 @@ class TraitsForm(forms.Form):
         if not isinstance(traits, dict):
             raise forms.ValidationError("Traits are a JSON object ({...}).")
         return traits
-
-
-def readable_table(value) -> str:
-    """A JSON document as nested tables and lists a person reads, not as JSON."""
-    if isinstance(value, dict):
-        rows = format_html_join(
-            "",
-            '<tr><th scope="row">{}</th><td>{}</td></tr>',
-            ((key, readable_table(item)) for key, item in value.items()),
-        )
-        return format_html('<table class="cdp-traits">{}</table>', rows)
-    if isinstance(value, list):
-        items = format_html_join("", "<li>{}</li>", ((readable_table(i),) for i in value))
-        return format_html("<ul>{}</ul>", items)
-    if value is None or value == "":
-        return "-"
-    return format_html("{}", value)
 
 
 class IdentityAdminForm(forms.ModelForm):

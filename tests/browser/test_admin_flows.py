@@ -277,3 +277,69 @@ def test_profile_search_works_from_the_keyboard(page, user_with_role, customer):
         page.keyboard.press("Enter")
 
     assert page.locator("#result_list tbody tr").count() == 1
+
+
+def test_marketer_finds_a_profile_by_name_and_merges_it_through_the_picker(
+    page, user_with_role, screenshot, customer
+):
+    duplicate = ProfileFactory(
+        traits={"firstName": "Anna", "lastName": "Visser", "email": "a.visser@shop.example"}
+    )
+    EventFactory(profile=duplicate, source=customer.events.first().source, name="Order Refunded")
+    user_with_role("Marketer")
+    log_in(page, "marketer")
+
+    # Found by a misspelt name: nobody matches, the closest names are offered.
+    page.goto("/admin/profiles/profile/")
+    page.locator("#searchbar").fill("Anna Vissr")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.get_by_text("No profile matches").is_visible()
+    screenshot(page, "profile-search-did-you-mean")
+    page.get_by_role("link", name="Anna Visser").last.click()
+    page.wait_for_url(f"**/profile/{duplicate.pk}/change/**")
+
+    # Merge with...: found by part of the other e-mail, compared side by side, merged.
+    page.get_by_role("link", name="Merge with…").click()
+    page.get_by_label("Find the other profile").fill("anna.visser@")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    page.get_by_role("link", name="Compare").click()
+    assert page.get_by_role("heading", name=f"Kept: profile {customer.pk}").is_visible()
+    assert page.get_by_text("a.visser@shop.example").first.is_visible()
+    screenshot(page, "profile-merge-compare")
+    page.get_by_role("button", name="Merge these two profiles").click()
+    page.wait_for_url(f"**/profile/{customer.pk}/change/**")
+
+    assert page.get_by_text(
+        f"Profile {duplicate.pk} merged into profile {customer.pk}"
+    ).is_visible()
+    assert page.get_by_text("Order Refunded").first.is_visible()
+    duplicate.refresh_from_db()
+    assert duplicate.merged_into_id == customer.pk
+    screenshot(page, "profile-merged")
+
+
+def test_timeline_reads_as_an_activity_feed(page, user_with_role, screenshot, customer):
+    EventFactory(
+        profile=customer,
+        source=customer.events.first().source,
+        name="Order Completed",
+        properties={"order_id": "o-77", "total": 42.5, "products": [{"name": "Mug", "qty": 2}]},
+    )
+    user_with_role("Marketer")
+    log_in(page, "marketer")
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    page.goto(f"/admin/profiles/profile/{customer.pk}/timeline/?group=session")
+
+    feed = page.locator("#timeline")
+    assert feed.get_by_text("Session on").first.is_visible()
+    assert feed.locator(".cdp-feed-commerce").first.is_visible()
+    assert feed.get_by_role("cell", name="o-77").is_visible()
+    overflowing = page.evaluate(
+        "[...document.querySelectorAll('#timeline *')]"
+        ".filter(e => e.getBoundingClientRect().right > window.innerWidth).length"
+    )
+    assert overflowing == 0
+    screenshot(page, "profile-timeline-feed")
