@@ -26,6 +26,8 @@ from profiles.resolution.normalize import InvalidIdentifier
 
 registry.register(
     VisitorTraitHit,
+    category="advertising",
+    title="Interests observed",
     find=lambda subject: VisitorTraitHit.objects.filter(
         visitor__profile_id__in=subject.profile_ids
     ),
@@ -36,6 +38,8 @@ registry.register(
 # describe that person's behaviour.
 registry.register(
     Visitor,
+    category="advertising",
+    title="Browsers and devices",
     find=lambda subject: Visitor.objects.filter(profile_id__in=subject.profile_ids),
     erase=delete_rows,
     personal_fields=("key",),
@@ -130,6 +134,8 @@ def _visitor_keys(subject: Subject) -> set[str]:
 # The history of the person's visitors in audiences (a visitor's key, kept past the visitor).
 registry.register(
     AudienceMembershipChange,
+    category="advertising",
+    title="Advertising audiences joined and left",
     find=lambda subject: AudienceMembershipChange.objects.filter(key__in=_visitor_keys(subject)),
     erase=delete_rows,
     personal_fields=("key",),

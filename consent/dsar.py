@@ -9,21 +9,17 @@ its subject, and read as one workflow."""
 from __future__ import annotations
 
 import datetime as dt
-import io
-import json
-import zipfile
 from collections.abc import Callable
 
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from cdphub.audit import audit_record
-from cdphub.csv_export import SafeDictWriter
 from consent import registry
+from consent.access import access_package
 from consent.hashing import suppression_hash
 from consent.models import DataSubjectRequest, DataSubjectRequestAction, ProcessingRestriction
 from consent.registry import Subject
@@ -372,41 +368,13 @@ def _problems(error: ValidationError) -> str:
 
 
 def _export(request: DataSubjectRequest, subject: Subject, actor) -> str:
-    """Access and portability: one zip with everything as JSON and a CSV per table."""
-    tables: dict[str, list[dict]] = {}
-    for holder in registry.holders():
-        if holder.export:
-            tables[holder.label] = holder.rows_for_access(subject)
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        document = {
-            "request": {"id": request.pk, "kind": request.kind, "generated_at": timezone.now()},
-            "data": tables,
-        }
-        archive.writestr("data.json", json.dumps(document, cls=DjangoJSONEncoder, indent=2))
-        for label, rows in tables.items():
-            archive.writestr(f"{label}.csv", _csv(rows))
+    """Access and portability: the access package (a readable summary, JSON, a CSV per table)."""
+    content, tables = access_package(request, subject)
     name = f"request-{request.pk}-{request.kind}.zip"
-    request.result_file.save(name, ContentFile(buffer.getvalue()), save=False)
+    request.result_file.save(name, ContentFile(content), save=False)
     DataSubjectRequest.objects.filter(pk=request.pk).update(result_file=request.result_file.name)
-    counts = ", ".join(f"{label}={len(rows)}" for label, rows in tables.items() if rows)
+    counts = ", ".join(f"{table.holder.title.lower()}: {len(table.rows)}" for table in tables)
     return f"exported {counts or 'nothing found'}"
-
-
-def _csv(rows: list[dict]) -> str:
-    stream = io.StringIO()
-    if rows:
-        writer = SafeDictWriter(stream, list(rows[0]))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({key: _cell(value) for key, value in row.items()})
-    return stream.getvalue()
-
-
-def _cell(value):
-    if isinstance(value, dict | list):
-        return json.dumps(value, cls=DjangoJSONEncoder)
-    return value
 
 
 def _erase(request: DataSubjectRequest, subject: Subject, actor) -> str:

@@ -92,6 +92,8 @@ def _log_entries(subject: Subject):
 
 registry.register(
     ConsentRecord,
+    category="consent",
+    title="Consent given or withdrawn, with its proof",
     find=_records,
     erase=_anonymise_records,
     personal_fields=("identifier_value", "ip_address", "user_agent", "form_url"),
@@ -99,18 +101,24 @@ registry.register(
 )
 registry.register(
     ConsentState,
+    category="consent",
+    title="Your consent now, per purpose",
     find=lambda subject: ConsentState.objects.filter(profile_id__in=subject.profile_ids),
     erase=delete_rows,
     erase_order=75,
 )
 registry.register(
     ProcessingRestriction,
+    category="consent",
+    title="Restrictions of processing",
     find=lambda subject: ProcessingRestriction.objects.filter(profile_id__in=subject.profile_ids),
     erase=delete_rows,
     erase_order=75,
 )
 registry.register(
     DataSubjectRequestAction,
+    category="requests",
+    title="What we did with your requests",
     find=lambda subject: DataSubjectRequestAction.objects.filter(request__in=_requests(subject)),
     erase=lambda rows, subject: scrub_fields(rows, subject, ("note",)),
     personal_fields=("note",),
@@ -118,6 +126,8 @@ registry.register(
 )
 registry.register(
     DataSubjectRequest,
+    category="requests",
+    title="Your requests",
     find=_requests,
     erase=_anonymise_requests,
     personal_fields=("subject_email", "subject_phone", "subject_user_id", "details", "corrections"),

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.db import models
+from django.utils.text import capfirst
 
 # Field names that hold personal data wherever they appear; models with such a field (or a JSON
 # document of traits/properties) must be registered, either as holders or as not personal.
@@ -57,6 +58,43 @@ CORRECTABLE_FIELD_NAMES = frozenset(
         "traits",
     }
 )
+
+# What a person reads in their access package: each exported holder belongs to one category,
+# shown in this order with this title and explanation.
+CATEGORIES: dict[str, tuple[str, str]] = {
+    "profile": (
+        "Your profile",
+        "What we know about you as a customer, and the identifiers (e-mail, phone, account and "
+        "device ids) we recognise you by.",
+    ),
+    "activity": (
+        "Your activity",
+        "What you did on our websites and apps and in our shops, as we recorded it, and the "
+        "customer groups (segments) it placed you in.",
+    ),
+    "consent": (
+        "Your consent and choices",
+        "What you agreed to or refused, when and how, and any restriction or objection.",
+    ),
+    "customer": (
+        "Sales and support",
+        "Your record in our customer relationship system: contact details, conversations, "
+        "offers, tasks and support tickets.",
+    ),
+    "advertising": (
+        "Advertising",
+        "The browser cookies and device ids used for advertising, and the interest groups "
+        "they were placed in.",
+    ),
+    "shared": (
+        "Shared with other systems",
+        "Your data as we sent it to the other systems we use.",
+    ),
+    "requests": (
+        "Your requests",
+        "The data protection requests you made and what we did with them.",
+    ),
+}
 
 # rectify(rows found, subject, corrections, acting user) -> how many rows it corrected
 Rectify = Callable[[models.QuerySet, "Subject", dict, object], int]
@@ -101,6 +139,8 @@ class Holder:
     rectify: Rectify | None = None
     rectify_order: int = 50
     not_rectified: str = ""
+    category: str = ""
+    title: str = ""
 
     @property
     def label(self) -> str:
@@ -164,27 +204,35 @@ def register(
     rectify: Rectify | None = None,
     rectify_order: int = 50,
     not_rectified: str = "",
+    category: str = "",
+    title: str = "",
 ) -> None:
     """Register what a model holds about a person. ``erase`` receives the rows ``find``
     returned and deletes or anonymises them; lower ``erase_order`` runs first (rows that point at
     a profile go before the profile). ``export_rows`` gives the access file only the person's
     part of rows that also hold other people's values. ``rectify`` corrects the rows found
     (lower ``rectify_order`` first); ``not_rectified`` says why rows with correctable fields
-    stay as recorded."""
+    stay as recorded. An exported model names the ``category`` of ``CATEGORIES`` the person
+    finds it under, and may give a ``title`` (else its plural verbose name)."""
+    label = model._meta.label
     unknown = [name for name in personal_fields if not _has_field(model, name)]
     if unknown:
-        raise ValueError(f"{model._meta.label} has no field(s) {', '.join(unknown)}")
-    _holders[model._meta.label] = Holder(
-        model,
-        find,
-        erase,
-        tuple(personal_fields),
-        erase_order,
-        export,
-        export_rows,
-        rectify,
-        rectify_order,
-        not_rectified,
+        raise ValueError(f"{label} has no field(s) {', '.join(unknown)}")
+    if export and category not in CATEGORIES:
+        raise ValueError(f"{label} is exported: give it a category, one of {', '.join(CATEGORIES)}")
+    _holders[label] = Holder(
+        model=model,
+        find=find,
+        erase=erase,
+        personal_fields=tuple(personal_fields),
+        erase_order=erase_order,
+        export=export,
+        export_rows=export_rows,
+        rectify=rectify,
+        rectify_order=rectify_order,
+        not_rectified=not_rectified,
+        category=category,
+        title=title or str(capfirst(model._meta.verbose_name_plural)),
     )
 
 
@@ -220,6 +268,11 @@ def uncorrectable_fields(holder: Holder) -> list[str]:
     if holder.rectify is not None or holder.not_rectified:
         return []
     return correctable_fields(holder.model)
+
+
+def is_holder(model: type[models.Model]) -> bool:
+    """Whether the model holds people's data (registered with ``register``)."""
+    return model._meta.label in _holders
 
 
 def is_covered(model: type[models.Model]) -> bool:

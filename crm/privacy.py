@@ -60,6 +60,8 @@ def _contact_names_and_identifiers(profile_ids, emails, phones):
 registry.register_describer(_contact_names_and_identifiers)
 registry.register(
     Contact,
+    category="customer",
+    title="Contact record",
     find=_contacts,
     erase=delete_rows,
     personal_fields=Contact.PII_FIELDS,
@@ -70,6 +72,8 @@ registry.register(
 )
 registry.register(
     Activity,
+    category="customer",
+    title="Calls, e-mails, meetings and notes",
     find=lambda subject: Activity.objects.filter(contact__in=_contacts(subject)),
     erase=delete_rows,
     personal_fields=("subject", "body"),
@@ -78,6 +82,8 @@ registry.register(
 # A form post's address is the person's; the form itself is configuration.
 registry.register(
     WebFormPost,
+    category="customer",
+    title="Forms you sent us",
     find=lambda subject: WebFormPost.objects.filter(contact__in=_contacts(subject)),
     erase=delete_rows,
     personal_fields=("ip_address",),
@@ -86,6 +92,7 @@ registry.register(
 registry.register_not_personal(WebForm, "a form's settings: no person")
 registry.register(
     Task,
+    category="customer",
     find=lambda subject: Task.objects.filter(contact__in=_contacts(subject)),
     erase=delete_rows,
     personal_fields=("title", "description"),
@@ -94,6 +101,8 @@ registry.register(
 # Tickets and deals are the company's records too: kept, with the person scrubbed out.
 registry.register(
     Ticket,
+    category="customer",
+    title="Support tickets",
     find=lambda subject: Ticket.objects.filter(contact__in=_contacts(subject)),
     erase=lambda rows, subject: scrub_fields(rows, subject, ("subject", "description")),
     personal_fields=("subject", "description"),
@@ -101,6 +110,8 @@ registry.register(
 )
 registry.register(
     Deal,
+    category="customer",
+    title="Deals (offers and orders in progress)",
     find=lambda subject: Deal.objects.filter(contact__in=_contacts(subject)),
     erase=lambda rows, subject: scrub_fields(rows, subject, ("name", "lost_reason")),
     personal_fields=("name",),
@@ -109,6 +120,8 @@ registry.register(
 # Who belongs to which account: the person's, not the company's.
 registry.register(
     AccountMember,
+    category="customer",
+    title="Accounts you belong to",
     find=lambda subject: AccountMember.objects.filter(profile_id__in=subject.profile_ids),
     erase=delete_rows,
     erase_order=20,
@@ -232,6 +245,8 @@ def _import_jobs_clear(rows, subject: Subject) -> int:
 # Found before the contacts are deleted (erase order 60), so they run first.
 registry.register(
     ImportChange,
+    category="customer",
+    title="Changes made by imports",
     find=_import_changes,
     erase=_import_changes_forget,
     personal_fields=("befores",),
@@ -248,6 +263,8 @@ registry.register(
 )
 registry.register(
     DuplicateCandidate,
+    category="customer",
+    title="Possible duplicate records",
     find=lambda subject: DuplicateCandidate.objects.filter(
         Q(contact_a__in=_contacts(subject)) | Q(contact_b__in=_contacts(subject))
     ),
@@ -257,6 +274,8 @@ registry.register(
 )
 registry.register(
     ContactMerge,
+    category="customer",
+    title="Records merged into yours",
     find=lambda subject: ContactMerge.objects.filter(
         Q(survivor__in=_contacts(subject)) | Q(merged_data__email__in=list(subject.emails) or [""])
     ),

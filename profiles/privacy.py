@@ -46,6 +46,8 @@ def _profiles(subject: Subject):
 
 registry.register(
     Profile,
+    category="profile",
+    title="Profile",
     find=_profiles,
     erase=delete_rows,
     personal_fields=("traits", "computed_traits"),
@@ -58,6 +60,8 @@ registry.register(
 )
 registry.register(
     Identity,
+    category="profile",
+    title="Identifiers we know you by",
     find=lambda subject: Identity.objects.filter(profile_id__in=subject.profile_ids),
     erase=delete_rows,
     personal_fields=("value",),
@@ -65,6 +69,8 @@ registry.register(
 )
 registry.register(
     Event,
+    category="activity",
+    title="Events",
     find=lambda subject: Event.objects.filter(profile_id__in=subject.profile_ids),
     erase=delete_rows,
     personal_fields=("properties", "context"),
@@ -72,12 +78,16 @@ registry.register(
 )
 registry.register(
     SegmentMembership,
+    category="activity",
+    title="Segments you are in",
     find=lambda subject: SegmentMembership.objects.filter(profile_id__in=subject.profile_ids),
     erase=delete_rows,
     erase_order=80,
 )
 registry.register(
     ProfileMerge,
+    category="profile",
+    title="Profiles merged into yours",
     find=lambda subject: ProfileMerge.objects.filter(
         Q(survivor_id__in=subject.profile_ids) | Q(merged_id__in=subject.profile_ids)
     ),
@@ -87,6 +97,8 @@ registry.register(
 )
 registry.register(
     SegmentMembershipChange,
+    category="activity",
+    title="Segments joined and left",
     find=lambda subject: SegmentMembershipChange.objects.filter(profile_id__in=subject.profile_ids),
     erase=delete_rows,
     erase_order=80,
@@ -116,6 +128,8 @@ def _conflicts_of_person(rows, subject: Subject) -> list[dict]:
 
 registry.register(
     MergeConflict,
+    category="profile",
+    title="Identifiers held by two profiles",
     find=lambda subject: MergeConflict.objects.filter(
         Q(profile_id__in=subject.profile_ids) | Q(other_profile_id__in=subject.profile_ids)
     ),
@@ -148,6 +162,8 @@ def _shared_identifiers_of_person(rows, subject: Subject) -> list[dict]:
 
 registry.register(
     SharedIdentifier,
+    category="profile",
+    title="Identifiers shared by several people",
     find=_shared_identifiers,
     erase=delete_rows,
     personal_fields=("value", "user_ids"),
@@ -166,9 +182,14 @@ def _raw_messages(model, subject: Subject):
     return model.objects.filter(matching)
 
 
-for message_model in (PendingMessage, RejectedMessage):
+for message_model, title in (
+    (PendingMessage, "Messages received, not processed yet"),
+    (RejectedMessage, "Messages refused as malformed"),
+):
     registry.register(
         message_model,
+        category="activity",
+        title=title,
         find=partial(_raw_messages, message_model),
         erase=delete_rows,
         personal_fields=("payload",),
@@ -181,6 +202,8 @@ registry.register_not_personal(Destination, "a receiving system's name and setti
 # resolved to; erasing the rows also means a waiting delivery is never sent.
 registry.register(
     Delivery,
+    category="shared",
+    title="Data sent to other systems",
     find=lambda subject: Delivery.objects.filter(profile_id__in=subject.profile_ids),
     erase=delete_rows,
     personal_fields=("payload", "response_body"),
@@ -249,6 +272,8 @@ def _violation_examples_of_person(rows, subject: Subject) -> list[dict]:
 
 registry.register(
     TrackingPlanViolation,
+    category="activity",
+    title="Data quality findings",
     find=_violations,
     erase=_violation_examples_erase,
     personal_fields=("examples",),

@@ -15,6 +15,7 @@ from profiles.resolution.normalize import lookup_candidates, lookup_condition
 
 # Shorter parts of a name would match most people, and trigrams need three characters.
 PARTIAL_SEARCH_MIN_LENGTH = 3
+SIMILAR_CANDIDATES = 500
 
 
 def profile_resolve(profile_id: int) -> Profile | None:
@@ -67,16 +68,15 @@ def profile_search_condition(term: str, *, personal: bool) -> Q:
 def profiles_similar(term: str, *, limit: int = 5) -> QuerySet[Profile]:
     """For "no exact match, did you mean ...": the profiles whose name or e-mail holds a word
     most like ``term`` (a typo, a missing letter), closest first. Personal data: only for
-    viewers who may see it."""
+    viewers who may see it. The closest are picked among the first ``SIMILAR_CANDIDATES``
+    found, so that a word most people share costs no more than a rare one."""
     words = search_words(term)
     if len(words) < PARTIAL_SEARCH_MIN_LENGTH:
         return Profile.objects.none()
-    similar = (
-        Profile.objects.alias(text=ProfileSearchText("traits"))
-        .filter(text__trigram_word_similar=words, merged_into__isnull=True)
-        .order_by(TrigramWordDistance(words, "text"), "pk")
-    )
-    return similar[:limit]
+    searchable = Profile.objects.alias(text=ProfileSearchText("traits"))
+    candidates = searchable.filter(text__trigram_word_similar=words, merged_into__isnull=True)
+    closest = searchable.filter(pk__in=candidates.order_by().values("pk")[:SIMILAR_CANDIDATES])
+    return closest.order_by(TrigramWordDistance(words, "text"), "pk")[:limit]
 
 
 def search_words(term: str) -> str:

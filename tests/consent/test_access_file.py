@@ -48,7 +48,7 @@ def test_access_file_of_a_person_in_a_conflict_names_nobody_else(settings, tmp_p
 
     data, content = access_file("anna@example.com")
 
-    assert data["data"]["profiles.MergeConflict"][0]["id"] == conflict.pk
+    assert data["data"]["profile"]["merge-conflicts"][0]["id"] == conflict.pk
     assert "user-bert" not in content
     assert "bert@example.com" not in content
     assert f'"other_profile_id": {bert}' not in content
@@ -74,7 +74,7 @@ def test_access_file_gives_only_the_persons_entries_of_an_import_journal(setting
 
     data, content = access_file("anna@example.com")
 
-    entries = data["data"]["crm.ImportChange"]
+    entries = data["data"]["customer"]["import-changes"]
     assert [(entry["action"], entry["before"]) for entry in entries] == [
         ("created", None),
         ("updated", {"first_name": "Anna"}),

