@@ -45,24 +45,31 @@ def profile_overview(profile: Profile, *, pii: bool, user) -> dict:
 
 
 def profile_search_condition(term: str, *, personal: bool) -> Q:
-    """A ``Q`` for the profiles found by ``term``: an identifier of any kind (exactly, through
-    the identity index), a profile id, and, for viewers of personal data, any part of a name or
-    e-mail of at least three characters (through the trigram index on ``ProfileSearchText``).
-    Without ``personal`` nothing personal is looked up: finding a profile by a name would
-    confirm the name to someone who may not see it."""
+    """A ``Q`` for the profiles found by ``term``. Exact matches first: an identifier of any
+    kind (through the identity index) or a profile id; an e-mail typed whole finds its owner,
+    not every address that contains it. Failing those, for viewers of personal data, any part
+    of a name or e-mail of at least three characters (through the trigram index on
+    ``ProfileSearchText``). Without ``personal`` nothing personal is looked up: finding a
+    profile by a name would confirm the name to someone who may not see it."""
     term = term.strip()
-    ids = Identity.objects.none().values("profile_id")
-    if lookup_candidates(term, personal=personal):
-        ids = Identity.objects.filter(lookup_condition(term, personal=personal))
-        ids = ids.order_by().values("profile_id")
+    exact = exact_matches(term, personal=personal)
+    if exact:
+        return Q(pk__in=exact)
     if personal and len(term) >= PARTIAL_SEARCH_MIN_LENGTH:
-        # A union of two index look-ups: an OR of both conditions would scan every profile.
         named = Profile.objects.alias(text=ProfileSearchText("traits"))
-        ids = ids.union(named.filter(text__contains=search_words(term)).order_by().values("pk"))
-    found = Q(pk__in=ids)
-    if term.isdigit() and len(term) < 19:
-        found |= Q(pk=int(term))
-    return found
+        return Q(pk__in=named.filter(text__contains=search_words(term)).values("pk"))
+    return Q(pk__in=[])
+
+
+def exact_matches(term: str, *, personal: bool) -> list[int]:
+    """The profiles ``term`` names exactly: by an identifier, or as a profile id."""
+    found = set()
+    if lookup_candidates(term, personal=personal):
+        owners = Identity.objects.filter(lookup_condition(term, personal=personal))
+        found.update(owners.values_list("profile_id", flat=True))
+    if term.isdigit() and len(term) < 19 and Profile.objects.filter(pk=int(term)).exists():
+        found.add(int(term))
+    return sorted(found)
 
 
 def profiles_similar(term: str, *, limit: int = 5) -> QuerySet[Profile]:

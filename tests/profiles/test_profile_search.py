@@ -51,6 +51,15 @@ def test_identifiers_and_ids_are_still_found_exactly(admin_client, anna, others)
     assert found(admin_client, str(anna.pk)) == [anna]
 
 
+def test_an_address_typed_whole_finds_its_owner_not_every_address_containing_it(admin_client):
+    anna = ProfileFactory(traits={"email": "anna@example.com"})
+    IdentityFactory(profile=anna, kind="email", value="anna@example.com")
+    ProfileFactory(traits={"email": "joanna@example.com"})
+
+    assert found(admin_client, "anna@example.com") == [anna]
+    assert len(found(admin_client, "anna@example")) == 2  # a part: both
+
+
 def test_short_terms_and_wildcards_match_no_one_by_accident(admin_client, anna, others):
     assert found(admin_client, "an") == []  # below three letters: identifiers only
     assert found(admin_client, "%%%") == []
