@@ -784,6 +784,46 @@ class ComputedTrait(models.Model):
         return self.name
 
 
+class ObservedField(models.Model):
+    """A field seen in the data: an event name, a property of an event, or a trait, with the
+    JSON types its values had and a few example values (never personal ones). Recorded by
+    processing (``profiles.ingest.observed``); the rule builder offers these to pick from, so
+    it never scans the events to find out what exists."""
+
+    class Kind(models.TextChoices):
+        EVENT = "event", "Event"
+        PROPERTY = "property", "Event property"
+        TRAIT = "trait", "Trait"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    event = models.CharField(
+        max_length=255, blank=True, help_text="The event's name (events and their properties)."
+    )
+    key = models.CharField(
+        max_length=255, blank=True, help_text="The property or trait, as a dotted path."
+    )
+    types = ArrayField(
+        models.CharField(max_length=10),
+        default=list,
+        help_text="The JSON types seen (string, number, ...); for an event, its types (track, "
+        "page, screen).",
+    )
+    examples = models.JSONField(
+        default=list, blank=True, help_text="A few values seen; personal values are never kept."
+    )
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["kind", "event", "key"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "event", "key"], name="observed_field_unique")
+        ]
+
+    def __str__(self) -> str:
+        return " ".join(part for part in (self.get_kind_display(), self.event, self.key) if part)
+
+
 # --- Rollups for the dashboard --------------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ from profiles.models import (
     EventDailyCount,
     Identity,
     MergeConflict,
+    ObservedField,
     PendingMessage,
     Profile,
     ProfileMerge,
@@ -225,6 +226,10 @@ registry.register_not_personal(
     SeenMessage, "message ids (random, chosen by the sending library) and when they came"
 )
 registry.register_not_personal(TrackingPlanSource, "which source follows which plan")
+registry.register_not_personal(
+    ObservedField,
+    "field names and a few example values; personal keys and values are never kept",
+)
 
 
 def _example_is_theirs(example: dict, subject: Subject) -> bool:

@@ -21,6 +21,7 @@ from cdphub.logs import request_id_set
 from cdphub.metrics import PROCESSED
 from cdphub.sql import query
 from profiles.ingest import hooks, plans
+from profiles.ingest.observed import observed_fields_record
 from profiles.ingest.refresh import profiles_refresh_queue, queued_profiles_refresh
 from profiles.models import PendingMessage, RejectedMessage
 from profiles.resolution.batch import (
@@ -224,6 +225,7 @@ def _process_claimed(rows: list[Staged]) -> tuple[int, int]:
     profiles_refresh_queue(profile_ids={row.profile for row in ready})
     # Last: the counts' rows stay locked only until the commit that follows.
     plan_check.violations_record(ready)
+    observed_fields_record(ready)  # written after the commit
     # The ready rows left the staging table with their events, the rejected ones with their
     # RejectedMessage; the others stay for a later claim.
     done = len(ready) + len(rows) - len(usable)
