@@ -26,6 +26,16 @@ def consent_compile(node: dict, ctx: Context) -> Q:
     return Q(Exists(granted))
 
 
+def consent_describe() -> dict:
+    purposes = Purpose.objects.filter(is_active=True).order_by("name").values_list("code", "name")
+    return {
+        "label": "Consent granted for",
+        "shape": "choice",
+        "choices": [list(p) for p in purposes],
+    }
+
+
 register_leaf(
-    "consent", Leaf(frozenset(), consent_validate, consent_compile, "purpose granted now")
+    "consent",
+    Leaf(frozenset(), consent_validate, consent_compile, "purpose granted now", consent_describe),
 )

@@ -15,7 +15,8 @@ from django.db.models import Exists, OuterRef, Q
 
 from crm.accounts import with_account_figures
 from crm.customfields import definitions
-from crm.models import AccountMember, Company, Contact, Deal
+from crm.models import AccountMember, Company, Contact, CustomField, Deal
+from profiles.segments.builder import field_entry
 from profiles.segments.rules.jsonvalue import value_compare
 from profiles.segments.rules.language import Context, Leaf, comparison_check, join
 from profiles.segments.rules.profile_target import (
@@ -93,7 +94,56 @@ def crm_compile(node: dict, ctx: Context) -> Q:
     return Q(Exists(rows.filter(field_condition(lookup, op, value))))
 
 
-register_leaf("crm", Leaf(COMPARISON_KEYS, crm_validate, crm_compile, "a CRM contact field"))
+# The rule builder's labels and value types of the CRM fields and custom field types.
+CRM_FIELD_LABELS = {
+    "lifecycle_stage": "Lifecycle stage",
+    "owner": "Owner (username)",
+    "country": "Country",
+    "job_title": "Job title",
+    "company": "Company name",
+    "tag": "Tag",
+    "deal_stage": "Stage of an open deal",
+}
+CUSTOM_FIELD_TYPES = {
+    CustomField.Type.TEXT: ["string"],
+    CustomField.Type.NUMBER: ["integer"],
+    CustomField.Type.DECIMAL: ["number"],
+    CustomField.Type.DATE: ["string"],
+    CustomField.Type.YES_NO: ["boolean"],
+    CustomField.Type.CHOICE: ["string"],
+    CustomField.Type.MULTI_CHOICE: ["array"],
+}
+
+
+def crm_describe() -> dict:
+    fields = [
+        field_entry(
+            key,
+            label,
+            ["string"],
+            Contact.LifecycleStage.values if key == "lifecycle_stage" else (),
+        )
+        for key, label in CRM_FIELD_LABELS.items()
+    ]
+    for custom in definitions(Contact):
+        entry = field_entry(
+            CUSTOM + custom.key,
+            custom.label,
+            CUSTOM_FIELD_TYPES.get(custom.type, ()),
+            custom.choices,
+        )
+        if custom.type == "date":
+            entry["format"] = "date"
+        fields.append(entry)
+    return {"label": "CRM contact", "shape": "field", "fields": fields}
+
+
+register_leaf(
+    "crm",
+    Leaf(COMPARISON_KEYS, crm_validate, crm_compile, "a CRM contact field", crm_describe),
+)
+assert set(CRM_FIELD_LABELS) == set(CRM_FIELDS)
+assert set(CUSTOM_FIELD_TYPES) == set(CustomField.Type)
 
 
 ACCOUNT_FIELDS = ("name", "industry", "size", "country", "group_id")
@@ -157,6 +207,12 @@ def account_compile(node: dict, ctx: Context) -> Q:
     return Q(Exists(accounts.filter(condition)))
 
 
+def account_describe() -> dict:
+    fields = [field_entry(name, name.replace("_", " "), ["string"]) for name in ACCOUNT_FIELDS]
+    fields += [field_entry(name, name.replace("_", " "), ["number"]) for name in ACCOUNT_NUMBERS]
+    return {"label": "Account", "shape": "field", "fields": fields, "free": True}
+
+
 register_leaf(
     "account",
     Leaf(
@@ -164,5 +220,6 @@ register_leaf(
         account_validate,
         account_compile,
         "a field of one of the person's accounts",
+        account_describe,
     ),
 )

@@ -26,12 +26,10 @@ from profiles.segments.membership import (
     segment_refresh,
     segment_static_upload,
 )
+from profiles.segments.builder import rule_vocabulary, rule_warnings
 from profiles.segments.rules import rule_errors
+from profiles.segments.rules.profile_target import PROFILES
 from profiles.tasks import refresh_segment_task
-
-SOURCE_DAYS = 14
-TIMELINE_PAGE_SIZE = 50
-
 
 PERSONAL_SEGMENT = (
     "This segment's rule has conditions on personal data: who is in it is shown to those who "
@@ -197,7 +195,8 @@ class SegmentAdmin(ReadableModelAdmin):
             {"id": p.pk, "name": p.display_name if pii else mask_value(p.display_name)}
             for p in result["sample"]
         ]
-        return JsonResponse({"count": result["count"], "sample": sample})
+        warnings = rule_warnings(payload["rule"])
+        return JsonResponse({"count": result["count"], "sample": sample, "warnings": warnings})
 
     @admin.display(description="size over time")
     def size_over_time(self, segment):
@@ -270,8 +269,11 @@ class SegmentAdmin(ReadableModelAdmin):
         )
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        preview_url = reverse("admin:profiles_segment_preview")
-        extra_context = {**(extra_context or {}), "preview_url": preview_url}
+        extra_context = {
+            **(extra_context or {}),
+            "preview_url": reverse("admin:profiles_segment_preview"),
+            "rule_vocabulary": rule_vocabulary(PROFILES),
+        }
         return super().changeform_view(request, object_id, form_url, extra_context)
 
 

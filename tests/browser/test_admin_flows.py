@@ -1,5 +1,7 @@
 """A person's day in the admin, in a real browser."""
 
+import json
+
 import pytest
 
 from cdphub.roles import ROLES
@@ -116,30 +118,129 @@ def test_sales_imports_contacts_with_a_preview_then_applies(
     }
 
 
-def test_marketer_builds_a_segment_with_a_live_count(page, user_with_role, screenshot):
+def shop_activity():
+    """Customers and their orders, sent through collection and processing (which also records
+    the fields the rule builder offers)."""
+    from profiles.ingest.collect import messages_collect
+    from profiles.ingest.processing import pending_process
+
+    source = SourceFactory(name="Web shop")
+    messages = []
+    for number, (country, totals) in enumerate(
+        [("NL", [80, 20]), ("NL", [30]), ("BE", [120]), ("NL", [])], start=1
+    ):
+        user = f"customer-{number}"
+        messages.append({"type": "identify", "userId": user, "traits": {"country": country}})
+        for total in totals:
+            messages.append(
+                {
+                    "type": "track",
+                    "userId": user,
+                    "event": "Order Completed",
+                    "properties": {"total": total, "currency": "EUR"},
+                }
+            )
+    messages_collect(source_id=source.pk, messages=messages)
+    pending_process()
+
+
+def test_marketer_builds_a_segment_with_the_builder_and_a_live_count(
+    page, user_with_role, screenshot, settings
+):
     from profiles.models import Segment
 
-    for country in ("NL", "NL", "NL", "BE"):
-        ProfileFactory(traits={"country": country})
+    settings.CDPHUB_INGEST_PROCESSING = "off"
+    shop_activity()
     user_with_role("Marketer")
     log_in(page, "marketer")
 
     page.goto("/admin/profiles/segment/add/")
-    page.get_by_label("Name").fill("Dutch customers")
-    page.get_by_label("Rule").fill('{"trait": "country", "op": "eq", "value": "NL"}')
-    page.get_by_role("button", name="Preview members").click()
-    page.wait_for_selector("text=3 profile(s) match now")
-    screenshot(page, "segment-preview")
+    page.get_by_label("Name").fill("Dutch big spenders")
+    builder = page.get_by_role("group", name="Rule builder")
+    # Ordered more than 50 in the last 30 days...
+    builder.get_by_role("button", name="+ Condition").click()
+    builder.get_by_label("Event name").fill("Order Completed")
+    builder.get_by_label("Event name").press("Tab")
+    builder.get_by_label("When").select_option("within")
+    builder.get_by_role("button", name="+ Property filter").click()
+    builder.get_by_label("Property").fill("total")
+    builder.get_by_label("Property").press("Tab")
+    builder.get_by_label("Operator").select_option("gt")
+    builder.get_by_label("Value").fill("50")
+    # ... and live in the Netherlands.
+    builder.get_by_role("button", name="+ Condition").last.click()
+    builder.get_by_label("Kind of condition").last.select_option("trait")
+    builder.get_by_label("Field").fill("country")
+    builder.get_by_label("Field").press("Tab")
+    builder.get_by_label("Value").last.fill("NL")
 
-    page.get_by_label("Rule").fill('{"trait": "country", "op": "equals", "value": "NL"}')
-    page.get_by_role("button", name="Preview members").click()
-    page.wait_for_selector("text=The rule has errors.")
-    assert page.locator("#segment-preview-errors li").first.is_visible()
+    page.wait_for_selector("text=1 profile matches now.")
+    screenshot(page, "segment-builder")
+    page.get_by_text("Advanced: the rule as JSON").click()
+    expected = {
+        "all": [
+            {
+                "event": "Order Completed",
+                "within_days": 30,
+                "where": [{"property": "total", "op": "gt", "value": 50}],
+            },
+            {"trait": "country", "op": "eq", "value": "NL"},
+        ]
+    }
+    assert json.loads(page.locator("#id_rule").input_value()) == expected
 
-    page.get_by_label("Rule").fill('{"trait": "country", "op": "eq", "value": "NL"}')
+    # A typo gets a warning, not a silent zero.
+    builder.get_by_label("Event name").fill("Order Complete")
+    page.wait_for_selector("text=No event named 'Order Complete' has been received yet.")
+    builder.get_by_label("Event name").fill("Order Completed")
+    page.wait_for_selector("text=1 profile matches now.")
+
     with page.expect_navigation():
         page.get_by_role("button", name="Save", exact=True).click()
-    assert Segment.objects.get(name="Dutch customers").rule["value"] == "NL"
+    assert Segment.objects.get(name="Dutch big spenders").rule == expected
+
+
+def test_the_builder_keeps_every_part_of_a_rule_it_redraws(page, user_with_role, settings):
+    """Round trip: a rule with every kind of condition, a first-occurrence window and a node
+    the builder cannot draw comes back unchanged after edits that cancel out."""
+    from profiles.models import Segment
+
+    settings.CDPHUB_INGEST_PROCESSING = "off"
+    shop_activity()
+    other = Segment.objects.create(name="Everyone", rule={"all": []})
+    rule = {
+        "any": [
+            {"trait": "country", "op": "in", "value": ["NL", "BE"]},
+            {"computed": "order_count", "op": "gte", "value": 2},
+            {
+                "event": "Order Completed",
+                "between": ["2026-01-01", "2026-06-30"],
+                "count": {"op": "lte", "value": 3},
+                "where": [{"property": "currency", "op": "exists", "value": True}],
+            },
+            {"page": "/pricing", "op": "starts_with", "occurrence": "first", "within_days": 7},
+            {"not": {"all": [{"segment": other.pk}, {"consent": "email_marketing"}]}},
+            {"crm": "lifecycle_stage", "op": "eq", "value": "customer"},
+            {"future_leaf": {"unknown": [1, 2.5, None]}},
+        ]
+    }
+    segment = Segment.objects.create(name="Everything", rule=rule)
+    user_with_role("Marketer")
+    log_in(page, "marketer")
+
+    page.goto(f"/admin/profiles/segment/{segment.pk}/change/")
+    builder = page.get_by_role("group", name="Rule builder")
+    top = builder.locator(":scope > fieldset")
+    top.locator(":scope > .cdp-rule-actions").get_by_role("button", name="+ Condition").click()
+    assert top.locator(":scope > ol > li").count() == len(rule["any"]) + 1
+    added = top.locator(":scope > ol > li").last
+    added.get_by_role("button", name="Remove this condition").last.click()
+    page.get_by_text("Advanced: the rule as JSON").click()
+
+    assert json.loads(page.locator("#id_rule").input_value()) == rule
+    assert builder.get_by_label("Condition as JSON").input_value() == json.dumps(
+        {"future_leaf": {"unknown": [1, 2.5, None]}}, separators=(",", ":")
+    )
 
 
 def test_marketer_defines_a_computed_trait_sees_it_on_a_profile_and_segments_on_it(
@@ -169,9 +270,10 @@ def test_marketer_defines_a_computed_trait_sees_it_on_a_profile_and_segments_on_
 
     page.goto("/admin/profiles/segment/add/")
     page.get_by_label("Name").fill("Buyers")
-    page.get_by_label("Rule").fill('{"computed": "orders_placed", "op": "gte", "value": 1}')
-    page.get_by_role("button", name="Preview members").click()
-    page.wait_for_selector("text=1 profile(s) match now")
+    page.get_by_text("Advanced: the rule as JSON").click()
+    page.locator("#id_rule").fill('{"computed": "orders_placed", "op": "gte", "value": 1}')
+    page.wait_for_selector("text=1 profile matches now.")
+    assert page.get_by_label("Field").input_value() == "orders_placed"  # drawn by the builder
     screenshot(page, "computed-trait-in-segment")
 
 

@@ -82,12 +82,15 @@ class Context:
 @dataclass(frozen=True)
 class Leaf:
     """One kind of condition: ``validate(node, path, ctx)`` reports problems through
-    ``ctx.error``; ``compile(node, ctx)`` returns a ``Q`` over the target's model."""
+    ``ctx.error``; ``compile(node, ctx)`` returns a ``Q`` over the target's model;
+    ``describe()`` tells the visual rule builder how to offer it (``profiles.segments.builder``
+    says what it returns). A leaf without ``describe`` is shown by the builder as its JSON."""
 
     keys: frozenset[str]
     validate: Callable[[dict, str, Context], None]
     compile: Callable[[dict, Context], Q]
     help: str = ""
+    describe: Callable[[], dict] | None = None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from profiles.models import (
     Segment,
     SegmentMembership,
 )
+from profiles.segments.builder import field_entry, observed_events, observed_traits
 from profiles.segments.rules.jsonvalue import value_compare
 from profiles.segments.rules.language import (
     LIST_OPERATORS,
@@ -357,17 +358,60 @@ def field_condition(lookup: str, op: str, value: Any) -> Q:
     return Q(**{f"{lookup}__{suffix}": value})
 
 
+# --- what the visual rule builder offers (profiles.segments.builder) ---------------------------
+
+
+def trait_describe() -> dict:
+    return {"label": "Trait", "shape": "field", "fields": observed_traits(), "free": True}
+
+
+def computed_describe() -> dict:
+    built_in = [field_entry(key, key.replace("_", " ")) for key in BUILT_IN_COMPUTED_KEYS]
+    defined = [
+        field_entry(key, name)
+        for key, name in ComputedTrait.objects.order_by("name").values_list("key", "name")
+    ]
+    return {"label": "Computed trait", "shape": "field", "fields": [*built_in, *defined]}
+
+
+def event_describe() -> dict:
+    return {"label": "Event", "shape": "event", "events": observed_events()}
+
+
+def page_describe() -> dict:
+    return {"label": "Page view", "shape": "page"}
+
+
+def segment_describe() -> dict:
+    choices = Segment.objects.order_by("name").values_list("pk", "name")
+    return {"label": "In segment", "shape": "choice", "choices": [list(c) for c in choices]}
+
+
 # --- the target ---------------------------------------------------------------------------------
 
 COMPARISON_KEYS = frozenset({"op", "value"})
 OCCURRENCE_KEYS = frozenset({"where", "count", "within_days", "between", "occurrence"})
 
 PROFILE_LEAVES = {
-    "trait": Leaf(COMPARISON_KEYS, trait_validate, trait_compile, "a given trait (dotted path)"),
-    "computed": Leaf(COMPARISON_KEYS, computed_validate, computed_compile, "a computed trait"),
-    "event": Leaf(OCCURRENCE_KEYS | {"type"}, event_validate, event_compile, "events by name"),
-    "page": Leaf(OCCURRENCE_KEYS | {"op"}, page_validate, page_compile, "page views by URL"),
-    "segment": Leaf(frozenset(), segment_validate, segment_compile, "member of a segment"),
+    "trait": Leaf(
+        COMPARISON_KEYS,
+        trait_validate,
+        trait_compile,
+        "a given trait (dotted path)",
+        trait_describe,
+    ),
+    "computed": Leaf(
+        COMPARISON_KEYS, computed_validate, computed_compile, "a computed trait", computed_describe
+    ),
+    "event": Leaf(
+        OCCURRENCE_KEYS | {"type"}, event_validate, event_compile, "events by name", event_describe
+    ),
+    "page": Leaf(
+        OCCURRENCE_KEYS | {"op"}, page_validate, page_compile, "page views by URL", page_describe
+    ),
+    "segment": Leaf(
+        frozenset(), segment_validate, segment_compile, "member of a segment", segment_describe
+    ),
 }
 
 PROFILES = Target(name="profiles", leaves=PROFILE_LEAVES, base_queryset=Profile.objects.active)
