@@ -20,13 +20,13 @@ from profiles.models import (
     Segment,
     SegmentMembershipChange,
 )
+from profiles.segments.builder import rule_vocabulary, rule_warnings
 from profiles.segments.membership import (
     segment_is_personal,
     segment_preview,
     segment_refresh,
     segment_static_upload,
 )
-from profiles.segments.builder import rule_vocabulary, rule_warnings
 from profiles.segments.rules import rule_errors
 from profiles.segments.rules.profile_target import PROFILES
 from profiles.tasks import refresh_segment_task
