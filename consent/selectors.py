@@ -47,6 +47,12 @@ def purpose_is_active(code: str) -> bool:
     return Purpose.objects.filter(code=code, is_active=True).exists()
 
 
+def purposes_active() -> list[tuple[str, str]]:
+    """(code, name) of the purposes that can be asked for now, marketing ones first."""
+    purposes = Purpose.objects.filter(is_active=True).order_by("-is_marketing", "name")
+    return list(purposes.values_list("code", "name"))
+
+
 def profile_has_consent(profile: Profile | int, purpose_code: str) -> bool:
     """Whether one profile (followed to its merge survivor) may be used for the purpose now."""
     profile_id = profile.pk if isinstance(profile, Profile) else profile

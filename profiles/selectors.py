@@ -56,9 +56,14 @@ def profile_search_condition(term: str, *, personal: bool) -> Q:
     if exact:
         return Q(pk__in=exact)
     if personal and len(term) >= PARTIAL_SEARCH_MIN_LENGTH:
-        named = Profile.objects.alias(text=ProfileSearchText("traits"))
-        return Q(pk__in=named.filter(text__contains=search_words(term)).values("pk"))
+        return Q(pk__in=profiles_named(term).values("pk"))
     return Q(pk__in=[])
+
+
+def profiles_named(term: str) -> QuerySet[Profile]:
+    """Profiles whose name or e-mail holds ``term`` (through the trigram index)."""
+    searchable = Profile.objects.alias(text=ProfileSearchText("traits"))
+    return searchable.filter(text__contains=search_words(term))
 
 
 def exact_matches(term: str, *, personal: bool) -> list[int]:

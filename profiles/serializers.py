@@ -287,6 +287,20 @@ class SegmentExportSerializer(serializers.Serializer):
     purpose = serializers.SlugField(help_text="Purpose code: only members who granted it are sent.")
     format = serializers.ChoiceField(choices=[("csv", "CSV download"), ("webhook", "Webhook")])
     url = serializers.URLField(required=False, help_text="Webhook URL (format 'webhook').")
+    fields = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="The CSV's columns besides profile_id: email, user_id, phone, trait.<key>, "
+        "computed.<key> (default: the identifiers). CSV downloads only.",
+    )
+
+    def validate_fields(self, value):
+        from profiles.segments.exports import ExportFieldError, export_fields_check
+
+        try:
+            return export_fields_check(value)
+        except ExportFieldError as error:
+            raise serializers.ValidationError(str(error)) from None
 
     def validate_purpose(self, value):
         from consent.selectors import purpose_is_active
@@ -298,6 +312,8 @@ class SegmentExportSerializer(serializers.Serializer):
     def validate(self, attrs):
         if attrs["format"] == "webhook" and not attrs.get("url"):
             raise serializers.ValidationError({"url": ["a webhook export needs a URL"]})
+        if attrs["format"] == "webhook" and "fields" in attrs:
+            raise serializers.ValidationError({"fields": ["fields apply to CSV downloads"]})
         return attrs
 
 

@@ -64,7 +64,11 @@ from profiles.resolution.merges import (
 )
 from profiles.segments import defined_traits
 from profiles.segments.defined_traits import DEFINITION_FIELDS
-from profiles.segments.exports import segment_export_csv, segment_export_request
+from profiles.segments.exports import (
+    EXPORT_FIELDS,
+    segment_export_csv,
+    segment_export_request,
+)
 from profiles.segments.membership import (
     segment_is_personal,
     segment_members,
@@ -359,7 +363,8 @@ class SegmentViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
             return Response(
                 {"status": "queued", "export": export.pk}, status=status.HTTP_202_ACCEPTED
             )
-        lines = segment_export_csv(segment=segment, purpose_code=purpose)
+        fields = params.validated_data.get("fields", EXPORT_FIELDS)
+        lines = segment_export_csv(segment=segment, purpose_code=purpose, fields=fields)
         response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
         filename = f"segment-{segment.pk}-{purpose}.csv"
         response["Content-Disposition"] = f'attachment; filename="{filename}"'

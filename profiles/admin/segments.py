@@ -8,19 +8,29 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import JsonResponse
+from django.http import JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from cdphub.admin_mixins import ReadableModelAdmin
+from cdphub.audit import audit_record
 from cdphub.pii import mask_value
 from profiles.models import (
+    BUILT_IN_COMPUTED_KEYS,
+    ComputedTrait,
+    ObservedField,
     Segment,
     SegmentMembershipChange,
 )
 from profiles.segments.builder import rule_vocabulary, rule_warnings
+from profiles.segments.exports import (
+    COMPUTED,
+    TRAIT,
+    export_counts,
+    segment_export_csv,
+)
 from profiles.segments.membership import (
     segment_is_personal,
     segment_preview,
@@ -64,6 +74,42 @@ class SegmentUploadForm(forms.Form):
         choices=[("email", "E-mail addresses"), ("user_id", "User ids")],
         label="The file holds",
     )
+
+
+class SegmentExportForm(forms.Form):
+    purpose = forms.ChoiceField(
+        label="Only people who agreed to",
+        help_text="Members without this consent (or whose processing is restricted) are left "
+        "out: the counts above say how many.",
+    )
+    fields = forms.MultipleChoiceField(
+        label="Columns",
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="The profile id comes first in every export.",
+    )
+
+    def __init__(self, *args, purposes, fields, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["purpose"].choices = purposes
+        self.fields["fields"].choices = fields
+
+
+def export_field_choices() -> list[tuple[str, str]]:
+    """The identifiers, the given traits seen (top-level, not objects) and computed traits."""
+    traits = ObservedField.objects.filter(kind=ObservedField.Kind.TRAIT).exclude(key__contains=".")
+    traits = traits.exclude(types=["object"]).order_by("key").values_list("key", flat=True)
+    computed = [
+        *((key, key.replace("_", " ")) for key in BUILT_IN_COMPUTED_KEYS),
+        *ComputedTrait.objects.order_by("name").values_list("key", "name"),
+    ]
+    return [
+        ("email", "E-mail"),
+        ("phone", "Phone"),
+        ("user_id", "User id"),
+        *((TRAIT + key, f"Trait: {key}") for key in traits[:100]),
+        *((COMPUTED + key, f"Computed: {name}") for key, name in computed),
+    ]
 
 
 def upload_summary(result) -> str:
@@ -140,9 +186,11 @@ class SegmentAdmin(ReadableModelAdmin):
     def get_urls(self):
         preview = self.admin_site.admin_view(self.preview_view)
         upload = self.admin_site.admin_view(self.upload_view)
+        export = self.admin_site.admin_view(self.export_view)
         return [
             path("preview/", preview, name="profiles_segment_preview"),
             path("<int:object_id>/upload/", upload, name="profiles_segment_upload"),
+            path("<int:object_id>/export/", export, name="profiles_segment_export"),
             *super().get_urls(),
         ]
 
@@ -172,6 +220,47 @@ class SegmentAdmin(ReadableModelAdmin):
             "title": f"Upload members of {segment}",
         }
         return TemplateResponse(request, "admin/profiles/segment/upload.html", context)
+
+    def export_view(self, request, object_id: int):
+        """Members as a CSV with the chosen columns, only those the chosen purpose allows (the
+        consent selector), saying first how many each purpose leaves out. Exports carry
+        personal data: for those who may see it; each download is in the audit trail."""
+        from consent.selectors import purposes_active
+
+        segment = get_object_or_404(Segment, pk=object_id)
+        if not (self.has_view_permission(request, segment) and self.may_view_pii(request)):
+            raise PermissionDenied
+        purposes = purposes_active()
+        form = SegmentExportForm(
+            request.POST or None,
+            purposes=purposes,
+            fields=export_field_choices(),
+            initial={"fields": ["email"]},
+        )
+        if request.method == "POST" and form.is_valid():
+            purpose, fields = form.cleaned_data["purpose"], form.cleaned_data["fields"]
+            counts = export_counts(segment, purpose)
+            audit_record(
+                actor=request.user,
+                action="segment.export",
+                obj=segment,
+                note=f"{counts['allowed']} members for {purpose}, "
+                f"{counts['left_out']} left out; columns: {', '.join(fields) or 'profile id'}",
+            )
+            lines = segment_export_csv(segment=segment, purpose_code=purpose, fields=fields)
+            response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
+            filename = f"segment-{segment.pk}-{purpose}.csv"
+            response["Content-Disposition"] = f'attachment; filename="{filename}"'
+            return response
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": segment,
+            "form": form,
+            "counts": [(name, export_counts(segment, code)) for code, name in purposes],
+            "title": f"Export the members of {segment}",
+        }
+        return TemplateResponse(request, "admin/profiles/segment/export.html", context)
 
     def preview_view(self, request):
         """JSON for the live preview on the edit page: count and a sample, or rule errors."""

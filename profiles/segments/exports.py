@@ -19,14 +19,69 @@ from profiles.segments.membership import members_for_purpose
 logger = logging.getLogger(__name__)
 
 EXPORT_FIELDS = ("profile_id", "email", "user_id", "phone")
+# Besides the identifiers, an export may carry given traits (``trait.<key>``) and computed ones
+# (``computed.<key>``), top-level keys only.
+TRAIT, COMPUTED = "trait.", "computed."
+MAX_EXPORT_FIELDS = 50
 
 
-def export_rows(segment: Segment, purpose_code: str) -> Iterator[dict]:
-    """One row per member allowed for the purpose, with the identifiers a channel needs."""
-    profiles = members_for_purpose(segment, purpose_code).order_by("pk").only("pk")
-    for chunk in chunked(profiles.values_list("pk", flat=True).iterator(chunk_size=2000), 2000):
-        identifiers = channel_identifiers(chunk)
-        yield from ({"profile_id": pk, **identifiers[pk]} for pk in chunk)
+class ExportFieldError(ValueError):
+    """A field an export cannot carry; the message names it."""
+
+
+def export_fields_check(fields: Iterable[str]) -> list[str]:
+    """The export's columns, the profile id first, each once; raises ``ExportFieldError``."""
+    checked = ["profile_id"]
+    for name in fields:
+        if not isinstance(name, str):
+            raise ExportFieldError(f"a field is a string, not {name!r}")
+        key = name.removeprefix(TRAIT).removeprefix(COMPUTED)
+        known = name in EXPORT_FIELDS or (
+            name.startswith((TRAIT, COMPUTED)) and key and "." not in key and len(key) <= 100
+        )
+        if not known:
+            raise ExportFieldError(
+                f"unknown field {name!r}: expected {', '.join(EXPORT_FIELDS)}, trait.<key> or "
+                "computed.<key>"
+            )
+        if name not in checked:
+            checked.append(name)
+    if len(checked) > MAX_EXPORT_FIELDS:
+        raise ExportFieldError(f"an export carries at most {MAX_EXPORT_FIELDS} fields")
+    return checked
+
+
+def export_rows(
+    segment: Segment, purpose_code: str, fields: Iterable[str] = EXPORT_FIELDS
+) -> Iterator[dict]:
+    """One row per member allowed for the purpose, with the chosen ``fields`` (by default the
+    identifiers a channel needs)."""
+    fields = export_fields_check(fields)
+    with_traits = any(name.startswith((TRAIT, COMPUTED)) for name in fields)
+    profiles = members_for_purpose(segment, purpose_code).order_by("pk")
+    columns = ("pk", "traits", "computed_traits") if with_traits else ("pk",)
+    for chunk in chunked(profiles.values_list(*columns).iterator(chunk_size=2000), 2000):
+        identifiers = channel_identifiers(row[0] for row in chunk)
+        for row in chunk:
+            values = {"profile_id": row[0], **identifiers[row[0]]}
+            if with_traits:
+                values.update({TRAIT + k: v for k, v in (row[1] or {}).items()})
+                values.update({COMPUTED + k: v for k, v in (row[2] or {}).items()})
+            # A member without a value has no key (an empty cell in a CSV).
+            yield {name: values[name] for name in fields if name in values}
+
+
+def export_counts(segment: Segment, purpose_code: str) -> dict[str, int]:
+    """How many members the segment has, how many the purpose allows, how many are left out
+    for missing consent (or a restriction of processing)."""
+    members = segment.memberships.count()
+    allowed = members_for_purpose(segment, purpose_code).count()
+    return {"members": members, "allowed": allowed, "left_out": members - allowed}
+
+
+def cell(value):
+    """A CSV cell: a list or object as JSON, anything else as it is."""
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
 
 
 def channel_identifiers(profile_ids: Iterable[int]) -> dict[int, dict[str, str]]:
@@ -52,13 +107,21 @@ def chunked(items: Iterable, size: int) -> Iterator[list]:
         yield chunk
 
 
-def segment_export_csv(*, segment: Segment, purpose_code: str) -> Iterator[str]:
-    """CSV lines (header first) of the members that granted the purpose, for a spreadsheet."""
+def segment_export_csv(
+    *, segment: Segment, purpose_code: str, fields: Iterable[str] = EXPORT_FIELDS
+) -> Iterator[str]:
+    """CSV lines (header first) of the members that granted the purpose, for a spreadsheet.
+    The fields are checked before anything is read (``ExportFieldError``)."""
+    columns = export_fields_check(fields)
+    return _csv_lines(segment, purpose_code, columns)
+
+
+def _csv_lines(segment: Segment, purpose_code: str, columns: list[str]) -> Iterator[str]:
     buffer = io.StringIO()
-    writer = SafeDictWriter(buffer, EXPORT_FIELDS, extrasaction="ignore")
+    writer = SafeDictWriter(buffer, columns, extrasaction="ignore")
     writer.writeheader()
-    for row in export_rows(segment, purpose_code):
-        writer.writerow(row)
+    for row in export_rows(segment, purpose_code, columns):
+        writer.writerow({key: cell(value) for key, value in row.items()})
         if buffer.tell() > 64_000:
             yield buffer.getvalue()
             buffer.seek(0)
