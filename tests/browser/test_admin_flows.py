@@ -1,6 +1,7 @@
 """A person's day in the admin, in a real browser."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -196,8 +197,32 @@ def test_marketer_builds_a_segment_with_the_builder_and_a_live_count(
     page.wait_for_selector("text=1 profile matches now.")
 
     with page.expect_navigation():
-        page.get_by_role("button", name="Save", exact=True).click()
-    assert Segment.objects.get(name="Dutch big spenders").rule == expected
+        page.get_by_role("button", name="Save and continue editing").click()
+    segment = Segment.objects.get(name="Dutch big spenders")
+    assert segment.rule == expected
+
+    # Exported in two clicks, through the consent selector.
+    from consent.services import consent_record, purposes_ensure_defaults
+    from profiles.segments.membership import segment_refresh
+
+    purposes_ensure_defaults()
+    segment_refresh(segment=segment)
+    (member,) = [m.profile for m in segment.memberships.all()]
+    consent_record(profile=member, purpose="email_marketing", status="granted", method="web_form")
+    page.reload()
+    page.get_by_role("link", name="Export members…").click()
+    counts = page.locator(".cdp-export-counts")
+    assert counts.locator("tr", has_text="E-mail marketing").locator("td").all_inner_texts() == [
+        "1",
+        "0",
+    ]
+    page.get_by_label("Only people who agreed to").select_option("email_marketing")
+    page.get_by_label("Trait: country").check()
+    screenshot(page, "segment-export")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download CSV").click()
+    lines = Path(download.value.path()).read_text(encoding="utf-8-sig").splitlines()
+    assert lines == ["profile_id,email,trait.country", f"{member.pk},,NL"]
 
 
 def test_the_builder_keeps_every_part_of_a_rule_it_redraws(page, user_with_role, settings):
