@@ -12,9 +12,11 @@ import phonenumbers
 
 from cdphub.demo import vocab
 from cdphub.demo.bulk import ids_reserve, rows_copy
+from profiles.ingest.observed import observed_fields_write, observed_in_events
 from profiles.models import Event, Identity, Profile
 
 HISTORY_DAYS = 90
+DEMO_SITE = "https://outdoor.example"
 PERSONAS = ("outdoor", "traveller", "fashion", "tech")
 PERSONA_PRODUCTS = {
     "outdoor": ("Jackets", "Camping", "Shoes", "Accessories"),
@@ -133,7 +135,12 @@ class PeopleGenerator:
             "timestamp",
             "received_at",
         ]
-        return rows_copy(Event, fields, (row for p in people for row in self.person_events(p)))
+        rows = (row for p in people for row in self.person_events(p))
+        seen: list[tuple[str, str, dict]] = []
+        written = rows_copy(Event, fields, noting(rows, seen))
+        # What processing would have recorded for the rule builder (profiles.ingest.observed).
+        observed_fields_write(observed_in_events(seen))
+        return written
 
     def person_events(self, person: Person):
         """A person's sessions over the last 90 days; repeat visits follow a long tail."""
@@ -177,7 +184,8 @@ class PeopleGenerator:
         for _ in range(rng.randint(1, 4)):
             at += step
             name, path = rng.choice(vocab.PAGES)
-            yield page_type, name, {"path": path, "title": f"{name} | Demo Outdoor"}, web, at
+            page = {"path": path, "url": f"{DEMO_SITE}{path}", "title": f"{name} | Demo Outdoor"}
+            yield page_type, name, page, web, at
         wanted = PERSONA_PRODUCTS[person.persona]
         viewed = []
         for _ in range(rng.choices((0, 1, 2, 3), (35, 35, 20, 10))[0]):
@@ -307,6 +315,13 @@ class PeopleGenerator:
                         )
 
         return rows_copy(Identity, fields, rows())
+
+
+def noting(rows, seen: list):
+    """The event rows, each noted in ``seen`` as (type, name, properties) on its way."""
+    for row in rows:
+        seen.append((row[2], row[3], row[4]))
+        yield row
 
 
 def product_properties(product) -> dict:

@@ -14,6 +14,7 @@ from cdphub.demo.crm import CrmGenerator
 from cdphub.demo.dmp import DmpGenerator
 from cdphub.demo.people import PeopleGenerator, Person
 from profiles.models import Segment, SegmentMembership, Source
+from profiles.segments.membership import segment_refresh
 from profiles.services import source_create
 
 DEMO_SOURCES = {
@@ -59,8 +60,44 @@ def demo_data_seed(*, profiles: int, seed: int = DEFAULT_SEED, now: datetime | N
     dmp_counts = DmpGenerator(rng, now).write(
         people, consent.granted, lookalike_seed=segments["Demo: outdoor shoppers"]
     )
+    counts["example_segment_members"] = example_segment_seed()
     return {**counts, **consent_counts, **crm_counts, **dmp_counts}
 
+
+def example_segment_seed() -> int:
+    """The README's example rule as a dynamic segment, refreshed now; its size."""
+    segment, _ = Segment.objects.get_or_create(
+        name=EXAMPLE_SEGMENT,
+        defaults={
+            "kind": Segment.Kind.DYNAMIC,
+            "rule": EXAMPLE_RULE,
+            "description": "The rule language's example in the README.",
+        },
+    )
+    return segment_refresh(segment=segment).size
+
+
+# The rule language's example in the README, as a segment of the demo: it matches people there
+# (tests.cdphub.test_seed_demo holds the two together).
+EXAMPLE_SEGMENT = "Demo: Dutch jacket browsers"
+EXAMPLE_RULE = {
+    "all": [
+        {"trait": "country", "op": "eq", "value": "NL"},
+        {"page": "/jackets", "within_days": 90},
+        {"not": {"event": "Order Completed", "within_days": 7}},
+        {"consent": "email_marketing"},
+        {
+            "any": [
+                {"computed": "lifetime_value", "op": "gt", "value": 100},
+                {
+                    "event": "Product Viewed",
+                    "where": [{"property": "category", "op": "eq", "value": "Jackets"}],
+                    "count": {"op": "gte", "value": 2},
+                },
+            ]
+        },
+    ]
+}
 
 DEMO_SEGMENTS = (
     ("Demo: repeat buyers", "Two or more orders.", lambda p: p.orders >= 2),

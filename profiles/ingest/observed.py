@@ -87,6 +87,27 @@ def observed_in(messages: Iterable) -> dict[FieldKey, Seen]:
     return seen
 
 
+@dataclass
+class StoredEvent:
+    """An event as stored, read as the message it came from (for ``observed_in``)."""
+
+    type: str
+    payload: dict
+
+
+def observed_in_events(events: Iterable[tuple[str, str, dict]]) -> dict[FieldKey, Seen]:
+    """``observed_in`` for events written without processing (type, name, properties), as
+    the demo data is: an identify event's properties are its traits."""
+    messages = []
+    for kind, name, properties in events:
+        if kind == "identify":
+            payload = {"traits": properties}
+        else:
+            payload = {"event" if kind == "track" else "name": name, "properties": properties}
+        messages.append(StoredEvent(kind, payload))
+    return observed_in(messages)
+
+
 def event_name(kind: str, payload: dict, properties: dict) -> str:
     """The stored event's name, as processing names it (``profiles.resolution.batch``)."""
     name = (

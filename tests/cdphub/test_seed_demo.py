@@ -1,3 +1,4 @@
+import json
 import random
 
 import pytest
@@ -110,3 +111,30 @@ def test_repeat_visitors_exist(seeded):
 def test_invalid_profile_count_is_refused():
     with pytest.raises(ValueError, match="at least 1"):
         demo_data_seed(profiles=0)
+
+
+def test_the_readme_rule_example_is_a_demo_segment_that_matches_people():
+    from django.conf import settings
+
+    from cdphub.demo.seed import EXAMPLE_RULE, EXAMPLE_SEGMENT
+
+    readme = (settings.BASE_DIR / "README.md").read_text()
+    example = readme.split("## The rule language", 1)[1].split("```json", 1)[1].split("```")[0]
+    assert json.loads(example) == EXAMPLE_RULE
+
+    counts = demo_data_seed(profiles=400)
+
+    segment = Segment.objects.get(name=EXAMPLE_SEGMENT)
+    assert segment.rule == EXAMPLE_RULE and segment.status == "ready"
+    assert counts["example_segment_members"] == segment.size > 0
+
+
+def test_the_demo_offers_the_rule_builder_what_its_events_hold(seeded):
+    from profiles.models import ObservedField
+    from profiles.segments.builder import rule_warnings
+
+    assert ObservedField.objects.filter(kind="property", event="Product Viewed", key="category")
+    assert ObservedField.objects.filter(kind="trait", key="country").exists()
+    from cdphub.demo.seed import EXAMPLE_RULE
+
+    assert rule_warnings(EXAMPLE_RULE) == []
