@@ -5,16 +5,18 @@ One module, a few hundred lines: the DMP's admin classes are small and read best
 
 from __future__ import annotations
 
+import json
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from audiences.lookalike import LookalikeError, lookalike_build_request
+from audiences.lookalike import LookalikeError, lookalike_build_request, lookalike_estimate
 from audiences.models import (
     Audience,
     AudienceExport,
@@ -28,11 +30,13 @@ from audiences.models import (
     Visitor,
     VisitorTraitHit,
 )
+from audiences.rules import VISITORS
 from audiences.selectors import audience_visitors, segment_profiles
 from audiences.services import (
     ProviderFileError,
     TaxonomyImportError,
     audience_export,
+    audience_preview,
     audience_refresh,
     audience_rule_errors,
     provider_file_header_check,
@@ -43,6 +47,7 @@ from audiences.syncs import audience_sync_link
 from audiences.tasks import lookalike_build_later, provider_file_import_later
 from cdphub.admin_mixins import ReadableModelAdmin, presence_filter
 from profiles.models import Destination, Segment
+from profiles.segments.builder import rule_vocabulary, rule_warnings
 
 
 class TraitHitInline(admin.TabularInline):
@@ -164,9 +169,12 @@ class AudienceAdminForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        if cleaned.get("kind") == Audience.Kind.RULE and cleaned.get("rule"):
+        kind = cleaned.get("kind") or self.instance.kind  # read-only once saved
+        if kind == Audience.Kind.RULE and cleaned.get("rule"):
             for error in audience_rule_errors(cleaned["rule"]):
                 self.add_error("rule", error)
+        if kind == Audience.Kind.LOOKALIKE and not cleaned.get("seed_segment"):
+            self.add_error("seed_segment", "A lookalike needs the seed segment it looks like.")
         return cleaned
 
 
@@ -204,6 +212,29 @@ class AudienceSyncInline(admin.TabularInline):
         return f"loaded {destination.sync_loaded_at:%Y-%m-%d %H:%M}; changes follow"
 
 
+def lookalike_preview(payload: dict) -> JsonResponse:
+    seed, reach = payload.get("seed_segment"), payload.get("reach_percent")
+    if not isinstance(seed, int) or not Segment.objects.filter(pk=seed).exists():
+        return JsonResponse({"errors": ["choose the seed segment"]}, status=400)
+    if not isinstance(reach, int) or not 1 <= reach <= 100:
+        return JsonResponse({"errors": ["the reach is a whole percentage, 1 to 100"]}, status=400)
+    estimate = lookalike_estimate(seed_segment_id=seed, reach_percent=reach)
+    warnings = []
+    if not estimate.seed_visitors:
+        warnings.append(
+            "The seed segment has no visitors with interest data (its members' cookies and "
+            "devices are linked only with advertising or personalisation consent)."
+        )
+    return JsonResponse(
+        {
+            "count": estimate.size,
+            "seed_visitors": estimate.seed_visitors,
+            "candidates": estimate.candidates,
+            "warnings": warnings,
+        }
+    )
+
+
 @admin.register(Audience)
 class AudienceAdmin(ReadableModelAdmin):
     list_display = [
@@ -234,6 +265,31 @@ class AudienceAdmin(ReadableModelAdmin):
 
     actions = ["refresh_members", "build_lookalike", "export_google", "export_meta", "export_ids"]
     form = AudienceAdminForm
+    # What only one kind has: a saved audience's page shows the fields of its kind (the add
+    # form switches them as the kind is chosen).
+    RULE_ONLY = ("rule",)
+    LOOKALIKE_ONLY = (
+        "seed_segment",
+        "reach_percent",
+        "seed_size",
+        "lookalike_recall",
+        "build_status",
+        "build_message",
+        "build_requested_at",
+    )
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if obj is None:
+            return [f for f in fields if f not in self.LOOKALIKE_ONLY or f in self.form.Meta.fields]
+        other = self.LOOKALIKE_ONLY if obj.kind == Audience.Kind.RULE else self.RULE_ONLY
+        return [f for f in fields if f not in other]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A kind is chosen once: a rule audience and a lookalike keep different things.
+        readonly = super().get_readonly_fields(request, obj)
+        return [*readonly, "kind"] if obj is not None else readonly
+
     inlines = [AudienceSyncInline]
 
     def save_formset(self, request, form, formset, change):
@@ -250,6 +306,52 @@ class AudienceAdmin(ReadableModelAdmin):
         if audience.kind == Audience.Kind.RULE and audience.rule:
             size = audience_refresh(audience=audience)
             self.message_user(request, f"{audience}: {size:,} visitors match the rule now.")
+        lookalike_changed = not change or {"kind", "seed_segment", "reach_percent"} & set(
+            form.changed_data
+        )
+        if audience.kind == Audience.Kind.LOOKALIKE and lookalike_changed:
+            # Scoring reads every visitor's categories: a background job, with its status
+            # on this page and among the requester's jobs.
+            lookalike_build_request(audience=audience, actor=request.user)
+            lookalike_build_later(audience)
+            self.message_user(
+                request,
+                f"{audience}: the lookalike is being built; its status and quality show on "
+                "its page and among your jobs.",
+            )
+
+    def get_urls(self):
+        preview = self.admin_site.admin_view(self.preview_view)
+        return [path("preview/", preview, name="audiences_audience_preview"), *super().get_urls()]
+
+    def preview_view(self, request):
+        """JSON for the form's live preview: a rule's count (or its errors and warnings), or
+        a lookalike's estimate from its seed segment and reach."""
+        if request.method != "POST" or not (
+            self.has_add_permission(request) or self.has_change_permission(request)
+        ):
+            return JsonResponse({"errors": ["not allowed"]}, status=403)
+        try:
+            payload = json.loads(request.body or b"{}")
+        except ValueError:
+            return JsonResponse({"errors": ["the request is not valid JSON"]}, status=400)
+        if not isinstance(payload, dict):
+            return JsonResponse({"errors": ["expected a JSON object"]}, status=400)
+        if payload.get("kind") == Audience.Kind.LOOKALIKE:
+            return lookalike_preview(payload)
+        errors = audience_rule_errors(payload.get("rule"))
+        if errors:
+            return JsonResponse({"errors": errors}, status=400)
+        count = audience_preview(rule=payload["rule"])["count"]
+        return JsonResponse({"count": count, "warnings": rule_warnings(payload["rule"])})
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "preview_url": reverse("admin:audiences_audience_preview"),
+            "rule_vocabulary": rule_vocabulary(VISITORS),
+        }
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
     @admin.action(description="Refresh members from the rule", permissions=["change"])
     def refresh_members(self, request, queryset):

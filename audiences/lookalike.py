@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from audiences.models import Audience, Visitor, VisitorTraitHit
@@ -83,8 +84,45 @@ class LookalikeResult:
         recall = "n/a (seed too small)" if self.recall is None else f"{self.recall:.0%}"
         return (
             f"{self.size} of {self.candidates} visitors from a seed of {self.seed_visitors}; "
-            f"held-out seed recall {recall} (random would be about {reach_percent}%)."
+            f"held-out seed recall {recall} (random would be about {reach_percent}%). "
+            f"{lookalike_verdict(self.recall, reach_percent)}"
         )
+
+
+def lookalike_verdict(recall: float | None, reach_percent: int) -> str:
+    """What the held-out recall says, in words: a random pick of ``reach_percent`` of the
+    visitors would reach about that share of the seed too."""
+    if recall is None:
+        return "The seed is too small to judge the quality."
+    chance = reach_percent / 100
+    if recall <= chance * 1.2:
+        return (
+            "No better than random: the seed's interests do not set its people apart. Try a "
+            "larger or more specific seed segment."
+        )
+    if recall >= min(1.0, chance * 2):
+        return "Good: it finds the seed's people far more often than a random pick."
+    return "Somewhat better than random."
+
+
+@dataclass(frozen=True)
+class LookalikeEstimate:
+    seed_visitors: int
+    candidates: int
+    size: int
+
+
+def lookalike_estimate(*, seed_segment_id: int, reach_percent: int, now=None) -> LookalikeEstimate:
+    """The form's preview: how many visitors the seed has (linked, with live categories), how
+    many could be reached, and the audience's size, by counting (no scoring)."""
+    now = now or timezone.now()
+    live = VisitorTraitHit.objects.filter(
+        expires_at__gt=now, visitor__expires_at__gt=now, visitor=OuterRef("pk")
+    )
+    with_data = Visitor.objects.filter(Exists(live))
+    seed = with_data.filter(profile__memberships__segment_id=seed_segment_id).distinct().count()
+    candidates = with_data.filter(profile__isnull=True).count()
+    return LookalikeEstimate(seed, candidates, reach_size(candidates, reach_percent))
 
 
 def visitor_categories(now: datetime) -> dict[int, set[int]]:

@@ -21,8 +21,9 @@ from typing import Any
 
 from django.db.models import Exists, OuterRef, Q
 
-from audiences.models import Visitor, VisitorTraitHit
+from audiences.models import Category, DataProvider, Visitor, VisitorTraitHit
 from profiles.models import Identity, Profile
+from profiles.segments.builder import field_entry
 from profiles.segments.rules import Target
 from profiles.segments.rules.language import (
     LIST_OPERATORS,
@@ -167,7 +168,37 @@ def through_profiles(profile_leaf: Leaf, *, linked: bool) -> Leaf:
             return Q(profile__in=Profile.objects.filter(condition).values("pk"))
         return via_anonymous_profile(condition)
 
-    return Leaf(profile_leaf.keys, profile_leaf.validate, compile_for_visitors, profile_leaf.help)
+    return Leaf(
+        profile_leaf.keys,
+        profile_leaf.validate,
+        compile_for_visitors,
+        profile_leaf.help,
+        profile_leaf.describe,
+    )
+
+
+# --- what the visual rule builder offers (profiles.segments.builder) ---------------------------
+
+
+def category_describe() -> dict:
+    categories = Category.objects.order_by("code").values_list("code", "name")
+    providers = DataProvider.objects.order_by("name").values_list("name", flat=True)
+    return {
+        "label": "Interest category",
+        "shape": "choice",
+        "choices": [[code, f"{name} ({code})"] for code, name in categories],
+        "qualifiers": {"provider": [[name, name] for name in providers]},
+        "window": True,
+    }
+
+
+def visitor_describe() -> dict:
+    fields = [field_entry(name, name.replace("_", " "), ["string"]) for name in ATTRIBUTES]
+    fields += [
+        {**field_entry(name, name.replace("_", " "), ["string"]), "format": "date"}
+        for name in MOMENTS
+    ]
+    return {"label": "Visitor", "shape": "field", "fields": fields}
 
 
 VISITOR_LEAVES = {
@@ -176,12 +207,14 @@ VISITOR_LEAVES = {
         category_validate,
         category_compile,
         "a live taxonomy category hit",
+        category_describe,
     ),
     "visitor": Leaf(
         frozenset({"op", "value", "within_days"}),
         visitor_validate,
         visitor_compile,
         "a visitor attribute or recency",
+        visitor_describe,
     ),
     "event": through_profiles(PROFILE_LEAVES["event"], linked=False),
     "page": through_profiles(PROFILE_LEAVES["page"], linked=False),

@@ -470,3 +470,46 @@ def test_timeline_reads_as_an_activity_feed(page, user_with_role, screenshot, cu
     )
     assert overflowing == 0
     screenshot(page, "profile-timeline-feed")
+
+
+def test_marketer_builds_an_audience_and_a_lookalike_with_live_counts(
+    page, user_with_role, screenshot
+):
+    import random as random_module
+
+    from audiences.models import Audience
+    from tests.audiences.test_lookalike import OUTDOOR, TECH, visitors_with_tastes
+    from tests.factories import CategoryFactory, DataProviderFactory
+
+    categories = {
+        code: CategoryFactory(code=code, name=code.title()) for code in [*OUTDOOR, *TECH, "CITY"]
+    }
+    provider = DataProviderFactory(name="Acme Data")
+    visitors_with_tastes(12, OUTDOOR, random_module.Random(3), categories, provider)
+    user_with_role("Marketer")
+    log_in(page, "marketer")
+
+    page.goto("/admin/audiences/audience/add/")
+    page.get_by_label("Name").fill("Campers")
+    builder = page.get_by_role("group", name="Rule builder")
+    builder.get_by_role("button", name="+ Condition").click()
+    builder.get_by_label("Kind of condition").select_option("category")
+    builder.get_by_label("Interest category").select_option("CAMP")
+    builder.get_by_label("provider").select_option("Acme Data")
+    builder.get_by_label("When").select_option("within")
+    page.wait_for_selector("text=visitors match now.")
+    screenshot(page, "audience-builder")
+
+    # A lookalike shows its own fields, and its estimate.
+    page.locator("#id_kind").select_option("lookalike")
+    assert not builder.is_visible()
+    assert page.get_by_label("Reach percent").is_visible()
+    page.locator("#id_kind").select_option("rule")
+    page.wait_for_selector("text=visitors match now.")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Save", exact=True).click()
+    audience = Audience.objects.get(name="Campers")
+    assert audience.rule == {
+        "all": [{"category": "CAMP", "provider": "Acme Data", "within_days": 30}]
+    }
+    assert audience.size > 0

@@ -339,6 +339,34 @@
       node[kind] = choice ? choice[0] : value;
       self.changed();
     }));
+    // Optional narrowing keys ("from provider ..."): absent means any.
+    Object.keys(description.qualifiers || {}).forEach(function (key) {
+      var options = [["", "any " + key]].concat(description.qualifiers[key]);
+      row.appendChild(select(key, options, node[key] || "", function (value) {
+        if (value) { node[key] = value; } else { delete node[key]; }
+        self.changed();
+      }));
+    });
+    if (description.window) { this.drawDays(row, node); }
+  };
+
+  // "ever" or "in the last N days" (within_days).
+  Builder.prototype.drawDays = function (row, node) {
+    var self = this;
+    var part = el("span", {class: "cdp-rule-part"}, [select("When", [["ever", "ever"], ["within", "in the last"]], "within_days" in node ? "within" : "ever", function (value) {
+      if (value === "within") { node.within_days = 30; } else { delete node.within_days; }
+      self.redraw();
+    })]);
+    if ("within_days" in node) {
+      var days = input("Days", node.within_days, "number", function (value) {
+        var n = parseInt(value, 10);
+        if (!isNaN(n)) { node.within_days = n; self.changed(); }
+      });
+      days.min = "1";
+      part.appendChild(days);
+      part.appendChild(el("span", {text: "days"}));
+    }
+    row.appendChild(part);
   };
 
   Builder.prototype.drawEvent = function (row, node, kind, description) {
@@ -481,5 +509,57 @@
     return builder;
   }
 
-  window.RuleBuilder = {mount: mount, Builder: Builder};
+  // The live count of a form: POSTs a payload to the preview URL and shows the count, the
+  // errors or the warnings; an older answer never replaces a newer one.
+  function LiveCount(options) {
+    this.url = options.url;
+    this.describe = options.describe;  // body -> the sentence under the builder
+    this.status = el("p", {class: "cdp-rule-count", role: "status", "aria-live": "polite"});
+    this.errors = el("ul", {class: "errorlist"});
+    this.warnings = el("ul", {class: "cdp-warnings"});
+    this.asked = 0;
+  }
+
+  LiveCount.prototype.place = function (after) {
+    after.parentNode.insertBefore(this.warnings, after.nextSibling);
+    after.parentNode.insertBefore(this.errors, after.nextSibling);
+    after.parentNode.insertBefore(this.status, after.nextSibling);
+  };
+
+  LiveCount.prototype.ask = function (payload, onAnswer) {
+    var self = this;
+    this.asked += 1;
+    var mine = this.asked;
+    this.status.textContent = "Counting…";
+    var token = document.querySelector("input[name=csrfmiddlewaretoken]");
+    fetch(this.url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: {"Content-Type": "application/json", "X-CSRFToken": token ? token.value : ""},
+      body: JSON.stringify(payload)
+    }).then(function (response) {
+      return response.json();
+    }).then(function (body) {
+      if (mine === self.asked) { self.show(body); if (onAnswer) { onAnswer(body); } }
+    }).catch(function (error) {
+      self.show({errors: ["The count failed: " + error]});
+    });
+  };
+
+  LiveCount.prototype.show = function (body) {
+    var self = this;
+    this.errors.replaceChildren();
+    this.warnings.replaceChildren();
+    (body.errors || []).forEach(function (message) { self.errors.appendChild(el("li", {text: message})); });
+    if (body.errors) { this.status.textContent = "Not complete, or not valid:"; return; }
+    (body.warnings || []).forEach(function (message) { self.warnings.appendChild(el("li", {text: message})); });
+    this.status.textContent = this.describe(body);
+  };
+
+  // The form rows of a model form, by field name (Django's "field-<name>" class).
+  function formRow(name) {
+    return document.querySelector(".form-row.field-" + name) || (document.getElementById("id_" + name) || {}).parentNode;
+  }
+
+  window.RuleBuilder = {mount: mount, Builder: Builder, LiveCount: LiveCount, formRow: formRow};
 })();
