@@ -153,14 +153,13 @@ class ConsentRecordAdmin(ReadableModelAdmin):
     """The ledger: records are added (through the service), never changed or deleted."""
 
     list_display = [
-        "id",
+        "occurred_at",
         "profile",
         "purpose",
         "status",
         "method",
         "source",
         "identifier_value",
-        "occurred_at",
     ]
     list_filter = ["status", "method", "purpose"]
     search_fields = ["=profile__id", "=identifier_value"]

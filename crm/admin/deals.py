@@ -110,12 +110,11 @@ class DealAdmin(
     pii_fields = ("contact",)  # a contact shows as its name
     form = DealAdminForm
     change_list_template = "admin/crm/deal/change_list.html"
+    # Fits a 1440 px screen with the filters beside it; probability is on the deal's page.
     list_display = [
         "name",
         "stage",
-        "amount",
-        "currency",
-        "probability",
+        "amount_shown",
         "status",
         "company",
         "contact",
@@ -133,6 +132,10 @@ class DealAdmin(
     list_select_related = ["stage__pipeline", "company", "contact", "owner"]
     autocomplete_fields = ["pipeline", "stage", "company", "contact"]
     readonly_fields = ["log_activity", "closed_at", "stage_entered_at", "created_at", "updated_at"]
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_shown(self, deal):
+        return f"{deal.currency} {deal.amount:,.2f}" if deal.amount is not None else "-"
 
     @admin.display(description="log")
     def log_activity(self, deal):

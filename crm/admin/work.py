@@ -149,7 +149,8 @@ class RecordPageMixin:
 class ActivityAdmin(VisibleRecordsAdminMixin, SafeExportMixin, ReadableModelAdmin):
     resource_classes = [ActivityResource]
     pii_fields = ("contact",)  # a contact shows as its name
-    list_display = ["subject", "kind", "contact", "deal", "company", "owner", "due_at", "done_at"]
+    # The company is the contact's and the deal's: on the activity's page.
+    list_display = ["subject", "kind", "contact", "deal", "owner", "due_at", "done_at"]
     list_filter = [
         "kind",
         ("owner", admin.RelatedOnlyFieldListFilter),
