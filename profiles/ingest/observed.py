@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 RECORD_EVERY = 600.0  # seconds: how stale a field's last-seen time may get
 MAX_EXAMPLES = 5
+MAX_LOOKED = 50  # values of one field looked at as examples, per batch
 MAX_EXAMPLE_LENGTH = 60
 MAX_KEY_LENGTH = 100
 MAX_DEPTH = 2  # properties and traits down to "address.city"
@@ -44,11 +45,17 @@ FieldKey = tuple[str, str, str]  # (kind, event, key)
 class Seen:
     types: set[str] = field(default_factory=set)
     examples: list = field(default_factory=list)
+    # Values looked at as examples in this batch: checking one costs a few pattern matches,
+    # so a field stops looking once it has enough, or has looked at enough.
+    looked: int = 0
 
-    def add(self, kind: str, value: object) -> None:
-        self.types.add(kind)
-        if value is not None and len(self.examples) < MAX_EXAMPLES and value not in self.examples:
-            self.examples.append(value)
+    def add(self, key: str, value: object) -> None:
+        self.types.add(json_type(value))
+        if len(self.examples) < MAX_EXAMPLES and self.looked < MAX_LOOKED:
+            self.looked += 1
+            kept = example(key, value)
+            if kept is not None and kept not in self.examples:
+                self.examples.append(kept)
 
 
 def observed_fields_record(messages: Iterable) -> None:
@@ -72,18 +79,14 @@ def observed_in(messages: Iterable) -> dict[FieldKey, Seen]:
                 continue
             seen.setdefault(("event", name, ""), Seen()).types.add(message.type)
             for key, value in flattened(properties):
-                seen.setdefault(("property", name, key), Seen()).add(
-                    json_type(value), example(key, value)
-                )
+                seen.setdefault(("property", name, key), Seen()).add(key, value)
         elif message.type == "identify":
             traits = payload.get("traits")
             if not isinstance(traits, dict):
                 context = payload.get("context")
                 traits = context.get("traits") if isinstance(context, dict) else None
             for key, value in flattened(traits if isinstance(traits, dict) else {}):
-                seen.setdefault(("trait", "", key), Seen()).add(
-                    json_type(value), example(key, value)
-                )
+                seen.setdefault(("trait", "", key), Seen()).add(key, value)
     return seen
 
 
