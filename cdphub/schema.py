@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 
 from cdphub.api import PII_MASK_NOTE, ErrorSerializer, PiiMaskedSerializerMixin
@@ -16,10 +18,62 @@ ERROR_DESCRIPTIONS = {
 }
 
 
+# Where an API path's resource lives: /api/crm/contacts/ is "CRM: contacts"; the hub's own
+# resources sit at the top (/api/profiles/ is "CDP: profiles").
+APP_TAGS = {"crm": "CRM", "audiences": "DMP", "consent": "Consent"}
+CRUD_SUMMARIES = {
+    "list": "List {plural}",
+    "create": "Create a {singular}",
+    "retrieve": "Get a {singular}",
+    "update": "Replace a {singular}",
+    "partial_update": "Change a {singular}",
+    "destroy": "Delete a {singular}",
+}
+
+
 class AutoSchema(SpectacularAutoSchema):
     """The schema says what the API answers: the error codes of every operation, list
     mechanics (filters, pagination) only where a list is returned, masked PII fields typed as
-    the plain strings they are."""
+    the plain strings they are; operations grouped by resource, each with a summary."""
+
+    def get_tags(self) -> list[str]:
+        parts = [part for part in self.path.strip("/").split("/") if part]
+        if len(parts) < 2 or parts[0] != "api":
+            return super().get_tags()
+        if parts[1] in APP_TAGS and len(parts) > 2:
+            return [f"{APP_TAGS[parts[1]]}: {parts[2].replace('-', ' ')}"]
+        return [f"CDP: {parts[1].replace('-', ' ')}"]
+
+    def get_summary(self) -> str | None:
+        """A line per operation: what CRUD does to which resource, else the first sentence
+        of the handler's docstring, else its name and resource ("Verify the data subject
+        request")."""
+        action = getattr(self.view, "action", None)
+        model = self.view_model()
+        singular = str(model._meta.verbose_name) if model is not None else ""
+        plural = str(model._meta.verbose_name_plural) if model is not None else ""
+        if action in CRUD_SUMMARIES and model is not None:
+            article = "an" if singular[:1] in "aeiou" else "a"
+            summary = CRUD_SUMMARIES[action].format(singular=singular, plural=plural)
+            return summary.replace(" a ", f" {article} ", 1)
+        handler = getattr(self.view, action or self.method.lower(), None)
+        text = " ".join((getattr(handler, "__doc__", None) or "").split())
+        first = re.split(r"(?<=[.:;])\s", text, maxsplit=1)[0].rstrip(".:;")
+        if first:
+            return first[:120]
+        name = (action or self.method.lower()).replace("_", " ").capitalize()
+        if not model:
+            return name
+        return (
+            f"{name} the {singular}" if getattr(self.view, "detail", False) else f"{name} {plural}"
+        )
+
+    def view_model(self):
+        queryset = getattr(self.view, "queryset", None)
+        if queryset is not None:
+            return queryset.model
+        serializer = getattr(self.view, "serializer_class", None)
+        return getattr(getattr(serializer, "Meta", None), "model", None)
 
     def get_operation(self, path, path_regex, path_prefix, method, registry):
         operation = super().get_operation(path, path_regex, path_prefix, method, registry)

@@ -209,6 +209,8 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI served from our own static files: the docs work offline.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # Operations are grouped by resource (cdphub.schema.AutoSchema.get_tags), listed A to Z.
+    "SWAGGER_UI_SETTINGS": {"tagsSorter": "alpha", "deepLinking": True},
     "REDOC_DIST": "SIDECAR",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "COMPONENT_SPLIT_REQUEST": True,

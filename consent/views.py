@@ -99,6 +99,7 @@ class ConsentRecordViewSet(
     @extend_schema(request=ConsentGrantSerializer, responses={201: ConsentRecordSerializer})
     @action(detail=False, methods=["post"])
     def grant(self, request):
+        """Record consent given for a purpose, with its proof."""
         serializer = ConsentGrantSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         return self._created(self._record(serializer.validated_data, status=ConsentStatus.GRANTED))
@@ -106,6 +107,7 @@ class ConsentRecordViewSet(
     @extend_schema(request=ConsentWithdrawSerializer, responses={201: ConsentRecordSerializer})
     @action(detail=False, methods=["post"])
     def withdraw(self, request):
+        """Record consent withdrawn for a purpose."""
         serializer = ConsentWithdrawSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         record = consent_withdraw(recorded_by=request.user, **serializer.validated_data)
@@ -119,6 +121,7 @@ class ConsentRecordViewSet(
     )
     @action(detail=False, methods=["post"])
     def object(self, request):
+        """Record an objection to direct marketing: every marketing purpose is withdrawn."""
         serializer = ConsentObjectionSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         records = consent_object(recorded_by=request.user, **serializer.validated_data)
@@ -129,6 +132,7 @@ class ConsentRecordViewSet(
     )
     @action(detail=False, methods=["post"])
     def tcf(self, request):
+        """Record the choices of an IAB TCF consent string, per mapped purpose."""
         serializer = ConsentTcfSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         records = consent_record_tcf(recorded_by=request.user, **serializer.validated_data)
@@ -137,6 +141,7 @@ class ConsentRecordViewSet(
     @extend_schema(request=ConsentImportSerializer, responses={200: ConsentImportResultSerializer})
     @action(detail=False, methods=["post"], url_path="import")
     def import_rows(self, request):
+        """Import consent records in bulk (from another system), each row checked."""
         serializer = ConsentImportSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         result = consent_import_rows(
@@ -253,6 +258,7 @@ class DataSubjectRequestViewSet(
     @extend_schema(responses={200: DataSubjectRequestActionSerializer(many=True)})
     @action(detail=True, methods=["get"], pagination_class=None)
     def actions(self, request, pk=None):
+        """The request's audit trail: who did what, when."""
         rows = self.get_object().actions.all()
         return Response(DataSubjectRequestActionSerializer(rows, many=True).data)
 
@@ -297,6 +303,7 @@ class ProcessingActivityViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
     @extend_schema(responses={(200, "text/csv"): bytes})
     @action(detail=False, methods=["get"])
     def export(self, request):
+        """The register of processing activities as a CSV file."""
         response = HttpResponse(content_type="text/csv")
         response["Content-Disposition"] = 'attachment; filename="processing-activities.csv"'
         write_register_csv(response, self.filter_queryset(self.get_queryset()).order_by("name"))

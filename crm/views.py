@@ -185,8 +185,9 @@ class DealViewSet(ProtectedDestroyMixin, VisibleRecordsMixin, viewsets.ModelView
             200: serializers.DealSerializer,
             409: OpenApiResponse(ErrorSerializer, description="The deal was moved meanwhile."),
         },
-        summary="Move the deal to another stage of its pipeline, as the board does. A stage "
-        "of another pipeline is a 400; a deal no longer in `from_stage` is a 409.",
+        summary="Move the deal to another stage of its pipeline, as the board does",
+        description="A stage of another pipeline is a 400; a deal no longer in `from_stage` "
+        "is a 409.",
     )
     @action(detail=True, methods=["post"], filterset_class=None)
     def move(self, request, pk=None):
@@ -274,7 +275,8 @@ class AccountSuggestionViewSet(VisibleRecordsMixin, viewsets.ReadOnlyModelViewSe
             200: serializers.CompanySerializer,
             409: OpenApiResponse(ErrorSerializer, description="Refused: `errors` says why."),
         },
-        summary="The company becomes the account (its group id, traits and people); the "
+        summary="Accept: the company becomes the account",
+        description="The company becomes the account (its group id, traits and people); the "
         "company the group calls made is deleted. A 409 says why when refused.",
     )
     @action(detail=True, methods=["post"], filterset_fields=None)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from cdphub.api import PiiMaskedSerializerMixin, caller_may_see_pii
@@ -7,6 +8,7 @@ from cdphub.delivery import delivery_counts
 from cdphub.models import Delivery, DeliveryAttempt
 from cdphub.pii import can_view_pii, mask_value
 from profiles.destinations.kinds import config_shown
+from profiles.ingest import spec
 from profiles.ingest.plans import examples_shown
 from profiles.models import (
     ComputedTrait,
@@ -72,8 +74,25 @@ class IdentitySerializer(serializers.ModelSerializer):
         return data
 
 
+@extend_schema_field(spec.TRAITS)
+class TraitsField(serializers.JSONField):
+    """A JSON document of traits, typed in the schema as the spec's."""
+
+
+@extend_schema_field(spec.COMPUTED_TRAITS)
+class ComputedTraitsField(serializers.JSONField):
+    """The computed traits, typed in the schema."""
+
+
+@extend_schema_field(spec.PROPERTIES)
+class PropertiesField(serializers.JSONField):
+    """An event's properties, typed in the schema as the spec's."""
+
+
 class ProfileSerializer(PiiMaskedSerializerMixin, serializers.ModelSerializer):
     identities = IdentitySerializer(many=True, read_only=True)
+    traits = TraitsField(required=False)
+    computed_traits = ComputedTraitsField(read_only=True)
 
     class Meta:
         model = Profile
@@ -106,6 +125,8 @@ class ProfileSerializer(PiiMaskedSerializerMixin, serializers.ModelSerializer):
 
 
 class EventSerializer(PiiMaskedSerializerMixin, serializers.ModelSerializer):
+    properties = PropertiesField(read_only=True)
+
     class Meta:
         model = Event
         fields = [

@@ -541,8 +541,9 @@ class TrackingPlanViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
     @extend_schema(
         parameters=[DAYS_PARAMETER],
         responses=TrackingPlanViolationSummarySerializer(many=True),
-        summary="The plan's violations of the last days per source, event, property and kind, "
-        "most frequent first, with the latest examples",
+        summary="The plan's violations of the last days",
+        description="Per source, event, property and kind, most frequent first, with the "
+        "latest examples.",
     )
     @action(detail=True, methods=["get"], filterset_fields=None, pagination_class=None)
     def violations(self, request, pk=None):
@@ -562,8 +563,8 @@ class TrackingPlanViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
             DAYS_PARAMETER,
         ],
         responses=ObservedSerializer,
-        summary="The events a source sent lately and the types of their properties, from at "
-        "most 10,000 of its events of the last days, the newest days first",
+        summary="The events a source sent lately and the types of their properties",
+        description="From at most 10,000 of its events of the last days, the newest days first.",
     )
     @action(detail=False, methods=["get"], filterset_fields=None, pagination_class=None)
     def observed(self, request):
@@ -578,8 +579,9 @@ class TrackingPlanViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
     @extend_schema(
         request=TrackingPlanGenerateSerializer,
         responses={201: TrackingPlanSerializer},
-        summary="A draft plan of what a source sent lately (see observed); the source follows "
-        "it if it follows no plan yet",
+        summary="A draft plan of what a source sent lately",
+        description="Made from what `observed` answers; the source follows it if it follows "
+        "no plan yet.",
     )
     @action(detail=False, methods=["post"], filterset_fields=None, pagination_class=None)
     def generate(self, request):

@@ -30,6 +30,7 @@ from profiles.ingest.collect import (
     write_key_from_headers,
 )
 from profiles.ingest.limits import messages_admit, rate_limited_count
+from profiles.ingest.spec import request_schema
 from profiles.models import Source
 
 ERROR = inline_serializer(
@@ -272,7 +273,11 @@ def collect_view(message_type: str | None, path: str | None = None):
         summary=f"Collect: {message_type or 'batch'}"
         + (f" (short path /{path}, as browser and mobile SDKs send)" if path else ""),
         description=description,
-        request=OpenApiTypes.OBJECT,
+        # JSON, or the same as text/plain (browser SDKs send it so to skip a CORS preflight).
+        request={
+            "application/json": request_schema(message_type),
+            "text/plain": request_schema(message_type),
+        },
         responses=RESPONSES,
         examples=[BATCH_EXAMPLE] if message_type is None else [],
         auth=[],

@@ -353,3 +353,54 @@ def test_masked_values_match_their_documented_type(schema, api):
     assert re.search("Masked", email["description"])
     request_email = schema["components"]["schemas"]["ContactRequest"]["properties"]["email"]
     assert "email" in str(request_email)  # what a client sends is still an e-mail address
+
+
+def operations(schema):
+    for path, methods in schema["paths"].items():
+        for method, operation in methods.items():
+            if method in ("get", "post", "put", "patch", "delete"):
+                yield path, method, operation
+
+
+def test_every_operation_is_grouped_by_its_resource_and_summarised(schema):
+    """The docs read as resources (CRM: contacts, Consent: requests, CDP: profiles), each
+    operation with a line saying what it does."""
+    tags = {}
+    for path, method, operation in operations(schema):
+        summary = operation.get("summary", "")
+        assert summary and len(summary) <= 100, (method, path)
+        assert " a a" not in summary and " a e" not in summary and " a i" not in summary
+        (tag,) = operation["tags"]
+        tags.setdefault(tag, []).append(path)
+    assert "api" not in tags
+    assert "/api/crm/contacts/" in tags["CRM: contacts"]
+    assert "/api/consent/requests/{id}/verify/" in tags["Consent: requests"]
+    assert "/api/audiences/audiences/" in tags["DMP: audiences"]
+    assert "/api/profiles/{id}/" in tags["CDP: profiles"]
+    assert "/v1/track" in tags["collection"]
+    summaries = {
+        (path, method): operation["summary"] for path, method, operation in operations(schema)
+    }
+    assert summaries[("/api/crm/contacts/", "get")] == "List contacts"
+    assert summaries[("/api/audiences/audiences/{id}/", "get")] == "Get an audience"
+
+
+def test_traits_and_properties_are_typed_as_the_spec_has_them(schema):
+    profile = schema["components"]["schemas"]["Profile"]["properties"]
+    traits = profile["traits"]["properties"]
+    assert traits["email"] == {"type": "string", "format": "email"}
+    assert traits["address"]["properties"]["postalCode"] == {"type": "string"}
+    assert profile["computed_traits"]["properties"]["order_count"] == {"type": "integer"}
+    event = schema["components"]["schemas"]["Event"]["properties"]
+    products = event["properties"]["properties"]["products"]["items"]["properties"]
+    assert products["price"] == {"type": "number"}
+    body = schema["paths"]["/v1/track"]["post"]["requestBody"]["content"]
+    track = body["application/json"]["schema"]
+    assert track["properties"]["properties"]["properties"]["revenue"] == {"type": "number"}
+    assert body["text/plain"]["schema"] == track
+    batch = schema["paths"]["/v1/batch"]["post"]["requestBody"]["content"]["application/json"]
+    kinds = {
+        m["properties"]["type"]["enum"][0]
+        for m in batch["schema"]["properties"]["batch"]["items"]["oneOf"]
+    }
+    assert kinds == {"track", "identify", "page", "screen", "group", "alias"}
