@@ -119,6 +119,10 @@ class AutoSchema(SpectacularAutoSchema):
 
     def _map_serializer_field(self, field, direction, bypass_extensions=False):
         schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        if direction == "response" and getattr(field, "answered_as_stored", False):
+            from profiles.ingest.spec import as_stored
+
+            schema = as_stored(schema)
         parent = getattr(field, "parent", None)
         if (
             direction == "response"

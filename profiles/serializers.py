@@ -76,7 +76,10 @@ class IdentitySerializer(serializers.ModelSerializer):
 
 @extend_schema_field(spec.TRAITS)
 class TraitsField(serializers.JSONField):
-    """A JSON document of traits, typed in the schema as the spec's."""
+    """A JSON document of traits, typed in the schema as the spec's (what to send; answers
+    promise the names only: ``cdphub.schema`` loosens them)."""
+
+    answered_as_stored = True
 
 
 @extend_schema_field(spec.COMPUTED_TRAITS)
@@ -86,7 +89,9 @@ class ComputedTraitsField(serializers.JSONField):
 
 @extend_schema_field(spec.PROPERTIES)
 class PropertiesField(serializers.JSONField):
-    """An event's properties, typed in the schema as the spec's."""
+    """An event's properties, typed in the schema as the spec's (answered as stored)."""
+
+    answered_as_stored = True
 
 
 class ProfileSerializer(PiiMaskedSerializerMixin, serializers.ModelSerializer):

@@ -92,11 +92,11 @@ COMPUTED_TRAITS = {
     "properties": {
         "lifetime_value": NUMBER,
         "order_count": INTEGER,
-        "average_order_value": NUMBER,
-        "first_order_at": DATE_TIME,
-        "last_order_at": DATE_TIME,
-        "first_seen_at": DATE_TIME,
-        "last_seen_at": DATE_TIME,
+        "average_order_value": {"type": "number", "nullable": True},
+        "first_order_at": {**DATE_TIME, "nullable": True},
+        "last_order_at": {**DATE_TIME, "nullable": True},
+        "first_seen_at": {**DATE_TIME, "nullable": True},
+        "last_seen_at": {**DATE_TIME, "nullable": True},
         "event_counts": {
             "type": "object",
             "description": "Per event name, its count over the last 7, 30 and 90 days.",
@@ -105,11 +105,12 @@ COMPUTED_TRAITS = {
                 "properties": {"7d": INTEGER, "30d": INTEGER, "90d": INTEGER},
             },
         },
-        "rfm_recency": {"type": "integer", "minimum": 1, "maximum": 5},
-        "rfm_frequency": {"type": "integer", "minimum": 1, "maximum": 5},
-        "rfm_monetary": {"type": "integer", "minimum": 1, "maximum": 5},
-        "rfm_score": {"type": "string", "example": "545"},
-        "churn_risk": {"type": "string", "enum": ["low", "medium", "high"]},
+        # Without orders there is no RFM: null.
+        "rfm_recency": {"type": "integer", "minimum": 1, "maximum": 5, "nullable": True},
+        "rfm_frequency": {"type": "integer", "minimum": 1, "maximum": 5, "nullable": True},
+        "rfm_monetary": {"type": "integer", "minimum": 1, "maximum": 5, "nullable": True},
+        "rfm_score": {"type": "string", "example": "545", "nullable": True},
+        "churn_risk": {"type": "string", "enum": ["low", "medium", "high"], "nullable": True},
     },
     "additionalProperties": {},
 }
@@ -123,6 +124,26 @@ COMMON = {
     "context": {"type": "object", "additionalProperties": True},
     "integrations": {"type": "object", "additionalProperties": True},
 }
+
+
+def as_stored(schema: dict, top: bool = True) -> dict:
+    """``schema`` as the hub answers it: the same keys, described, but not typed. Traits and
+    properties are kept as sources sent them (a ``title`` sent as a number stays a number),
+    so an answer promises their names, not their types."""
+    loose = {key: schema[key] for key in ("description", "readOnly", "nullable") if key in schema}
+    typed = schema.get("type")
+    if typed and typed != "object":
+        shown = f"{typed} ({schema['format']})" if "format" in schema else typed
+        article = "an" if shown[0] in "aeiou" else "a"
+        loose["description"] = f"{schema.get('description', '')} Usually {article} {shown}."
+        loose["description"] = loose["description"].strip()
+    if "properties" in schema:
+        if top:  # the document itself is an object; what is inside is as sent
+            loose["type"] = "object"
+            loose["additionalProperties"] = {}
+        nested = schema["properties"].items()
+        loose["properties"] = {key: as_stored(value, top=False) for key, value in nested}
+    return loose
 
 
 def message(kind: str, **fields) -> dict:

@@ -386,21 +386,24 @@ def test_every_operation_is_grouped_by_its_resource_and_summarised(schema):
 
 
 def test_traits_and_properties_are_typed_as_the_spec_has_them(schema):
-    profile = schema["components"]["schemas"]["Profile"]["properties"]
-    traits = profile["traits"]["properties"]
-    assert traits["email"] == {"type": "string", "format": "email"}
-    assert traits["address"]["properties"]["postalCode"] == {"type": "string"}
-    assert profile["computed_traits"]["properties"]["order_count"] == {"type": "integer"}
-    event = schema["components"]["schemas"]["Event"]["properties"]
-    products = event["properties"]["properties"]["products"]["items"]["properties"]
-    assert products["price"] == {"type": "number"}
+    """What to send is typed; answers name the same keys without promising their types (the
+    hub keeps traits and properties as sources sent them)."""
+    components = schema["components"]["schemas"]
+    sent = components["ProfileRequest"]["properties"]["traits"]["properties"]
+    assert sent["email"] == {"type": "string", "format": "email"}
+    assert sent["address"]["properties"]["postalCode"] == {"type": "string"}
+    answered = components["Profile"]["properties"]
+    assert "type" not in answered["traits"]["properties"]["email"]
+    assert "Usually a string (email)" in answered["traits"]["properties"]["email"]["description"]
+    assert answered["computed_traits"]["properties"]["order_count"] == {"type": "integer"}
+    assert answered["computed_traits"]["readOnly"] is True
+    products = components["Event"]["properties"]["properties"]["properties"]["products"]
+    assert products["description"] == "Usually an array."
     body = schema["paths"]["/v1/track"]["post"]["requestBody"]["content"]
     track = body["application/json"]["schema"]
     assert track["properties"]["properties"]["properties"]["revenue"] == {"type": "number"}
     assert body["text/plain"]["schema"] == track
     batch = schema["paths"]["/v1/batch"]["post"]["requestBody"]["content"]["application/json"]
-    kinds = {
-        m["properties"]["type"]["enum"][0]
-        for m in batch["schema"]["properties"]["batch"]["items"]["oneOf"]
-    }
+    messages = batch["schema"]["properties"]["batch"]["items"]["oneOf"]
+    kinds = {message["properties"]["type"]["enum"][0] for message in messages}
     assert kinds == {"track", "identify", "page", "screen", "group", "alias"}
