@@ -105,11 +105,15 @@ class ConsentRecord(models.Model):
     text_version = models.ForeignKey(
         ConsentText, null=True, blank=True, on_delete=models.PROTECT, related_name="records"
     )
-    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True, verbose_name="IP address")
     user_agent = models.TextField(blank=True)
-    form_url = models.URLField(max_length=1000, blank=True)
-    tcf_string = models.TextField(blank=True, help_text="IAB TCF v2 consent string, if from a CMP.")
-    tcf_vendor_list_version = models.PositiveIntegerField(null=True, blank=True)
+    form_url = models.URLField(max_length=1000, blank=True, verbose_name="form URL")
+    tcf_string = models.TextField(
+        blank=True, verbose_name="TCF string", help_text="IAB TCF v2 consent string, if from a CMP."
+    )
+    tcf_vendor_list_version = models.PositiveIntegerField(
+        null=True, blank=True, verbose_name="TCF vendor list version"
+    )
     recorded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

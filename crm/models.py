@@ -694,7 +694,9 @@ class WebForm(models.Model):
         help_text="Posts accepted per hour from one address (more: refused as a flood).",
     )
     success_url = models.URLField(
-        blank=True, help_text="Where a browser goes after a plain (non-script) post."
+        blank=True,
+        verbose_name="success URL",
+        help_text="Where a browser goes after a plain (non-script) post.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -716,7 +718,7 @@ class WebFormPost(models.Model):
     contact = models.ForeignKey(
         Contact, null=True, on_delete=models.SET_NULL, related_name="web_form_posts"
     )
-    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True, verbose_name="IP address")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -647,7 +647,7 @@ class SegmentExport(models.Model):
 
     segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="exports")
     purpose_code = models.CharField(max_length=64)
-    url = models.URLField(max_length=2000)
+    url = models.URLField(max_length=2000, verbose_name="URL")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     sent = models.PositiveIntegerField(default=0, help_text="Profiles delivered.")
     message = models.CharField(
