@@ -104,8 +104,46 @@ def dashboard_context(request) -> dict:
     if user.has_perm("profiles.view_destination"):
         panels["destinations_in_trouble"] = destinations_in_trouble()
         panels["shows_destinations"] = True
+    # A person's own deals and tasks: for those who work them, not those who may only look.
+    if user.has_perm("crm.change_deal"):
+        panels["my_pipeline"] = dashboard.my_pipeline(user)
+    if user.has_perm("crm.change_task"):
+        panels["my_tasks"] = dashboard.my_tasks(user)
     panels["jobs"] = jobs.recent_jobs(user, limit=5)
+    panels["order"] = panel_order(user)
     return context
+
+
+# The dashboard's panels (templates/admin/dashboard/<panel>.html), each shown to those with its
+# permission: in this order, after the ones a person's role looks at first.
+PANELS = (
+    "segments",
+    "destinations",
+    "audiences",
+    "consent",
+    "requests",
+    "top_events",
+    "my_pipeline",
+    "my_tasks",
+    "jobs",
+)
+ROLE_FIRST = {
+    "Sales": ("my_tasks", "my_pipeline"),
+    "Sales manager": ("my_pipeline", "my_tasks"),
+    "Privacy officer": ("requests", "consent"),
+    "Marketer": ("segments", "destinations", "audiences"),
+}
+
+
+def panel_order(user) -> list[str]:
+    """The panels in the order the user's roles look at them: a sales rep their tasks and
+    pipeline, a privacy officer the requests, a marketer segments and destinations."""
+    first = [
+        panel
+        for role in user.groups.filter(name__in=ROLE_FIRST).values_list("name", flat=True)
+        for panel in ROLE_FIRST[role]
+    ]
+    return list(dict.fromkeys([*first, *PANELS]))
 
 
 # --- A refusal that says whom to ask --------------------------------------------------------

@@ -139,3 +139,30 @@ def open_requests(limit: int = 8) -> dict:
         "open": requests.count(),
         "overdue": requests.filter(due_at__lt=timezone.now()).count(),
     }
+
+
+# --- A sales rep's own work (per user, never cached) ---------------------------------------------
+
+MY_TASKS_SHOWN = 8
+
+
+def my_pipeline(user) -> list[dict]:
+    """The user's open deals per pipeline stage: count, amount and expected amount."""
+    from crm.models import Deal
+    from crm.selectors import deals_stage_totals
+
+    return deals_stage_totals(Deal.objects.filter(owner=user, status=Deal.Status.OPEN))
+
+
+def my_tasks(user) -> dict:
+    """The user's open tasks due today and overdue: the counts and the soonest few."""
+    from crm.models import Task
+    from crm.reminders import tasks_due
+
+    mine = Task.objects.filter(owner=user)
+    overdue, today = tasks_due(mine, "overdue"), tasks_due(mine, "today")
+    items = list((overdue | today).order_by("due_at", "pk")[:MY_TASKS_SHOWN])
+    now = timezone.now()
+    for task in items:
+        task.is_overdue = task.due_at < now
+    return {"overdue": overdue.count(), "today": today.count(), "items": items}
