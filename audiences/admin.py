@@ -5,8 +5,6 @@ One module, a few hundred lines: the DMP's admin classes are small and read best
 
 from __future__ import annotations
 
-import json
-
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -45,7 +43,7 @@ from audiences.services import (
 )
 from audiences.syncs import audience_sync_link
 from audiences.tasks import lookalike_build_later, provider_file_import_later
-from cdphub.admin_mixins import ReadableModelAdmin, presence_filter
+from cdphub.admin_mixins import ReadableModelAdmin, live_preview_payload, presence_filter
 from profiles.models import Destination, Segment
 from profiles.segments.builder import rule_vocabulary, rule_warnings
 
@@ -327,16 +325,9 @@ class AudienceAdmin(ReadableModelAdmin):
     def preview_view(self, request):
         """JSON for the form's live preview: a rule's count (or its errors and warnings), or
         a lookalike's estimate from its seed segment and reach."""
-        if request.method != "POST" or not (
-            self.has_add_permission(request) or self.has_change_permission(request)
-        ):
-            return JsonResponse({"errors": ["not allowed"]}, status=403)
-        try:
-            payload = json.loads(request.body or b"{}")
-        except ValueError:
-            return JsonResponse({"errors": ["the request is not valid JSON"]}, status=400)
-        if not isinstance(payload, dict):
-            return JsonResponse({"errors": ["expected a JSON object"]}, status=400)
+        payload, refusal = live_preview_payload(self, request)
+        if refusal is not None:
+            return refusal
         if payload.get("kind") == Audience.Kind.LOOKALIKE:
             return lookalike_preview(payload)
         errors = audience_rule_errors(payload.get("rule"))

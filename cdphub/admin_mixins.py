@@ -3,9 +3,12 @@ changelists that stay fast on big tables."""
 
 from __future__ import annotations
 
+import json
+
 from django.contrib import admin
 from django.contrib.admin import widgets
 from django.db import models
+from django.http import JsonResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 from django.utils.text import capfirst
@@ -234,3 +237,20 @@ def presence_filter(field: str, title: str, present: str, absent: str):
 
     PresenceFilter.title = title
     return PresenceFilter
+
+
+def live_preview_payload(model_admin, request) -> tuple[dict | None, JsonResponse | None]:
+    """The JSON object a form's live preview POSTs, or the answer refusing it: only those who
+    may add or change the model's records may ask, and a body that is not a JSON object is a
+    400 saying so."""
+    if request.method != "POST" or not (
+        model_admin.has_add_permission(request) or model_admin.has_change_permission(request)
+    ):
+        return None, JsonResponse({"errors": ["not allowed"]}, status=403)
+    try:
+        payload = json.loads(request.body or b"{}")
+    except ValueError:
+        return None, JsonResponse({"errors": ["the request is not valid JSON"]}, status=400)
+    if not isinstance(payload, dict):
+        return None, JsonResponse({"errors": ["expected a JSON object"]}, status=400)
+    return payload, None

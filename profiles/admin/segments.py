@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -14,7 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from cdphub.admin_mixins import ReadableModelAdmin
+from cdphub.admin_mixins import ReadableModelAdmin, live_preview_payload
 from cdphub.audit import audit_record
 from cdphub.pii import mask_value
 from profiles.models import (
@@ -264,14 +262,9 @@ class SegmentAdmin(ReadableModelAdmin):
 
     def preview_view(self, request):
         """JSON for the live preview on the edit page: count and a sample, or rule errors."""
-        if request.method != "POST" or not (
-            self.has_add_permission(request) or self.has_change_permission(request)
-        ):
-            return JsonResponse({"errors": ["not allowed"]}, status=403)
-        try:
-            payload = json.loads(request.body or b"{}")
-        except ValueError:
-            return JsonResponse({"errors": ["the rule is not valid JSON"]}, status=400)
+        payload, refusal = live_preview_payload(self, request)
+        if refusal is not None:
+            return refusal
         segment_id = payload.get("segment") if isinstance(payload.get("segment"), int) else None
         errors = rule_errors(
             payload.get("rule"), segment_id=segment_id, pii_allowed=self.may_view_pii(request)

@@ -124,3 +124,16 @@ def test_the_segment_page_carries_the_vocabulary_and_the_builder(admin_client, o
 
     assert 'id="rule-vocabulary"' in page and "Order Completed" in page
     assert "cdphub/rule-builder.js" in page
+
+
+@pytest.mark.parametrize("body", [b"[1, 2]", b"not json", b'"rule"'])
+def test_a_live_count_request_that_is_not_a_json_object_is_a_400(admin_client, body):
+    response = admin_client.post(
+        "/admin/profiles/segment/preview/", body, content_type="application/json"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0] in (
+        "expected a JSON object",
+        "the request is not valid JSON",
+    )
