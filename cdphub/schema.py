@@ -119,10 +119,11 @@ class AutoSchema(SpectacularAutoSchema):
 
     def _map_serializer_field(self, field, direction, bypass_extensions=False):
         schema = super()._map_serializer_field(field, direction, bypass_extensions)
-        if direction == "response" and getattr(field, "answered_as_stored", False):
-            from profiles.ingest.spec import as_stored
-
-            schema = as_stored(schema)
+        # A field may answer in another shape than it takes (traits: typed to send, named
+        # but not typed in answers, as they are kept as sent).
+        answered = getattr(field, "answered_schema", None)
+        if direction == "response" and answered is not None:
+            schema = {**answered, **{k: schema[k] for k in ("readOnly",) if k in schema}}
         parent = getattr(field, "parent", None)
         if (
             direction == "response"

@@ -77,9 +77,9 @@ class IdentitySerializer(serializers.ModelSerializer):
 @extend_schema_field(spec.TRAITS)
 class TraitsField(serializers.JSONField):
     """A JSON document of traits, typed in the schema as the spec's (what to send; answers
-    promise the names only: ``cdphub.schema`` loosens them)."""
+    promise the names only)."""
 
-    answered_as_stored = True
+    answered_schema = spec.as_stored(spec.TRAITS)
 
 
 @extend_schema_field(spec.COMPUTED_TRAITS)
@@ -91,7 +91,7 @@ class ComputedTraitsField(serializers.JSONField):
 class PropertiesField(serializers.JSONField):
     """An event's properties, typed in the schema as the spec's (answered as stored)."""
 
-    answered_as_stored = True
+    answered_schema = spec.as_stored(spec.PROPERTIES)
 
 
 class ProfileSerializer(PiiMaskedSerializerMixin, serializers.ModelSerializer):
