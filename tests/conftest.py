@@ -7,6 +7,16 @@ from rest_framework.test import APIClient
 
 from cdphub.roles import ROLES, roles_sync
 from cdphub.services import api_key_create
+from profiles.ingest.observed import observed_fields_forget
+
+
+@pytest.fixture(autouse=True)
+def observed_fields_forgotten():
+    """Every test starts as a new process would: what processing recorded for the rule builder
+    is remembered per process, and a test database's flush does not empty that memory."""
+    observed_fields_forget()
+    yield
+    observed_fields_forget()
 
 
 @pytest.fixture

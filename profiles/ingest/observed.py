@@ -169,6 +169,13 @@ class Recorded:
 
 _recorded = Recorded()
 
+
+def observed_fields_forget() -> None:
+    """Forget what this process recorded: the next batch writes its fields again (for a
+    table emptied meanwhile, as between tests)."""
+    _recorded.clear()
+
+
 WRITE_SQL = f"""
     WITH seen AS (
         SELECT r.*, EXISTS (
