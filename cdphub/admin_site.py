@@ -13,7 +13,91 @@ from cdphub.admin_mixins import PiiMaskedAdminMixin
 from cdphub.delivery import destinations_in_trouble
 
 # The order a marketer works in: people first, then sales, advertising, privacy, access.
-APP_ORDER = ["profiles", "crm", "audiences", "consent", "cdphub", "auth"]
+# The main menu by task, not by app: what a person comes to do, the everyday lists first in each
+# group; history and internal tables last. Every registered model is placed here (a test holds
+# the list to the registry); an app's own page (/admin/crm/) still lists it by app.
+NAVIGATION = (
+    ("People", ("profiles.profile", "crm.contact", "crm.company", "audiences.visitor")),
+    (
+        "Sales",
+        (
+            "crm.deal",
+            "crm.task",
+            "crm.activity",
+            "crm.ticket",
+            "crm.duplicatecandidate",
+            "crm.accountsuggestion",
+            "crm.importjob",
+            "crm.webform",
+            "crm.dataexport",
+            "crm.contactmerge",
+        ),
+    ),
+    (
+        "Marketing",
+        (
+            "profiles.segment",
+            "profiles.computedtrait",
+            "audiences.audience",
+            "profiles.destination",
+            "audiences.audienceexport",
+        ),
+    ),
+    (
+        "Privacy",
+        (
+            "consent.datasubjectrequest",
+            "consent.consentrecord",
+            "consent.consentstate",
+            "consent.suppression",
+            "consent.processingrestriction",
+            "consent.purpose",
+            "consent.processingactivity",
+            "consent.retentionpolicy",
+        ),
+    ),
+    (
+        "Data and collection",
+        (
+            "profiles.source",
+            "profiles.trackingplan",
+            "profiles.trackingplanviolation",
+            "profiles.rejectedmessage",
+            "profiles.event",
+            "profiles.identity",
+            "profiles.mergeconflict",
+            "profiles.profilemerge",
+            "audiences.dataprovider",
+            "audiences.providerfileimport",
+            "audiences.category",
+        ),
+    ),
+    (
+        "Settings and access",
+        (
+            "crm.pipeline",
+            "crm.stage",
+            "crm.customfield",
+            "crm.tag",
+            "crm.salesteam",
+            "auth.user",
+            "auth.group",
+            "cdphub.apikey",
+        ),
+    ),
+    (
+        "History and internals",
+        (
+            "cdphub.auditentry",
+            "consent.datasubjectrequestaction",
+            "profiles.segmentmembershipchange",
+            "audiences.audiencemembership",
+            "audiences.audiencemembershipchange",
+            "audiences.visitortraithit",
+            "cdphub.delivery",
+        ),
+    ),
+)
 
 
 class MaskedAutocompleteJsonView(AutocompleteJsonView):
@@ -41,9 +125,11 @@ class CdphubAdminSite(admin.AdminSite):
     site_url = "/admin/"  # "View site": the admin is the product's site
 
     def get_app_list(self, request, app_label=None):
+        """The main menu by task (``NAVIGATION``); an app's own page lists its models."""
         app_list = super().get_app_list(request, app_label)
-        rank = {label: position for position, label in enumerate(APP_ORDER)}
-        return sorted(app_list, key=lambda app: rank.get(app["app_label"], len(rank)))
+        if app_label is not None:
+            return app_list
+        return navigation_groups(app_list)
 
     def get_urls(self):
         return [
@@ -71,6 +157,32 @@ class CdphubAdminSite(admin.AdminSite):
     def index(self, request, extra_context=None):
         extra_context = {**(extra_context or {}), **dashboard_context(request)}
         return super().index(request, extra_context)
+
+
+def navigation_groups(app_list: list[dict]) -> list[dict]:
+    """The models the user may see (Django's app list), regrouped by task; each group looks
+    like an app to the admin's templates, its link the first list in it."""
+    models = {
+        f"{app['app_label']}.{model['object_name'].lower()}": (app, model)
+        for app in app_list
+        for model in app["models"]
+    }
+    groups = []
+    for number, (name, labels) in enumerate(NAVIGATION):
+        shown = [models[label] for label in labels if label in models]
+        if not shown:
+            continue
+        first_app, first_model = shown[0]
+        groups.append(
+            {
+                "name": name,
+                "app_label": f"task-{number}",
+                "app_url": first_model.get("admin_url") or first_app["app_url"],
+                "has_module_perms": True,
+                "models": [model for _, model in shown],
+            }
+        )
+    return groups
 
 
 def dashboard_context(request) -> dict:

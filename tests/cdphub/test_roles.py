@@ -1,8 +1,10 @@
 """The roles matrix: each role can do what it needs, no more, and sees PII only if it needs it."""
 
 import pytest
+from django.contrib import admin
 from django.contrib.auth import get_user_model
 
+from cdphub.admin_site import NAVIGATION
 from cdphub.roles import ROLES
 from tests.factories import IdentityFactory, ProfileFactory
 
@@ -106,21 +108,40 @@ def test_role_without_pii_cannot_edit_pii_through_the_admin_form(client, user_wi
     assert profile.traits == {"email": "anna@example.com"}
 
 
-def test_admin_index_lists_apps_in_a_marketers_order(admin_client):
+def test_the_main_menu_is_by_task_with_internal_tables_last(admin_client):
     page = admin_client.get("/admin/").content.decode()
 
-    positions = [
-        page.index(name)
-        for name in (
-            "Customer profiles (CDP)",
-            "CRM",
-            "Audiences (DMP)",
-            "Consent and privacy",
-            "Access",
-        )
-    ]
+    groups = [name for name, _ in NAVIGATION]
+    positions = [page.index(f">{name}</a>") for name in groups]
     assert positions == sorted(positions)
+    internals = page.index(">History and internals</a>")
+    assert page.index("Segment membership changes") > internals
+    assert page.index("Audit entries") > internals
     assert "<title>Dashboard | cdphub</title>" in page
+
+
+def test_every_admin_list_has_its_place_in_the_menu_once():
+    placed = [label for _, labels in NAVIGATION for label in labels]
+    registered = {model._meta.label_lower for model in admin.site._registry}
+
+    assert sorted(placed) == sorted(registered)  # none missing, none unknown, none twice
+
+
+def test_a_role_sees_only_the_lists_it_may_open_in_their_groups(client, user_with_role):
+    client.force_login(user_with_role("Sales"))
+
+    groups = client.get("/admin/").context["available_apps"]
+
+    assert [group["name"] for group in groups][:2] == ["People", "Sales"]
+    shown = {model["object_name"] for group in groups for model in group["models"]}
+    assert "Deal" in shown and "Segment" in shown  # sales may look at segments
+    assert "DataSubjectRequest" not in shown and "ApiKey" not in shown
+
+
+def test_an_apps_own_page_still_lists_it_by_app(admin_client):
+    response = admin_client.get("/admin/crm/")
+
+    assert [app["app_label"] for app in response.context["app_list"]] == ["crm"]
 
 
 def test_a_refused_admin_page_says_which_roles_may_open_it(client, user_with_role):
