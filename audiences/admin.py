@@ -211,12 +211,12 @@ class AudienceSyncInline(admin.TabularInline):
 
 
 def lookalike_preview(payload: dict) -> JsonResponse:
-    seed, reach = payload.get("seed_segment"), payload.get("reach_percent")
-    if not isinstance(seed, int) or not Segment.objects.filter(pk=seed).exists():
-        return JsonResponse({"errors": ["choose the seed segment"]}, status=400)
-    if not isinstance(reach, int) or not 1 <= reach <= 100:
-        return JsonResponse({"errors": ["the reach is a whole percentage, 1 to 100"]}, status=400)
-    estimate = lookalike_estimate(seed_segment_id=seed, reach_percent=reach)
+    try:
+        estimate = lookalike_estimate(
+            seed_segment_id=payload.get("seed_segment"), reach_percent=payload.get("reach_percent")
+        )
+    except LookalikeError as error:
+        return JsonResponse({"errors": [str(error)]}, status=400)
     warnings = []
     if not estimate.seed_visitors:
         warnings.append(

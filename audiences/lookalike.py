@@ -24,6 +24,7 @@ from django.utils import timezone
 from audiences.models import Audience, Visitor, VisitorTraitHit
 from audiences.services import audience_members_set
 from cdphub.errors import DomainError
+from profiles.models import Segment
 
 logger = logging.getLogger(__name__)
 
@@ -112,9 +113,17 @@ class LookalikeEstimate:
     size: int
 
 
-def lookalike_estimate(*, seed_segment_id: int, reach_percent: int, now=None) -> LookalikeEstimate:
+def lookalike_estimate(*, seed_segment_id, reach_percent, now=None) -> LookalikeEstimate:
     """The form's preview: how many visitors the seed has (linked, with live categories), how
-    many could be reached, and the audience's size, by counting (no scoring)."""
+    many could be reached, and the audience's size, by counting (no scoring). Raises
+    ``LookalikeError`` for a seed segment that does not exist or a reach out of 1 to 100."""
+    if not isinstance(seed_segment_id, int) or not (
+        Segment.objects.filter(pk=seed_segment_id).exists()
+    ):
+        raise LookalikeError("choose the seed segment")
+    whole = isinstance(reach_percent, int) and not isinstance(reach_percent, bool)
+    if not whole or not 1 <= reach_percent <= 100:
+        raise LookalikeError("the reach is a whole percentage, 1 to 100", field="reach_percent")
     now = now or timezone.now()
     live = VisitorTraitHit.objects.filter(
         expires_at__gt=now, visitor__expires_at__gt=now, visitor=OuterRef("pk")

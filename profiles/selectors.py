@@ -9,7 +9,13 @@ from django.utils.timezone import localtime
 
 from cdphub.paginators import fast_count
 from cdphub.pii import mask_properties
-from profiles.models import Identity, Profile, ProfileSearchText
+from profiles.models import (
+    BUILT_IN_COMPUTED_KEYS,
+    ComputedTrait,
+    Identity,
+    Profile,
+    ProfileSearchText,
+)
 from profiles.panels import Viewer, panels_for
 from profiles.resolution.normalize import lookup_candidates, lookup_condition
 
@@ -42,6 +48,12 @@ def profile_overview(profile: Profile, *, pii: bool, user) -> dict:
         "has_merges": any(panel["key"] == "merges" and panel["data"] for panel in panels),
         "panels": panels,
     }
+
+
+def computed_trait_names() -> list[tuple[str, str]]:
+    """(key, label) of every computed trait: the built-in ones, then those defined."""
+    built_in = [(key, key.replace("_", " ")) for key in BUILT_IN_COMPUTED_KEYS]
+    return [*built_in, *ComputedTrait.objects.order_by("name").values_list("key", "name")]
 
 
 def profile_search_condition(term: str, *, personal: bool) -> Q:

@@ -16,8 +16,6 @@ from cdphub.admin_mixins import ReadableModelAdmin, live_preview_payload
 from cdphub.audit import audit_record
 from cdphub.pii import mask_value
 from profiles.models import (
-    BUILT_IN_COMPUTED_KEYS,
-    ComputedTrait,
     ObservedField,
     Segment,
     SegmentMembershipChange,
@@ -37,6 +35,7 @@ from profiles.segments.membership import (
 )
 from profiles.segments.rules import rule_errors
 from profiles.segments.rules.profile_target import PROFILES
+from profiles.selectors import computed_trait_names
 from profiles.tasks import refresh_segment_task
 
 PERSONAL_SEGMENT = (
@@ -97,10 +96,7 @@ def export_field_choices() -> list[tuple[str, str]]:
     """The identifiers, the given traits seen (top-level, not objects) and computed traits."""
     traits = ObservedField.objects.filter(kind=ObservedField.Kind.TRAIT).exclude(key__contains=".")
     traits = traits.exclude(types=["object"]).order_by("key").values_list("key", flat=True)
-    computed = [
-        *((key, key.replace("_", " ")) for key in BUILT_IN_COMPUTED_KEYS),
-        *ComputedTrait.objects.order_by("name").values_list("key", "name"),
-    ]
+    computed = computed_trait_names()
     return [
         ("email", "E-mail"),
         ("phone", "Phone"),
@@ -237,7 +233,7 @@ class SegmentAdmin(ReadableModelAdmin):
         )
         if request.method == "POST" and form.is_valid():
             purpose, fields = form.cleaned_data["purpose"], form.cleaned_data["fields"]
-            counts = export_counts(segment, purpose)
+            (_, counts), *_ = export_counts(segment, [(purpose, purpose)])
             audit_record(
                 actor=request.user,
                 action="segment.export",
@@ -255,7 +251,7 @@ class SegmentAdmin(ReadableModelAdmin):
             "opts": self.model._meta,
             "original": segment,
             "form": form,
-            "counts": [(name, export_counts(segment, code)) for code, name in purposes],
+            "counts": export_counts(segment, purposes),
             "title": f"Export the members of {segment}",
         }
         return TemplateResponse(request, "admin/profiles/segment/export.html", context)

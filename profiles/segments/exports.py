@@ -71,12 +71,19 @@ def export_rows(
             yield {name: values[name] for name in fields if name in values}
 
 
-def export_counts(segment: Segment, purpose_code: str) -> dict[str, int]:
-    """How many members the segment has, how many the purpose allows, how many are left out
-    for missing consent (or a restriction of processing)."""
+def export_counts(
+    segment: Segment, purposes: Iterable[tuple[str, str]]
+) -> list[tuple[str, dict[str, int]]]:
+    """Per purpose (code, name): how many members the segment has, how many the purpose
+    allows, how many are left out for missing consent (or a restriction of processing)."""
     members = segment.memberships.count()
-    allowed = members_for_purpose(segment, purpose_code).count()
-    return {"members": members, "allowed": allowed, "left_out": members - allowed}
+    counts = []
+    for code, name in purposes:
+        allowed = members_for_purpose(segment, code).count()
+        counts.append(
+            (name, {"members": members, "allowed": allowed, "left_out": members - allowed})
+        )
+    return counts
 
 
 def cell(value):

@@ -366,12 +366,10 @@ def trait_describe() -> dict:
 
 
 def computed_describe() -> dict:
-    built_in = [field_entry(key, key.replace("_", " ")) for key in BUILT_IN_COMPUTED_KEYS]
-    defined = [
-        field_entry(key, name)
-        for key, name in ComputedTrait.objects.order_by("name").values_list("key", "name")
-    ]
-    return {"label": "Computed trait", "shape": "field", "fields": [*built_in, *defined]}
+    from profiles.selectors import computed_trait_names
+
+    fields = [field_entry(key, label) for key, label in computed_trait_names()]
+    return {"label": "Computed trait", "shape": "field", "fields": fields}
 
 
 def event_describe() -> dict:
