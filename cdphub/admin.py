@@ -1,7 +1,24 @@
 from django.contrib import admin
+from django.contrib.auth import admin as auth_admin
+from django.contrib.auth.models import Group, User
 
-from cdphub.admin_mixins import ReadableModelAdmin, ViewOnlyAdminMixin
+from cdphub.admin_mixins import ReadableModelAdmin, SavedViewsMixin, ViewOnlyAdminMixin
 from cdphub.models import ApiKey, AuditEntry
+
+# Staff accounts and role groups are Django's own pages, with saved views like every list.
+for model in (User, Group):
+    if admin.site.is_registered(model):
+        admin.site.unregister(model)
+
+
+@admin.register(User)
+class StaffUserAdmin(SavedViewsMixin, auth_admin.UserAdmin):
+    pass
+
+
+@admin.register(Group)
+class RoleGroupAdmin(SavedViewsMixin, auth_admin.GroupAdmin):
+    pass
 
 
 @admin.register(AuditEntry)
@@ -15,7 +32,7 @@ class AuditEntryAdmin(ViewOnlyAdminMixin, ReadableModelAdmin):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(ReadableModelAdmin):
     list_display = [
         "name",
         "prefix",

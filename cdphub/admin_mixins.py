@@ -5,16 +5,30 @@ from __future__ import annotations
 
 import json
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin import widgets
+from django.contrib.admin.utils import label_for_field
+from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
-from django.http import JsonResponse
-from django.urls import NoReverseMatch, reverse
+from django.http import HttpResponseRedirect, JsonResponse
+from django.urls import NoReverseMatch, path, reverse
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.utils.text import capfirst
+from django.views.decorators.http import require_POST
 
 from cdphub.paginators import EstimatedCountPaginator
 from cdphub.pii import can_view_pii, mask_json, mask_value
+from cdphub.saved_views import (
+    VIEW_VAR,
+    view_columns,
+    view_delete,
+    view_find,
+    view_query,
+    view_save,
+    views_visible,
+)
 
 
 class FastChangeListMixin:
@@ -164,6 +178,9 @@ class PiiMaskedAdminMixin:
         return [*exclude, *self.pii_fields, *self.pii_json_fields, *links]
 
 
+method_decorator_post = method_decorator(require_POST)
+
+
 def masked_name(name: str) -> str:
     return f"{name}_masked"
 
@@ -208,8 +225,170 @@ class AuditHistoryMixin:
         return super().history_view(request, object_id, extra_context)
 
 
+class SavedViewChangeList(ChangeList):
+    """Keeps the saved view's parameter in every link it makes (sorting, paging, filters)
+    without reading it as a filter."""
+
+    def get_filters_params(self, params=None):
+        lookup_params = super().get_filters_params(params)
+        lookup_params.pop(VIEW_VAR, None)
+        return lookup_params
+
+
+def column_key(column) -> str:
+    """A list column's name: list_display holds field and method names, and sometimes the
+    display functions themselves."""
+    return column if isinstance(column, str) else column.__name__
+
+
+class SavedViewsMixin:
+    """Saved views on every list (``cdphub.saved_views``): a bar above the list to apply one,
+    save the current filters and a choice of columns under a name, or delete one's own.
+
+    It sits below ``PiiMaskedAdminMixin`` in the order of classes: a view chooses among the
+    list's own columns, and masking then applies to whatever it chose."""
+
+    def get_changelist(self, request, **kwargs):
+        return SavedViewChangeList
+
+    def list_columns(self, request) -> list:
+        """The list's own columns for this request, before a saved view chooses."""
+        return list(super().get_list_display(request))
+
+    def saved_view(self, request):
+        """The view this request's list is shown through, if it names one the user may apply.
+        Looked up once per request: the admin asks for the columns several times."""
+        if VIEW_VAR not in request.GET:
+            return None
+        cache = request.__dict__.setdefault("_saved_views", {})
+        label = self.opts.label_lower
+        if label not in cache:
+            cache[label] = view_find(request.user, label, request.GET[VIEW_VAR])
+        return cache[label]
+
+    def get_list_display(self, request):
+        columns = self.list_columns(request)
+        view = self.saved_view(request)
+        if view is None:
+            return columns
+        by_key = {column_key(column): column for column in columns}
+        return [by_key[key] for key in view_columns(view, list(by_key))]
+
+    def get_list_display_links(self, request, list_display):
+        links = super().get_list_display_links(request, list_display)
+        shown = {column_key(column) for column in list_display}
+        if links and self.saved_view(request) is not None:
+            kept = [
+                link for link in links if link in shown or masked_name(column_key(link)) in shown
+            ]
+            return kept or list(list_display)[:1]
+        return links
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        wrap = self.admin_site.admin_view
+        return [
+            path("views/", wrap(self.saved_view_save), name="{}_{}_saveview".format(*info)),
+            path(
+                "views/<int:view_id>/delete/",
+                wrap(self.saved_view_delete),
+                name="{}_{}_deleteview".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(self, request, extra_context=None):
+        if self.has_view_or_change_permission(request):
+            extra_context = {
+                **(extra_context or {}),
+                "saved_views": self.saved_views_context(request),
+            }
+        return super().changelist_view(request, extra_context)
+
+    def saved_views_context(self, request) -> dict:
+        label = self.opts.label_lower
+        current = self.saved_view(request)
+        query = view_query(request.GET.urlencode())
+        shown = {column_key(c) for c in self.get_list_display(request)}
+        columns = []
+        for column in self.list_columns(request):
+            key = column_key(column)
+            columns.append((key, label_for_field(column, self.model, self), key in shown))
+        views = [
+            (view, self.view_url(view.query, view.pk))
+            for view in views_visible(request.user, label)
+        ]
+        mine = current is not None and current.owner_id == request.user.pk
+        return {
+            "views": views,
+            "current": current,
+            "mine": mine,
+            "delete_url": reverse(
+                f"admin:{self.opts.app_label}_{self.opts.model_name}_deleteview",
+                args=[current.pk],
+                current_app=self.admin_site.name,
+            )
+            if mine
+            else "",
+            "default_url": self.view_url(query),
+            "columns": columns,
+            "query": query,
+            "save_url": reverse(
+                f"admin:{self.opts.app_label}_{self.opts.model_name}_saveview",
+                current_app=self.admin_site.name,
+            ),
+        }
+
+    def view_url(self, query: str, view_id: int | None = None) -> str:
+        changelist = reverse(
+            f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist",
+            current_app=self.admin_site.name,
+        )
+        parts = [part for part in (query, f"{VIEW_VAR}={view_id}" if view_id else "") if part]
+        return changelist + ("?" + "&".join(parts) if parts else "")
+
+    @method_decorator_post
+    def saved_view_save(self, request):
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        query = request.POST.get("query", "")
+        try:
+            view = view_save(
+                request.user,
+                list_label=self.opts.label_lower,
+                name=request.POST.get("name", ""),
+                query_string=query,
+                columns=request.POST.getlist("columns"),
+                available=[column_key(c) for c in self.list_columns(request)],
+                shared=request.POST.get("shared") == "on",
+            )
+        except ValidationError as error:
+            for message in error.messages:
+                messages.error(request, f"The view was not saved: {message}")
+            back = request.POST.get("current") or None
+            return HttpResponseRedirect(self.view_url(view_query(query), back))
+        messages.success(request, f"Saved the view “{view.name}”.")
+        return HttpResponseRedirect(self.view_url(view.query, view.pk))
+
+    @method_decorator_post
+    def saved_view_delete(self, request, view_id: int):
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        view = view_find(request.user, self.opts.label_lower, view_id)
+        if view is None:
+            messages.error(request, "That view does not exist any more.")
+            return HttpResponseRedirect(self.view_url(""))
+        try:
+            view_delete(request.user, view)
+        except ValidationError as error:
+            messages.error(request, " ".join(error.messages))
+            return HttpResponseRedirect(self.view_url(view.query, view.pk))
+        messages.success(request, f"Deleted the view “{view.name}”.")
+        return HttpResponseRedirect(self.view_url(view.query))
+
+
 class ReadableModelAdmin(
-    FastChangeListMixin, AuditHistoryMixin, PiiMaskedAdminMixin, admin.ModelAdmin
+    FastChangeListMixin, AuditHistoryMixin, PiiMaskedAdminMixin, SavedViewsMixin, admin.ModelAdmin
 ):
     """The base of every model admin in cdphub."""
 

@@ -162,3 +162,40 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.outcome} {self.status_code or ''} ({self.items} items)"
+
+
+class SavedView(models.Model):
+    """A list as someone likes to see it: the changelist's query string (filters, search,
+    ordering) and the columns shown, under a name. Private to its owner unless shared with
+    everyone who may open that list."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_views"
+    )
+    list_label = models.CharField(
+        max_length=100, help_text="app_label.model of the list (crm.contact)."
+    )
+    name = models.CharField(max_length=100)
+    query = models.CharField(
+        max_length=2000, blank=True, help_text="The list's query string, without the page."
+    )
+    columns = ArrayField(
+        models.CharField(max_length=100),
+        default=list,
+        help_text="The columns shown, in order; empty for the list's own.",
+    )
+    shared = models.BooleanField(default=False, help_text="Everyone who may open the list sees it.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "list_label", "name"], name="saved_view_name_per_owner"
+            )
+        ]
+        indexes = [models.Index(fields=["list_label", "shared"], name="saved_view_list")]
+
+    def __str__(self) -> str:
+        return self.name

@@ -7,7 +7,7 @@ from django.contrib.admin.models import LogEntry
 from django.core.files.storage import default_storage
 from django.db.models import Q
 
-from cdphub.models import ApiKey
+from cdphub.models import ApiKey, SavedView
 from consent import registry
 from consent.hashing import suppression_hash
 from consent.models import (
@@ -147,6 +147,7 @@ registry.register_not_personal(ConsentText, "configuration")
 registry.register_not_personal(RetentionPolicy, "configuration")
 registry.register_not_personal(ProcessingActivity, "the register describes processing, not people")
 registry.register_not_personal(ApiKey, "an integration's key name")
+registry.register_not_personal(SavedView, "how a staff member likes to see a list")
 
 
 def _purge_request_files(cutoff, batch_size: int) -> int:

@@ -7,7 +7,13 @@ import pytest
 
 from cdphub.roles import ROLES
 from tests.browser.conftest import log_in
-from tests.factories import EventFactory, IdentityFactory, ProfileFactory, SourceFactory
+from tests.factories import (
+    ContactFactory,
+    EventFactory,
+    IdentityFactory,
+    ProfileFactory,
+    SourceFactory,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
@@ -374,6 +380,7 @@ UNLABELLED_CONTROLS = """
     [
         "/admin/",
         "/admin/profiles/profile/",
+        "/admin/crm/contact/",
         "/admin/profiles/segment/add/",
         "/admin/profiles/computedtrait/add/",
         "/admin/crm/importjob/add/",
@@ -513,3 +520,38 @@ def test_marketer_builds_an_audience_and_a_lookalike_with_live_counts(
         "all": [{"category": "CAMP", "provider": "Acme Data", "within_days": 30}]
     }
     assert audience.size > 0
+
+
+def test_sales_saves_a_view_of_the_contacts_and_shares_it(page, user_with_role, screenshot):
+    ContactFactory(first_name="Lena", lifecycle_stage="lead")
+    ContactFactory(first_name="Mark", lifecycle_stage="customer")
+    user_with_role("Sales manager", "manager")
+    user_with_role("Sales", "rep")
+    log_in(page, "manager")
+
+    page.goto("/admin/crm/contact/?lifecycle_stage__exact=lead")
+    page.get_by_text("Save this view…").click()
+    page.get_by_label("Name", exact=True).fill("Open leads")
+    page.get_by_label("Shared with everyone who can open this list").check()
+    columns = page.get_by_role("group", name="Columns")
+    columns.get_by_label("Company").uncheck()
+    columns.get_by_label("Owner").uncheck()
+    screenshot(page, "saved-view-form")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Save view").click()
+
+    views = page.get_by_role("navigation", name="Saved views")
+    assert views.locator("[aria-current=page]").inner_text() == "Open leads"
+    headers = " ".join(page.locator("#result_list thead th").all_inner_texts()).lower()
+    assert "company" not in headers and "owner" not in headers and "email" in headers
+    assert page.locator("#result_list tbody tr").count() == 1
+    screenshot(page, "saved-view-applied")
+
+    page.context.clear_cookies()
+    log_in(page, "rep")
+    page.goto("/admin/crm/contact/")
+    page.get_by_role("navigation", name="Saved views").get_by_role(
+        "link", name="Open leads"
+    ).click()
+    page.wait_for_url("**_view=*")
+    assert page.locator("#result_list tbody tr").count() == 1

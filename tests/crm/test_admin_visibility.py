@@ -192,7 +192,7 @@ def test_restricted_changelist_needs_no_query_per_row(client, sales_org):
     many = queries()
 
     assert many == few
-    assert many <= 15
+    assert many <= 16  # one of them lists the saved views
 
 
 # --- The teams' own admin -------------------------------------------------------------------
