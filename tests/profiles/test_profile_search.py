@@ -102,8 +102,25 @@ def test_search_and_suggestions_use_the_trigram_index(anna):
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute("SET LOCAL enable_indexscan = off")
         partial = profiles_named("vries").explain()
+        by_local_part = profiles_named("anna.devries@exa").explain()
         fuzzy = profiles_similar("vrie").explain()
         assert list(profiles_similar("vrie")) == [anna]
 
     assert "profile_search_trgm" in partial
+    assert "profile_search_trgm" in by_local_part
     assert "profile_search_trgm" in fuzzy
+
+
+def test_a_part_of_an_address_is_found_by_its_local_part_and_checked_whole(admin_client):
+    """The local part picks the rows through the index; the whole term must still be in them."""
+    ProfileFactory(traits={"email": "anna@example.com"})
+    ProfileFactory(traits={"email": "joanna@example.com"})
+    ProfileFactory(traits={"email": "anna@other.org"})
+    ProfileFactory(traits={"name": "Anna Example", "email": "ae@x.org"})
+
+    assert sorted(p.traits["email"] for p in found(admin_client, "anna@exa")) == [
+        "anna@example.com",
+        "joanna@example.com",
+    ]
+    assert [p.traits["email"] for p in found(admin_client, "@other.org")] == ["anna@other.org"]
+    assert [p.traits["email"] for p in found(admin_client, "na@oth")] == ["anna@other.org"]
