@@ -217,7 +217,8 @@ def test_marketer_builds_a_segment_with_the_builder_and_a_live_count(
     consent_record(profile=member, purpose="email_marketing", status="granted", method="web_form")
     page.reload()
     page.get_by_role("link", name="Export members…").click()
-    counts = page.locator(".cdp-export-counts")
+    counts = page.locator(".cdp-export-counts[aria-busy=false]")
+    counts.wait_for()
     assert counts.locator("tr", has_text="E-mail marketing").locator("td").all_inner_texts() == [
         "1",
         "0",
