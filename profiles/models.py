@@ -420,6 +420,13 @@ class SegmentMembership(models.Model):
 # --- Event collection and identity resolution ---------------------------------------------------
 
 
+# Staged messages are claimed in (lane, id) order, a message's lane coming from its sender
+# (``profiles.ingest.collect.processing_lane``): concurrent workers then take different senders'
+# messages, where claiming in arrival order gave each worker's batch the same repeat visitors as
+# the others', to leave for later because another worker held them.
+PROCESSING_LANES = 1024
+
+
 class PendingMessage(models.Model):
     """A collected message waiting for processing: the collection API only validates and
     stores it here; processing deletes it once its event is stored.
@@ -451,6 +458,11 @@ class PendingMessage(models.Model):
         db_default="",
         help_text="The collection request's id, carried into the logs of its processing.",
     )
+    lane = models.SmallIntegerField(
+        default=0,
+        db_default=0,
+        help_text=f"0 to {PROCESSING_LANES - 1}, from the sender: claims go lane by lane.",
+    )
 
     class Meta:
         constraints = [
@@ -458,6 +470,7 @@ class PendingMessage(models.Model):
                 fields=["source", "message_id"], name="pending_message_id_per_source"
             ),
         ]
+        indexes = [models.Index(fields=["lane", "id"], name="pending_claim_order")]
 
     def __str__(self) -> str:
         return f"{self.type} {self.message_id}"

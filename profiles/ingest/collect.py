@@ -27,7 +27,14 @@ from cdphub.logs import current_request_id
 from cdphub.parsers import NUL, nul_paths
 from cdphub.sql import execute, execute_together
 from profiles.ingest.limits import SourceLimits
-from profiles.models import Event, PendingMessage, RejectedMessage, SeenMessage, Source
+from profiles.models import (
+    PROCESSING_LANES,
+    Event,
+    PendingMessage,
+    RejectedMessage,
+    SeenMessage,
+    Source,
+)
 from profiles.resolution.normalize import junk_values
 
 PENDING_TABLE = PendingMessage._meta.db_table
@@ -240,6 +247,14 @@ class ValidMessage:
     timestamp: datetime
     original_timestamp: datetime | None
     sent_at: datetime | None
+    lane: int = 0
+
+
+def processing_lane(message: dict) -> int:
+    """The lane of a staged message (``PendingMessage.lane``): from the sender's anonymous id,
+    the same for all of one browser's or device's messages, else its user id."""
+    sender = message.get("anonymousId") or message.get("userId") or ""
+    return zlib.crc32(str(sender).encode()) % PROCESSING_LANES
 
 
 def parse_time(value: object, name: str) -> datetime | None:
@@ -321,6 +336,7 @@ def message_validate(
         event_time(original, sent_at, received_at),
         as_utc(original),
         as_utc(sent_at),
+        processing_lane(message),
     )
 
 
@@ -359,18 +375,19 @@ def usable_id(value: object, junk: frozenset[str]) -> bool:
 # duplicates' check in one round trip (_stage_one): its round trips cost more than its SQL.
 STAGE_SQL = f"""
     INSERT INTO {PENDING_TABLE}
-        (source_id, message_id, type, payload, timestamp, original_timestamp, sent_at,
+        (source_id, message_id, type, payload, timestamp, original_timestamp, sent_at, lane,
          received_at, request_id)
-    SELECT {{p}}, m, t, p::jsonb, ts, ot, sa, {{p}}, {{p}}
-    FROM {{rows}} AS u(m, t, p, ts, ot, sa)
+    SELECT {{p}}, m, t, p::jsonb, ts, ot, sa, l, {{p}}, {{p}}
+    FROM {{rows}} AS u(m, t, p, ts, ot, sa, l)
     ON CONFLICT (source_id, message_id) DO NOTHING
 """  # noqa: S608 - table names from model metadata; values are parameters
 BATCH_ROWS = (
     "unnest(%b::text[], %b::text[], %b::text[],"
-    " %b::timestamptz[], %b::timestamptz[], %b::timestamptz[])"
+    " %b::timestamptz[], %b::timestamptz[], %b::timestamptz[], %b::smallint[])"
 )
 ONE_ROW = (
-    "(VALUES (%s::text, %s::text, %s::text, %s::timestamptz, %s::timestamptz, %s::timestamptz))"
+    "(VALUES (%s::text, %s::text, %s::text, %s::timestamptz, %s::timestamptz, %s::timestamptz,"
+    " %s::smallint))"
 )
 # Messages whose event is stored already (within the de-duplication window) are duplicates. A
 # statement of its own, after the INSERT: if a worker was moving a copy from staging to events,
@@ -458,6 +475,7 @@ def _stage_one(source_id: int, message: ValidMessage, received_at: datetime) -> 
             message.timestamp,
             message.original_timestamp,
             message.sent_at,
+            message.lane,
             source_id,
             message.message_id,
             source_id,
@@ -483,6 +501,7 @@ def _stage(source_id: int, valid: list[ValidMessage], received_at: datetime) -> 
             [m.timestamp for m in valid],
             [m.original_timestamp for m in valid],
             [m.sent_at for m in valid],
+            [m.lane for m in valid],
         ],
     )
     if staged:

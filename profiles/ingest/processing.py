@@ -1,7 +1,8 @@
 """Bulk processing of collected messages: claim staged rows, resolve identities, insert events,
 apply traits, delete the staged rows, all in one transaction per batch.
 
-Concurrency: rows are claimed with ``FOR UPDATE SKIP LOCKED``, so workers never share a row; a
+Concurrency: rows are claimed with ``FOR UPDATE SKIP LOCKED``, so workers never share a row,
+lane by lane (a lane per sender), so they seldom share a person either; a
 transaction-level advisory lock per normalised identifier makes sure two workers never resolve
 the same person at once (so one new person gets one profile): a message whose identifiers
 another worker holds is left for later, never waited on. The profiles a batch touches are
@@ -40,22 +41,31 @@ PENDING_TABLE = PendingMessage._meta.db_table
 # The payload comes back as text, parsed in Python (orjson): picking out the few paths that
 # resolution, traits and the hooks read, in SQL, cost the database more than sending it all. The
 # event rows themselves are built by PostgreSQL from the staged JSON (batch_resolution.EVENTS_SQL).
+# Claimed lane by lane (PendingMessage.lane), in arrival order within a lane, after a position
+# (lane, id): a worker's batch is a run of lanes, and another worker's the next run.
 CLAIM_SQL = f"""
-    SELECT id, source_id, message_id, type, payload::text, timestamp, received_at
+    SELECT id, source_id, message_id, type, payload::text, timestamp, received_at, lane
     FROM {PENDING_TABLE}
-    WHERE id > %b
-    ORDER BY id
+    WHERE (lane, id) > (%b, %b)
+    ORDER BY lane, id
     LIMIT %b
     FOR UPDATE SKIP LOCKED
 """  # noqa: S608 - table names from model metadata; values are parameters
 CLAIM_IDS_SQL = f"""
-    SELECT id, source_id, message_id, type, payload::text, timestamp, received_at
+    SELECT id, source_id, message_id, type, payload::text, timestamp, received_at, lane
     FROM {PENDING_TABLE}
     WHERE id = ANY(%b::bigint[])
-    ORDER BY id
+    ORDER BY lane, id
     FOR UPDATE SKIP LOCKED
 """  # noqa: S608 - table names from model metadata; values are parameters
-STAGED_IDS_SQL = f"SELECT id FROM {PENDING_TABLE} WHERE id > %b ORDER BY id LIMIT %b"  # noqa: S608 - table names from model metadata; values are parameters
+STAGED_IDS_SQL = f"""
+    SELECT id, lane FROM {PENDING_TABLE}
+    WHERE (lane, id) > (%b, %b)
+    ORDER BY lane, id
+    LIMIT %b
+"""  # noqa: S608 - table names from model metadata; values are parameters
+# Before the first staged message: lanes start at 0.
+START: tuple[int, int] = (-1, 0)
 REJECT_READ_SQL = f"""
     SELECT source_id, message_id, type, payload::text, received_at
     FROM {PENDING_TABLE} WHERE id = %b FOR UPDATE SKIP LOCKED
@@ -73,23 +83,23 @@ def pending_process(*, batch_size: int | None = None, max_batches: int | None = 
     batch_size = batch_size or settings.CDPHUB_INGEST_PROCESS_BATCH_SIZE
     total = batches = 0
     refreshed_at = time.monotonic()
-    # Claims continue after the last id claimed: scanning from the start each time would walk
-    # over the index entries of every row processed since the last vacuum. A last pass from the
-    # start picks up rows another worker held (and maybe rolled back) meanwhile.
-    after_id = 0
+    # Claims continue after the last position claimed: scanning from the start each time would
+    # walk over the index entries of every row processed since the last vacuum. A last pass from
+    # the start picks up rows another worker held (and maybe rolled back) meanwhile.
+    after = START
     while max_batches is None or batches < max_batches:
-        done, last_id, deferred = pending_process_batch(batch_size=batch_size, after_id=after_id)
+        done, last, deferred = pending_process_batch(batch_size=batch_size, after=after)
         if not done and not deferred:
-            if after_id == 0:
+            if after == START:
                 break
-            after_id = 0
+            after = START
             continue
         if time.monotonic() - refreshed_at >= settings.CDPHUB_PROFILE_REFRESH_SECONDS:
             queued_profiles_refresh()
             refreshed_at = time.monotonic()
         if not done:
             time.sleep(DEFERRED_PAUSE_SECONDS)  # another worker holds these people: let it commit
-        after_id = last_id
+        after = last
         total += done
         PROCESSED.inc(done)
         batches += 1 if done else 0
@@ -97,10 +107,12 @@ def pending_process(*, batch_size: int | None = None, max_batches: int | None = 
     return total
 
 
-def pending_process_batch(*, batch_size: int, after_id: int = 0) -> tuple[int, int, int]:
-    """One batch in one transaction; returns how many rows it processed, the last row id
-    claimed and how many it left for later (their people were being processed by another
-    worker).
+def pending_process_batch(
+    *, batch_size: int, after: tuple[int, int] = START
+) -> tuple[int, tuple[int, int], int]:
+    """One batch in one transaction; returns how many rows it processed, the last position
+    (lane, id) claimed and how many it left for later (their people were being processed by
+    another worker).
 
     A batch that fails is never retried as a whole: its rows are split in halves, each half in
     a transaction of its own, down to the one message that fails, which is moved to the
@@ -109,23 +121,24 @@ def pending_process_batch(*, batch_size: int, after_id: int = 0) -> tuple[int, i
     never blocks the rest of its batch or anything staged behind it. Transient errors (a lost
     connection, a deadlock, a cancelled statement) reject nothing: the rows stay staged."""
     try:
-        return _process_batch(CLAIM_SQL, [after_id, batch_size])
+        return _process_batch(CLAIM_SQL, [*after, batch_size])
     except TRANSIENT_ERRORS:
         raise
     except Exception:
         logger.exception("a batch of collected messages failed; isolating the failing message")
-    ids = [row[0] for row in query(STAGED_IDS_SQL, [after_id, batch_size])]
-    done, deferred = _process_isolating(ids)
-    return done, max(ids, default=0), deferred
+    staged = query(STAGED_IDS_SQL, [*after, batch_size])
+    done, deferred = _process_isolating([staged_id for staged_id, _ in staged])
+    return done, max(((lane, staged_id) for staged_id, lane in staged), default=START), deferred
 
 
-def _process_batch(claim_sql: str, params: list) -> tuple[int, int, int]:
+def _process_batch(claim_sql: str, params: list) -> tuple[int, tuple[int, int], int]:
     for attempt in range(DEADLOCK_RETRIES):
         try:
             with transaction.atomic():
                 rows = _claim(claim_sql, params)
                 done, deferred = _process_claimed(rows)
-                return done, max((row.id for row in rows), default=0), deferred
+                last = max(((row.lane, row.id) for row in rows), default=START)
+                return done, last, deferred
         except OperationalError as exc:
             if "deadlock" not in str(exc) or attempt == DEADLOCK_RETRIES - 1:
                 raise

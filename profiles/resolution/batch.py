@@ -105,6 +105,7 @@ class Staged:
     payload: dict
     timestamp: datetime
     received_at: datetime
+    lane: int = 0  # the staging lane it was claimed from (PendingMessage.lane)
     identifiers: list[Identifier] = field(default_factory=list)
     profile: int = 0  # a profile id, or a negative placeholder for a profile not yet created
 

@@ -93,3 +93,82 @@ def test_crash_mid_batch_leaves_rows_to_reclaim_and_nothing_doubled(monkeypatch)
     assert Event.objects.count() == 10
     assert Profile.objects.count() == 10
     assert pending_process() == 0
+
+
+def test_a_senders_messages_share_a_lane_and_claims_go_lane_by_lane():
+    """Staged messages get the lane of their sender (anonymous id, else user id); a claim takes
+    the lowest lanes first, in arrival order within a lane, and the next claim goes on after
+    the last position claimed."""
+    from profiles.ingest.collect import processing_lane
+    from profiles.ingest.processing import START, pending_process_batch
+    from profiles.models import PROCESSING_LANES
+
+    source = SourceFactory()
+    messages = [
+        {"type": "track", "event": "E", "anonymousId": f"anon-{i % 7}", "userId": f"u-{i % 7}"}
+        for i in range(70)
+    ] + [{"type": "track", "event": "E", "userId": "server-side-only"}]
+    messages_collect(source_id=source.pk, messages=messages)
+
+    staged = list(PendingMessage.objects.order_by("id").values_list("payload", "lane"))
+    for payload, lane in staged:
+        sender = payload.get("anonymousId") or payload["userId"]
+        assert lane == processing_lane({"anonymousId": sender}) < PROCESSING_LANES
+    lanes = sorted({lane for _, lane in staged})
+    assert len(lanes) > 1  # seven senders and one more: not all in one lane
+
+    first_lane = [
+        pk for pk, lane in PendingMessage.objects.values_list("id", "lane") if lane == lanes[0]
+    ]
+    done, last, deferred = pending_process_batch(batch_size=len(first_lane), after=START)
+
+    assert (done, deferred) == (len(first_lane), 0)
+    assert last == (lanes[0], max(first_lane))
+    assert not PendingMessage.objects.filter(lane=lanes[0]).exists()
+    assert PendingMessage.objects.filter(lane__gt=lanes[0]).count() == 71 - len(first_lane)
+    done, last, _ = pending_process_batch(batch_size=1000, after=last)
+    assert done == 71 - len(first_lane) and not PendingMessage.objects.exists()
+
+
+def test_two_workers_claim_different_senders():
+    """While one worker's batch is open, another's claim takes the next lanes: other senders,
+    so none of its messages wait for the first worker's identifier locks."""
+    from profiles.ingest.processing import START, pending_process_batch
+
+    source = SourceFactory()
+    # Repeat visitors: each sender's messages arrive spread over the whole stream.
+    messages = [
+        {"type": "track", "event": "E", "anonymousId": f"anon-{i % 40}"} for i in range(400)
+    ]
+    messages_collect(source_id=source.pk, messages=messages)
+    first_batch_open, second_done = threading.Event(), threading.Event()
+    results = {}
+
+    def first():
+        try:
+            from django.db import transaction
+
+            with transaction.atomic():
+                results["first"] = pending_process_batch(batch_size=200, after=START)
+                first_batch_open.set()
+                second_done.wait(timeout=30)
+        finally:
+            connection.close()
+
+    def second():
+        try:
+            first_batch_open.wait(timeout=30)
+            results["second"] = pending_process_batch(batch_size=200, after=START)
+        finally:
+            second_done.set()
+            connection.close()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert results["first"][0] + results["second"][0] == 400
+    assert results["first"][2] == results["second"][2] == 0  # nothing left for later
+    assert not PendingMessage.objects.exists()
