@@ -7,7 +7,8 @@ One database, ``<database>_partitions``, re-created each run. BENCH_PARTITION_EV
 over the year. Erasure and the partition drop are measured first at a tenth of the events,
 then with all of them; processing (BENCH_PARTITION_MESSAGES staged messages, default 20,000) on the
 partitioned table, then on the same events in a plain table (``events_unpartition``). Each
-timing of a read or an erasure is the best of BENCH_REPEAT (default 3) runs, rolled back;
+timing of a read or an erasure is the best of BENCH_REPEAT (default 3) runs, rolled back, and
+processing the best of as many rounds;
 retention is measured once, committed: the oldest month's partition dropped, then a month of
 the plain table deleted in batches as retention did before partitions.
 
@@ -195,17 +196,22 @@ def segment(pruning: bool) -> float:
 
 def process(source_id: int, profiles: int, label: str) -> float:
     """Stage MESSAGES messages of known people, then time their processing (events, traits,
-    and the refresh of the profiles they touched), after a warm-up of 1,000 others."""
+    and the refresh of the profiles they touched), after a warm-up of 1,000 others; the best
+    rate of BENCH_REPEAT rounds, each with messages of its own: one round is too noisy to
+    compare the two tables by."""
     from profiles.ingest.processing import pending_process
 
     stage(source_id, profiles, f"{label}-warm", 1_000)
     pending_process()
-    stage(source_id, profiles, label, MESSAGES)
-    started = time.perf_counter()
-    processed = pending_process()
-    elapsed = time.perf_counter() - started
-    assert processed == MESSAGES, processed
-    return MESSAGES / elapsed
+    rates = []
+    for round_ in range(REPEAT):
+        stage(source_id, profiles, f"{label}-{round_}", MESSAGES)
+        started = time.perf_counter()
+        processed = pending_process()
+        elapsed = time.perf_counter() - started
+        assert processed == MESSAGES, processed
+        rates.append(MESSAGES / elapsed)
+    return max(rates)
 
 
 def stage(source_id: int, profiles: int, label: str, count: int) -> None:
