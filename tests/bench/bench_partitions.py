@@ -263,9 +263,11 @@ def run() -> None:
         figures["erase_large"] = erase(person)
         figures["pruned"] = segment(pruning=True)
         figures["unpruned"] = segment(pruning=False)
-        figures["processed_partitioned"] = process(source_id, profiles, "p")
         figures["drop_large"], figures["rows_large"] = partition_drop()
         next_month = oldest_month()
+        # Both tables hold the same events when processing is timed: the refresh of the
+        # touched profiles reads all their events, so a month less would favour one of them.
+        figures["processed_partitioned"] = process(source_id, profiles, "p")
         started = time.perf_counter()
         events_unpartition()
         execute("VACUUM ANALYZE profiles_event")
