@@ -7,6 +7,7 @@ import json
 
 from django.contrib import admin, messages
 from django.contrib.admin import widgets
+from django.contrib.admin.options import IS_POPUP_VAR
 from django.contrib.admin.utils import label_for_field
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -298,7 +299,8 @@ class SavedViewsMixin:
         ]
 
     def changelist_view(self, request, extra_context=None):
-        if self.has_view_or_change_permission(request):
+        # Not in the pop-up lists that pick a related record.
+        if IS_POPUP_VAR not in request.GET and self.has_view_or_change_permission(request):
             extra_context = {
                 **(extra_context or {}),
                 "saved_views": self.saved_views_context(request),

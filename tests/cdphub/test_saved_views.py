@@ -68,6 +68,12 @@ def test_the_view_bar_lists_views_and_marks_the_current_one(admin_client):
     assert f'href="{CONTACTS}?_view={view.pk}" aria-current="page">Leads</a>' in page
     assert "Delete “Leads”" in page
     assert admin_client.get(CONTACTS).context["saved_views"]["current"] is None
+    # Not in the pop-up list that picks a related record.
+    popup = admin_client.get(f"{CONTACTS}?_popup=1&_to_field=id")
+    assert (
+        "saved_views" not in popup.context
+        and 'aria-label="Saved views"' not in popup.content.decode()
+    )
 
 
 def test_a_private_view_is_its_owners_and_a_shared_one_everyones(client, user_with_role):
