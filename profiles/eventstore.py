@@ -7,7 +7,7 @@ covers, so that no timestamp ever fails a batch. Partitions are made ahead of ti
 task (``event_partitions_maintain``) and by processing when a batch holds a timestamp no
 partition covers (``event_partitions_ensure_for``), within CREATE_PAST and CREATE_AHEAD of now:
 beyond, events stay in the default partition (a phone whose clock says 1970 must not create a
-partition). Retention drops whole partitions (``events_purge_before``).
+partition). Retention detaches whole partitions, then drops them (``events_purge_before``).
 
 A new partition is made as a plain table and then attached: ATTACH PARTITION needs only a SHARE
 UPDATE EXCLUSIVE lock on the event table, so reads and writes go on meanwhile, where CREATE TABLE
@@ -49,6 +49,8 @@ PARTITIONS_LOCK = 0x65766E74  # "evnt"
 # A partition to drop waits this long for the readers of the event table, then gives up until
 # the next run rather than queueing every new reader behind it.
 DROP_LOCK_TIMEOUT = "5s"
+# A partition detached by retention, waiting to be dropped, is renamed with this ending.
+RETIRED_SUFFIX = "_retired"
 BOUNDS = re.compile(r"FROM \('([^']+)'\) TO \('([^']+)'\)")
 
 
@@ -263,11 +265,17 @@ def events_purge_before(cutoff: datetime, batch_size: int) -> int:
     removed = 0
     for partition in event_partitions():
         if partition.end <= cutoff:
-            removed += _partition_drop(partition.name)
+            removed += partition_detach(partition.name)
+    retired_partitions_drop()
     return removed + _delete_in_batches(DEFAULT_PARTITION, "timestamp < %b", [cutoff], batch_size)
 
 
-def _partition_drop(name: str) -> int:
+def partition_detach(name: str) -> int:
+    """Take a partition out of the event table and rename it retired; how many events it held.
+    Dropping it there would lock the event table, against every reader and writer, for as long
+    as removing its files takes (about 50 ms for 750,000 events, growing with them); detaching
+    is a change of the catalog only (about a millisecond), and the files go with
+    ``retired_partitions_drop``, which locks nothing the hub uses."""
     with transaction.atomic():
         query("SELECT pg_advisory_xact_lock(%b::bigint)", [PARTITIONS_LOCK])
         ((estimate,),) = query(
@@ -276,8 +284,27 @@ def _partition_drop(name: str) -> int:
         if estimate < 0:  # never analysed
             ((estimate,),) = query(f'SELECT count(*) FROM "{name}"')  # noqa: S608 - a partition's name from the catalog
         query("SELECT set_config('lock_timeout', %b, true)", [DROP_LOCK_TIMEOUT])
-        execute(f'DROP TABLE "{name}"')
+        execute(f'ALTER TABLE "{EVENT_TABLE}" DETACH PARTITION "{name}"')
+        execute(f'ALTER TABLE "{name}" RENAME TO "{name}{RETIRED_SUFFIX}"')
     return estimate
+
+
+def retired_partitions_drop() -> list[str]:
+    """Drop the partitions retention detached (``partition_detach``): those of this run, and
+    any that an interrupted run left behind. Their events are out of the event table already;
+    until this runs they are still on disk."""
+    retired = [
+        name
+        for (name,) in query(
+            "SELECT relname::text FROM pg_class WHERE relkind = 'r' AND NOT relispartition "
+            "AND starts_with(relname, %b) AND right(relname, %b) = %b",
+            [f"{EVENT_TABLE}_p", len(RETIRED_SUFFIX), RETIRED_SUFFIX],
+        )
+    ]
+    for name in retired:
+        with transaction.atomic():
+            execute(f'DROP TABLE IF EXISTS "{name}"')
+    return retired
 
 
 def _delete_in_batches(table: str, condition: str, params: list, batch_size: int) -> int:

@@ -26,6 +26,7 @@ from profiles.eventstore import (
     events_unpartition,
     interval_end,
     interval_start,
+    partition_detach,
     seen_messages_expire,
 )
 from profiles.ingest.collect import messages_collect
@@ -230,6 +231,34 @@ def test_retention_drops_whole_partitions_and_keeps_the_one_holding_the_cutoff()
     assert not Event.objects.filter(pk=stray.pk).exists()
     assert Event.objects.filter(pk=kept.pk).exists()
     assert removed == 4
+    assert tables_like("profiles_event_p2025") == ["profiles_event_p20250301"]  # files gone
+
+
+def tables_like(prefix: str) -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname FROM pg_class WHERE relkind IN ('r', 'p') AND relname LIKE %s "
+            "ORDER BY relname",
+            [prefix + "%"],
+        )
+        return [name for (name,) in cursor.fetchall()]
+
+
+def test_a_partition_is_detached_first_and_dropped_after_even_if_a_run_stops_between():
+    """Retention locks the event table only to detach a partition; its files go after, by a
+    drop that locks nothing else. A partition detached by a run that stopped before dropping
+    it is dropped by the next run."""
+    old = dt.datetime(2025, 1, 15, tzinfo=UTC)
+    event_partitions_ensure(old, dt.datetime(2025, 2, 1, tzinfo=UTC))
+    gone = EventFactory(timestamp=old)
+
+    assert partition_detach("profiles_event_p20250101") == 1  # and the run stops here
+
+    assert not Event.objects.filter(pk=gone.pk).exists()
+    assert "profiles_event_p20250101" not in {p.name for p in event_partitions()}
+    assert tables_like("profiles_event_p20250101") == ["profiles_event_p20250101_retired"]
+    events_purge_before(dt.datetime(2024, 1, 1, tzinfo=UTC), batch_size=10)
+    assert tables_like("profiles_event_p20250101") == []
 
 
 def test_retention_deletes_rows_of_a_plain_event_table():
