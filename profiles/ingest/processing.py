@@ -279,7 +279,11 @@ def identifiers_try_lock(rows: list[Staged]) -> list[Staged]:
     create two profiles). Try-locks, never waits: a message whose identifiers another worker
     holds stays staged and is claimed again after that worker commits. Waiting instead would
     make concurrent workers queue behind each other whenever their batches share a visitor."""
-    key_of = {ident: identifier_lock_key(ident) for row in rows for ident in row.identifiers}
+    # A batch names each person many times: one key per distinct identifier.
+    key_of = {
+        ident: identifier_lock_key(ident)
+        for ident in {ident for row in rows for ident in row.identifiers}
+    }
     keys_of = {row.id: {key_of[ident] for ident in row.identifiers} for row in rows}
     keys = sorted(set(key_of.values()))
     if not keys:
