@@ -179,9 +179,6 @@ class PiiMaskedAdminMixin:
         return [*exclude, *self.pii_fields, *self.pii_json_fields, *links]
 
 
-method_decorator_post = method_decorator(require_POST)
-
-
 def masked_name(name: str) -> str:
     return f"{name}_masked"
 
@@ -224,6 +221,9 @@ class AuditHistoryMixin:
         ).select_related(None)[:200]
         extra_context = {**(extra_context or {}), "audit_entries": entries}
         return super().history_view(request, object_id, extra_context)
+
+
+method_decorator_post = method_decorator(require_POST)
 
 
 class SavedViewChangeList(ChangeList):
@@ -367,7 +367,8 @@ class SavedViewsMixin:
         except ValidationError as error:
             for message in error.messages:
                 messages.error(request, f"The view was not saved: {message}")
-            back = request.POST.get("current") or None
+            current = request.POST.get("current", "")
+            back = int(current) if current.isdigit() else None
             return HttpResponseRedirect(self.view_url(view_query(query), back))
         messages.success(request, f"Saved the view “{view.name}”.")
         return HttpResponseRedirect(self.view_url(view.query, view.pk))
