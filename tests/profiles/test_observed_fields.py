@@ -109,3 +109,46 @@ def test_a_flood_of_invented_keys_stops_at_the_cap(process, monkeypatch):
 
     process(order(2, currency="USD"))  # known fields still update
     assert fields()[("property", "Order Completed", "currency")].examples == ["EUR", "USD"]
+
+
+def test_messages_of_a_shape_already_looked_at_enough_change_nothing():
+    """Skipping the messages whose shape has been seen with enough examples records exactly
+    what walking every message records: a new type, a whole float or a new key still shows."""
+    from types import SimpleNamespace
+
+    def viewed(**properties):
+        payload = {"event": "Product Viewed", "properties": properties}
+        return SimpleNamespace(type="track", payload=payload)
+
+    messages = [viewed(sku=f"SKU-{i % 7}", price=2.5, qty=i) for i in range(300)]
+    messages += [
+        viewed(sku="SKU-1", price=3.0, qty=1),  # a whole float: an integer to JSON Schema
+        viewed(sku="SKU-1", price="3", qty=1),
+        viewed(sku="SKU-1", price=2.5, qty=True, coupon="WINTER"),
+        viewed(sku="SKU-1", price=2.5, qty=1, size={"eu": 42}),
+        viewed(sku="SKU-1", price=2.5, qty=1, size={"us": 9}),
+    ]
+    messages += [SimpleNamespace(type="identify", payload={"traits": {"plan": "pro"}})] * 100
+
+    def walked_one_by_one() -> dict:
+        seen = {}
+        for message in messages:
+            if message.type == "identify":
+                kind, name, document = "trait", "", message.payload["traits"]
+            else:
+                kind, name = "property", "Product Viewed"
+                document = message.payload["properties"]
+                seen.setdefault(("event", name, ""), observed.Seen()).types.add("track")
+            for key, value in observed.flattened(document):
+                seen.setdefault((kind, name, key), observed.Seen()).add(key, value)
+        return seen
+
+    def summed(seen: dict) -> dict:
+        return {key: (item.types, item.examples) for key, item in seen.items()}
+
+    found = observed.observed_in(messages)
+
+    assert summed(found) == summed(walked_one_by_one())
+    assert found[("property", "Product Viewed", "price")].types == {"number", "integer", "string"}
+    assert found[("property", "Product Viewed", "qty")].types == {"integer", "boolean"}
+    assert ("property", "Product Viewed", "size.us") in found
