@@ -250,10 +250,12 @@ class ValidMessage:
     lane: int = 0
 
 
-def processing_lane(message: dict) -> int:
+def processing_lane(message: dict, junk: frozenset[str] = frozenset()) -> int:
     """The lane of a staged message (``PendingMessage.lane``): from the sender's anonymous id,
-    the same for all of one browser's or device's messages, else its user id."""
-    sender = message.get("anonymousId") or message.get("userId") or ""
+    the same for all of one browser's or device's messages, else its user id. A placeholder
+    anonymous id ("undefined") names nobody: it would put every such sender in one lane."""
+    anonymous_id = message.get("anonymousId")
+    sender = anonymous_id if usable_id(anonymous_id, junk) else message.get("userId") or ""
     return zlib.crc32(str(sender).encode()) % PROCESSING_LANES
 
 
@@ -336,7 +338,7 @@ def message_validate(
         event_time(original, sent_at, received_at),
         as_utc(original),
         as_utc(sent_at),
-        processing_lane(message),
+        processing_lane(message, junk),
     )
 
 
