@@ -4,6 +4,7 @@ per-object parameter lists. This is what lets an import write thousands of rows 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from django.db import connection, models
@@ -25,10 +26,17 @@ def ids_reserve(model: type[models.Model], count: int) -> list[int]:
     if not count:
         return []
     rows = query(
-        "SELECT array_agg(nextval(pg_get_serial_sequence(%b, 'id'))) FROM generate_series(1, %b)",
-        [model._meta.db_table, count],
+        "SELECT array_agg(nextval(%b::regclass)) FROM generate_series(1, %b)",
+        [id_sequence(model._meta.db_table), count],
     )
     return rows[0][0]
+
+
+@functools.cache
+def id_sequence(table: str) -> str:
+    """The sequence of a table's ``id``, looked up once: finding it again for every id cost
+    seven times the ids themselves."""
+    return query("SELECT pg_get_serial_sequence(%b, 'id')", [table])[0][0]
 
 
 def prepared(field: models.Field, values: list) -> list:
@@ -59,19 +67,27 @@ def arrays_insert(
     arrays: list[list],
     *,
     skip_conflicts: bool = False,
+    constants: dict[models.Field, object] | None = None,
 ) -> list[int]:
     """One INSERT of a column array per field; with ``skip_conflicts``, the ids of the rows
-    really written (the others broke a unique constraint)."""
-    columns = ", ".join(quote(f.column) for f in fields)
+    really written (the others broke a unique constraint). ``constants`` are columns with the
+    same value in every row (defaults, timestamps), sent once rather than once per row."""
+    constants = constants or {}
+    columns = ", ".join(quote(f.column) for f in [*fields, *constants])
     casts = ", ".join(f"%b::{array_type(f)}[]" for f in fields)
+    once = "".join(f", %b::{array_type(f)}" for f in constants)
     conflict = " ON CONFLICT DO NOTHING RETURNING id" if skip_conflicts else ""
     rows = query(
         f"INSERT INTO {quote(model._meta.db_table)} ({columns})"  # noqa: S608 - model names
-        f" SELECT * FROM unnest({casts}){conflict}",
-        arrays,
+        f" SELECT u.*{once} FROM unnest({casts}) AS u{conflict}",
+        [*prepared_constants(constants), *arrays],  # in the order of their placeholders
         fetch=skip_conflicts,
     )
     return [row[0] for row in rows]
+
+
+def prepared_constants(constants: dict[models.Field, object]) -> list:
+    return [prepared(field, [value])[0] for field, value in constants.items()]
 
 
 def objects_insert(
@@ -100,23 +116,31 @@ def objects_insert(
 def values_insert(model: type[models.Model], rows: Sequence[dict]) -> list[int]:
     """Insert rows given as ``{attname: value}`` without building model instances (the cost
     that dominates big imports); absent fields get their model defaults, ``auto_now(_add)``
-    fields the current time. Returns the new ids, in order."""
+    fields the current time; a column with one value for all rows is sent once. Returns the
+    new ids, in order."""
     if not rows:
         return []
     ids = ids_reserve(model, len(rows))
     now = timezone.now()
-    fields = model._meta.concrete_fields
-    arrays = []
-    for field in fields:
+    given = {name for row in rows for name in row}
+    fields, arrays, constants = [], [], {}
+    for field in model._meta.concrete_fields:
         if field.primary_key:
-            values = ids
+            fields.append(field)
+            arrays.append(ids)
         elif is_auto_now(field):
-            values = [now] * len(rows)
+            constants[field] = now
+        elif field.attname not in given:
+            constants[field] = field.get_default()
         else:
             default = field.get_default()
-            values = prepared(field, [row.get(field.attname, default) for row in rows])
-        arrays.append(values)
-    arrays_insert(model, fields, arrays)
+            values = [row.get(field.attname, default) for row in rows]
+            if all(value is values[0] for value in values):  # one object: the same time, None
+                constants[field] = values[0]
+            else:
+                fields.append(field)
+                arrays.append(prepared(field, values))
+    arrays_insert(model, fields, arrays, constants=constants)
     return ids
 
 
