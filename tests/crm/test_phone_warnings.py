@@ -73,6 +73,32 @@ def test_an_import_keeps_the_row_and_reports_a_warning():
     assert Identity.objects.filter(kind="phone").count() == 1  # Cem's valid number only
 
 
+def test_linking_takes_each_verdict_from_the_check_the_import_made(monkeypatch):
+    data = csv_bytes(
+        "First name,E-mail,Phone", f"Ann,ann@example.com,{RESERVED}", "Cem,c@example.com,0612345678"
+    )
+    job = import_job_apply(job=checked(data))
+    checks = []
+    monkeypatch.setattr(services, "phone_for_record", lambda value: checks.append(value))
+
+    import_job_link_profiles(job=job)
+
+    assert checks == []  # both numbers were remembered with their verdicts
+    assert list(Identity.objects.filter(kind="phone").values_list("value", flat=True)) == [
+        "+31612345678"
+    ]
+
+
+def test_remembered_verdicts_are_bounded(monkeypatch):
+    monkeypatch.setattr(services, "PHONE_VERDICTS_KEPT", 2)
+    monkeypatch.setattr(services, "PHONE_VERDICTS", {})
+    for number in ("0612345671", "0612345672", "0612345673"):
+        services.phone_for_record(number)
+
+    assert services.PHONE_VERDICTS == {"+31612345673": None}
+    assert services.phone_warning("+31600000000") == services.PHONE_NOT_VALID  # checked anew
+
+
 def test_the_api_keeps_the_number_and_says_why_it_deserves_a_look(api_client_with_scopes):
     client = api_client_with_scopes("crm:read", "crm:write", "pii:read")
 
