@@ -4,7 +4,11 @@ linking does to profiles, identities and contacts is logged with the import, for
 
 from __future__ import annotations
 
-from django.db import transaction
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from crm import services
@@ -12,9 +16,21 @@ from crm.imports.rows import Progress, batched
 from crm.imports.write import change_log
 from crm.models import Contact, ImportChange, ImportJob
 
+logger = logging.getLogger(__name__)
+
 # Contacts linked to profiles per transaction: linking takes an advisory lock per identifier
 # (up to three per contact), and PostgreSQL keeps those in its shared lock table.
 LINK_BATCH_SIZE = 500
+# Batches linked side by side, each in a thread with its own connection: while one waits for
+# PostgreSQL to write its profiles and identities, the other prepares its next batch in Python
+# (100,000 contacts on two cores: 16 s one batch at a time, 10 s two side by side; three or
+# four gained nothing more).
+LINK_THREADS = 2
+# Two batches whose contacts share a profile may lock its row in opposite orders; PostgreSQL
+# then cancels one, which is linked again.
+DEADLOCK_RETRIES = 3
+
+Batch = tuple[list[int], str]  # contact ids, and whether the import created or updated them
 
 
 def import_job_link_profiles(*, job: ImportJob, progress: Progress | None = None) -> int:
@@ -25,23 +41,70 @@ def import_job_link_profiles(*, job: ImportJob, progress: Progress | None = None
     again after an interruption: linking is idempotent."""
     if job.resource != ImportJob.Resource.CONTACTS or job.profiles_linked_at:
         return 0
-    linked = 0
+    batches = list(link_batches(job))
+    if connection.in_atomic_block or len(batches) < 2:
+        # Inside a caller's transaction other connections cannot see its contacts yet.
+        linked = sum(batch_link(job, batch, progress) for batch in batches)
+    else:
+        linked = batches_link_side_by_side(job, batches, progress)
+    job.profiles_linked_at = timezone.now()
+    job.save(update_fields=["profiles_linked_at"])
+    return linked
+
+
+def link_batches(job: ImportJob):
     # The contacts of the file's rows; the changes logged by linking itself have no rows.
     sources = ImportChange.objects.filter(job=job, model="crm.contact").exclude(row_numbers=[])
     for change_id, action in sources.values_list("pk", "action"):
         object_ids = ImportChange.objects.values_list("object_ids", flat=True).get(pk=change_id)
         for ids in batched(object_ids, LINK_BATCH_SIZE):
+            yield list(ids), action
+
+
+def batches_link_side_by_side(
+    job: ImportJob, batches: list[Batch], progress: Progress | None
+) -> int:
+    """``LINK_THREADS`` threads share the batches; the first failure stops the others after
+    their current batch and is raised."""
+    failed = threading.Event()
+
+    def link_share(share: list[Batch]) -> int:
+        linked = 0
+        try:
+            for batch in share:
+                if failed.is_set():
+                    break
+                linked += batch_link(job, batch, progress)
+        except BaseException:
+            failed.set()
+            raise
+        finally:
+            connection.close()  # this thread's own
+        return linked
+
+    threads = min(LINK_THREADS, len(batches))
+    with ThreadPoolExecutor(threads, thread_name_prefix="link") as pool:
+        shares = [pool.submit(link_share, batches[n::threads]) for n in range(threads)]
+        return sum(share.result() for share in shares)
+
+
+def batch_link(job: ImportJob, batch: Batch, progress: Progress | None) -> int:
+    ids, action = batch
+    for attempt in range(DEADLOCK_RETRIES):
+        try:
             with transaction.atomic():
-                contacts = list(Contact.objects.filter(pk__in=ids).select_related(None))
+                contacts = list(Contact.objects.filter(pk__in=ids).only(*services.LINKED_FIELDS))
                 links = services.contact_profiles_link(contacts=contacts)
                 created = action == ImportChange.Action.CREATED
                 profile_links_log(job, links, created_contacts=created)
-            linked += len(contacts)
-            if progress:
-                progress(job)
-    job.profiles_linked_at = timezone.now()
-    job.save(update_fields=["profiles_linked_at"])
-    return linked
+            break
+        except OperationalError as exc:
+            if "deadlock" not in str(exc) or attempt == DEADLOCK_RETRIES - 1:
+                raise
+            logger.warning("linking import %s deadlocked; linking the batch again", job.pk)
+    if progress:
+        progress(job)
+    return len(contacts)
 
 
 def profile_links_log(

@@ -7,9 +7,12 @@ import threading
 import time
 
 import pytest
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 
-from crm.models import Contact
+from crm import services as crm_services
+from crm.imports import linking
+from crm.imports.revert import import_job_revert
+from crm.models import Contact, ImportJob
 from crm.services import contact_profiles_link
 from profiles.ingest import hooks
 from profiles.ingest.collect import messages_collect
@@ -125,3 +128,106 @@ def test_processing_first_then_import_linking(people):
         hooks.unregister(hold_until_someone_waits)
     assert errors == []
     assert_one_profile_per_person(people)
+
+
+# --- an import's contacts linked in batches side by side ----------------------------------------
+
+
+def import_file(tmp_path, rows: list[str]):
+    """``import_file`` as run without a broker: the import, then linking after its commit."""
+    from django.core.management import call_command
+
+    path = tmp_path / "people.csv"
+    path.write_text("\n".join(["First name,E-mail,Phone", *rows]) + "\n")
+    call_command(
+        "import_file", str(path), "--resource", "contacts", "--mode", "create", "--key", "email"
+    )
+    return ImportJob.objects.latest("pk")
+
+
+@pytest.fixture
+def small_batches(monkeypatch):
+    monkeypatch.setattr(linking, "LINK_BATCH_SIZE", 7)
+
+
+def test_import_links_its_contacts_in_batches_side_by_side(tmp_path, small_batches):
+    # 60 people; every tenth shares a phone with the person after them (another batch at
+    # times): one person in the CDP, as the phone is the same.
+    rows = [f"P{n},p{n}@example.org,+316123{n:05d}" for n in range(60)]
+    for n in range(0, 60, 10):
+        rows[n + 1] = rows[n + 1].rsplit(",", 1)[0] + f",+316123{n:05d}"
+    threads_seen = set()
+    link_one = linking.batch_link
+
+    def batch_link(*args):
+        threads_seen.add(threading.current_thread().name)
+        return link_one(*args)
+
+    linking.batch_link, restore = batch_link, link_one
+    try:
+        job = import_file(tmp_path, rows)
+    finally:
+        linking.batch_link = restore
+
+    job.refresh_from_db()
+    assert job.profiles_linked_at is not None
+    assert len(threads_seen) == linking.LINK_THREADS  # side by side
+    contacts = list(Contact.objects.all())
+    assert len(contacts) == 60 and all(c.profile_id for c in contacts)
+    for contact in contacts:
+        owners = set(
+            Identity.objects.filter(
+                kind__in=["email", "phone", "crm_contact"],
+                value__in=[contact.email, contact.phone, str(contact.pk)],
+            ).values_list("profile_id", flat=True)
+        )
+        assert owners == {contact.profile_id}
+    assert Profile.objects.count() == 54  # six pairs share a phone
+
+    import_job_revert(job=job)
+    assert (Contact.objects.count(), Profile.objects.count(), Identity.objects.count()) == (0, 0, 0)
+
+
+def test_a_failing_batch_stops_linking_and_linking_again_finishes(tmp_path, small_batches):
+    failures = iter([True])
+    link = crm_services.contact_profiles_link
+
+    def fails_once(**kwargs):
+        if next(failures, False):
+            raise RuntimeError("the database went away")
+        return link(**kwargs)
+
+    crm_services.contact_profiles_link = fails_once
+    try:
+        with pytest.raises(RuntimeError, match="went away"):
+            import_file(tmp_path, [f"P{n},p{n}@example.org," for n in range(40)])
+    finally:
+        crm_services.contact_profiles_link = link
+    job = ImportJob.objects.get()
+    assert job.status == ImportJob.Status.APPLIED  # the import itself had committed
+    assert job.profiles_linked_at is None
+    assert Contact.objects.filter(profile__isnull=True).exists()
+
+    linking.import_job_link_profiles(job=job)  # as the task does when run again
+
+    assert not Contact.objects.filter(profile__isnull=True).exists()
+    assert Profile.objects.count() == 40
+
+
+def test_a_batch_that_deadlocks_is_linked_again(tmp_path, small_batches, caplog):
+    deadlocks = iter([True])
+    link = crm_services.contact_profiles_link
+
+    def deadlocks_once(**kwargs):
+        if next(deadlocks, False):
+            raise OperationalError("deadlock detected")
+        return link(**kwargs)
+
+    crm_services.contact_profiles_link = deadlocks_once
+    try:
+        import_file(tmp_path, [f"P{n},p{n}@example.org," for n in range(20)])
+    finally:
+        crm_services.contact_profiles_link = link
+    assert not Contact.objects.filter(profile__isnull=True).exists()
+    assert Profile.objects.count() == 20
+    assert "linking the batch again" in caplog.text
