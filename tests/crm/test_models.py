@@ -55,3 +55,17 @@ def test_every_record_with_a_visibility_rule_goes_nameless_out_of_sight(hidden_r
         record.out_of_sight = True
 
         assert str(record) == OUT_OF_SIGHT, model
+
+
+def test_contacts_have_no_pattern_ops_index():
+    """Django adds a ``varchar_pattern_ops`` index beside every indexed or unique text column
+    (for ``LIKE 'prefix%'``); no query of cdphub uses them on contacts, and each contact
+    written (100,000 in an import) would update them."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'crm_contact'"
+            " AND indexdef LIKE '%%pattern_ops%%'"
+        )
+        assert cursor.fetchall() == []
