@@ -150,7 +150,7 @@ def small_batches(monkeypatch):
     monkeypatch.setattr(linking, "LINK_BATCH_SIZE", 7)
 
 
-def test_import_links_its_contacts_in_batches_side_by_side(tmp_path, small_batches):
+def test_import_links_its_contacts_in_batches_side_by_side(tmp_path, small_batches, monkeypatch):
     # 60 people; every tenth shares a phone with the person after them (another batch at
     # times): one person in the CDP, as the phone is the same.
     rows = [f"P{n},p{n}@example.org,+316123{n:05d}" for n in range(60)]
@@ -163,11 +163,8 @@ def test_import_links_its_contacts_in_batches_side_by_side(tmp_path, small_batch
         threads_seen.add(threading.current_thread().name)
         return link_one(*args)
 
-    linking.batch_link, restore = batch_link, link_one
-    try:
-        job = import_file(tmp_path, rows)
-    finally:
-        linking.batch_link = restore
+    monkeypatch.setattr(linking, "batch_link", batch_link)
+    job = import_file(tmp_path, rows)
 
     job.refresh_from_db()
     assert job.profiles_linked_at is not None
@@ -188,21 +185,26 @@ def test_import_links_its_contacts_in_batches_side_by_side(tmp_path, small_batch
     assert (Contact.objects.count(), Profile.objects.count(), Identity.objects.count()) == (0, 0, 0)
 
 
-def test_a_failing_batch_stops_linking_and_linking_again_finishes(tmp_path, small_batches):
-    failures = iter([True])
+def first_batch_fails(monkeypatch, error: Exception) -> None:
+    """The first batch linked raises ``error``; the others link as usual."""
+    failures = iter([error])
     link = crm_services.contact_profiles_link
 
     def fails_once(**kwargs):
-        if next(failures, False):
-            raise RuntimeError("the database went away")
+        if failure := next(failures, None):
+            raise failure
         return link(**kwargs)
 
-    crm_services.contact_profiles_link = fails_once
-    try:
-        with pytest.raises(RuntimeError, match="went away"):
-            import_file(tmp_path, [f"P{n},p{n}@example.org," for n in range(40)])
-    finally:
-        crm_services.contact_profiles_link = link
+    monkeypatch.setattr(crm_services, "contact_profiles_link", fails_once)
+
+
+def test_a_failing_batch_stops_linking_and_linking_again_finishes(
+    tmp_path, small_batches, monkeypatch
+):
+    first_batch_fails(monkeypatch, RuntimeError("the database went away"))
+
+    with pytest.raises(RuntimeError, match="went away"):
+        import_file(tmp_path, [f"P{n},p{n}@example.org," for n in range(40)])
     job = ImportJob.objects.get()
     assert job.status == ImportJob.Status.APPLIED  # the import itself had committed
     assert job.profiles_linked_at is None
@@ -214,20 +216,11 @@ def test_a_failing_batch_stops_linking_and_linking_again_finishes(tmp_path, smal
     assert Profile.objects.count() == 40
 
 
-def test_a_batch_that_deadlocks_is_linked_again(tmp_path, small_batches, caplog):
-    deadlocks = iter([True])
-    link = crm_services.contact_profiles_link
+def test_a_batch_that_deadlocks_is_linked_again(tmp_path, small_batches, monkeypatch, caplog):
+    first_batch_fails(monkeypatch, OperationalError("deadlock detected"))
 
-    def deadlocks_once(**kwargs):
-        if next(deadlocks, False):
-            raise OperationalError("deadlock detected")
-        return link(**kwargs)
+    import_file(tmp_path, [f"P{n},p{n}@example.org," for n in range(20)])
 
-    crm_services.contact_profiles_link = deadlocks_once
-    try:
-        import_file(tmp_path, [f"P{n},p{n}@example.org," for n in range(20)])
-    finally:
-        crm_services.contact_profiles_link = link
     assert not Contact.objects.filter(profile__isnull=True).exists()
     assert Profile.objects.count() == 20
     assert "linking the batch again" in caplog.text
