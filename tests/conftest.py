@@ -19,6 +19,19 @@ def observed_fields_forgotten():
     observed_fields_forget()
 
 
+@pytest.fixture(autouse=True)
+def project_celery_app_stays_current():
+    """Tasks are sent through the process's current Celery app (eager without a broker). A
+    test that makes another app current (a test worker does) must put the project's back, or
+    every later test's tasks would go where no one runs them."""
+    from celery import current_app
+
+    from cdphub.celery import app
+
+    yield
+    assert current_app._get_current_object() is app, "a test left another Celery app current"
+
+
 @pytest.fixture
 def roles(db) -> dict[str, Group]:
     roles_sync()

@@ -172,8 +172,11 @@ def redis_or_skip() -> None:
 @pytest.fixture
 def broker_app():
     """A Celery app on Redis (not eager), with a queue of its own so no other worker on the
-    same Redis database takes the task."""
+    same Redis database takes the task. A test worker makes its app the process's current
+    one: the project's is put back after, or every later test's task would go to Redis."""
     from celery import Celery
+
+    from cdphub.celery import app as project_app
 
     redis_or_skip()
     app = Celery("cdphub-broker-test", set_as_current=False)
@@ -185,7 +188,9 @@ def broker_app():
         broker_connection_retry_on_startup=False,
     )
     app.autodiscover_tasks(["consent"], force=True)
-    return app
+    yield app
+    project_app.set_current()
+    project_app.set_default()
 
 
 @pytest.mark.broker
