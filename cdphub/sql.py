@@ -5,16 +5,21 @@ element into the SQL text, which then costs more than the database's own work.""
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TypeVar
 
 import psycopg
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import QuerySet
 from django.db.models.expressions import RawSQL
 
+logger = logging.getLogger(__name__)
+
 ORM_PLACEHOLDER = re.compile(r"%([%s])")
+T = TypeVar("T")
 
 
 def query(sql: str, params: Sequence = (), *, fetch: bool = True) -> list[tuple]:
@@ -88,3 +93,23 @@ def orm_sql(queryset: QuerySet) -> tuple[str, tuple]:
     binding reads the same way)."""
     sql, params = queryset.query.sql_with_params()
     return ORM_PLACEHOLDER.sub(lambda m: "%%" if m.group(1) == "%" else "%b", sql), params
+
+
+def is_deadlock(error: Exception) -> bool:
+    """Whether PostgreSQL cancelled the statement to break a deadlock."""
+    return isinstance(error, OperationalError) and "deadlock" in str(error)
+
+
+def atomic_retried_on_deadlock(work: Callable[[], T], *, attempts: int, retrying: str) -> T:
+    """``work()`` in a transaction of its own (a savepoint in a caller's), run again when
+    PostgreSQL cancels it to break a deadlock, up to ``attempts`` times in all; ``retrying``
+    is logged before each new attempt. Other errors, and the last deadlock, are raised."""
+    for attempt in range(attempts):
+        try:
+            with transaction.atomic():
+                return work()
+        except OperationalError as exc:
+            if not is_deadlock(exc) or attempt == attempts - 1:
+                raise
+            logger.warning(retrying)
+    raise ValueError("attempts must be at least 1")

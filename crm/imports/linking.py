@@ -4,20 +4,17 @@ linking does to profiles, identities and contacts is logged with the import, for
 
 from __future__ import annotations
 
-import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from django.db import OperationalError, connection, transaction
+from django.db import connection
 from django.utils import timezone
 
-from cdphub.sql import execute
+from cdphub.sql import atomic_retried_on_deadlock, execute
 from crm import services
 from crm.imports.rows import Progress, batched
 from crm.imports.write import change_log
 from crm.models import Contact, ImportChange, ImportJob
-
-logger = logging.getLogger(__name__)
 
 # Contacts linked to profiles per transaction: linking takes an advisory lock per identifier
 # (up to three per contact), and PostgreSQL keeps those in its shared lock table.
@@ -92,23 +89,24 @@ def batches_link_side_by_side(
 def batch_link(job: ImportJob, batch: Batch, progress: Progress | None) -> int:
     ids, action = batch
     own_transaction = not connection.in_atomic_block  # a caller's keeps its own settings
-    for attempt in range(DEADLOCK_RETRIES):
-        try:
-            with transaction.atomic():
-                if own_transaction:
-                    keyed_lookups_only()
-                contacts = list(Contact.objects.filter(pk__in=ids).only(*services.LINKED_FIELDS))
-                links = services.contact_profiles_link(contacts=contacts)
-                created = action == ImportChange.Action.CREATED
-                profile_links_log(job, links, created_contacts=created)
-            break
-        except OperationalError as exc:
-            if "deadlock" not in str(exc) or attempt == DEADLOCK_RETRIES - 1:
-                raise
-            logger.warning("linking import %s deadlocked; linking the batch again", job.pk)
+
+    def link() -> int:
+        if own_transaction:
+            keyed_lookups_only()
+        contacts = list(Contact.objects.filter(pk__in=ids).only(*services.LINKED_FIELDS))
+        links = services.contact_profiles_link(contacts=contacts)
+        created = action == ImportChange.Action.CREATED
+        profile_links_log(job, links, created_contacts=created)
+        return len(contacts)
+
+    linked = atomic_retried_on_deadlock(
+        link,
+        attempts=DEADLOCK_RETRIES,
+        retrying=f"linking import {job.pk} deadlocked; linking the batch again",
+    )
     if progress:
         progress(job)
-    return len(contacts)
+    return linked
 
 
 def keyed_lookups_only() -> None:

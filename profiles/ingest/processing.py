@@ -20,7 +20,7 @@ from django.db import InterfaceError, OperationalError, transaction
 
 from cdphub.logs import request_id_set
 from cdphub.metrics import PROCESSED
-from cdphub.sql import query
+from cdphub.sql import atomic_retried_on_deadlock, query
 from profiles.ingest import hooks, plans
 from profiles.ingest.observed import observed_fields_record
 from profiles.ingest.refresh import profiles_refresh_queue, queued_profiles_refresh
@@ -132,18 +132,17 @@ def pending_process_batch(
 
 
 def _process_batch(claim_sql: str, params: list) -> tuple[int, tuple[int, int], int]:
-    for attempt in range(DEADLOCK_RETRIES):
-        try:
-            with transaction.atomic():
-                rows = _claim(claim_sql, params)
-                done, deferred = _process_claimed(rows)
-                last = max(((row.lane, row.id) for row in rows), default=START)
-                return done, last, deferred
-        except OperationalError as exc:
-            if "deadlock" not in str(exc) or attempt == DEADLOCK_RETRIES - 1:
-                raise
-            logger.warning("deadlock while processing collected messages; retrying the batch")
-    raise AssertionError("unreachable")
+    def process() -> tuple[int, tuple[int, int], int]:
+        rows = _claim(claim_sql, params)
+        done, deferred = _process_claimed(rows)
+        last = max(((row.lane, row.id) for row in rows), default=START)
+        return done, last, deferred
+
+    return atomic_retried_on_deadlock(
+        process,
+        attempts=DEADLOCK_RETRIES,
+        retrying="deadlock while processing collected messages; retrying the batch",
+    )
 
 
 def _process_isolating(ids: list[int]) -> tuple[int, int]:

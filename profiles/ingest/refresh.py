@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import OperationalError, transaction
 from django.utils import timezone
 
-from cdphub.sql import query
+from cdphub.sql import is_deadlock, query
 from profiles.models import ProfileRefresh
 
 logger = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def queued_profiles_refresh(*, batch_size: int | None = None) -> int:
         except OperationalError as exc:
             # A processing batch merging profiles can still cross the refresh's locks: the
             # claim is given back for the next pass instead of stopping the processing loop.
-            if "deadlock" not in str(exc) or deadlocks == MAX_DEADLOCKS:
+            if not is_deadlock(exc) or deadlocks == MAX_DEADLOCKS:
                 raise
             deadlocks += 1
             logger.warning("profile refresh deadlocked with processing; giving the claim back")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 
-from cdphub.sql import execute, execute_without_jit, query
+from cdphub.sql import atomic_retried_on_deadlock, execute, execute_without_jit, query
 
 pytestmark = pytest.mark.django_db
 
@@ -33,3 +33,42 @@ def test_a_failing_statement_without_jit_raises_its_own_error():
 
     with pytest.raises(ProgrammingError, match="no_such_table"):
         execute_without_jit("INSERT INTO no_such_table VALUES (1)")
+
+
+def failing_then(errors: list[Exception]):
+    """Work that raises each of ``errors`` in turn, then writes a row and says how many tries
+    it took."""
+    tries = []
+
+    def work() -> int:
+        tries.append(1)
+        execute("INSERT INTO tried VALUES (%b)", [len(tries)])
+        if errors:
+            raise errors.pop(0)
+        return len(tries)
+
+    return work
+
+
+@pytest.fixture
+def tried_table():
+    execute("CREATE TEMP TABLE tried (n int)")
+
+
+def test_a_deadlocked_transaction_is_run_again_with_nothing_of_it_kept(tried_table, caplog):
+    work = failing_then([OperationalError("deadlock detected")])
+
+    assert atomic_retried_on_deadlock(work, attempts=3, retrying="again, please") == 2
+    assert query("SELECT n FROM tried") == [(2,)]  # the first try was rolled back
+    assert "again, please" in caplog.text
+
+
+def test_other_errors_and_the_last_deadlock_are_raised(tried_table):
+    with pytest.raises(OperationalError, match="connection lost"):
+        atomic_retried_on_deadlock(
+            failing_then([OperationalError("connection lost")]), attempts=3, retrying=""
+        )
+    deadlocks = [OperationalError("deadlock detected") for _ in range(3)]
+    with pytest.raises(OperationalError, match="deadlock"):
+        atomic_retried_on_deadlock(failing_then(deadlocks), attempts=3, retrying="")
+    assert query("SELECT n FROM tried") == []
