@@ -181,6 +181,22 @@ def test_nested_trait_paths_and_text_operators():
     assert ids({"trait": "address", "op": "exists", "value": False}) == {nameless.pk}
 
 
+def test_trait_conditions_that_select_by_value_use_the_traits_index():
+    """eq and in are containment (``traits @> ...``), which the traits index
+    (``jsonb_path_ops``) serves; with plain scans made prohibitive the plan shows it."""
+    from django.db import connection, transaction
+
+    ProfileFactory(traits={"address": {"city": "Utrecht"}, "tags": ["vip"]})
+    leaves = [
+        {"trait": "address.city", "op": "eq", "value": "Utrecht"},
+        {"trait": "address.city", "op": "in", "value": ["Utrecht", "Delft"]},
+    ]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        plans = [rule_queryset(leaf).explain() for leaf in leaves]
+    assert all("profile_traits_paths" in plan for plan in plans), plans
+
+
 def test_not_of_a_comparison_includes_profiles_without_the_trait():
     young = ProfileFactory(traits={"age": 20})
     old = ProfileFactory(traits={"age": 70})
