@@ -95,6 +95,17 @@ def orm_sql(queryset: QuerySet) -> tuple[str, tuple]:
     return ORM_PLACEHOLDER.sub(lambda m: "%%" if m.group(1) == "%" else "%b", sql), params
 
 
+def keyed_lookups_only() -> None:
+    """Rule out scans of whole tables for the rest of the current transaction, for work that
+    reads and checks rows by key only. PostgreSQL plans a statement on the table sizes it
+    knows when it first plans it, and keeps the plan for the connection: a foreign key check
+    planned while the profiles table was empty scanned it whole for every contact of an
+    import (linking ran at 200 rows/s instead of 10,000 as the table grew), and the claim of
+    staged messages, planned generically once its queue was analysed nearly empty, scanned and
+    sorted the whole queue for each batch (a fifth of processing with 20,000 staged)."""
+    execute("SET LOCAL enable_seqscan = off")
+
+
 def is_deadlock(error: Exception) -> bool:
     """Whether PostgreSQL cancelled the statement to break a deadlock."""
     return isinstance(error, OperationalError) and "deadlock" in str(error)

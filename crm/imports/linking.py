@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from django.db import connection
 from django.utils import timezone
 
-from cdphub.sql import atomic_retried_on_deadlock, execute
+from cdphub.sql import atomic_retried_on_deadlock, keyed_lookups_only
 from crm import services
 from crm.imports.rows import Progress, batched
 from crm.imports.write import change_log
@@ -107,15 +107,6 @@ def batch_link(job: ImportJob, batch: Batch, progress: Progress | None) -> int:
     if progress:
         progress(job)
     return linked
-
-
-def keyed_lookups_only() -> None:
-    """Linking reads and checks rows by key only (contacts, identities, the profile each
-    foreign key names). PostgreSQL plans the foreign key checks once per connection, on the
-    table sizes of that moment: the first import into an empty hub planned a whole scan of the
-    profiles for every check, and linked 100,000 contacts at 200 a second as the table grew.
-    With scans of whole tables ruled out in its transactions, every plan is a keyed lookup."""
-    execute("SET LOCAL enable_seqscan = off")
 
 
 def profile_links_log(

@@ -16,11 +16,11 @@ import time
 
 import orjson
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 
 from cdphub.logs import request_id_set
 from cdphub.metrics import PROCESSED
-from cdphub.sql import atomic_retried_on_deadlock, query
+from cdphub.sql import atomic_retried_on_deadlock, keyed_lookups_only, query
 from profiles.ingest import hooks, plans
 from profiles.ingest.observed import observed_fields_record
 from profiles.ingest.refresh import profiles_refresh_queue, queued_profiles_refresh
@@ -132,7 +132,11 @@ def pending_process_batch(
 
 
 def _process_batch(claim_sql: str, params: list) -> tuple[int, tuple[int, int], int]:
+    own_transaction = not connection.in_atomic_block  # a caller's keeps its own settings
+
     def process() -> tuple[int, tuple[int, int], int]:
+        if own_transaction:
+            keyed_lookups_only()  # every statement of a batch finds its rows by key
         rows = _claim(claim_sql, params)
         done, deferred = _process_claimed(rows)
         last = max(((row.lane, row.id) for row in rows), default=START)

@@ -19,6 +19,7 @@ from profiles.ingest.collect import messages_collect
 from profiles.ingest.processing import pending_process
 from profiles.models import Event, Identity, PendingMessage, Profile
 from tests.factories import SourceFactory
+from tests.plans import scanned_whole
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -226,33 +227,16 @@ def test_a_batch_that_deadlocks_is_linked_again(tmp_path, small_batches, monkeyp
     assert "linking the batch again" in caplog.text
 
 
-def profiles_scanned_whole() -> int:
-    """How many times the profiles table was read whole, as PostgreSQL's statistics count it
-    (other connections report theirs when they end: waited for)."""
-    with connection.cursor() as cursor:
-        counts = []
-        for _ in range(20):
-            cursor.execute("SELECT pg_stat_clear_snapshot()")
-            cursor.execute(
-                "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'profiles_profile'"
-            )
-            counts.append(cursor.fetchone()[0])
-            if counts[-3:] == [counts[-1]] * 3:
-                break
-            time.sleep(0.1)
-        return counts[-1]
-
-
 def test_linking_into_an_empty_hub_looks_profiles_up_by_key(tmp_path, small_batches):
     """The foreign key checks are planned on the first batch, when the profiles table is still
     empty: a whole scan per check, kept as the table grows, made the first big import link
     about fifty times slower."""
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE profiles_profile")  # known to be empty, as on day one
-    before = profiles_scanned_whole()
+    before = scanned_whole("profiles_profile")
 
     import_file(tmp_path, [f"P{n},p{n}@example.org,+316123{n:05d}" for n in range(60)])
 
     assert Profile.objects.count() == 60  # about 240 foreign key checks
-    scanned = profiles_scanned_whole() - before
+    scanned = scanned_whole("profiles_profile") - before
     assert scanned < 10, scanned

@@ -9,6 +9,7 @@ from profiles.ingest.collect import messages_collect
 from profiles.ingest.processing import BatchResolver, pending_process
 from profiles.models import Event, Identity, PendingMessage, Profile, ProfileMerge
 from tests.factories import SourceFactory
+from tests.plans import scanned_whole
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -177,3 +178,22 @@ def test_two_workers_claim_different_senders():
     assert results["first"][0] + results["second"][0] == 400
     assert results["first"][2] == results["second"][2] == 0  # nothing left for later
     assert not PendingMessage.objects.exists()
+
+
+def test_a_queue_analysed_nearly_empty_is_still_claimed_by_key():
+    """The claim and the removal of processed messages are planned once per connection, on
+    the statistics of the staging table, which is usually analysed while nearly empty: the
+    plans then read the whole queue for every batch (and sorted it, payloads and all)."""
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE profiles_pendingmessage")
+    source = SourceFactory()
+    messages = [
+        {"type": "track", "event": "Viewed", "userId": f"u{n}", "messageId": f"m{n}"}
+        for n in range(300)
+    ]
+    messages_collect(source_id=source.pk, messages=messages)
+    before = scanned_whole("profiles_pendingmessage")
+
+    assert pending_process(batch_size=20) == 300
+
+    assert scanned_whole("profiles_pendingmessage") - before < 3
