@@ -215,7 +215,12 @@ _covered = _Covered()
 def event_partitions_ensure_for(timestamps: list[datetime]) -> None:
     """Processing's check before it stores a batch: make the partitions its timestamps need,
     within CREATE_PAST and CREATE_AHEAD of now (the rest goes to the default partition)."""
-    starts = {interval_start(moment) for moment in timestamps}
+    if not timestamps:
+        return
+    # A batch nearly always falls within one interval: then its first and last moments say
+    # so, without finding the interval of every timestamp (4% of processing's time).
+    first, last = interval_start(min(timestamps)), interval_start(max(timestamps))
+    starts = {first} if first == last else {interval_start(moment) for moment in timestamps}
     if not _covered.missing(starts):
         return
     _covered.reload()
