@@ -64,6 +64,18 @@ def execute_without_jit(sql: str, params: Sequence = ()) -> int:
         return changed
 
 
+def query_in_index_order(sql: str, params: Sequence = ()) -> list[tuple]:
+    """``query`` with sorting ruled out, in the caller's transaction, for an ``ORDER BY ...
+    LIMIT`` that an index returns in order: a planner that underestimates how many rows match
+    (a queue analysed nearly empty) reads and sorts all of them for the first few instead."""
+    ((previous, _),) = query(
+        "SELECT current_setting('enable_sort'), set_config('enable_sort', 'off', true)"
+    )
+    rows = query(sql, params)
+    query("SELECT set_config('enable_sort', %b, true)", [previous])  # a failure rolls it back
+    return rows
+
+
 def execute_together(sql: str, params: Sequence = ()) -> list[int]:
     """Run several statements separated by ``;`` in one round trip; how many rows each changed.
     Placeholders are ``%s``, quoted into the text: meant for a few values (one collected

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import orjson
 from django.conf import settings
@@ -20,7 +21,12 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 
 from cdphub.logs import request_id_set
 from cdphub.metrics import PROCESSED
-from cdphub.sql import atomic_retried_on_deadlock, keyed_lookups_only, query
+from cdphub.sql import (
+    atomic_retried_on_deadlock,
+    keyed_lookups_only,
+    query,
+    query_in_index_order,
+)
 from profiles.ingest import hooks, plans
 from profiles.ingest.observed import observed_fields_record
 from profiles.ingest.refresh import profiles_refresh_queue, queued_profiles_refresh
@@ -121,7 +127,7 @@ def pending_process_batch(
     never blocks the rest of its batch or anything staged behind it. Transient errors (a lost
     connection, a deadlock, a cancelled statement) reject nothing: the rows stay staged."""
     try:
-        return _process_batch(CLAIM_SQL, [*after, batch_size])
+        return _process_batch(lambda: _claim_next(after, batch_size))
     except TRANSIENT_ERRORS:
         raise
     except Exception:
@@ -131,13 +137,13 @@ def pending_process_batch(
     return done, max(((lane, staged_id) for staged_id, lane in staged), default=START), deferred
 
 
-def _process_batch(claim_sql: str, params: list) -> tuple[int, tuple[int, int], int]:
+def _process_batch(claim: Callable[[], list[Staged]]) -> tuple[int, tuple[int, int], int]:
     own_transaction = not connection.in_atomic_block  # a caller's keeps its own settings
 
     def process() -> tuple[int, tuple[int, int], int]:
         if own_transaction:
             keyed_lookups_only()  # every statement of a batch finds its rows by key
-        rows = _claim(claim_sql, params)
+        rows = claim()
         done, deferred = _process_claimed(rows)
         last = max(((row.lane, row.id) for row in rows), default=START)
         return done, last, deferred
@@ -155,7 +161,7 @@ def _process_isolating(ids: list[int]) -> tuple[int, int]:
     if not ids:
         return 0, 0
     try:
-        done, _, deferred = _process_batch(CLAIM_IDS_SQL, [ids])
+        done, _, deferred = _process_batch(lambda: _claim(query(CLAIM_IDS_SQL, [ids])))
         return done, deferred
     except TRANSIENT_ERRORS:
         raise
@@ -176,8 +182,13 @@ def staged_request_id(staged_id: int) -> str:
     return rows[0][0] if rows else ""
 
 
-def _claim(claim_sql: str, params: list) -> list[Staged]:
-    rows = [Staged(*row) for row in query(claim_sql, params)]
+def _claim_next(after: tuple[int, int], batch_size: int) -> list[Staged]:
+    """The next staged messages after ``after``, read along the claim-order index."""
+    return _claim(query_in_index_order(CLAIM_SQL, [*after, batch_size]))
+
+
+def _claim(found: list[tuple]) -> list[Staged]:
+    rows = [Staged(*row) for row in found]
     for row in rows:
         row.payload = as_json(row.payload)
     return rows

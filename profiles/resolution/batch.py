@@ -43,12 +43,15 @@ SEEN_TABLE = SeenMessage._meta.db_table
 # spec: the track event name, the page/screen name, identify traits (at the root for Segment,
 # in context.traits for RudderStack), group traits, track/page/screen properties.
 EVENTS_SQL = f"""
-    WITH processed AS (
-        DELETE FROM {PENDING_TABLE} pm
-        USING unnest(%b::bigint[], %b::bigint[], %b::text[], %b::text[])
-            AS u(staged_id, profile_id, user_id, anonymous_id)
-        WHERE pm.id = u.staged_id
-        RETURNING u.profile_id, u.user_id, u.anonymous_id, pm.*
+    WITH removed AS (
+        -- By id, so the queue's primary key finds the rows; a join with the arrays may be
+        -- planned to read the whole queue when it was analysed nearly empty.
+        DELETE FROM {PENDING_TABLE} WHERE id = ANY(%b::bigint[]) RETURNING *
+    ), processed AS (
+        SELECT u.profile_id, u.user_id, u.anonymous_id, removed.*
+        FROM removed
+        JOIN unnest(%b::bigint[], %b::bigint[], %b::text[], %b::text[])
+            AS u(staged_id, profile_id, user_id, anonymous_id) ON removed.id = u.staged_id
     ), staged AS (
         SELECT processed.*,
             -- Server SDKs send a page/screen category beside the name, analytics.js among
@@ -397,10 +400,12 @@ class BatchResolver:
 
     def _write_events(self) -> None:
         event_partitions_ensure_for([row.timestamp for row in self.rows])
+        staged_ids = [row.id for row in self.rows]
         query(
             EVENTS_SQL,
             [
-                [row.id for row in self.rows],
+                staged_ids,
+                staged_ids,
                 [row.profile for row in self.rows],
                 [first_of_kind(row, Identity.Kind.USER_ID) for row in self.rows],
                 [first_of_kind(row, Identity.Kind.ANONYMOUS_ID) for row in self.rows],
