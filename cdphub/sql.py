@@ -55,25 +55,28 @@ def execute_without_jit(sql: str, params: Sequence = ()) -> int:
     the planner's cost estimate, which their grouped joins inflate, and compiling their many
     aggregate expressions took longer than running them (0.55 s became 1.4 s for ten defined
     traits of 10,000 profiles; a 50,000-profile batch of the built-in ones 1.9 s became 2.8 s)."""
-    with transaction.atomic():
-        ((previous, _),) = query("SELECT current_setting('jit'), set_config('jit', 'off', true)")
-        changed = execute(sql, params)
-        # Back as it was for the rest of a caller's transaction (a local setting would last
-        # until it ends); a failed statement rolls the setting back with it.
-        query("SELECT set_config('jit', %b, true)", [previous])
-        return changed
+    with transaction.atomic(), planner_setting("jit", "off"):
+        return execute(sql, params)
 
 
 def query_in_index_order(sql: str, params: Sequence = ()) -> list[tuple]:
     """``query`` with sorting ruled out, in the caller's transaction, for an ``ORDER BY ...
     LIMIT`` that an index returns in order: a planner that underestimates how many rows match
     (a queue analysed nearly empty) reads and sorts all of them for the first few instead."""
+    with planner_setting("enable_sort", "off"):
+        return query(sql, params)
+
+
+@contextmanager
+def planner_setting(name: str, value: str) -> Iterator[None]:
+    """PostgreSQL's setting ``name`` at ``value`` for the statements inside, in the current
+    transaction, then back as it was for the rest of it (a local setting would last until it
+    ends); a failure inside rolls the setting back with the transaction or savepoint."""
     ((previous, _),) = query(
-        "SELECT current_setting('enable_sort'), set_config('enable_sort', 'off', true)"
+        "SELECT current_setting(%b), set_config(%b, %b, true)", [name, name, value]
     )
-    rows = query(sql, params)
-    query("SELECT set_config('enable_sort', %b, true)", [previous])  # a failure rolls it back
-    return rows
+    yield
+    query("SELECT set_config(%b, %b, true)", [name, previous])
 
 
 def execute_together(sql: str, params: Sequence = ()) -> list[int]:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 from django.db import OperationalError, connection, transaction
 
-from cdphub.sql import atomic_retried_on_deadlock, execute, execute_without_jit, query
+from cdphub.sql import (
+    atomic_retried_on_deadlock,
+    execute,
+    execute_without_jit,
+    query,
+    query_in_index_order,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -33,6 +39,12 @@ def test_a_failing_statement_without_jit_raises_its_own_error():
 
     with pytest.raises(ProgrammingError, match="no_such_table"):
         execute_without_jit("INSERT INTO no_such_table VALUES (1)")
+
+
+def test_query_in_index_order_runs_without_sorting_and_puts_the_setting_back():
+    execute("SET LOCAL enable_sort = on")
+    assert query_in_index_order("SELECT current_setting('enable_sort')") == [("off",)]
+    assert query("SELECT current_setting('enable_sort')") == [("on",)]
 
 
 def failing_then(errors: list[Exception]):
